@@ -1,0 +1,28 @@
+# ctest conventions:
+#  - unit tests (cmocka) carry the label "unit";
+#  - integration tests carry "integration" and exit 77 (ctest skip) when a
+#    resource they need, /dev/kvm above all, is missing: they skip loudly,
+#    never pass silently.
+set(FERRY_SKIP_CODE 77)
+
+function(ferry_unit_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  set_target_properties(${name} PROPERTIES
+    RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
+  add_test(NAME unit/${name} COMMAND ${name})
+  set_tests_properties(unit/${name} PROPERTIES LABELS unit TIMEOUT 120)
+endfunction()
+
+function(ferry_integration_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "COMMAND" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  add_test(NAME integration/${name} COMMAND ${T_COMMAND})
+  set_tests_properties(integration/${name} PROPERTIES
+    LABELS integration TIMEOUT ${T_TIMEOUT}
+    SKIP_RETURN_CODE ${FERRY_SKIP_CODE}
+    ENVIRONMENT "FERRY_BIN=${FERRY_BIN_DIR};FERRY_GUESTS=${FERRY_GUEST_DIR};FERRY_SRC=${CMAKE_SOURCE_DIR}")
+endfunction()

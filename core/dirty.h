@@ -1,0 +1,158 @@
+/*
+ * Dirty-page tracking over KVM's two mechanisms, behind one interface:
+ *
+ *   bitmap: KVM_GET_DIRTY_LOG per slot with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+ *           then KVM_CLEAR_DIRTY_LOG in chunks for the pages that were dirty;
+ *   ring:   the per-vCPU dirty rings (KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]),
+ *           collected by the harvester and by a vCPU whose ring is full,
+ *           then KVM_RESET_DIRTY_RINGS.
+ *
+ * The monitor's own writes into guest RAM are invisible to KVM; they are
+ * recorded with dirty_mark() in a monitor-side bitmap and merged in.
+ *
+ * Contract:
+ *  - dirty_start() begins tracking; the first harvest after it reports every
+ *    page (a consumer's first pass must see all of memory anyway);
+ *  - dirty_harvest() returns the pages written since the previous harvest.
+ *    Pages are re-protected before it returns, so contents read afterwards
+ *    include every write that was not reported, and later writes are caught
+ *    by the next harvest;
+ *  - dirty_set_add() puts a page back (e.g. its send failed): no dirty page
+ *    is ever lost.
+ */
+#ifndef FERRY_DIRTY_H
+#define FERRY_DIRTY_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum dirty_mode {
+	DIRTY_MODE_AUTO = 0, /* ring where KVM offers it, else bitmap */
+	DIRTY_MODE_BITMAP,
+	DIRTY_MODE_RING,
+};
+
+const char *dirty_mode_name(enum dirty_mode mode);
+int dirty_mode_parse(const char *s, enum dirty_mode *out);
+
+/* A set of guest page frame numbers, as a bitmap. */
+struct dirty_set {
+	uint64_t *bits;
+	uint64_t nr_pages;
+	uint64_t count;   /* number of set bits, kept exact */
+};
+
+int dirty_set_init(struct dirty_set *s, uint64_t nr_pages);
+void dirty_set_free(struct dirty_set *s);
+void dirty_set_clear(struct dirty_set *s);
+bool dirty_set_test(const struct dirty_set *s, uint64_t pfn);
+void dirty_set_add(struct dirty_set *s, uint64_t pfn);
+/* Next set pfn at or after from, or s->nr_pages when there is none. */
+uint64_t dirty_set_next(const struct dirty_set *s, uint64_t from);
+/* Recount after bits were ORed in word-wise. */
+void dirty_set_recount(struct dirty_set *s);
+
+#define dirty_set_for_each(s, pfn) \
+	for ((pfn) = dirty_set_next((s), 0); (pfn) < (s)->nr_pages; \
+	     (pfn) = dirty_set_next((s), (pfn) + 1))
+
+/* One KVM memory slot as the tracker sees it. */
+struct dirty_slot {
+	uint32_t slot;
+	uint64_t first_pfn;
+	uint64_t nr_pages;
+};
+
+/*
+ * The KVM calls the backends make, so that unit tests can put a fake KVM
+ * underneath the harvest logic.
+ */
+struct dirty_kvm {
+	void *ctx;
+	int (*get_log)(void *ctx, struct kvm_dirty_log *log);
+	int (*clear_log)(void *ctx, struct kvm_clear_dirty_log *clear);
+	int (*reset_rings)(void *ctx);
+	int (*set_logging)(void *ctx, bool on);
+};
+
+/* One vCPU's dirty ring as mapped from the vCPU fd. */
+struct dirty_ring {
+	struct kvm_dirty_gfn *gfns;
+	uint32_t size;     /* entries, a power of two */
+	uint32_t next;     /* next entry to look at */
+	pthread_mutex_t lock;
+};
+
+struct dirty;
+
+struct dirty_ops {
+	const char *name;
+	/* OR the pages KVM saw written into out, and re-protect them. */
+	int (*collect)(struct dirty *d, uint64_t *out);
+};
+
+struct dirty_stats {
+	uint64_t harvests;
+	uint64_t pages_harvested;
+	uint64_t monitor_pages;    /* pages marked through dirty_mark() */
+	uint64_t ring_full_collects;
+	uint64_t bad_ring_entries; /* entries naming no slot we know */
+	uint64_t last_harvest_ns;  /* duration of the last harvest */
+};
+
+struct dirty {
+	enum dirty_mode mode;
+	const struct dirty_ops *ops;
+	struct dirty_kvm kvm;
+	unsigned nr_slots;
+	struct dirty_slot *slots;
+	uint64_t nr_pages;          /* pfns covered: max over slots of end */
+	uint64_t *monitor_bits;     /* atomically ORed by dirty_mark()      */
+	uint64_t *ring_bits;        /* pages collected on ring-full exits   */
+	uint64_t *scratch;          /* one slot's KVM bitmap                */
+	unsigned nr_rings;
+	struct dirty_ring *rings;
+	bool tracking;
+	uint64_t clear_chunk_pages; /* KVM_CLEAR_DIRTY_LOG granularity      */
+	struct dirty_stats stats;
+	pthread_mutex_t lock;       /* serialises harvest/start/stop        */
+	/*
+	 * Fault injection for the oracle test: drop test_drop_pages pages at
+	 * or above test_drop_min_pfn from the next harvests.
+	 */
+	uint64_t test_drop_pages;
+	uint64_t test_drop_min_pfn;
+};
+
+/*
+ * Create a tracker over the given slots. rings/nr_rings are used in ring
+ * mode only (the caller maps them from the vCPU fds).
+ */
+int dirty_create(struct dirty **out, enum dirty_mode mode,
+		 const struct dirty_kvm *kvm, const struct dirty_slot *slots,
+		 unsigned nr_slots);
+void dirty_destroy(struct dirty *d);
+/* Ring mode: attach vCPU i's ring (entries mapped by the caller). */
+int dirty_attach_ring(struct dirty *d, unsigned vcpu, struct kvm_dirty_gfn *gfns,
+		      uint32_t entries);
+
+int dirty_start(struct dirty *d);
+int dirty_stop(struct dirty *d);
+int dirty_harvest(struct dirty *d, struct dirty_set *out);
+
+/* Record a monitor write to [gpa, gpa + len). Safe from any thread. */
+void dirty_mark(struct dirty *d, uint64_t gpa, uint64_t len);
+/* Ring mode: a vCPU thread empties its own full ring. */
+int dirty_ring_full(struct dirty *d, unsigned vcpu);
+
+/* Pure helpers, exposed for unit tests. */
+int dirty_ring_collect_one(struct dirty *d, struct dirty_ring *r, uint64_t *out);
+int dirty_bitmap_collect_slot(struct dirty *d, const struct dirty_slot *s,
+			      uint64_t *out);
+
+extern const struct dirty_ops dirty_bitmap_ops;
+extern const struct dirty_ops dirty_ring_ops;
+
+#endif

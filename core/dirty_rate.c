@@ -1,0 +1,105 @@
+#include "core/dirty_rate.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "core/vm.h"
+
+static void *dirty_rate_thread(void *arg)
+{
+	struct dirty_rate *r = arg;
+	struct dirty *d = r->vm->dirty;
+	uint64_t last;
+	int ret;
+
+	/* The first harvest after start reports every page: not a rate. */
+	ret = dirty_harvest(d, &r->set);
+	last = now_ns();
+	pthread_mutex_lock(&r->lock);
+	while (!ret && !r->stop) {
+		uint64_t deadline = last + r->interval_ns, now;
+		struct timespec ts = {
+			.tv_sec = (time_t)(deadline / 1000000000ull),
+			.tv_nsec = (long)(deadline % 1000000000ull),
+		};
+
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+		if (r->stop)
+			break;
+		if (now_ns() < deadline)
+			continue;
+		pthread_mutex_unlock(&r->lock);
+		ret = dirty_harvest(d, &r->set);
+		now = now_ns();
+		pthread_mutex_lock(&r->lock);
+		if (!ret) {
+			r->window_ns = now - last;
+			r->pages_per_s = (double)r->set.count * 1e9 / (double)r->window_ns;
+		}
+		last = now;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (ret)
+		log_warn("dirty-rate sampler stopped: %s", strerror(-ret));
+	return NULL;
+}
+
+int dirty_rate_start(struct dirty_rate *r, struct vm *vm, uint64_t interval_ms)
+{
+	pthread_condattr_t ca;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->vm = vm;
+	r->interval_ns = interval_ms * 1000000ull;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = dirty_set_init(&r->set, vm->dirty->nr_pages);
+	if (ret)
+		return ret;
+	ret = dirty_start(vm->dirty);
+	if (ret)
+		goto fail;
+	ret = -pthread_create(&r->thread, NULL, dirty_rate_thread, r);
+	if (ret)
+		goto fail;
+	r->running = true;
+	return 0;
+fail:
+	dirty_set_free(&r->set);
+	return ret;
+}
+
+void dirty_rate_stop(struct dirty_rate *r)
+{
+	if (!r->running)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stop = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	pthread_join(r->thread, NULL);
+	dirty_stop(r->vm->dirty);
+	dirty_set_free(&r->set);
+	r->running = false;
+}
+
+double dirty_rate_get(struct dirty_rate *r, uint64_t *window_ns)
+{
+	double v;
+
+	if (!r->running) {
+		*window_ns = 0;
+		return 0;
+	}
+	pthread_mutex_lock(&r->lock);
+	v = r->pages_per_s;
+	*window_ns = r->window_ns;
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}

@@ -1,0 +1,96 @@
+/*
+ * The microguest ABI: memory layout, boot information and paravirtual
+ * hypercalls shared by the monitor (core/) and the guests (tools/guests/).
+ * docs/guest-abi.md is the prose version of this file; change both together.
+ *
+ * This header is included by freestanding guest code: only <stdint.h>.
+ */
+#ifndef FERRY_GUEST_ABI_H
+#define FERRY_GUEST_ABI_H
+
+#include <stdint.h>
+
+#define GABI_VERSION 1u
+#define GABI_PAGE_SIZE 4096ull
+
+/*
+ * Guest-physical layout. Guest virtual == guest physical (identity map).
+ * Everything below GABI_IMAGE_MIN belongs to the monitor's conventions; the
+ * ELF image must lie in [GABI_IMAGE_MIN, mem_size).
+ */
+#define GABI_GDT_GPA        0x00001000ull /* GDT, read-only to the guest   */
+#define GABI_BOOT_GPA       0x00002000ull /* struct gabi_boot, read-only   */
+#define GABI_SHARED_GPA     0x00003000ull /* one page, guest read/write    */
+#define GABI_HCALL_GPA      0x00010000ull /* one page per vCPU, read/write */
+#define GABI_PT_GPA         0x00100000ull /* page tables, read-only        */
+#define GABI_PT_END         0x00200000ull
+#define GABI_STACK_GPA      0x00200000ull /* vCPU stacks                   */
+#define GABI_STACK_SIZE     0x00010000ull /* 64 KiB per vCPU               */
+#define GABI_IMAGE_MIN      0x00400000ull /* lowest address of the ELF     */
+
+#define GABI_MAX_VCPUS      32u
+#define GABI_MIN_MEM        (8ull << 20)
+#define GABI_MAX_MEM        (128ull << 30)
+
+/* Boot information, at GABI_BOOT_GPA, filled once by the monitor. */
+#define GABI_BOOT_MAGIC 0x544f4f4259525246ull /* "FRRYBOOT" */
+#define GABI_ARGS_MAX   1024u
+
+struct gabi_boot {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t nr_vcpus;
+	uint64_t mem_size;     /* bytes of guest RAM                         */
+	uint64_t tsc_khz;      /* guest TSC frequency                        */
+	uint64_t heap_start;   /* first free page after the image            */
+	uint64_t heap_end;     /* == mem_size                                */
+	uint64_t shared_gpa;   /* GABI_SHARED_GPA                            */
+	uint64_t hcall_gpa;    /* page of vCPU i is hcall_gpa + i * 4096     */
+	uint32_t args_len;     /* bytes in args, without the NUL             */
+	uint32_t reserved;
+	char args[GABI_ARGS_MAX]; /* NUL-terminated argument string          */
+};
+
+/*
+ * Entry: every vCPU starts at the ELF entry point at CPL 3 with IOPL 3,
+ *   rdi = vCPU index, rsi = GABI_BOOT_GPA, rsp = top of that vCPU's stack,
+ *   rflags = 0x3002 (IOPL 3, interrupts off), all other GPRs zero.
+ *
+ * Hypercall: fill the calling vCPU's struct gabi_hcall (nr, args), then
+ *   "outb %al, $GABI_DOORBELL_PORT" (the value is ignored). When the out
+ *   instruction retires, ret holds the result: >= 0 on success, a negative
+ *   errno value on failure.
+ */
+#define GABI_DOORBELL_PORT 0xf5u
+
+enum gabi_hcall_nr {
+	GABI_HC_CONSOLE_WRITE = 1, /* a0 = gpa, a1 = len; ret = bytes written */
+	GABI_HC_EXIT          = 2, /* a0 = exit code (0..255); never returns  */
+	GABI_HC_SLEEP         = 3, /* a0 = nanoseconds, 0 = yield; ret = 0    */
+	GABI_HC_REPORT        = 4, /* a0 = name gpa, a1 = name len, a2 = value */
+	GABI_HC_PUBLISH       = 5, /* a0 = name gpa, a1 = name len,
+	                            * a2 = gpa of a live uint64_t the monitor
+	                            * reads whenever it reports statistics    */
+	GABI_HC_NR_MAX
+};
+
+#define GABI_HC_NARGS        6
+#define GABI_NAME_MAX        32u   /* report/publish name length limit   */
+#define GABI_CONSOLE_MAX     4096u /* one console write                  */
+#define GABI_REPORTS_MAX     64u   /* distinct names per VM              */
+
+struct gabi_hcall {
+	uint64_t nr;
+	uint64_t args[GABI_HC_NARGS];
+	int64_t ret;
+	uint8_t scratch[4096 - 8 * (GABI_HC_NARGS + 2)]; /* free for the guest */
+};
+
+/*
+ * The shared page (GABI_SHARED_GPA): a host<->guest mailbox. The monitor
+ * writes words 0..15 (tracked as monitor writes), the guest writes the rest.
+ * Workloads give the words their own meaning (see tools/guests/).
+ */
+#define GABI_SHARED_HOST_WORDS 16u
+
+#endif

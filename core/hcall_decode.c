@@ -1,0 +1,92 @@
+#include "core/hcall.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/util.h"
+
+static bool range_ok(uint64_t gpa, uint64_t len, uint64_t mem_size)
+{
+	return gpa <= mem_size && len <= mem_size - gpa;
+}
+
+static int check_console(const struct hcall_req *r, uint64_t mem)
+{
+	if (r->args[1] > GABI_CONSOLE_MAX)
+		return -E2BIG;
+	return range_ok(r->args[0], r->args[1], mem) ? 0 : -EFAULT;
+}
+
+static int check_exit(const struct hcall_req *r, uint64_t mem)
+{
+	return r->args[0] <= 255 ? 0 : -EINVAL;
+}
+
+static int check_sleep(const struct hcall_req *r, uint64_t mem)
+{
+	return r->args[0] <= HCALL_SLEEP_MAX_NS ? 0 : -EINVAL;
+}
+
+static int check_name(const struct hcall_req *r, uint64_t mem)
+{
+	if (!r->args[1] || r->args[1] > GABI_NAME_MAX)
+		return -EINVAL;
+	return range_ok(r->args[0], r->args[1], mem) ? 0 : -EFAULT;
+}
+
+static int check_publish(const struct hcall_req *r, uint64_t mem)
+{
+	int ret = check_name(r, mem);
+
+	if (ret)
+		return ret;
+	if (r->args[2] % 8)
+		return -EINVAL;
+	return range_ok(r->args[2], 8, mem) ? 0 : -EFAULT;
+}
+
+static const struct {
+	const char *name;
+	int (*check)(const struct hcall_req *r, uint64_t mem_size);
+} hcall_table[GABI_HC_NR_MAX] = {
+	[GABI_HC_CONSOLE_WRITE] = { "console_write", check_console },
+	[GABI_HC_EXIT]          = { "exit",          check_exit },
+	[GABI_HC_SLEEP]         = { "sleep",         check_sleep },
+	[GABI_HC_REPORT]        = { "report",        check_name },
+	[GABI_HC_PUBLISH]       = { "publish",       check_publish },
+};
+
+const char *hcall_name(uint64_t nr)
+{
+	if (nr < GABI_HC_NR_MAX && hcall_table[nr].name)
+		return hcall_table[nr].name;
+	return "unknown";
+}
+
+int hcall_decode(const struct gabi_hcall *page, uint64_t mem_size,
+		 struct hcall_req *out)
+{
+	struct hcall_req r;
+
+	/* One copy: the guest's other vCPUs may change the page under us. */
+	memcpy(&r.nr, &page->nr, sizeof(r.nr));
+	memcpy(r.args, page->args, sizeof(r.args));
+	if (r.nr >= GABI_HC_NR_MAX || !hcall_table[r.nr].check)
+		return -ENOSYS;
+	*out = r;
+	return hcall_table[r.nr].check(&r, mem_size);
+}
+
+bool hcall_name_valid(const char *name, size_t len)
+{
+	if (!len || len > GABI_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}

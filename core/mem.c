@@ -1,0 +1,112 @@
+#include "core/mem.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <linux/memfd.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+int mem_create(struct guest_mem *m, uint64_t size, unsigned flags)
+{
+	unsigned mfd_flags = MFD_CLOEXEC;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	m->memfd = -1;
+	if (!size || size % MEM_ALIGN || size / MEM_REGION_MAX >= MEM_MAX_REGIONS)
+		return -EINVAL;
+	if (flags & MEM_HUGEPAGES)
+		mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+
+	m->memfd = memfd_create("ferry-guest-ram", mfd_flags);
+	if (m->memfd < 0) {
+		ret = -errno;
+		log_err("memfd_create(%s): %s",
+			(flags & MEM_HUGEPAGES) ? "hugetlb" : "shmem", strerror(errno));
+		goto fail;
+	}
+	if (ftruncate(m->memfd, (off_t)size)) {
+		ret = -errno;
+		goto fail;
+	}
+	m->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->memfd, 0);
+	if (m->base == MAP_FAILED) {
+		ret = -errno;
+		m->base = NULL;
+		goto fail;
+	}
+	m->size = size;
+	m->flags = flags;
+	/*
+	 * First touch of fresh memory is slow on virtualised hosts (the page
+	 * comes back from the hypervisor below us); doing it now keeps it out
+	 * of the guest's run time and out of a migration's downtime.
+	 */
+	if ((flags & MEM_PREALLOC) &&
+	    madvise(m->base, size, MADV_POPULATE_WRITE)) {
+		ret = -errno;
+		log_err("cannot preallocate %llu MiB of guest RAM: %s",
+			(unsigned long long)(size >> 20), strerror(errno));
+		goto fail;
+	}
+	madvise(m->base, size, MADV_DONTDUMP);
+
+	for (uint64_t gpa = 0; gpa < size; gpa += MEM_REGION_MAX) {
+		struct mem_region *r = &m->regions[m->nr_regions];
+
+		r->slot = m->nr_regions;
+		r->gpa = gpa;
+		r->size = MIN(MEM_REGION_MAX, size - gpa);
+		r->hva = m->base + gpa;
+		m->nr_regions++;
+	}
+	return 0;
+
+fail:
+	mem_destroy(m);
+	return ret;
+}
+
+void mem_destroy(struct guest_mem *m)
+{
+	if (m->base)
+		munmap(m->base, m->size);
+	if (m->memfd >= 0)
+		close(m->memfd);
+	memset(m, 0, sizeof(*m));
+	m->memfd = -1;
+}
+
+int mem_register(struct guest_mem *m, int vm_fd, bool log_dirty)
+{
+	for (unsigned i = 0; i < m->nr_regions; i++) {
+		struct mem_region *r = &m->regions[i];
+		struct kvm_userspace_memory_region kr = {
+			.slot = r->slot,
+			.flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+
+		if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &kr))
+			return -errno;
+	}
+	return 0;
+}
+
+void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	if (gpa > m->size || len > m->size - gpa)
+		return NULL;
+	return m->base + gpa;
+}

@@ -1,0 +1,135 @@
+/* The vCPU thread: KVM_RUN and the exits a microguest can cause. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "core/hcall.h"
+#include "core/kvm.h"
+#include "core/log.h"
+#include "core/vm.h"
+
+bool vm_vcpu_checkpoint(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	bool go;
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->pause_req && !vm->stop_req) {
+		vm->nr_parked++;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->nr_parked--;
+	}
+	go = !vm->stop_req;
+	/*
+	 * Cleared under the lock: a pauser sets pause_req and immediate_exit
+	 * together under it, so either we saw the request or KVM_RUN will.
+	 */
+	if (go)
+		v->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+	return go;
+}
+
+static uint64_t vcpu_rip(struct vcpu *v)
+{
+	struct kvm_regs regs;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs))
+		return ~0ull;
+	return regs.rip;
+}
+
+/* Stop the VM because of what this vCPU did; the message names it all. */
+static void vcpu_crash(struct vcpu *v, const char *what)
+{
+	uint32_t reason = v->run->exit_reason;
+
+	vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
+		  "vCPU %u: %s (%s) at RIP 0x%" PRIx64, v->index, what,
+		  kvm_exit_name(reason), vcpu_rip(v));
+}
+
+static bool vcpu_handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	char what[160];
+
+	v->stats.exits++;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		v->stats.exits_io++;
+		if (run->io.direction == KVM_EXIT_IO_OUT &&
+		    run->io.port == GABI_DOORBELL_PORT) {
+			v->stats.exits_hcall++;
+			hcall_handle(v);
+			return true;
+		}
+		snprintf(what, sizeof(what), "unhandled port I/O: %s port 0x%x, %u bytes",
+			 run->io.direction == KVM_EXIT_IO_OUT ? "out to" : "in from",
+			 run->io.port, run->io.size);
+		vcpu_crash(v, what);
+		return false;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		v->stats.exits_ring_full++;
+		if (dirty_ring_full(v->vm->dirty, v->index) < 0) {
+			vcpu_crash(v, "dirty ring reset failed");
+			return false;
+		}
+		return true;
+	case KVM_EXIT_INTR:
+		v->stats.exits_intr++;
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_crash(v, "triple fault");
+		return false;
+	case KVM_EXIT_MMIO:
+		snprintf(what, sizeof(what), "unhandled MMIO %s at 0x%llx, %u bytes",
+			 run->mmio.is_write ? "write" : "read",
+			 (unsigned long long)run->mmio.phys_addr, run->mmio.len);
+		vcpu_crash(v, what);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(what, sizeof(what), "VM entry failed, hardware reason 0x%llx",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_crash(v, what);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(what, sizeof(what), "KVM internal error, suberror %u",
+			 run->internal.suberror);
+		vcpu_crash(v, what);
+		return false;
+	default:
+		v->stats.exits_other++;
+		vcpu_crash(v, "unhandled exit");
+		return false;
+	}
+}
+
+void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+
+	while (vm_vcpu_checkpoint(v)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->stats.exits_intr++;
+				continue;
+			}
+			vm_finish(vm, VM_CRASHED, VM_EXIT_INTERNAL,
+				  "vCPU %u: KVM_RUN failed: %s", v->index, strerror(errno));
+			break;
+		}
+		if (!vcpu_handle_exit(v))
+			break;
+	}
+
+	pthread_mutex_lock(&vm->lock);
+	vm->nr_running--;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}

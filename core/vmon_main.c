@@ -1,0 +1,355 @@
+/* vmon: the per-VM monitor. `vmon run` runs one VM; `vmon ctl` steers one. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/ctl.h"
+#include "core/dirty_rate.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/vm.h"
+
+#define VMON_VERSION "0.1.0"
+
+static const char vmon_usage[] =
+"Usage: vmon run --guest FILE --mem SIZE [options]\n"
+"       vmon ctl SOCKET status|pause|resume|stop|stats [-o json]\n"
+"       vmon --help | --version\n"
+"\n"
+"vmon is Ferry's per-VM monitor: one process runs one VM on KVM.\n"
+"\n"
+"vmon run: run a microguest (a static x86-64 ELF, see docs/guest-abi.md).\n"
+"  --guest FILE          guest image to run (required)\n"
+"  --args STR            argument string for the guest, at most 1023 bytes\n"
+"  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
+"                        (required)\n"
+"  --vcpus N             vCPUs, 1..32 (default 1), one thread each\n"
+"  --cpu-model M         CPUID the guest sees: host, x86-64-v1, x86-64-v2,\n"
+"                        x86-64-v3, x86-64-v4 (default host); a model the host\n"
+"                        cannot supply is refused with the missing features\n"
+"  --cpuid-hide LIST     pretend this host lacks these CPUID features\n"
+"                        (comma-separated, for tests of mixed clusters)\n"
+"  --control PATH        serve the control socket at PATH (see vmon ctl)\n"
+"  --dirty-mode MODE     dirty-page tracking: ring, bitmap or auto (default\n"
+"                        auto: the KVM dirty ring where offered, else bitmap)\n"
+"  --dirty-sample-ms N   measure the guest's dirty rate every N ms for stats;\n"
+"                        0 turns tracking off until something needs it\n"
+"                        (default 1000)\n"
+"  --name NAME           VM name in messages and status (default vm)\n"
+"  --hugepages           back guest RAM with 2 MiB huge pages\n"
+"  --no-prealloc         do not fault guest RAM in before the guest starts\n"
+"  --log-level LEVEL     error, warning, info or debug (default warning)\n"
+"  --log-syslog          log to syslog instead of stderr\n"
+"  The guest console goes to standard output. SIGINT or SIGTERM stop the VM.\n"
+"  Exit status: the guest's exit code (0..255) when it exits; 2 bad usage or\n"
+"  configuration; 3 the guest crashed (triple fault, unhandled exit: the\n"
+"  message names the exit, the vCPU and the RIP); 4 a KVM or host failure.\n"
+"\n"
+"vmon ctl SOCKET COMMAND: talk to a running vmon.\n"
+"  status                state, vCPUs, memory, CPU model, uptime\n"
+"  pause | resume        stop all vCPUs outside the guest / let them run again\n"
+"  stop                  stop the VM for good; vmon exits with status 0\n"
+"  stats                 per-vCPU exits, the guest's published values and the\n"
+"                        measured dirty rate\n"
+"  -o json               print one JSON object instead of text\n"
+"  Exit status: 0 done; 1 the monitor refused or could not be reached; 2 bad\n"
+"  usage.\n";
+
+static void __attribute__((noreturn, format(printf, 1, 2))) vmon_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vmon: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see vmon --help)\n", stderr);
+	exit(VM_EXIT_USAGE);
+}
+
+struct vmon_run {
+	struct vm_config cfg;
+	const char *control;
+	uint64_t sample_ms;
+	struct vm *vm;
+};
+
+static void *vmon_signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (!sigwait(&set, &sig)) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "stopped by signal %s", strsignal(sig));
+		vm_stop(vm, why);
+	}
+	return NULL;
+}
+
+static int vmon_exit_for(int err)
+{
+	switch (-err) {
+	case ENODEV:
+	case ENOMEM:
+	case EIO:
+	case EMFILE:
+		return VM_EXIT_INTERNAL;
+	default:
+		return VM_EXIT_USAGE;
+	}
+}
+
+static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
+{
+	enum { O_GUEST = 256, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
+	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_LOG, O_SYSLOG, O_HELP };
+	static const struct option opts[] = {
+		{ "guest", required_argument, NULL, O_GUEST },
+		{ "args", required_argument, NULL, O_ARGS },
+		{ "mem", required_argument, NULL, O_MEM },
+		{ "vcpus", required_argument, NULL, O_VCPUS },
+		{ "cpu-model", required_argument, NULL, O_MODEL },
+		{ "cpuid-hide", required_argument, NULL, O_HIDE },
+		{ "control", required_argument, NULL, O_CONTROL },
+		{ "dirty-mode", required_argument, NULL, O_DIRTY },
+		{ "dirty-sample-ms", required_argument, NULL, O_SAMPLE },
+		{ "name", required_argument, NULL, O_NAME },
+		{ "hugepages", no_argument, NULL, O_HUGE },
+		{ "no-prealloc", no_argument, NULL, O_NOPRE },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "log-syslog", no_argument, NULL, O_SYSLOG },
+		{ "help", no_argument, NULL, O_HELP },
+		{ 0 },
+	};
+	enum log_level level = LOGL_WARN;
+	bool use_syslog = false, have_mem = false;
+	uint64_t v;
+	int c;
+
+	vm_config_init(&r->cfg);
+	r->sample_ms = 1000;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_GUEST:
+			r->cfg.guest_path = optarg;
+			break;
+		case O_ARGS:
+			r->cfg.args = optarg;
+			break;
+		case O_MEM:
+			if (parse_size(optarg, &r->cfg.mem_size))
+				vmon_usage_error("--mem: '%s' is not a size (e.g. 64M, 1G)", optarg);
+			have_mem = true;
+			break;
+		case O_VCPUS:
+			if (parse_u64(optarg, 1, GABI_MAX_VCPUS, &v))
+				vmon_usage_error("--vcpus: '%s' is not a number in 1..%u",
+						 optarg, GABI_MAX_VCPUS);
+			r->cfg.nr_vcpus = (unsigned)v;
+			break;
+		case O_MODEL:
+			r->cfg.cpu_model = optarg;
+			break;
+		case O_HIDE:
+			r->cfg.cpuid_hide = optarg;
+			break;
+		case O_CONTROL:
+			r->control = optarg;
+			break;
+		case O_DIRTY:
+			if (dirty_mode_parse(optarg, &r->cfg.dirty_mode))
+				vmon_usage_error("--dirty-mode: '%s' is not ring, bitmap or auto",
+						 optarg);
+			break;
+		case O_SAMPLE:
+			if (parse_u64(optarg, 0, 3600000, &r->sample_ms))
+				vmon_usage_error("--dirty-sample-ms: '%s' is not a number of "
+						 "milliseconds (0..3600000)", optarg);
+			break;
+		case O_NAME:
+			if (!*optarg || strlen(optarg) >= VM_NAME_MAX)
+				vmon_usage_error("--name: must be 1..%d characters", VM_NAME_MAX - 1);
+			strcpy(r->cfg.name, optarg);
+			break;
+		case O_HUGE:
+			r->cfg.mem_flags |= MEM_HUGEPAGES;
+			break;
+		case O_NOPRE:
+			r->cfg.mem_flags &= ~MEM_PREALLOC;
+			break;
+		case O_LOG:
+			if (log_level_parse(optarg, &level))
+				vmon_usage_error("--log-level: '%s' is not error, warning, info "
+						 "or debug", optarg);
+			break;
+		case O_SYSLOG:
+			use_syslog = true;
+			break;
+		case O_HELP:
+			fputs(vmon_usage, stdout);
+			exit(0);
+		default:
+			if (optopt)
+				vmon_usage_error("option --%s needs a value", opts[optopt - O_GUEST].name);
+			vmon_usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		vmon_usage_error("unexpected argument '%s'", argv[optind]);
+	if (!r->cfg.guest_path)
+		vmon_usage_error("vmon run needs --guest FILE");
+	if (!have_mem)
+		vmon_usage_error("vmon run needs --mem SIZE");
+	log_init("vmon", level, use_syslog);
+}
+
+static int vmon_run(int argc, char **argv)
+{
+	struct vmon_run r = { 0 };
+	struct ctl_server *ctl = NULL;
+	struct dirty_rate rate = { 0 };
+	char err[VM_ERR_LEN];
+	pthread_t sig_thread;
+	sigset_t set;
+	int ret, status;
+
+	vmon_parse_run(argc, argv, &r);
+
+	/* Only the signal thread takes these; vCPU threads inherit the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	ret = vm_create(&r.cfg, &r.vm, err);
+	if (ret) {
+		fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
+		return vmon_exit_for(ret);
+	}
+	if (r.control) {
+		ret = ctl_server_start(&ctl, r.control, r.vm, &rate);
+		if (ret) {
+			fprintf(stderr, "vmon: error: %s: control socket %s: %s\n",
+				r.cfg.name, r.control,
+				ret == -EADDRINUSE ? "in use by a running monitor" :
+				ret == -EEXIST ? "exists and is not a socket" : strerror(-ret));
+			vm_destroy(r.vm);
+			return VM_EXIT_USAGE;
+		}
+	}
+	if (r.sample_ms) {
+		ret = dirty_rate_start(&rate, r.vm, r.sample_ms);
+		if (ret)
+			log_warn("%s: dirty-rate sampling unavailable: %s", r.cfg.name,
+				 strerror(-ret));
+	}
+	pthread_create(&sig_thread, NULL, vmon_signal_thread, r.vm);
+
+	ret = vm_start(r.vm);
+	if (ret)
+		fprintf(stderr, "vmon: error: %s: cannot start: %s\n", r.cfg.name, strerror(-ret));
+	status = vm_wait(r.vm);
+
+	if (r.vm->state == VM_CRASHED)
+		fprintf(stderr, "vmon: %s: %s\n", r.cfg.name, r.vm->reason);
+	else
+		log_info("%s: %s", r.cfg.name, r.vm->reason);
+
+	pthread_cancel(sig_thread);
+	pthread_join(sig_thread, NULL);
+	dirty_rate_stop(&rate);
+	ctl_server_stop(ctl);
+	vm_destroy(r.vm);
+	fflush(stdout);
+	return status;
+}
+
+static int vmon_ctl(int argc, char **argv)
+{
+	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	const char *path, *cmd;
+	bool json = false;
+	char err[256];
+	int ret;
+
+	/* vmon ctl PATH CMD [-o json] */
+	if (argc < 3)
+		vmon_usage_error("vmon ctl needs SOCKET and a command");
+	path = argv[1];
+	cmd = argv[2];
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			if (strcmp(argv[++i], "json") && strcmp(argv[i], "text"))
+				vmon_usage_error("-o: '%s' is not json or text", argv[i]);
+			json = !strcmp(argv[i], "json");
+		} else {
+			vmon_usage_error("unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!strcmp(cmd, "status")) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
+		req.status = &empty;
+	} else if (!strcmp(cmd, "pause")) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_PAUSE;
+		req.pause = &empty;
+	} else if (!strcmp(cmd, "resume")) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_RESUME;
+		req.resume = &empty;
+	} else if (!strcmp(cmd, "stop")) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_STOP;
+		req.stop = &empty;
+	} else if (!strcmp(cmd, "stats")) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
+		req.stats = &empty;
+	} else {
+		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats)",
+				 cmd);
+	}
+
+	ret = ctl_call(path, &req, &resp, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "vmon: error: ctl %s: %s\n", cmd, err);
+		return 1;
+	}
+	ctl_print(stdout, cmd, resp, json);
+	if (resp->error && !json)
+		fprintf(stderr, "vmon: error: ctl %s: %s\n", cmd, resp->message);
+	ret = resp->error ? 1 : 0;
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		vmon_usage_error("missing command");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(vmon_usage, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("vmon (Ferry) %s\n", VMON_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return vmon_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return vmon_ctl(argc - 1, argv + 1);
+	vmon_usage_error("unknown command '%s'", argv[1]);
+}

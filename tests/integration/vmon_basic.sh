@@ -1,0 +1,74 @@
+#!/bin/bash
+# vmon runs the microguests: console output, exit codes, several vCPUs,
+# crashes reported with exit reason, vCPU and RIP, CPU models, dirty modes.
+. "$(dirname "$0")/lib.sh"
+require_kvm
+
+out=$("$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --args "n=5 interval_ms=10")
+check "counter prints 1..5 and exits 0" [ "$out" = "$(printf 'counter: %s\n' 1 2 3 4 5)" ]
+
+out=$("$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --vcpus 2 --args "n=3 interval_ms=10")
+check "two vCPUs run concurrently" grep -qx "counter: 2 vcpus running concurrently" <<<"$out"
+check "two vCPUs: counting still reaches 3" grep -qx "counter: 3" <<<"$out"
+
+for mode in pf ud gp de; do
+	set +e
+	"$VMON" run --guest "$FERRY_GUESTS/crash" --mem 64M --args "mode=$mode" \
+		>"$TMP/crash.out" 2>"$TMP/crash.err"
+	rc=$?
+	set -e
+	check "crash mode=$mode exits 3 (got $rc)" [ "$rc" -eq 3 ]
+	check "crash mode=$mode names the exit and the vCPU" \
+		grep -q "vCPU 0: triple fault (KVM_EXIT_SHUTDOWN) at RIP 0x" "$TMP/crash.err"
+	rip=$(sed -n 's/.*at RIP \(0x[0-9a-f]*\).*/\1/p' "$TMP/crash.err")
+	guest=$(sed -n 's/^crash: fault at \(0x[0-9a-f]*\).*/\1/p' "$TMP/crash.out")
+	check "crash mode=$mode: RIP $rip is where the guest faulted ($guest)" \
+		[ -n "$rip" ] && [ "$rip" = "$guest" ]
+done
+
+"$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --args "n=0 interval_ms=1000" \
+	>/dev/null 2>"$TMP/sig.err" &
+pid=$!; PIDS="$PIDS $pid"
+sleep 0.5
+kill -TERM "$pid"
+set +e; wait "$pid"; rc=$?; set -e
+check "SIGTERM stops the VM with status 0 (got $rc)" [ "$rc" -eq 0 ]
+
+# Every model either runs or is refused naming what KVM here lacks (KVM on
+# PVM offers little more than x86-64-v1); host and v1 must always run.
+for model in host x86-64-v1 x86-64-v2 x86-64-v3 x86-64-v4; do
+	set +e
+	out=$("$VMON" run --guest "$FERRY_GUESTS/counter" --mem 16M --cpu-model $model \
+		--args "n=1 interval_ms=1" 2>"$TMP/model.err")
+	rc=$?
+	set -e
+	if [ $rc -eq 0 ]; then
+		check "CPU model $model runs" [ "$out" = "counter: 1" ]
+	else
+		check "CPU model $model is refused with the missing features" \
+			grep -q "CPU model $model needs features this host lacks: [a-z0-9_,]*$" "$TMP/model.err"
+		check "host and x86-64-v1 are never refused ($model)" \
+			[ "$model" != host ] && [ "$model" != x86-64-v1 ]
+		echo "   $(cat "$TMP/model.err")"
+	fi
+done
+
+set +e
+"$VMON" run --guest "$FERRY_GUESTS/counter" --mem 16M --cpu-model x86-64-v1 \
+	--cpuid-hide sse2,cmov --args "n=1" >/dev/null 2>"$TMP/model.err"
+rc=$?
+set -e
+check "x86-64-v1 on a host without sse2, cmov is refused (rc $rc)" [ "$rc" -eq 2 ]
+check "the refusal names exactly the missing features" \
+	grep -q "CPU model x86-64-v1 needs features this host lacks: cmov,sse2$" "$TMP/model.err"
+
+for mode in bitmap ring; do
+	out=$("$VMON" run --guest "$FERRY_GUESTS/dirtier" --mem 64M --dirty-mode $mode \
+		--dirty-sample-ms 100 --args "ws=8M secs=1")
+	check "dirtier runs with --dirty-mode $mode" [ $? -eq 0 ]
+done
+
+out=$("$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --hugepages --args "n=1" 2>&1) && \
+	ok "huge pages: counter runs" || echo "note: --hugepages not available here: $out"
+
+finish

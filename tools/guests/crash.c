@@ -1,0 +1,79 @@
+/*
+ * crash: faults on purpose, to test how the monitor reports a guest that
+ * dies (PVM: any exception is a triple fault, KVM_EXIT_SHUTDOWN).
+ *
+ * Arg mode: pf (default: write to 0x10, page 0 is unmapped), ud (ud2),
+ * gp (hlt at CPL 3; note cli would not fault: IOPL is 3), de (divide by 0).
+ * Prints "crash: faulting on purpose (mode=<m>)" and "crash: fault at <p>":
+ * the faulting instruction is the first one of its function, so <p> is
+ * exactly the RIP the monitor should report. Only vCPU 0 crashes; the
+ * others park. Exit code 1 if the instruction did not fault, 2 on a bad mode.
+ */
+#include "rt.h"
+
+/* Each stub's first instruction faults; the ret is reached only if not. */
+void crash_pf(void);
+void crash_ud(void);
+void crash_gp(void);
+void crash_de(uint32_t zero);
+
+__asm__(
+	".pushsection .text.crash, \"ax\", @progbits\n"
+	".globl crash_pf\n"
+	".type crash_pf, @function\n"
+	"crash_pf:\n"
+	"	movl $1, 0x10\n"
+	"	ret\n"
+	".size crash_pf, . - crash_pf\n"
+	".globl crash_ud\n"
+	".type crash_ud, @function\n"
+	"crash_ud:\n"
+	"	ud2\n"
+	"	ret\n"
+	".size crash_ud, . - crash_ud\n"
+	".globl crash_gp\n"
+	".type crash_gp, @function\n"
+	"crash_gp:\n"
+	"	hlt\n"
+	"	ret\n"
+	".size crash_gp, . - crash_gp\n"
+	".globl crash_de\n"
+	".type crash_de, @function\n"
+	"crash_de:\n"
+	"	divl %edi\n"
+	"	ret\n"
+	".size crash_de, . - crash_de\n"
+	".popsection\n");
+
+static const char *const known_args[] = { "mode", NULL };
+
+int guest_main(unsigned cpu, const struct gabi_boot *boot)
+{
+	char mode[8];
+	void *at;
+
+	rt_args_check("crash", known_args);
+	rt_arg_str("mode", mode, sizeof(mode), "pf");
+	if (cpu != 0)
+		rt_park();
+
+	if (!strcmp(mode, "pf"))
+		at = (void *)crash_pf;
+	else if (!strcmp(mode, "ud"))
+		at = (void *)crash_ud;
+	else if (!strcmp(mode, "gp"))
+		at = (void *)crash_gp;
+	else if (!strcmp(mode, "de"))
+		at = (void *)crash_de;
+	else
+		rt_die(2, "crash: unknown mode \"%s\" (pf, ud, gp, de)\n", mode);
+
+	rt_printf("crash: faulting on purpose (mode=%s)\n", mode);
+	rt_printf("crash: fault at %p\n", at);
+	if (at == (void *)crash_de)
+		crash_de(0);
+	else
+		((void (*)(void))at)();
+	rt_printf("crash: mode %s did not fault\n", mode);
+	return 1;
+}

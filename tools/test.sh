@@ -1,0 +1,35 @@
+#!/bin/bash
+# Install dependencies, build, and run the whole test suite:
+#   1. the normal build (-Werror): unit and integration tests (real KVM);
+#   2. an ASan+UBSan build: the unit tests again;
+#   3. a clang libFuzzer build: every fuzz target for a bounded time.
+# Integration tests that need /dev/kvm skip (ctest reports them as skipped)
+# where it is missing. Set FERRY_FUZZ_SECONDS to change the fuzzing time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-20}
+
+bash tools/install-deps.sh
+
+echo "== build (gcc, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$JOBS"
+
+echo "== build (gcc, ASan+UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+
+echo "== build (clang, libFuzzer)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFERRY_FUZZ=ON \
+	-DFERRY_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null
+cmake --build build-fuzz -j "$JOBS"
+
+status=0
+echo "== unit tests under ASan+UBSan"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure) || status=1
+echo "== fuzz targets, ${FUZZ_SECONDS} s each"
+(cd build-fuzz && ctest -L fuzz --output-on-failure) || status=1
+echo "== unit and integration tests"
+(cd build && ctest --output-on-failure) || status=1
+exit $status
