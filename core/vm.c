@@ -400,10 +400,12 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err)
 
 	ret = mem_create(&vm->mem, cfg->mem_size, cfg->mem_flags);
 	if (ret) {
-		snprintf(err, VM_ERR_LEN, "guest RAM (%llu MiB%s): %s",
+		snprintf(err, VM_ERR_LEN, "guest RAM (%llu MiB%s): %s%s",
 			 (unsigned long long)(cfg->mem_size >> 20),
 			 (cfg->mem_flags & MEM_HUGEPAGES) ? ", huge pages" : "",
-			 strerror(-ret));
+			 strerror(-ret),
+			 (cfg->mem_flags & MEM_HUGEPAGES) && ret == -ENOMEM ?
+			 " (reserve 2 MiB pages in /proc/sys/vm/nr_hugepages)" : "");
 		goto fail;
 	}
 	ret = mem_register(&vm->mem, vm->vm_fd, false);

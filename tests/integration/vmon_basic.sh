@@ -68,7 +68,25 @@ for mode in bitmap ring; do
 	check "dirtier runs with --dirty-mode $mode" [ $? -eq 0 ]
 done
 
-out=$("$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --hugepages --args "n=1" 2>&1) && \
-	ok "huge pages: counter runs" || echo "note: --hugepages not available here: $out"
+# Huge pages: reserve 2 MiB pages for a 64 MiB guest, then give them back.
+hp=/proc/sys/vm/nr_hugepages
+old_hp=$(cat $hp)
+if echo $((old_hp + 40)) > $hp 2>/dev/null && [ "$(cat $hp)" -ge $((old_hp + 32)) ]; then
+	out=$("$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --hugepages --args "n=1" 2>&1)
+	check "huge pages: counter runs on 2 MiB pages ($out)" [ "$out" = "counter: 1" ]
+	echo "$old_hp" > $hp
+	set +e
+	"$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --hugepages --args "n=1" \
+		>/dev/null 2>"$TMP/huge.err"
+	rc=$?
+	set -e
+	if [ "$old_hp" -lt 32 ]; then
+		check "no huge pages reserved: refused with a hint (rc $rc)" \
+			grep -q "nr_hugepages" "$TMP/huge.err"
+	fi
+else
+	echo "$old_hp" > $hp 2>/dev/null || true
+	echo "note: cannot reserve huge pages here; --hugepages not exercised"
+fi
 
 finish
