@@ -180,10 +180,18 @@ static void ctl_serve_client(struct ctl_server *srv, int fd)
 	for (;;) {
 		Ferry__Ctl__Response resp;
 		Ferry__Ctl__Request *req;
+		struct pollfd pf[2] = {
+			{ .fd = fd, .events = POLLIN },
+			{ .fd = srv->wake[0], .events = POLLIN },
+		};
 		uint8_t *buf;
 		size_t len;
 		int ret;
 
+		/* An idle client must not hold up the monitor's shutdown. */
+		ret = poll(pf, 2, CTL_TIMEOUT_MS);
+		if (ret <= 0 || pf[1].revents)
+			return;
 		ret = ctl_recv(fd, &buf, &len);
 		if (ret == -EPIPE)
 			return;

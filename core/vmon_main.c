@@ -202,7 +202,10 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			fputs(vmon_usage, stdout);
 			exit(0);
 		default:
-			if (optopt)
+			/* getopt sets optopt to a long option's value when its
+			 * argument is missing, to the character for an unknown
+			 * short option, and to 0 for an unknown long one. */
+			if (optopt >= O_GUEST && optopt < O_GUEST + (int)ARRAY_SIZE(opts) - 1)
 				vmon_usage_error("option --%s needs a value", opts[optopt - O_GUEST].name);
 			vmon_usage_error("unknown option '%s'", argv[optind - 1]);
 		}

@@ -46,6 +46,7 @@ expect_usage_error "unknown CPU model" "unknown CPU model 'pentium'" run --guest
 expect_usage_error "unknown hidden feature" "cpuid-hide" run --guest "$G" --mem 64M --cpuid-hide warpdrive
 expect_usage_error "bad dirty mode" "not ring, bitmap or auto" run --guest "$G" --mem 64M --dirty-mode log
 expect_usage_error "unknown option" "unknown option" run --guest "$G" --mem 64M --turbo
+expect_usage_error "unknown short option" "unknown option '-x'" run --guest "$G" --mem 64M -x
 expect_usage_error "option without value" "needs a value" run --guest "$G" --mem
 expect_usage_error "stray argument" "unexpected argument" run --guest "$G" --mem 64M extra
 expect_usage_error "guest args too long" "longer than 1023" run --guest "$G" --mem 64M --args "$(head -c 2000 /dev/zero | tr '\0' x)"
