@@ -974,3 +974,23 @@ int cpuid_mask_features(struct cpuid_table *t, const char *list, char *why,
 	c.t = t;
 	return list_each(list, mask_one, &c);
 }
+
+int cpuid_check_supported(const struct cpuid_table *guest,
+			  const struct cpuid_table *host, char *missing)
+{
+	size_t n, used = 0;
+	const struct cpu_feature *f = cpu_features(&n);
+	int ret = 0;
+
+	missing[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!cpuid_has(guest, &f[i]) || cpuid_has(host, &f[i]))
+			continue;
+		ret = -ENOTSUP;
+		used += (size_t)snprintf(missing + used, CPUMODEL_MISSING_LEN - used, "%s%s",
+					 used ? "," : "", f[i].name);
+		if (used >= CPUMODEL_MISSING_LEN - 1)
+			break;
+	}
+	return ret;
+}

@@ -84,4 +84,12 @@ uint64_t cpumodel_xcr0(const struct cpumodel *m, const struct cpuid_table *host)
 int cpuid_mask_features(struct cpuid_table *t, const char *list, char *why,
 			size_t why_len);
 
+/*
+ * Whether a host can run a guest that sees the CPUID table guest: every
+ * known feature set in guest must be set in host. 0, or -ENOTSUP with the
+ * missing names, comma-separated in table order, in missing.
+ */
+int cpuid_check_supported(const struct cpuid_table *guest,
+			  const struct cpuid_table *host, char *missing);
+
 #endif

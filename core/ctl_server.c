@@ -64,7 +64,7 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 	st->state = ctl_state(vm_get_state(vm));
 	st->vcpus = vm->nr_vcpus;
 	st->mem_bytes = vm->mem.size;
-	st->cpu_model = (char *)cpumodel_name(vm->model);
+	st->cpu_model = vm->model_name;
 	st->dirty_mode = (char *)dirty_mode_name(vm->dirty_mode);
 	st->uptime_ns = vm->start_ns ? now_ns() - vm->start_ns : 0;
 	st->guest = (char *)vm->cfg.guest_path;

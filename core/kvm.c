@@ -39,6 +39,13 @@ int kvm_enable_cap(int vm_fd, uint32_t cap, uint64_t arg0)
 	return ioctl(vm_fd, KVM_ENABLE_CAP, &ec) ? -errno : 0;
 }
 
+int kvm_xsave_size(int vm_fd)
+{
+	int n = kvm_cap(vm_fd, KVM_CAP_XSAVE2);
+
+	return n > (int)sizeof(struct kvm_xsave) ? n : (int)sizeof(struct kvm_xsave);
+}
+
 const char *kvm_exit_name(uint32_t reason)
 {
 	static const char *const names[] = {

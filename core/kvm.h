@@ -13,6 +13,8 @@ int kvm_open(void);
 int kvm_cap(int fd, long cap);
 /* KVM_ENABLE_CAP on a VM fd; 0 or -errno. */
 int kvm_enable_cap(int vm_fd, uint32_t cap, uint64_t arg0);
+/* Bytes of a vCPU's XSAVE area (KVM_CAP_XSAVE2 where offered). */
+int kvm_xsave_size(int vm_fd);
 /* Name of a KVM_EXIT_* reason for messages. */
 const char *kvm_exit_name(uint32_t reason);
 

@@ -150,28 +150,39 @@ static int vm_check_config(const struct vm_config *cfg, char *err)
 	return 0;
 }
 
-/* Host CPUID, optionally with features hidden, turned into the model's. */
-static int vm_setup_cpuid(struct vm *vm, char *err)
+/* The host's CPUID as KVM offers it, with --cpuid-hide applied. */
+static int vm_host_cpuid(struct vm *vm, struct cpuid_table *host, char *err)
 {
-	struct cpuid_table host;
-	char missing[CPUMODEL_MISSING_LEN];
 	char why[128];
 	int ret;
 
-	memset(&host, 0, sizeof(host));
-	host.hdr.nent = CPUID_MAX_ENTRIES;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, &host)) {
+	memset(host, 0, sizeof(*host));
+	host->hdr.nent = CPUID_MAX_ENTRIES;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, host)) {
 		ret = -errno;
 		snprintf(err, VM_ERR_LEN, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 		return ret;
 	}
 	if (vm->cfg.cpuid_hide && *vm->cfg.cpuid_hide) {
-		ret = cpuid_mask_features(&host, vm->cfg.cpuid_hide, why, sizeof(why));
+		ret = cpuid_mask_features(host, vm->cfg.cpuid_hide, why, sizeof(why));
 		if (ret) {
 			snprintf(err, VM_ERR_LEN, "--cpuid-hide: %s", why);
 			return ret;
 		}
 	}
+	return 0;
+}
+
+/* Host CPUID turned into the model's. */
+static int vm_setup_cpuid(struct vm *vm, char *err)
+{
+	struct cpuid_table host;
+	char missing[CPUMODEL_MISSING_LEN];
+	int ret;
+
+	ret = vm_host_cpuid(vm, &host, err);
+	if (ret)
+		return ret;
 	ret = cpumodel_apply(vm->model, &host, &vm->cpuid, missing);
 	if (ret == -ENOTSUP) {
 		snprintf(err, VM_ERR_LEN, "CPU model %s needs features this host lacks: %.400s",
@@ -184,6 +195,7 @@ static int vm_setup_cpuid(struct vm *vm, char *err)
 		return ret;
 	}
 	vm->xcr0 = cpumodel_xcr0(vm->model, &host);
+	snprintf(vm->model_name, sizeof(vm->model_name), "%s", cpumodel_name(vm->model));
 	return 0;
 }
 
@@ -245,7 +257,7 @@ static int vm_setup_dirty_mode(struct vm *vm, char *err)
 	return 0;
 }
 
-static int vm_create_vcpu(struct vm *vm, unsigned i, char *err)
+static int vm_create_vcpu(struct vm *vm, unsigned i, bool boot, char *err)
 {
 	struct vcpu *v = &vm->vcpus[i];
 	bool osxsave = cpuid_has(&vm->cpuid, cpu_feature_find("xsave"));
@@ -273,7 +285,7 @@ static int vm_create_vcpu(struct vm *vm, unsigned i, char *err)
 		snprintf(err, VM_ERR_LEN, "KVM_SET_CPUID2 on vCPU %u: %s", i, strerror(errno));
 		return ret;
 	}
-	ret = x86_vcpu_setup(v->fd, i, vm->entry, vm->xcr0, osxsave, nx);
+	ret = boot ? x86_vcpu_setup(v->fd, i, vm->entry, vm->xcr0, osxsave, nx) : 0;
 	if (ret) {
 		snprintf(err, VM_ERR_LEN, "vCPU %u register setup: %s", i, strerror(-ret));
 		return ret;
@@ -329,6 +341,105 @@ static int vm_setup_dirty(struct vm *vm, char *err)
 	return 0;
 }
 
+static struct vm *vm_alloc(const struct vm_config *cfg)
+{
+	pthread_condattr_t ca;
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->cfg = *cfg;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem.memfd = -1;
+	vm->state = VM_CREATED;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->console_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return vm;
+}
+
+static int vm_open_kvm(struct vm *vm, char *err)
+{
+	vm->kvm_fd = kvm_open();
+	if (vm->kvm_fd < 0) {
+		int ret = vm->kvm_fd == -ENOENT ? -ENODEV : vm->kvm_fd;
+
+		snprintf(err, VM_ERR_LEN, "%s: %s", KVM_DEV_PATH, strerror(-vm->kvm_fd));
+		return ret;
+	}
+	return 0;
+}
+
+/* KVM VM, dirty mode, RAM and vCPUs: what every VM needs, booted or not. */
+static int vm_build(struct vm *vm, const void *image, const struct elf_image *img,
+		    char *err)
+{
+	const struct vm_config *cfg = &vm->cfg;
+	int ret;
+
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0 || vm->run_size <= 0) {
+		ret = -errno;
+		snprintf(err, VM_ERR_LEN, "KVM_CREATE_VM: %s", strerror(errno));
+		return ret;
+	}
+	ret = vm_setup_dirty_mode(vm, err);
+	if (ret)
+		return ret;
+
+	ret = mem_create(&vm->mem, cfg->mem_size, cfg->mem_flags);
+	if (ret) {
+		snprintf(err, VM_ERR_LEN, "guest RAM (%llu MiB%s): %s%s",
+			 (unsigned long long)(cfg->mem_size >> 20),
+			 (cfg->mem_flags & MEM_HUGEPAGES) ? ", huge pages" : "",
+			 strerror(-ret),
+			 (cfg->mem_flags & MEM_HUGEPAGES) && ret == -ENOMEM ?
+			 " (reserve 2 MiB pages in /proc/sys/vm/nr_hugepages)" : "");
+		return ret;
+	}
+	ret = mem_register(&vm->mem, vm->vm_fd, false);
+	if (ret) {
+		snprintf(err, VM_ERR_LEN, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+		return ret;
+	}
+	if (image)
+		elf_copy(image, img, vm->mem.base);
+
+	vm->nr_vcpus = cfg->nr_vcpus;
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vm_create_vcpu(vm, i, image != NULL, err);
+		if (ret)
+			return ret;
+	}
+	ret = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
+	vm->tsc_khz = ret > 0 ? (uint64_t)ret : 0;
+
+	if (image) {
+		struct x86_boot_params bp = {
+			.nr_vcpus = vm->nr_vcpus,
+			.tsc_khz = vm->tsc_khz,
+			.heap_start = ALIGN_UP(img->hi, GABI_PAGE_SIZE),
+			.args = cfg->args,
+		};
+
+		ret = x86_boot_setup(&vm->mem, &bp);
+		if (ret) {
+			snprintf(err, VM_ERR_LEN, "boot setup: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return vm_setup_dirty(vm, err);
+}
+
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err)
 {
 	struct elf_image img;
@@ -342,24 +453,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err)
 	ret = vm_check_config(cfg, err);
 	if (ret)
 		return ret;
-
-	vm = calloc(1, sizeof(*vm));
+	vm = vm_alloc(cfg);
 	if (!vm)
 		return -ENOMEM;
-	vm->cfg = *cfg;
-	vm->kvm_fd = vm->vm_fd = -1;
-	vm->mem.memfd = -1;
-	vm->state = VM_CREATED;
-	pthread_mutex_init(&vm->lock, NULL);
-	pthread_mutex_init(&vm->console_lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&vm->cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
 
 	vm->model = cpumodel_find(cfg->cpu_model ? cfg->cpu_model : "host");
 	if (!vm->model) {
@@ -377,84 +473,73 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err)
 		goto fail;
 	}
 	vm->entry = img.entry;
-
-	vm->kvm_fd = kvm_open();
-	if (vm->kvm_fd < 0) {
-		ret = vm->kvm_fd;
-		snprintf(err, VM_ERR_LEN, "%s: %s", KVM_DEV_PATH, strerror(-ret));
+	ret = vm_open_kvm(vm, err);
+	if (ret)
 		goto fail;
-	}
 	ret = vm_setup_cpuid(vm, err);
 	if (ret)
 		goto fail;
-	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0 || vm->run_size <= 0) {
-		ret = -errno;
-		snprintf(err, VM_ERR_LEN, "KVM_CREATE_VM: %s", strerror(errno));
-		goto fail;
-	}
-	ret = vm_setup_dirty_mode(vm, err);
+	ret = vm_build(vm, image, &img, err);
 	if (ret)
 		goto fail;
-
-	ret = mem_create(&vm->mem, cfg->mem_size, cfg->mem_flags);
-	if (ret) {
-		snprintf(err, VM_ERR_LEN, "guest RAM (%llu MiB%s): %s%s",
-			 (unsigned long long)(cfg->mem_size >> 20),
-			 (cfg->mem_flags & MEM_HUGEPAGES) ? ", huge pages" : "",
-			 strerror(-ret),
-			 (cfg->mem_flags & MEM_HUGEPAGES) && ret == -ENOMEM ?
-			 " (reserve 2 MiB pages in /proc/sys/vm/nr_hugepages)" : "");
-		goto fail;
-	}
-	ret = mem_register(&vm->mem, vm->vm_fd, false);
-	if (ret) {
-		snprintf(err, VM_ERR_LEN, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
-		goto fail;
-	}
-	elf_copy(image, &img, vm->mem.base);
-
-	vm->nr_vcpus = cfg->nr_vcpus;
-	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		vm->vcpus[i].fd = -1;
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = vm_create_vcpu(vm, i, err);
-		if (ret)
-			goto fail;
-	}
-	ret = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
-	vm->tsc_khz = ret > 0 ? (uint64_t)ret : 0;
-
-	{
-		struct x86_boot_params bp = {
-			.nr_vcpus = vm->nr_vcpus,
-			.tsc_khz = vm->tsc_khz,
-			.heap_start = ALIGN_UP(img.hi, GABI_PAGE_SIZE),
-			.args = cfg->args,
-		};
-
-		ret = x86_boot_setup(&vm->mem, &bp);
-		if (ret) {
-			snprintf(err, VM_ERR_LEN, "boot setup: %s", strerror(-ret));
-			goto fail;
-		}
-	}
-	ret = vm_setup_dirty(vm, err);
-	if (ret)
-		goto fail;
-
 	free(image);
 	*out = vm;
 	return 0;
 
 fail:
 	free(image);
+	vm_destroy(vm);
+	return ret;
+}
+
+int vm_create_incoming(const struct vm_config *cfg, const char *model_name,
+		       const struct cpuid_table *cpuid, uint64_t xcr0,
+		       struct vm **out, char *err)
+{
+	char missing[CPUMODEL_MISSING_LEN];
+	struct cpuid_table host;
+	uint64_t host_xcr0;
+	struct vm *vm;
+	int ret;
+
+	err[0] = 0;
+	ret = vm_check_config(cfg, err);
+	if (ret)
+		return ret;
+	if (cpuid->hdr.nent > CPUID_MAX_ENTRIES)
+		return -EINVAL;
+	vm = vm_alloc(cfg);
+	if (!vm)
+		return -ENOMEM;
+	snprintf(vm->model_name, sizeof(vm->model_name), "%s", model_name);
+	ret = vm_open_kvm(vm, err);
+	if (ret)
+		goto fail;
+	ret = vm_host_cpuid(vm, &host, err);
+	if (ret)
+		goto fail;
+	/* The guest keeps the CPU it had: every feature it saw must be here. */
+	ret = cpuid_check_supported(cpuid, &host, missing);
+	if (ret) {
+		snprintf(err, VM_ERR_LEN, "this host lacks CPU features %.300s required by "
+			 "model %s", missing, model_name);
+		goto fail;
+	}
+	host_xcr0 = cpumodel_xcr0(cpumodel_find("host"), &host);
+	if (xcr0 & ~host_xcr0) {
+		ret = -ENOTSUP;
+		snprintf(err, VM_ERR_LEN, "this host lacks XSAVE components 0x%llx required "
+			 "by model %s", (unsigned long long)(xcr0 & ~host_xcr0), model_name);
+		goto fail;
+	}
+	vm->cpuid = *cpuid;
+	vm->xcr0 = xcr0;
+	ret = vm_build(vm, NULL, NULL, err);
+	if (ret)
+		goto fail;
+	*out = vm;
+	return 0;
+fail:
 	vm_destroy(vm);
 	return ret;
 }

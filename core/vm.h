@@ -89,7 +89,8 @@ struct vm {
 	struct guest_mem mem;
 	unsigned nr_vcpus;
 	struct vcpu *vcpus;
-	const struct cpumodel *model;
+	const struct cpumodel *model;  /* NULL for a VM that came in a stream */
+	char model_name[32];
 	struct cpuid_table cpuid;
 	uint64_t xcr0;
 	uint64_t tsc_khz;
@@ -119,6 +120,15 @@ struct vm {
  * err[VM_ERR_LEN] suitable for the user.
  */
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err);
+/*
+ * Create a VM to be filled from a stream (incoming migration or restore):
+ * RAM and vCPUs without boot state, with exactly the CPUID the guest saw
+ * on its source. Refused with the missing features when this host cannot
+ * supply them.
+ */
+int vm_create_incoming(const struct vm_config *cfg, const char *model_name,
+		       const struct cpuid_table *cpuid, uint64_t xcr0,
+		       struct vm **out, char *err);
 void vm_destroy(struct vm *vm);
 
 /* Start the vCPU threads. */
