@@ -27,19 +27,31 @@ struct vm;
 struct dirty_rate;
 struct ctl_server;
 
-/* Serve requests for vm on path until ctl_server_stop. */
+/*
+ * Requests that need more than core/ (save, migrate) are handled by an
+ * extension the program registers; core stays free of the layers above it.
+ * The handler fills resp; what resp points to must stay valid until the
+ * next call on the same thread.
+ */
+struct ctl_ext {
+	void *opaque;
+	bool (*handle)(void *opaque, struct vm *vm, const Ferry__Ctl__Request *req,
+		       Ferry__Ctl__Response *resp);
+};
+
+/* Serve requests for vm on path until ctl_server_stop. ext may be NULL. */
 int ctl_server_start(struct ctl_server **out, const char *path, struct vm *vm,
-		     struct dirty_rate *rate);
+		     struct dirty_rate *rate, const struct ctl_ext *ext);
 void ctl_server_stop(struct ctl_server *s);
 /* Handle one decoded request (exposed for tests and the fuzzer). */
-void ctl_handle(struct vm *vm, struct dirty_rate *rate,
+void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ext,
 		const Ferry__Ctl__Request *req, Ferry__Ctl__Response *resp);
 
 /*
  * Client: connect to path, send req, return the unpacked response (free it
  * with ferry__ctl__response__free_unpacked). 0 or -errno with a reason.
  */
-int ctl_call(const char *path, const Ferry__Ctl__Request *req,
+int ctl_call(const char *path, const Ferry__Ctl__Request *req, int timeout_ms,
 	     Ferry__Ctl__Response **resp, char *err, size_t err_len);
 
 /* Print a response for a human, or as one JSON object. */

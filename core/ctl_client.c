@@ -7,11 +7,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int ctl_call(const char *path, const Ferry__Ctl__Request *req,
+int ctl_call(const char *path, const Ferry__Ctl__Request *req, int timeout_ms,
 	     Ferry__Ctl__Response **resp, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = CTL_TIMEOUT_MS / 1000 };
+	struct timeval tv = {
+		.tv_sec = (timeout_ms > 0 ? timeout_ms : CTL_TIMEOUT_MS) / 1000,
+		.tv_usec = ((timeout_ms > 0 ? timeout_ms : CTL_TIMEOUT_MS) % 1000) * 1000,
+	};
 	uint8_t *buf = NULL;
 	size_t len;
 	int fd, ret;

@@ -121,6 +121,15 @@ void ctl_print(FILE *f, const char *cmd, const Ferry__Ctl__Response *resp, bool 
 			status_json(&j, st);
 		if (resp->stats)
 			stats_json(&j, resp->stats);
+		if (resp->save) {
+			json_obj_begin(&j, "save");
+			json_str(&j, "path", resp->save->path);
+			json_u64(&j, "bytes", resp->save->bytes);
+			json_u64(&j, "pages", resp->save->pages);
+			json_u64(&j, "zero_pages", resp->save->zero_pages);
+			json_u64(&j, "duration_ns", resp->save->duration_ns);
+			json_obj_end(&j);
+		}
 		json_obj_end(&j);
 		json_end(&j);
 		return;
@@ -129,4 +138,13 @@ void ctl_print(FILE *f, const char *cmd, const Ferry__Ctl__Response *resp, bool 
 		status_text(f, st);
 	if (resp->stats)
 		stats_text(f, resp->stats);
+	if (resp->save) {
+		char sz[32];
+
+		fprintf(f, "saved %s: %s, %llu pages (%llu zero), VM paused %.1f ms\n",
+			resp->save->path, fmt_size(resp->save->bytes, sz, sizeof(sz)),
+			(unsigned long long)resp->save->pages,
+			(unsigned long long)resp->save->zero_pages,
+			(double)resp->save->duration_ns / 1e6);
+	}
 }

@@ -24,6 +24,7 @@
 struct ctl_server {
 	struct vm *vm;
 	struct dirty_rate *rate;
+	const struct ctl_ext *ext;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;
 	int wake[2];
@@ -132,7 +133,7 @@ static void ctl_error(Ferry__Ctl__Response *resp, int err, const char *what)
 	resp->message = msg;
 }
 
-void ctl_handle(struct vm *vm, struct dirty_rate *rate,
+void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ext,
 		const Ferry__Ctl__Request *req, Ferry__Ctl__Response *resp)
 {
 	struct ctl_scratch *s = &ctl_tls;
@@ -162,7 +163,8 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate,
 		vm_stop(vm, "stopped by control request");
 		break;
 	default:
-		ctl_error(resp, -EOPNOTSUPP, "unknown request");
+		if (!ext || !ext->handle(ext->opaque, vm, req, resp))
+			ctl_error(resp, -EOPNOTSUPP, "unknown request");
 		break;
 	}
 	if (!resp->status && req->cmd_case != FERRY__CTL__REQUEST__CMD_STATS) {
@@ -209,7 +211,7 @@ static void ctl_serve_client(struct ctl_server *srv, int fd)
 			ctl_send(fd, &resp.base);
 			return;
 		}
-		ctl_handle(srv->vm, srv->rate, req, &resp);
+		ctl_handle(srv->vm, srv->rate, srv->ext, req, &resp);
 		ret = ctl_send(fd, &resp.base);
 		ferry__ctl__request__free_unpacked(req, NULL);
 		if (ret)
@@ -267,7 +269,7 @@ static int ctl_claim_path(const char *path)
 }
 
 int ctl_server_start(struct ctl_server **out, const char *path, struct vm *vm,
-		     struct dirty_rate *rate)
+		     struct dirty_rate *rate, const struct ctl_ext *ext)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ctl_server *srv;
@@ -280,6 +282,7 @@ int ctl_server_start(struct ctl_server **out, const char *path, struct vm *vm,
 		return -ENOMEM;
 	srv->vm = vm;
 	srv->rate = rate;
+	srv->ext = ext;
 	srv->listen_fd = srv->wake[0] = srv->wake[1] = -1;
 	strcpy(srv->path, path);
 	strcpy(sa.sun_path, path);

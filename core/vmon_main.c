@@ -13,18 +13,25 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm.h"
+#include "migrate/mig_ctl.h"
+#include "migrate/mig_snapshot.h"
+#include "migrate/mig_state.h"
 
 #define VMON_VERSION "0.1.0"
 
 static const char vmon_usage[] =
 "Usage: vmon run --guest FILE --mem SIZE [options]\n"
+"       vmon run --restore FILE [options]\n"
 "       vmon ctl SOCKET status|pause|resume|stop|stats [-o json]\n"
+"       vmon ctl SOCKET save FILE [--verify] [--stop] [-o json]\n"
 "       vmon --help | --version\n"
 "\n"
 "vmon is Ferry's per-VM monitor: one process runs one VM on KVM.\n"
 "\n"
 "vmon run: run a microguest (a static x86-64 ELF, see docs/guest-abi.md).\n"
-"  --guest FILE          guest image to run (required)\n"
+"  --guest FILE          guest image to run (required unless --restore)\n"
+"  --restore FILE        run the VM saved in FILE by vmon ctl save instead;\n"
+"                        its memory size, vCPUs and CPU model come from FILE\n"
 "  --args STR            argument string for the guest, at most 1023 bytes\n"
 "  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
 "                        (required)\n"
@@ -56,6 +63,11 @@ static const char vmon_usage[] =
 "  stop                  stop the VM for good; vmon exits with status 0\n"
 "  stats                 per-vCPU exits, the guest's published values and the\n"
 "                        measured dirty rate\n"
+"  save FILE             pause the VM, write it to FILE (a migration stream,\n"
+"                        docs/migration-stream.md) and resume it; FILE appears\n"
+"                        only when complete. --verify adds a digest of all\n"
+"                        guest RAM that a restore checks; --stop stops the VM\n"
+"                        after saving instead of resuming it\n"
 "  -o json               print one JSON object instead of text\n"
 "  Exit status: 0 done; 1 the monitor refused or could not be reached; 2 bad\n"
 "  usage.\n";
@@ -74,7 +86,9 @@ static void __attribute__((noreturn, format(printf, 1, 2))) vmon_usage_error(con
 
 struct vmon_run {
 	struct vm_config cfg;
+	const char *restore;
 	const char *control;
+	bool name_given;
 	uint64_t sample_ms;
 	struct vm *vm;
 };
@@ -113,10 +127,11 @@ static int vmon_exit_for(int err)
 
 static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 {
-	enum { O_GUEST = 256, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
+	enum { O_GUEST = 256, O_RESTORE, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
 	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_LOG, O_SYSLOG, O_HELP };
 	static const struct option opts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
+		{ "restore", required_argument, NULL, O_RESTORE },
 		{ "args", required_argument, NULL, O_ARGS },
 		{ "mem", required_argument, NULL, O_MEM },
 		{ "vcpus", required_argument, NULL, O_VCPUS },
@@ -134,7 +149,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		{ 0 },
 	};
 	enum log_level level = LOGL_WARN;
-	bool use_syslog = false, have_mem = false;
+	bool use_syslog = false, have_mem = false, name_given = false;
 	uint64_t v;
 	int c;
 
@@ -145,6 +160,9 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		switch (c) {
 		case O_GUEST:
 			r->cfg.guest_path = optarg;
+			break;
+		case O_RESTORE:
+			r->restore = optarg;
 			break;
 		case O_ARGS:
 			r->cfg.args = optarg;
@@ -183,6 +201,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			if (!*optarg || strlen(optarg) >= VM_NAME_MAX)
 				vmon_usage_error("--name: must be 1..%d characters", VM_NAME_MAX - 1);
 			strcpy(r->cfg.name, optarg);
+			name_given = true;
 			break;
 		case O_HUGE:
 			r->cfg.mem_flags |= MEM_HUGEPAGES;
@@ -212,10 +231,19 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 	}
 	if (optind < argc)
 		vmon_usage_error("unexpected argument '%s'", argv[optind]);
-	if (!r->cfg.guest_path)
-		vmon_usage_error("vmon run needs --guest FILE");
-	if (!have_mem)
-		vmon_usage_error("vmon run needs --mem SIZE");
+	if (r->restore) {
+		if (r->cfg.guest_path || have_mem || r->cfg.nr_vcpus != 1 || r->cfg.args ||
+		    strcmp(r->cfg.cpu_model, "host"))
+			vmon_usage_error("--restore takes the guest, memory, vCPUs, CPU model and "
+					 "arguments from the snapshot; drop --guest, --mem, --vcpus, "
+					 "--cpu-model and --args");
+	} else {
+		if (!r->cfg.guest_path)
+			vmon_usage_error("vmon run needs --guest FILE (or --restore FILE)");
+		if (!have_mem)
+			vmon_usage_error("vmon run needs --mem SIZE");
+	}
+	r->name_given = name_given;
 	log_init("vmon", level, use_syslog);
 }
 
@@ -238,13 +266,35 @@ static int vmon_run(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	ret = vm_create(&r.cfg, &r.vm, err);
-	if (ret) {
-		fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
-		return vmon_exit_for(ret);
+	if (r.restore) {
+		struct mig_load_opts lo = {
+			.dirty_mode = r.cfg.dirty_mode,
+			.mem_flags = r.cfg.mem_flags,
+			.console_fd = r.cfg.console_fd,
+			.cpuid_hide = r.cfg.cpuid_hide,
+			.name = r.name_given ? r.cfg.name : NULL,
+		};
+		struct mig_load_result res;
+		char lerr[MIG_ERR_LEN];
+
+		ret = mig_snapshot_open(r.restore, &lo, &r.vm, &res, lerr);
+		if (ret) {
+			fprintf(stderr, "vmon: error: restore %s: %s\n", r.restore, lerr);
+			return vmon_exit_for(ret);
+		}
+		log_info("%s: restored from %s: %llu pages (%llu zero)%s", r.vm->cfg.name,
+			 r.restore, (unsigned long long)res.pages,
+			 (unsigned long long)res.zero_pages, res.verified ? ", RAM verified" : "");
+		r.cfg = r.vm->cfg;
+	} else {
+		ret = vm_create(&r.cfg, &r.vm, err);
+		if (ret) {
+			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
+			return vmon_exit_for(ret);
+		}
 	}
 	if (r.control) {
-		ret = ctl_server_start(&ctl, r.control, r.vm, &rate);
+		ret = ctl_server_start(&ctl, r.control, r.vm, &rate, &mig_ctl_ext);
 		if (ret) {
 			fprintf(stderr, "vmon: error: %s: control socket %s: %s\n",
 				r.cfg.name, r.control,
@@ -284,7 +334,9 @@ static int vmon_run(int argc, char **argv)
 static int vmon_ctl(int argc, char **argv)
 {
 	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Save save = FERRY__CTL__SAVE__INIT;
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	int timeout_ms = CTL_TIMEOUT_MS, first_opt = 3;
 	Ferry__Ctl__Response *resp = NULL;
 	const char *path, *cmd;
 	bool json = false;
@@ -296,8 +348,28 @@ static int vmon_ctl(int argc, char **argv)
 		vmon_usage_error("vmon ctl needs SOCKET and a command");
 	path = argv[1];
 	cmd = argv[2];
-	for (int i = 3; i < argc; i++) {
-		if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+	if (!strcmp(cmd, "save")) {
+		char abs[4096];
+
+		if (argc < 4 || argv[3][0] == '-')
+			vmon_usage_error("ctl save needs a FILE");
+		/* The monitor may run elsewhere: hand it an absolute path. */
+		if (argv[3][0] != '/' && getcwd(abs, sizeof(abs) - strlen(argv[3]) - 2)) {
+			strcat(abs, "/");
+			strcat(abs, argv[3]);
+			save.path = strdup(abs);
+		} else {
+			save.path = argv[3];
+		}
+		first_opt = 4;
+		timeout_ms = 3600 * 1000;
+	}
+	for (int i = first_opt; i < argc; i++) {
+		if (!strcmp(cmd, "save") && !strcmp(argv[i], "--verify")) {
+			save.verify = true;
+		} else if (!strcmp(cmd, "save") && !strcmp(argv[i], "--stop")) {
+			save.stop = true;
+		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
 			if (strcmp(argv[++i], "json") && strcmp(argv[i], "text"))
 				vmon_usage_error("-o: '%s' is not json or text", argv[i]);
 			json = !strcmp(argv[i], "json");
@@ -320,12 +392,15 @@ static int vmon_ctl(int argc, char **argv)
 	} else if (!strcmp(cmd, "stats")) {
 		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
 		req.stats = &empty;
+	} else if (!strcmp(cmd, "save")) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_SAVE;
+		req.save = &save;
 	} else {
-		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats)",
+		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save)",
 				 cmd);
 	}
 
-	ret = ctl_call(path, &req, &resp, err, sizeof(err));
+	ret = ctl_call(path, &req, timeout_ms, &resp, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "vmon: error: ctl %s: %s\n", cmd, err);
 		return 1;

@@ -276,6 +276,8 @@ int main(int argc, char **argv)
 		o.failures++;   /* a run in which nothing was dirty proves nothing */
 
 	dirty_set_free(&set);
+	free(o.seen);
+	free(o.pending);
 	vm_destroy(o.vm);
 	if (inject) {
 		if (o.failures) {

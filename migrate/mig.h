@@ -1,0 +1,59 @@
+/*
+ * The migration engine's entry points. The stream format is in
+ * docs/migration-stream.md and migrate/stream.h; the per-round decisions in
+ * migrate/policy.h.
+ */
+#ifndef FERRY_MIG_H
+#define FERRY_MIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/dirty.h"
+#include "core/vm.h"
+#include "migrate/stream.h"
+
+struct mig_tail_opts {
+	bool verify;        /* put an XXH3-128 digest of all RAM into END */
+	unsigned rounds;
+};
+
+/* Source side. The VM must be paused for the tail. */
+int mig_write_head(struct vm *vm, struct stream_writer *w, bool live, char *err);
+int mig_write_set(struct vm *vm, struct stream_writer *w, const struct dirty_set *set,
+		  char *err);
+int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail_opts *o,
+		   char *err);
+/* A paused VM, whole, as a snapshot. */
+int mig_save_snapshot(struct vm *vm, struct stream_writer *w, bool verify, char *err);
+
+/* Destination side. */
+struct mig_load_opts {
+	enum dirty_mode dirty_mode;
+	unsigned mem_flags;
+	int console_fd;
+	const char *cpuid_hide;
+	const char *name;       /* override the VM's name; NULL keeps it */
+};
+
+struct mig_load_result {
+	uint64_t pages;
+	uint64_t zero_pages;
+	uint64_t records;
+	uint64_t bytes;
+	unsigned rounds;
+	bool verified;          /* the RAM digest was present and matched */
+	uint64_t load_ns;       /* END received to vCPUs loaded */
+};
+
+/*
+ * Read a stream (preamble to END) and build the VM it describes, or fill
+ * *vmp if the caller created it already (a live destination builds its VM
+ * from HELLO so RAM is populated before the first page). Nothing of the
+ * guest runs: the caller starts the VM. On failure the VM is destroyed if
+ * this function created it, and err says which record and why.
+ */
+int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
+		    struct vm **vmp, struct mig_load_result *res, char *err);
+
+#endif

@@ -1,0 +1,350 @@
+/*
+ * Reading a stream into a VM. The loader trusts nothing: the record layer
+ * has checked framing, checksums and order; here every message is checked
+ * against the VM it describes, and vCPU state is only loaded once END has
+ * arrived and every count (and, in verify mode, the RAM digest) matched.
+ */
+#include "migrate/mig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/util.h"
+#include "migrate/mig_state.h"
+
+struct mig_loader {
+	struct stream_reader *r;
+	const struct mig_load_opts *o;
+	struct vm *vm;
+	bool created;           /* we made vm: we destroy it on failure */
+	struct vm_config cfg;
+	bool have_config;
+	struct vcpu_state vcpus[GABI_MAX_VCPUS];
+	bool have_vcpu[GABI_MAX_VCPUS];
+	uint64_t tsc[GABI_MAX_VCPUS];
+	uint64_t realtime_ns;
+	bool have_clock;
+	struct mig_load_result *res;
+	char *err;
+};
+
+static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
+		      const void *body, uint64_t len, ProtobufCMessage **out)
+{
+	int ret = stream_pb_unpack(l->r, d, body, len, out);
+
+	if (ret)
+		snprintf(l->err, MIG_ERR_LEN, "%s", l->r->err);
+	return ret;
+}
+
+static int load_config(struct mig_loader *l, const void *body, uint64_t len)
+{
+	ProtobufCMessage *m;
+	int ret = mig_unpack(l, &ferry__mig__vm_config__descriptor, body, len, &m);
+
+	if (ret)
+		return ret;
+	vm_config_init(&l->cfg);
+	ret = mig_unpack_config((Ferry__Mig__VmConfig *)m, &l->cfg, l->err);
+	protobuf_c_message_free_unpacked(m, NULL);
+	if (ret)
+		return ret;
+	if (l->o->name)
+		snprintf(l->cfg.name, sizeof(l->cfg.name), "%s", l->o->name);
+	l->cfg.dirty_mode = l->o->dirty_mode;
+	l->cfg.mem_flags = l->o->mem_flags;
+	l->cfg.console_fd = l->o->console_fd;
+	l->cfg.cpuid_hide = l->o->cpuid_hide;
+	if (l->vm && (l->vm->mem.size != l->cfg.mem_size || l->vm->nr_vcpus != l->cfg.nr_vcpus)) {
+		snprintf(l->err, MIG_ERR_LEN, "VM_CONFIG does not match the announced VM "
+			 "(%llu bytes, %u vCPUs)", (unsigned long long)l->cfg.mem_size,
+			 l->cfg.nr_vcpus);
+		return -EBADMSG;
+	}
+	l->have_config = true;
+	return 0;
+}
+
+static int load_cpu(struct mig_loader *l, const void *body, uint64_t len)
+{
+	struct cpuid_table cpuid;
+	char model[32], why[VM_ERR_LEN];
+	uint64_t xcr0;
+	ProtobufCMessage *m;
+	int ret = mig_unpack(l, &ferry__mig__cpu_model__descriptor, body, len, &m);
+
+	if (ret)
+		return ret;
+	ret = mig_unpack_cpu((Ferry__Mig__CpuModel *)m, &cpuid, &xcr0, model, sizeof(model),
+			     l->err);
+	protobuf_c_message_free_unpacked(m, NULL);
+	if (ret)
+		return ret;
+	if (l->vm) {
+		if (l->vm->cpuid.hdr.nent != cpuid.hdr.nent ||
+		    memcmp(l->vm->cpuid.entries, cpuid.entries,
+			   cpuid.hdr.nent * sizeof(cpuid.entries[0])) || l->vm->xcr0 != xcr0) {
+			snprintf(l->err, MIG_ERR_LEN, "CPU_MODEL differs from the announced one");
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	ret = vm_create_incoming(&l->cfg, model, &cpuid, xcr0, &l->vm, why);
+	if (ret) {
+		snprintf(l->err, MIG_ERR_LEN, "%s", why);
+		return ret;
+	}
+	l->created = true;
+	return 0;
+}
+
+static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
+{
+	struct stream_page_run run;
+	const uint8_t *page;
+	uint64_t pfn;
+	int ret;
+
+	ret = stream_read_pages(l->r, body, len, mem_pages(&l->vm->mem), &run);
+	if (ret) {
+		snprintf(l->err, MIG_ERR_LEN, "%s", l->r->err);
+		return ret;
+	}
+	while (stream_page_next(&run, &pfn, &page)) {
+		uint8_t *dst = l->vm->mem.base + (pfn << MEM_PAGE_SHIFT);
+
+		if (page) {
+			memcpy(dst, page, MEM_PAGE_SIZE);
+		} else {
+			memset(dst, 0, MEM_PAGE_SIZE);
+			l->res->zero_pages++;
+		}
+		l->res->pages++;
+	}
+	return 0;
+}
+
+static int load_vcpu(struct mig_loader *l, const void *body, uint64_t len)
+{
+	struct vcpu_state s;
+	unsigned idx;
+	ProtobufCMessage *m;
+	int ret = mig_unpack(l, &ferry__mig__vcpu_state__descriptor, body, len, &m);
+
+	if (ret)
+		return ret;
+	ret = mig_unpack_vcpu((Ferry__Mig__VcpuState *)m, l->vm->nr_vcpus, &s, &idx, l->err);
+	protobuf_c_message_free_unpacked(m, NULL);
+	if (ret)
+		return ret;
+	if (l->have_vcpu[idx]) {
+		vcpu_state_free(&s);
+		snprintf(l->err, MIG_ERR_LEN, "VCPU_STATE for vCPU %u twice", idx);
+		return -EBADMSG;
+	}
+	l->vcpus[idx] = s;
+	l->have_vcpu[idx] = true;
+	return 0;
+}
+
+static int load_clock(struct mig_loader *l, const void *body, uint64_t len)
+{
+	Ferry__Mig__ClockState *c;
+	ProtobufCMessage *m;
+	int ret = mig_unpack(l, &ferry__mig__clock_state__descriptor, body, len, &m);
+
+	if (ret)
+		return ret;
+	c = (Ferry__Mig__ClockState *)m;
+	if (c->n_tsc != l->vm->nr_vcpus) {
+		snprintf(l->err, MIG_ERR_LEN, "CLOCK has %zu TSCs for %u vCPUs", c->n_tsc,
+			 l->vm->nr_vcpus);
+		ret = -EBADMSG;
+	} else {
+		memcpy(l->tsc, c->tsc, c->n_tsc * sizeof(uint64_t));
+		l->realtime_ns = c->realtime_ns;
+		l->have_clock = true;
+	}
+	protobuf_c_message_free_unpacked(m, NULL);
+	return ret;
+}
+
+static int load_device(struct mig_loader *l, const void *body, uint64_t len)
+{
+	Ferry__Mig__DeviceState *d;
+	ProtobufCMessage *m;
+	int ret = mig_unpack(l, &ferry__mig__device_state__descriptor, body, len, &m);
+
+	if (ret)
+		return ret;
+	d = (Ferry__Mig__DeviceState *)m;
+	if (d->name && !strcmp(d->name, MIG_DEVICE_HCALL)) {
+		ret = mig_unpack_hcall(l->vm, d, l->err);
+	} else {
+		snprintf(l->err, MIG_ERR_LEN, "DEVICE_STATE for unknown device '%.64s'",
+			 d->name ? d->name : "");
+		ret = -EBADMSG;
+	}
+	protobuf_c_message_free_unpacked(m, NULL);
+	return ret;
+}
+
+static uint64_t realtime_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* END arrived: check it, then make the vCPUs what they were. */
+static int load_end(struct mig_loader *l, const void *body, uint64_t len)
+{
+	Ferry__Mig__StreamEnd *e;
+	ProtobufCMessage *m;
+	uint64_t t0 = now_ns(), now, delta = 0;
+	uint8_t digest[16];
+	int ret = mig_unpack(l, &ferry__mig__stream_end__descriptor, body, len, &m);
+
+	if (ret)
+		return ret;
+	e = (Ferry__Mig__StreamEnd *)m;
+	for (unsigned i = 0; i < l->vm->nr_vcpus; i++) {
+		if (!l->have_vcpu[i]) {
+			snprintf(l->err, MIG_ERR_LEN, "END before the state of vCPU %u", i);
+			ret = -EBADMSG;
+			goto out;
+		}
+	}
+	if (!l->have_clock) {
+		snprintf(l->err, MIG_ERR_LEN, "END without CLOCK");
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (e->pages != l->res->pages || e->zero_pages != l->res->zero_pages) {
+		snprintf(l->err, MIG_ERR_LEN, "END counts %llu pages (%llu zero), %llu (%llu) arrived",
+			 (unsigned long long)e->pages, (unsigned long long)e->zero_pages,
+			 (unsigned long long)l->res->pages, (unsigned long long)l->res->zero_pages);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (e->ram_digest.len) {
+		mig_ram_digest(l->vm, digest);
+		if (e->ram_digest.len != sizeof(digest) || memcmp(digest, e->ram_digest.data, 16)) {
+			snprintf(l->err, MIG_ERR_LEN, "verify: guest RAM differs from the source's "
+				 "(digest mismatch)");
+			ret = -EBADMSG;
+			goto out;
+		}
+		l->res->verified = true;
+	}
+	l->res->rounds = e->rounds;
+	/* The guest's clock ran on while it was away: it sees the gap. */
+	now = realtime_now();
+	if (now > l->realtime_ns)
+		delta = (now - l->realtime_ns) * l->vm->tsc_khz / 1000000ull;
+	for (unsigned i = 0; i < l->vm->nr_vcpus; i++) {
+		l->vcpus[i].tsc = l->tsc[i];
+		ret = vcpu_state_load(&l->vm->vcpus[i], &l->vcpus[i], delta);
+		if (ret) {
+			snprintf(l->err, MIG_ERR_LEN, "load vCPU %u state: %s", i, strerror(-ret));
+			goto out;
+		}
+	}
+	l->res->load_ns = now_ns() - t0;
+out:
+	protobuf_c_message_free_unpacked(m, NULL);
+	return ret;
+}
+
+int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
+		    struct vm **vmp, struct mig_load_result *res, char *err)
+{
+	struct mig_loader *l = calloc(1, sizeof(*l));
+	uint32_t flags, type;
+	const void *body;
+	uint64_t len;
+	int ret = -ENOMEM;
+
+	if (!l)
+		return ret;
+	memset(res, 0, sizeof(*res));
+	l->r = r;
+	l->o = o;
+	l->vm = *vmp;
+	l->res = res;
+	l->err = err;
+	err[0] = 0;
+	if (!r->preamble_done) {
+		ret = stream_read_preamble(r, &flags);
+		if (ret) {
+			snprintf(err, MIG_ERR_LEN, "%s", r->err);
+			goto out;
+		}
+	}
+	for (;;) {
+		ret = stream_read_record(r, &type, &body, &len);
+		if (ret) {
+			snprintf(err, MIG_ERR_LEN, "%s", r->err);
+			goto out;
+		}
+		switch (type) {
+		case STREAM_REC_STREAM_HEADER:
+		case STREAM_REC_ROUND:
+			ret = 0; /* informational */
+			break;
+		case STREAM_REC_VM_CONFIG:
+			ret = load_config(l, body, len);
+			break;
+		case STREAM_REC_CPU_MODEL:
+			ret = l->have_config ? load_cpu(l, body, len) : -EBADMSG;
+			break;
+		case STREAM_REC_PAGE_DATA:
+			ret = load_pages(l, body, len);
+			break;
+		case STREAM_REC_VCPU_STATE:
+			ret = load_vcpu(l, body, len);
+			break;
+		case STREAM_REC_CLOCK:
+			ret = load_clock(l, body, len);
+			break;
+		case STREAM_REC_DEVICE_STATE:
+			ret = load_device(l, body, len);
+			break;
+		case STREAM_REC_END:
+			ret = load_end(l, body, len);
+			if (!ret) {
+				res->records = r->records;
+				res->bytes = r->off;
+				*vmp = l->vm;
+				goto out;
+			}
+			break;
+		default:
+			snprintf(err, MIG_ERR_LEN, "unexpected record type 0x%x", type);
+			ret = -EBADMSG;
+		}
+		if (ret) {
+			char what[MIG_ERR_LEN];
+
+			snprintf(what, sizeof(what), "%s", err);
+			snprintf(err, MIG_ERR_LEN, "stream: record %s at offset %llu: %.400s",
+				 stream_type_name(type) ? stream_type_name(type) : "?",
+				 (unsigned long long)r->rec_off, what);
+			goto out;
+		}
+	}
+out:
+	for (unsigned i = 0; i < GABI_MAX_VCPUS; i++)
+		vcpu_state_free(&l->vcpus[i]);
+	if (ret && l->created) {
+		vm_destroy(l->vm);
+		*vmp = NULL;
+	}
+	free(l);
+	return ret;
+}

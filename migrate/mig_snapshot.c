@@ -1,0 +1,122 @@
+/*
+ * Snapshots: the migration stream written to a file. The file appears
+ * under its name only once it is complete and on disk (written to a
+ * temporary name, fsynced, renamed), so a crash or a full disk never leaves
+ * a half snapshot that looks whole.
+ */
+#include "migrate/mig_snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "migrate/mig.h"
+#include "migrate/mig_state.h"
+
+static void fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	int fd;
+
+	if (!copy)
+		return;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(copy);
+}
+
+int mig_snapshot_save(struct vm *vm, const char *path, bool verify, bool stop,
+		      struct mig_snapshot_result *res, char *err)
+{
+	char tmp[4096];
+	struct stream_writer w;
+	bool was_running;
+	uint64_t t0;
+	int fd, ret;
+
+	memset(res, 0, sizeof(*res));
+	if (snprintf(tmp, sizeof(tmp), "%s.partial-%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
+		snprintf(err, MIG_ERR_LEN, "save: path too long");
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, MIG_ERR_LEN, "save: %.300s: %s", tmp, strerror(errno));
+		return ret;
+	}
+	was_running = vm_get_state(vm) == VM_RUNNING;
+	t0 = now_ns();
+	if (was_running) {
+		ret = vm_pause(vm);
+		if (ret) {
+			snprintf(err, MIG_ERR_LEN, "save: cannot pause the VM: %s", strerror(-ret));
+			goto fail;
+		}
+	} else if (vm_get_state(vm) != VM_PAUSED) {
+		ret = -EINVAL;
+		snprintf(err, MIG_ERR_LEN, "save: the VM is %s", vm_state_name(vm_get_state(vm)));
+		goto fail;
+	}
+	stream_writer_init(&w, fd);
+	ret = mig_save_snapshot(vm, &w, verify, err);
+	res->bytes = w.off;
+	res->pages = w.pages;
+	res->zero_pages = w.zero_pages;
+	stream_writer_destroy(&w);
+	if (!ret && fsync(fd)) {
+		ret = -errno;
+		snprintf(err, MIG_ERR_LEN, "save: fsync %.300s: %s", tmp, strerror(errno));
+	}
+	if (close(fd) && !ret) {
+		ret = -errno;
+		snprintf(err, MIG_ERR_LEN, "save: close %.300s: %s", tmp, strerror(errno));
+	}
+	fd = -1;
+	if (!ret && rename(tmp, path)) {
+		ret = -errno;
+		snprintf(err, MIG_ERR_LEN, "save: rename to %.300s: %s", path, strerror(errno));
+	}
+	if (!ret)
+		fsync_dir_of(path);
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		unlink(tmp);
+	/* A failed save changes nothing: a running VM runs on. */
+	if (!ret && stop)
+		vm_stop(vm, "stopped after saving a snapshot");
+	else if (was_running)
+		vm_resume(vm);
+	res->duration_ns = now_ns() - t0;
+	return ret;
+}
+
+int mig_snapshot_open(const char *path, const struct mig_load_opts *o, struct vm **out,
+		      struct mig_load_result *res, char *err)
+{
+	struct stream_reader r;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, MIG_ERR_LEN, "%.300s: %s", path, strerror(errno));
+		return ret;
+	}
+	stream_reader_init(&r, fd);
+	*out = NULL;
+	ret = mig_load_stream(&r, o, out, res, err);
+	stream_reader_destroy(&r);
+	close(fd);
+	return ret;
+}

@@ -1,0 +1,117 @@
+/*
+ * Transports: how migration bytes get from one vmon to another. One
+ * interface, several implementations behind an ops table: plain TCP, TLS 1.3
+ * with mutual certificate authentication (OpenSSL), and later RDMA. The
+ * migration engine only ever sees struct xport.
+ *
+ * Pages live in the guest-RAM memfd. send_file() lets a transport move them
+ * without a copy through user space where the kernel allows it (sendfile on
+ * TCP); a transport that must encrypt reads them from the mapping instead.
+ */
+#ifndef FERRY_XPORT_H
+#define FERRY_XPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define XPORT_ERR_LEN 256
+#define XPORT_HOST_MAX 256
+
+enum xport_kind {
+	XPORT_TCP = 1,
+	XPORT_TLS,
+	XPORT_RDMA, /* reserved: libibverbs/librdmacm, not implemented yet */
+};
+
+/* "tcp:HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]). */
+struct xport_addr {
+	char host[XPORT_HOST_MAX];
+	uint16_t port;
+};
+
+int xport_addr_parse(const char *uri, struct xport_addr *out, char *err);
+
+/*
+ * TLS material, by path. xport_tls_from_dir() fills it from a directory
+ * holding ca.pem (the cluster CA), cert.pem (this node, signed by the CA)
+ * and key.pem. Both ends verify the other's chain against the CA; a peer
+ * certificate from another CA is refused with a message that says so.
+ */
+struct xport_tls {
+	char ca[512];
+	char cert[512];
+	char key[512];
+	char peer_name[XPORT_HOST_MAX]; /* optional: required CN/SAN of the peer */
+};
+
+int xport_tls_from_dir(const char *dir, struct xport_tls *out, char *err);
+
+struct xport;
+
+struct xport_ops {
+	const char *name;
+	/* Send all of iov or fail: 0 or -errno. */
+	int (*sendv)(struct xport *x, const struct iovec *iov, int iovcnt);
+	/* Send len bytes of file fd from off, ideally without copying. */
+	int (*send_file)(struct xport *x, int fd, off_t off, size_t len);
+	/* Receive exactly len bytes: 0, -EPIPE on EOF, -ETIMEDOUT, -errno. */
+	int (*recv)(struct xport *x, void *buf, size_t len);
+	/* Flush anything buffered. */
+	int (*flush)(struct xport *x);
+	void (*close)(struct xport *x);
+};
+
+struct xport {
+	const struct xport_ops *ops;
+	enum xport_kind kind;
+	int fd;                 /* the socket, for poll() */
+	void *priv;             /* implementation state (SSL *, ...) */
+	char peer[XPORT_HOST_MAX + 8]; /* "host:port" for messages */
+	char err[XPORT_ERR_LEN];       /* the last error, one line */
+	uint64_t bytes_sent;
+	uint64_t bytes_received;
+};
+
+struct xport_listener;
+
+/*
+ * Listen on addr (tls NULL: plain TCP). Accept one connection within
+ * timeout_ms (-1 = forever); for TLS, the handshake and peer verification
+ * happen inside accept and a failure names the cause.
+ */
+int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
+		 struct xport_listener **out, char *err);
+/* The port actually bound (for port 0 in tests). */
+uint16_t xport_listener_port(const struct xport_listener *l);
+int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
+		 char *err);
+void xport_listener_close(struct xport_listener *l);
+
+int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
+		  int timeout_ms, struct xport **out, char *err);
+
+/* Receive and send timeouts for an established connection (0 = none). */
+int xport_set_timeout(struct xport *x, int timeout_ms);
+
+static inline int xport_send(struct xport *x, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return x->ops->sendv(x, &iov, 1);
+}
+
+static inline int xport_recv(struct xport *x, void *buf, size_t len)
+{
+	return x->ops->recv(x, buf, len);
+}
+
+static inline void xport_close(struct xport *x)
+{
+	if (x)
+		x->ops->close(x);
+}
+
+#endif

@@ -1,0 +1,205 @@
+/*
+ * PAGE_DATA bodies (migrate/stream_page.c) against the spec's "PAGE_DATA"
+ * section: the parser's every rejection (count, reserved fields and bits,
+ * kinds, pfn range, length) and the writer's encoding of zero and data
+ * pages. The stream around them is test_stream.c's.
+ */
+#include "stream_test.h"
+
+struct pbody {
+	uint8_t b[16 + 8 * 4 + 2 * PG];
+	uint64_t len;
+};
+
+/* count entries; entry i is e[i]; data pages follow for DATA entries */
+static void make_body(struct pbody *p, uint32_t count, const uint64_t *e,
+		      unsigned ndata)
+{
+	memset(p->b, 0, sizeof(p->b));
+	memcpy(p->b, &count, 4);
+	for (uint32_t i = 0; i < count && i < 4; i++)
+		memcpy(p->b + 16 + 8 * i, &e[i], 8);
+	p->len = 16 + 8ull * count + (uint64_t)ndata * PG;
+}
+
+static void expect_page_error(const struct pbody *p, uint64_t len,
+			      const char *want)
+{
+	struct stream_page_run run;
+	char why[160] = "";
+
+	assert_int_equal(stream_page_data_parse(p->b, len, NR_PAGES, &run, why,
+						sizeof(why)), -EBADMSG);
+	if (!strstr(why, want))
+		print_error("got \"%s\", wanted \"%s\"\n", why, want);
+	assert_non_null(strstr(why, want));
+}
+
+#define ZERO(pfn) ((pfn) | 1ull << 60)
+
+static void test_page_valid(void **state)
+{
+	uint64_t e[3] = { 7, ZERO(8), NR_PAGES - 1 };
+	struct pbody p;
+	struct stream_page_run run;
+	const uint8_t *page;
+	uint64_t pfn;
+
+	make_body(&p, 3, e, 2);
+	memset(p.b + 16 + 24, 0x11, PG);
+	memset(p.b + 16 + 24 + PG, 0x22, PG);
+	assert_int_equal(stream_page_data_parse(p.b, p.len, NR_PAGES, &run, NULL, 0), 0);
+	assert_int_equal(run.count, 3);
+	assert_int_equal(run.ndata, 2);
+	assert_true(stream_page_next(&run, &pfn, &page));
+	assert_int_equal(pfn, 7);
+	assert_int_equal(page[0], 0x11);
+	assert_true(stream_page_next(&run, &pfn, &page));
+	assert_int_equal(pfn, 8);
+	assert_null(page);
+	assert_true(stream_page_next(&run, &pfn, &page));
+	assert_int_equal(pfn, NR_PAGES - 1);
+	assert_int_equal(page[PG - 1], 0x22);
+	assert_false(stream_page_next(&run, &pfn, &page));
+}
+
+static void test_page_bad_count(void **state)
+{
+	uint64_t e[1] = { ZERO(1) };
+	struct pbody p;
+	uint32_t big = 513;
+
+	make_body(&p, 0, e, 0);
+	expect_page_error(&p, 16, "count 0 is not in 1..512");
+	make_body(&p, 1, e, 0);
+	memcpy(p.b, &big, 4);
+	expect_page_error(&p, 16 + 8 * 513, "count 513 is not in 1..512");
+}
+
+static void test_page_reserved_fields(void **state)
+{
+	uint64_t e[1] = { ZERO(1) };
+	struct pbody p;
+
+	make_body(&p, 1, e, 0);
+	p.b[4] = 1;
+	expect_page_error(&p, p.len, "reserved header fields");
+	make_body(&p, 1, e, 0);
+	p.b[15] = 0x80;
+	expect_page_error(&p, p.len, "reserved header fields");
+}
+
+static void test_page_bad_kind(void **state)
+{
+	uint64_t e[2] = { ZERO(1), 1 | 2ull << 60 };
+	struct pbody p;
+
+	make_body(&p, 2, e, 0);
+	expect_page_error(&p, p.len, "entry 1: unknown kind 2");
+	e[1] = 1 | 15ull << 60;
+	make_body(&p, 2, e, 0);
+	expect_page_error(&p, p.len, "entry 1: unknown kind 15");
+}
+
+static void test_page_reserved_bits(void **state)
+{
+	uint64_t e[1] = { ZERO(1) | 1ull << 52 };
+	struct pbody p;
+
+	make_body(&p, 1, e, 0);
+	expect_page_error(&p, p.len, "entry 0: reserved bits 52..59 set");
+	e[0] = 3 | 1ull << 59;
+	make_body(&p, 1, e, 1);
+	expect_page_error(&p, p.len, "entry 0: reserved bits 52..59 set");
+}
+
+static void test_page_pfn_range(void **state)
+{
+	uint64_t e[2] = { ZERO(NR_PAGES - 1), ZERO(NR_PAGES) };
+	struct pbody p;
+	struct stream_page_run run;
+
+	make_body(&p, 2, e, 0);
+	expect_page_error(&p, p.len, "entry 1: pfn 1024 is beyond the guest's 1024 pages");
+	make_body(&p, 1, e, 0);
+	assert_int_equal(stream_page_data_parse(p.b, p.len, NR_PAGES, &run, NULL, 0), 0);
+	/* the largest pfn the format holds, on a guest that small */
+	e[0] = ZERO(STREAM_PAGE_PFN_MASK);
+	make_body(&p, 1, e, 0);
+	expect_page_error(&p, p.len, "is beyond the guest's");
+}
+
+static void test_page_length_mismatch(void **state)
+{
+	uint64_t e[2] = { 1, ZERO(2) };
+	struct pbody p;
+
+	make_body(&p, 2, e, 1);
+	expect_page_error(&p, p.len - 8, "but 2 entries with 1 data pages make 4128");
+	expect_page_error(&p, p.len + 8, "length 4136, but");
+	expect_page_error(&p, 16 + 8, "length 24 is too short for 2 entries");
+	expect_page_error(&p, 8, "length 8 is shorter than the 16-byte header");
+	/* a ZERO entry carries no data: one page too many */
+	make_body(&p, 2, e, 2);
+	expect_page_error(&p, p.len, "length 8224, but");
+}
+
+static void test_writer_pages(void **state)
+{
+	uint8_t *ram = make_ram();
+	int fd = mkfd();
+	struct stream_writer w;
+	uint64_t pfns[3] = { 0, 1, 1ull << 52 };
+	uint8_t b[16 + 16];
+	uint32_t count;
+	uint64_t e0, e1;
+
+	stream_writer_init(&w, fd);
+	/* a pfn the format cannot hold: refused before anything is written */
+	assert_int_equal(stream_write_pages(&w, pfns, 3, ram), -EINVAL);
+	assert_int_equal(fd_size(fd), 0);
+	/* nothing to send is not an error and writes nothing */
+	assert_int_equal(stream_write_pages(&w, pfns, 0, ram), 0);
+	assert_int_equal(fd_size(fd), 0);
+	/* pfn 0 is zero, pfn 1 has data: one record, one data page */
+	assert_int_equal(stream_write_pages(&w, pfns, 2, ram), 0);
+	assert_int_equal(fd_size(fd), 24 + 16 + 16 + PG);
+	assert_int_equal(pread(fd, b, sizeof(b), 24), (ssize_t)sizeof(b));
+	memcpy(&count, b, 4);
+	memcpy(&e0, b + 16, 8);
+	memcpy(&e1, b + 24, 8);
+	assert_int_equal(count, 2);
+	assert_true(e0 == ZERO(0));
+	assert_true(e1 == 1);
+	assert_int_equal(w.pages, 2);
+	assert_int_equal(w.zero_pages, 1);
+	/* 513 pages make two records */
+	{
+		uint64_t many[513];
+
+		for (unsigned i = 0; i < 513; i++)
+			many[i] = i;
+		assert_int_equal(stream_write_pages(&w, many, 513, ram), 0);
+		assert_int_equal(w.records, 3);
+	}
+	stream_writer_destroy(&w);
+	assert_int_equal(stream_write_preamble(&w, 4), -EINVAL);
+	close(fd);
+	free(ram);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_page_valid),
+		cmocka_unit_test(test_page_bad_count),
+		cmocka_unit_test(test_page_reserved_fields),
+		cmocka_unit_test(test_page_bad_kind),
+		cmocka_unit_test(test_page_reserved_bits),
+		cmocka_unit_test(test_page_pfn_range),
+		cmocka_unit_test(test_page_length_mismatch),
+		cmocka_unit_test(test_writer_pages),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

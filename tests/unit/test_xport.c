@@ -1,0 +1,965 @@
+/*
+ * Transports over loopback with real sockets: address parsing, the TLS
+ * directory layout, TCP data paths (sendv, send_file from a memfd, recv),
+ * end of stream, refusals and timeouts, and TLS 1.3 with mutual
+ * authentication and its refusals: a certificate from another CA, no
+ * certificate, the wrong peer name, a key that does not match. A server
+ * thread accepts; the main thread connects. The TLS tests make their own
+ * CA with tools/mkcerts.sh and are skipped without the openssl CLI.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/xport.h"
+
+#ifndef FERRY_SRC_DIR
+#error "FERRY_SRC_DIR must name the source tree (tests/CMakeLists.txt)"
+#endif
+
+#define MiB (1024u * 1024u)
+
+static char tmpdir[64];
+static bool have_certs;
+
+/* ---- helpers ---- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint8_t pattern_byte(uint64_t i, uint8_t seed)
+{
+	return (uint8_t)(((i * 2654435761u) >> 13) ^ (i >> 12) ^ seed);
+}
+
+static void fill(uint8_t *p, size_t len, uint64_t base, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = pattern_byte(base + i, seed);
+}
+
+static bool check(const uint8_t *p, size_t len, uint64_t base, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != pattern_byte(base + i, seed))
+			return false;
+	return true;
+}
+
+/* A memfd of len bytes holding the pattern. */
+static int pattern_memfd(size_t len, uint8_t seed)
+{
+	int fd = memfd_create("xport-test", MFD_CLOEXEC);
+	uint8_t *p;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)len), 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	fill(p, len, 0, seed);
+	munmap(p, len);
+	return fd;
+}
+
+static void tls_node(struct xport_tls *t, const char *ca, const char *node)
+{
+	char dir[256], err[XPORT_ERR_LEN];
+
+	snprintf(dir, sizeof(dir), "%s/%s/%s", tmpdir, ca, node);
+	assert_int_equal(xport_tls_from_dir(dir, t, err), 0);
+}
+
+/* ---- the server thread ---- */
+
+struct server;
+typedef int (*serve_fn)(struct server *s, struct xport *x);
+
+struct server {
+	struct xport_listener *l;
+	serve_fn fn;
+	pthread_t th;
+	int accept_timeout_ms;
+	int accept_rc;
+	int fn_rc;
+	char err[XPORT_ERR_LEN];
+	uint64_t arg;             /* test-specific */
+	double secs;              /* test-specific */
+};
+
+static void *server_main(void *arg)
+{
+	struct server *s = arg;
+	struct xport *x = NULL;
+
+	s->accept_rc = xport_accept(s->l, s->accept_timeout_ms, &x, s->err);
+	if (s->accept_rc == 0) {
+		s->fn_rc = s->fn ? s->fn(s, x) : 0;
+		if (s->fn_rc && !s->err[0])
+			snprintf(s->err, sizeof(s->err), "%s", x->err);
+		xport_close(x);
+	}
+	return NULL;
+}
+
+static void server_start(struct server *s, const struct xport_tls *tls,
+			 serve_fn fn)
+{
+	struct xport_addr a;
+	char err[XPORT_ERR_LEN];
+
+	memset(s, 0, sizeof(*s));
+	s->fn = fn;
+	s->accept_timeout_ms = 10000;
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, tls, &s->l, err), 0);
+	assert_true(xport_listener_port(s->l) > 0);
+	assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
+}
+
+static void server_join(struct server *s)
+{
+	pthread_join(s->th, NULL);
+	xport_listener_close(s->l);
+	s->l = NULL;
+}
+
+static int client_connect(struct server *s, const struct xport_tls *tls,
+			  struct xport **x, char *err)
+{
+	struct xport_addr a = { .host = "127.0.0.1" };
+
+	a.port = xport_listener_port(s->l);
+	return xport_connect(&a, tls, 5000, x, err);
+}
+
+/* ---- server behaviours ---- */
+
+/* Echo: u32 length, then that many bytes, sent back reversed in order. */
+static int serve_echo(struct server *s, struct xport *x)
+{
+	for (;;) {
+		uint32_t len;
+		uint8_t *buf;
+		int ret = xport_recv(x, &len, sizeof(len));
+
+		if (ret == -EPIPE)
+			return 0;
+		if (ret)
+			return ret;
+		buf = malloc(len ? len : 1);
+		if (!buf)
+			return -ENOMEM;
+		ret = xport_recv(x, buf, len);
+		for (uint32_t i = 0; !ret && i < len / 2; i++) {
+			uint8_t t = buf[i];
+
+			buf[i] = buf[len - 1 - i];
+			buf[len - 1 - i] = t;
+		}
+		if (!ret)
+			ret = xport_send(x, &len, sizeof(len));
+		if (!ret)
+			ret = xport_send(x, buf, len);
+		free(buf);
+		if (ret)
+			return ret;
+	}
+}
+
+/* Receive u64 length and u8 seed, then the pattern; answer 1 if it held. */
+static int serve_verify(struct server *s, struct xport *x)
+{
+	struct { uint64_t len; uint64_t seed; } h;
+	size_t chunk = 1 * MiB;
+	uint8_t *buf = malloc(chunk), ok = 1;
+	int ret = buf ? xport_recv(x, &h, sizeof(h)) : -ENOMEM;
+
+	for (uint64_t off = 0; !ret && off < h.len; off += chunk) {
+		size_t n = h.len - off < chunk ? h.len - off : chunk;
+
+		ret = xport_recv(x, buf, n);
+		if (!ret && !check(buf, n, off, (uint8_t)h.seed))
+			ok = 0;
+	}
+	if (!ret)
+		ret = xport_send(x, &ok, 1);
+	free(buf);
+	s->arg = x->bytes_received;
+	return ret;
+}
+
+/* Receive u64 length, then that many bytes without looking; answer. */
+static int serve_sink(struct server *s, struct xport *x)
+{
+	size_t chunk = 4 * MiB;
+	uint8_t *buf = malloc(chunk), ok = 1;
+	uint64_t len;
+	int ret = buf ? xport_recv(x, &len, sizeof(len)) : -ENOMEM;
+
+	for (uint64_t off = 0; !ret && off < len; off += chunk)
+		ret = xport_recv(x, buf, len - off < chunk ? len - off : chunk);
+	if (!ret)
+		ret = xport_send(x, &ok, 1);
+	free(buf);
+	return ret;
+}
+
+/* Wait for the client to go away, then close. */
+static int serve_wait_eof(struct server *s, struct xport *x)
+{
+	uint8_t b;
+	int ret = xport_recv(x, &b, 1);
+
+	return ret == -EPIPE || ret == -ECONNRESET ? 0 : ret;
+}
+
+/* Read a little, then hang up. */
+static int serve_read_and_close(struct server *s, struct xport *x)
+{
+	uint8_t b[4];
+
+	return xport_recv(x, b, sizeof(b));
+}
+
+/* ---- addresses and TLS material ---- */
+
+static void test_addr_good(void **state)
+{
+	struct xport_addr a;
+	char err[XPORT_ERR_LEN];
+
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:4444", &a, err), 0);
+	assert_string_equal(a.host, "127.0.0.1");
+	assert_int_equal(a.port, 4444);
+	assert_int_equal(xport_addr_parse("tcp:[::1]:80", &a, err), 0);
+	assert_string_equal(a.host, "::1");
+	assert_int_equal(a.port, 80);
+	assert_int_equal(xport_addr_parse("tcp:host2.example-1:65535", &a,
+					  err), 0);
+	assert_string_equal(a.host, "host2.example-1");
+	assert_int_equal(a.port, 65535);
+	assert_int_equal(xport_addr_parse("tcp:[fe80::1%lo]:1", &a, err), 0);
+	assert_string_equal(a.host, "fe80::1%lo");
+	/* Port 0: "any" for listen; connect refuses it. */
+	assert_int_equal(xport_addr_parse("tcp:localhost:0", &a, err), 0);
+	assert_int_equal(a.port, 0);
+}
+
+static void test_addr_bad(void **state)
+{
+	static const struct { const char *uri, *says; } bad[] = {
+		{ "", "empty" },
+		{ "udp:1.2.3.4:5", "tcp:" },
+		{ "rdma:1.2.3.4:5", "rdma is not supported" },
+		{ "tcp:", "no port" },
+		{ "tcp:host", "no port" },
+		{ "tcp:host:", "no port" },
+		{ "tcp:host:70000", "0..65535" },
+		{ "tcp:host:-1", "0..65535" },
+		{ "tcp:host:12a", "0..65535" },
+		{ "tcp:host:99999999999999999999", "0..65535" },
+		{ "tcp:::1:80", "brackets" },
+		{ "tcp:[::1]80", "after ']'" },
+		{ "tcp:[::1:80", "without ']'" },
+		{ "tcp:[zz]:80", "not an IPv6" },
+		{ "tcp:[1.2.3.4]:80", "not an IPv6" },
+		{ "tcp::80", "no host" },
+		{ "tcp:a b:80", "invalid character" },
+	};
+	struct xport_addr a;
+	char err[XPORT_ERR_LEN], longuri[400];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (xport_addr_parse(bad[i].uri, &a, err) == 0)
+			fail_msg("'%s' parsed", bad[i].uri);
+		if (!strstr(err, bad[i].says))
+			fail_msg("'%s': '%s' does not say '%s'", bad[i].uri,
+				 err, bad[i].says);
+		assert_null(strchr(err, '\n'));
+	}
+	assert_int_equal(xport_addr_parse(NULL, &a, err), -EINVAL);
+	memset(longuri, 'h', sizeof(longuri));
+	memcpy(longuri, "tcp:", 4);
+	strcpy(longuri + sizeof(longuri) - 6, ":80");
+	assert_int_equal(xport_addr_parse(longuri, &a, err), -ENAMETOOLONG);
+	assert_non_null(strstr(err, "longer than"));
+}
+
+static void test_tls_from_dir_missing(void **state)
+{
+	struct xport_tls t;
+	char dir[128], path[192], err[XPORT_ERR_LEN];
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/incomplete", tmpdir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir,
+			 i ? "key.pem" : "ca.pem");
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fclose(f);
+	}
+	assert_int_equal(xport_tls_from_dir(dir, &t, err), -ENOENT);
+	assert_non_null(strstr(err, "cert.pem is missing"));
+	assert_non_null(strstr(err, dir));
+
+	snprintf(dir, sizeof(dir), "%s/nonexistent", tmpdir);
+	assert_int_equal(xport_tls_from_dir(dir, &t, err), -ENOENT);
+	assert_non_null(strstr(err, dir));
+}
+
+/* ---- TCP ---- */
+
+/* Send a u32-framed message and check the reversed echo. */
+static void echo_once(struct xport *x, uint32_t len, uint8_t seed)
+{
+	uint8_t *out = malloc(len), *in = malloc(len);
+	uint32_t got;
+
+	assert_non_null(out);
+	assert_non_null(in);
+	fill(out, len, 0, seed);
+	assert_int_equal(xport_send(x, &len, sizeof(len)), 0);
+	assert_int_equal(xport_send(x, out, len), 0);
+	assert_int_equal(x->ops->flush(x), 0);
+	assert_int_equal(xport_recv(x, &got, sizeof(got)), 0);
+	assert_int_equal(got, len);
+	assert_int_equal(xport_recv(x, in, len), 0);
+	for (uint32_t i = 0; i < len; i++)
+		if (in[i] != out[len - 1 - i])
+			fail_msg("echo differs at byte %u of %u", i, len);
+	free(out);
+	free(in);
+}
+
+static void roundtrip(const struct xport_tls *stls,
+		      const struct xport_tls *ctls)
+{
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+
+	server_start(&s, stls, serve_echo);
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	assert_int_equal(x->kind, ctls ? XPORT_TLS : XPORT_TCP);
+	assert_string_equal(x->ops->name, ctls ? "tls" : "tcp");
+	echo_once(x, 1, 1);
+	echo_once(x, 4096, 2);
+	echo_once(x, 3 * MiB + 17, 3);
+	assert_int_equal(x->bytes_sent, 3 * 4 + 1 + 4096 + 3 * MiB + 17);
+	assert_int_equal(x->bytes_received, x->bytes_sent);
+	xport_close(x);
+	server_join(&s);
+	if (s.accept_rc || s.fn_rc)
+		fail_msg("server: %s", s.err);
+}
+
+static void test_tcp_roundtrip(void **state)
+{
+	roundtrip(NULL, NULL);
+}
+
+/* Several iovecs, empty ones and more than one sendmsg() batch among them. */
+static void sendv_pattern(struct xport *x, uint64_t total)
+{
+	enum { N = 600 };
+	static struct iovec iov[N];
+	uint8_t *data = malloc(total);
+	struct { uint64_t len; uint64_t seed; } h = { total, 7 };
+	size_t off = 0;
+	int n = 0;
+
+	assert_non_null(data);
+	fill(data, total, 0, 7);
+	iov[n++] = (struct iovec){ &h, sizeof(h) };
+	for (size_t sz = 1; n < N && off < total; sz = sz * 3 % 70001) {
+		size_t take = n == N - 1 ? total - off :
+			(sz < total - off ? sz : total - off);
+
+		if (n % 5 == 0)
+			iov[n++] = (struct iovec){ data, 0 };
+		iov[n++] = (struct iovec){ data + off, take };
+		off += take;
+	}
+	assert_int_equal(off, total);
+	assert_int_equal(x->ops->sendv(x, iov, n), 0);
+	free(data);
+}
+
+static void sendv_test(const struct xport_tls *stls,
+		       const struct xport_tls *ctls)
+{
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	uint8_t ok = 0;
+
+	server_start(&s, stls, serve_verify);
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	sendv_pattern(x, 5 * MiB + 3);
+	assert_int_equal(xport_recv(x, &ok, 1), 0);
+	assert_int_equal(ok, 1);
+	xport_close(x);
+	server_join(&s);
+	if (s.fn_rc)
+		fail_msg("server: %s", s.err);
+	assert_int_equal(s.arg, 16 + 5 * MiB + 3);
+}
+
+static void test_tcp_sendv(void **state)
+{
+	sendv_test(NULL, NULL);
+}
+
+static void send_file_test(const struct xport_tls *stls,
+			   const struct xport_tls *ctls)
+{
+	const size_t size = 8 * MiB;
+	struct { uint64_t len; uint64_t seed; } h;
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	uint8_t ok = 0;
+	int fd = pattern_memfd(size, 9);
+
+	server_start(&s, stls, serve_verify);
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	/* The whole file, as two pieces (the second from an offset). */
+	h.len = size;
+	h.seed = 9;
+	assert_int_equal(xport_send(x, &h, sizeof(h)), 0);
+	assert_int_equal(x->ops->send_file(x, fd, 0, 3 * MiB + 4096), 0);
+	assert_int_equal(x->ops->send_file(x, fd, 3 * MiB + 4096,
+					   size - 3 * MiB - 4096), 0);
+	assert_int_equal(x->ops->flush(x), 0);
+	assert_int_equal(xport_recv(x, &ok, 1), 0);
+	assert_int_equal(ok, 1);
+	assert_int_equal(x->bytes_sent, sizeof(h) + size);
+	/* Past the end of the file: an error, not a hang. */
+	assert_int_equal(x->ops->send_file(x, fd, size - 10, 20), -EIO);
+	assert_non_null(strstr(x->err, "short"));
+	xport_close(x);
+	server_join(&s);
+	if (s.fn_rc)
+		fail_msg("server: %s", s.err);
+	close(fd);
+}
+
+static void test_tcp_send_file(void **state)
+{
+	send_file_test(NULL, NULL);
+}
+
+/* The server hangs up: recv says -EPIPE; sends fail without SIGPIPE. */
+static void eof_test(const struct xport_tls *stls,
+		     const struct xport_tls *ctls)
+{
+	static uint8_t junk[256 * 1024];
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN], want[64];
+	uint8_t b;
+	int ret = 0, fd = pattern_memfd(1 * MiB, 1);
+
+	/* The default action of SIGPIPE kills: surviving is the test. */
+	signal(SIGPIPE, SIG_DFL);
+	server_start(&s, stls, NULL);
+	snprintf(want, sizeof(want), "%s 127.0.0.1:%u: ", ctls ? "tls" : "tcp",
+		 (unsigned)xport_listener_port(s.l));
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	server_join(&s);
+	assert_int_equal(xport_recv(x, &b, 1), -EPIPE);
+	assert_non_null(strstr(x->err, "connection closed by peer"));
+	if (strncmp(x->err, want, strlen(want)))
+		fail_msg("'%s' does not start with '%s'", x->err, want);
+	for (int i = 0; i < 100 && !ret; i++)
+		ret = xport_send(x, junk, sizeof(junk));
+	if (ret != -EPIPE && ret != -ECONNRESET)
+		fail_msg("send after close: %d %s", ret, x->err);
+	ret = 0;
+	for (int i = 0; i < 100 && !ret; i++)
+		ret = x->ops->send_file(x, fd, 0, 1 * MiB);
+	if (ret != -EPIPE && ret != -ECONNRESET)
+		fail_msg("send_file after close: %d %s", ret, x->err);
+	xport_close(x);
+	close(fd);
+}
+
+static void test_tcp_recv_eof(void **state)
+{
+	eof_test(NULL, NULL);
+}
+
+static void test_tcp_connect_refused(void **state)
+{
+	struct xport_listener *l;
+	struct xport_addr a;
+	struct xport *x;
+	char err[XPORT_ERR_LEN], want[64];
+	double t0;
+
+	/* A port that was just free: nobody listens there now. */
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, NULL, &l, err), 0);
+	a.port = xport_listener_port(l);
+	xport_listener_close(l);
+	t0 = now_s();
+	assert_int_equal(xport_connect(&a, NULL, 5000, &x, err), -ECONNREFUSED);
+	assert_true(now_s() - t0 < 1.0);
+	assert_null(x);
+	snprintf(want, sizeof(want), "tcp 127.0.0.1:%u: connect: connection "
+		 "refused", a.port);
+	assert_string_equal(err, want);
+
+	a.port = 0;
+	assert_int_equal(xport_connect(&a, NULL, 5000, &x, err), -EINVAL);
+	assert_non_null(strstr(err, "port 0"));
+}
+
+static void test_tcp_accept_timeout(void **state)
+{
+	struct xport_listener *l;
+	struct xport_addr a;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	double t0, dt;
+
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, NULL, &l, err), 0);
+	t0 = now_s();
+	assert_int_equal(xport_accept(l, 150, &x, err), -ETIMEDOUT);
+	dt = now_s() - t0;
+	assert_true(dt >= 0.14 && dt < 2.0);
+	assert_null(x);
+	assert_non_null(strstr(err, "no connection within 150 ms"));
+	xport_listener_close(l);
+
+	/* The same port twice: the second listen says why. */
+	assert_int_equal(xport_listen(&a, NULL, &l, err), 0);
+	a.port = xport_listener_port(l);
+	{
+		struct xport_listener *l2;
+
+		assert_int_equal(xport_listen(&a, NULL, &l2, err),
+				 -EADDRINUSE);
+		assert_non_null(strstr(err, "address already in use"));
+	}
+	xport_listener_close(l);
+}
+
+static void recv_timeout_test(const struct xport_tls *stls,
+			      const struct xport_tls *ctls)
+{
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	uint8_t b;
+	double t0, dt;
+
+	server_start(&s, stls, serve_wait_eof);
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	assert_int_equal(xport_set_timeout(x, 100), 0);
+	t0 = now_s();
+	assert_int_equal(xport_recv(x, &b, 1), -ETIMEDOUT);
+	dt = now_s() - t0;
+	assert_true(dt >= 0.09 && dt < 2.0);
+	assert_non_null(strstr(x->err, "timed out"));
+	assert_int_equal(xport_set_timeout(x, -1), -EINVAL);
+	xport_close(x);
+	server_join(&s);
+	assert_int_equal(s.fn_rc, 0);
+}
+
+static void test_tcp_recv_timeout(void **state)
+{
+	recv_timeout_test(NULL, NULL);
+}
+
+static volatile int idle_done;
+
+/* Read nothing until the test says so. */
+static int serve_idle(struct server *s, struct xport *x)
+{
+	while (!idle_done)
+		usleep(5000);
+	return 0;
+}
+
+/* The peer does not read: sends stop with -ETIMEDOUT once buffers fill. */
+static void send_timeout_test(const struct xport_tls *stls,
+			      const struct xport_tls *ctls)
+{
+	static uint8_t junk[1 * MiB];
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	int ret = 0, i;
+
+	idle_done = 0;
+	server_start(&s, stls, serve_idle);
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	assert_int_equal(xport_set_timeout(x, 200), 0);
+	for (i = 0; i < 256 && !ret; i++)
+		ret = xport_send(x, junk, sizeof(junk));
+	if (ret != -ETIMEDOUT)
+		fail_msg("send to a peer that does not read: %d '%s'", ret,
+			 x->err);
+	assert_non_null(strstr(x->err, "send: timed out"));
+	idle_done = 1;
+	xport_close(x);
+	server_join(&s);
+}
+
+static void test_tcp_send_timeout(void **state)
+{
+	send_timeout_test(NULL, NULL);
+}
+
+static void test_tcp_ipv6(void **state)
+{
+	struct xport_listener *l;
+	struct xport_addr a;
+	struct xport *x, *y;
+	char err[XPORT_ERR_LEN], want[64];
+	uint32_t v = 0xfe77;
+	int ret;
+
+	assert_int_equal(xport_addr_parse("tcp:[::1]:0", &a, err), 0);
+	ret = xport_listen(&a, NULL, &l, err);
+	if (ret == -EADDRNOTAVAIL || ret == -EAFNOSUPPORT) {
+		print_message("no IPv6 loopback (%s): skipped\n", err);
+		skip();
+	}
+	assert_int_equal(ret, 0);
+	a.port = xport_listener_port(l);
+	/* Loopback: the connect completes before accept is called. */
+	assert_int_equal(xport_connect(&a, NULL, 2000, &x, err), 0);
+	assert_int_equal(xport_accept(l, 2000, &y, err), 0);
+	snprintf(want, sizeof(want), "[::1]:%u", a.port);
+	assert_string_equal(x->peer, want);
+	assert_int_equal(strncmp(y->peer, "[::1]:", 6), 0);
+	assert_int_equal(xport_send(x, &v, sizeof(v)), 0);
+	v = 0;
+	assert_int_equal(xport_recv(y, &v, sizeof(v)), 0);
+	assert_int_equal(v, 0xfe77);
+	xport_close(x);
+	xport_close(y);
+	xport_listener_close(l);
+}
+
+/* ---- TLS ---- */
+
+struct nodes {
+	struct xport_tls srv, cli, rogue;
+};
+
+static struct nodes nodes;
+
+#define NEED_CERTS()                                                       \
+	do {                                                               \
+		if (!have_certs) {                                         \
+			print_message("openssl CLI missing: skipped\n");   \
+			skip();                                            \
+		}                                                          \
+	} while (0)
+
+static void test_tls_roundtrip(void **state)
+{
+	struct xport_tls s = nodes.srv, c = nodes.cli;
+
+	NEED_CERTS();
+	/* Names checked both ways: a DNS name and an IP address. */
+	strcpy(s.peer_name, "cli");
+	strcpy(c.peer_name, "srv");
+	roundtrip(&s, &c);
+	strcpy(c.peer_name, "127.0.0.1");
+	roundtrip(&s, &c);
+}
+
+static void test_tls_sendv(void **state)
+{
+	NEED_CERTS();
+	sendv_test(&nodes.srv, &nodes.cli);
+}
+
+static void test_tls_send_file(void **state)
+{
+	NEED_CERTS();
+	send_file_test(&nodes.srv, &nodes.cli);
+}
+
+static void test_tls_recv_eof(void **state)
+{
+	NEED_CERTS();
+	eof_test(&nodes.srv, &nodes.cli);
+}
+
+static void test_tls_recv_timeout(void **state)
+{
+	NEED_CERTS();
+	recv_timeout_test(&nodes.srv, &nodes.cli);
+}
+
+static void test_tls_send_timeout(void **state)
+{
+	NEED_CERTS();
+	send_timeout_test(&nodes.srv, &nodes.cli);
+}
+
+/* Both sides fail; each message must contain its words. */
+static void refused(const struct xport_tls *stls, const struct xport_tls *ctls,
+		    const char *server_says, const char *client_says)
+{
+	struct server s;
+	struct xport *x = NULL;
+	char err[XPORT_ERR_LEN] = "";
+	int ret;
+
+	server_start(&s, stls, NULL);
+	ret = client_connect(&s, ctls, &x, err);
+	server_join(&s);
+	print_message("  server: %s\n  client: %s\n", s.err, err);
+	if (ret == 0)
+		fail_msg("connect succeeded");
+	assert_null(x);
+	assert_true(s.accept_rc < 0);
+	if (!strstr(s.err, server_says))
+		fail_msg("server said '%s', not '%s'", s.err, server_says);
+	if (!strstr(err, client_says))
+		fail_msg("client said '%s', not '%s'", err, client_says);
+	assert_int_equal(strncmp(s.err, "tls 127.0.0.1:", 14), 0);
+	assert_int_equal(strncmp(err, "tls 127.0.0.1:", 14), 0);
+}
+
+static void test_tls_other_ca(void **state)
+{
+	struct xport_tls c = nodes.rogue;
+
+	NEED_CERTS();
+	/* A node of another cluster: neither side trusts the other. */
+	refused(&nodes.srv, &nodes.rogue, "not signed by the peer's CA",
+		"peer certificate is not signed by our CA");
+	/* Its certificate is foreign but it trusts our CA. */
+	strcpy(c.ca, nodes.cli.ca);
+	refused(&nodes.srv, &c, "peer certificate is not signed by our CA",
+		"peer refused our certificate: it is not signed by the "
+		"peer's CA");
+}
+
+static void test_tls_no_client_cert(void **state)
+{
+	struct xport_tls c = { 0 };
+
+	NEED_CERTS();
+	strcpy(c.ca, nodes.cli.ca);
+	refused(&nodes.srv, &c, "peer presented no certificate",
+		"peer requires a certificate and we presented none");
+}
+
+static void test_tls_peer_name(void **state)
+{
+	struct xport_tls s = nodes.srv, c = nodes.cli;
+
+	NEED_CERTS();
+	strcpy(c.peer_name, "host9");
+	refused(&s, &c, "peer refused our certificate",
+		"peer certificate is not for 'host9'");
+	c.peer_name[0] = '\0';
+	strcpy(s.peer_name, "host9");
+	refused(&s, &c, "peer certificate is not for 'host9'",
+		"peer refused our certificate");
+}
+
+static void test_tls_key_mismatch(void **state)
+{
+	struct xport_tls t = nodes.srv;
+	struct xport_listener *l;
+	struct xport_addr a;
+	struct xport *x;
+	char err[XPORT_ERR_LEN], want[700];
+
+	NEED_CERTS();
+	strcpy(t.key, nodes.cli.key);
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, &t, &l, err), -EINVAL);
+	snprintf(want, sizeof(want), "tls: %s does not match %s", t.key,
+		 t.cert);
+	assert_string_equal(err, want);
+	a.port = 1;
+	assert_int_equal(xport_connect(&a, &t, 1000, &x, err), -EINVAL);
+	assert_string_equal(err, want);
+	/* A missing CA file says which. */
+	strcpy(t.ca, "/nonexistent/ca.pem");
+	assert_int_equal(xport_listen(&a, &t, &l, err), -EINVAL);
+	assert_non_null(strstr(err, "cannot load CA certificate "
+			       "/nonexistent/ca.pem"));
+}
+
+/* TLS on one end, plain TCP on the other. */
+static void test_tls_vs_plain(void **state)
+{
+	static const char hello[] = "plain text, not a ClientHello";
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+
+	NEED_CERTS();
+	server_start(&s, &nodes.srv, NULL);
+	assert_int_equal(client_connect(&s, NULL, &x, err), 0);
+	assert_int_equal(xport_send(x, hello, sizeof(hello)), 0);
+	server_join(&s);
+	xport_close(x);
+	print_message("  server: %s\n", s.err);
+	assert_int_equal(s.accept_rc, -EPROTO);
+	assert_non_null(strstr(s.err, "does not speak TLS"));
+
+	server_start(&s, NULL, serve_read_and_close);
+	assert_true(client_connect(&s, &nodes.cli, &x, err) < 0);
+	server_join(&s);
+	print_message("  client: %s\n", err);
+	assert_non_null(strstr(err, "closed the connection during the "
+			       "handshake"));
+}
+
+/* ---- throughput, for information ---- */
+
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wall-clock MiB/s, and MiB per CPU second of both ends together. */
+static void send_file_rate(const struct xport_tls *stls,
+			   const struct xport_tls *ctls, int fd,
+			   size_t file_len, uint64_t total)
+{
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	uint8_t ok = 0;
+	double t0, c0, dt, dc;
+
+	server_start(&s, stls, serve_sink);
+	if (client_connect(&s, ctls, &x, err))
+		fail_msg("connect: %s", err);
+	t0 = now_s();
+	c0 = cpu_s();
+	assert_int_equal(xport_send(x, &total, sizeof(total)), 0);
+	for (uint64_t off = 0; off < total; off += file_len)
+		assert_int_equal(x->ops->send_file(x, fd, 0, file_len), 0);
+	assert_int_equal(xport_recv(x, &ok, 1), 0);
+	dt = now_s() - t0;
+	dc = cpu_s() - c0;
+	assert_int_equal(ok, 1);
+	xport_close(x);
+	server_join(&s);
+	assert_int_equal(s.fn_rc, 0);
+	print_message("  loopback send_file of %llu MiB, %s: %.0f MiB/s "
+		      "(%.0f MiB per CPU second, both ends)\n",
+		      (unsigned long long)(total / MiB), ctls ? "tls" : "tcp",
+		      (double)total / dt / MiB, (double)total / dc / MiB);
+}
+
+static void test_throughput(void **state)
+{
+	const size_t file_len = 64 * MiB;
+	const uint64_t total = 256 * MiB;
+	int fd = pattern_memfd(file_len, 3);
+
+	send_file_rate(NULL, NULL, fd, file_len, total);
+	if (have_certs)
+		send_file_rate(&nodes.srv, &nodes.cli, fd, file_len, total);
+	close(fd);
+}
+
+/* ---- setup ---- */
+
+static int group_setup(void **state)
+{
+	char cmd[512];
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ferry-xport-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	if (system("command -v openssl >/dev/null 2>&1") != 0)
+		return 0;
+	snprintf(cmd, sizeof(cmd), "'%s/tools/mkcerts.sh' '%s/one' srv cli && "
+		 "'%s/tools/mkcerts.sh' '%s/two' rogue", FERRY_SRC_DIR, tmpdir,
+		 FERRY_SRC_DIR, tmpdir);
+	if (system(cmd) != 0)
+		return -1;
+	tls_node(&nodes.srv, "one", "srv");
+	tls_node(&nodes.cli, "one", "cli");
+	tls_node(&nodes.rogue, "two", "rogue");
+	have_certs = true;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_addr_good),
+		cmocka_unit_test(test_addr_bad),
+		cmocka_unit_test(test_tls_from_dir_missing),
+		cmocka_unit_test(test_tcp_roundtrip),
+		cmocka_unit_test(test_tcp_sendv),
+		cmocka_unit_test(test_tcp_send_file),
+		cmocka_unit_test(test_tcp_recv_eof),
+		cmocka_unit_test(test_tcp_connect_refused),
+		cmocka_unit_test(test_tcp_accept_timeout),
+		cmocka_unit_test(test_tcp_recv_timeout),
+		cmocka_unit_test(test_tcp_send_timeout),
+		cmocka_unit_test(test_tcp_ipv6),
+		cmocka_unit_test(test_tls_roundtrip),
+		cmocka_unit_test(test_tls_sendv),
+		cmocka_unit_test(test_tls_send_file),
+		cmocka_unit_test(test_tls_recv_eof),
+		cmocka_unit_test(test_tls_recv_timeout),
+		cmocka_unit_test(test_tls_send_timeout),
+		cmocka_unit_test(test_tls_other_ca),
+		cmocka_unit_test(test_tls_no_client_cert),
+		cmocka_unit_test(test_tls_peer_name),
+		cmocka_unit_test(test_tls_key_mismatch),
+		cmocka_unit_test(test_tls_vs_plain),
+		cmocka_unit_test(test_throughput),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
