@@ -102,6 +102,93 @@ static void stats_text(FILE *f, const Ferry__Ctl__Stats *st)
 			(unsigned long long)st->dirty->monitor_pages);
 }
 
+static const char *mig_state_name(Ferry__Ctl__MigState s)
+{
+	switch (s) {
+	case FERRY__CTL__MIG_STATE__MIG_STATE_SETUP: return "setup";
+	case FERRY__CTL__MIG_STATE__MIG_STATE_PRECOPY: return "precopy";
+	case FERRY__CTL__MIG_STATE__MIG_STATE_SWITCHOVER: return "switchover";
+	case FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED: return "completed";
+	case FERRY__CTL__MIG_STATE__MIG_STATE_FAILED: return "failed";
+	case FERRY__CTL__MIG_STATE__MIG_STATE_CANCELLED: return "cancelled";
+	case FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED: return "predicted";
+	default: return "none";
+	}
+}
+
+static void migration_json(struct json *j, const Ferry__Ctl__MigrationInfo *m)
+{
+	json_obj_begin(j, "migration");
+	json_str(j, "state", mig_state_name(m->state));
+	json_str(j, "phase", m->phase);
+	json_str(j, "message", m->message);
+	json_str(j, "destination", m->destination);
+	json_u64(j, "ram_bytes", m->ram_bytes);
+	json_u64(j, "rounds", m->n_rounds);
+	json_u64(j, "bytes", m->bytes);
+	json_u64(j, "pages", m->pages);
+	json_u64(j, "zero_pages", m->zero_pages);
+	json_double(j, "bandwidth_Bps", m->bandwidth_bps);
+	json_double(j, "dirty_pages_per_s", m->dirty_pages_per_s);
+	json_u64(j, "throttle_pct", m->throttle_pct);
+	json_double(j, "predicted_downtime_ms", m->predicted_downtime_ms);
+	json_double(j, "downtime_ms", m->downtime_ms);
+	json_double(j, "total_ms", (double)m->elapsed_ns / 1e6);
+	json_double(j, "transfer_ms", (double)m->transfer_ns / 1e6);
+	if (m->prediction && *m->prediction) {
+		json_bool(j, "predicted_converges", m->predicted_converges);
+		json_double(j, "predicted_total_ms", m->predicted_total_ms);
+		json_str(j, "prediction", m->prediction);
+	}
+	json_arr_begin(j, "round_stats");
+	for (size_t i = 0; i < m->n_rounds; i++) {
+		const Ferry__Ctl__MigRound *r = m->rounds[i];
+
+		json_obj_begin(j, NULL);
+		json_u64(j, "round", r->round);
+		json_u64(j, "pages", r->pages);
+		json_u64(j, "zero_pages", r->zero_pages);
+		json_u64(j, "bytes", r->bytes);
+		json_double(j, "duration_ms", (double)r->duration_ns / 1e6);
+		json_u64(j, "dirty_pages", r->dirty_pages);
+		json_u64(j, "throttle_pct", r->throttle_pct);
+		json_str(j, "decision", r->decision);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_end(j);
+}
+
+static void migration_text(FILE *f, const Ferry__Ctl__MigrationInfo *m)
+{
+	char sz[32];
+	double secs = (double)m->transfer_ns / 1e9;
+
+	if (m->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED) {
+		fprintf(f, "migration to %s (dry run): %s\n", m->destination, m->prediction);
+		return;
+	}
+	fprintf(f, "migration to %s: %s after %.1f ms (phase %s)\n", m->destination,
+		mig_state_name(m->state), (double)m->elapsed_ns / 1e6, m->phase);
+	fprintf(f, "  sent %s in %.1f ms (%llu pages, %llu zero) over %zu rounds, %.0f MB/s\n",
+		fmt_size(m->bytes, sz, sizeof(sz)), (double)m->transfer_ns / 1e6,
+		(unsigned long long)m->pages, (unsigned long long)m->zero_pages, m->n_rounds,
+		secs > 0 ? (double)m->bytes / secs / 1e6 : 0);
+	if (m->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED)
+		fprintf(f, "  downtime %.2f ms measured (source pause to destination resume), "
+			"%.2f ms predicted\n", m->downtime_ms, m->predicted_downtime_ms);
+	for (size_t i = 0; i < m->n_rounds; i++) {
+		const Ferry__Ctl__MigRound *r = m->rounds[i];
+
+		fprintf(f, "  round %u: %llu pages (%llu zero) in %.1f ms, %llu dirtied%s: %s\n",
+			r->round, (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
+			(double)r->duration_ns / 1e6, (unsigned long long)r->dirty_pages,
+			r->throttle_pct ? " (throttled)" : "", r->decision);
+	}
+	if (m->state != FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED && m->message && *m->message)
+		fprintf(f, "  %s\n", m->message);
+}
+
 void ctl_print(FILE *f, const char *cmd, const Ferry__Ctl__Response *resp, bool json)
 {
 	const Ferry__Ctl__Status *st = resp->stats ? resp->stats->status : resp->status;
@@ -121,6 +208,8 @@ void ctl_print(FILE *f, const char *cmd, const Ferry__Ctl__Response *resp, bool 
 			status_json(&j, st);
 		if (resp->stats)
 			stats_json(&j, resp->stats);
+		if (resp->migration)
+			migration_json(&j, resp->migration);
 		if (resp->save) {
 			json_obj_begin(&j, "save");
 			json_str(&j, "path", resp->save->path);
@@ -132,6 +221,10 @@ void ctl_print(FILE *f, const char *cmd, const Ferry__Ctl__Response *resp, bool 
 		}
 		json_obj_end(&j);
 		json_end(&j);
+		return;
+	}
+	if (resp->migration) {
+		migration_text(f, resp->migration);
 		return;
 	}
 	if (st)

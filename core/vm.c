@@ -606,6 +606,7 @@ int vm_start(struct vm *vm)
 	}
 	vm->start_ns = now_ns();
 	vm->state = VM_RUNNING;
+	pthread_cond_broadcast(&vm->cond);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
 		if (ret) {
@@ -652,6 +653,9 @@ int vm_resume(struct vm *vm)
 {
 	int ret = 0;
 
+	/* A VM loaded from a migration whose commit never came: start it. */
+	if (vm_get_state(vm) == VM_CREATED)
+		return vm_start(vm);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_RUNNING)
 		goto out;
@@ -692,6 +696,11 @@ void vm_stop(struct vm *vm, const char *reason)
 
 int vm_wait(struct vm *vm)
 {
+	/* Not started yet (awaiting a commit, say): wait for a start or a stop. */
+	pthread_mutex_lock(&vm->lock);
+	while (vm->state == VM_CREATED && !vm->stop_req)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].thread_started) {
 			pthread_join(vm->vcpus[i].thread, NULL);

@@ -9,19 +9,22 @@
 #include <unistd.h>
 
 #include "core/ctl.h"
+#include "core/vmon.h"
 #include "core/dirty_rate.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm.h"
 #include "migrate/mig_ctl.h"
+#include "migrate/mig_live.h"
 #include "migrate/mig_snapshot.h"
 #include "migrate/mig_state.h"
 
-#define VMON_VERSION "0.1.0"
+
 
 static const char vmon_usage[] =
 "Usage: vmon run --guest FILE --mem SIZE [options]\n"
 "       vmon run --restore FILE [options]\n"
+"       vmon run --incoming tcp:HOST:PORT [--tls-dir DIR] [options]\n"
 "       vmon ctl SOCKET status|pause|resume|stop|stats [-o json]\n"
 "       vmon ctl SOCKET save FILE [--verify] [--stop] [-o json]\n"
 "       vmon --help | --version\n"
@@ -32,6 +35,14 @@ static const char vmon_usage[] =
 "  --guest FILE          guest image to run (required unless --restore)\n"
 "  --restore FILE        run the VM saved in FILE by vmon ctl save instead;\n"
 "                        its memory size, vCPUs and CPU model come from FILE\n"
+"  --incoming tcp:HOST:PORT  wait for a live migration on HOST:PORT (port 0:\n"
+"                        any free port; the port is printed on stderr), check\n"
+"                        the VM against this host, receive it, and run it once\n"
+"                        the source commits. A refused VM exits with status 2,\n"
+"                        a failed migration with 1: the guest never ran here\n"
+"  --tls-dir DIR         TLS 1.3 with mutual certificates from DIR (ca.pem,\n"
+"                        cert.pem, key.pem); the source must use the same CA\n"
+"  --incoming-timeout-s N  give up if no source connects within N seconds\n"
 "  --args STR            argument string for the guest, at most 1023 bytes\n"
 "  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
 "                        (required)\n"
@@ -68,11 +79,27 @@ static const char vmon_usage[] =
 "                        only when complete. --verify adds a digest of all\n"
 "                        guest RAM that a restore checks; --stop stops the VM\n"
 "                        after saving instead of resuming it\n"
+"  migrate tcp:HOST:PORT [options]  live-migrate the VM to a vmon started with\n"
+"                        --incoming there; the VM stays here, running, if\n"
+"                        anything fails before the destination acknowledges\n"
+"    --tls-dir DIR       TLS 1.3 with mutual certificates (as --tls-dir above)\n"
+"    --downtime-ms N     downtime target of the stop-and-copy phase (30)\n"
+"    --bandwidth MBPS    cap, megabits per second (no cap)\n"
+"    --timeout-s N       hard limit on the whole migration (300)\n"
+"    --timeout-action abort|force  at the limit: abort (the VM stays here,\n"
+"                        default) or force the stop-and-copy\n"
+"    --no-auto-converge  never throttle the vCPUs to make it converge\n"
+"    --verify            compare a digest of all guest RAM on both sides\n"
+"    --dry-run           precheck and predict; move nothing\n"
+"    --wait              follow it (a progress line on a terminal) and print\n"
+"                        the statistics; exit 0 only if it completed\n"
+"  migrate-status        the current or last migration and its statistics\n"
+"  migrate-cancel        stop a migration in progress; the VM runs on here\n"
 "  -o json               print one JSON object instead of text\n"
 "  Exit status: 0 done; 1 the monitor refused or could not be reached; 2 bad\n"
 "  usage.\n";
 
-static void __attribute__((noreturn, format(printf, 1, 2))) vmon_usage_error(const char *fmt, ...)
+void vmon_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -87,6 +114,9 @@ static void __attribute__((noreturn, format(printf, 1, 2))) vmon_usage_error(con
 struct vmon_run {
 	struct vm_config cfg;
 	const char *restore;
+	const char *incoming;
+	const char *tls_dir;
+	uint64_t incoming_timeout_s;
 	const char *control;
 	bool name_given;
 	uint64_t sample_ms;
@@ -95,7 +125,7 @@ struct vmon_run {
 
 static void *vmon_signal_thread(void *arg)
 {
-	struct vm *vm = arg;
+	struct vm **vmp = arg;
 	sigset_t set;
 	int sig;
 
@@ -104,12 +134,71 @@ static void *vmon_signal_thread(void *arg)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	if (!sigwait(&set, &sig)) {
+		struct vm *vm = __atomic_load_n(vmp, __ATOMIC_ACQUIRE);
 		char why[64];
 
+		if (!vm) {
+			/* Still waiting for an incoming VM: nothing ran, nothing to save. */
+			fprintf(stderr, "vmon: stopped by signal %s before any VM arrived\n",
+				strsignal(sig));
+			_exit(1);
+		}
 		snprintf(why, sizeof(why), "stopped by signal %s", strsignal(sig));
 		vm_stop(vm, why);
 	}
 	return NULL;
+}
+
+static void vmon_listening(void *ctx, uint16_t port)
+{
+	const char *host = ctx;
+
+	fprintf(stderr, "vmon: incoming: listening on %s:%u\n", host, port);
+	fflush(stderr);
+}
+
+/* --incoming: wait for a source, check, receive; the VM runs on COMMIT. */
+static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
+{
+	struct mig_incoming_opts o = {
+		.load = {
+			.dirty_mode = r->cfg.dirty_mode,
+			.mem_flags = r->cfg.mem_flags,
+			.console_fd = r->cfg.console_fd,
+			.cpuid_hide = r->cfg.cpuid_hide,
+			.name = r->name_given ? r->cfg.name : NULL,
+		},
+		.accept_timeout_ms = r->incoming_timeout_s ? (int)(r->incoming_timeout_s * 1000) : -1,
+		.listening = vmon_listening,
+	};
+	struct mig_incoming_result res;
+	char err[MIG_ERR_LEN], xerr[XPORT_ERR_LEN];
+	struct vm *vm = NULL;
+	int ret;
+
+	if (xport_addr_parse(r->incoming, &o.addr, xerr))
+		vmon_usage_error("--incoming: %s", xerr);
+	if (r->tls_dir) {
+		if (xport_tls_from_dir(r->tls_dir, &o.tls_cfg, xerr))
+			vmon_usage_error("--tls-dir: %s", xerr);
+		o.tls = true;
+	}
+	o.ctx = o.addr.host;
+	ret = mig_incoming(&o, &vm, &res, err);
+	if (ret && !vm) {
+		fprintf(stderr, "vmon: error: incoming: %s\n", err);
+		return ret == -ENOTSUP || ret == -ENOMEM ? VM_EXIT_USAGE : 1;
+	}
+	if (ret)
+		fprintf(stderr, "vmon: warning: incoming: %s\n", err);
+	else
+		log_info("%s: arrived from %s: %llu pages (%llu zero)%s, loaded in %.1f ms",
+			 vm->cfg.name, res.source, (unsigned long long)res.load.pages,
+			 (unsigned long long)res.load.zero_pages,
+			 res.load.verified ? ", RAM verified" : "",
+			 (double)res.load.load_ns / 1e6);
+	__atomic_store_n(vmp, vm, __ATOMIC_RELEASE);
+	return 0;
 }
 
 static int vmon_exit_for(int err)
@@ -127,11 +216,14 @@ static int vmon_exit_for(int err)
 
 static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 {
-	enum { O_GUEST = 256, O_RESTORE, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
+	enum { O_GUEST = 256, O_RESTORE, O_INCOMING, O_TLSDIR, O_INTIMEOUT, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
 	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_LOG, O_SYSLOG, O_HELP };
 	static const struct option opts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "restore", required_argument, NULL, O_RESTORE },
+		{ "incoming", required_argument, NULL, O_INCOMING },
+		{ "tls-dir", required_argument, NULL, O_TLSDIR },
+		{ "incoming-timeout-s", required_argument, NULL, O_INTIMEOUT },
 		{ "args", required_argument, NULL, O_ARGS },
 		{ "mem", required_argument, NULL, O_MEM },
 		{ "vcpus", required_argument, NULL, O_VCPUS },
@@ -163,6 +255,17 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			break;
 		case O_RESTORE:
 			r->restore = optarg;
+			break;
+		case O_INCOMING:
+			r->incoming = optarg;
+			break;
+		case O_TLSDIR:
+			r->tls_dir = optarg;
+			break;
+		case O_INTIMEOUT:
+			if (parse_u64(optarg, 1, 86400, &r->incoming_timeout_s))
+				vmon_usage_error("--incoming-timeout-s: '%s' is not a number of "
+						 "seconds (1..86400)", optarg);
 			break;
 		case O_ARGS:
 			r->cfg.args = optarg;
@@ -231,12 +334,17 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 	}
 	if (optind < argc)
 		vmon_usage_error("unexpected argument '%s'", argv[optind]);
-	if (r->restore) {
+	if (r->restore && r->incoming)
+		vmon_usage_error("--restore and --incoming exclude each other");
+	if (r->tls_dir && !r->incoming)
+		vmon_usage_error("--tls-dir goes with --incoming (for vmon ctl migrate, give it there)");
+	if (r->restore || r->incoming) {
 		if (r->cfg.guest_path || have_mem || r->cfg.nr_vcpus != 1 || r->cfg.args ||
 		    strcmp(r->cfg.cpu_model, "host"))
-			vmon_usage_error("--restore takes the guest, memory, vCPUs, CPU model and "
-					 "arguments from the snapshot; drop --guest, --mem, --vcpus, "
-					 "--cpu-model and --args");
+			vmon_usage_error("%s takes the guest, memory, vCPUs, CPU model and "
+					 "arguments from the %s; drop --guest, --mem, --vcpus, "
+					 "--cpu-model and --args", r->restore ? "--restore" : "--incoming",
+					 r->restore ? "snapshot" : "source");
 	} else {
 		if (!r->cfg.guest_path)
 			vmon_usage_error("vmon run needs --guest FILE (or --restore FILE)");
@@ -250,6 +358,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 static int vmon_run(int argc, char **argv)
 {
 	struct vmon_run r = { 0 };
+	struct mig_ctl mc;
 	struct ctl_server *ctl = NULL;
 	struct dirty_rate rate = { 0 };
 	char err[VM_ERR_LEN];
@@ -265,8 +374,14 @@ static int vmon_run(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_create(&sig_thread, NULL, vmon_signal_thread, &r.vm);
 
-	if (r.restore) {
+	if (r.incoming) {
+		ret = vmon_incoming(&r, &r.vm);
+		if (ret)
+			return ret;
+		r.cfg = r.vm->cfg;
+	} else if (r.restore) {
 		struct mig_load_opts lo = {
 			.dirty_mode = r.cfg.dirty_mode,
 			.mem_flags = r.cfg.mem_flags,
@@ -287,19 +402,25 @@ static int vmon_run(int argc, char **argv)
 			 (unsigned long long)res.zero_pages, res.verified ? ", RAM verified" : "");
 		r.cfg = r.vm->cfg;
 	} else {
-		ret = vm_create(&r.cfg, &r.vm, err);
+		struct vm *vm;
+
+		ret = vm_create(&r.cfg, &vm, err);
 		if (ret) {
 			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
 			return vmon_exit_for(ret);
 		}
+		__atomic_store_n(&r.vm, vm, __ATOMIC_RELEASE);
 	}
+	mig_ctl_init(&mc, &rate, r.sample_ms);
 	if (r.control) {
-		ret = ctl_server_start(&ctl, r.control, r.vm, &rate, &mig_ctl_ext);
+		ret = ctl_server_start(&ctl, r.control, r.vm, &rate, &mc.ext);
 		if (ret) {
 			fprintf(stderr, "vmon: error: %s: control socket %s: %s\n",
 				r.cfg.name, r.control,
 				ret == -EADDRINUSE ? "in use by a running monitor" :
 				ret == -EEXIST ? "exists and is not a socket" : strerror(-ret));
+			vm_stop(r.vm, "control socket unavailable");
+			vm_wait(r.vm);
 			vm_destroy(r.vm);
 			return VM_EXIT_USAGE;
 		}
@@ -310,11 +431,14 @@ static int vmon_run(int argc, char **argv)
 			log_warn("%s: dirty-rate sampling unavailable: %s", r.cfg.name,
 				 strerror(-ret));
 	}
-	pthread_create(&sig_thread, NULL, vmon_signal_thread, r.vm);
 
-	ret = vm_start(r.vm);
-	if (ret)
-		fprintf(stderr, "vmon: error: %s: cannot start: %s\n", r.cfg.name, strerror(-ret));
+	/* An incoming VM is running already (or awaits its commit). */
+	if (!r.incoming) {
+		ret = vm_start(r.vm);
+		if (ret)
+			fprintf(stderr, "vmon: error: %s: cannot start: %s\n", r.cfg.name,
+				strerror(-ret));
+	}
 	status = vm_wait(r.vm);
 
 	if (r.vm->state == VM_CRASHED)
@@ -322,95 +446,20 @@ static int vmon_run(int argc, char **argv)
 	else
 		log_info("%s: %s", r.cfg.name, r.vm->reason);
 
+	/* Migrated away: let a waiting client read the result, then go. */
+	mig_job_join(&mc.job);
+	for (int i = 0; i < 50 && r.control && mig_ctl_migrated(&mc) &&
+	     !__atomic_load_n(&mc.final_seen, __ATOMIC_ACQUIRE); i++)
+		usleep(100000);
+
 	pthread_cancel(sig_thread);
 	pthread_join(sig_thread, NULL);
 	dirty_rate_stop(&rate);
 	ctl_server_stop(ctl);
+	mig_ctl_destroy(&mc);
 	vm_destroy(r.vm);
 	fflush(stdout);
 	return status;
-}
-
-static int vmon_ctl(int argc, char **argv)
-{
-	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
-	Ferry__Ctl__Save save = FERRY__CTL__SAVE__INIT;
-	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
-	int timeout_ms = CTL_TIMEOUT_MS, first_opt = 3;
-	Ferry__Ctl__Response *resp = NULL;
-	const char *path, *cmd;
-	bool json = false;
-	char err[256];
-	int ret;
-
-	/* vmon ctl PATH CMD [-o json] */
-	if (argc < 3)
-		vmon_usage_error("vmon ctl needs SOCKET and a command");
-	path = argv[1];
-	cmd = argv[2];
-	if (!strcmp(cmd, "save")) {
-		char abs[4096];
-
-		if (argc < 4 || argv[3][0] == '-')
-			vmon_usage_error("ctl save needs a FILE");
-		/* The monitor may run elsewhere: hand it an absolute path. */
-		if (argv[3][0] != '/' && getcwd(abs, sizeof(abs) - strlen(argv[3]) - 2)) {
-			strcat(abs, "/");
-			strcat(abs, argv[3]);
-			save.path = strdup(abs);
-		} else {
-			save.path = argv[3];
-		}
-		first_opt = 4;
-		timeout_ms = 3600 * 1000;
-	}
-	for (int i = first_opt; i < argc; i++) {
-		if (!strcmp(cmd, "save") && !strcmp(argv[i], "--verify")) {
-			save.verify = true;
-		} else if (!strcmp(cmd, "save") && !strcmp(argv[i], "--stop")) {
-			save.stop = true;
-		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (strcmp(argv[++i], "json") && strcmp(argv[i], "text"))
-				vmon_usage_error("-o: '%s' is not json or text", argv[i]);
-			json = !strcmp(argv[i], "json");
-		} else {
-			vmon_usage_error("unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!strcmp(cmd, "status")) {
-		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
-		req.status = &empty;
-	} else if (!strcmp(cmd, "pause")) {
-		req.cmd_case = FERRY__CTL__REQUEST__CMD_PAUSE;
-		req.pause = &empty;
-	} else if (!strcmp(cmd, "resume")) {
-		req.cmd_case = FERRY__CTL__REQUEST__CMD_RESUME;
-		req.resume = &empty;
-	} else if (!strcmp(cmd, "stop")) {
-		req.cmd_case = FERRY__CTL__REQUEST__CMD_STOP;
-		req.stop = &empty;
-	} else if (!strcmp(cmd, "stats")) {
-		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
-		req.stats = &empty;
-	} else if (!strcmp(cmd, "save")) {
-		req.cmd_case = FERRY__CTL__REQUEST__CMD_SAVE;
-		req.save = &save;
-	} else {
-		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save)",
-				 cmd);
-	}
-
-	ret = ctl_call(path, &req, timeout_ms, &resp, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "vmon: error: ctl %s: %s\n", cmd, err);
-		return 1;
-	}
-	ctl_print(stdout, cmd, resp, json);
-	if (resp->error && !json)
-		fprintf(stderr, "vmon: error: ctl %s: %s\n", cmd, resp->message);
-	ret = resp->error ? 1 : 0;
-	ferry__ctl__response__free_unpacked(resp, NULL);
-	return ret;
 }
 
 int main(int argc, char **argv)
@@ -428,6 +477,6 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "run"))
 		return vmon_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
-		return vmon_ctl(argc - 1, argv + 1);
+		return vmon_ctl_main(argc - 1, argv + 1);
 	vmon_usage_error("unknown command '%s'", argv[1]);
 }

@@ -54,6 +54,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_ACK,           "ACK",           STREAM_PB_MAX, -1 },
 	{ STREAM_REC_COMMIT,        "COMMIT",        STREAM_PB_MAX, -1 },
 	{ STREAM_REC_ABORT,         "ABORT",         STREAM_PB_MAX, -1 },
+	{ STREAM_REC_RESUMED,       "RESUMED",       STREAM_PB_MAX, -1 },
 };
 
 /*

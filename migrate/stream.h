@@ -46,6 +46,7 @@
 #define STREAM_REC_ACK           0x00000102u
 #define STREAM_REC_COMMIT        0x00000103u
 #define STREAM_REC_ABORT         0x00000104u
+#define STREAM_REC_RESUMED       0x00000105u
 
 /* Limits, in body bytes (padding excluded) or entries. */
 #define STREAM_PAGE_SIZE      4096u

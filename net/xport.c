@@ -236,18 +236,18 @@ static int resolve(const struct xport_addr *addr, bool passive,
 		.ai_socktype = SOCK_STREAM,
 		.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
 	};
-	char port[8];
-	int rc;
+	char port[8], eb[96];
+	int rc, e;
 
 	snprintf(port, sizeof(port), "%u", addr->port);
 	rc = getaddrinfo(addr->host, port, &hints, res);
-	if (rc) {
-		xport_errf(err, "%s %s: cannot resolve %s: %s", kname, peer,
-			   addr->host, rc == EAI_SYSTEM ? strerror(errno) :
-			   gai_strerror(rc));
-		return rc == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
-	}
-	return 0;
+	if (!rc)
+		return 0;
+	e = errno;
+	xport_errf(err, "%s %s: cannot resolve %s: %s", kname, peer,
+		   addr->host, rc == EAI_SYSTEM ?
+		   xport_strerror(e, eb, sizeof(eb)) : gai_strerror(rc));
+	return rc == EAI_SYSTEM ? -e : -EHOSTUNREACH;
 }
 
 /* Connect one address by the deadline: the socket, or -errno. */
@@ -290,13 +290,16 @@ static int establish(int fd, SSL_CTX *ctx, bool server, const char *peer,
 		     const char *peer_name, int64_t deadline,
 		     struct xport **out, char *err)
 {
+	char eb[96];
+	int ret;
+
 	if (ctx)
 		return xport_tls_new(ctx, server, fd, peer, peer_name,
 				     deadline, out, err);
-	int ret = xport_set_nonblock(fd, false);
-
+	ret = xport_set_nonblock(fd, false);
 	if (ret) {
-		xport_errf(err, "tcp %s: %s", peer, strerror(-ret));
+		xport_errf(err, "tcp %s: %s", peer,
+			   xport_strerror(-ret, eb, sizeof(eb)));
 		return ret;
 	}
 	return xport_tcp_new(fd, peer, out, err);

@@ -26,7 +26,11 @@ enum xport_kind {
 	XPORT_RDMA, /* reserved: libibverbs/librdmacm, not implemented yet */
 };
 
-/* "tcp:HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]). */
+/*
+ * "tcp:HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]; host is
+ * stored without the brackets). Port 0 parses (listen on any free port);
+ * connect refuses it. err (XPORT_ERR_LEN, may be NULL) gets one line.
+ */
 struct xport_addr {
 	char host[XPORT_HOST_MAX];
 	uint16_t port;
@@ -46,6 +50,13 @@ struct xport_tls {
 	char key[512];
 	char peer_name[XPORT_HOST_MAX]; /* optional: required CN/SAN of the peer */
 };
+/*
+ * peer_name, when set, is checked on either side: a client checks the
+ * server's certificate, a listener every client's; a DNS name matches a
+ * DNS SAN (the CN when there is none), an IP address an IP SAN. Without it
+ * any certificate from the CA is accepted. A client may leave cert and key
+ * empty (servers refuse it: tests only); a server needs both.
+ */
 
 int xport_tls_from_dir(const char *dir, struct xport_tls *out, char *err);
 
@@ -75,12 +86,29 @@ struct xport {
 	uint64_t bytes_received;
 };
 
+/*
+ * Usage rules:
+ * - After connect/accept the socket is blocking with no timeout; set one
+ *   with xport_set_timeout(). A timeout reads as -ETIMEDOUT.
+ * - Any failed call, a timeout included, leaves the stream at an unknown
+ *   position (part of the data may have gone or arrived): close the
+ *   connection. To wait for a message without that risk, poll(x->fd).
+ * - A connection belongs to one thread at a time. (TCP would tolerate one
+ *   sender and one receiver thread; TLS does not.)
+ * - poll(x->fd) is a valid "has the peer sent something" test between
+ *   whole messages: TLS reads no further ahead than the record asked for.
+ * - bytes_sent/bytes_received count payload bytes (no TLS overhead).
+ * - No call raises SIGPIPE; a closed peer is -EPIPE or -ECONNRESET.
+ */
+
 struct xport_listener;
 
 /*
  * Listen on addr (tls NULL: plain TCP). Accept one connection within
  * timeout_ms (-1 = forever); for TLS, the handshake and peer verification
- * happen inside accept and a failure names the cause.
+ * happen inside accept and a failure names the cause. The handshake gets
+ * its own timeout_ms (30 s when -1) from the moment the client arrives. A
+ * failed accept leaves the listener usable for the next one.
  */
 int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
 		 struct xport_listener **out, char *err);
@@ -90,6 +118,12 @@ int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 		 char *err);
 void xport_listener_close(struct xport_listener *l);
 
+/*
+ * Connect within timeout_ms, TCP connect and TLS handshake together (-1:
+ * the kernel's connect timeout, and 30 s for the handshake). With TLS it
+ * returns only once the server has accepted our certificate, so a refusal
+ * is reported here, in words, on both sides.
+ */
 int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
 		  int timeout_ms, struct xport **out, char *err);
 

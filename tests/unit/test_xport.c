@@ -119,19 +119,25 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-static void server_start(struct server *s, const struct xport_tls *tls,
-			 serve_fn fn)
+static void server_start_ms(struct server *s, const struct xport_tls *tls,
+			    serve_fn fn, int accept_timeout_ms)
 {
 	struct xport_addr a;
 	char err[XPORT_ERR_LEN];
 
 	memset(s, 0, sizeof(*s));
 	s->fn = fn;
-	s->accept_timeout_ms = 10000;
+	s->accept_timeout_ms = accept_timeout_ms;
 	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
 	assert_int_equal(xport_listen(&a, tls, &s->l, err), 0);
 	assert_true(xport_listener_port(s->l) > 0);
 	assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
+}
+
+static void server_start(struct server *s, const struct xport_tls *tls,
+			 serve_fn fn)
+{
+	server_start_ms(s, tls, fn, 10000);
 }
 
 static void server_join(struct server *s)
@@ -847,6 +853,40 @@ static void test_tls_vs_plain(void **state)
 			       "handshake"));
 }
 
+/* A peer that connects and says nothing: the handshake is bounded. */
+static void test_tls_handshake_timeout(void **state)
+{
+	struct xport_listener *l;
+	struct xport_addr a;
+	struct server s;
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+	double t0, dt;
+
+	NEED_CERTS();
+	/* Server side: a plain TCP client that sends nothing. */
+	server_start_ms(&s, &nodes.srv, NULL, 300);
+	assert_int_equal(client_connect(&s, NULL, &x, err), 0);
+	server_join(&s);
+	xport_close(x);
+	print_message("  server: %s\n", s.err);
+	assert_int_equal(s.accept_rc, -ETIMEDOUT);
+	assert_non_null(strstr(s.err, "handshake did not finish in time"));
+
+	/* Client side: a listener that never answers. */
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, NULL, &l, err), 0);
+	a.port = xport_listener_port(l);
+	t0 = now_s();
+	assert_int_equal(xport_connect(&a, &nodes.cli, 300, &x, err),
+			 -ETIMEDOUT);
+	dt = now_s() - t0;
+	print_message("  client: %s\n", err);
+	assert_true(dt >= 0.29 && dt < 2.0);
+	assert_non_null(strstr(err, "handshake did not finish in time"));
+	xport_listener_close(l);
+}
+
 /* ---- throughput, for information ---- */
 
 static double cpu_s(void)
@@ -958,6 +998,7 @@ int main(void)
 		cmocka_unit_test(test_tls_peer_name),
 		cmocka_unit_test(test_tls_key_mismatch),
 		cmocka_unit_test(test_tls_vs_plain),
+		cmocka_unit_test(test_tls_handshake_timeout),
 		cmocka_unit_test(test_throughput),
 	};
 

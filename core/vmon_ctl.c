@@ -1,0 +1,257 @@
+/* vmon ctl: talk to a running vmon over its control socket. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/ctl.h"
+#include "core/util.h"
+#include "core/vmon.h"
+
+#define POLL_MS 100
+
+struct ctl_cmd {
+	const char *path;
+	const char *name;
+	bool json;
+	bool wait;
+	Ferry__Ctl__Request req;
+	int timeout_ms;
+};
+
+static bool migration_done(const Ferry__Ctl__MigrationInfo *m)
+{
+	return m->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
+	       m->state == FERRY__CTL__MIG_STATE__MIG_STATE_FAILED ||
+	       m->state == FERRY__CTL__MIG_STATE__MIG_STATE_CANCELLED ||
+	       m->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED ||
+	       m->state == FERRY__CTL__MIG_STATE__MIG_STATE_NONE;
+}
+
+static void progress_line(const Ferry__Ctl__MigrationInfo *m)
+{
+	double pct = m->round_pages ? 100.0 * (double)m->round_sent / (double)m->round_pages : 0;
+
+	fprintf(stderr, "\r\033[K%s round %u: %5.1f%% of %llu pages, %.0f MB/s, dirty %.0f pages/s, "
+		"ETA %.1f s", m->phase, m->round, pct, (unsigned long long)m->round_pages,
+		m->bandwidth_bps / 1e6, m->dirty_pages_per_s, m->eta_s);
+}
+
+/* migrate --wait: poll the source until the migration ends. */
+static int ctl_wait_migration(struct ctl_cmd *c)
+{
+	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Response *last = NULL;
+	bool tty = isatty(STDERR_FILENO) && !c->json;
+	char err[256];
+	int ret, status;
+
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
+	req.migrate_status = &empty;
+	for (;;) {
+		Ferry__Ctl__Response *resp = NULL;
+
+		usleep(POLL_MS * 1000);
+		ret = ctl_call(c->path, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err));
+		if (ret) {
+			if (tty)
+				fputc('\n', stderr);
+			fprintf(stderr, "vmon: error: migrate: lost the source monitor: %s\n", err);
+			if (last)
+				ferry__ctl__response__free_unpacked(last, NULL);
+			return 1;
+		}
+		if (last)
+			ferry__ctl__response__free_unpacked(last, NULL);
+		last = resp;
+		if (!resp->migration)
+			continue;
+		if (migration_done(resp->migration))
+			break;
+		if (tty)
+			progress_line(resp->migration);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	ctl_print(stdout, c->name, last, c->json);
+	status = last->migration->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
+		 last->migration->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED ? 0 : 1;
+	if (status && !c->json)
+		fprintf(stderr, "vmon: error: migrate: %s: %s\n", last->migration->phase,
+			last->migration->message);
+	ferry__ctl__response__free_unpacked(last, NULL);
+	return status;
+}
+
+static uint64_t opt_u64(const char *opt, const char *v, uint64_t max)
+{
+	uint64_t x;
+
+	if (!v)
+		vmon_usage_error("%s needs a value", opt);
+	if (parse_u64(v, 0, max, &x))
+		vmon_usage_error("%s: '%s' is not a number in 0..%llu", opt, v,
+				 (unsigned long long)max);
+	return x;
+}
+
+static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__Migrate *mg)
+{
+	if (argc < 4 || argv[3][0] == '-')
+		vmon_usage_error("ctl migrate needs a destination tcp:HOST:PORT");
+	mg->uri = argv[3];
+	for (int i = 4; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--tls-dir")) {
+			char abs[4096];
+
+			if (!v)
+				vmon_usage_error("--tls-dir needs a directory");
+			if (v[0] != '/' && getcwd(abs, sizeof(abs) - strlen(v) - 2)) {
+				strcat(abs, "/");
+				strcat(abs, v);
+				mg->tls_dir = strdup(abs);
+			} else {
+				mg->tls_dir = (char *)v;
+			}
+			i++;
+		} else if (!strcmp(a, "--downtime-ms")) {
+			mg->downtime_ms = opt_u64(a, v, 3600000);
+			if (!mg->downtime_ms)
+				vmon_usage_error("--downtime-ms must be at least 1");
+			i++;
+		} else if (!strcmp(a, "--bandwidth")) {
+			mg->bandwidth_mbps = opt_u64(a, v, 10000000);
+			i++;
+		} else if (!strcmp(a, "--timeout-s")) {
+			mg->timeout_s = opt_u64(a, v, 86400);
+			i++;
+		} else if (!strcmp(a, "--timeout-action")) {
+			if (!v || (strcmp(v, "abort") && strcmp(v, "force")))
+				vmon_usage_error("--timeout-action is abort or force");
+			mg->timeout_force = !strcmp(v, "force");
+			i++;
+		} else if (!strcmp(a, "--connections")) {
+			mg->connections = (uint32_t)opt_u64(a, v, 8);
+			i++;
+		} else if (!strcmp(a, "--dry-run")) {
+			mg->dry_run = true;
+		} else if (!strcmp(a, "--verify")) {
+			mg->verify = true;
+		} else if (!strcmp(a, "--no-auto-converge")) {
+			mg->no_auto_converge = true;
+		} else if (!strcmp(a, "--wait")) {
+			c->wait = true;
+		} else if (!strcmp(a, "-o") && v) {
+			if (strcmp(v, "json") && strcmp(v, "text"))
+				vmon_usage_error("-o: '%s' is not json or text", v);
+			c->json = !strcmp(v, "json");
+			i++;
+		} else {
+			vmon_usage_error("migrate: unexpected argument '%s'", a);
+		}
+	}
+	if (mg->dry_run)
+		c->wait = true;
+}
+
+int vmon_ctl_main(int argc, char **argv)
+{
+	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Save save = FERRY__CTL__SAVE__INIT;
+	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	struct ctl_cmd c = { .timeout_ms = CTL_TIMEOUT_MS };
+	int first_opt = 3, ret;
+	char err[256];
+
+	ferry__ctl__request__init(&c.req);
+	if (argc < 3)
+		vmon_usage_error("vmon ctl needs SOCKET and a command");
+	c.path = argv[1];
+	c.name = argv[2];
+
+	if (!strcmp(c.name, "migrate")) {
+		parse_migrate(&c, argc, argv, &mg);
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE;
+		c.req.migrate = &mg;
+		first_opt = argc;
+	} else if (!strcmp(c.name, "save")) {
+		char abs[4096];
+
+		if (argc < 4 || argv[3][0] == '-')
+			vmon_usage_error("ctl save needs a FILE");
+		/* The monitor may run elsewhere: hand it an absolute path. */
+		if (argv[3][0] != '/' && getcwd(abs, sizeof(abs) - strlen(argv[3]) - 2)) {
+			strcat(abs, "/");
+			strcat(abs, argv[3]);
+			save.path = strdup(abs);
+		} else {
+			save.path = argv[3];
+		}
+		first_opt = 4;
+		c.timeout_ms = 3600 * 1000;
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_SAVE;
+		c.req.save = &save;
+	} else if (!strcmp(c.name, "status")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
+		c.req.status = &empty;
+	} else if (!strcmp(c.name, "pause")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_PAUSE;
+		c.req.pause = &empty;
+	} else if (!strcmp(c.name, "resume")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_RESUME;
+		c.req.resume = &empty;
+	} else if (!strcmp(c.name, "stop")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_STOP;
+		c.req.stop = &empty;
+	} else if (!strcmp(c.name, "stats")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
+		c.req.stats = &empty;
+	} else if (!strcmp(c.name, "migrate-status")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
+		c.req.migrate_status = &empty;
+	} else if (!strcmp(c.name, "migrate-cancel")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_CANCEL;
+		c.req.migrate_cancel = &empty;
+	} else {
+		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save, "
+				 "migrate, migrate-status, migrate-cancel)", c.name);
+	}
+	for (int i = first_opt; i < argc; i++) {
+		if (!strcmp(c.name, "save") && !strcmp(argv[i], "--verify")) {
+			save.verify = true;
+		} else if (!strcmp(c.name, "save") && !strcmp(argv[i], "--stop")) {
+			save.stop = true;
+		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			if (strcmp(argv[++i], "json") && strcmp(argv[i], "text"))
+				vmon_usage_error("-o: '%s' is not json or text", argv[i]);
+			c.json = !strcmp(argv[i], "json");
+		} else {
+			vmon_usage_error("unexpected argument '%s'", argv[i]);
+		}
+	}
+
+	ret = ctl_call(c.path, &c.req, c.timeout_ms, &resp, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "vmon: error: ctl %s: %s\n", c.name, err);
+		return 1;
+	}
+	if (resp->error) {
+		if (c.json)
+			ctl_print(stdout, c.name, resp, true);
+		fprintf(stderr, "vmon: error: %s: %s\n", c.name, resp->message);
+		ferry__ctl__response__free_unpacked(resp, NULL);
+		return 1;
+	}
+	if (c.wait) {
+		ferry__ctl__response__free_unpacked(resp, NULL);
+		return ctl_wait_migration(&c);
+	}
+	ctl_print(stdout, c.name, resp, c.json);
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	return 0;
+}

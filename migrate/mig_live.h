@@ -1,0 +1,131 @@
+/*
+ * Live migration: the source's job (a thread in the source vmon) and the
+ * destination's receive path (vmon run --incoming). The protocol is part 2
+ * of docs/migration-stream.md; the per-round decisions are migrate/policy.h.
+ *
+ * Ownership: until the source holds the destination's ACK, the VM belongs
+ * to the source, and any failure leaves it running there. After the ACK
+ * the source never runs it again.
+ */
+#ifndef FERRY_MIG_LIVE_H
+#define FERRY_MIG_LIVE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/dirty_rate.h"
+#include "core/vm.h"
+#include "migrate/mig.h"
+#include "migrate/mig_state.h"
+#include "migrate/policy.h"
+#include "net/xport.h"
+
+#define MIG_MAX_ROUNDS_KEPT 256
+#define MIG_HANDSHAKE_TIMEOUT_MS 30000
+#define MIG_ACK_TIMEOUT_MS 60000
+#define MIG_IO_TIMEOUT_MS 30000
+#define MIG_MAX_CONNECTIONS 8
+
+enum mig_job_state {
+	MIG_JOB_NONE = 0,
+	MIG_JOB_SETUP,
+	MIG_JOB_PRECOPY,
+	MIG_JOB_SWITCHOVER,
+	MIG_JOB_COMPLETED,
+	MIG_JOB_FAILED,
+	MIG_JOB_CANCELLED,
+	MIG_JOB_PREDICTED,
+};
+
+const char *mig_job_state_name(enum mig_job_state s);
+
+struct mig_params {
+	char uri[XPORT_HOST_MAX + 16];
+	char tls_dir[512];             /* empty: plain TCP */
+	struct mig_policy_config policy;
+	unsigned connections;
+	bool dry_run;
+	bool verify;
+};
+
+struct mig_round_info {
+	struct mig_round r;
+	char decision[MIG_REASON_LEN];
+};
+
+/* Progress and result, readable at any time under lock. */
+struct mig_progress {
+	enum mig_job_state state;
+	char phase[16];
+	char message[MIG_ERR_LEN];
+	char destination[XPORT_HOST_MAX + 16];
+	unsigned round;
+	uint64_t round_pages, round_sent;
+	uint64_t bytes, pages, zero_pages;
+	double bandwidth_Bps, dirty_pages_per_s;
+	unsigned throttle_pct;
+	double predicted_downtime_ms;
+	double downtime_ms;            /* measured, source pause to destination resume */
+	uint64_t start_ns, end_ns, transfer_ns;
+	unsigned nr_rounds;
+	struct mig_round_info rounds[MIG_MAX_ROUNDS_KEPT];
+	struct mig_prediction prediction;
+};
+
+struct mig_job {
+	struct vm *vm;
+	struct dirty_rate *rate;       /* the sampler to stop while we own tracking */
+	uint64_t sample_ms;
+	struct mig_params p;
+	pthread_t thread;
+	bool thread_live;
+	bool cancel;
+	pthread_mutex_t lock;
+	struct mig_progress prog;
+};
+
+void mig_params_defaults(struct mig_params *p);
+
+/*
+ * Start a migration of vm in the background. -EBUSY if one is running.
+ * Progress through mig_job_progress; the job ends by itself.
+ */
+int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
+		  uint64_t sample_ms, const struct mig_params *p, char *err);
+void mig_job_progress(struct mig_job *job, struct mig_progress *out);
+/* Ask a running job to stop; it leaves the VM running on the source. */
+int mig_job_cancel(struct mig_job *job);
+/* Wait for the job's thread (at exit). */
+void mig_job_join(struct mig_job *job);
+
+/* Destination. */
+struct mig_incoming_opts {
+	struct xport_addr addr;
+	bool tls;
+	struct xport_tls tls_cfg;
+	struct mig_load_opts load;
+	int accept_timeout_ms;         /* -1: wait for ever */
+	void (*listening)(void *ctx, uint16_t port); /* called once bound */
+	void *ctx;
+};
+
+struct mig_incoming_result {
+	struct mig_load_result load;
+	char source[XPORT_HOST_MAX + 8];
+	bool committed;                /* COMMIT arrived: the VM is ours to run */
+};
+
+/*
+ * Wait for one incoming migration and receive it. On success *out is a VM
+ * that holds the guest, started if the source committed; on failure the
+ * guest never ran here and err says phase and cause (a precheck refusal is
+ * -ENOTSUP or -ENOMEM, told to the source too).
+ */
+int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
+		 struct mig_incoming_result *res, char *err);
+
+/* stream_io over a transport. */
+void mig_xport_io(struct xport *x, struct stream_io *io);
+
+#endif

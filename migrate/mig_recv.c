@@ -1,0 +1,260 @@
+/*
+ * The destination side of a live migration (vmon run --incoming):
+ *
+ *   accept -> HELLO -> precheck (capacity, CPU, version) -> VERDICT ->
+ *   stream into a VM built at the handshake -> ACK -> COMMIT -> run
+ *
+ * The VM is built, and its RAM faulted in, while the source waits for the
+ * VERDICT: pages land in memory that is ready. The guest runs here only
+ * after COMMIT; any failure before that discards it without it ever having
+ * executed an instruction here.
+ */
+#include "migrate/mig_live.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "migrate/mig_proto.h"
+
+#define MIG_MEM_RESERVE (256ull << 20) /* what the host keeps for itself */
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long kb = 0;
+
+	if (!f)
+		return ~0ull;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb ? kb * 1024ull : ~0ull;
+}
+
+struct mig_refusals {
+	Ferry__Mig__Refusal r[8];
+	Ferry__Mig__Refusal *p[8];
+	char msg[8][MIG_ERR_LEN];
+	size_t n;
+};
+
+static void refuse(struct mig_refusals *rf, const char *cause, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void refuse(struct mig_refusals *rf, const char *cause, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rf->n >= 8)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(rf->msg[rf->n], MIG_ERR_LEN, fmt, ap);
+	va_end(ap);
+	ferry__mig__refusal__init(&rf->r[rf->n]);
+	rf->r[rf->n].phase = "precheck";
+	rf->r[rf->n].cause = (char *)cause;
+	rf->r[rf->n].message = rf->msg[rf->n];
+	rf->p[rf->n] = &rf->r[rf->n];
+	rf->n++;
+}
+
+/* Check the HELLO against this host and build the VM that will hold it. */
+static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hello *h,
+			struct vm **vmp, struct mig_refusals *rf)
+{
+	struct cpuid_table cpuid;
+	struct vm_config cfg;
+	char host[128] = "this host", model[32], err[VM_ERR_LEN];
+	uint64_t xcr0, avail = mem_available();
+	int ret;
+
+	gethostname(host, sizeof(host) - 1);
+	if (h->min_version > STREAM_VERSION || h->max_version < STREAM_VERSION)
+		refuse(rf, "version", "%s speaks stream version %u, the source %u..%u", host,
+		       STREAM_VERSION, h->min_version, h->max_version);
+	if (!h->nr_vcpus || h->nr_vcpus > GABI_MAX_VCPUS)
+		refuse(rf, "vcpus", "%s runs at most %u vCPUs, the VM has %u", host,
+		       GABI_MAX_VCPUS, h->nr_vcpus);
+	if (h->mem_bytes + MIG_MEM_RESERVE > avail)
+		refuse(rf, "memory", "%s has %llu MiB available, the VM needs %llu MiB",
+		       host, (unsigned long long)(avail >> 20),
+		       (unsigned long long)(h->mem_bytes >> 20));
+	if (!h->cpu_model) {
+		refuse(rf, "cpu", "the source sent no CPU model");
+		return -EINVAL;
+	}
+	err[0] = 0;
+	ret = mig_unpack_cpu(h->cpu_model, &cpuid, &xcr0, model, sizeof(model), err);
+	if (ret) {
+		refuse(rf, "cpu", "%s", err);
+		return ret;
+	}
+	if (rf->n)
+		return -ENOTSUP;
+
+	vm_config_init(&cfg);
+	snprintf(cfg.name, sizeof(cfg.name), "%s",
+		 o->load.name ? o->load.name : (h->vm_name && *h->vm_name ? h->vm_name : "vm"));
+	cfg.mem_size = h->mem_bytes;
+	cfg.nr_vcpus = h->nr_vcpus;
+	cfg.dirty_mode = o->load.dirty_mode;
+	cfg.mem_flags = o->load.mem_flags;
+	cfg.console_fd = o->load.console_fd;
+	cfg.cpuid_hide = o->load.cpuid_hide;
+	/* Builds the VM and faults its RAM in: the pages will land in it. */
+	ret = vm_create_incoming(&cfg, model, &cpuid, xcr0, vmp, err);
+	if (ret == -ENOTSUP)
+		refuse(rf, "cpu", "destination %s: %s", host, err);
+	else if (ret)
+		refuse(rf, ret == -ENOMEM ? "memory" : "setup", "destination %s: %s", host, err);
+	return ret;
+}
+
+static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf)
+{
+	Ferry__Mig__Verdict v = FERRY__MIG__VERDICT__INIT;
+	char host[128] = "";
+
+	gethostname(host, sizeof(host) - 1);
+	v.accept = rf->n == 0;
+	v.version = STREAM_VERSION;
+	v.n_refusals = rf->n;
+	v.refusals = rf->p;
+	v.host = host;
+	return mig_send_msg(w, STREAM_REC_VERDICT, &v.base);
+}
+
+static void mig_send_ack(struct stream_writer *w, bool ok, const char *phase,
+			 const char *msg, uint64_t load_ns)
+{
+	Ferry__Mig__Ack a = FERRY__MIG__ACK__INIT;
+
+	a.ok = ok;
+	a.phase = (char *)phase;
+	a.message = (char *)msg;
+	a.load_ns = load_ns;
+	mig_send_msg(w, STREAM_REC_ACK, &a.base);
+}
+
+int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
+		 struct mig_incoming_result *res, char *err)
+{
+	struct xport_listener *l = NULL;
+	struct xport *x = NULL;
+	struct stream_io io;
+	struct stream_writer w;
+	struct stream_reader hr, sr;
+	struct mig_refusals rf = { .n = 0 };
+	ProtobufCMessage *msg = NULL;
+	Ferry__Mig__Resumed resumed = FERRY__MIG__RESUMED__INIT;
+	struct vm *vm = NULL;
+	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN];
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	*out = NULL;
+	stream_writer_init(&w, -1);
+	stream_reader_init(&hr, -1);
+	stream_reader_init(&sr, -1);
+
+	ret = xport_listen(&o->addr, o->tls ? &o->tls_cfg : NULL, &l, xerr);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "incoming: listen on %s:%u: %s", o->addr.host,
+			 o->addr.port, xerr);
+		goto out;
+	}
+	if (o->listening)
+		o->listening(o->ctx, xport_listener_port(l));
+	ret = xport_accept(l, o->accept_timeout_ms, &x, xerr);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "incoming: %s", xerr);
+		goto out;
+	}
+	snprintf(res->source, sizeof(res->source), "%s", x->peer);
+	xport_set_timeout(x, MIG_IO_TIMEOUT_MS);
+	mig_xport_io(x, &io);
+	w.io = &io;
+	hr.io = &io;
+	sr.io = &io;
+
+	/* Handshake. */
+	ret = mig_recv_msg(&hr, STREAM_REC_HELLO, &ferry__mig__hello__descriptor, &msg, why);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "handshake: from %s: %.300s", x->peer, why);
+		goto out;
+	}
+	ret = mig_precheck(o, (Ferry__Mig__Hello *)msg, &vm, &rf);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	msg = NULL;
+	if (mig_send_verdict(&w, &rf) && !ret)
+		ret = -EPIPE;
+	if (ret || rf.n) {
+		snprintf(err, MIG_ERR_LEN, "precheck: refused the VM from %s: %.300s%s", x->peer,
+			 rf.n ? rf.msg[0] : strerror(-ret), rf.n > 1 ? " (and more)" : "");
+		if (!ret)
+			ret = -ENOTSUP;
+		goto out;
+	}
+
+	/* The stream: every page, then the state, then END. */
+	ret = mig_load_stream(&sr, &o->load, &vm, &res->load, why);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "%s: from %s: %.300s",
+			 sr.order.phase >= STREAM_PH_VCPUS ? "switchover" : "precopy", x->peer, why);
+		mig_send_ack(&w, false, sr.order.phase >= STREAM_PH_VCPUS ?
+			     "switchover" : "precopy", why, 0);
+		goto out;
+	}
+	mig_send_ack(&w, true, "switchover", "", res->load.load_ns);
+
+	/* The source gives the guest up only now; we run it only on COMMIT. */
+	xport_set_timeout(x, MIG_ACK_TIMEOUT_MS);
+	ret = mig_recv_msg(&hr, STREAM_REC_COMMIT, NULL, &msg, why);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "awaiting commit: %.300s; the guest is loaded but "
+			 "not started here", why);
+		/* The VM is complete: hand it over paused, for the operator. */
+		*out = vm;
+		vm = NULL;
+		goto out;
+	}
+	ret = vm_start(vm);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "cannot start the guest: %s", strerror(-ret));
+		goto out;
+	}
+	res->committed = true;
+	resumed.realtime_ns = realtime_ns();
+	mig_send_msg(&w, STREAM_REC_RESUMED, &resumed.base);
+	*out = vm;
+	vm = NULL;
+	ret = 0;
+out:
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+	if (vm)
+		vm_destroy(vm);
+	xport_close(x);
+	xport_listener_close(l);
+	stream_writer_destroy(&w);
+	stream_reader_destroy(&hr);
+	stream_reader_destroy(&sr);
+	return ret;
+}

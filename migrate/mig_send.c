@@ -1,0 +1,550 @@
+/*
+ * The source side of a live migration, one job thread per migration:
+ *
+ *   connect -> HELLO/VERDICT -> pre-copy rounds (harvest, send, ask the
+ *   policy) -> pause -> last pages and state -> END -> ACK -> COMMIT
+ *
+ * The VM is the source's until the ACK: every failure before it resumes
+ * the guest here (if we paused it), gives dirty tracking back to the
+ * sampler and reports the phase and the cause. After the ACK the guest is
+ * stopped for good, whatever happens to the COMMIT.
+ */
+#include "migrate/mig_live.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "migrate/mig_proto.h"
+#include "migrate/mig_throttle.h"
+
+const char *mig_job_state_name(enum mig_job_state s)
+{
+	static const char *const names[] = {
+		[MIG_JOB_NONE] = "none", [MIG_JOB_SETUP] = "setup",
+		[MIG_JOB_PRECOPY] = "precopy", [MIG_JOB_SWITCHOVER] = "switchover",
+		[MIG_JOB_COMPLETED] = "completed", [MIG_JOB_FAILED] = "failed",
+		[MIG_JOB_CANCELLED] = "cancelled", [MIG_JOB_PREDICTED] = "predicted",
+	};
+
+	return s <= MIG_JOB_PREDICTED ? names[s] : "unknown";
+}
+
+void mig_params_defaults(struct mig_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	mig_policy_defaults(&p->policy);
+	p->connections = 1;
+}
+
+/* Everything one run needs, on the job thread's stack. */
+struct mig_run {
+	struct mig_job *job;
+	struct vm *vm;
+	struct xport *x;
+	struct stream_io io;
+	struct stream_writer w;
+	struct stream_reader r;
+	struct dirty_set set;
+	struct mig_throttle throttle;
+	bool tracking;      /* we took dirty tracking from the sampler */
+	bool paused;        /* we paused the guest */
+	bool acked;         /* the destination owns the guest now */
+	uint64_t pause_realtime_ns;
+	char err[MIG_ERR_LEN];
+};
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void prog_set(struct mig_job *job, enum mig_job_state st, const char *phase)
+{
+	pthread_mutex_lock(&job->lock);
+	job->prog.state = st;
+	snprintf(job->prog.phase, sizeof(job->prog.phase), "%s", phase);
+	pthread_mutex_unlock(&job->lock);
+}
+
+static bool cancelled(struct mig_job *job)
+{
+	return __atomic_load_n(&job->cancel, __ATOMIC_ACQUIRE);
+}
+
+/* The HELLO: what the destination must be able to host. */
+static int mig_handshake(struct mig_run *m)
+{
+	Ferry__Mig__Hello h = FERRY__MIG__HELLO__INIT;
+	struct mig_cpu_pack *cp = calloc(1, sizeof(*cp));
+	ProtobufCMessage *msg = NULL;
+	Ferry__Mig__Verdict *v;
+	int ret;
+
+	if (!cp)
+		return -ENOMEM;
+	mig_pack_cpu(m->vm, cp);
+	h.min_version = STREAM_VERSION;
+	h.max_version = STREAM_VERSION;
+	h.vm_name = m->vm->cfg.name;
+	h.mem_bytes = m->vm->mem.size;
+	h.nr_vcpus = m->vm->nr_vcpus;
+	h.cpu_model = &cp->msg;
+	h.verify = m->job->p.verify;
+	ret = mig_send_msg(&m->w, STREAM_REC_HELLO, &h.base);
+	free(cp);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "handshake: send HELLO: %s", strerror(-ret));
+		return ret;
+	}
+	ret = mig_recv_msg(&m->r, STREAM_REC_VERDICT, &ferry__mig__verdict__descriptor, &msg,
+			   m->err);
+	if (ret) {
+		char why[MIG_ERR_LEN];
+
+		snprintf(why, sizeof(why), "%s", m->err);
+		snprintf(m->err, MIG_ERR_LEN, "handshake: %s", why);
+		return ret;
+	}
+	v = (Ferry__Mig__Verdict *)msg;
+	if (!v->accept) {
+		size_t used = 0;
+
+		used += (size_t)snprintf(m->err, MIG_ERR_LEN, "precheck: destination %s refused:",
+					 v->host && *v->host ? v->host : m->job->p.uri);
+		for (size_t i = 0; i < v->n_refusals && used < MIG_ERR_LEN; i++)
+			used += (size_t)snprintf(m->err + used, MIG_ERR_LEN - used, "%s %s: %s",
+						 i ? ";" : "", v->refusals[i]->cause,
+						 v->refusals[i]->message);
+		ret = -ENOTSUP;
+	}
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return ret;
+}
+
+/* Send one set of pages, with progress and cancellation per record. */
+static int mig_send_set(struct mig_run *m, struct mig_round *rd)
+{
+	struct mig_job *job = m->job;
+	uint64_t pfns[STREAM_PAGES_MAX], pfn, z0 = m->w.zero_pages, b0 = m->w.off;
+	size_t n = 0;
+	int ret;
+
+	pthread_mutex_lock(&job->lock);
+	job->prog.round_pages = m->set.count;
+	job->prog.round_sent = 0;
+	pthread_mutex_unlock(&job->lock);
+	dirty_set_for_each(&m->set, pfn) {
+		pfns[n++] = pfn;
+		if (n < STREAM_PAGES_MAX && pfn + 1 < m->set.nr_pages)
+			continue;
+		ret = stream_write_pages(&m->w, pfns, n, m->vm->mem.base);
+		if (ret) {
+			/* The pages did not go: they are still dirty. */
+			for (size_t i = 0; i < n; i++)
+				dirty_mark(m->vm->dirty, pfns[i] << MEM_PAGE_SHIFT, 1);
+			snprintf(m->err, MIG_ERR_LEN, "send pages: %s", m->x->err[0] ?
+				 m->x->err : strerror(-ret));
+			return ret;
+		}
+		rd->pages_sent += n;
+		n = 0;
+		pthread_mutex_lock(&job->lock);
+		job->prog.round_sent = rd->pages_sent;
+		job->prog.bytes = m->w.off;
+		job->prog.pages = m->w.pages;
+		job->prog.zero_pages = m->w.zero_pages;
+		pthread_mutex_unlock(&job->lock);
+		if (cancelled(job))
+			return -ECANCELED;
+	}
+	if (n) {
+		ret = stream_write_pages(&m->w, pfns, n, m->vm->mem.base);
+		if (ret) {
+			snprintf(m->err, MIG_ERR_LEN, "send pages: %s", strerror(-ret));
+			return ret;
+		}
+		rd->pages_sent += n;
+	}
+	rd->zero_pages = m->w.zero_pages - z0;
+	rd->bytes_sent = m->w.off - b0;
+	return 0;
+}
+
+static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
+			     const struct mig_decision *d)
+{
+	struct mig_job *job = m->job;
+	Ferry__Mig__RoundInfo ri = FERRY__MIG__ROUND_INFO__INIT;
+
+	pthread_mutex_lock(&job->lock);
+	if (job->prog.nr_rounds < MIG_MAX_ROUNDS_KEPT) {
+		struct mig_round_info *o = &job->prog.rounds[job->prog.nr_rounds++];
+
+		o->r = *rd;
+		snprintf(o->decision, sizeof(o->decision), "%s", d->reason);
+	}
+	job->prog.bandwidth_Bps = d->bandwidth_Bps;
+	job->prog.predicted_downtime_ms = d->predicted_downtime_ms;
+	job->prog.dirty_pages_per_s = rd->duration_ns ?
+		(double)rd->dirty_pages * 1e9 / (double)rd->duration_ns : 0;
+	job->prog.throttle_pct = d->throttle_pct;
+	snprintf(job->prog.message, sizeof(job->prog.message), "%s", d->reason);
+	pthread_mutex_unlock(&job->lock);
+
+	/* The round goes into the stream too: optional, for tools and logs. */
+	ri.round = rd->round;
+	ri.pages = rd->pages_sent;
+	ri.zero_pages = rd->zero_pages;
+	ri.bytes = rd->bytes_sent;
+	ri.duration_ns = rd->duration_ns;
+	ri.dirty_pages = rd->dirty_pages;
+	stream_write_pb(&m->w, STREAM_REC_ROUND, &ri.base);
+	log_info("%s: migration round %u: %llu pages in %.1f ms, %llu dirtied: %s",
+		 m->vm->cfg.name, rd->round, (unsigned long long)rd->pages_sent,
+		 (double)rd->duration_ns / 1e6, (unsigned long long)rd->dirty_pages, d->reason);
+}
+
+/* Pre-copy: rounds until the policy says stop (1) or abort (negative). */
+static int mig_precopy(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	struct mig_policy_state ps;
+	uint64_t start = now_ns();
+	int ret;
+
+	mig_policy_init(&ps);
+	ret = dirty_harvest(m->vm->dirty, &m->set); /* round 1: every page */
+	for (unsigned round = 1; !ret; round++) {
+		struct mig_round rd = { .round = round, .throttle_pct = m->throttle.pct };
+		struct mig_decision d;
+		uint64_t t0 = now_ns();
+
+		pthread_mutex_lock(&job->lock);
+		job->prog.round = round;
+		pthread_mutex_unlock(&job->lock);
+		ret = mig_send_set(m, &rd);
+		if (ret)
+			break;
+		ret = dirty_harvest(m->vm->dirty, &m->set);
+		if (ret) {
+			snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
+			break;
+		}
+		rd.duration_ns = now_ns() - t0;
+		rd.dirty_pages = m->set.count;
+		mig_policy_decide(&job->p.policy, &ps, &rd, now_ns() - start, &d);
+		mig_record_round(m, &rd, &d);
+		switch (d.action) {
+		case MIG_CONTINUE:
+			break;
+		case MIG_THROTTLE:
+			mig_throttle_set(&m->throttle, d.throttle_pct);
+			break;
+		case MIG_STOP_AND_COPY:
+			return 0;
+		case MIG_ABORT:
+			snprintf(m->err, MIG_ERR_LEN, "precopy: %s", d.reason);
+			return -ETIMEDOUT;
+		}
+	}
+	return ret;
+}
+
+/* Stop-and-copy: the guest pauses here and resumes there. */
+static int mig_switchover(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	struct mig_tail_opts to = { .verify = job->p.verify };
+	struct mig_round rd = { .throttle_pct = 0 };
+	ProtobufCMessage *msg = NULL;
+	int ret;
+
+	prog_set(job, MIG_JOB_SWITCHOVER, "switchover");
+	mig_throttle_set(&m->throttle, 0);
+	ret = vm_pause(m->vm);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "switchover: cannot pause the guest: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	m->paused = true;
+	m->pause_realtime_ns = realtime_ns();
+	/* What was dirtied since the last round's harvest, and until now. */
+	ret = dirty_harvest(m->vm->dirty, &m->set);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "switchover: dirty tracking: %s", strerror(-ret));
+		return ret;
+	}
+	rd.round = job->prog.nr_rounds + 1;
+	ret = mig_send_set(m, &rd);
+	if (ret)
+		goto io;
+	to.rounds = rd.round;
+	ret = mig_write_tail(m->vm, &m->w, &to, m->err);
+	if (ret)
+		goto io;
+	ret = mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, m->err);
+	if (ret)
+		goto io;
+	if (!((Ferry__Mig__Ack *)msg)->ok) {
+		Ferry__Mig__Ack *a = (Ferry__Mig__Ack *)msg;
+
+		snprintf(m->err, MIG_ERR_LEN, "switchover: destination refused the state "
+			 "in %.32s: %.400s", a->phase, a->message);
+		protobuf_c_message_free_unpacked(msg, NULL);
+		return -EPROTO;
+	}
+	protobuf_c_message_free_unpacked(msg, NULL);
+	m->acked = true;
+	return 0;
+io:
+	if (strncmp(m->err, "switchover", 10)) {
+		char why[MIG_ERR_LEN];
+
+		snprintf(why, sizeof(why), "%s", m->err);
+		snprintf(m->err, MIG_ERR_LEN, "switchover: %s", why);
+	}
+	return ret;
+}
+
+/* After the ACK: the guest is the destination's. Tell it to run. */
+static void mig_commit(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	Ferry__Mig__Empty e = FERRY__MIG__EMPTY__INIT;
+	ProtobufCMessage *msg = NULL;
+	char why[MIG_ERR_LEN];
+	int ret;
+
+	vm_finish(m->vm, VM_STOPPED, 0, "migrated to %s", job->p.uri);
+	ret = mig_send_msg(&m->w, STREAM_REC_COMMIT, &e.base);
+	if (!ret)
+		ret = mig_recv_msg(&m->r, STREAM_REC_RESUMED, &ferry__mig__resumed__descriptor,
+				   &msg, why);
+	pthread_mutex_lock(&job->lock);
+	if (!ret) {
+		uint64_t resumed = ((Ferry__Mig__Resumed *)msg)->realtime_ns;
+
+		job->prog.downtime_ms = resumed > m->pause_realtime_ns ?
+			(double)(resumed - m->pause_realtime_ns) / 1e6 : 0;
+	} else {
+		/* The guest is stopped here and maybe not yet running there. */
+		log_err("%s: migration committed but the destination did not confirm: %s",
+			m->vm->cfg.name, ret ? strerror(-ret) : why);
+	}
+	pthread_mutex_unlock(&job->lock);
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static int mig_connect(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	struct xport_addr addr;
+	struct xport_tls tls;
+	char xerr[XPORT_ERR_LEN];
+	int ret;
+
+	ret = xport_addr_parse(job->p.uri, &addr, xerr);
+	if (!ret && job->p.tls_dir[0])
+		ret = xport_tls_from_dir(job->p.tls_dir, &tls, xerr);
+	if (!ret)
+		ret = xport_connect(&addr, job->p.tls_dir[0] ? &tls : NULL,
+				    MIG_HANDSHAKE_TIMEOUT_MS, &m->x, xerr);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "connect: %s", xerr);
+		return ret;
+	}
+	xport_set_timeout(m->x, MIG_IO_TIMEOUT_MS);
+	mig_xport_io(m->x, &m->io);
+	m->w.io = &m->io;
+	m->r.io = &m->io;
+	return 0;
+}
+
+static void mig_finish(struct mig_run *m, int ret)
+{
+	struct mig_job *job = m->job;
+	enum mig_job_state st;
+
+	mig_throttle_stop(&m->throttle);
+	if (ret && !m->acked) {
+		/* Before the ACK the guest is ours: it runs on, here. */
+		if (m->x && ret != -ECONNABORTED)
+			mig_send_abort(&m->w, job->prog.phase, m->err);
+		if (m->paused)
+			vm_resume(m->vm);
+	}
+	if (m->tracking) {
+		dirty_stop(m->vm->dirty);
+		if (!m->acked && job->rate && job->sample_ms)
+			dirty_rate_start(job->rate, m->vm, job->sample_ms);
+	}
+	xport_close(m->x);
+	stream_writer_destroy(&m->w);
+	stream_reader_destroy(&m->r);
+	dirty_set_free(&m->set);
+
+	st = !ret ? MIG_JOB_COMPLETED : ret == -ECANCELED ? MIG_JOB_CANCELLED : MIG_JOB_FAILED;
+	pthread_mutex_lock(&job->lock);
+	job->prog.end_ns = now_ns();
+	if (ret == -ECANCELED)
+		snprintf(m->err, MIG_ERR_LEN, "cancelled in %s; the VM runs on here",
+			 job->prog.phase);
+	if (ret)
+		snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);
+	job->prog.state = st;
+	pthread_mutex_unlock(&job->lock);
+	if (ret)
+		log_err("%s: migration to %s failed: %s", m->vm->cfg.name, job->p.uri, m->err);
+	else
+		log_info("%s: migrated to %s", m->vm->cfg.name, job->p.uri);
+}
+
+static void *mig_job_thread(void *arg)
+{
+	struct mig_job *job = arg;
+	struct mig_run *m = calloc(1, sizeof(*m));
+	uint64_t t_transfer;
+	int ret;
+
+	if (!m) {
+		prog_set(job, MIG_JOB_FAILED, "setup");
+		return NULL;
+	}
+	m->job = job;
+	m->vm = job->vm;
+	stream_writer_init(&m->w, -1);
+	stream_reader_init(&m->r, -1);
+	mig_throttle_init(&m->throttle, m->vm);
+	ret = dirty_set_init(&m->set, m->vm->dirty->nr_pages);
+	if (ret)
+		goto out;
+
+	ret = mig_connect(m);
+	if (!ret)
+		ret = mig_handshake(m);
+	if (ret)
+		goto out;
+	/* The handshake's frames are not part of the stream's counts. */
+	stream_writer_destroy(&m->w);
+	stream_writer_init(&m->w, -1);
+	m->w.io = &m->io;
+
+	prog_set(job, MIG_JOB_PRECOPY, "precopy");
+	if (job->rate)
+		dirty_rate_stop(job->rate);
+	ret = dirty_start(m->vm->dirty);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "precopy: dirty tracking: %s", strerror(-ret));
+		goto out;
+	}
+	m->tracking = true;
+	t_transfer = now_ns();
+	ret = mig_write_head(m->vm, &m->w, true, m->err);
+	if (!ret)
+		ret = mig_precopy(m);
+	if (!ret && cancelled(job))
+		ret = -ECANCELED;
+	if (!ret)
+		ret = mig_switchover(m);
+	pthread_mutex_lock(&job->lock);
+	job->prog.transfer_ns = now_ns() - t_transfer;
+	job->prog.bytes = m->w.off;
+	job->prog.pages = m->w.pages;
+	job->prog.zero_pages = m->w.zero_pages;
+	pthread_mutex_unlock(&job->lock);
+	if (!ret)
+		mig_commit(m);
+out:
+	mig_finish(m, ret);
+	free(m);
+	return NULL;
+}
+
+int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
+		  uint64_t sample_ms, const struct mig_params *p, char *err)
+{
+	enum mig_job_state st;
+	int ret;
+
+	pthread_mutex_lock(&job->lock);
+	st = job->prog.state;
+	if (st == MIG_JOB_SETUP || st == MIG_JOB_PRECOPY || st == MIG_JOB_SWITCHOVER) {
+		pthread_mutex_unlock(&job->lock);
+		snprintf(err, MIG_ERR_LEN, "a migration of this VM is already in progress (%s)",
+			 mig_job_state_name(st));
+		return -EBUSY;
+	}
+	if (st == MIG_JOB_COMPLETED) {
+		pthread_mutex_unlock(&job->lock);
+		snprintf(err, MIG_ERR_LEN, "this VM has already been migrated away");
+		return -EALREADY;
+	}
+	if (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_PAUSED) {
+		pthread_mutex_unlock(&job->lock);
+		snprintf(err, MIG_ERR_LEN, "the VM is %s", vm_state_name(vm_get_state(vm)));
+		return -EINVAL;
+	}
+	if (job->thread_live) {
+		pthread_join(job->thread, NULL);
+		job->thread_live = false;
+	}
+	memset(&job->prog, 0, sizeof(job->prog));
+	job->prog.state = MIG_JOB_SETUP;
+	snprintf(job->prog.phase, sizeof(job->prog.phase), "connect");
+	snprintf(job->prog.destination, sizeof(job->prog.destination), "%s", p->uri);
+	job->prog.start_ns = now_ns();
+	job->vm = vm;
+	job->rate = rate;
+	job->sample_ms = sample_ms;
+	job->p = *p;
+	job->cancel = false;
+	ret = -pthread_create(&job->thread, NULL, mig_job_thread, job);
+	if (ret) {
+		job->prog.state = MIG_JOB_FAILED;
+		snprintf(err, MIG_ERR_LEN, "cannot start the migration thread");
+	} else {
+		job->thread_live = true;
+	}
+	pthread_mutex_unlock(&job->lock);
+	return ret;
+}
+
+void mig_job_progress(struct mig_job *job, struct mig_progress *out)
+{
+	pthread_mutex_lock(&job->lock);
+	*out = job->prog;
+	pthread_mutex_unlock(&job->lock);
+}
+
+int mig_job_cancel(struct mig_job *job)
+{
+	enum mig_job_state st;
+
+	pthread_mutex_lock(&job->lock);
+	st = job->prog.state;
+	pthread_mutex_unlock(&job->lock);
+	if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY)
+		return st == MIG_JOB_SWITCHOVER ? -EBUSY : -ENOENT;
+	__atomic_store_n(&job->cancel, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void mig_job_join(struct mig_job *job)
+{
+	if (job->thread_live) {
+		pthread_join(job->thread, NULL);
+		job->thread_live = false;
+	}
+}
