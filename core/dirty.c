@@ -107,6 +107,15 @@ void dirty_set_recount(struct dirty_set *s)
 	s->count = n;
 }
 
+void dirty_set_merge(struct dirty_set *dst, const struct dirty_set *src)
+{
+	uint64_t n = MIN(dst->nr_pages, src->nr_pages);
+
+	for (uint64_t w = 0; w < WORDS(n); w++)
+		dst->bits[w] |= src->bits[w];
+	dirty_set_recount(dst);
+}
+
 int dirty_create(struct dirty **out, enum dirty_mode mode,
 		 const struct dirty_kvm *kvm, const struct dirty_slot *slots,
 		 unsigned nr_slots)

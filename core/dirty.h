@@ -53,6 +53,8 @@ void dirty_set_add(struct dirty_set *s, uint64_t pfn);
 uint64_t dirty_set_next(const struct dirty_set *s, uint64_t from);
 /* Recount after bits were ORed in word-wise. */
 void dirty_set_recount(struct dirty_set *s);
+/* dst |= src (same size); dst's count is kept exact. */
+void dirty_set_merge(struct dirty_set *dst, const struct dirty_set *src);
 
 #define dirty_set_for_each(s, pfn) \
 	for ((pfn) = dirty_set_next((s), 0); (pfn) < (s)->nr_pages; \

@@ -120,7 +120,8 @@ struct mig_incoming_result {
  * Wait for one incoming migration and receive it. On success *out is a VM
  * that holds the guest, started if the source committed; on failure the
  * guest never ran here and err says phase and cause (a precheck refusal is
- * -ENOTSUP or -ENOMEM, told to the source too).
+ * -ENOTSUP or -ENOMEM, told to the source too). A dry run changes
+ * nothing here: the same listener waits for the next source.
  */
 int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		 struct mig_incoming_result *res, char *err);

@@ -201,6 +201,16 @@ static uint64_t realtime_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * ns * khz / 1e6 without the product: at 3 GHz that overflows 64 bits
+ * after 102 minutes, and a snapshot restored later would hand the guest a
+ * wrapped TSC jump.
+ */
+static uint64_t ns_to_tsc(uint64_t ns, uint64_t khz)
+{
+	return ns / 1000000ull * khz + ns % 1000000ull * khz / 1000000ull;
+}
+
 /* END arrived: check it, then make the vCPUs what they were. */
 static int load_end(struct mig_loader *l, const void *body, uint64_t len)
 {
@@ -232,6 +242,16 @@ static int load_end(struct mig_loader *l, const void *body, uint64_t len)
 		ret = -EBADMSG;
 		goto out;
 	}
+	/* Each record is checksummed alone: only these counts show that a
+	 * whole record (a DEVICE_STATE, say) went missing in between. */
+	if (e->records != l->r->records - 1 || e->bytes != l->r->rec_off) {
+		snprintf(l->err, MIG_ERR_LEN, "END counts %llu records in %llu bytes before it, "
+			 "%llu in %llu arrived", (unsigned long long)e->records,
+			 (unsigned long long)e->bytes, (unsigned long long)(l->r->records - 1),
+			 (unsigned long long)l->r->rec_off);
+		ret = -EBADMSG;
+		goto out;
+	}
 	if (e->ram_digest.len) {
 		mig_ram_digest(l->vm, digest);
 		if (e->ram_digest.len != sizeof(digest) || memcmp(digest, e->ram_digest.data, 16)) {
@@ -246,7 +266,7 @@ static int load_end(struct mig_loader *l, const void *body, uint64_t len)
 	/* The guest's clock ran on while it was away: it sees the gap. */
 	now = realtime_now();
 	if (now > l->realtime_ns)
-		delta = (now - l->realtime_ns) * l->vm->tsc_khz / 1000000ull;
+		delta = ns_to_tsc(now - l->realtime_ns, l->vm->tsc_khz);
 	for (unsigned i = 0; i < l->vm->nr_vcpus; i++) {
 		l->vcpus[i].tsc = l->tsc[i];
 		ret = vcpu_state_load(&l->vm->vcpus[i], &l->vcpus[i], delta);

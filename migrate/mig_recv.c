@@ -166,6 +166,7 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	Ferry__Mig__Resumed resumed = FERRY__MIG__RESUMED__INIT;
 	struct vm *vm = NULL;
 	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN];
+	bool dry_run = false;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
@@ -182,6 +183,7 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	}
 	if (o->listening)
 		o->listening(o->ctx, xport_listener_port(l));
+again:
 	ret = xport_accept(l, o->accept_timeout_ms, &x, xerr);
 	if (ret) {
 		snprintf(err, MIG_ERR_LEN, "incoming: %s", xerr);
@@ -201,6 +203,7 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		goto out;
 	}
 	ret = mig_precheck(o, (Ferry__Mig__Hello *)msg, &vm, &rf);
+	dry_run = ((Ferry__Mig__Hello *)msg)->dry_run;
 	protobuf_c_message_free_unpacked(msg, NULL);
 	msg = NULL;
 	if (mig_send_verdict(&w, &rf) && !ret)
@@ -211,6 +214,34 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		if (!ret)
 			ret = -ENOTSUP;
 		goto out;
+	}
+
+	/* A dry run: the source measures the link, then says goodbye. */
+	if (dry_run) {
+		const void *body;
+		uint64_t len;
+		uint32_t type;
+
+		do
+			ret = stream_read_frame(&hr, &type, &body, &len);
+		while (!ret && type == STREAM_REC_PROBE);
+		log_info("incoming: dry run from %s finished; waiting for the next source",
+			 x->peer);
+		/* Same listener, fresh everything else. */
+		vm_destroy(vm);
+		vm = NULL;
+		xport_close(x);
+		x = NULL;
+		stream_writer_destroy(&w);
+		stream_reader_destroy(&hr);
+		stream_reader_destroy(&sr);
+		stream_writer_init(&w, -1);
+		stream_reader_init(&hr, -1);
+		stream_reader_init(&sr, -1);
+		memset(res, 0, sizeof(*res));
+		rf.n = 0;
+		dry_run = false;
+		goto again;
 	}
 
 	/* The stream: every page, then the state, then END. */

@@ -100,6 +100,7 @@ static int mig_handshake(struct mig_run *m)
 	h.nr_vcpus = m->vm->nr_vcpus;
 	h.cpu_model = &cp->msg;
 	h.verify = m->job->p.verify;
+	h.dry_run = m->job->p.dry_run;
 	ret = mig_send_msg(&m->w, STREAM_REC_HELLO, &h.base);
 	free(cp);
 	if (ret) {
@@ -266,6 +267,7 @@ static int mig_switchover(struct mig_run *m)
 	struct mig_job *job = m->job;
 	struct mig_tail_opts to = { .verify = job->p.verify };
 	struct mig_round rd = { .throttle_pct = 0 };
+	struct dirty_set last;
 	ProtobufCMessage *msg = NULL;
 	int ret;
 
@@ -279,12 +281,21 @@ static int mig_switchover(struct mig_run *m)
 	}
 	m->paused = true;
 	m->pause_realtime_ns = realtime_ns();
-	/* What was dirtied since the last round's harvest, and until now. */
-	ret = dirty_harvest(m->vm->dirty, &m->set);
+	/*
+	 * The set still holds what the last round's harvest found; add what
+	 * was dirtied since, up to the pause. (Harvesting into the set itself
+	 * would clear it and lose those pages.)
+	 */
+	ret = dirty_set_init(&last, m->set.nr_pages);
+	if (!ret)
+		ret = dirty_harvest(m->vm->dirty, &last);
 	if (ret) {
+		dirty_set_free(&last);
 		snprintf(m->err, MIG_ERR_LEN, "switchover: dirty tracking: %s", strerror(-ret));
 		return ret;
 	}
+	dirty_set_merge(&m->set, &last);
+	dirty_set_free(&last);
 	rd.round = job->prog.nr_rounds + 1;
 	ret = mig_send_set(m, &rd);
 	if (ret)
@@ -365,7 +376,10 @@ static int mig_connect(struct mig_run *m)
 		snprintf(m->err, MIG_ERR_LEN, "connect: %s", xerr);
 		return ret;
 	}
-	xport_set_timeout(m->x, MIG_IO_TIMEOUT_MS);
+	/* A peer that stops reading must not outlast the migration's own limit. */
+	xport_set_timeout(m->x, job->p.policy.timeout_s &&
+			  job->p.policy.timeout_s * 1000 < MIG_IO_TIMEOUT_MS ?
+			  (int)(job->p.policy.timeout_s * 1000) : MIG_IO_TIMEOUT_MS);
 	mig_xport_io(m->x, &m->io);
 	m->w.io = &m->io;
 	m->r.io = &m->io;
@@ -411,6 +425,70 @@ static void mig_finish(struct mig_run *m, int ret)
 		log_info("%s: migrated to %s", m->vm->cfg.name, job->p.uri);
 }
 
+/*
+ * A dry run: the precheck has passed; measure the link with PROBE frames,
+ * take the guest's dirty rate from the sampler and its non-zero pages from
+ * RAM, and let the policy's predictor say how the real thing would go.
+ */
+#define MIG_PROBE_BYTES (1u << 20)
+#define MIG_PROBE_NS (200ull * 1000000ull)
+
+static int mig_dry_run(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	struct mig_workload wl = { 0 };
+	struct mig_prediction pr;
+	uint8_t *buf = malloc(MIG_PROBE_BYTES);
+	uint64_t t0, sent = 0, window_ns = 0;
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	prog_set(job, MIG_JOB_SETUP, "dry-run");
+	for (size_t i = 0; i < MIG_PROBE_BYTES; i++)
+		buf[i] = (uint8_t)(i * 131 + 7);  /* not compressible, not zero */
+	t0 = now_ns();
+	while (now_ns() - t0 < MIG_PROBE_NS && sent < (256ull << 20)) {
+		ret = stream_write_record(&m->w, STREAM_REC_PROBE, buf, MIG_PROBE_BYTES);
+		if (ret) {
+			snprintf(m->err, MIG_ERR_LEN, "dry run: measuring the link: %s",
+				 m->x->err[0] ? m->x->err : strerror(-ret));
+			goto out;
+		}
+		sent += MIG_PROBE_BYTES;
+	}
+	wl.bandwidth_Bps = (double)sent * 1e9 / (double)(now_ns() - t0);
+	mig_send_abort(&m->w, "dry-run", "dry run finished: nothing moved");
+
+	wl.mem_pages = mem_pages(&m->vm->mem);
+	for (uint64_t pfn = 0; pfn < wl.mem_pages; pfn++) {
+		const uint64_t *p = (const uint64_t *)(m->vm->mem.base + (pfn << MEM_PAGE_SHIFT));
+		uint64_t acc = 0;
+
+		for (unsigned k = 0; k < MEM_PAGE_SIZE / 8; k++)
+			acc |= p[k];
+		wl.nonzero_pages += acc != 0;
+	}
+	if (job->rate)
+		wl.dirty_pages_per_s = dirty_rate_get(job->rate, &window_ns);
+	wl.wss_pages = (uint64_t)(wl.dirty_pages_per_s * (double)window_ns / 1e9);
+	mig_predict(&job->p.policy, &wl, &pr);
+	pthread_mutex_lock(&job->lock);
+	job->prog.prediction = pr;
+	job->prog.bandwidth_Bps = wl.bandwidth_Bps;
+	job->prog.dirty_pages_per_s = wl.dirty_pages_per_s;
+	job->prog.predicted_downtime_ms = pr.downtime_ms;
+	snprintf(job->prog.message, sizeof(job->prog.message),
+		 "precheck passed; link %.0f MB/s, %llu non-zero pages of %llu, dirty rate "
+		 "%.0f pages/s: %s", wl.bandwidth_Bps / 1e6,
+		 (unsigned long long)wl.nonzero_pages, (unsigned long long)wl.mem_pages,
+		 wl.dirty_pages_per_s, pr.summary);
+	pthread_mutex_unlock(&job->lock);
+out:
+	free(buf);
+	return ret;
+}
+
 static void *mig_job_thread(void *arg)
 {
 	struct mig_job *job = arg;
@@ -434,6 +512,22 @@ static void *mig_job_thread(void *arg)
 	ret = mig_connect(m);
 	if (!ret)
 		ret = mig_handshake(m);
+	if (!ret && job->p.dry_run) {
+		ret = mig_dry_run(m);
+		mig_throttle_stop(&m->throttle);
+		xport_close(m->x);
+		stream_writer_destroy(&m->w);
+		stream_reader_destroy(&m->r);
+		dirty_set_free(&m->set);
+		pthread_mutex_lock(&job->lock);
+		job->prog.end_ns = now_ns();
+		job->prog.state = ret ? MIG_JOB_FAILED : MIG_JOB_PREDICTED;
+		if (ret)
+			snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);
+		pthread_mutex_unlock(&job->lock);
+		free(m);
+		return NULL;
+	}
 	if (ret)
 		goto out;
 	/* The handshake's frames are not part of the stream's counts. */

@@ -55,6 +55,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_COMMIT,        "COMMIT",        STREAM_PB_MAX, -1 },
 	{ STREAM_REC_ABORT,         "ABORT",         STREAM_PB_MAX, -1 },
 	{ STREAM_REC_RESUMED,       "RESUMED",       STREAM_PB_MAX, -1 },
+	{ STREAM_REC_PROBE,         "PROBE",         STREAM_PB_MAX, -1 },
 };
 
 /*

@@ -47,6 +47,7 @@
 #define STREAM_REC_COMMIT        0x00000103u
 #define STREAM_REC_ABORT         0x00000104u
 #define STREAM_REC_RESUMED       0x00000105u
+#define STREAM_REC_PROBE         0x00000106u   /* dry run: link measurement */
 
 /* Limits, in body bytes (padding excluded) or entries. */
 #define STREAM_PAGE_SIZE      4096u

@@ -166,6 +166,14 @@ static int verify(const char *path, bool dump)
 					(unsigned long long)e->zero_pages,
 					(unsigned long long)s.pages, (unsigned long long)s.zero_pages);
 				ret = -EBADMSG;
+			} else if (e->records != r.records - 1 || e->bytes != r.rec_off) {
+				fprintf(stderr, "migstream: END at offset %llu counts %llu records "
+					"and %llu bytes before it, the stream has %llu and %llu: "
+					"records were lost or added\n", (unsigned long long)r.rec_off,
+					(unsigned long long)e->records, (unsigned long long)e->bytes,
+					(unsigned long long)(r.records - 1),
+					(unsigned long long)r.rec_off);
+				ret = -EBADMSG;
 			} else if (s.vcpus != s.nr_vcpus) {
 				fprintf(stderr, "migstream: END after %u of %u vCPU states\n",
 					s.vcpus, s.nr_vcpus);

@@ -70,8 +70,10 @@ static int fz_config(struct stream_reader *r, struct fz_state *st, const void *b
 	vm_config_init(&cfg);
 	ret = mig_unpack_config((Ferry__Mig__VmConfig *)m, &cfg, err);
 	protobuf_c_message_free_unpacked(m, NULL);
-	if (ret)
+	if (ret) {
+		check(ret < 0 && err[0]); /* the loader reports err */
 		return ret;
+	}
 	check(cfg.nr_vcpus >= 1 && cfg.nr_vcpus <= GABI_MAX_VCPUS);
 	check(cfg.mem_size >= GABI_MIN_MEM && cfg.mem_size <= GABI_MAX_MEM);
 	check(strnlen(cfg.name, sizeof(cfg.name)) < sizeof(cfg.name));
@@ -94,8 +96,10 @@ static int fz_cpu(struct stream_reader *r, const void *body, uint64_t len, char 
 	ret = mig_unpack_cpu((Ferry__Mig__CpuModel *)m, &cpuid, &xcr0, model, sizeof(model),
 			     err);
 	protobuf_c_message_free_unpacked(m, NULL);
-	if (ret)
+	if (ret) {
+		check(ret < 0 && err[0]);
 		return ret;
+	}
 	check(cpuid.hdr.nent >= 1 && cpuid.hdr.nent <= CPUID_MAX_ENTRIES);
 	check(xcr0 & 1);
 	check(strnlen(model, sizeof(model)) < sizeof(model));
@@ -142,6 +146,7 @@ static int fz_vcpu(struct stream_reader *r, struct fz_state *st, const void *bod
 	ret = mig_unpack_vcpu((Ferry__Mig__VcpuState *)m, st->nr_vcpus, &s, &idx, err);
 	protobuf_c_message_free_unpacked(m, NULL);
 	if (ret) {
+		check(ret < 0 && err[0]);
 		vcpu_state_free(&s); /* harmless: the unpack leaves nothing on failure */
 		return ret;
 	}
@@ -188,6 +193,7 @@ static int fz_device(struct stream_reader *r, const void *body, uint64_t len, ch
 	if (d->name && !strcmp(d->name, MIG_DEVICE_HCALL)) {
 		fake_vm.nr_values = 0;
 		ret = mig_unpack_hcall(&fake_vm, d, err);
+		check(ret <= 0 && (!ret || err[0]));
 		if (!ret) {
 			check(fake_vm.nr_values <= GABI_REPORTS_MAX);
 			for (unsigned i = 0; i < fake_vm.nr_values; i++) {
@@ -215,7 +221,8 @@ static int fz_end(struct stream_reader *r, struct fz_state *st, const void *body
 	if (ret)
 		return ret;
 	e = (Ferry__Mig__StreamEnd *)m;
-	if (e->pages != st->pages || e->zero_pages != st->zero_pages)
+	if (e->pages != st->pages || e->zero_pages != st->zero_pages ||
+	    e->records != r->records - 1 || e->bytes != r->rec_off)
 		ret = -EBADMSG;
 	protobuf_c_message_free_unpacked(m, NULL);
 	return ret;

@@ -226,6 +226,22 @@ flip "$SNAP" $((cpu + 9)) "$TMP/bad_len.fsnap"
 verify_refused "$TMP/bad_len.fsnap" "flipped CPU_MODEL length" "CPU_MODEL at offset $cpu" 1
 restore_refused "$TMP/bad_len.fsnap" "flipped CPU_MODEL length" "CPU_MODEL at offset $cpu" -
 
+# A whole record dropped (every other checksum still right): END's counts
+# catch it.
+python3 - "$SNAP" "$TMP/nodev.fsnap" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+out, off = bytearray(b[:16]), 16
+while off < len(b):
+    t, f, l, c = struct.unpack_from("<IIQQ", b, off)
+    p = (l + 7) & ~7
+    if t != 7:  # DEVICE_STATE
+        out += b[off:off + 24 + p]
+    off += 24 + p
+open(sys.argv[2], "wb").write(out)
+PY
+restore_refused "$TMP/nodev.fsnap" "DEVICE_STATE dropped" "END counts" -
+
 # ---- truncated anywhere: refused as truncated ----
 end=$(rec_off "$SNAP" END)
 for cut in 10 "$cpu" "$pd" $((pd + 5000)) $((vc + 30)) "$end" $((end + 30)); do

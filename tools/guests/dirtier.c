@@ -10,7 +10,11 @@
  *
  * Args: ws (default 64M; k/M/G suffixes), rate (pages/s for the whole VM,
  * 0 = flat out, default 0), secs (run time, 0 = for ever, default 0),
- * fill (default 1: fill the working set with addr ^ FILL_XOR first).
+ * fill (default 1: fill the working set with addr ^ FILL_XOR first),
+ * fillsz (bytes to fill from the start of the heap, default ws: fill more
+ * than the working set to have non-zero data that stays still).
+ * ws=0 writes nothing after the fill: the vCPUs spin and only watch for
+ * stalls (an idle guest that still sees its own downtime).
  * Live values: "filled" (1 once every vCPU finished filling),
  * "pages_written" (total; with several vCPUs updated every 64 pages),
  * "pages_written.vcpuN" (several vCPUs only, exact), "max_stall_ns".
@@ -27,7 +31,7 @@ static volatile uint64_t total_written;
 static volatile uint64_t filled;
 static struct rt_spin_barrier bar;
 
-static const char *const known_args[] = { "ws", "rate", "secs", "fill", NULL };
+static const char *const known_args[] = { "ws", "rate", "secs", "fill", "fillsz", NULL };
 
 static void fill_range(uint64_t start, uint64_t end)
 {
@@ -123,10 +127,17 @@ static void run_idle(struct job *j)
 	}
 }
 
+/* Write nothing; only watch the clock, to see every stall the guest gets. */
+static void run_spin(struct job *j)
+{
+	while (rt_stall_tick(&j->st) < j->end_tsc)
+		;
+}
+
 int guest_main(unsigned cpu, const struct gabi_boot *boot)
 {
 	const unsigned nr = boot->nr_vcpus;
-	uint64_t ws, rate, secs, fill, base, npages, first, last, t0;
+	uint64_t ws, rate, secs, fill, fillsz, base, npages, first, last, t0;
 	unsigned nact;
 	struct job j = { 0 };
 
@@ -135,12 +146,15 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 	rate = rt_arg_u64("rate", 0);
 	secs = rt_arg_u64("secs", 0);
 	fill = rt_arg_u64("fill", 1);
+	fillsz = RT_ALIGN_DOWN(rt_arg_u64("fillsz", ws), RT_PAGE_SIZE);
 
 	base = RT_ALIGN_UP(boot->heap_start, RT_PAGE_SIZE);
 	ws = RT_ALIGN_DOWN(ws, RT_PAGE_SIZE);
-	if (!ws || base >= boot->heap_end || ws > boot->heap_end - base)
-		rt_die(2, "dirtier: working set of %lu bytes does not fit in the heap "
-		       "[0x%lx, 0x%lx) (%lu bytes free)\n", (unsigned long)ws,
+	if (base >= boot->heap_end || ws > boot->heap_end - base ||
+	    fillsz > boot->heap_end - base)
+		rt_die(2, "dirtier: working set or fill of %lu bytes does not fit in the "
+		       "heap [0x%lx, 0x%lx) (%lu bytes free)\n",
+		       (unsigned long)(ws > fillsz ? ws : fillsz),
 		       (unsigned long)base, (unsigned long)boot->heap_end,
 		       (unsigned long)(base < boot->heap_end ? boot->heap_end - base : 0));
 	if (secs > 100ull * 365 * 24 * 3600)
@@ -176,19 +190,22 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 		rt_publishf(j.mine, "pages_written.vcpu%u", cpu);
 
 	t0 = rt_rdtsc();
-	if (fill)
-		fill_range(j.start, j.end);
+	if (fill && fillsz)
+		fill_range(base + RT_ALIGN_DOWN(fillsz * cpu / nr, RT_PAGE_SIZE),
+			   base + RT_ALIGN_DOWN(fillsz * (cpu + 1) / nr, RT_PAGE_SIZE));
 	rt_barrier_wait(&bar, nr, 0);
 	if (cpu == 0 && fill) {
 		filled = 1;
 		rt_printf("dirtier: filled %lu MiB in %lu ms\n",
-			  (unsigned long)(ws >> 20),
+			  (unsigned long)(fillsz >> 20),
 			  (unsigned long)(rt_tsc_to_ns(rt_rdtsc() - t0) / RT_NS_PER_MS));
 	}
 
 	rt_stall_init(&j.st);
 	j.end_tsc = secs ? rt_rdtsc() + rt_ns_to_tsc(secs * RT_NS_PER_SEC) : UINT64_MAX;
-	if (cpu >= nact)
+	if (!ws)
+		run_spin(&j);
+	else if (cpu >= nact)
 		run_idle(&j);
 	else if (rate)
 		run_rated(&j);

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""migproxy: a fault-injecting TCP proxy for Ferry live migrations.
+
+It sits between a migrating source (`vmon ctl S migrate tcp:...`) and a
+destination (`vmon run --incoming tcp:...`), accepts one connection, and
+parses the source -> destination bytes as docs/migration-stream.md
+describes them: protocol frames (HELLO, ...) until the 8 bytes "FERRYMIG",
+then the 16-byte preamble, then records (and after END the COMMIT frame,
+which has the same header). The destination -> source direction is
+forwarded verbatim.
+
+One fault can be injected when the N-th record (or frame) of a type is
+about to be forwarded:
+  none       forward everything
+  kill       SIGKILL --kill-pid (the destination), forward nothing more
+  cut        close both connections
+  flip       flip one byte in the middle of the record's body
+  truncate   forward up to the middle of the record, then close both
+  stall      forward nothing more (and read nothing more from the source),
+             keep both connections open
+
+What it does is logged on stderr, one line per event.
+Exit status: 0 after the connection ended (whether or not the fault
+triggered: the log says "fault ... never triggered"), 1 on a setup error.
+"""
+import argparse
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+HDR = struct.Struct("<IIQQ")           # type, flags, length, checksum
+PREAMBLE_LEN = 16
+MAGIC = b"FERRYMIG"
+
+TYPES = {
+    "STREAM_HEADER": 0x1, "VM_CONFIG": 0x2, "CPU_MODEL": 0x3,
+    "PAGE_DATA": 0x4, "VCPU_STATE": 0x5, "CLOCK": 0x6, "DEVICE_STATE": 0x7,
+    "END": 0xF, "ROUND": 0x80000010,
+    "HELLO": 0x100, "VERDICT": 0x101, "ACK": 0x102, "COMMIT": 0x103,
+    "ABORT": 0x104, "RESUMED": 0x105,
+}
+NAMES = {v: k for k, v in TYPES.items()}
+FAULTS = ("none", "kill", "cut", "flip", "truncate", "stall")
+
+
+def tname(t):
+    return NAMES.get(t, "0x%08x" % t)
+
+
+def log(msg):
+    sys.stderr.write("migproxy: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def parse_type(s):
+    if s.upper() in TYPES:
+        return TYPES[s.upper()]
+    try:
+        return int(s, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("unknown record type %r" % s)
+
+
+def pad8(n):
+    return (n + 7) & ~7
+
+
+class Proxy:
+    def __init__(self, args, src, dst):
+        self.a = args
+        self.src = src
+        self.dst = dst
+        self.lock = threading.Lock()
+        self.closed = False
+        self.seen = {}            # type -> count
+        self.triggered = False
+        self.stalled = False
+        self.sent_to_dst = 0
+        self.sent_to_src = 0
+        self.t_rate = None
+
+    def close_all(self, why):
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        log("closing both connections: %s" % why)
+        for s in (self.src, self.dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    # destination -> source, verbatim
+    def pump_back(self):
+        try:
+            while True:
+                data = self.dst.recv(65536)
+                if not data:
+                    break
+                self.src.sendall(data)
+                self.sent_to_src += len(data)
+        except OSError as e:
+            if not self.closed:
+                log("destination side: %s" % e)
+        self.close_all("the destination closed its side" if not self.closed else "")
+
+    def send_dst(self, data):
+        rate = self.a.rate * 1024
+        if not rate:
+            self.dst.sendall(data)
+            self.sent_to_dst += len(data)
+            return
+        # Pace the forwarding: at most --rate KiB/s, in small slices.
+        if self.t_rate is None:
+            self.t_rate = time.monotonic()
+        view = memoryview(data)
+        while view:
+            piece, view = view[:16384], view[16384:]
+            self.dst.sendall(piece)
+            self.sent_to_dst += len(piece)
+            ahead = self.sent_to_dst / rate - (time.monotonic() - self.t_rate)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def recv_src(self):
+        try:
+            return self.src.recv(1 << 20)
+        except OSError:
+            return b""
+
+    def fault_at(self, rtype):
+        """Count this record; True when the fault fires on it."""
+        n = self.seen.get(rtype, 0) + 1
+        self.seen[rtype] = n
+        a = self.a
+        return (not self.triggered and a.fault != "none" and
+                rtype == a.at and n == a.nth)
+
+    def fire(self, rtype, length, offset):
+        """The fault fires before any byte of this record is forwarded.
+        Returns what to do with the record: 'drop', 'flip', 'truncate'."""
+        self.triggered = True
+        a = self.a
+        what = "%s #%d (length %d) at stream offset %d" % (
+            tname(rtype), a.nth, length, offset)
+        if a.fault == "kill":
+            log("fault kill: SIGKILL pid %d before %s" % (a.kill_pid, what))
+            try:
+                os.kill(a.kill_pid, signal.SIGKILL)
+            except OSError as e:
+                log("kill %d failed: %s" % (a.kill_pid, e))
+            return "drop"
+        if a.fault == "cut":
+            log("fault cut: closing both connections before %s" % what)
+            return "drop"
+        if a.fault == "stall":
+            log("fault stall: forwarding nothing more from %s on" % what)
+            return "drop"
+        if a.fault == "flip":
+            if length == 0:
+                log("fault flip: %s has an empty body, flipping its checksum" % what)
+            else:
+                log("fault flip: flipping body byte %d of %s" % (length // 2, what))
+            return "flip"
+        if a.fault == "truncate":
+            log("fault truncate: forwarding %d of %d body bytes of %s, then closing" %
+                (length // 2, length, what))
+            return "truncate"
+        raise AssertionError(a.fault)
+
+    def run(self):
+        back = threading.Thread(target=self.pump_back, daemon=True)
+        back.start()
+        buf = bytearray()
+        state = "frames"          # frames -> records (after the preamble)
+        offset = 0                # offset in the stream, from the preamble
+        eof = False
+        action = None             # for the record being forwarded
+        while not self.closed:
+            # Parse everything complete at the front of the buffer.
+            need = None
+            while not self.closed:
+                if state == "frames" and len(buf) >= 8 and bytes(buf[:8]) == MAGIC:
+                    if len(buf) < PREAMBLE_LEN:
+                        need = PREAMBLE_LEN
+                        break
+                    ver, flags = struct.unpack_from("<II", buf, 8)
+                    log("preamble: version %d, flags 0x%x" % (ver, flags))
+                    self.send_dst(bytes(buf[:PREAMBLE_LEN]))
+                    del buf[:PREAMBLE_LEN]
+                    offset = PREAMBLE_LEN
+                    state = "records"
+                    continue
+                if len(buf) < HDR.size:
+                    need = HDR.size
+                    break
+                rtype, rflags, length, _ = HDR.unpack_from(buf, 0)
+                if state == "frames" and not (0x100 <= rtype < 0x200):
+                    log("unexpected bytes before the preamble (type 0x%08x): forwarding the rest verbatim" % rtype)
+                    state = "raw"
+                if state == "raw":
+                    self.send_dst(bytes(buf))
+                    del buf[:]
+                    need = 1
+                    break
+                total = HDR.size + pad8(length)
+                if length > (64 << 20):
+                    log("absurd length %d for %s: forwarding the rest verbatim" % (length, tname(rtype)))
+                    state = "raw"
+                    continue
+                if action is None:
+                    # First look at this record: decide once.
+                    if 0x100 <= rtype < 0x200 and (self.a.verbose or rtype != 0x104):
+                        log("frame %s, %d bytes" % (tname(rtype), length))
+                    elif rtype == 0x104:
+                        log("frame ABORT from the source, %d bytes" % length)
+                    elif self.a.verbose:
+                        log("record %s, %d bytes, offset %d" % (tname(rtype), length, offset))
+                    action = "fwd"
+                    if self.fault_at(rtype):
+                        action = self.fire(rtype, length, offset)
+                        if action == "drop":
+                            if self.a.fault == "stall":
+                                self.stalled = True
+                                return self.stall()
+                            if self.a.fault == "cut":
+                                self.close_all("cut")
+                                return
+                            return self.after_kill()
+                        if action == "truncate":
+                            keep = HDR.size + length // 2 if length else HDR.size // 2
+                            # Stream out what we have, up to 'keep'.
+                            self._truncate(buf, keep)
+                            return
+                if len(buf) < total:
+                    need = total
+                    break
+                rec = buf[:total]
+                if action == "flip":
+                    if length:
+                        rec[HDR.size + length // 2] ^= 0xFF
+                    else:
+                        rec[16] ^= 0xFF
+                self.send_dst(bytes(rec))
+                del buf[:total]
+                offset += total
+                action = None
+                if rtype == 0xF:
+                    log("END forwarded: %d bytes of stream" % offset)
+            if self.closed:
+                break
+            if eof:
+                if buf:
+                    log("the source closed its side inside a record (%d bytes pending, %d needed)" %
+                        (len(buf), need or 0))
+                    try:
+                        self.send_dst(bytes(buf))
+                    except OSError:
+                        pass
+                break
+            data = self.recv_src()
+            if not data:
+                eof = True
+                continue
+            buf += data
+        if not self.closed:
+            # The source finished: pass the end on, let the reply direction
+            # drain until the destination closes.
+            try:
+                self.dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            log("the source closed its side")
+            back.join(timeout=65)
+            self.close_all("done")
+
+    def _truncate(self, buf, keep):
+        while len(buf) < keep:
+            data = self.recv_src()
+            if not data:
+                break
+            buf += data
+        try:
+            self.send_dst(bytes(buf[:keep]))
+        except OSError:
+            pass
+        self.close_all("truncated after %d more bytes" % min(keep, len(buf)))
+
+    def after_kill(self):
+        # The destination dies; its side closes and pump_back closes ours.
+        deadline = time.monotonic() + 5
+        while not self.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.close_all("killed the destination")
+
+    def stall(self):
+        # Read nothing more from the source: its sends block once the
+        # socket buffers fill. Stop when the destination gives up.
+        while not self.closed:
+            time.sleep(0.2)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--listen", type=int, required=True, help="port, 0 = any")
+    p.add_argument("--to", required=True, help="HOST:PORT of the destination")
+    p.add_argument("--fault", choices=FAULTS, default="none")
+    p.add_argument("--at", type=parse_type, help="record/frame type: name or number")
+    p.add_argument("--nth", type=int, default=1)
+    p.add_argument("--kill-pid", type=int)
+    p.add_argument("--rate", type=int, default=0,
+                   help="forward at most this many KiB/s to the destination")
+    p.add_argument("--rcvbuf", type=int, default=0,
+                   help="SO_RCVBUF of the socket from the source (bytes)")
+    p.add_argument("--verbose", action="store_true", help="log every record")
+    a = p.parse_args()
+    if a.fault != "none" and a.at is None:
+        p.error("--fault %s needs --at TYPE" % a.fault)
+    if a.fault == "kill" and not a.kill_pid:
+        p.error("--fault kill needs --kill-pid")
+    if a.nth < 1:
+        p.error("--nth counts from 1")
+    host, _, port = a.to.rpartition(":")
+
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if a.rcvbuf:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+    ls.bind(("127.0.0.1", a.listen))
+    ls.listen(1)
+    print("migproxy: listening on %d" % ls.getsockname()[1], flush=True)
+    src, peer = ls.accept()
+    ls.close()
+    log("source connected from %s:%d" % peer)
+    try:
+        dst = socket.create_connection((host or "127.0.0.1", int(port)), timeout=10)
+        dst.settimeout(None)
+    except OSError as e:
+        log("cannot connect to %s: %s" % (a.to, e))
+        src.close()
+        return 1
+    for s in (src, dst):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    px = Proxy(a, src, dst)
+    px.run()
+    summary = ", ".join("%s %d" % (tname(t), n) for t, n in sorted(px.seen.items()))
+    log("seen: %s; %d bytes to the destination, %d back" %
+        (summary or "nothing", px.sent_to_dst, px.sent_to_src))
+    if a.fault != "none" and not px.triggered:
+        log("fault %s at %s #%d never triggered" % (a.fault, tname(a.at), a.nth))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(1)

@@ -1,0 +1,286 @@
+#!/bin/bash
+# Live migration between two vmon processes on this host: a counter guest
+# whose console stays 1..N across the move, a dirtier with --verify, 20
+# hops back and forth, both vCPUs alive afterwards, TLS (and a source from
+# another CA refused), a CPU-model refusal, a dead destination, a second
+# migrate while one runs, and migrate-status.
+. "$(dirname "$0")/lib.sh"
+require_kvm
+
+SRC_DIR=${FERRY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 ))s; }
+
+# start_dest NAME [vmon run options...]: a destination vmon on a free port
+# (port 0, or tcp:127.0.0.1:$DEST_PORT_WANT when that is set), console in
+# $TMP/NAME.out, stderr in $TMP/NAME.err, control socket $TMP/NAME.sock.
+# Sets DPID and DPORT (the port it printed on stderr); fails if none shows.
+start_dest() {
+	local name=$1; shift
+	local err="$TMP/$name.err"
+	rm -f "$err" "$TMP/$name.out"
+	"$VMON" run --incoming "tcp:127.0.0.1:${DEST_PORT_WANT:-0}" \
+		--incoming-timeout-s 60 --control "$TMP/$name.sock" "$@" \
+		>"$TMP/$name.out" 2>"$err" &
+	DPID=$!; PIDS="$PIDS $DPID"
+	DPORT=""
+	wait_for "grep -q 'incoming: listening on 127.0.0.1:[0-9]' '$err'" 10 || {
+		echo "destination $name printed no port:"; cat "$err" 2>/dev/null
+		return 1
+	}
+	DPORT=$(sed -n 's/.*incoming: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$err" | head -1)
+	[ -n "$DPORT" ]
+}
+
+# start_src NAME GUEST MEM VCPUS ARGS [vmon run options...]: sets SPID.
+start_src() {
+	local name=$1 guest=$2 mem=$3 vcpus=$4 args=$5; shift 5
+	"$VMON" run --name "$name" --guest "$FERRY_GUESTS/$guest" --mem "$mem" \
+		--vcpus "$vcpus" --control "$TMP/$name.sock" --args "$args" "$@" \
+		>"$TMP/$name.out" 2>"$TMP/$name.err" &
+	SPID=$!; PIDS="$PIDS $SPID"
+	wait_for "[ -S '$TMP/$name.sock' ]" 10
+}
+
+value() { # value SOCKNAME VALUE: a guest value from stats -o json (-1 if none)
+	"$VMON" ctl "$TMP/$1.sock" stats -o json 2>/dev/null | python3 -c \
+		"import json,sys; print(json.load(sys.stdin)['values'].get('$2', -1))" 2>/dev/null ||
+		echo -1
+}
+advancing() { # advancing SOCKNAME VALUE: it grows within 10 s
+	local v0; v0=$(value "$1" "$2")
+	[ "$v0" -ge 0 ] && wait_for "[ \$(value $1 $2) -gt $v0 ]" 10
+}
+
+# exit_status PID [seconds]: wait (bounded) for PID, a child of this shell, to
+# exit; its status goes to $XRC ("running" if it did not exit in time).
+exit_status() {
+	XRC=running
+	wait_for "! kill -0 $1" "${2:-10}" || return 0
+	XRC=0
+	wait "$1" || XRC=$?
+}
+
+stop_vm() { # stop_vm SOCKNAME PID: ctl stop; the exit status goes to $XRC
+	"$VMON" ctl "$TMP/$1.sock" stop >/dev/null 2>&1 || true
+	exit_status "$2" 10
+}
+
+# continuous FILE...: the counter lines of these consoles, concatenated, are
+# exactly 1..N (N > 5); prints N. Other lines are ignored.
+continuous() {
+	python3 - "$@" <<'PY'
+import re, sys
+nums = []
+for f in sys.argv[1:]:
+    for l in open(f):
+        m = re.fullmatch(r"counter: (\d+)\n?", l)
+        if m:
+            nums.append(int(m.group(1)))
+exp = list(range(1, len(nums) + 1))
+if nums != exp or len(nums) <= 5:
+    bad = next((i for i, (a, b) in enumerate(zip(nums, exp)) if a != b), len(nums))
+    print("not 1..N: %d values, first difference at index %d: %s" %
+          (len(nums), bad, nums[max(0, bad - 3):bad + 3]))
+    sys.exit(1)
+print(len(nums))
+PY
+}
+no_counter_line() { ! grep -q '^counter: [0-9]' "$1"; }
+
+migrate() { # migrate SOCKNAME PORT [options...]: output in $MOUT, status in $MRC
+	local name=$1 port=$2; shift 2
+	MRC=0
+	MOUT=$(timeout 60 "$VMON" ctl "$TMP/$name.sock" migrate "tcp:127.0.0.1:$port" "$@" 2>&1) || MRC=$?
+}
+
+# --- 1 and 4: a running 2-vCPU counter moves; console 1..N across both ---
+echo "== 1: counter, 2 vCPUs, migrated while running"
+start_src s1 counter 64M 2 "n=0 interval_ms=20"
+check "source control socket appears" [ -S "$TMP/s1.sock" ]
+check "the source counts" wait_for "[ \$(value s1 count) -gt 5 ]" 10
+start_dest d1
+check "destination prints its port ($DPORT)" [ -n "$DPORT" ]
+d1pid=$DPID; s1pid=$SPID
+migrate s1 "$DPORT" --wait
+echo "$MOUT"
+check "migrate --wait exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
+check "  ...and says completed" grep -q "completed" <<<"$MOUT"
+exit_status "$s1pid" 10; rc=$XRC
+check "the source vmon exits 0 after the migration ($rc)" [ "$rc" = 0 ]
+check "4: the destination's count (vCPU 0) advances" advancing d1 count
+check "4: vCPU 1's spin counter (count.vcpu1) advances on the destination" advancing d1 count.vcpu1
+stop_vm d1 "$d1pid"; rc=$XRC
+check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
+n=$(continuous "$TMP/s1.out" "$TMP/d1.out") && ok "console of source+destination is 1..$n" ||
+	bad "console of source+destination: $n"
+check "the destination continued the count (it printed counter lines)" \
+	grep -q '^counter: [0-9]' "$TMP/d1.out"
+echo "-- $(elapsed)"
+
+# --- 2: a dirtier flat out, --verify, -o json ---
+echo "== 2: dirtier ws=32M flat out, --verify"
+start_src s2 dirtier 128M 1 "ws=32M"
+s2pid=$SPID
+check "the dirtier has filled its working set" wait_for "[ \$(value s2 filled) -eq 1 ]" 15
+start_dest d2 --log-level info
+d2pid=$DPID
+migrate s2 "$DPORT" --wait --verify -o json
+echo "$MOUT" > "$TMP/m2.json"
+check "migrate --verify -o json exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
+check "the JSON parses: completed, rounds >= 1, downtime_ms > 0, pages > 0" python3 -c "
+import json, sys
+m = json.load(open('$TMP/m2.json'))['migration']
+print('   state %s, rounds %s, downtime %s ms, pages %s' % (m['state'], m['rounds'], m['downtime_ms'], m['pages']))
+sys.exit(0 if m['state'] == 'completed' and m['rounds'] >= 1 and m['downtime_ms'] > 0 and m['pages'] > 0 else 1)"
+exit_status "$s2pid" 10; rc=$XRC
+check "the source exits 0 ($rc)" [ "$rc" = 0 ]
+check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2.err"
+check "pages_written advances on the destination" advancing d2 pages_written
+stop_vm d2 "$d2pid"; rc=$XRC
+check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
+echo "-- $(elapsed)"
+
+# --- 3: 20 hops between two ports; migrate-status (8) on a completed one ---
+echo "== 3: 20 migrations back and forth"
+t3=$(date +%s)
+start_src h0 counter 32M 1 "n=0 interval_ms=20"
+cur=h0; curpid=$SPID
+files="$TMP/h0.out"
+wait_for "[ \$(value h0 count) -gt 2 ]" 10 || true
+porta=""; portb=""; hops_ok=0
+for i in $(seq 1 20); do
+	# Alternate between two ports: the first two hops pick free ones, later
+	# destinations listen again on the port a finished vmon held.
+	if [ $((i % 2)) -eq 1 ]; then want=$porta; else want=$portb; fi
+	if ! DEST_PORT_WANT=$want start_dest "h$i"; then
+		bad "hop $i: destination on port ${want:-0} did not start"; break
+	fi
+	[ -z "$porta" ] && porta=$DPORT
+	[ -n "$porta" ] && [ -z "$portb" ] && [ "$DPORT" != "$porta" ] && portb=$DPORT
+	newpid=$DPID
+	files="$files $TMP/h$i.out"
+	if [ "$i" -eq 1 ]; then
+		# 8: without --wait, then migrate-status while the source lingers.
+		migrate "$cur" "$DPORT"
+		st=""
+		wait_for "\"$VMON\" ctl '$TMP/$cur.sock' migrate-status | grep -q 'completed'" 10 &&
+			st=$("$VMON" ctl "$TMP/$cur.sock" migrate-status -o json 2>/dev/null || true)
+		echo "   migrate-status: $st" | cut -c1-200
+		check "8: migrate-status shows the completed migration before the source exits" \
+			python3 -c "import json,sys; sys.exit(0 if json.loads(sys.argv[1])['migration']['state']=='completed' else 1)" "$st"
+	else
+		migrate "$cur" "$DPORT" --wait
+	fi
+	exit_status "$curpid" 10; rc=$XRC
+	if [ "$MRC" -ne 0 ] || [ "$rc" != 0 ]; then
+		bad "hop $i ($cur -> h$i, port $DPORT): migrate rc $MRC, old source exit $rc"
+		echo "$MOUT"
+		break
+	fi
+	hops_ok=$i
+	cur=h$i; curpid=$newpid
+done
+check "20 hops completed, each old source exited 0 ($hops_ok done)" [ "$hops_ok" -eq 20 ]
+check "ports alternate between two ($porta, $portb)" test -n "$porta" -a -n "$portb"
+check "the guest still counts after the last hop" advancing "$cur" count
+stop_vm "$cur" "$curpid"; rc=$XRC
+check "the last destination stops with 0 ($rc)" [ "$rc" = 0 ]
+# shellcheck disable=SC2086
+n=$(continuous $files) && ok "console across all $((hops_ok + 1)) processes is 1..$n" ||
+	bad "console across the hops: $n"
+t3=$(( $(date +%s) - t3 ))
+check "the 20 hops took ${t3}s (< 60)" [ "$t3" -lt 60 ]
+echo "-- $(elapsed)"
+
+# --- 7, 6, 5: failures on one source that keeps running; then TLS ---
+echo "== 7: nothing listening; a second migrate while one runs"
+start_src s5 counter 32M 1 "n=0 interval_ms=20"
+s5pid=$SPID
+wait_for "[ \$(value s5 count) -gt 2 ]" 10 || true
+deadport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+t=$(date +%s%N)
+migrate s5 "$deadport" --wait
+t=$(( ($(date +%s%N) - t) / 1000000 ))
+echo "$MOUT"
+check "migrate to a dead port fails (rc $MRC)" [ "$MRC" -ne 0 ]
+check "  ...fast (${t} ms < 5000)" [ "$t" -lt 5000 ]
+check "  ...saying connect" grep -q "connect" <<<"$MOUT"
+st=$("$VMON" ctl "$TMP/s5.sock" migrate-status 2>&1 || true)
+echo "$st"
+check "8: migrate-status after the failure shows it failed" grep -q "failed" <<<"$st"
+check "the source keeps counting" advancing s5 count
+
+# A destination that accepts and never answers keeps a migration in progress.
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+time.sleep(30)
+' >"$TMP/silent.port" &
+silent=$!; PIDS="$PIDS $silent"
+wait_for "[ -s '$TMP/silent.port' ]" 10 || true
+sport=$(cat "$TMP/silent.port")
+migrate s5 "$sport" --timeout-s 20
+check "a migration to a silent destination starts (rc $MRC)" [ "$MRC" -eq 0 ]
+migrate s5 "$sport"
+echo "$MOUT"
+check "a second migrate while one runs is refused (rc $MRC)" [ "$MRC" -ne 0 ]
+check "  ...already in progress" grep -q "already in progress" <<<"$MOUT"
+"$VMON" ctl "$TMP/s5.sock" migrate-cancel >/dev/null 2>&1 || true
+if wait_for "! \"$VMON\" ctl '$TMP/s5.sock' migrate-status | grep -q 'setup\|precopy\|switchover'" 5; then
+	ok "migrate-cancel ends the stuck migration"
+else
+	# Reported as a bug; closing the peer ends it, so the test can go on.
+	bad "migrate-cancel does not end a migration stuck in the handshake (status: $("$VMON" ctl "$TMP/s5.sock" migrate-status 2>&1 | head -1))"
+fi
+kill "$silent" 2>/dev/null || true
+wait_for "! \"$VMON\" ctl '$TMP/s5.sock' migrate-status | grep -q 'setup\|precopy\|switchover'" 10 || true
+"$VMON" ctl "$TMP/s5.sock" migrate-status | head -1
+check "the source keeps counting after the cancelled migration" advancing s5 count
+echo "-- $(elapsed)"
+
+echo "== 6: a destination without sse2 refuses the VM"
+start_dest d6 --cpuid-hide sse2
+d6pid=$DPID
+migrate s5 "$DPORT" --wait
+echo "$MOUT"
+check "migrate to a host without sse2 fails (rc $MRC)" [ "$MRC" -ne 0 ]
+check "  ...in the precheck" grep -q "precheck" <<<"$MOUT"
+check "  ...naming sse2" grep -q "sse2" <<<"$MOUT"
+check "the source keeps counting" advancing s5 count
+exit_status "$d6pid" 10; rc=$XRC
+check "the refusing destination exits 2 ($rc)" [ "$rc" = 2 ]
+check "  ...having never printed a counter line" no_counter_line "$TMP/d6.out"
+echo "-- $(elapsed)"
+
+echo "== 5: TLS"
+"$SRC_DIR/tools/mkcerts.sh" "$TMP/ca1" src dst >/dev/null
+"$SRC_DIR/tools/mkcerts.sh" "$TMP/ca2" rogue >/dev/null
+start_dest d5a --tls-dir "$TMP/ca1/dst"
+d5apid=$DPID
+migrate s5 "$DPORT" --wait --tls-dir "$TMP/ca2/rogue"
+echo "$MOUT"
+check "a source with another CA's certificate is refused (rc $MRC)" [ "$MRC" -ne 0 ]
+check "  ...the message names the certificate or CA" grep -qi "certificate\|CA" <<<"$MOUT"
+check "the source keeps counting" advancing s5 count
+exit_status "$d5apid" 10; rc=$XRC
+check "the destination exits non-zero ($rc)" test "$rc" != running -a "$rc" != 0
+check "  ...having never printed a counter line" no_counter_line "$TMP/d5a.out"
+start_dest d5 --tls-dir "$TMP/ca1/dst"
+d5pid=$DPID
+migrate s5 "$DPORT" --wait --tls-dir "$TMP/ca1/src"
+echo "$MOUT"
+check "TLS migration with one CA completes (rc $MRC)" [ "$MRC" -eq 0 ]
+check "  ...says completed" grep -q "completed" <<<"$MOUT"
+exit_status "$s5pid" 10; rc=$XRC
+check "the source exits 0 ($rc)" [ "$rc" = 0 ]
+check "the guest counts on the TLS destination" advancing d5 count
+stop_vm d5 "$d5pid"; rc=$XRC
+check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
+n=$(continuous "$TMP/s5.out" "$TMP/d5.out") &&
+	ok "console across refusals and the TLS migration is 1..$n" || bad "console: $n"
+echo "-- $(elapsed)"
+
+finish
