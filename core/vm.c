@@ -391,7 +391,15 @@ static int vm_build(struct vm *vm, const void *image, const struct elf_image *im
 	if (ret)
 		return ret;
 
-	ret = mem_create(&vm->mem, cfg->mem_size, cfg->mem_flags);
+	if (cfg->premade && cfg->premade->size == cfg->mem_size && cfg->premade->base) {
+		vm->mem = *cfg->premade;
+		memset(cfg->premade, 0, sizeof(*cfg->premade));
+		cfg->premade->memfd = -1;
+		vm->cfg.premade = NULL;
+		ret = 0;
+	} else {
+		ret = mem_create(&vm->mem, cfg->mem_size, cfg->mem_flags);
+	}
 	if (ret) {
 		snprintf(err, VM_ERR_LEN, "guest RAM (%llu MiB%s): %s%s",
 			 (unsigned long long)(cfg->mem_size >> 20),

@@ -48,6 +48,12 @@ struct vm_config {
 	unsigned mem_flags;       /* MEM_HUGEPAGES, MEM_PREALLOC */
 	int console_fd;           /* where guest console output goes */
 	uint32_t dirty_ring_entries; /* 0 = default */
+	/*
+	 * Guest RAM made ahead of time (vmon run --incoming --mem): taken over
+	 * when its size matches, so a migration's pages land in memory that is
+	 * already faulted in. The VM owns it afterwards.
+	 */
+	struct guest_mem *premade;
 };
 
 void vm_config_init(struct vm_config *cfg);

@@ -43,6 +43,9 @@ static const char vmon_usage[] =
 "  --tls-dir DIR         TLS 1.3 with mutual certificates from DIR (ca.pem,\n"
 "                        cert.pem, key.pem); the source must use the same CA\n"
 "  --incoming-timeout-s N  give up if no source connects within N seconds\n"
+"                        With --incoming, --mem SIZE faults that much guest\n"
+"                        RAM in at start-up, so the migration does not wait\n"
+"                        for it (a VM of another size gets fresh RAM)\n"
 "  --args STR            argument string for the guest, at most 1023 bytes\n"
 "  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
 "                        (required)\n"
@@ -171,6 +174,7 @@ static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
 		.accept_timeout_ms = r->incoming_timeout_s ? (int)(r->incoming_timeout_s * 1000) : -1,
 		.listening = vmon_listening,
 	};
+	struct guest_mem premade = { .memfd = -1 };
 	struct mig_incoming_result res;
 	char err[MIG_ERR_LEN], xerr[XPORT_ERR_LEN];
 	struct vm *vm = NULL;
@@ -184,7 +188,22 @@ static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
 		o.tls = true;
 	}
 	o.ctx = o.addr.host;
+	/* With --mem, fault the RAM in now: the migration will not wait for it. */
+	if (r->cfg.mem_size) {
+		uint64_t t0 = now_ns();
+
+		ret = mem_create(&premade, r->cfg.mem_size, r->cfg.mem_flags | MEM_PREALLOC);
+		if (ret) {
+			fprintf(stderr, "vmon: error: incoming: --mem %llu MiB: %s\n",
+				(unsigned long long)(r->cfg.mem_size >> 20), strerror(-ret));
+			return VM_EXIT_USAGE;
+		}
+		log_info("incoming: %llu MiB of guest RAM ready in %.0f ms",
+			 (unsigned long long)(r->cfg.mem_size >> 20), (double)(now_ns() - t0) / 1e6);
+		o.load.premade = &premade;
+	}
 	ret = mig_incoming(&o, &vm, &res, err);
+	mem_destroy(&premade); /* a no-op once the VM has taken it */
 	if (ret && !vm) {
 		fprintf(stderr, "vmon: error: incoming: %s\n", err);
 		return ret == -ENOTSUP || ret == -ENOMEM ? VM_EXIT_USAGE : 1;
@@ -339,12 +358,13 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 	if (r->tls_dir && !r->incoming)
 		vmon_usage_error("--tls-dir goes with --incoming (for vmon ctl migrate, give it there)");
 	if (r->restore || r->incoming) {
-		if (r->cfg.guest_path || have_mem || r->cfg.nr_vcpus != 1 || r->cfg.args ||
+		if (r->cfg.guest_path || (have_mem && r->restore) || r->cfg.nr_vcpus != 1 || r->cfg.args ||
 		    strcmp(r->cfg.cpu_model, "host"))
 			vmon_usage_error("%s takes the guest, memory, vCPUs, CPU model and "
-					 "arguments from the %s; drop --guest, --mem, --vcpus, "
+					 "arguments from the %s; drop --guest,%s --vcpus, "
 					 "--cpu-model and --args", r->restore ? "--restore" : "--incoming",
-					 r->restore ? "snapshot" : "source");
+					 r->restore ? "snapshot" : "source",
+					 r->restore ? " --mem," : "");
 	} else {
 		if (!r->cfg.guest_path)
 			vmon_usage_error("vmon run needs --guest FILE (or --restore FILE)");

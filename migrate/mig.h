@@ -34,6 +34,7 @@ struct mig_load_opts {
 	int console_fd;
 	const char *cpuid_hide;
 	const char *name;       /* override the VM's name; NULL keeps it */
+	struct guest_mem *premade; /* RAM faulted in ahead of time, or NULL */
 };
 
 struct mig_load_result {

@@ -118,6 +118,8 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 	cfg.mem_flags = o->load.mem_flags;
 	cfg.console_fd = o->load.console_fd;
 	cfg.cpuid_hide = o->load.cpuid_hide;
+	/* A dry run must not use up the RAM a real migration will want. */
+	cfg.premade = h->dry_run ? NULL : o->load.premade;
 	/* Builds the VM and faults its RAM in: the pages will land in it. */
 	ret = vm_create_incoming(&cfg, model, &cpuid, xcr0, vmp, err);
 	if (ret == -ENOTSUP)

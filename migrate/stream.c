@@ -113,7 +113,7 @@ static const char *tname(uint32_t type, char buf[16])
 	return buf;
 }
 
-static void hash_start(XXH3_state_t *st, const struct stream_rec_hdr *h)
+void stream_hash_start(XXH3_state_t *st, const struct stream_rec_hdr *h)
 {
 	XXH3_INITSTATE(st);
 	XXH3_64bits_reset(st);
@@ -126,7 +126,7 @@ uint64_t stream_rec_checksum(const struct stream_rec_hdr *h, const void *body,
 {
 	XXH3_state_t st;
 
-	hash_start(&st, h);
+	stream_hash_start(&st, h);
 	if (padded_len)
 		XXH3_64bits_update(&st, body, padded_len);
 	return XXH3_64bits_digest(&st);
@@ -281,14 +281,31 @@ int stream_write_preamble(struct stream_writer *w, uint32_t flags)
 	return 0;
 }
 
+static const uint8_t stream_zeros[STREAM_ALIGN];
+
 int stream_write_record(struct stream_writer *w, uint32_t type,
 			const void *body, uint64_t len)
 {
-	static const uint8_t zeros[STREAM_ALIGN];
 	struct stream_rec_hdr h = { .type = type, .flags = 0, .length = len };
-	uint64_t limit = stream_type_max_len(type);
 	size_t pad = (size_t)(ALIGN_UP(len, STREAM_ALIGN) - len);
 	XXH3_state_t st;
+
+	stream_hash_start(&st, &h);
+	if (len)
+		XXH3_64bits_update(&st, body, len);
+	if (pad)
+		XXH3_64bits_update(&st, stream_zeros, pad);
+	return stream_write_hashed(w, type, body, len, XXH3_64bits_digest(&st));
+}
+
+int stream_write_hashed(struct stream_writer *w, uint32_t type, const void *body,
+			uint64_t len, uint64_t checksum)
+{
+	static const uint8_t *const zeros = stream_zeros;
+	struct stream_rec_hdr h = { .type = type, .flags = 0, .length = len,
+				    .checksum = checksum };
+	uint64_t limit = stream_type_max_len(type);
+	size_t pad = (size_t)(ALIGN_UP(len, STREAM_ALIGN) - len);
 	struct iovec iov[3];
 	int rc;
 
@@ -296,12 +313,6 @@ int stream_write_record(struct stream_writer *w, uint32_t type,
 	 * a future version's, and get the protobuf limit. */
 	if (len > (limit ? limit : STREAM_PB_MAX))
 		return -EMSGSIZE;
-	hash_start(&st, &h);
-	if (len)
-		XXH3_64bits_update(&st, body, len);
-	if (pad)
-		XXH3_64bits_update(&st, zeros, pad);
-	h.checksum = XXH3_64bits_digest(&st);
 
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ (void *)body, (size_t)len };
@@ -550,7 +561,7 @@ static int read_frame(struct stream_reader *r, bool *skipped)
 					pad_zero = false;
 		}
 	} else {
-		hash_start(&st, &h);
+		stream_hash_start(&st, &h);
 		rc = skip_body(r, &st, h.length, padded, &pad_zero);
 		if (rc == BODY_OK && XXH3_64bits_digest(&st) != h.checksum)
 			rc = BODY_BAD_SUM;

@@ -145,6 +145,15 @@ int stream_write_record(struct stream_writer *w, uint32_t type,
 int stream_write_pb(struct stream_writer *w, uint32_t type,
 		    const ProtobufCMessage *m);
 /*
+ * Write a record whose checksum the caller computed (XXH3-64 started with
+ * stream_hash_start on the header, then the body and its padding): lets a
+ * writer hash data while it is still in cache from building the body.
+ */
+int stream_write_hashed(struct stream_writer *w, uint32_t type, const void *body,
+			uint64_t len, uint64_t checksum);
+struct XXH3_state_s;
+void stream_hash_start(struct XXH3_state_s *st, const struct stream_rec_hdr *h);
+/*
  * Write the pages pfns[0..n) of ram (guest RAM, page pfn at pfn * 4096) as
  * PAGE_DATA records of up to 512 entries; all-zero pages become ZERO
  * entries. Each page is copied before it is checked and checksummed, so a

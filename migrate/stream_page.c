@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
 #include "core/util.h"
 #include "migrate/stream.h"
 
@@ -27,29 +30,31 @@ static bool page_is_zero(const uint8_t *p)
 	return acc == 0;
 }
 
-/* One PAGE_DATA record from n <= STREAM_PAGES_MAX valid pfns. */
+/*
+ * One PAGE_DATA record from n <= STREAM_PAGES_MAX valid pfns. Zero pages
+ * are found on guest RAM itself, then only data pages are copied, each one
+ * hashed right after its copy while it is in L1. The guest may be running
+ * (pre-copy): the record is consistent with its checksum because only the
+ * copy is hashed and sent, and a page found zero but written since is dirty
+ * again and will be resent.
+ */
 static int write_run(struct stream_writer *w, const uint64_t *pfns,
 		     uint32_t n, const uint8_t *ram)
 {
 	uint8_t *b = w->page_buf;
 	uint8_t *data = b + STREAM_PAGE_HDR_LEN + 8u * n;
+	struct stream_rec_hdr h = { .type = STREAM_REC_PAGE_DATA };
 	uint32_t ndata = 0;
+	XXH3_state_t st;
 	int rc;
 
 	memset(b, 0, STREAM_PAGE_HDR_LEN);
 	memcpy(b, &n, 4);
 	for (uint32_t i = 0; i < n; i++) {
-		uint8_t *dst = data + (size_t)ndata * STREAM_PAGE_SIZE;
 		uint64_t kind, e;
 
-		/*
-		 * Copy first, then decide and checksum the copy: the guest may
-		 * be running (pre-copy) and change the page under us. A page
-		 * found zero here and written later is dirty again and resent.
-		 */
-		memcpy(dst, ram + pfns[i] * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
-		if (page_is_zero(dst)) {
-			kind = STREAM_KIND_ZERO;  /* the next page reuses dst */
+		if (page_is_zero(ram + pfns[i] * STREAM_PAGE_SIZE)) {
+			kind = STREAM_KIND_ZERO;
 		} else {
 			kind = STREAM_KIND_DATA;
 			ndata++;
@@ -57,9 +62,23 @@ static int write_run(struct stream_writer *w, const uint64_t *pfns,
 		e = pfns[i] | kind << STREAM_PAGE_KIND_SHIFT;
 		memcpy(b + STREAM_PAGE_HDR_LEN + 8u * i, &e, 8);
 	}
-	rc = stream_write_record(w, STREAM_REC_PAGE_DATA, b,
-				 STREAM_PAGE_HDR_LEN + 8ull * n +
-				 (uint64_t)ndata * STREAM_PAGE_SIZE);
+	h.length = STREAM_PAGE_HDR_LEN + 8ull * n + (uint64_t)ndata * STREAM_PAGE_SIZE;
+	stream_hash_start(&st, &h);
+	XXH3_64bits_update(&st, b, STREAM_PAGE_HDR_LEN + 8u * n);
+	for (uint32_t i = 0, d = 0; i < n; i++) {
+		uint8_t *dst = data + (size_t)d * STREAM_PAGE_SIZE;
+		uint64_t e;
+
+		memcpy(&e, b + STREAM_PAGE_HDR_LEN + 8u * i, 8);
+		if ((e >> STREAM_PAGE_KIND_SHIFT) != STREAM_KIND_DATA)
+			continue;
+		memcpy(dst, ram + pfns[i] * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+		XXH3_64bits_update(&st, dst, STREAM_PAGE_SIZE);
+		d++;
+	}
+	/* 16 + 8n + 4096k is a multiple of 8: no padding to hash. */
+	rc = stream_write_hashed(w, STREAM_REC_PAGE_DATA, b, h.length,
+				 XXH3_64bits_digest(&st));
 	if (rc)
 		return rc;
 	w->pages += n;
