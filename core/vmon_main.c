@@ -91,6 +91,8 @@ static const char vmon_usage[] =
 "    --timeout-s N       hard limit on the whole migration (300)\n"
 "    --timeout-action abort|force  at the limit: abort (the VM stays here,\n"
 "                        default) or force the stop-and-copy\n"
+"    --connections N     parallel page connections: only 1 for now; a\n"
+"                        larger N is refused (not implemented yet)\n"
 "    --no-auto-converge  never throttle the vCPUs to make it converge\n"
 "    --verify            compare a digest of all guest RAM on both sides\n"
 "    --dry-run           precheck and predict; move nothing\n"

@@ -122,8 +122,17 @@ static void mig_ctl_do_migrate(struct mig_ctl *c, struct vm *vm, const Ferry__Ct
 	p.policy.timeout_action = req->timeout_force ? MIG_TIMEOUT_FORCE : MIG_TIMEOUT_ABORT;
 	p.policy.auto_converge = !req->no_auto_converge;
 	p.connections = req->connections ? req->connections : 1;
+	if (p.connections > 1) {
+		/* Said plainly rather than ignored: the option is not built yet. */
+		resp->error = -EOPNOTSUPP;
+		resp->message = "migrate: --connections above 1 (parallel page connections) "
+				"is not implemented yet; pages go over one connection";
+		return;
+	}
 	p.dry_run = req->dry_run;
 	p.verify = req->verify;
+	/* A new migration's result has not been read by anyone yet. */
+	__atomic_store_n(&c->final_seen, false, __ATOMIC_RELEASE);
 	ret = mig_job_start(&c->job, vm, c->rate, c->sample_ms, &p, mig_ctl_msg);
 	if (ret) {
 		resp->error = ret;

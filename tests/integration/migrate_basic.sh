@@ -129,29 +129,31 @@ check "the destination continued the count (it printed counter lines)" \
 echo "-- $(elapsed)"
 
 # --- 2: a dirtier flat out, --verify, -o json ---
-# Known bug: --verify often fails with "guest RAM differs from the source's
-# (digest mismatch)" (seen with counter too, ring or bitmap, at HEAD). Such
-# an attempt is an XFAIL and a fresh pair is tried; after three, the last
-# try goes without --verify so the rest of the path is still checked.
+# Known bug: with the default dirty-rate sampler (--dirty-sample-ms 1000)
+# --verify often fails with "guest RAM differs from the source's (digest
+# mismatch)" (counter too, ring or bitmap, at HEAD; never seen with
+# --dirty-sample-ms 0). Such an attempt is an XFAIL and a fresh pair is
+# tried; the last try runs the source with --dirty-sample-ms 0.
 echo "== 2: dirtier ws=32M flat out, --verify"
-verify=--verify
 for attempt in 1 2 3 4; do
-	[ "$attempt" -eq 4 ] && verify=""
-	start_src "s2$attempt" dirtier 128M 1 "ws=32M"
+	sample=""
+	[ "$attempt" -eq 4 ] && sample="--dirty-sample-ms 0"
+	# shellcheck disable=SC2086
+	start_src "s2$attempt" dirtier 128M 1 "ws=32M" $sample
 	s2pid=$SPID
 	check "the dirtier has filled its working set" wait_for "[ \$(value s2$attempt filled) -eq 1 ]" 15
 	start_dest "d2$attempt" --log-level info
 	d2pid=$DPID
-	migrate "s2$attempt" "$DPORT" --wait $verify -o json
+	migrate "s2$attempt" "$DPORT" --wait --verify -o json
 	echo "$MOUT" > "$TMP/m2.json"
 	msg=$(python3 -c "import json; print(json.load(open('$TMP/m2.json'))['migration']['message'])" 2>/dev/null || true)
-	grep -q "digest mismatch" <<<"$msg" || break
+	[ "$attempt" -lt 4 ] && grep -q "digest mismatch" <<<"$msg" || break
 	echo "   attempt $attempt: $msg"
 	xfail "--verify migration of a dirtier completes (attempt $attempt)" false
 	stop_vm "s2$attempt" "$s2pid"
 	exit_status "$d2pid" 10
 done
-check "migrate ${verify:-(no --verify)} -o json exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
+check "migrate --verify -o json exits 0 (rc $MRC${sample:+, source with $sample})" [ "$MRC" -eq 0 ]
 check "the JSON parses: completed, rounds >= 1, downtime_ms > 0, pages > 0" python3 -c "
 import json, sys
 m = json.load(open('$TMP/m2.json'))['migration']
@@ -159,11 +161,7 @@ print('   state %s, rounds %s, downtime %s ms, pages %s: %s' % (m['state'], m['r
 sys.exit(0 if m['state'] == 'completed' and m['rounds'] >= 1 and m['downtime_ms'] > 0 and m['pages'] > 0 else 1)"
 exit_status "$s2pid" 10; rc=$XRC
 check "the source exits 0 ($rc)" [ "$rc" = 0 ]
-if [ -n "$verify" ]; then
-	check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2$attempt.err"
-else
-	xfail "the destination's log says RAM verified (no --verify run completed)" false
-fi
+check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2$attempt.err"
 check "pages_written advances on the destination" advancing "d2$attempt" pages_written
 stop_vm "d2$attempt" "$d2pid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
