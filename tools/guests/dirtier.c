@@ -13,8 +13,9 @@
  * fill (default 1: fill the working set with addr ^ FILL_XOR first),
  * fillsz (bytes to fill from the start of the heap, default ws: fill more
  * than the working set to have non-zero data that stays still).
- * ws=0 writes nothing after the fill: the vCPUs spin and only watch for
- * stalls (an idle guest that still sees its own downtime).
+ * ws=0 writes nothing after the fill: the vCPUs only watch for stalls (an
+ * idle guest that still sees its own downtime), spinning, or with
+ * tick_us=N sleeping N microseconds between looks (idle, N us resolution).
  * Live values: "filled" (1 once every vCPU finished filling),
  * "pages_written" (total; with several vCPUs updated every 64 pages),
  * "pages_written.vcpuN" (several vCPUs only, exact), "max_stall_ns".
@@ -31,7 +32,8 @@ static volatile uint64_t total_written;
 static volatile uint64_t filled;
 static struct rt_spin_barrier bar;
 
-static const char *const known_args[] = { "ws", "rate", "secs", "fill", "fillsz", NULL };
+static const char *const known_args[] = { "ws", "rate", "secs", "fill", "fillsz", "tick_us",
+					   NULL };
 
 static void fill_range(uint64_t start, uint64_t end)
 {
@@ -128,10 +130,11 @@ static void run_idle(struct job *j)
 }
 
 /* Write nothing; only watch the clock, to see every stall the guest gets. */
-static void run_spin(struct job *j)
+static void run_spin(struct job *j, uint64_t tick_us)
 {
 	while (rt_stall_tick(&j->st) < j->end_tsc)
-		;
+		if (tick_us)
+			rt_stall_sleep_ns(&j->st, tick_us * 1000);
 }
 
 int guest_main(unsigned cpu, const struct gabi_boot *boot)
@@ -204,7 +207,7 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 	rt_stall_init(&j.st);
 	j.end_tsc = secs ? rt_rdtsc() + rt_ns_to_tsc(secs * RT_NS_PER_SEC) : UINT64_MAX;
 	if (!ws)
-		run_spin(&j);
+		run_spin(&j, rt_arg_u64("tick_us", 0));
 	else if (cpu >= nact)
 		run_idle(&j);
 	else if (rate)
