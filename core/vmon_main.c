@@ -207,7 +207,7 @@ static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
 	ret = mig_incoming(&o, &vm, &res, err);
 	mem_destroy(&premade); /* a no-op once the VM has taken it */
 	if (ret && !vm) {
-		fprintf(stderr, "vmon: error: incoming: %s\n", err);
+		fprintf(stderr, "vmon: error: %s\n", err);
 		return ret == -ENOTSUP || ret == -ENOMEM ? VM_EXIT_USAGE : 1;
 	}
 	if (ret)

@@ -81,6 +81,7 @@ struct mig_job {
 	pthread_t thread;
 	bool thread_live;
 	bool cancel;
+	int io_fd;                     /* the live connection's socket, or -1 */
 	pthread_mutex_t lock;
 	struct mig_progress prog;
 };

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -373,8 +374,17 @@ static int mig_connect(struct mig_run *m)
 		ret = xport_connect(&addr, job->p.tls_dir[0] ? &tls : NULL,
 				    MIG_HANDSHAKE_TIMEOUT_MS, &m->x, xerr);
 	if (ret) {
-		snprintf(m->err, MIG_ERR_LEN, "connect: %s", xerr);
+		snprintf(m->err, MIG_ERR_LEN, "%s", xerr);
 		return ret;
+	}
+	/* A cancel shuts this socket down, so no blocking call outlives it. */
+	pthread_mutex_lock(&job->lock);
+	job->io_fd = m->x->fd;
+	snprintf(job->prog.phase, sizeof(job->prog.phase), "handshake");
+	pthread_mutex_unlock(&job->lock);
+	if (cancelled(job)) {
+		shutdown(m->x->fd, SHUT_RDWR);
+		return -ECANCELED;
 	}
 	/* A peer that stops reading must not outlast the migration's own limit. */
 	xport_set_timeout(m->x, job->p.policy.timeout_s &&
@@ -392,6 +402,12 @@ static void mig_finish(struct mig_run *m, int ret)
 	enum mig_job_state st;
 
 	mig_throttle_stop(&m->throttle);
+	pthread_mutex_lock(&job->lock);
+	job->io_fd = -1;
+	pthread_mutex_unlock(&job->lock);
+	/* Whatever broke after a cancel broke because of it. */
+	if (ret && !m->acked && cancelled(job))
+		ret = -ECANCELED;
 	if (ret && !m->acked) {
 		/* Before the ACK the guest is ours: it runs on, here. */
 		if (m->x && ret != -ECONNABORTED)
@@ -413,7 +429,7 @@ static void mig_finish(struct mig_run *m, int ret)
 	pthread_mutex_lock(&job->lock);
 	job->prog.end_ns = now_ns();
 	if (ret == -ECANCELED)
-		snprintf(m->err, MIG_ERR_LEN, "cancelled in %s; the VM runs on here",
+		snprintf(m->err, MIG_ERR_LEN, "cancelled during %s; the VM runs on here",
 			 job->prog.phase);
 	if (ret)
 		snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);
@@ -604,6 +620,7 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 	job->sample_ms = sample_ms;
 	job->p = *p;
 	job->cancel = false;
+	job->io_fd = -1;
 	ret = -pthread_create(&job->thread, NULL, mig_job_thread, job);
 	if (ret) {
 		job->prog.state = MIG_JOB_FAILED;
@@ -632,6 +649,11 @@ int mig_job_cancel(struct mig_job *job)
 	if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY)
 		return st == MIG_JOB_SWITCHOVER ? -EBUSY : -ENOENT;
 	__atomic_store_n(&job->cancel, true, __ATOMIC_RELEASE);
+	/* Wake a thread blocked on the peer (a silent destination, say). */
+	pthread_mutex_lock(&job->lock);
+	if (job->io_fd >= 0)
+		shutdown(job->io_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&job->lock);
 	return 0;
 }
 

@@ -7,16 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
-# Known bugs, reported and not fixed yet: a failing check prints XFAIL and
-# does not fail the test, unless MIGRATE_BASIC_STRICT=1.
-XFAILS=0
-xfail() { # xfail DESCRIPTION COMMAND...
-	local what=$1; shift
-	if "$@"; then ok "$what"
-	elif [ "${MIGRATE_BASIC_STRICT:-0}" = 1 ]; then bad "$what (known bug)"
-	else XFAILS=$((XFAILS + 1)); echo "XFAIL (known bug): $what"; fi
-}
-
 SRC_DIR=${FERRY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 ))s; }
@@ -96,6 +86,10 @@ if nums != exp or len(nums) <= 5:
 print(len(nums))
 PY
 }
+console_ok() { # console_ok WHAT FILE...: check that continuous passes
+	local what=$1 n; shift
+	if n=$(continuous "$@"); then ok "$what is 1..$n"; else bad "$what: $n"; fi
+}
 no_counter_line() { ! grep -q '^counter: [0-9]' "$1"; }
 
 migrate() { # migrate SOCKNAME PORT [options...]: output in $MOUT, status in $MRC
@@ -122,38 +116,21 @@ check "4: the destination's count (vCPU 0) advances" advancing d1 count
 check "4: vCPU 1's spin counter (count.vcpu1) advances on the destination" advancing d1 count.vcpu1
 stop_vm d1 "$d1pid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
-n=$(continuous "$TMP/s1.out" "$TMP/d1.out") && ok "console of source+destination is 1..$n" ||
-	bad "console of source+destination: $n"
+console_ok "console of source+destination" "$TMP/s1.out" "$TMP/d1.out"
 check "the destination continued the count (it printed counter lines)" \
 	grep -q '^counter: [0-9]' "$TMP/d1.out"
 echo "-- $(elapsed)"
 
 # --- 2: a dirtier flat out, --verify, -o json ---
-# Known bug: with the default dirty-rate sampler (--dirty-sample-ms 1000)
-# --verify often fails with "guest RAM differs from the source's (digest
-# mismatch)" (counter too, ring or bitmap, at HEAD; never seen with
-# --dirty-sample-ms 0). Such an attempt is an XFAIL and a fresh pair is
-# tried; the last try runs the source with --dirty-sample-ms 0.
 echo "== 2: dirtier ws=32M flat out, --verify"
-for attempt in 1 2 3 4; do
-	sample=""
-	[ "$attempt" -eq 4 ] && sample="--dirty-sample-ms 0"
-	# shellcheck disable=SC2086
-	start_src "s2$attempt" dirtier 128M 1 "ws=32M" $sample
-	s2pid=$SPID
-	check "the dirtier has filled its working set" wait_for "[ \$(value s2$attempt filled) -eq 1 ]" 15
-	start_dest "d2$attempt" --log-level info
-	d2pid=$DPID
-	migrate "s2$attempt" "$DPORT" --wait --verify -o json
-	echo "$MOUT" > "$TMP/m2.json"
-	msg=$(python3 -c "import json; print(json.load(open('$TMP/m2.json'))['migration']['message'])" 2>/dev/null || true)
-	[ "$attempt" -lt 4 ] && grep -q "digest mismatch" <<<"$msg" || break
-	echo "   attempt $attempt: $msg"
-	xfail "--verify migration of a dirtier completes (attempt $attempt)" false
-	stop_vm "s2$attempt" "$s2pid"
-	exit_status "$d2pid" 10
-done
-check "migrate --verify -o json exits 0 (rc $MRC${sample:+, source with $sample})" [ "$MRC" -eq 0 ]
+start_src s2 dirtier 128M 1 "ws=32M"
+s2pid=$SPID
+check "the dirtier has filled its working set" wait_for "[ \$(value s2 filled) -eq 1 ]" 15
+start_dest d2 --log-level info
+d2pid=$DPID
+migrate s2 "$DPORT" --wait --verify -o json
+echo "$MOUT" > "$TMP/m2.json"
+check "migrate --verify -o json exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
 check "the JSON parses: completed, rounds >= 1, downtime_ms > 0, pages > 0" python3 -c "
 import json, sys
 m = json.load(open('$TMP/m2.json'))['migration']
@@ -161,9 +138,9 @@ print('   state %s, rounds %s, downtime %s ms, pages %s: %s' % (m['state'], m['r
 sys.exit(0 if m['state'] == 'completed' and m['rounds'] >= 1 and m['downtime_ms'] > 0 and m['pages'] > 0 else 1)"
 exit_status "$s2pid" 10; rc=$XRC
 check "the source exits 0 ($rc)" [ "$rc" = 0 ]
-check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2$attempt.err"
-check "pages_written advances on the destination" advancing "d2$attempt" pages_written
-stop_vm "d2$attempt" "$d2pid"; rc=$XRC
+check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2.err"
+check "pages_written advances on the destination" advancing d2 pages_written
+stop_vm d2 "$d2pid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
 echo "-- $(elapsed)"
 
@@ -213,8 +190,7 @@ check "the guest still counts after the last hop" advancing "$cur" count
 stop_vm "$cur" "$curpid"; rc=$XRC
 check "the last destination stops with 0 ($rc)" [ "$rc" = 0 ]
 # shellcheck disable=SC2086
-n=$(continuous $files) && ok "console across all $((hops_ok + 1)) processes is 1..$n" ||
-	bad "console across the hops: $n"
+console_ok "console across all $((hops_ok + 1)) processes" $files
 t3=$(( $(date +%s) - t3 ))
 check "the 20 hops took ${t3}s (< 60)" [ "$t3" -lt 60 ]
 echo "-- $(elapsed)"
@@ -255,12 +231,11 @@ echo "$MOUT"
 check "a second migrate while one runs is refused (rc $MRC)" [ "$MRC" -ne 0 ]
 check "  ...already in progress" grep -q "already in progress" <<<"$MOUT"
 "$VMON" ctl "$TMP/s5.sock" migrate-cancel >/dev/null 2>&1 || true
-# Known bug: the cancel is accepted but the migration stays in "setup"
-# until the peer closes; killing the silent peer ends it.
-xfail "migrate-cancel ends a migration stuck in the handshake" \
+check "migrate-cancel ends a migration stuck in the handshake" \
 	wait_for "! \"$VMON\" ctl '$TMP/s5.sock' migrate-status | grep -q 'setup\|precopy\|switchover'" 5
+check "  ...and says it was cancelled" \
+	grep -q "cancelled" <<<"$("$VMON" ctl "$TMP/s5.sock" migrate-status)"
 kill "$silent" 2>/dev/null || true
-wait_for "! \"$VMON\" ctl '$TMP/s5.sock' migrate-status | grep -q 'setup\|precopy\|switchover'" 10 || true
 "$VMON" ctl "$TMP/s5.sock" migrate-status | head -1
 check "the source keeps counting after the cancelled migration" advancing s5 count
 echo "-- $(elapsed)"
@@ -292,7 +267,7 @@ check "the source keeps counting" advancing s5 count
 exit_status "$d5apid" 10; rc=$XRC
 check "the destination exits non-zero ($rc)" test "$rc" != running -a "$rc" != 0
 check "  ...having never printed a counter line" no_counter_line "$TMP/d5a.out"
-# The good TLS migration runs from a fresh source (see the known bug below).
+# The good TLS migration runs from a fresh source.
 start_src s5t counter 32M 1 "n=0 interval_ms=20"
 s5tpid=$SPID
 wait_for "[ \$(value s5t count) -gt 2 ]" 10 || true
@@ -307,29 +282,25 @@ check "the source exits 0 ($rc)" [ "$rc" = 0 ]
 check "the guest counts on the TLS destination" advancing d5 count
 stop_vm d5 "$d5pid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
-n=$(continuous "$TMP/s5t.out" "$TMP/d5.out") &&
-	ok "console across the TLS migration is 1..$n" || bad "console: $n"
+console_ok "console across the TLS migration" "$TMP/s5t.out" "$TMP/d5.out"
 echo "-- $(elapsed)"
 
-# The source that saw all those failures still migrates, and its count
-# stays whole. Known bug: after an earlier failed migration of the same VM,
-# "migrate --wait" says "lost the source monitor" (exit 1) although the
-# migration completed: the source does not linger for the result.
+# The source that saw all those failures still migrates, its count stays
+# whole, and "migrate --wait" still gets the result (an older build said
+# "lost the source monitor": the source did not linger after a failure).
 echo "== after the failures: the same source migrates"
 start_dest d5z
 d5zpid=$DPID
 migrate s5 "$DPORT" --wait
 echo "$MOUT"
-xfail "migrate --wait after earlier failed migrations reports completed (rc $MRC)" \
-	grep -q "completed" <<<"$MOUT"
+check "migrate --wait after earlier failed migrations exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
+check "  ...and reports completed" grep -q "completed" <<<"$MOUT"
 exit_status "$s5pid" 10; rc=$XRC
 check "the source exits 0 ($rc)" [ "$rc" = 0 ]
 check "the guest counts on the destination" advancing d5z count
 stop_vm d5z "$d5zpid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
-n=$(continuous "$TMP/s5.out" "$TMP/d5z.out") &&
-	ok "console across refusals, failures and the migration is 1..$n" || bad "console: $n"
+console_ok "console across refusals, failures and the migration" "$TMP/s5.out" "$TMP/d5z.out"
 echo "-- $(elapsed)"
 
-[ "$XFAILS" -eq 0 ] || echo "$XFAILS known-bug checks failed (XFAIL above)"
 finish

@@ -84,7 +84,13 @@ dst_done() { # dst_done NAME PID [seconds]
 SVALUE=count SGROW=10 SNAME=vm1 SCONSOLE="$TMP/src.out"
 source_fine() {
 	local n=$1 c1 c2 l1=0 l2=0
-	check "$n: the source vmon is alive" alive "$SPID"
+	if ! alive "$SPID"; then
+		set +e; wait "$SPID"; local rc=$?; set -e
+		bad "$n: the source vmon is gone (rc $rc); its stderr:"
+		sed 's/^/    src: /' "$TMP/src.err" "$TMP/dirtier.err" 2>/dev/null || true
+		return 0
+	fi
+	ok "$n: the source vmon is alive"
 	check "$n: the source says running" \
 		sh -c "'$VMON' ctl '$SOCK' status | grep -q '^$SNAME: running'"
 	c1=$(value "$SOCK" "$SVALUE"); [ -z "$SCONSOLE" ] || l1=$(wc -l <"$SCONSOLE")
@@ -226,6 +232,9 @@ check "final: a clean migration succeeds (rc $MRC)" [ "$MRC" -eq 0 ]
 check "final: the guest counts on the destination" \
 	wait_for "grep -q 'counter:' '$TMP/final.dst.out'" 5
 check "final: the source vmon exits" wait_for "! alive $SPID" 10
+set +e; wait "$SPID"; rc=$?; set -e
+check "final: ...with status 0 (rc $rc)" [ "$rc" -eq 0 ]
+sed 's/^/    src: /' "$TMP/src.err"
 count_ok() {
 python3 - "$TMP/src.out" "$TMP/final.dst.out" <<'PY'
 import re, sys
