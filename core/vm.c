@@ -529,14 +529,14 @@ int vm_create_incoming(const struct vm_config *cfg, const char *model_name,
 	/* The guest keeps the CPU it had: every feature it saw must be here. */
 	ret = cpuid_check_supported(cpuid, &host, missing);
 	if (ret) {
-		snprintf(err, VM_ERR_LEN, "this host lacks CPU features %.300s required by "
-			 "model %s", missing, model_name);
+		snprintf(err, VM_ERR_LEN, "lacks CPU features %.300s required by model %s",
+			 missing, model_name);
 		goto fail;
 	}
 	host_xcr0 = cpumodel_xcr0(cpumodel_find("host"), &host);
 	if (xcr0 & ~host_xcr0) {
 		ret = -ENOTSUP;
-		snprintf(err, VM_ERR_LEN, "this host lacks XSAVE components 0x%llx required "
+		snprintf(err, VM_ERR_LEN, "lacks XSAVE components 0x%llx required "
 			 "by model %s", (unsigned long long)(xcr0 & ~host_xcr0), model_name);
 		goto fail;
 	}

@@ -79,8 +79,7 @@ static int ctl_wait_migration(struct ctl_cmd *c)
 	status = last->migration->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
 		 last->migration->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED ? 0 : 1;
 	if (status && !c->json)
-		fprintf(stderr, "vmon: error: migrate: %s: %s\n", last->migration->phase,
-			last->migration->message);
+		fprintf(stderr, "vmon: error: migrate: %s\n", last->migration->message);
 	ferry__ctl__response__free_unpacked(last, NULL);
 	return status;
 }

@@ -26,7 +26,7 @@ static void mig_ctl_do_save(struct vm *vm, const Ferry__Ctl__Save *req,
 
 	if (!req->path || !*req->path) {
 		resp->error = -EINVAL;
-		resp->message = "save: no file given";
+		resp->message = "no file given";
 		return;
 	}
 	ret = mig_snapshot_save(vm, req->path, req->verify, req->stop, &res, mig_ctl_msg);
@@ -69,7 +69,10 @@ Ferry__Ctl__MigrationInfo *mig_ctl_info(struct mig_ctl *c)
 	mi->predicted_downtime_ms = p->predicted_downtime_ms;
 	mi->downtime_ms = p->downtime_ms;
 	mi->elapsed_ns = p->start_ns ? (p->end_ns ? p->end_ns : now) - p->start_ns : 0;
-	mi->transfer_ns = p->transfer_ns;
+	/* While it runs, the transfer so far. */
+	mi->transfer_ns = p->transfer_ns ? p->transfer_ns :
+		(p->state == MIG_JOB_PRECOPY || p->state == MIG_JOB_SWITCHOVER) && p->start_ns ?
+		now - p->start_ns : 0;
 	mi->ram_bytes = c->job.vm ? c->job.vm->mem.size : 0;
 	/* ETA: what is left of this round, and the next one or two, at the link rate. */
 	if (p->bandwidth_Bps > 0 && p->round_pages > p->round_sent)
@@ -108,7 +111,7 @@ static void mig_ctl_do_migrate(struct mig_ctl *c, struct vm *vm, const Ferry__Ct
 	mig_params_defaults(&p);
 	if (!req->uri || !*req->uri) {
 		resp->error = -EINVAL;
-		resp->message = "migrate: no destination given";
+		resp->message = "no destination given";
 		return;
 	}
 	snprintf(p.uri, sizeof(p.uri), "%s", req->uri);
@@ -125,7 +128,7 @@ static void mig_ctl_do_migrate(struct mig_ctl *c, struct vm *vm, const Ferry__Ct
 	if (p.connections > 1) {
 		/* Said plainly rather than ignored: the option is not built yet. */
 		resp->error = -EOPNOTSUPP;
-		resp->message = "migrate: --connections above 1 (parallel page connections) "
+		resp->message = "--connections above 1 (parallel page connections) "
 				"is not implemented yet; pages go over one connection";
 		return;
 	}
@@ -163,8 +166,8 @@ static bool mig_ctl_handle(void *opaque, struct vm *vm, const Ferry__Ctl__Reques
 		if (ret) {
 			resp->error = ret;
 			resp->message = ret == -EBUSY ?
-				"migrate-cancel: the migration is in switchover and cannot be "
-				"cancelled any more" : "migrate-cancel: no migration in progress";
+				"the migration is in switchover and cannot be "
+				"cancelled any more" : "no migration in progress";
 		}
 		resp->migration = mig_ctl_info(c);
 		return true;

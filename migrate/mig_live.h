@@ -26,6 +26,10 @@
 #define MIG_ACK_TIMEOUT_MS 60000
 #define MIG_IO_TIMEOUT_MS 30000
 #define MIG_MAX_CONNECTIONS 8
+/* The guest is paused while we wait for the ACK: wait this long at most. */
+#define MIG_SWITCHOVER_ACK_MS 10000
+/* With timeout-action force, how long the forced stop-and-copy may take. */
+#define MIG_FORCE_GRACE_S 10
 
 enum mig_job_state {
 	MIG_JOB_NONE = 0,
@@ -82,6 +86,8 @@ struct mig_job {
 	bool thread_live;
 	bool cancel;
 	int io_fd;                     /* the live connection's socket, or -1 */
+	bool timed_out;                /* the watchdog ended it */
+	bool acked;                    /* past the ACK: the watchdog keeps out */
 	pthread_mutex_t lock;
 	struct mig_progress prog;
 };

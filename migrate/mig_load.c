@@ -349,6 +349,21 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 		case STREAM_REC_DEVICE_STATE:
 			ret = load_device(l, body, len);
 			break;
+		case STREAM_REC_ABORT: {
+			ProtobufCMessage *m;
+
+			if (!stream_pb_unpack(r, &ferry__mig__abort__descriptor, body, len, &m)) {
+				Ferry__Mig__Abort *a = (Ferry__Mig__Abort *)m;
+
+				snprintf(err, MIG_ERR_LEN, "the source stopped the migration during "
+					 "%.32s: %.400s", a->phase, a->message);
+				protobuf_c_message_free_unpacked(m, NULL);
+			} else {
+				snprintf(err, MIG_ERR_LEN, "the source stopped the migration");
+			}
+			ret = -ECONNABORTED;
+			goto out;
+		}
 		case STREAM_REC_END:
 			ret = load_end(l, body, len);
 			if (!ret) {

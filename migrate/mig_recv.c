@@ -123,7 +123,8 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 	/* Builds the VM and faults its RAM in: the pages will land in it. */
 	ret = vm_create_incoming(&cfg, model, &cpuid, xcr0, vmp, err);
 	if (ret == -ENOTSUP)
-		refuse(rf, "cpu", "destination %s: %s", host, err);
+		refuse(rf, "cpu", "destination %s %s (VM %s)", host, err,
+		       h->vm_name && *h->vm_name ? h->vm_name : "?");
 	else if (ret)
 		refuse(rf, ret == -ENOMEM ? "memory" : "setup", "destination %s: %s", host, err);
 	return ret;
@@ -249,10 +250,15 @@ again:
 	/* The stream: every page, then the state, then END. */
 	ret = mig_load_stream(&sr, &o->load, &vm, &res->load, why);
 	if (ret) {
-		snprintf(err, MIG_ERR_LEN, "%s: from %s: %.300s",
-			 sr.order.phase >= STREAM_PH_VCPUS ? "switchover" : "precopy", x->peer, why);
-		mig_send_ack(&w, false, sr.order.phase >= STREAM_PH_VCPUS ?
-			     "switchover" : "precopy", why, 0);
+		/* The record that failed tells the phase: state belongs to switchover. */
+		const char *phase = sr.order.phase >= STREAM_PH_VCPUS ||
+			sr.type == STREAM_REC_VCPU_STATE || sr.type == STREAM_REC_CLOCK ||
+			sr.type == STREAM_REC_DEVICE_STATE || sr.type == STREAM_REC_END ?
+			"switchover" : "precopy";
+
+		snprintf(err, MIG_ERR_LEN, "%s: from %s: %.300s", phase, x->peer, why);
+		if (ret != -ECONNABORTED)
+			mig_send_ack(&w, false, phase, why, 0);
 		goto out;
 	}
 	mig_send_ack(&w, true, "switchover", "", res->load.load_ns);

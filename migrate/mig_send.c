@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -58,6 +59,7 @@ struct mig_run {
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */
 	uint64_t pause_realtime_ns;
+	uint64_t t_start;
 	char err[MIG_ERR_LEN];
 };
 
@@ -133,6 +135,56 @@ static int mig_handshake(struct mig_run *m)
 	return ret;
 }
 
+/*
+ * --bandwidth: after each record, sleep until the bytes sent so far fit
+ * the cap. The cap covers all the migration's bytes since it began.
+ */
+static void mig_pace(struct mig_run *m)
+{
+	uint64_t cap = m->job->p.policy.bandwidth_mbps;
+	uint64_t due_ns, elapsed;
+
+	if (!cap)
+		return;
+	due_ns = m->w.off * 8ull * 1000ull / cap; /* bytes at cap Mbit/s, in ns */
+	elapsed = now_ns() - m->t_start;
+	if (due_ns > elapsed)
+		usleep((useconds_t)((due_ns - elapsed) / 1000));
+}
+
+/*
+ * The watchdog: the migration's time limit holds even when the link
+ * stalls (each send has its own timeout, but partial progress renews it).
+ * Past the limit it shuts the connection, which ends the job; before the
+ * ACK that leaves the guest running on the source.
+ */
+static void *mig_watchdog(void *arg)
+{
+	struct mig_job *job = arg;
+	uint64_t limit_s = job->p.policy.timeout_s +
+		(job->p.policy.timeout_action == MIG_TIMEOUT_FORCE ? MIG_FORCE_GRACE_S : 0);
+	uint64_t deadline = job->prog.start_ns + limit_s * 1000000000ull;
+
+	while (now_ns() < deadline) {
+		enum mig_job_state st;
+
+		usleep(50000);
+		pthread_mutex_lock(&job->lock);
+		st = job->prog.state;
+		pthread_mutex_unlock(&job->lock);
+		if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY && st != MIG_JOB_SWITCHOVER)
+			return NULL;
+	}
+	pthread_mutex_lock(&job->lock);
+	if (!job->acked) {
+		job->timed_out = true;
+		if (job->io_fd >= 0)
+			shutdown(job->io_fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&job->lock);
+	return NULL;
+}
+
 /* Send one set of pages, with progress and cancellation per record. */
 static int mig_send_set(struct mig_run *m, struct mig_round *rd)
 {
@@ -160,6 +212,7 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd)
 		}
 		rd->pages_sent += n;
 		n = 0;
+		mig_pace(m);
 		pthread_mutex_lock(&job->lock);
 		job->prog.round_sent = rd->pages_sent;
 		job->prog.bytes = m->w.off;
@@ -305,9 +358,16 @@ static int mig_switchover(struct mig_run *m)
 	ret = mig_write_tail(m->vm, &m->w, &to, m->err);
 	if (ret)
 		goto io;
+	xport_set_timeout(m->x, MIG_SWITCHOVER_ACK_MS);
 	ret = mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, m->err);
-	if (ret)
-		goto io;
+	if (ret) {
+		char why[MIG_ERR_LEN];
+
+		snprintf(why, sizeof(why), "%s", m->err);
+		snprintf(m->err, MIG_ERR_LEN, "switchover: waiting for the destination's "
+			 "acknowledgement: %s", why);
+		return ret;
+	}
 	if (!((Ferry__Mig__Ack *)msg)->ok) {
 		Ferry__Mig__Ack *a = (Ferry__Mig__Ack *)msg;
 
@@ -317,6 +377,9 @@ static int mig_switchover(struct mig_run *m)
 		return -EPROTO;
 	}
 	protobuf_c_message_free_unpacked(msg, NULL);
+	pthread_mutex_lock(&job->lock);
+	job->acked = true;     /* from here on no watchdog may cut the line */
+	pthread_mutex_unlock(&job->lock);
 	m->acked = true;
 	return 0;
 io:
@@ -396,6 +459,37 @@ static int mig_connect(struct mig_run *m)
 	return 0;
 }
 
+/*
+ * A send failed: the destination probably said why before it hung up (an
+ * ABORT naming a bad record). Read it if it is there, briefly.
+ */
+static void mig_peer_reason(struct mig_run *m)
+{
+	struct pollfd pf = { .fd = m->x->fd, .events = POLLIN };
+	ProtobufCMessage *msg = NULL;
+	char why[MIG_ERR_LEN], mine[MIG_ERR_LEN];
+
+	if (poll(&pf, 1, 300) != 1 || !(pf.revents & POLLIN))
+		return;
+	xport_set_timeout(m->x, 300);
+	switch (mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, why)) {
+	case 0:  /* a refusing ACK: the destination could not load what we sent */
+		if (((Ferry__Mig__Ack *)msg)->ok)
+			break;
+		snprintf(why, sizeof(why), "the destination refused: %.400s",
+			 ((Ferry__Mig__Ack *)msg)->message);
+		/* fall through */
+	case -ECONNABORTED:
+		snprintf(mine, sizeof(mine), "%s", m->err);
+		snprintf(m->err, MIG_ERR_LEN, "%.200s (%.300s)", mine, why);
+		break;
+	default:
+		break;
+	}
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+}
+
 static void mig_finish(struct mig_run *m, int ret)
 {
 	struct mig_job *job = m->job;
@@ -405,9 +499,16 @@ static void mig_finish(struct mig_run *m, int ret)
 	pthread_mutex_lock(&job->lock);
 	job->io_fd = -1;
 	pthread_mutex_unlock(&job->lock);
-	/* Whatever broke after a cancel broke because of it. */
+	/* Whatever broke after a cancel or the watchdog broke because of it. */
+	if (ret && !m->acked && m->x && !cancelled(job) && !job->timed_out &&
+	    ret != -ECONNABORTED && ret != -ENOTSUP)
+		mig_peer_reason(m);
 	if (ret && !m->acked && cancelled(job))
 		ret = -ECANCELED;
+	else if (ret && !m->acked && job->timed_out)
+		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the migration did not finish within "
+			 "%llu s; the VM runs on here", job->prog.phase,
+			 (unsigned long long)job->p.policy.timeout_s);
 	if (ret && !m->acked) {
 		/* Before the ACK the guest is ours: it runs on, here. */
 		if (m->x && ret != -ECONNABORTED)
@@ -427,6 +528,14 @@ static void mig_finish(struct mig_run *m, int ret)
 
 	st = !ret ? MIG_JOB_COMPLETED : ret == -ECANCELED ? MIG_JOB_CANCELLED : MIG_JOB_FAILED;
 	pthread_mutex_lock(&job->lock);
+	/* Every failure names its phase first. */
+	if (ret && ret != -ECANCELED &&
+	    strncmp(m->err, job->prog.phase, strlen(job->prog.phase))) {
+		char why[MIG_ERR_LEN];
+
+		snprintf(why, sizeof(why), "%s", m->err);
+		snprintf(m->err, MIG_ERR_LEN, "%s: %s", job->prog.phase, why);
+	}
 	job->prog.end_ns = now_ns();
 	if (ret == -ECANCELED)
 		snprintf(m->err, MIG_ERR_LEN, "cancelled during %s; the VM runs on here",
@@ -509,6 +618,8 @@ static void *mig_job_thread(void *arg)
 {
 	struct mig_job *job = arg;
 	struct mig_run *m = calloc(1, sizeof(*m));
+	pthread_t watchdog;
+	bool have_watchdog = false;
 	uint64_t t_transfer;
 	int ret;
 
@@ -518,6 +629,10 @@ static void *mig_job_thread(void *arg)
 	}
 	m->job = job;
 	m->vm = job->vm;
+	m->t_start = now_ns();
+	if (job->p.policy.timeout_s &&
+	    !pthread_create(&watchdog, NULL, mig_watchdog, job))
+		have_watchdog = true;
 	stream_writer_init(&m->w, -1);
 	stream_reader_init(&m->r, -1);
 	mig_throttle_init(&m->throttle, m->vm);
@@ -542,6 +657,8 @@ static void *mig_job_thread(void *arg)
 			snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);
 		pthread_mutex_unlock(&job->lock);
 		free(m);
+		if (have_watchdog)
+			pthread_join(watchdog, NULL);
 		return NULL;
 	}
 	if (ret)
@@ -579,6 +696,8 @@ static void *mig_job_thread(void *arg)
 out:
 	mig_finish(m, ret);
 	free(m);
+	if (have_watchdog)
+		pthread_join(watchdog, NULL);
 	return NULL;
 }
 
@@ -620,6 +739,8 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 	job->sample_ms = sample_ms;
 	job->p = *p;
 	job->cancel = false;
+	job->timed_out = false;
+	job->acked = false;
 	job->io_fd = -1;
 	ret = -pthread_create(&job->thread, NULL, mig_job_thread, job);
 	if (ret) {

@@ -44,13 +44,13 @@ int mig_snapshot_save(struct vm *vm, const char *path, bool verify, bool stop,
 
 	memset(res, 0, sizeof(*res));
 	if (snprintf(tmp, sizeof(tmp), "%s.partial-%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
-		snprintf(err, MIG_ERR_LEN, "save: path too long");
+		snprintf(err, MIG_ERR_LEN, "path too long");
 		return -ENAMETOOLONG;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = -errno;
-		snprintf(err, MIG_ERR_LEN, "save: %.300s: %s", tmp, strerror(errno));
+		snprintf(err, MIG_ERR_LEN, "%.300s: %s", tmp, strerror(errno));
 		return ret;
 	}
 	was_running = vm_get_state(vm) == VM_RUNNING;
@@ -58,12 +58,12 @@ int mig_snapshot_save(struct vm *vm, const char *path, bool verify, bool stop,
 	if (was_running) {
 		ret = vm_pause(vm);
 		if (ret) {
-			snprintf(err, MIG_ERR_LEN, "save: cannot pause the VM: %s", strerror(-ret));
+			snprintf(err, MIG_ERR_LEN, "cannot pause the VM: %s", strerror(-ret));
 			goto fail;
 		}
 	} else if (vm_get_state(vm) != VM_PAUSED) {
 		ret = -EINVAL;
-		snprintf(err, MIG_ERR_LEN, "save: the VM is %s", vm_state_name(vm_get_state(vm)));
+		snprintf(err, MIG_ERR_LEN, "the VM is %s", vm_state_name(vm_get_state(vm)));
 		goto fail;
 	}
 	stream_writer_init(&w, fd);
@@ -74,16 +74,16 @@ int mig_snapshot_save(struct vm *vm, const char *path, bool verify, bool stop,
 	stream_writer_destroy(&w);
 	if (!ret && fsync(fd)) {
 		ret = -errno;
-		snprintf(err, MIG_ERR_LEN, "save: fsync %.300s: %s", tmp, strerror(errno));
+		snprintf(err, MIG_ERR_LEN, "fsync %.300s: %s", tmp, strerror(errno));
 	}
 	if (close(fd) && !ret) {
 		ret = -errno;
-		snprintf(err, MIG_ERR_LEN, "save: close %.300s: %s", tmp, strerror(errno));
+		snprintf(err, MIG_ERR_LEN, "close %.300s: %s", tmp, strerror(errno));
 	}
 	fd = -1;
 	if (!ret && rename(tmp, path)) {
 		ret = -errno;
-		snprintf(err, MIG_ERR_LEN, "save: rename to %.300s: %s", path, strerror(errno));
+		snprintf(err, MIG_ERR_LEN, "rename to %.300s: %s", path, strerror(errno));
 	}
 	if (!ret)
 		fsync_dir_of(path);

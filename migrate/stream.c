@@ -638,6 +638,13 @@ int stream_read_record(struct stream_reader *r, uint32_t *type,
 		}
 		if (rc < 0)
 			return rc;
+		/*
+		 * A live source that gives up says so with an ABORT frame in
+		 * the middle of the stream: hand it over rather than call it
+		 * a malformed stream.
+		 */
+		if (r->type == STREAM_REC_ABORT && !skipped)
+			break;
 		/* Writes its own "stream: ..." line into r->err. */
 		rc = stream_order_check(&r->order, r->type, r->rec_off, r->err,
 					sizeof(r->err));

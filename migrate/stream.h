@@ -192,6 +192,8 @@ int stream_read_preamble(struct stream_reader *r, uint32_t *flags);
  * that ends before END is -EPIPE. *body stays valid until the next read.
  * After END nothing may follow: end of file there is -ENODATA, a record
  * -EPROTO. A reader on a socket therefore stops at END.
+ * An ABORT frame (a live source giving up) is returned as it is, whatever
+ * the order: the caller decides what a stream that stops means.
  * On success, the END record's counts are checked with
  *   end->records == r->records - 1 && end->bytes == r->rec_off.
  */

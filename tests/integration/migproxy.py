@@ -19,7 +19,10 @@ about to be forwarded:
   stall      forward nothing more (and read nothing more from the source),
              keep both connections open
 
-What it does is logged on stderr, one line per event.
+--rate KIB/S paces the forwarding to the destination (a slow link, so that
+a pre-copy lasts long enough to cancel it), --rcvbuf sets the receive
+buffer of the socket from the source. What it does is logged on stderr,
+one line per event (every record with --verbose).
 Exit status: 0 after the connection ended (whether or not the fault
 triggered: the log says "fault ... never triggered"), 1 on a setup error.
 """
