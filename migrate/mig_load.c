@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "core/util.h"
@@ -27,6 +28,8 @@ struct mig_loader {
 	uint64_t tsc[GABI_MAX_VCPUS];
 	uint64_t realtime_ns;
 	bool have_clock;
+	struct kvm_clock_data kvmclock;
+	bool have_kvmclock;
 	struct mig_load_result *res;
 	char *err;
 	/*
@@ -182,6 +185,14 @@ static int load_clock(struct mig_loader *l, const void *body, uint64_t len)
 		memcpy(l->tsc, c->tsc, c->n_tsc * sizeof(uint64_t));
 		l->realtime_ns = c->realtime_ns;
 		l->have_clock = true;
+		if (c->kvmclock.len == sizeof(l->kvmclock)) {
+			memcpy(&l->kvmclock, c->kvmclock.data, sizeof(l->kvmclock));
+			l->have_kvmclock = true;
+		} else if (c->kvmclock.len) {
+			snprintf(l->err, MIG_ERR_LEN, "CLOCK: kvmclock is %zu bytes, expected %zu",
+				 c->kvmclock.len, sizeof(l->kvmclock));
+			ret = -EBADMSG;
+		}
 	}
 	protobuf_c_message_free_unpacked(m, NULL);
 	return ret;
@@ -286,6 +297,18 @@ static int load_end(struct mig_loader *l, const void *body, uint64_t len)
 		ret = vcpu_state_load(&l->vm->vcpus[i], &l->vcpus[i], delta);
 		if (ret) {
 			snprintf(l->err, MIG_ERR_LEN, "load vCPU %u state: %s", i, strerror(-ret));
+			goto out;
+		}
+	}
+	/* kvmclock runs on by the time that passed, like the TSC. */
+	if (l->have_kvmclock) {
+		struct kvm_clock_data kc = { .clock = l->kvmclock.clock };
+
+		if (now > l->realtime_ns)
+			kc.clock += now - l->realtime_ns;
+		if (ioctl(l->vm->vm_fd, KVM_SET_CLOCK, &kc)) {
+			ret = -errno;
+			snprintf(l->err, MIG_ERR_LEN, "KVM_SET_CLOCK: %s", strerror(errno));
 			goto out;
 		}
 	}

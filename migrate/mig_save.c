@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "core/util.h"
@@ -97,6 +98,7 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 	Ferry__Mig__StreamEnd end = FERRY__MIG__STREAM_END__INIT;
 	struct mig_vcpu_pack *vp = calloc(1, sizeof(*vp));
 	uint64_t tsc[GABI_MAX_VCPUS];
+	struct kvm_clock_data kclock = { 0 };
 	uint8_t digest[16], *devbuf = NULL;
 	int ret = -ENOMEM;
 
@@ -120,6 +122,11 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 	clk.n_tsc = vm->nr_vcpus;
 	clk.tsc = tsc;
 	clk.realtime_ns = realtime_ns();
+	/* kvmclock, for guests that use it (Linux does; microguests read the TSC). */
+	if (!ioctl(vm->vm_fd, KVM_GET_CLOCK, &kclock)) {
+		clk.kvmclock.data = (uint8_t *)&kclock;
+		clk.kvmclock.len = sizeof(kclock);
+	}
 	ret = stream_write_pb(w, STREAM_REC_CLOCK, &clk.base);
 	if (ret)
 		goto fail;
