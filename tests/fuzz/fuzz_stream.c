@@ -311,6 +311,15 @@ static void run_stream(const uint8_t *data, size_t size)
 		case STREAM_REC_END:
 			ret = fz_end(&r, &st, body, len);
 			break;
+		case STREAM_REC_ABORT: {
+			/* A live source giving up mid-stream: decoded, then the end. */
+			ProtobufCMessage *m;
+
+			if (!stream_pb_unpack(&r, &ferry__mig__abort__descriptor, body, len, &m))
+				protobuf_c_message_free_unpacked(m, NULL);
+			ret = -ECONNABORTED;
+			break;
+		}
 		default:
 			abort(); /* the reader let through a type nobody decodes */
 		}
