@@ -84,6 +84,18 @@ static int ctl_wait_migration(struct ctl_cmd *c)
 	return status;
 }
 
+/* The monitor's working directory is not ours: hand it absolute paths. */
+static char *absolute(const char *path)
+{
+	char cwd[4096], *out;
+
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return (char *)path;
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		return (char *)path;
+	return out;
+}
+
 static uint64_t opt_u64(const char *opt, const char *v, uint64_t max)
 {
 	uint64_t x;
@@ -105,17 +117,9 @@ static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(a, "--tls-dir")) {
-			char abs[4096];
-
 			if (!v)
 				vmon_usage_error("--tls-dir needs a directory");
-			if (v[0] != '/' && getcwd(abs, sizeof(abs) - strlen(v) - 2)) {
-				strcat(abs, "/");
-				strcat(abs, v);
-				mg->tls_dir = strdup(abs);
-			} else {
-				mg->tls_dir = (char *)v;
-			}
+			mg->tls_dir = absolute(v);
 			i++;
 		} else if (!strcmp(a, "--downtime-ms")) {
 			mg->downtime_ms = opt_u64(a, v, 3600000);
@@ -179,18 +183,9 @@ int vmon_ctl_main(int argc, char **argv)
 		c.req.migrate = &mg;
 		first_opt = argc;
 	} else if (!strcmp(c.name, "save")) {
-		char abs[4096];
-
 		if (argc < 4 || argv[3][0] == '-')
 			vmon_usage_error("ctl save needs a FILE");
-		/* The monitor may run elsewhere: hand it an absolute path. */
-		if (argv[3][0] != '/' && getcwd(abs, sizeof(abs) - strlen(argv[3]) - 2)) {
-			strcat(abs, "/");
-			strcat(abs, argv[3]);
-			save.path = strdup(abs);
-		} else {
-			save.path = argv[3];
-		}
+		save.path = absolute(argv[3]);
 		first_opt = 4;
 		c.timeout_ms = 3600 * 1000;
 		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_SAVE;
