@@ -144,6 +144,30 @@ stop_vm d2 "$d2pid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
 echo "-- $(elapsed)"
 
+# --- 2b: auto-converge: a link too slow for the guest's dirty rate ---
+echo "== 2b: auto-converge under --bandwidth 80 (10 MB/s)"
+start_src s2b dirtier 64M 1 "ws=2M fillsz=2M"
+s2bpid=$SPID
+check "the dirtier has filled its working set" wait_for "[ \$(value s2b filled) -eq 1 ]" 15
+start_dest d2b
+d2bpid=$DPID
+migrate s2b "$DPORT" --wait --bandwidth 80 --downtime-ms 5 --timeout-s 50 -o json
+echo "$MOUT" > "$TMP/m2b.json"
+check "a migration that needs auto-converge completes (rc $MRC)" [ "$MRC" -eq 0 ]
+check "the policy throttled the vCPUs, and the dirty set then shrank" python3 -c "
+import json, sys
+m = json.load(open('$TMP/m2b.json'))['migration']
+r = m['round_stats']
+for x in r:
+    print('   round %d: %d pages, %d dirtied, throttle %d%%' % (x['round'], x['pages'], x['dirty_pages'], x['throttle_pct']))
+top = max(x['throttle_pct'] for x in r)
+sys.exit(0 if m['state'] == 'completed' and top > 0 and r[-1]['dirty_pages'] < r[0]['dirty_pages'] else 1)"
+exit_status "$s2bpid" 10; rc=$XRC
+check "the source exits 0 ($rc)" [ "$rc" = 0 ]
+check "the guest runs on, unthrottled, at the destination" advancing d2b pages_written
+stop_vm d2b "$d2bpid"
+echo "-- $(elapsed)"
+
 # --- 3: 20 hops between two ports; migrate-status (8) on a completed one ---
 echo "== 3: 20 migrations back and forth"
 t3=$(date +%s)
