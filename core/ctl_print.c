@@ -174,9 +174,11 @@ static void migration_text(FILE *f, const Ferry__Ctl__MigrationInfo *m)
 		fmt_size(m->bytes, sz, sizeof(sz)), (double)m->transfer_ns / 1e6,
 		(unsigned long long)m->pages, (unsigned long long)m->zero_pages, m->n_rounds,
 		secs > 0 ? (double)m->bytes / secs / 1e6 : 0);
-	if (m->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED)
+	if (m->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED && m->downtime_ms > 0)
 		fprintf(f, "  downtime %.2f ms measured (source pause to destination resume), "
 			"%.2f ms predicted\n", m->downtime_ms, m->predicted_downtime_ms);
+	else if (m->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED)
+		fprintf(f, "  downtime not measured: %s\n", m->message);
 	for (size_t i = 0; i < m->n_rounds; i++) {
 		const Ferry__Ctl__MigRound *r = m->rounds[i];
 

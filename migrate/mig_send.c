@@ -414,6 +414,11 @@ static void mig_commit(struct mig_run *m)
 			(double)(resumed - m->pause_realtime_ns) / 1e6 : 0;
 	} else {
 		/* The guest is stopped here and maybe not yet running there. */
+		snprintf(job->prog.message, sizeof(job->prog.message),
+			 "committed, but the destination did not confirm that it resumed "
+			 "the guest (%s); it holds the guest until told to resume it",
+			 ret == -EPIPE || ret == -ECONNRESET || ret == -ECONNABORTED ?
+			 "the connection broke" : why);
 		log_err("%s: migration committed but the destination did not confirm: %s",
 			m->vm->cfg.name, ret ? strerror(-ret) : why);
 	}

@@ -251,6 +251,49 @@ PY
 check "the count is 1..N without a gap across all the faults and the migration" count_ok
 "$VMON" ctl "$TMP/final.dst.sock" stop >/dev/null 2>&1 || true
 
+# The COMMIT is lost: after the ACK the source never runs the guest again,
+# and the destination holds it, loaded but not started, until an operator
+# (later: the cluster) decides. A VM may end up running nowhere for a
+# while; it never runs twice. Resuming it continues the count.
+echo "--- lost_commit"
+LSOCK="$TMP/vm3.sock"
+"$VMON" run --name vm3 --guest "$FERRY_GUESTS/counter" --mem 32M --control "$LSOCK" \
+	--args "n=0 interval_ms=20" >"$TMP/vm3.out" 2>"$TMP/vm3.err" &
+LPID=$!; PIDS="$PIDS $LPID"
+wait_for "[ -S '$LSOCK' ]" 10
+wait_for "[ \$(wc -l <'$TMP/vm3.out') -gt 5 ]" 10
+start_dst lost_commit
+ldpid=$DPID
+start_proxy lost_commit --fault cut --at COMMIT
+migrate lost_commit "$LSOCK" "$PXPORT"
+sed 's/^/    migrate: /' "$TMP/lost_commit.mig"
+check "lost_commit: the source vmon exits: the guest is not its any more" wait_for "! alive $LPID" 10
+check "lost_commit: the source says the destination did not confirm" \
+	grep -q "did not confirm that it resumed" "$TMP/lost_commit.mig"
+check "lost_commit: the destination waits, alive" alive "$ldpid"
+check "lost_commit: it says it awaits the commit" \
+	wait_for "grep -q 'awaiting commit' '$TMP/lost_commit.dst.err'" 10
+check "lost_commit: the guest runs nowhere: not started at the destination" \
+	sh -c "'$VMON' ctl '$TMP/lost_commit.dst.sock' status | grep -q '^vm3: created'"
+check "lost_commit: no console output at the destination" [ ! -s "$TMP/lost_commit.dst.out" ]
+check "lost_commit: an operator's resume starts it" \
+	"$VMON" ctl "$TMP/lost_commit.dst.sock" resume
+check "lost_commit: the guest counts at the destination" \
+	wait_for "grep -q 'counter:' '$TMP/lost_commit.dst.out'" 10
+lost_ok() {
+python3 - "$TMP/vm3.out" "$TMP/lost_commit.dst.out" <<'PY'
+import re, sys
+def nums(path):
+    return [int(m.group(1)) for m in
+            (re.fullmatch(r"counter: (\d+)\n", l) for l in open(path)) if m]
+a, b = nums(sys.argv[1]), nums(sys.argv[2])
+assert a + b == list(range(1, len(a) + len(b) + 1)), (a[-3:], b[:3])
+print("    count 1..%d on the source, %d..%d after the resume" % (a[-1], b[0], b[-1]))
+PY
+}
+check "lost_commit: the count goes on without a gap or a repeat" lost_ok
+"$VMON" ctl "$TMP/lost_commit.dst.sock" stop >/dev/null 2>&1 || true
+
 # Destinations that were still waiting for their peer: they must give up.
 for e in $LATE; do
 	n=${e%%:*}; pid=${e##*:}
