@@ -107,18 +107,13 @@ static int mig_handshake(struct mig_run *m)
 	ret = mig_send_msg(&m->w, STREAM_REC_HELLO, &h.base);
 	free(cp);
 	if (ret) {
-		snprintf(m->err, MIG_ERR_LEN, "handshake: send HELLO: %s", strerror(-ret));
+		snprintf(m->err, MIG_ERR_LEN, "send HELLO: %s", strerror(-ret));
 		return ret;
 	}
 	ret = mig_recv_msg(&m->r, STREAM_REC_VERDICT, &ferry__mig__verdict__descriptor, &msg,
 			   m->err);
-	if (ret) {
-		char why[MIG_ERR_LEN];
-
-		snprintf(why, sizeof(why), "%s", m->err);
-		snprintf(m->err, MIG_ERR_LEN, "handshake: %s", why);
+	if (ret)
 		return ret;
-	}
 	v = (Ferry__Mig__Verdict *)msg;
 	if (!v->accept) {
 		size_t used = 0;
@@ -308,7 +303,7 @@ static int mig_precopy(struct mig_run *m)
 		case MIG_STOP_AND_COPY:
 			return 0;
 		case MIG_ABORT:
-			snprintf(m->err, MIG_ERR_LEN, "precopy: %s", d.reason);
+			snprintf(m->err, MIG_ERR_LEN, "%s", d.reason);
 			return -ETIMEDOUT;
 		}
 	}
@@ -323,13 +318,14 @@ static int mig_switchover(struct mig_run *m)
 	struct mig_round rd = { .throttle_pct = 0 };
 	struct dirty_set last;
 	ProtobufCMessage *msg = NULL;
+	char why[MIG_ERR_LEN];
 	int ret;
 
 	prog_set(job, MIG_JOB_SWITCHOVER, "switchover");
 	mig_throttle_set(&m->throttle, 0);
 	ret = vm_pause(m->vm);
 	if (ret) {
-		snprintf(m->err, MIG_ERR_LEN, "switchover: cannot pause the guest: %s",
+		snprintf(m->err, MIG_ERR_LEN, "cannot pause the guest: %s",
 			 strerror(-ret));
 		return ret;
 	}
@@ -345,7 +341,7 @@ static int mig_switchover(struct mig_run *m)
 		ret = dirty_harvest(m->vm->dirty, &last);
 	if (ret) {
 		dirty_set_free(&last);
-		snprintf(m->err, MIG_ERR_LEN, "switchover: dirty tracking: %s", strerror(-ret));
+		snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
 		return ret;
 	}
 	dirty_set_merge(&m->set, &last);
@@ -353,25 +349,22 @@ static int mig_switchover(struct mig_run *m)
 	rd.round = job->prog.nr_rounds + 1;
 	ret = mig_send_set(m, &rd);
 	if (ret)
-		goto io;
+		return ret;
 	to.rounds = rd.round;
 	ret = mig_write_tail(m->vm, &m->w, &to, m->err);
 	if (ret)
-		goto io;
+		return ret;
 	xport_set_timeout(m->x, MIG_SWITCHOVER_ACK_MS);
-	ret = mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, m->err);
+	ret = mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, why);
 	if (ret) {
-		char why[MIG_ERR_LEN];
-
-		snprintf(why, sizeof(why), "%s", m->err);
-		snprintf(m->err, MIG_ERR_LEN, "switchover: waiting for the destination's "
-			 "acknowledgement: %s", why);
+		snprintf(m->err, MIG_ERR_LEN, "waiting for the destination's acknowledgement: %s",
+			 why);
 		return ret;
 	}
 	if (!((Ferry__Mig__Ack *)msg)->ok) {
 		Ferry__Mig__Ack *a = (Ferry__Mig__Ack *)msg;
 
-		snprintf(m->err, MIG_ERR_LEN, "switchover: destination refused the state "
+		snprintf(m->err, MIG_ERR_LEN, "destination refused the state "
 			 "in %.32s: %.400s", a->phase, a->message);
 		protobuf_c_message_free_unpacked(msg, NULL);
 		return -EPROTO;
@@ -382,14 +375,6 @@ static int mig_switchover(struct mig_run *m)
 	pthread_mutex_unlock(&job->lock);
 	m->acked = true;
 	return 0;
-io:
-	if (strncmp(m->err, "switchover", 10)) {
-		char why[MIG_ERR_LEN];
-
-		snprintf(why, sizeof(why), "%s", m->err);
-		snprintf(m->err, MIG_ERR_LEN, "switchover: %s", why);
-	}
-	return ret;
 }
 
 /* After the ACK: the guest is the destination's. Tell it to run. */
@@ -678,7 +663,7 @@ static void *mig_job_thread(void *arg)
 		dirty_rate_stop(job->rate);
 	ret = dirty_start(m->vm->dirty);
 	if (ret) {
-		snprintf(m->err, MIG_ERR_LEN, "precopy: dirty tracking: %s", strerror(-ret));
+		snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
 		goto out;
 	}
 	m->tracking = true;
