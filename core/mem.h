@@ -44,6 +44,9 @@ int mem_register(struct guest_mem *m, int vm_fd, bool log_dirty);
 /* Host pointer for [gpa, gpa + len) or NULL if any of it is outside RAM. */
 void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 
+/* Whether a 4 KiB page holds only zeros (it may be sent as a marker). */
+bool mem_page_is_zero(const void *page);
+
 static inline uint64_t mem_pages(const struct guest_mem *m)
 {
 	return m->size >> MEM_PAGE_SHIFT;

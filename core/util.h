@@ -32,6 +32,15 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Wall-clock time in ns: what two hosts can compare (migration downtime). */
+static inline uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Write or read all of buf, retrying on EINTR and short transfers. */
 int write_full(int fd, const void *buf, size_t len);
 int read_full(int fd, void *buf, size_t len);

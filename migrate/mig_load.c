@@ -218,14 +218,6 @@ static int load_device(struct mig_loader *l, const void *body, uint64_t len)
 	return ret;
 }
 
-static uint64_t realtime_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * ns * khz / 1e6 without the product: at 3 GHz that overflows 64 bits
  * after 102 minutes, and a snapshot restored later would hand the guest a
@@ -289,7 +281,7 @@ static int load_end(struct mig_loader *l, const void *body, uint64_t len)
 	}
 	l->res->rounds = e->rounds;
 	/* The guest's clock ran on while it was away: it sees the gap. */
-	now = realtime_now();
+	now = realtime_ns();
 	if (now > l->realtime_ns)
 		delta = ns_to_tsc(now - l->realtime_ns, l->vm->tsc_khz);
 	for (unsigned i = 0; i < l->vm->nr_vcpus; i++) {

@@ -25,14 +25,6 @@
 
 #define MIG_MEM_RESERVE (256ull << 20) /* what the host keeps for itself */
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t mem_available(void)
 {
 	FILE *f = fopen("/proc/meminfo", "r");

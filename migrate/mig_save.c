@@ -19,14 +19,6 @@
 
 #define MIG_VMON_VERSION "0.1.0"
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int mig_write_head(struct vm *vm, struct stream_writer *w, bool live, char *err)
 {
 	Ferry__Mig__StreamHeader h = FERRY__MIG__STREAM_HEADER__INIT;

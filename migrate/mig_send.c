@@ -63,14 +63,6 @@ struct mig_run {
 	char err[MIG_ERR_LEN];
 };
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void prog_set(struct mig_job *job, enum mig_job_state st, const char *phase)
 {
 	pthread_mutex_lock(&job->lock);
@@ -576,14 +568,8 @@ static int mig_dry_run(struct mig_run *m)
 	mig_send_abort(&m->w, "dry-run", "dry run finished: nothing moved");
 
 	wl.mem_pages = mem_pages(&m->vm->mem);
-	for (uint64_t pfn = 0; pfn < wl.mem_pages; pfn++) {
-		const uint64_t *p = (const uint64_t *)(m->vm->mem.base + (pfn << MEM_PAGE_SHIFT));
-		uint64_t acc = 0;
-
-		for (unsigned k = 0; k < MEM_PAGE_SIZE / 8; k++)
-			acc |= p[k];
-		wl.nonzero_pages += acc != 0;
-	}
+	for (uint64_t pfn = 0; pfn < wl.mem_pages; pfn++)
+		wl.nonzero_pages += !mem_page_is_zero(m->vm->mem.base + (pfn << MEM_PAGE_SHIFT));
 	if (job->rate)
 		wl.dirty_pages_per_s = dirty_rate_get(job->rate, &window_ns);
 	wl.wss_pages = (uint64_t)(wl.dirty_pages_per_s * (double)window_ns / 1e9);

@@ -12,35 +12,9 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include "core/mem.h"
 #include "core/util.h"
 #include "migrate/stream.h"
-
-static bool page_is_zero(const uint8_t *p)
-{
-	uint64_t acc = 0;
-
-	/*
-	 * A data page almost always shows a non-zero word in its first cache
-	 * line: look there first, so a data page is read once (by the copy),
-	 * not twice. Only a page that starts with zeros is scanned whole, as
-	 * one OR that vectorizes.
-	 */
-	for (unsigned i = 0; i < 64; i += 8) {
-		uint64_t v;
-
-		memcpy(&v, p + i, 8);
-		acc |= v;
-	}
-	if (acc)
-		return false;
-	for (unsigned i = 64; i < STREAM_PAGE_SIZE; i += 8) {
-		uint64_t v;
-
-		memcpy(&v, p + i, 8);
-		acc |= v;
-	}
-	return acc == 0;
-}
 
 /*
  * One PAGE_DATA record from n <= STREAM_PAGES_MAX valid pfns. Zero pages
@@ -65,7 +39,7 @@ static int write_run(struct stream_writer *w, const uint64_t *pfns,
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t kind, e;
 
-		if (page_is_zero(ram + pfns[i] * STREAM_PAGE_SIZE)) {
+		if (mem_page_is_zero(ram + pfns[i] * STREAM_PAGE_SIZE)) {
 			kind = STREAM_KIND_ZERO;
 		} else {
 			kind = STREAM_KIND_DATA;
