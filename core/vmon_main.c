@@ -165,17 +165,25 @@ static void vmon_listening(void *ctx, uint16_t port)
 	fflush(stderr);
 }
 
+/* What this monitor decides for a VM that arrives in a stream. */
+static struct mig_load_opts vmon_load_opts(const struct vmon_run *r)
+{
+	struct mig_load_opts lo = {
+		.dirty_mode = r->cfg.dirty_mode,
+		.mem_flags = r->cfg.mem_flags,
+		.console_fd = r->cfg.console_fd,
+		.cpuid_hide = r->cfg.cpuid_hide,
+		.name = r->name_given ? r->cfg.name : NULL,
+	};
+
+	return lo;
+}
+
 /* --incoming: wait for a source, check, receive; the VM runs on COMMIT. */
 static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
 {
 	struct mig_incoming_opts o = {
-		.load = {
-			.dirty_mode = r->cfg.dirty_mode,
-			.mem_flags = r->cfg.mem_flags,
-			.console_fd = r->cfg.console_fd,
-			.cpuid_hide = r->cfg.cpuid_hide,
-			.name = r->name_given ? r->cfg.name : NULL,
-		},
+		.load = vmon_load_opts(r),
 		.accept_timeout_ms = r->incoming_timeout_s ? (int)(r->incoming_timeout_s * 1000) : -1,
 		.listening = vmon_listening,
 	};
@@ -407,13 +415,7 @@ static int vmon_run(int argc, char **argv)
 			return ret;
 		r.cfg = r.vm->cfg;
 	} else if (r.restore) {
-		struct mig_load_opts lo = {
-			.dirty_mode = r.cfg.dirty_mode,
-			.mem_flags = r.cfg.mem_flags,
-			.console_fd = r.cfg.console_fd,
-			.cpuid_hide = r.cfg.cpuid_hide,
-			.name = r.name_given ? r.cfg.name : NULL,
-		};
+		struct mig_load_opts lo = vmon_load_opts(&r);
 		struct mig_load_result res;
 		char lerr[MIG_ERR_LEN];
 

@@ -37,6 +37,9 @@ struct mig_load_opts {
 	struct guest_mem *premade; /* RAM faulted in ahead of time, or NULL */
 };
 
+/* Put what the destination decides (name override, tracking, RAM, console) into cfg. */
+void mig_load_opts_apply(const struct mig_load_opts *o, struct vm_config *cfg);
+
 struct mig_load_result {
 	uint64_t pages;
 	uint64_t zero_pages;

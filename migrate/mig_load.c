@@ -50,6 +50,16 @@ static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
 	return ret;
 }
 
+void mig_load_opts_apply(const struct mig_load_opts *o, struct vm_config *cfg)
+{
+	if (o->name)
+		snprintf(cfg->name, sizeof(cfg->name), "%s", o->name);
+	cfg->dirty_mode = o->dirty_mode;
+	cfg->mem_flags = o->mem_flags;
+	cfg->console_fd = o->console_fd;
+	cfg->cpuid_hide = o->cpuid_hide;
+}
+
 static int load_config(struct mig_loader *l, const void *body, uint64_t len)
 {
 	ProtobufCMessage *m;
@@ -62,12 +72,7 @@ static int load_config(struct mig_loader *l, const void *body, uint64_t len)
 	protobuf_c_message_free_unpacked(m, NULL);
 	if (ret)
 		return ret;
-	if (l->o->name)
-		snprintf(l->cfg.name, sizeof(l->cfg.name), "%s", l->o->name);
-	l->cfg.dirty_mode = l->o->dirty_mode;
-	l->cfg.mem_flags = l->o->mem_flags;
-	l->cfg.console_fd = l->o->console_fd;
-	l->cfg.cpuid_hide = l->o->cpuid_hide;
+	mig_load_opts_apply(l->o, &l->cfg);
 	if (l->vm && (l->vm->mem.size != l->cfg.mem_size || l->vm->nr_vcpus != l->cfg.nr_vcpus)) {
 		snprintf(l->err, MIG_ERR_LEN, "VM_CONFIG does not match the announced VM "
 			 "(%llu bytes, %u vCPUs)", (unsigned long long)l->cfg.mem_size,

@@ -102,14 +102,11 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 		return -ENOTSUP;
 
 	vm_config_init(&cfg);
-	snprintf(cfg.name, sizeof(cfg.name), "%s",
-		 o->load.name ? o->load.name : (h->vm_name && *h->vm_name ? h->vm_name : "vm"));
+	if (h->vm_name && *h->vm_name)
+		snprintf(cfg.name, sizeof(cfg.name), "%s", h->vm_name);
 	cfg.mem_size = h->mem_bytes;
 	cfg.nr_vcpus = h->nr_vcpus;
-	cfg.dirty_mode = o->load.dirty_mode;
-	cfg.mem_flags = o->load.mem_flags;
-	cfg.console_fd = o->load.console_fd;
-	cfg.cpuid_hide = o->load.cpuid_hide;
+	mig_load_opts_apply(&o->load, &cfg);
 	/* A dry run must not use up the RAM a real migration will want. */
 	cfg.premade = h->dry_run ? NULL : o->load.premade;
 	/* Builds the VM and faults its RAM in: the pages will land in it. */
