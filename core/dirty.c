@@ -252,7 +252,6 @@ static void bits_drain(uint64_t *src, uint64_t *out, uint64_t words)
 
 int dirty_harvest(struct dirty *d, struct dirty_set *out)
 {
-	uint64_t t0 = now_ns();
 	int ret;
 
 	if (out->nr_pages != d->nr_pages)
@@ -294,7 +293,6 @@ int dirty_harvest(struct dirty *d, struct dirty_set *out)
 	}
 	d->stats.harvests++;
 	d->stats.pages_harvested += out->count;
-	d->stats.last_harvest_ns = now_ns() - t0;
 out:
 	pthread_mutex_unlock(&d->lock);
 	return ret;

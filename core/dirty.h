@@ -99,9 +99,7 @@ struct dirty_stats {
 	uint64_t harvests;
 	uint64_t pages_harvested;
 	uint64_t monitor_pages;    /* pages marked through dirty_mark() */
-	uint64_t ring_full_collects;
 	uint64_t bad_ring_entries; /* entries naming no slot we know */
-	uint64_t last_harvest_ns;  /* duration of the last harvest */
 };
 
 struct dirty {

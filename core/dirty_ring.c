@@ -84,7 +84,6 @@ int dirty_ring_full(struct dirty *d, unsigned vcpu)
 	pthread_mutex_lock(&r->lock);
 	n = dirty_ring_collect_one(d, r, d->ring_bits);
 	pthread_mutex_unlock(&r->lock);
-	__atomic_fetch_add(&d->stats.ring_full_collects, 1, __ATOMIC_RELAXED);
 	return n ? d->kvm.reset_rings(d->kvm.ctx) : 0;
 }
 

@@ -25,7 +25,6 @@
 #define MIG_HANDSHAKE_TIMEOUT_MS 30000
 #define MIG_ACK_TIMEOUT_MS 60000
 #define MIG_IO_TIMEOUT_MS 30000
-#define MIG_MAX_CONNECTIONS 8
 /* The guest is paused while we wait for the ACK: wait this long at most. */
 #define MIG_SWITCHOVER_ACK_MS 10000
 /* With timeout-action force, how long the forced stop-and-copy may take. */
@@ -120,7 +119,6 @@ struct mig_incoming_opts {
 struct mig_incoming_result {
 	struct mig_load_result load;
 	char source[XPORT_HOST_MAX + 8];
-	bool committed;                /* COMMIT arrived: the VM is ours to run */
 };
 
 /*

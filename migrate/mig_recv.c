@@ -268,7 +268,6 @@ again:
 		snprintf(err, MIG_ERR_LEN, "cannot start the guest: %s", strerror(-ret));
 		goto out;
 	}
-	res->committed = true;
 	resumed.realtime_ns = realtime_ns();
 	mig_send_msg(&w, STREAM_REC_RESUMED, &resumed.base);
 	*out = vm;

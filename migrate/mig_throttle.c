@@ -24,14 +24,13 @@ static void *mig_throttle_thread(void *arg)
 
 	pthread_mutex_lock(&t->lock);
 	while (!t->stop) {
-		uint64_t off = period * t->pct / 100, t0;
+		uint64_t off = period * t->pct / 100;
 
 		if (!off) {
 			wait_ns(t, period);
 			continue;
 		}
 		pthread_mutex_unlock(&t->lock);
-		t0 = now_ns();
 		if (vm_pause(t->vm)) {
 			pthread_mutex_lock(&t->lock);
 			break;       /* the VM stopped: nothing left to slow down */
@@ -41,7 +40,6 @@ static void *mig_throttle_thread(void *arg)
 		pthread_mutex_unlock(&t->lock);
 		vm_resume(t->vm);
 		pthread_mutex_lock(&t->lock);
-		t->paused_ns += now_ns() - t0;
 		wait_ns(t, period - off);
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -55,7 +53,6 @@ void mig_throttle_init(struct mig_throttle *t, struct vm *vm)
 	t->vm = vm;
 	t->pct = 0;
 	t->running = t->stop = false;
-	t->paused_ns = 0;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

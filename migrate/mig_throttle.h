@@ -22,7 +22,6 @@ struct mig_throttle {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	uint64_t paused_ns;         /* guest time taken away, in total */
 };
 
 void mig_throttle_init(struct mig_throttle *t, struct vm *vm);
