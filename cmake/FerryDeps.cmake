@@ -23,6 +23,10 @@ ferry_require_pkg(IBVERBS    libibverbs     libibverbs-dev)
 ferry_require_pkg(RDMACM     librdmacm      librdmacm-dev)
 ferry_require_pkg(OPENSSL    openssl        libssl-dev)
 ferry_require_pkg(XXHASH     libxxhash      libxxhash-dev)
+# The cluster's membership, quorum and ordered messages: corosync.
+ferry_require_pkg(CPG        libcpg         libcpg-dev)
+ferry_require_pkg(QUORUM     libquorum      libquorum-dev)
+ferry_require_pkg(VOTEQUORUM libvotequorum  libvotequorum-dev)
 
 find_program(PROTOC_C NAMES protoc-c)
 if(NOT PROTOC_C)

@@ -1,0 +1,79 @@
+/*
+ * The agent's vmon processes: one per VM on this node (docs/cluster.md).
+ * clusterd starts them, watches them, asks them things over their control
+ * socket and stops them; it never touches guest memory itself.
+ *
+ * Files of a VM in the agent's run directory RUN:
+ *   RUN/NAME.sock          vmon's control socket (RUN/NAME.in.sock while a
+ *                          migration comes in, renamed by nothing: the agent
+ *                          simply keeps using the path it started with)
+ *   RUN/NAME.console       the guest's console, appended to across restarts
+ *                          and across migrations into this node
+ *   RUN/NAME.log           vmon's stderr
+ */
+#ifndef FERRY_CL_VMON_H
+#define FERRY_CL_VMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/ctl.pb-c.h"
+
+struct cl_vmon_spec {
+	const char *vmon_path;    /* the vmon program */
+	const char *run_dir;
+	const char *name;         /* the VM */
+	/* run a guest */
+	const char *guest;
+	const char *args;         /* NULL or "" for none */
+	uint64_t mem_bytes;
+	uint32_t vcpus;
+	const char *cpu_model;    /* a vmon model name */
+	const char *cpuid_hide;   /* NULL or "" for none */
+	/* or wait for an incoming migration instead (guest/args unused) */
+	bool incoming;
+	const char *listen_host;  /* the address to listen on (port: any) */
+	const char *tls_dir;      /* NULL: plain TCP */
+	int incoming_timeout_s;
+};
+
+struct cl_vmon;
+
+/* Start vmon; 0 or -errno with the reason. The child gets its own
+ * process group, so a signal to the agent does not reach it. */
+int cl_vmon_spawn(const struct cl_vmon_spec *spec, struct cl_vmon **out,
+		  char *err, size_t err_len);
+/*
+ * Take over a vmon left running by an earlier agent (found by its control
+ * socket RUN/NAME.sock answering status): watched by pidfd; its exit status
+ * cannot be known and reads as "ended".
+ */
+int cl_vmon_adopt(const char *run_dir, const char *name, struct cl_vmon **out,
+		  char *err, size_t err_len);
+/* For an incoming vmon: wait for it to listen and return the port. */
+int cl_vmon_incoming_port(struct cl_vmon *v, int timeout_ms, uint16_t *port,
+			  char *err, size_t err_len);
+
+pid_t cl_vmon_pid(const struct cl_vmon *v);
+const char *cl_vmon_name(const struct cl_vmon *v);
+const char *cl_vmon_socket(const struct cl_vmon *v);
+/* An fd that becomes readable when the process ended (a pidfd). */
+int cl_vmon_fd(const struct cl_vmon *v);
+/*
+ * Collect the process if it ended: true then, with a one-line account in
+ * why ("exited with status 0", "crashed (status 3)", "killed by SIGKILL",
+ * "ended" for an adopted one) and the raw wait status in *status (-1 when
+ * unknown). Never blocks.
+ */
+bool cl_vmon_reap(struct cl_vmon *v, int *status, char *why, size_t why_len);
+/* Stop it: ctl stop, then SIGTERM, then SIGKILL, within timeout_ms; reaps. */
+int cl_vmon_stop(struct cl_vmon *v, int timeout_ms);
+void cl_vmon_free(struct cl_vmon *v);
+
+/* Control socket calls; resp is freed with ferry__ctl__response__free_unpacked. */
+int cl_vmon_call(struct cl_vmon *v, const Ferry__Ctl__Request *req, int timeout_ms,
+		 Ferry__Ctl__Response **resp, char *err, size_t err_len);
+
+#endif
