@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "core/ctl.pb-c.h"
+#include "core/ctl.h"
 
 struct cl_vmon_spec {
 	const char *vmon_path;    /* the vmon program */

@@ -1,0 +1,517 @@
+/* The replicated cluster state and the commands that change it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cl_cpu.h"
+#include "cl_msg.h"
+#include "cl_state.h"
+#include "core/util.h"
+
+#define MEM_MIN_BYTES (8ull << 20)
+#define MEM_MAX_BYTES (128ull << 30)
+#define VCPUS_MAX 32
+
+Ferry__Cluster__State *cl_state_new(const char *cluster_name)
+{
+	Ferry__Cluster__State *st = CL_NEW(Ferry__Cluster__State, ferry__cluster__state__init);
+
+	if (st)
+		st->cluster_name = cl_strdup(cluster_name);
+	return st;
+}
+
+int cl_state_load(const char *path, Ferry__Cluster__State **out, char *err, size_t err_len)
+{
+	struct stat sb;
+	uint8_t *buf = NULL;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, err_len, "state %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &sb) || sb.st_size > (64 << 20)) {
+		ret = -EFBIG;
+		snprintf(err, err_len, "state %s: unreadable or too large", path);
+		goto out;
+	}
+	buf = malloc(sb.st_size ? sb.st_size : 1);
+	ret = buf ? read_full(fd, buf, sb.st_size) : -ENOMEM;
+	if (ret) {
+		snprintf(err, err_len, "state %s: read: %s", path, strerror(-ret));
+		goto out;
+	}
+	*out = ferry__cluster__state__unpack(NULL, sb.st_size, buf);
+	if (!*out) {
+		ret = -EBADMSG;
+		snprintf(err, err_len, "state %s: not a cluster state (corrupt?)", path);
+	}
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int cl_state_save(const char *path, const Ferry__Cluster__State *st, char *err, size_t err_len)
+{
+	char tmp[4200];
+	size_t len = ferry__cluster__state__get_packed_size(st);
+	uint8_t *buf = malloc(len ? len : 1);
+	int fd = -1, ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ferry__cluster__state__pack(st, buf);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = write_full(fd, buf, len);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	fd = -1;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret)
+		goto fail;
+	free(buf);
+	return 0;
+fail:
+	/* The old file stays whole: a full disk loses this update, not the state. */
+	snprintf(err, err_len, "state %s: write: %s", path, strerror(-ret));
+	unlink(tmp);
+	free(buf);
+	return ret;
+}
+
+Ferry__Cluster__Vm *cl_state_vm(const Ferry__Cluster__State *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_vms; i++)
+		if (!strcmp(st->vms[i]->name, name))
+			return st->vms[i];
+	return NULL;
+}
+
+Ferry__Cluster__Host *cl_state_host(const Ferry__Cluster__State *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_hosts; i++)
+		if (!strcmp(st->hosts[i]->name, name))
+			return st->hosts[i];
+	return NULL;
+}
+
+Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, uint32_t nodeid)
+{
+	for (size_t i = 0; i < st->n_hosts; i++)
+		if (st->hosts[i]->nodeid == nodeid)
+			return st->hosts[i];
+	return NULL;
+}
+
+uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = st->vms[i];
+		bool here = vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+			    !strcmp(vm->host, host);
+
+		if (vm->migration && !strcmp(vm->migration->destination, host))
+			here = true;
+		if (here)
+			sum += vm->mem_bytes;
+	}
+	return sum;
+}
+
+bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial)
+{
+	for (size_t i = 0; i < st->n_revoked; i++)
+		if (!strcasecmp(st->revoked[i], serial))
+			return true;
+	return false;
+}
+
+bool cl_model_known(const char *model)
+{
+	static const char *const models[] = {
+		"host", "cluster", "x86-64-v1", "x86-64-v2", "x86-64-v3", "x86-64-v4",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(models); i++)
+		if (!strcmp(model, models[i]))
+			return true;
+	return false;
+}
+
+__attribute__((format(printf, 4, 5)))
+static int refuse(int ret, char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+		     const char *what, const char *name, char *err, size_t err_len)
+{
+	const Ferry__Cluster__Host *h = cl_state_host(st, name);
+	char missing[CL_ERR_LEN];
+	uint64_t used;
+	int ret;
+
+	if (!h)
+		return refuse(-ENOENT, err, err_len, "%s: %s: no such host %s", what,
+			      vm->name, name);
+	if (h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
+		return refuse(-EBUSY, err, err_len,
+			      "%s: %s: host %s is in maintenance mode", what, vm->name, name);
+	ret = cl_cpu_check(st, vm, h, missing, sizeof(missing));
+	if (ret == -ENOTSUP)
+		return refuse(ret, err, err_len, "%s: %s: %s lacks %s required by model %s",
+			      what, vm->name, name, missing, vm->cpu_model);
+	if (ret)
+		return refuse(ret, err, err_len, "%s: %s: %s", what, vm->name, missing);
+	used = cl_state_host_mem_used(st, name);
+	if (h->inventory && h->inventory->mem_bytes &&
+	    used + vm->mem_bytes > h->inventory->mem_bytes)
+		return refuse(-ENOMEM, err, err_len,
+			      "%s: %s: %s has %llu MiB for guests, %llu MiB taken, %s needs %llu MiB",
+			      what, vm->name, name,
+			      (unsigned long long)(h->inventory->mem_bytes >> 20),
+			      (unsigned long long)(used >> 20), vm->name,
+			      (unsigned long long)(vm->mem_bytes >> 20));
+	return 0;
+}
+
+static bool vm_running(const Ferry__Cluster__Vm *vm)
+{
+	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+}
+
+static int apply_host_join(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	const Ferry__Cluster__Host *in = cmd->host_join->host;
+	Ferry__Cluster__Host *h, *copy, **v;
+
+	if (!in || !*in->name)
+		return refuse(-EINVAL, err, err_len, "host join: no host");
+	copy = CL_DUP(Ferry__Cluster__Host, in);
+	if (!copy)
+		return -ENOMEM;
+	h = cl_state_host(st, in->name);
+	if (h) {
+		/* The mode is the operator's, not the joining node's. */
+		copy->mode = h->mode;
+		for (size_t i = 0; i < st->n_hosts; i++)
+			if (st->hosts[i] == h)
+				st->hosts[i] = copy;
+		CL_FREE(h);
+		return 0;
+	}
+	v = realloc(st->hosts, (st->n_hosts + 1) * sizeof(*v));
+	if (!v) {
+		CL_FREE(copy);
+		return -ENOMEM;
+	}
+	st->hosts = v;
+	st->hosts[st->n_hosts++] = copy;
+	return 0;
+}
+
+static int apply_host_mode(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	Ferry__Cluster__Host *h = cl_state_host(st, cmd->host_mode->host);
+
+	if (!h)
+		return refuse(-ENOENT, err, err_len, "host mode: no such host %s",
+			      cmd->host_mode->host);
+	h->mode = cmd->host_mode->mode;
+	return 0;
+}
+
+static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	const Ferry__Cluster__Vm *in = cmd->vm_create->vm;
+	Ferry__Cluster__Vm *vm, **v;
+
+	if (!in || !*in->name)
+		return refuse(-EINVAL, err, err_len, "vm create: no VM");
+	if (cl_state_vm(st, in->name))
+		return refuse(-EEXIST, err, err_len, "vm create: %s: the name is taken",
+			      in->name);
+	if (!cl_model_known(in->cpu_model))
+		return refuse(-EINVAL, err, err_len,
+			      "vm create: %s: unknown CPU model '%s' (host, cluster, x86-64-v1..v4)",
+			      in->name, in->cpu_model);
+	if (in->mem_bytes < MEM_MIN_BYTES || in->mem_bytes > MEM_MAX_BYTES ||
+	    in->mem_bytes % (2u << 20))
+		return refuse(-EINVAL, err, err_len,
+			      "vm create: %s: memory must be a multiple of 2 MiB, 8 MiB..128 GiB",
+			      in->name);
+	if (in->vcpus < 1 || in->vcpus > VCPUS_MAX)
+		return refuse(-EINVAL, err, err_len, "vm create: %s: vCPUs must be 1..%d",
+			      in->name, VCPUS_MAX);
+	if (!*in->guest)
+		return refuse(-EINVAL, err, err_len, "vm create: %s: no guest image", in->name);
+	vm = CL_DUP(Ferry__Cluster__Vm, in);
+	v = realloc(st->vms, (st->n_vms + 1) * sizeof(*v));
+	if (!vm || !v) {
+		CL_FREE(vm);
+		if (v)
+			st->vms = v;
+		return -ENOMEM;
+	}
+	/* What the cluster decides is not the creator's to set. */
+	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
+	cl_str_set(&vm->host, "");
+	CL_FREE(vm->migration);
+	vm->migration = NULL;
+	CL_FREE(vm->last_migration);
+	vm->last_migration = NULL;
+	vm->generation = 0;
+	vm->restarts = 0;
+	st->vms = v;
+	st->vms[st->n_vms++] = vm;
+	return 0;
+}
+
+static Ferry__Cluster__Vm *vm_get(const Ferry__Cluster__State *st, const char *what,
+				  const char *name, char *err, size_t err_len)
+{
+	Ferry__Cluster__Vm *vm = cl_state_vm(st, name);
+
+	if (!vm)
+		refuse(0, err, err_len, "%s: %s: no such VM", what, name);
+	return vm;
+}
+
+static int apply_vm_start(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			  char *err, size_t err_len)
+{
+	Ferry__Cluster__Vm *vm = vm_get(st, "vm start", cmd->vm_start->name, err, err_len);
+	int ret;
+
+	if (!vm)
+		return -ENOENT;
+	if (vm_running(vm))
+		return refuse(-EALREADY, err, err_len, "vm start: %s: already running on %s",
+			      vm->name, vm->host);
+	ret = cl_state_host_fits(st, vm, "vm start", cmd->vm_start->host, err, err_len);
+	if (ret)
+		return ret;
+	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+	cl_str_set(&vm->host, cmd->vm_start->host);
+	cl_str_set(&vm->last_error, "");
+	vm->generation++;
+	vm->restarts = 0;
+	return 0;
+}
+
+static int apply_vm_stop(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			 char *err, size_t err_len)
+{
+	Ferry__Cluster__Vm *vm = vm_get(st, "vm stop", cmd->vm_stop->name, err, err_len);
+
+	if (!vm)
+		return -ENOENT;
+	if (!vm_running(vm))
+		return refuse(-EALREADY, err, err_len, "vm stop: %s: not running", vm->name);
+	if (vm->migration)
+		return refuse(-EBUSY, err, err_len,
+			      "vm stop: %s: migrating to %s; cancel or wait for it first",
+			      vm->name, vm->migration->destination);
+	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
+	cl_str_set(&vm->last_error, "stopped on request");
+	return 0;
+}
+
+static int apply_vm_delete(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	Ferry__Cluster__Vm *vm = vm_get(st, "vm delete", cmd->vm_delete->name, err, err_len);
+	size_t i;
+
+	if (!vm)
+		return -ENOENT;
+	if (vm_running(vm))
+		return refuse(-EBUSY, err, err_len, "vm delete: %s: running on %s; stop it first",
+			      vm->name, vm->host);
+	for (i = 0; st->vms[i] != vm; i++)
+		;
+	memmove(&st->vms[i], &st->vms[i + 1], (st->n_vms - i - 1) * sizeof(*st->vms));
+	st->n_vms--;
+	CL_FREE(vm);
+	return 0;
+}
+
+static int apply_vm_exited(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdVmExited *c = cmd->vm_exited;
+	Ferry__Cluster__Vm *vm = vm_get(st, "vm exited", c->name, err, err_len);
+
+	if (!vm)
+		return -ENOENT;
+	/* A report about a vmon the cluster already replaced changes nothing. */
+	if (!vm_running(vm) || strcmp(vm->host, c->host) || vm->generation != c->generation)
+		return refuse(-ESTALE, err, err_len, "vm exited: %s: stale report from %s",
+			      vm->name, c->host);
+	cl_str_set(&vm->last_error, c->reason);
+	if (c->restart) {
+		vm->restarts++;
+		vm->generation++;
+	} else {
+		vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
+	}
+	return 0;
+}
+
+static int apply_mig_begin(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdMigBegin *c = cmd->mig_begin;
+	Ferry__Cluster__Vm *vm = vm_get(st, "migrate", c->vm, err, err_len);
+	Ferry__Cluster__Migration *m;
+	int ret;
+
+	if (!vm)
+		return -ENOENT;
+	if (!vm_running(vm))
+		return refuse(-EINVAL, err, err_len, "migrate: %s: not running", vm->name);
+	if (vm->migration)
+		return refuse(-EBUSY, err, err_len,
+			      "migrate: %s: a migration to %s is already in flight",
+			      vm->name, vm->migration->destination);
+	if (!strcmp(vm->host, c->destination))
+		return refuse(-EINVAL, err, err_len, "migrate: %s: already runs on %s",
+			      vm->name, c->destination);
+	ret = cl_state_host_fits(st, vm, "migrate", c->destination, err, err_len);
+	if (ret)
+		return ret;
+	m = CL_NEW(Ferry__Cluster__Migration, ferry__cluster__migration__init);
+	if (!m)
+		return -ENOMEM;
+	m->id = st->seq + 1;
+	m->source = cl_strdup(vm->host);
+	m->destination = cl_strdup(c->destination);
+	m->downtime_ms = c->downtime_ms;
+	m->dry_run = c->dry_run;
+	vm->migration = m;
+	return 0;
+}
+
+static Ferry__Cluster__Vm *vm_migrating(const Ferry__Cluster__State *st, const char *what,
+					const char *name, uint64_t id, char *err,
+					size_t err_len)
+{
+	Ferry__Cluster__Vm *vm = vm_get(st, what, name, err, err_len);
+
+	if (vm && (!vm->migration || vm->migration->id != id)) {
+		refuse(0, err, err_len, "%s: %s: migration %llu is not in flight", what,
+		       name, (unsigned long long)id);
+		return NULL;
+	}
+	return vm;
+}
+
+static int apply_mig_ready(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			   char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdMigReady *c = cmd->mig_ready;
+	Ferry__Cluster__Vm *vm = vm_migrating(st, "migrate ready", c->vm, c->id, err, err_len);
+
+	if (!vm)
+		return -ESTALE;
+	cl_str_set(&vm->migration->incoming_uri, c->uri);
+	return 0;
+}
+
+static int apply_mig_end(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			 char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdMigEnd *c = cmd->mig_end;
+	Ferry__Cluster__Vm *vm = vm_migrating(st, "migrate end", c->vm, c->id, err, err_len);
+	Ferry__Cluster__MigrationResult *r;
+
+	if (!vm)
+		return -ESTALE;
+	r = c->result ? CL_DUP(Ferry__Cluster__MigrationResult, c->result)
+		      : CL_NEW(Ferry__Cluster__MigrationResult,
+			       ferry__cluster__migration_result__init);
+	if (!r)
+		return -ENOMEM;
+	r->id = c->id;
+	r->dry_run = vm->migration->dry_run;
+	cl_str_set(&r->source, vm->migration->source);
+	cl_str_set(&r->destination, vm->migration->destination);
+	if (r->ok && !r->dry_run) {
+		cl_str_set(&vm->host, vm->migration->destination);
+		vm->generation++;
+	}
+	CL_FREE(vm->last_migration);
+	vm->last_migration = r;
+	CL_FREE(vm->migration);
+	vm->migration = NULL;
+	return 0;
+}
+
+static int apply_revoke(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			char *err, size_t err_len)
+{
+	if (!*cmd->revoke->serial)
+		return refuse(-EINVAL, err, err_len, "revoke: no serial");
+	if (cl_state_revoked(st, cmd->revoke->serial))
+		return 0;
+	return cl_strv_add(&st->revoked, &st->n_revoked, cmd->revoke->serial);
+}
+
+typedef int (*apply_fn)(Ferry__Cluster__State *, const Ferry__Cluster__Command *,
+			char *, size_t);
+
+static const apply_fn apply_ops[] = {
+	[FERRY__CLUSTER__COMMAND__OP_HOST_JOIN] = apply_host_join,
+	[FERRY__CLUSTER__COMMAND__OP_HOST_MODE] = apply_host_mode,
+	[FERRY__CLUSTER__COMMAND__OP_VM_CREATE] = apply_vm_create,
+	[FERRY__CLUSTER__COMMAND__OP_VM_START] = apply_vm_start,
+	[FERRY__CLUSTER__COMMAND__OP_VM_STOP] = apply_vm_stop,
+	[FERRY__CLUSTER__COMMAND__OP_VM_DELETE] = apply_vm_delete,
+	[FERRY__CLUSTER__COMMAND__OP_VM_EXITED] = apply_vm_exited,
+	[FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN] = apply_mig_begin,
+	[FERRY__CLUSTER__COMMAND__OP_MIG_READY] = apply_mig_ready,
+	[FERRY__CLUSTER__COMMAND__OP_MIG_END] = apply_mig_end,
+	[FERRY__CLUSTER__COMMAND__OP_REVOKE] = apply_revoke,
+};
+
+int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+		   char *err, size_t err_len)
+{
+	unsigned op = cmd->op_case;
+	int ret;
+
+	if (op >= ARRAY_SIZE(apply_ops) || !apply_ops[op])
+		return refuse(-EINVAL, err, err_len, "unknown command %u", op);
+	ret = apply_ops[op](st, cmd, err, err_len);
+	if (!ret)
+		st->seq++;
+	return ret;
+}

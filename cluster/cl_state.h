@@ -1,0 +1,50 @@
+/*
+ * The replicated cluster state (docs/cluster.md): a State message that
+ * changes only by applying Commands, in the total order corosync CPG
+ * delivers them. Applying is deterministic, depending on nothing but the
+ * state and the command, so every node that applies the same commands in
+ * the same order holds the same state. A command that does not fit the
+ * state (an unknown VM, a name taken, a host that lacks a CPU feature) is
+ * refused by every node alike and changes nothing, seq included.
+ */
+#ifndef FERRY_CL_STATE_H
+#define FERRY_CL_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster.pb-c.h"
+
+#define CL_ERR_LEN 512
+
+Ferry__Cluster__State *cl_state_new(const char *cluster_name);
+/* Read a persisted state: 0, -ENOENT when there is none, -EBADMSG. */
+int cl_state_load(const char *path, Ferry__Cluster__State **out, char *err, size_t err_len);
+/* Persist atomically (temporary file, fsync, rename). */
+int cl_state_save(const char *path, const Ferry__Cluster__State *st, char *err, size_t err_len);
+
+Ferry__Cluster__Vm *cl_state_vm(const Ferry__Cluster__State *st, const char *name);
+Ferry__Cluster__Host *cl_state_host(const Ferry__Cluster__State *st, const char *name);
+Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, uint32_t nodeid);
+/* Guest RAM of the VMs placed on host (running or arriving by migration). */
+uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host);
+bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial);
+/*
+ * Whether vm can go to host: it exists, takes VMs (not in maintenance),
+ * has the CPU features of the VM's model and the memory. 0 or -errno with
+ * "WHAT: VM: reason" in err.
+ */
+int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+		       const char *what, const char *host, char *err, size_t err_len);
+/* CPU models a VM may name. */
+bool cl_model_known(const char *model);
+
+/*
+ * Apply cmd: 0 with seq advanced, or -errno with the reason in err (as a
+ * user reads it: "vm create: vm1: the name is taken") and st unchanged.
+ */
+int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+		   char *err, size_t err_len);
+
+#endif

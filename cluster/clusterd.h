@@ -1,0 +1,143 @@
+/*
+ * clusterd, the node agent (docs/cluster.md). One struct agent per process,
+ * passed explicitly; one lock guards all of it. The main thread polls
+ * corosync, the vmon processes and a wake-up eventfd, applies what CPG
+ * delivers and reconciles this node's vmons with the state. Client
+ * connections and the slow jobs (waiting for an incoming vmon to listen,
+ * following a migration, stopping a vmon) run on threads of their own and
+ * take the lock to look or to propose.
+ */
+#ifndef FERRY_CLUSTERD_H
+#define FERRY_CLUSTERD_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cl_cpg.h"
+#include "cl_msg.h"
+#include "cl_net.h"
+#include "cl_state.h"
+#include "cl_sync.h"
+#include "cl_vmon.h"
+
+#define CL_NAME_MAX 64
+#define CL_RESTARTS_MAX 3
+#define CL_PROPOSE_TIMEOUT_MS 10000
+#define CL_TICK_MS 500
+#define CL_LOAD_PERIOD_MS 2000
+#define CL_INCOMING_TIMEOUT_S 60
+#define CL_FOLLOW_POLL_MS 10
+#define CL_PROGRESS_PERIOD_MS 100
+#define CL_STOP_TIMEOUT_MS 5000
+
+/* A vmon of this node. */
+struct local_vm {
+	struct local_vm *next;
+	char name[CL_NAME_MAX];
+	struct cl_vmon *v;
+	uint64_t generation;  /* run instance: the VM generation it serves */
+	bool incoming;        /* waits for or receives a migration */
+	uint64_t mig_id;      /* incoming: for which migration */
+	bool stopping;        /* asked to stop: its end is no news */
+	bool following;       /* a migration out of it is being followed */
+	bool migrated;        /* it handed the VM over (its end is expected) */
+	bool ended;
+	char why[128];        /* how it ended */
+	int busy;             /* worker threads using it */
+	double cpu_s;         /* CPU time at the last load report */
+	int status;           /* wait status once ended (-1: unknown) */
+	uint64_t mig_began_ns; /* when a migration out of it began here */
+};
+
+struct pending {
+	struct pending *next;
+	uint64_t req_id;
+	bool done;
+	int ret;
+	char msg[CL_ERR_LEN];
+};
+
+struct agent {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;   /* a proposal was decided */
+
+	/* configuration */
+	char name[CL_NAME_MAX];
+	char dir[PATH_MAX];
+	char run_dir[PATH_MAX];
+	char state_path[PATH_MAX];
+	char sock_path[PATH_MAX];
+	char tls_dir[PATH_MAX];
+	char address[64];
+	uint16_t port;
+	char vmon[PATH_MAX];
+	char hide[1024];
+	Ferry__Cluster__Inventory *inv;
+
+	/* corosync */
+	struct cl_cpg *cpg;    /* NULL while corosync is away */
+	uint32_t nodeid;
+	struct cl_sync sync;
+	bool quorate;
+	uint64_t joined_seq;   /* when our host entry was last proposed */
+
+	Ferry__Cluster__State *st;
+	uint64_t next_req;
+	struct pending *pending;
+	struct local_vm *vms;
+	/* live figures other agents multicast (not state) */
+	Ferry__Cluster__MigProgress **progress;
+	size_t n_progress;
+	Ferry__Cluster__HostLoad **loads;
+	size_t n_loads;
+	uint64_t load_ns;      /* last load report */
+
+	struct cl_server *srv;
+	int wake_fd;
+	volatile sig_atomic_t quit;
+};
+
+/* clusterd_repl.c: CPG messages, sync, proposals */
+extern const struct cl_cpg_ops agent_cpg_ops;
+/* Multicast a proposal and wait until the cluster decided it (lock NOT
+ * held by the caller). 0 or -errno with the reason. */
+int agent_propose(struct agent *a, const Ferry__Cluster__Command *cmd, char *err,
+		  size_t err_len);
+/* Multicast without waiting (lock held; main thread). */
+int agent_propose_async(struct agent *a, const Ferry__Cluster__Command *cmd);
+/* Multicast any CPG message (lock held). */
+int agent_send(struct agent *a, const Ferry__Cluster__CpgMsg *m);
+bool agent_online(const struct agent *a, const char *host);
+/* Why changes are refused now, or NULL when they are not. */
+const char *agent_refusal(const struct agent *a, char *buf, size_t len);
+void agent_persist(struct agent *a);
+void agent_wake(struct agent *a);
+
+/* clusterd_vms.c: this node's vmons */
+void agent_reconcile(struct agent *a);
+/* A vmon's pidfd fired: collect it and report an unexpected end. */
+void agent_vm_ended(struct agent *a, struct local_vm *lv);
+/* Report the end of an ended run instance to the cluster, if it matters. */
+void agent_vm_report(struct agent *a, struct local_vm *lv);
+void agent_local_stop(struct agent *a, struct local_vm *lv, const char *why);
+void agent_adopt(struct agent *a);
+struct local_vm *agent_local(struct agent *a, const char *name, bool incoming);
+void agent_local_put(struct agent *a, struct local_vm *lv);
+void agent_send_load(struct agent *a);
+
+/* clusterd_mig.c: migrations to and from this node */
+void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm);
+Ferry__Cluster__MigProgress *agent_progress(struct agent *a, const char *vm);
+
+/* clusterd_req.c: clusterctl's requests */
+Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,
+				       const struct cl_peer *peer);
+bool agent_revoked(void *opaque, const char *serial);
+
+/* A detached worker thread. */
+int agent_spawn_thread(void *(*fn)(void *), void *arg);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * clusterd: migrations between nodes (docs/cluster.md, "Migration").
+ *
+ *   begin (state) -> the destination starts `vmon run --incoming` and
+ *   proposes ready with its address -> the source tells its vmon to migrate
+ *   there and follows it, multicasting progress -> the source proposes end
+ *   with vmon's result; placement moves only if vmon reports the
+ *   destination acknowledged and resumed.
+ *
+ * Whoever can no longer do its part is covered by the membership: a
+ * destination that leaves fails the migration (the source's vmon keeps the
+ * VM running), and a source that leaves is settled by the destination,
+ * which knows whether its vmon was handed the guest.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clusterd.h"
+#include "core/log.h"
+#include "core/util.h"
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+__attribute__((format(printf, 4, 5)))
+static void mig_end_async(struct agent *a, const Ferry__Cluster__Vm *vm, bool ok,
+			  const char *fmt, ...)
+{
+	va_list ap;
+	Ferry__Cluster__MigrationResult r = FERRY__CLUSTER__MIGRATION_RESULT__INIT;
+	Ferry__Cluster__CmdMigEnd c = FERRY__CLUSTER__CMD_MIG_END__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	char msg[CL_ERR_LEN], full[CL_ERR_LEN + 80];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(full, sizeof(full), "migrate: %s: %s", vm->name, msg);
+	r.ok = ok;
+	r.error = ok ? "" : full;
+	c.vm = vm->name;
+	c.id = vm->migration->id;
+	c.result = &r;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_END;
+	cmd.mig_end = &c;
+	if (!agent_propose_async(a, &cmd))
+		log_info("%s", ok ? msg : full);
+}
+
+/* Propose until the cluster took it or the migration is no longer ours. */
+static void mig_end_sync(struct agent *a, const char *vm, uint64_t id,
+			 Ferry__Cluster__MigrationResult *r)
+{
+	Ferry__Cluster__CmdMigEnd c = FERRY__CLUSTER__CMD_MIG_END__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	char err[CL_ERR_LEN];
+
+	c.vm = (char *)vm;
+	c.id = id;
+	c.result = r;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_END;
+	cmd.mig_end = &c;
+	/* Without quorum the result waits; it is the truth once it lands. */
+	for (int i = 0; i < 600 && !a->quit; i++) {
+		int ret = agent_propose(a, &cmd, err, sizeof(err));
+
+		if (!ret || ret == -ESTALE || ret == -ENOENT)
+			return;
+		if (i % 10 == 0)
+			log_warn("migrate: %s: cannot record the result yet: %s", vm, err);
+		sleep_ms(1000);
+	}
+}
+
+/* ---- the destination -------------------------------------------------- */
+
+struct incoming_job {
+	struct agent *a;
+	struct local_vm *lv;
+	char vm[CL_NAME_MAX];
+	uint64_t id;
+};
+
+static void *incoming_run(void *arg)
+{
+	struct incoming_job *j = arg;
+	struct agent *a = j->a;
+	Ferry__Cluster__CmdMigReady c = FERRY__CLUSTER__CMD_MIG_READY__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	char err[CL_ERR_LEN], uri[128];
+	uint16_t port;
+	int ret;
+
+	ret = cl_vmon_incoming_port(j->lv->v, CL_INCOMING_TIMEOUT_S * 1000, &port, err,
+				    sizeof(err));
+	if (!ret) {
+		snprintf(uri, sizeof(uri), "tcp:%s:%u", a->address, port);
+		c.vm = j->vm;
+		c.id = j->id;
+		c.uri = uri;
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_READY;
+		cmd.mig_ready = &c;
+		ret = agent_propose(a, &cmd, err, sizeof(err));
+	}
+	if (ret) {
+		Ferry__Cluster__MigrationResult r = FERRY__CLUSTER__MIGRATION_RESULT__INIT;
+		char full[CL_ERR_LEN + 128];
+
+		snprintf(full, sizeof(full), "migrate: %s: destination %s: %s", j->vm,
+			 a->name, err);
+		log_warn("%s", full);
+		r.error = full;
+		mig_end_sync(a, j->vm, j->id, &r);
+	}
+	pthread_mutex_lock(&a->lock);
+	agent_local_put(a, j->lv);
+	agent_wake(a);
+	pthread_mutex_unlock(&a->lock);
+	free(j);
+	return NULL;
+}
+
+#define HANDLED_MAX 64
+static uint64_t handled[HANDLED_MAX];
+static unsigned handled_next;
+
+static bool handled_once(uint64_t id)
+{
+	for (unsigned i = 0; i < HANDLED_MAX; i++)
+		if (handled[i] == id)
+			return false;
+	handled[handled_next++ % HANDLED_MAX] = id;
+	return true;
+}
+
+static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
+{
+	struct stat sb;
+	struct cl_vmon_spec spec = { 0 };
+	struct incoming_job *j;
+	char err[CL_ERR_LEN];
+	struct cl_vmon *v;
+	struct local_vm *lv;
+
+	spec.vmon_path = a->vmon;
+	spec.run_dir = a->run_dir;
+	spec.name = vm->name;
+	spec.mem_bytes = vm->mem_bytes;
+	spec.vcpus = vm->vcpus;
+	spec.cpuid_hide = a->hide;
+	spec.incoming = true;
+	spec.listen_host = a->address;
+	spec.tls_dir = stat(a->tls_dir, &sb) ? NULL : a->tls_dir;
+	spec.incoming_timeout_s = CL_INCOMING_TIMEOUT_S;
+	if (cl_vmon_spawn(&spec, &v, err, sizeof(err))) {
+		mig_end_async(a, vm, false, "destination: cannot start vmon: %s", err);
+		return;
+	}
+	lv = calloc(1, sizeof(*lv));
+	j = calloc(1, sizeof(*j));
+	if (!lv || !j) {
+		free(lv);
+		free(j);
+		cl_vmon_stop(v, 0);
+		cl_vmon_free(v);
+		return;
+	}
+	snprintf(lv->name, sizeof(lv->name), "%s", vm->name);
+	lv->v = v;
+	lv->incoming = true;
+	lv->mig_id = vm->migration->id;
+	lv->busy = 1;
+	lv->next = a->vms;
+	a->vms = lv;
+	j->a = a;
+	j->lv = lv;
+	j->id = vm->migration->id;
+	snprintf(j->vm, sizeof(j->vm), "%s", vm->name);
+	if (agent_spawn_thread(incoming_run, j)) {
+		lv->busy = 0;
+		free(j);
+	}
+	agent_wake(a);
+	log_info("migrate: %s: waiting for it from %s (pid %d)", vm->name,
+		 vm->migration->source, (int)cl_vmon_pid(v));
+}
+
+/* ---- the source -------------------------------------------------------- */
+
+struct follow_job {
+	struct agent *a;
+	struct local_vm *lv;
+	char vm[CL_NAME_MAX];
+	uint64_t id;
+	char uri[256];
+	uint64_t downtime_ms;
+	bool dry_run;
+	uint64_t began_ns;
+};
+
+static const char *mig_state_name(Ferry__Ctl__MigState s)
+{
+	static const char *const names[] = {
+		"none", "setup", "precopy", "switchover", "completed", "failed",
+		"cancelled", "predicted",
+	};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+static bool mig_final(Ferry__Ctl__MigState s)
+{
+	return s == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
+	       s == FERRY__CTL__MIG_STATE__MIG_STATE_FAILED ||
+	       s == FERRY__CTL__MIG_STATE__MIG_STATE_CANCELLED ||
+	       s == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED;
+}
+
+static void progress_send(struct agent *a, const struct follow_job *j,
+			  const Ferry__Ctl__MigrationInfo *mi)
+{
+	Ferry__Cluster__MigProgress p = FERRY__CLUSTER__MIG_PROGRESS__INIT;
+	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
+
+	p.vm = (char *)j->vm;
+	p.id = j->id;
+	p.state = (char *)mig_state_name(mi->state);
+	p.phase = mi->phase;
+	p.round = mi->round;
+	p.percent = mi->round_pages ? 100.0 * mi->round_sent / mi->round_pages : 0;
+	p.bandwidth_bps = mi->bandwidth_bps;
+	p.dirty_pages_per_s = mi->dirty_pages_per_s;
+	p.eta_s = mi->eta_s;
+	p.throttle_pct = mi->throttle_pct;
+	p.bytes = mi->bytes;
+	m.m_case = FERRY__CLUSTER__CPG_MSG__M_PROGRESS;
+	m.progress = &p;
+	pthread_mutex_lock(&a->lock);
+	agent_send(a, &m);
+	pthread_mutex_unlock(&a->lock);
+}
+
+static void result_from(Ferry__Cluster__MigrationResult *r, const struct follow_job *j,
+			const Ferry__Ctl__MigrationInfo *mi, char *err, size_t err_len)
+{
+	r->ok = mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
+		mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED;
+	if (!r->ok) {
+		snprintf(err, err_len, "migrate: %s: %s: %s", j->vm,
+			 *mi->phase ? mi->phase : mig_state_name(mi->state),
+			 *mi->message ? mi->message : mig_state_name(mi->state));
+		r->error = err;
+	}
+	r->total_ms = mi->elapsed_ns / 1e6;
+	r->downtime_ms = mi->downtime_ms;
+	r->bytes = mi->bytes;
+	r->rounds = mi->round;
+	r->predicted_converges = mi->predicted_converges;
+	r->predicted_total_ms = mi->predicted_total_ms;
+	r->predicted_downtime_ms = mi->predicted_downtime_ms;
+	r->prediction = mi->prediction;
+}
+
+/* Start the migration in vmon and poll it to the end; the final info. */
+static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t err_len)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	struct stat sb;
+	uint64_t last_progress = 0;
+
+	mg.uri = j->uri;
+	mg.tls_dir = stat(j->a->tls_dir, &sb) ? "" : j->a->tls_dir;
+	mg.downtime_ms = j->downtime_ms;
+	mg.dry_run = j->dry_run;
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE;
+	req.migrate = &mg;
+	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
+		return NULL;
+	if (resp->error) {
+		snprintf(err, err_len, "%s", resp->message);
+		ferry__ctl__response__free_unpacked(resp, NULL);
+		return NULL;
+	}
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
+	req.migrate_status = &empty;
+	for (;;) {
+		if (resp->migration && mig_final(resp->migration->state))
+			return resp;
+		if (resp->migration && now_ns() - last_progress > CL_PROGRESS_PERIOD_MS * 1000000ull) {
+			progress_send(j->a, j, resp->migration);
+			last_progress = now_ns();
+		}
+		ferry__ctl__response__free_unpacked(resp, NULL);
+		resp = NULL;
+		sleep_ms(CL_FOLLOW_POLL_MS);
+		if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
+			return NULL;
+	}
+}
+
+static void *follow_run(void *arg)
+{
+	struct follow_job *j = arg;
+	struct agent *a = j->a;
+	Ferry__Cluster__MigrationResult r = FERRY__CLUSTER__MIGRATION_RESULT__INIT;
+	Ferry__Ctl__Response *resp;
+	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 128];
+
+	resp = follow_vmon(j, err, sizeof(err));
+	if (resp) {
+		result_from(&r, j, resp->migration, msg, sizeof(msg));
+		progress_send(a, j, resp->migration);
+	} else {
+		snprintf(msg, sizeof(msg), "migrate: %s: source %s: %s", j->vm, a->name, err);
+		r.error = msg;
+	}
+	r.orchestration_ms = (now_ns() - j->began_ns) / 1e6;
+	pthread_mutex_lock(&a->lock);
+	j->lv->following = false;
+	if (r.ok && !j->dry_run)
+		j->lv->migrated = true;
+	/* A source vmon that died under the migration is reported first, so
+	 * that nothing restarts it before the cluster knows. */
+	if (!r.ok && j->lv->ended)
+		agent_vm_report(a, j->lv);
+	pthread_mutex_unlock(&a->lock);
+	log_info("%s", r.ok ? "migration done" : msg);
+	mig_end_sync(a, j->vm, j->id, &r);
+	if (resp)
+		ferry__ctl__response__free_unpacked(resp, NULL);
+	pthread_mutex_lock(&a->lock);
+	agent_local_put(a, j->lv);
+	agent_reconcile(a);
+	pthread_mutex_unlock(&a->lock);
+	free(j);
+	return NULL;
+}
+
+static void follow_start(struct agent *a, Ferry__Cluster__Vm *vm, struct local_vm *lv)
+{
+	struct follow_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return;
+	j->a = a;
+	j->lv = lv;
+	j->id = vm->migration->id;
+	j->downtime_ms = vm->migration->downtime_ms;
+	j->dry_run = vm->migration->dry_run;
+	j->began_ns = lv->mig_began_ns ? lv->mig_began_ns : now_ns();
+	snprintf(j->vm, sizeof(j->vm), "%s", vm->name);
+	snprintf(j->uri, sizeof(j->uri), "%s", vm->migration->incoming_uri);
+	lv->following = true;
+	lv->busy++;
+	if (agent_spawn_thread(follow_run, j)) {
+		lv->following = false;
+		lv->busy--;
+		free(j);
+	}
+}
+
+/* ---- reconciling ------------------------------------------------------- */
+
+static bool lowest_online(const struct agent *a)
+{
+	return a->sync.n_members && a->sync.members[0] == a->nodeid;
+}
+
+/* The source left: did its vmon hand the guest over to ours? */
+static bool incoming_took_over(struct local_vm *in)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	char err[CL_ERR_LEN];
+	bool running;
+
+	if (!in || in->ended)
+		return false;
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
+	req.status = &empty;
+	if (cl_vmon_call(in->v, &req, 1000, &resp, err, sizeof(err)))
+		return false;
+	running = resp->status && resp->status->state == FERRY__CTL__VM_STATE__VM_STATE_RUNNING;
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	return running;
+}
+
+void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
+{
+	Ferry__Cluster__Migration *m = vm->migration;
+	struct local_vm *in = agent_local(a, vm->name, true);
+	struct local_vm *run = agent_local(a, vm->name, false);
+	bool src_on, dst_on;
+
+	if (in && (!m || m->id != in->mig_id)) {
+		const Ferry__Cluster__MigrationResult *r = vm->last_migration;
+
+		if (r && r->id == in->mig_id && r->ok && !r->dry_run &&
+		    !strcmp(vm->host, a->name) && !run) {
+			/* The guest runs in it now: it is the VM's vmon. */
+			in->incoming = false;
+			in->generation = vm->generation;
+			log_info("%s now runs here (pid %d)", vm->name, (int)cl_vmon_pid(in->v));
+		} else {
+			agent_local_stop(a, in, "its migration is over");
+		}
+		in = NULL;
+	}
+	if (!m)
+		return;
+	src_on = agent_online(a, m->source);
+	dst_on = agent_online(a, m->destination);
+	if (!strcmp(m->destination, a->name)) {
+		if (!src_on) {
+			bool took = incoming_took_over(in);
+
+			if (took)
+				mig_end_async(a, vm, true, "source %s left after handing the VM over",
+					      m->source);
+			else
+				mig_end_async(a, vm, false, "source %s left the cluster; the "
+					      "migration is void", m->source);
+			return;
+		}
+		if (!in && handled_once(m->id))
+			incoming_start(a, vm);
+		return;
+	}
+	if (!strcmp(m->source, a->name)) {
+		if (run && !run->following && *m->incoming_uri && handled_once(m->id))
+			follow_start(a, vm, run);
+		else if (!dst_on && !(run && run->following))
+			mig_end_async(a, vm, false, "destination %s left the cluster before it "
+				      "was ready", m->destination);
+		else if (!run && !*m->incoming_uri)
+			mig_end_async(a, vm, false, "the source vmon on %s is gone", a->name);
+		return;
+	}
+	if (!src_on && !dst_on && lowest_online(a))
+		mig_end_async(a, vm, false, "both %s and its destination left the cluster",
+			      m->source);
+}
+
+Ferry__Cluster__MigProgress *agent_progress(struct agent *a, const char *vm)
+{
+	for (size_t i = 0; i < a->n_progress; i++)
+		if (!strcmp(a->progress[i]->vm, vm))
+			return a->progress[i];
+	return NULL;
+}

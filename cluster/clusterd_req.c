@@ -1,0 +1,374 @@
+/*
+ * clusterd: clusterctl's requests. Reads are answered from this node's
+ * copy of the state; changes become proposals and are answered once the
+ * cluster decided them. Each handler fills a heap-owned Response.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_cpu.h"
+#include "clusterd.h"
+#include "core/log.h"
+
+typedef Ferry__Cluster__Response R;
+
+static void fail(R *r, int err, const char *msg)
+{
+	r->error = err;
+	cl_str_set(&r->message, msg);
+}
+
+static void node_status(struct agent *a, R *r)
+{
+	Ferry__Cluster__NodeStatus *n = CL_NEW(Ferry__Cluster__NodeStatus,
+					       ferry__cluster__node_status__init);
+	struct cl_quorum_info q = { 0 };
+
+	if (!n)
+		return;
+	n->name = cl_strdup(a->name);
+	n->nodeid = a->nodeid;
+	n->quorate = a->quorate && a->cpg;
+	n->synced = a->sync.synced && a->cpg;
+	if (a->cpg && !cl_cpg_quorum(a->cpg, &q)) {
+		n->votes = q.votes;
+		n->expected_votes = q.expected;
+		n->quorum = q.quorum;
+	}
+	for (size_t i = 0; a->cpg && i < a->sync.n_members; i++) {
+		const Ferry__Cluster__Host *h = cl_state_host_by_nodeid(a->st, a->sync.members[i]);
+		char id[32];
+
+		snprintf(id, sizeof(id), "node%u", a->sync.members[i]);
+		cl_strv_add(&n->members, &n->n_members, h ? h->name : id);
+	}
+	r->node = n;
+}
+
+static void add_live(struct agent *a, R *r)
+{
+	for (size_t i = 0; i < a->st->n_hosts; i++)
+		if (agent_online(a, a->st->hosts[i]->name))
+			cl_strv_add(&r->online, &r->n_online, a->st->hosts[i]->name);
+	r->loads = calloc(a->n_loads ? a->n_loads : 1, sizeof(*r->loads));
+	for (size_t i = 0; r->loads && i < a->n_loads; i++)
+		if ((r->loads[r->n_loads] = CL_DUP(Ferry__Cluster__HostLoad, a->loads[i])))
+			r->n_loads++;
+}
+
+static void do_status(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	node_status(a, r);
+	r->state = CL_DUP(Ferry__Cluster__State, a->st);
+	add_live(a, r);
+}
+
+static void do_host_show(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	const Ferry__Cluster__Host *h = cl_state_host(a->st, q->host_show->name);
+	char msg[CL_ERR_LEN];
+
+	if (!h) {
+		snprintf(msg, sizeof(msg), "host show: no such host %s", q->host_show->name);
+		fail(r, -ENOENT, msg);
+		return;
+	}
+	r->host = CL_DUP(Ferry__Cluster__Host, h);
+	add_live(a, r);
+}
+
+static void do_vm_show(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	const char *name = q->cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_SHOW ?
+			   q->vm_show->name : q->migrate_status->name;
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, name);
+	const Ferry__Cluster__MigProgress *p = agent_progress(a, name);
+	char msg[CL_ERR_LEN];
+
+	if (!vm) {
+		snprintf(msg, sizeof(msg), "%s: %s: no such VM",
+			 q->cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_SHOW ? "vm show" :
+			 "migrate", name);
+		fail(r, -ENOENT, msg);
+		return;
+	}
+	r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
+	if (p && vm->migration && p->id == vm->migration->id)
+		r->progress = CL_DUP(Ferry__Cluster__MigProgress, p);
+	add_live(a, r);
+}
+
+/* Propose cmd (the lock is dropped meanwhile) and answer with the outcome. */
+static void propose(struct agent *a, const Ferry__Cluster__Command *cmd, R *r)
+{
+	char err[CL_ERR_LEN];
+	int ret;
+
+	pthread_mutex_unlock(&a->lock);
+	ret = agent_propose(a, cmd, err, sizeof(err));
+	pthread_mutex_lock(&a->lock);
+	if (ret)
+		fail(r, ret, err);
+}
+
+static void do_vm_create(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdVmCreate c = FERRY__CLUSTER__CMD_VM_CREATE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.vm = q->vm_create;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_CREATE;
+	cmd.vm_create = &c;
+	propose(a, &cmd, r);
+	if (!r->error && cl_state_vm(a->st, q->vm_create->name))
+		r->vm = CL_DUP(Ferry__Cluster__Vm, cl_state_vm(a->st, q->vm_create->name));
+}
+
+/* Where a VM starts when nobody says: an online host that fits, with the
+ * least guest memory placed on it. */
+static int place(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size_t len,
+		 char *why, size_t why_len)
+{
+	uint64_t best = UINT64_MAX;
+	size_t used = 0;
+
+	why[0] = 0;
+	host[0] = 0;
+	for (size_t i = 0; i < a->st->n_hosts; i++) {
+		const Ferry__Cluster__Host *h = a->st->hosts[i];
+		char err[CL_ERR_LEN];
+		uint64_t mem;
+
+		if (!agent_online(a, h->name)) {
+			snprintf(err, sizeof(err), "vm start: %s: %s is down", vm->name, h->name);
+		} else if (!cl_state_host_fits(a->st, vm, "vm start", h->name, err,
+					       sizeof(err))) {
+			mem = cl_state_host_mem_used(a->st, h->name);
+			if (mem < best) {
+				best = mem;
+				snprintf(host, len, "%s", h->name);
+			}
+			continue;
+		}
+		/* "vm start: vm1: " is said once, in front of all the reasons. */
+		used += snprintf(why + used, used < why_len ? why_len - used : 0, "%s%s",
+				 used ? "; " : "", err + strlen("vm start: ") + strlen(vm->name) + 2);
+	}
+	return *host ? 0 : -ENOSPC;
+}
+
+static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdVmStart c = FERRY__CLUSTER__CMD_VM_START__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->vm_start->name);
+	char host[CL_NAME_MAX], why[CL_ERR_LEN], msg[CL_ERR_LEN + 64];
+
+	snprintf(host, sizeof(host), "%s", q->vm_start->host);
+	if (vm && !*host && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+	    place(a, vm, host, sizeof(host), why, sizeof(why))) {
+		snprintf(msg, sizeof(msg), "vm start: %s: no host can run it: %s", vm->name,
+			 *why ? why : "the cluster has no hosts");
+		fail(r, -ENOSPC, msg);
+		return;
+	}
+	if (*host && !cl_state_host(a->st, host)) {
+		snprintf(msg, sizeof(msg), "vm start: %s: no such host %s", q->vm_start->name,
+			 host);
+		fail(r, -ENOENT, msg);
+		return;
+	}
+	if (*host && !agent_online(a, host)) {
+		snprintf(msg, sizeof(msg), "vm start: %s: %s is down", q->vm_start->name, host);
+		fail(r, -EHOSTDOWN, msg);
+		return;
+	}
+	c.name = q->vm_start->name;
+	c.host = host;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_START;
+	cmd.vm_start = &c;
+	propose(a, &cmd, r);
+	if (!r->error && (vm = cl_state_vm(a->st, c.name)))
+		r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
+}
+
+static void do_vm_stop_delete(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdVmStop stop = FERRY__CLUSTER__CMD_VM_STOP__INIT;
+	Ferry__Cluster__CmdVmDelete del = FERRY__CLUSTER__CMD_VM_DELETE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	if (q->cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_STOP) {
+		stop.name = q->vm_stop->name;
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_STOP;
+		cmd.vm_stop = &stop;
+	} else {
+		del.name = q->vm_delete->name;
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_DELETE;
+		cmd.vm_delete = &del;
+	}
+	propose(a, &cmd, r);
+}
+
+static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	const Ferry__Cluster__MigrateReq *m = q->migrate;
+	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, m->vm);
+	char msg[CL_ERR_LEN];
+
+	/* The state machine judges the rest; liveness is this node's view. */
+	if (vm && cl_state_host(a->st, m->host) && !agent_online(a, m->host)) {
+		snprintf(msg, sizeof(msg), "migrate: %s: %s is down (not in the cluster's "
+			 "membership)", m->vm, m->host);
+		fail(r, -EHOSTDOWN, msg);
+		return;
+	}
+	if (vm && vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+	    !agent_online(a, vm->host)) {
+		snprintf(msg, sizeof(msg), "migrate: %s: its host %s is down", m->vm, vm->host);
+		fail(r, -EHOSTDOWN, msg);
+		return;
+	}
+	c.vm = m->vm;
+	c.destination = m->host;
+	c.downtime_ms = m->downtime_ms;
+	c.dry_run = m->dry_run;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
+	cmd.mig_begin = &c;
+	propose(a, &cmd, r);
+	vm = cl_state_vm(a->st, m->vm);
+	if (!r->error && vm) {
+		r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
+		/* Its id, even if it already ended by now. */
+		r->migration_id = vm->migration ? vm->migration->id :
+				  vm->last_migration ? vm->last_migration->id : 0;
+	}
+}
+
+static void do_cpu_baseline(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CpuResult *c = CL_NEW(Ferry__Cluster__CpuResult,
+					      ferry__cluster__cpu_result__init);
+	const char **names = NULL;
+	size_t n = 0;
+
+	if (!c)
+		return;
+	c->model = cl_strdup(CL_CPU_MODEL_CLUSTER);
+	if (!cl_cpu_baseline(a->st, &names, &n))
+		for (size_t i = 0; i < n; i++)
+			cl_strv_add(&c->features, &c->n_features, names[i]);
+	free(names);
+	c->compatible = true;
+	r->cpu = c;
+}
+
+static void do_cpu_check(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->cpu_check->vm);
+	const Ferry__Cluster__Host *h = cl_state_host(a->st, q->cpu_check->host);
+	Ferry__Cluster__CpuResult *c;
+	char missing[CL_ERR_LEN], msg[CL_ERR_LEN + 64];
+	int ret;
+
+	if (!vm || !h) {
+		snprintf(msg, sizeof(msg), "cpu check: no such %s %s", vm ? "host" : "VM",
+			 vm ? q->cpu_check->host : q->cpu_check->vm);
+		fail(r, -ENOENT, msg);
+		return;
+	}
+	c = CL_NEW(Ferry__Cluster__CpuResult, ferry__cluster__cpu_result__init);
+	if (!c)
+		return;
+	c->model = cl_strdup(vm->cpu_model);
+	ret = cl_cpu_check(a->st, vm, h, missing, sizeof(missing));
+	c->compatible = !ret;
+	if (ret == -ENOTSUP) {
+		for (char *save = NULL, *t = strtok_r(missing, ", ", &save); t;
+		     t = strtok_r(NULL, ", ", &save))
+			cl_strv_add(&c->missing, &c->n_missing, t);
+	} else if (ret) {
+		snprintf(msg, sizeof(msg), "cpu check: %s: %s", vm->name, missing);
+		fail(r, ret, msg);
+	}
+	r->cpu = c;
+}
+
+static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.host = q->host_mode->host;
+	c.mode = q->host_mode->mode;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
+	cmd.host_mode = &c;
+	propose(a, &cmd, r);
+}
+
+static void do_revoke(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdRevoke c = FERRY__CLUSTER__CMD_REVOKE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.serial = q->revoke->serial;
+	c.name = q->revoke->name;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_REVOKE;
+	cmd.revoke = &c;
+	propose(a, &cmd, r);
+}
+
+typedef void (*req_fn)(struct agent *, const Ferry__Cluster__Request *, R *);
+
+static const req_fn req_ops[] = {
+	[FERRY__CLUSTER__REQUEST__CMD_STATUS] = do_status,
+	[FERRY__CLUSTER__REQUEST__CMD_HOST_LIST] = do_status,
+	[FERRY__CLUSTER__REQUEST__CMD_HOST_SHOW] = do_host_show,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_LIST] = do_status,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_SHOW] = do_vm_show,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_CREATE] = do_vm_create,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_START] = do_vm_start,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_STOP] = do_vm_stop_delete,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_DELETE] = do_vm_stop_delete,
+	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE] = do_migrate,
+	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE_STATUS] = do_vm_show,
+	[FERRY__CLUSTER__REQUEST__CMD_CPU_BASELINE] = do_cpu_baseline,
+	[FERRY__CLUSTER__REQUEST__CMD_CPU_CHECK] = do_cpu_check,
+	[FERRY__CLUSTER__REQUEST__CMD_HOST_MODE] = do_host_mode,
+	[FERRY__CLUSTER__REQUEST__CMD_REVOKE] = do_revoke,
+};
+
+Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,
+				       const struct cl_peer *peer)
+{
+	struct agent *a = opaque;
+	R *r = CL_NEW(R, ferry__cluster__response__init);
+	unsigned op = req->cmd_case;
+
+	if (!r)
+		return NULL;
+	pthread_mutex_lock(&a->lock);
+	if (op < sizeof(req_ops) / sizeof(req_ops[0]) && req_ops[op])
+		req_ops[op](a, req, r);
+	else
+		fail(r, -EINVAL, "unknown request");
+	pthread_mutex_unlock(&a->lock);
+	if (r->error)
+		log_info("request from %s refused: %s", peer->name, r->message);
+	return r;
+}
+
+bool agent_revoked(void *opaque, const char *serial)
+{
+	struct agent *a = opaque;
+	bool revoked;
+
+	pthread_mutex_lock(&a->lock);
+	revoked = cl_state_revoked(a->st, serial);
+	pthread_mutex_unlock(&a->lock);
+	return revoked;
+}

@@ -1,0 +1,326 @@
+/*
+ * clusterd: this node's vmons, kept in line with the state. The state says
+ * which VMs run here (host == this node, desired running) and at which
+ * generation; reconciling starts what is missing, stops what should not
+ * run, and reports a vmon that ended on its own (restarting crashes, up to
+ * CL_RESTARTS_MAX times, through the state so every node knows).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cl_cpu.h"
+#include "cl_inventory.h"
+#include "clusterd.h"
+#include "core/log.h"
+#include "core/util.h"
+
+struct local_vm *agent_local(struct agent *a, const char *name, bool incoming)
+{
+	for (struct local_vm *lv = a->vms; lv; lv = lv->next)
+		if (lv->incoming == incoming && !lv->ended && !strcmp(lv->name, name))
+			return lv;
+	return NULL;
+}
+
+static struct local_vm *local_add(struct agent *a, const char *name, struct cl_vmon *v)
+{
+	struct local_vm *lv = calloc(1, sizeof(*lv));
+
+	if (!lv)
+		return NULL;
+	snprintf(lv->name, sizeof(lv->name), "%s", name);
+	lv->v = v;
+	lv->next = a->vms;
+	a->vms = lv;
+	agent_wake(a);
+	return lv;
+}
+
+/* Drop ended, unused entries (lock held). */
+static void local_gc(struct agent *a)
+{
+	struct local_vm **pp = &a->vms;
+
+	while (*pp) {
+		struct local_vm *lv = *pp;
+
+		if (lv->ended && !lv->busy) {
+			*pp = lv->next;
+			cl_vmon_free(lv->v);
+			free(lv);
+			continue;
+		}
+		pp = &lv->next;
+	}
+}
+
+void agent_local_put(struct agent *a, struct local_vm *lv)
+{
+	lv->busy--;
+	local_gc(a);
+}
+
+struct stop_job {
+	struct agent *a;
+	struct local_vm *lv;
+};
+
+static void *stop_job_run(void *arg)
+{
+	struct stop_job *j = arg;
+
+	cl_vmon_stop(j->lv->v, CL_STOP_TIMEOUT_MS);
+	pthread_mutex_lock(&j->a->lock);
+	agent_wake(j->a);
+	agent_local_put(j->a, j->lv);
+	pthread_mutex_unlock(&j->a->lock);
+	free(j);
+	return NULL;
+}
+
+/* Stop a vmon in the background; its end comes through the poll loop. */
+void agent_local_stop(struct agent *a, struct local_vm *lv, const char *why)
+{
+	struct stop_job *j;
+
+	if (lv->stopping || lv->ended)
+		return;
+	log_info("stopping %s%s (pid %d): %s", lv->name, lv->incoming ? " (incoming)" : "",
+		 (int)cl_vmon_pid(lv->v), why);
+	lv->stopping = true;
+	j = malloc(sizeof(*j));
+	if (!j)
+		return;
+	j->a = a;
+	j->lv = lv;
+	lv->busy++;
+	if (agent_spawn_thread(stop_job_run, j)) {
+		lv->busy--;
+		free(j);
+	}
+}
+
+static void report_exit(struct agent *a, const Ferry__Cluster__Vm *vm, uint64_t generation,
+			const char *reason, bool restart)
+{
+	Ferry__Cluster__CmdVmExited c = FERRY__CLUSTER__CMD_VM_EXITED__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	char why[CL_ERR_LEN];
+
+	snprintf(why, sizeof(why), "%s: %s", a->name, reason);
+	c.name = vm->name;
+	c.host = a->name;
+	c.generation = generation;
+	c.reason = why;
+	c.restart = restart;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_EXITED;
+	cmd.vm_exited = &c;
+	log_info("%s: %s%s", vm->name, why, restart ? "; restarting it" : "");
+	if (agent_propose_async(a, &cmd))
+		log_warn("%s: could not report its end now; will retry", vm->name);
+}
+
+/* The last line vmon wrote to its log, for messages. */
+static void log_tail(const struct agent *a, const char *name, char *out, size_t len)
+{
+	char path[PATH_MAX + 64], line[512] = "";
+	FILE *f;
+
+	out[0] = 0;
+	snprintf(path, sizeof(path), "%s/%s.log", a->run_dir, name);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (line[0] != '\n')
+			snprintf(out, len, "%s", line);
+	fclose(f);
+	out[strcspn(out, "\n")] = 0;
+}
+
+static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
+{
+	const Ferry__Cluster__Host *self = cl_state_host(a->st, a->name);
+	struct cl_vmon_spec spec = { 0 };
+	char model[32], hide[1024], all_hide[2200], err[CL_ERR_LEN];
+	struct cl_vmon *v;
+	struct local_vm *lv;
+
+	if (!self || cl_cpu_vmon_args(a->st, vm, self, model, sizeof(model), hide,
+				      sizeof(hide))) {
+		report_exit(a, vm, vm->generation, "cannot resolve the CPU model", false);
+		return;
+	}
+	snprintf(all_hide, sizeof(all_hide), "%s%s%s", a->hide, *a->hide && *hide ? "," : "",
+		 hide);
+	spec.vmon_path = a->vmon;
+	spec.run_dir = a->run_dir;
+	spec.name = vm->name;
+	spec.guest = vm->guest;
+	spec.args = vm->args;
+	spec.mem_bytes = vm->mem_bytes;
+	spec.vcpus = vm->vcpus;
+	spec.cpu_model = model;
+	spec.cpuid_hide = all_hide;
+	if (cl_vmon_spawn(&spec, &v, err, sizeof(err))) {
+		report_exit(a, vm, vm->generation, err, false);
+		return;
+	}
+	lv = local_add(a, vm->name, v);
+	if (!lv) {
+		cl_vmon_stop(v, 0);
+		cl_vmon_free(v);
+		return;
+	}
+	lv->generation = vm->generation;
+	log_info("started %s (generation %llu, pid %d)", vm->name,
+		 (unsigned long long)vm->generation, (int)cl_vmon_pid(v));
+}
+
+static bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm)
+{
+	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+	       !strcmp(vm->host, a->name);
+}
+
+/* A crash is worth a restart; a guest that exited or a refusal is not. */
+static bool exit_restartable(int status)
+{
+	if (status == -1)
+		return true;   /* an adopted vmon: how it ended is unknown */
+	if (WIFSIGNALED(status))
+		return true;
+	return WIFEXITED(status) && (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4);
+}
+
+void agent_vm_ended(struct agent *a, struct local_vm *lv)
+{
+	if (!cl_vmon_reap(lv->v, &lv->status, lv->why, sizeof(lv->why)))
+		return;
+	lv->ended = true;
+	log_info("%s%s (pid %d) %s", lv->name, lv->incoming ? " (incoming)" : "",
+		 (int)cl_vmon_pid(lv->v), lv->why);
+	if (lv->stopping || lv->migrated || lv->incoming || lv->following)
+		return;   /* asked for, or the migration's follower reports it */
+	agent_vm_report(a, lv);
+}
+
+void agent_vm_report(struct agent *a, struct local_vm *lv)
+{
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, lv->name);
+	char reason[CL_ERR_LEN], tail[300];
+
+	if (!vm || !vm_mine(a, vm) || vm->generation != lv->generation)
+		return;
+	log_tail(a, lv->name, tail, sizeof(tail));
+	snprintf(reason, sizeof(reason), "vmon %s%s%s", lv->why, *tail ? ": " : "", tail);
+	report_exit(a, vm, lv->generation, reason,
+		    exit_restartable(lv->status) && vm->restarts < CL_RESTARTS_MAX);
+}
+
+void agent_reconcile(struct agent *a)
+{
+	if (!a->sync.synced)
+		return;   /* the state may be stale until the view is synced */
+	for (size_t i = 0; i < a->st->n_vms; i++) {
+		Ferry__Cluster__Vm *vm = a->st->vms[i];
+		struct local_vm *lv;
+
+		agent_mig_reconcile(a, vm);
+		lv = agent_local(a, vm->name, false);
+		if (vm_mine(a, vm)) {
+			if (lv && lv->generation != vm->generation && !lv->following)
+				agent_local_stop(a, lv, "replaced by a new generation");
+			else if (!lv && !agent_local(a, vm->name, true) &&
+				 !(vm->migration && !strcmp(vm->migration->source, a->name)))
+				start_vm(a, vm);
+		} else if (lv && !lv->following && !lv->migrated) {
+			agent_local_stop(a, lv, vm->desired ==
+				   FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ?
+				   "the VM runs elsewhere" : "the VM is stopped");
+		}
+	}
+	/* vmons of VMs the state no longer has */
+	for (struct local_vm *lv = a->vms; lv; lv = lv->next)
+		if (!lv->ended && !cl_state_vm(a->st, lv->name))
+			agent_local_stop(a, lv, "the VM was deleted");
+	local_gc(a);
+}
+
+void agent_adopt(struct agent *a)
+{
+	for (size_t i = 0; i < a->st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = a->st->vms[i];
+		char err[CL_ERR_LEN];
+		struct cl_vmon *v;
+		struct local_vm *lv;
+
+		if (!vm_mine(a, vm) || cl_vmon_adopt(a->run_dir, vm->name, &v, err, sizeof(err)))
+			continue;
+		lv = local_add(a, vm->name, v);
+		if (lv) {
+			lv->generation = vm->generation;
+			log_info("adopted %s (pid %d) left running by an earlier clusterd",
+				 vm->name, (int)cl_vmon_pid(v));
+		}
+	}
+}
+
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	if (!p || !(p = strrchr(buf, ')')))
+		return 0;
+	/* fields 14 and 15 (utime, stime), counted from the state at field 3 */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+void agent_send_load(struct agent *a)
+{
+	Ferry__Cluster__HostLoad l = FERRY__CLUSTER__HOST_LOAD__INIT;
+	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
+	Ferry__Cluster__VmLoad loads[256], *ptrs[256];
+	uint64_t now = now_ns();
+	double dt = a->load_ns ? (now - a->load_ns) / 1e9 : 0;
+	size_t n = 0;
+
+	l.host = a->name;
+	l.cpu_load = cl_host_load();
+	l.vm_mem_bytes = cl_state_host_mem_used(a->st, a->name);
+	for (struct local_vm *lv = a->vms; lv && n < 256; lv = lv->next) {
+		double cpu;
+
+		if (lv->ended || lv->incoming)
+			continue;
+		ferry__cluster__vm_load__init(&loads[n]);
+		cpu = proc_cpu_s(cl_vmon_pid(lv->v));
+		loads[n].name = lv->name;
+		loads[n].pid = cl_vmon_pid(lv->v);
+		loads[n].state = lv->stopping ? "stopping" : "running";
+		loads[n].cpu_pct = dt > 0 && cpu >= lv->cpu_s ? 100 * (cpu - lv->cpu_s) / dt : 0;
+		lv->cpu_s = cpu;
+		ptrs[n] = &loads[n];
+		n++;
+	}
+	a->load_ns = now;
+	l.vms = ptrs;
+	l.n_vms = n;
+	m.m_case = FERRY__CLUSTER__CPG_MSG__M_LOAD;
+	m.load = &l;
+	agent_send(a, &m);
+}
