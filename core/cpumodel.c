@@ -644,6 +644,17 @@ static int model_features(const struct cpumodel *m, struct featset *s)
 	return 0;
 }
 
+bool cpumodel_requires(const struct cpumodel *m, const struct cpu_feature *f)
+{
+	struct featset s;
+
+	if (!m || !f || f < feature_table || f >= feature_table + NFEATURES)
+		return false;
+	if (model_features(m, &s))
+		return false;
+	return fs_has(&s, (size_t)(f - feature_table));
+}
+
 static uint64_t model_xcr0_bits(const struct cpumodel *m)
 {
 	uint64_t x = 0;

@@ -58,6 +58,12 @@ const char *cpumodel_list(void);
 const struct cpu_feature *cpu_feature_find(const char *name);
 const struct cpu_feature *cpu_features(size_t *count);
 
+/*
+ * Whether a guest of model m needs feature f from its host. "host" needs
+ * nothing: it takes whatever the host has.
+ */
+bool cpumodel_requires(const struct cpumodel *m, const struct cpu_feature *f);
+
 /* Whether a CPUID table has a feature bit set. */
 bool cpuid_has(const struct cpuid_table *t, const struct cpu_feature *f);
 

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "core/cpumodel.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -44,6 +46,39 @@ int kvm_xsave_size(int vm_fd)
 	int n = kvm_cap(vm_fd, KVM_CAP_XSAVE2);
 
 	return n > (int)sizeof(struct kvm_xsave) ? n : (int)sizeof(struct kvm_xsave);
+}
+
+int kvm_supported_cpuid(int kvm_fd, struct cpuid_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->hdr.nent = CPUID_MAX_ENTRIES;
+	return ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, t) ? -errno : 0;
+}
+
+int kvm_tsc_khz(int kvm_fd, uint64_t *khz)
+{
+	int vm_fd, vcpu_fd = -1, ret;
+
+	vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (vm_fd < 0)
+		return -errno;
+	vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0UL);
+	if (vcpu_fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	if (ret < 0) {
+		ret = -errno;
+		goto out;
+	}
+	*khz = (uint64_t)ret;
+	ret = 0;
+out:
+	if (vcpu_fd >= 0)
+		close(vcpu_fd);
+	close(vm_fd);
+	return ret;
 }
 
 const char *kvm_exit_name(uint32_t reason)

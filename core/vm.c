@@ -156,11 +156,9 @@ static int vm_host_cpuid(struct vm *vm, struct cpuid_table *host, char *err)
 	char why[128];
 	int ret;
 
-	memset(host, 0, sizeof(*host));
-	host->hdr.nent = CPUID_MAX_ENTRIES;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, host)) {
-		ret = -errno;
-		snprintf(err, VM_ERR_LEN, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	ret = kvm_supported_cpuid(vm->kvm_fd, host);
+	if (ret) {
+		snprintf(err, VM_ERR_LEN, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
 		return ret;
 	}
 	if (vm->cfg.cpuid_hide && *vm->cfg.cpuid_hide) {

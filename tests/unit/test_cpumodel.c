@@ -1013,10 +1013,36 @@ static void test_real_kvm(void **state)
 	free(out);
 }
 
+/* cpumodel_requires: exactly each level's list and its ancestors'. */
+static void test_model_requires(void **state)
+{
+	size_t n;
+	const struct cpu_feature *t = cpu_features(&n);
+
+	(void)state;
+	for (size_t i = 0; i < n; i++)
+		assert_false(cpumodel_requires(cpumodel_find("host"), &t[i]));
+	for (int l = 0; l < 4; l++) {
+		const struct cpumodel *m = cpumodel_find(level_names[l]);
+		size_t want = 0, got = 0;
+
+		for (int k = 0; k <= l; k++) {
+			for (const char *const *f = level_lists[k]; *f; f++, want++)
+				assert_true(cpumodel_requires(m, cpu_feature_find(*f)));
+		}
+		for (size_t i = 0; i < n; i++)
+			got += cpumodel_requires(m, &t[i]);
+		assert_int_equal(got, want);
+	}
+	assert_false(cpumodel_requires(NULL, cpu_feature_find("sse2")));
+	assert_false(cpumodel_requires(cpumodel_find("x86-64-v1"), NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_model_names),
+		cmocka_unit_test(test_model_requires),
 		cmocka_unit_test(test_feature_table_sane),
 		cmocka_unit_test(test_feature_bits),
 		cmocka_unit_test(test_feature_aliases),
