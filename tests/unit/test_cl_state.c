@@ -1,0 +1,408 @@
+/*
+ * Unit tests for the replicated state machine (cluster/cl_state.c) and the
+ * sync decision (cluster/cl_sync.c): every command accepted and refused for
+ * the reasons users will read, seq moving only on success, determinism (two
+ * copies fed the same commands end up byte-identical), persistence, and
+ * the sync verdicts of every member of a view.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cl_msg.h"
+#include "cl_state.h"
+#include "cl_sync.h"
+
+static const char *const feats_v3[] = {
+	"fpu", "cx8", "cmov", "mmx", "fxsr", "sse", "sse2", "syscall", "lm", "cx16",
+	"lahf_lm", "popcnt", "sse3", "sse4_1", "sse4_2", "ssse3", "avx", "avx2", "bmi1",
+	"bmi2", "f16c", "fma", "abm", "movbe", "xsave", NULL,
+};
+static const char *const feats_v2[] = {
+	"fpu", "cx8", "cmov", "mmx", "fxsr", "sse", "sse2", "syscall", "lm", "cx16",
+	"lahf_lm", "popcnt", "sse3", "sse4_1", "sse4_2", "ssse3", NULL,
+};
+
+static char err[CL_ERR_LEN];
+
+static int run(Ferry__Cluster__State *st, Ferry__Cluster__Command *cmd)
+{
+	err[0] = 0;
+	return cl_state_apply(st, cmd, err, sizeof(err));
+}
+
+static int join(Ferry__Cluster__State *st, const char *name, uint32_t id,
+		const char *const *feats, uint64_t mem)
+{
+	Ferry__Cluster__Inventory inv = FERRY__CLUSTER__INVENTORY__INIT;
+	Ferry__Cluster__Host h = FERRY__CLUSTER__HOST__INIT;
+	Ferry__Cluster__CmdHostJoin c = FERRY__CLUSTER__CMD_HOST_JOIN__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	size_t n = 0;
+
+	while (feats[n])
+		n++;
+	inv.cpu_features = (char **)feats;
+	inv.n_cpu_features = n;
+	inv.mem_bytes = mem;
+	inv.cpus = 2;
+	h.name = (char *)name;
+	h.address = "10.0.0.1";
+	h.nodeid = id;
+	h.inventory = &inv;
+	c.host = &h;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_JOIN;
+	cmd.host_join = &c;
+	return run(st, &cmd);
+}
+
+static int create(Ferry__Cluster__State *st, const char *name, const char *model,
+		  uint64_t mem)
+{
+	Ferry__Cluster__Vm vm = FERRY__CLUSTER__VM__INIT;
+	Ferry__Cluster__CmdVmCreate c = FERRY__CLUSTER__CMD_VM_CREATE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	vm.name = (char *)name;
+	vm.guest = "/guests/counter";
+	vm.mem_bytes = mem;
+	vm.vcpus = 1;
+	vm.cpu_model = (char *)model;
+	vm.host = "host9";   /* not the creator's to set */
+	vm.desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+	c.vm = &vm;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_CREATE;
+	cmd.vm_create = &c;
+	return run(st, &cmd);
+}
+
+static int start(Ferry__Cluster__State *st, const char *name, const char *host)
+{
+	Ferry__Cluster__CmdVmStart c = FERRY__CLUSTER__CMD_VM_START__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.name = (char *)name;
+	c.host = (char *)host;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_START;
+	cmd.vm_start = &c;
+	return run(st, &cmd);
+}
+
+static int begin(Ferry__Cluster__State *st, const char *vm, const char *dest)
+{
+	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.vm = (char *)vm;
+	c.destination = (char *)dest;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
+	cmd.mig_begin = &c;
+	return run(st, &cmd);
+}
+
+static int end(Ferry__Cluster__State *st, const char *vm, uint64_t id, bool ok)
+{
+	Ferry__Cluster__MigrationResult r = FERRY__CLUSTER__MIGRATION_RESULT__INIT;
+	Ferry__Cluster__CmdMigEnd c = FERRY__CLUSTER__CMD_MIG_END__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	r.ok = ok;
+	r.error = ok ? "" : "migrate: vm1: rounds: connection reset";
+	c.vm = (char *)vm;
+	c.id = id;
+	c.result = &r;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_END;
+	cmd.mig_end = &c;
+	return run(st, &cmd);
+}
+
+static Ferry__Cluster__State *cluster3(void)
+{
+	Ferry__Cluster__State *st = cl_state_new("t");
+
+	assert_non_null(st);
+	assert_int_equal(join(st, "host1", 1, feats_v3, 1ull << 30), 0);
+	assert_int_equal(join(st, "host2", 2, feats_v3, 1ull << 30), 0);
+	assert_int_equal(join(st, "host3", 3, feats_v2, 1ull << 30), 0);
+	return st;
+}
+
+static void test_create_start(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+
+	assert_int_equal(st->seq, 3);
+	assert_int_equal(create(st, "vm1", "x86-64-v3", 64 << 20), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_non_null(vm);
+	assert_string_equal(vm->host, "");
+	assert_int_equal(vm->desired, FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED);
+	assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), -EEXIST);
+	assert_string_equal(err, "vm create: vm1: the name is taken");
+	assert_int_equal(create(st, "vm2", "pentium", 64 << 20), -EINVAL);
+	assert_int_equal(create(st, "vm2", "host", 3 << 20), -EINVAL);
+	assert_int_equal(st->seq, 4);   /* refusals leave seq alone */
+
+	assert_int_equal(start(st, "vm1", "host3"), -ENOTSUP);
+	assert_non_null(strstr(err, "vm start: vm1: host3 lacks "));
+	assert_non_null(strstr(err, "avx2"));
+	assert_non_null(strstr(err, "required by model x86-64-v3"));
+	assert_int_equal(start(st, "vm1", "host7"), -ENOENT);
+	assert_int_equal(start(st, "vm9", "host1"), -ENOENT);
+	assert_string_equal(err, "vm start: vm9: no such VM");
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_string_equal(vm->host, "host1");
+	assert_int_equal(vm->generation, 1);
+	assert_int_equal(start(st, "vm1", "host2"), -EALREADY);
+	CL_FREE(st);
+}
+
+static void test_memory(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+
+	assert_int_equal(create(st, "big1", "x86-64-v2", 768 << 20), 0);
+	assert_int_equal(create(st, "big2", "x86-64-v2", 512 << 20), 0);
+	assert_int_equal(start(st, "big1", "host1"), 0);
+	assert_int_equal(start(st, "big2", "host1"), -ENOMEM);
+	assert_non_null(strstr(err, "host1 has 1024 MiB for guests, 768 MiB taken"));
+	assert_int_equal(start(st, "big2", "host2"), 0);
+	/* A migration reserves the destination's memory until it ends. */
+	assert_int_equal(begin(st, "big1", "host3"), 0);
+	assert_int_equal(cl_state_host_mem_used(st, "host3"), 768ull << 20);
+	CL_FREE(st);
+}
+
+static void test_migration(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+	uint64_t id;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v3", 64 << 20), 0);
+	assert_int_equal(begin(st, "vm1", "host2"), -EINVAL);   /* not running */
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	assert_int_equal(begin(st, "vm1", "host1"), -EINVAL);
+	assert_string_equal(err, "migrate: vm1: already runs on host1");
+	assert_int_equal(begin(st, "vm1", "host3"), -ENOTSUP);
+	assert_non_null(strstr(err, "migrate: vm1: host3 lacks "));
+	assert_int_equal(begin(st, "vm1", "nohost"), -ENOENT);
+	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	vm = cl_state_vm(st, "vm1");
+	id = vm->migration->id;
+	assert_int_equal(id, st->seq);
+	assert_string_equal(vm->migration->source, "host1");
+	assert_int_equal(begin(st, "vm1", "host2"), -EBUSY);
+	assert_non_null(strstr(err, "already in flight"));
+	/* stale and wrong ids change nothing */
+	assert_int_equal(end(st, "vm1", id + 5, true), -ESTALE);
+	assert_int_equal(end(st, "vm1", id, false), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_null(vm->migration);
+	assert_string_equal(vm->host, "host1");
+	assert_false(vm->last_migration->ok);
+	assert_string_equal(vm->last_migration->destination, "host2");
+	assert_int_equal(vm->generation, 1);
+	/* again, and this time it lands */
+	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	id = cl_state_vm(st, "vm1")->migration->id;
+	assert_int_equal(end(st, "vm1", id, true), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_string_equal(vm->host, "host2");
+	assert_int_equal(vm->generation, 2);
+	assert_int_equal(end(st, "vm1", id, true), -ESTALE);   /* said twice */
+	CL_FREE(st);
+}
+
+static void test_maintenance_stop_delete(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__CmdHostMode hm = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
+	Ferry__Cluster__CmdVmStop stop = FERRY__CLUSTER__CMD_VM_STOP__INIT;
+	Ferry__Cluster__CmdVmDelete del = FERRY__CLUSTER__CMD_VM_DELETE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	assert_int_equal(create(st, "vm1", "cluster", 64 << 20), 0);
+	hm.host = "host2";
+	hm.mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
+	cmd.host_mode = &hm;
+	assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(start(st, "vm1", "host2"), -EBUSY);
+	assert_non_null(strstr(err, "maintenance"));
+	/* a rejoining node does not undo the operator's mode */
+	assert_int_equal(join(st, "host2", 2, feats_v3, 1ull << 30), 0);
+	assert_int_equal(cl_state_host(st, "host2")->mode,
+			 FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE);
+	assert_int_equal(start(st, "vm1", "host3"), 0);   /* cluster = v2 here */
+
+	del.name = "vm1";
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_DELETE;
+	cmd.vm_delete = &del;
+	assert_int_equal(run(st, &cmd), -EBUSY);
+	stop.name = "vm1";
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_STOP;
+	cmd.vm_stop = &stop;
+	assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(run(st, &cmd), -EALREADY);
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_DELETE;
+	cmd.vm_delete = &del;
+	assert_int_equal(run(st, &cmd), 0);
+	assert_null(cl_state_vm(st, "vm1"));
+	assert_int_equal(st->n_vms, 0);
+	CL_FREE(st);
+}
+
+static void test_exited(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__CmdVmExited c = FERRY__CLUSTER__CMD_VM_EXITED__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	Ferry__Cluster__Vm *vm;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	c.name = "vm1";
+	c.host = "host1";
+	c.generation = 1;
+	c.reason = "host1: vmon crashed (status 3)";
+	c.restart = true;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_EXITED;
+	cmd.vm_exited = &c;
+	assert_int_equal(run(st, &cmd), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->generation, 2);
+	assert_int_equal(vm->restarts, 1);
+	assert_int_equal(run(st, &cmd), -ESTALE);   /* about generation 1: old news */
+	c.generation = 2;
+	c.restart = false;
+	c.reason = "host1: vmon exited with status 0";
+	assert_int_equal(run(st, &cmd), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->desired, FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED);
+	assert_string_equal(vm->last_error, "host1: vmon exited with status 0");
+	CL_FREE(st);
+}
+
+/* Same commands, same order: the same bytes on every node. */
+static void test_deterministic_and_persisted(void **unused)
+{
+	Ferry__Cluster__State *a = cluster3(), *b = cluster3(), *loaded = NULL;
+	char path[] = "/tmp/ferry-state-XXXXXX";
+	uint8_t *pa, *pb;
+	size_t la, lb;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	close(fd);
+	for (int i = 0; i < 2; i++) {
+		Ferry__Cluster__State *st = i ? b : a;
+
+		assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), 0);
+		assert_int_equal(start(st, "vm1", "host3"), 0);
+		assert_int_equal(begin(st, "vm1", "host1"), 0);
+		assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), -EEXIST);
+	}
+	la = ferry__cluster__state__get_packed_size(a);
+	lb = ferry__cluster__state__get_packed_size(b);
+	assert_int_equal(la, lb);
+	pa = malloc(la);
+	pb = malloc(lb);
+	ferry__cluster__state__pack(a, pa);
+	ferry__cluster__state__pack(b, pb);
+	assert_memory_equal(pa, pb, la);
+
+	assert_int_equal(cl_state_save(path, a, err, sizeof(err)), 0);
+	assert_int_equal(cl_state_load(path, &loaded, err, sizeof(err)), 0);
+	assert_int_equal(loaded->seq, a->seq);
+	assert_non_null(cl_state_vm(loaded, "vm1")->migration);
+	CL_FREE(loaded);
+	/* a damaged file is refused, not half-read */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "\xff\xff\xff", 3), 3);
+	close(fd);
+	assert_int_equal(cl_state_load(path, &loaded, err, sizeof(err)), -EBADMSG);
+	unlink(path);
+	assert_int_equal(cl_state_load(path, &loaded, err, sizeof(err)), -ENOENT);
+	free(pa);
+	free(pb);
+	CL_FREE(a);
+	CL_FREE(b);
+}
+
+static Ferry__Cluster__SyncHello hello(uint32_t id, uint64_t seq, uint32_t *members, size_t n)
+{
+	Ferry__Cluster__SyncHello h = FERRY__CLUSTER__SYNC_HELLO__INIT;
+
+	h.nodeid = id;
+	h.seq = seq;
+	h.members = members;
+	h.n_members = n;
+	return h;
+}
+
+/* Every member sees the same hellos in the same order and must agree. */
+static void test_sync(void **unused)
+{
+	uint32_t view[] = { 3, 1, 2 }, old[] = { 1, 2 };
+	struct cl_sync s[4];
+	Ferry__Cluster__SyncHello h1 = hello(1, 10, view, 3), h2 = hello(2, 12, view, 3),
+				  h3 = hello(3, 12, view, 3), stale = hello(3, 99, old, 2);
+	Ferry__Cluster__SyncState st = FERRY__CLUSTER__SYNC_STATE__INIT;
+
+	for (uint32_t me = 1; me <= 3; me++) {
+		cl_sync_view(&s[me], view, 3);
+		assert_int_equal(cl_sync_hello(&s[me], me, &h1), CL_SYNC_WAIT);
+		assert_int_equal(cl_sync_hello(&s[me], me, &stale), CL_SYNC_WAIT);
+		assert_int_equal(cl_sync_hello(&s[me], me, &h3), CL_SYNC_WAIT);
+		/* node 2 is the lowest id with the newest seq: the donor */
+		assert_int_equal(cl_sync_hello(&s[me], me, &h2),
+				 me == 2 ? CL_SYNC_SEND_STATE : CL_SYNC_WAIT);
+		assert_false(s[me].synced);
+		st.nodeid = 3;   /* not the donor: ignored */
+		st.members = view;
+		st.n_members = 3;
+		assert_false(cl_sync_state(&s[me], &st));
+		st.nodeid = 2;
+		st.members = old;
+		st.n_members = 2;
+		assert_false(cl_sync_state(&s[me], &st));
+		st.members = view;
+		st.n_members = 3;
+		assert_true(cl_sync_state(&s[me], &st));
+		assert_true(s[me].synced);
+	}
+	/* all equal: synced without a transfer */
+	cl_sync_view(&s[0], old, 2);
+	h1 = hello(1, 5, old, 2);
+	h2 = hello(2, 5, old, 2);
+	assert_int_equal(cl_sync_hello(&s[0], 1, &h1), CL_SYNC_WAIT);
+	assert_int_equal(cl_sync_hello(&s[0], 1, &h2), CL_SYNC_DONE);
+	assert_true(s[0].synced);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_start),
+		cmocka_unit_test(test_memory),
+		cmocka_unit_test(test_migration),
+		cmocka_unit_test(test_maintenance_stop_delete),
+		cmocka_unit_test(test_exited),
+		cmocka_unit_test(test_deterministic_and_persisted),
+		cmocka_unit_test(test_sync),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

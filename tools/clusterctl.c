@@ -1,0 +1,670 @@
+/* clusterctl: drive a Ferry cluster through any of its agents. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/cl_msg.h"
+#include "cluster/cl_net.h"
+#include "cluster/cl_pki.h"
+#include "core/util.h"
+#include "tools/clusterctl.h"
+
+static const char usage[] =
+"Usage: clusterctl [--socket PATH | --connect HOST[:PORT] --tls-dir DIR] [-o json]\n"
+"                  COMMAND [ARGS]\n"
+"\n"
+"Commands:\n"
+"  status                        this node's view: quorum, members, hosts, VMs\n"
+"  host list | host show HOST\n"
+"  host mode HOST active|maintenance\n"
+"  vm create NAME --guest IMAGE --mem SIZE [--vcpus N] [--args STR]\n"
+"            [--cpu-model host|cluster|x86-64-v1..v4]   (default vcpus 1,\n"
+"            model cluster: what every current host has)\n"
+"  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
+"                                 with the least guest memory placed on it)\n"
+"  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
+"  migrate VM HOST [--downtime-ms N] [--dry-run] [--no-wait]\n"
+"                                live-migrate VM to HOST: prechecked (CPU model,\n"
+"                                memory, host state) before any page moves; a\n"
+"                                progress line on a terminal, then the result.\n"
+"                                --dry-run: the precheck verdict and vmon's\n"
+"                                prediction (time, downtime), nothing moves\n"
+"  cpu baseline                  the cluster CPU model: features all hosts share\n"
+"  cpu check VM HOST             can HOST run VM's CPU model? (exit 1 if not)\n"
+"  cluster init [--dir DIR] [--name NAME]   create the cluster CA\n"
+"  node add NAME ADDRESS [--dir DIR]        issue a node certificate\n"
+"  node revoke NAME [--dir DIR]  refuse NAME's certificate cluster-wide\n"
+"\n"
+"Where to reach an agent: --socket PATH (or $FERRY_SOCKET; default\n"
+"/var/lib/ferry/clusterd.sock; root only), or --connect HOST[:PORT] (or\n"
+"$FERRY_CONNECT; port 7400) with mutual TLS from --tls-dir DIR (or\n"
+"$FERRY_TLS_DIR: ca.pem, cert.pem, key.pem, e.g. the CA dir's admin/).\n"
+"-o json prints every answer as one JSON object.\n"
+"Exit status: 0 done, 1 refused or failed (the message says why), 2 bad usage.\n";
+
+struct ctl {
+	const char *socket;
+	const char *connect;
+	const char *tls_dir;
+	bool json;
+	struct xport *x;
+};
+
+static int die_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "clusterctl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(clusterctl --help tells the commands)\n");
+	return 2;
+}
+
+static int ctl_connect(struct ctl *c)
+{
+	char err[CL_ERR_LEN > 512 ? CL_ERR_LEN : 512], xerr[XPORT_ERR_LEN];
+	struct xport_addr addr;
+	struct xport_tls tls;
+	char uri[300];
+	int ret;
+
+	if (c->x)
+		return 0;
+	if (c->connect) {
+		snprintf(uri, sizeof(uri), "tcp:%s%s", c->connect,
+			 strchr(c->connect, ':') ? "" : ":7400");
+		if (xport_addr_parse(uri, &addr, xerr)) {
+			fprintf(stderr, "clusterctl: --connect: %s\n", xerr);
+			return 2;
+		}
+		if (!c->tls_dir) {
+			fprintf(stderr, "clusterctl: --connect needs --tls-dir (or $FERRY_TLS_DIR)\n");
+			return 2;
+		}
+		if (xport_tls_from_dir(c->tls_dir, &tls, xerr)) {
+			fprintf(stderr, "clusterctl: --tls-dir: %s\n", xerr);
+			return 2;
+		}
+		ret = cl_connect_tls(&addr, &tls, 10000, &c->x, err, sizeof(err));
+	} else {
+		ret = cl_connect_unix(c->socket, &c->x, err, sizeof(err));
+	}
+	if (ret) {
+		fprintf(stderr, "clusterctl: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+/* One request, one response; NULL after printing why. */
+static Ferry__Cluster__Response *call(struct ctl *c, const Ferry__Cluster__Request *req,
+				      int *status)
+{
+	Ferry__Cluster__Response *resp = NULL;
+	char err[512];
+
+	*status = ctl_connect(c);
+	if (*status)
+		return NULL;
+	if (cl_call(c->x, req, CL_CALL_TIMEOUT_MS, &resp, err, sizeof(err))) {
+		fprintf(stderr, "clusterctl: %s\n", err);
+		*status = 1;
+		return NULL;
+	}
+	return resp;
+}
+
+/* Print the outcome of a simple command; the exit status. */
+static int finish(struct ctl *c, Ferry__Cluster__Response *r, void (*text)(const Ferry__Cluster__Response *))
+{
+	int status = r->error ? 1 : 0;
+
+	if (c->json)
+		cl_msg_json(stdout, &r->base);
+	else if (r->error)
+		fprintf(stderr, "clusterctl: %s\n", r->message);
+	else if (text)
+		text(r);
+	CL_FREE(r);
+	return status;
+}
+
+static const char *vm_state(const Ferry__Cluster__Vm *vm)
+{
+	if (vm->migration)
+		return "migrating";
+	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ? "running" : "stopped";
+}
+
+static bool is_online(const Ferry__Cluster__Response *r, const char *host)
+{
+	for (size_t i = 0; i < r->n_online; i++)
+		if (!strcmp(r->online[i], host))
+			return true;
+	return false;
+}
+
+static const Ferry__Cluster__HostLoad *load_of(const Ferry__Cluster__Response *r, const char *host)
+{
+	for (size_t i = 0; i < r->n_loads; i++)
+		if (!strcmp(r->loads[i]->host, host))
+			return r->loads[i];
+	return NULL;
+}
+
+static void print_hosts(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	printf("%-12s %-7s %-12s %-15s %5s %10s %10s %6s %4s\n", "HOST", "STATUS", "MODE",
+	       "ADDRESS", "CPUS", "MEM", "VM MEM", "LOAD", "VMS");
+	for (size_t i = 0; st && i < st->n_hosts; i++) {
+		const Ferry__Cluster__Host *h = st->hosts[i];
+		const Ferry__Cluster__HostLoad *l = load_of(r, h->name);
+		char mem[32] = "-", used[32];
+		unsigned vms = 0;
+
+		for (size_t k = 0; k < st->n_vms; k++)
+			vms += !strcmp(st->vms[k]->host, h->name) &&
+			       st->vms[k]->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+		if (h->inventory)
+			fmt_size(h->inventory->mem_bytes, mem, sizeof(mem));
+		fmt_size(l ? l->vm_mem_bytes : 0, used, sizeof(used));
+		printf("%-12s %-7s %-12s %-15s %5u %10s %10s %6.2f %4u\n", h->name,
+		       is_online(r, h->name) ? "online" : "down",
+		       h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ? "maintenance" :
+		       "active", h->address, h->inventory ? h->inventory->cpus : 0, mem, used,
+		       l ? l->cpu_load : 0.0, vms);
+	}
+}
+
+static void print_vms(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	printf("%-16s %-10s %-12s %10s %5s %-10s %s\n", "VM", "STATE", "HOST", "MEM", "VCPUS",
+	       "CPU MODEL", "NOTE");
+	for (size_t i = 0; st && i < st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = st->vms[i];
+		char mem[32], note[600] = "";
+
+		fmt_size(vm->mem_bytes, mem, sizeof(mem));
+		if (vm->migration)
+			snprintf(note, sizeof(note), "to %s", vm->migration->destination);
+		else if (*vm->last_error)
+			snprintf(note, sizeof(note), "%s", vm->last_error);
+		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name, vm_state(vm),
+		       *vm->host ? vm->host : "-", mem, vm->vcpus, vm->cpu_model, note);
+	}
+}
+
+static void print_status(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__NodeStatus *n = r->node;
+
+	if (n) {
+		printf("cluster %s, state seq %llu; this node: %s (corosync node %u)\n",
+		       r->state ? r->state->cluster_name : "?",
+		       r->state ? (unsigned long long)r->state->seq : 0ull, n->name, n->nodeid);
+		printf("quorum: %s (%u of %u votes, %u needed); synced: %s\n",
+		       n->quorate ? "yes" : "NO: changes are refused", n->votes,
+		       n->expected_votes, n->quorum, n->synced ? "yes" : "no");
+		printf("members:");
+		for (size_t i = 0; i < n->n_members; i++)
+			printf(" %s", n->members[i]);
+		printf("\n\n");
+	}
+	print_hosts(r);
+	printf("\n");
+	print_vms(r);
+}
+
+static void print_host(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__Host *h = r->host;
+	const Ferry__Cluster__Inventory *inv = h->inventory;
+	const Ferry__Cluster__HostLoad *l = load_of(r, h->name);
+	char mem[32] = "-";
+
+	if (inv)
+		fmt_size(inv->mem_bytes, mem, sizeof(mem));
+	printf("host:       %s (%s)\n", h->name, is_online(r, h->name) ? "online" : "down");
+	printf("address:    %s, agent port %u, corosync node %u\n", h->address,
+	       h->agent_port, h->nodeid);
+	printf("mode:       %s\n", h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ?
+	       "maintenance" : "active");
+	if (inv) {
+		printf("cpus:       %u, TSC %llu kHz, memory %s, kernel %s\n", inv->cpus,
+		       (unsigned long long)inv->tsc_khz, mem, inv->kernel);
+		printf("features:  ");
+		for (size_t i = 0; i < inv->n_cpu_features; i++)
+			printf(" %s", inv->cpu_features[i]);
+		printf("\n");
+	}
+	if (l) {
+		printf("load:       %.2f per CPU\n", l->cpu_load);
+		for (size_t i = 0; i < l->n_vms; i++)
+			printf("  vm %-16s pid %-7d %5.1f %% CPU  %s\n", l->vms[i]->name,
+			       l->vms[i]->pid, l->vms[i]->cpu_pct, l->vms[i]->state);
+	}
+}
+
+static void print_vm(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__Vm *vm = r->vm;
+	const Ferry__Cluster__MigrationResult *m = vm->last_migration;
+	char mem[32];
+
+	fmt_size(vm->mem_bytes, mem, sizeof(mem));
+	printf("vm:         %s\n", vm->name);
+	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
+	printf("guest:      %s %s\n", vm->guest, vm->args);
+	printf("memory:     %s, %u vCPU(s), CPU model %s\n", mem, vm->vcpus, vm->cpu_model);
+	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
+	       vm->restarts);
+	if (*vm->last_error)
+		printf("last:       %s\n", vm->last_error);
+	if (vm->migration)
+		printf("migrating:  %s -> %s (migration %llu)\n", vm->migration->source,
+		       vm->migration->destination, (unsigned long long)vm->migration->id);
+	if (m)
+		printf("last migration: %s -> %s: %s\n", m->source, m->destination,
+		       m->ok ? (m->dry_run ? "dry run passed" : "done") : m->error);
+}
+
+static void print_nothing(const Ferry__Cluster__Response *r)
+{
+}
+
+static void print_baseline(const Ferry__Cluster__Response *r)
+{
+	printf("cluster CPU model (%zu features every host has):\n", r->cpu->n_features);
+	for (size_t i = 0; i < r->cpu->n_features; i++)
+		printf("%s%s", r->cpu->features[i], i + 1 < r->cpu->n_features ? " " : "\n");
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+#define REQ(field, kase, val) do {                                     \
+	req.cmd_case = FERRY__CLUSTER__REQUEST__CMD_##kase;            \
+	req.field = (val);                                             \
+} while (0)
+
+static int simple(struct ctl *c, Ferry__Cluster__Request *req,
+		  void (*text)(const Ferry__Cluster__Response *))
+{
+	int status;
+	Ferry__Cluster__Response *r = call(c, req, &status);
+
+	return r ? finish(c, r, text) : status;
+}
+
+static int cmd_host(struct ctl *c, int argc, char **argv)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Empty empty = FERRY__CLUSTER__EMPTY__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__HostModeReq mode = FERRY__CLUSTER__HOST_MODE_REQ__INIT;
+
+	if (argc == 1 && !strcmp(argv[0], "list")) {
+		REQ(host_list, HOST_LIST, &empty);
+		return simple(c, &req, print_hosts);
+	}
+	if (argc == 2 && !strcmp(argv[0], "show")) {
+		name.name = argv[1];
+		REQ(host_show, HOST_SHOW, &name);
+		return simple(c, &req, print_host);
+	}
+	if (argc == 3 && !strcmp(argv[0], "mode")) {
+		mode.host = argv[1];
+		if (!strcmp(argv[2], "maintenance"))
+			mode.mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+		else if (strcmp(argv[2], "active"))
+			return die_usage("host mode: '%s' is not active or maintenance", argv[2]);
+		REQ(host_mode, HOST_MODE, &mode);
+		return simple(c, &req, print_nothing);
+	}
+	return die_usage("host: expected list, show HOST or mode HOST MODE%s", "");
+}
+
+static int vm_create(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "guest", required_argument, NULL, 'g' },
+		{ "args", required_argument, NULL, 'a' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "cpu-model", required_argument, NULL, 'c' },
+		{ 0 },
+	};
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Vm vm = FERRY__CLUSTER__VM__INIT;
+	char guest[PATH_MAX];
+	uint64_t v;
+	int o;
+
+	vm.cpu_model = "cluster";
+	vm.vcpus = 1;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'g':
+			/* Every node must find it: make it absolute. */
+			if (!realpath(optarg, guest)) {
+				fprintf(stderr, "clusterctl: vm create: --guest %s: %s\n", optarg,
+					strerror(errno));
+				return 1;
+			}
+			vm.guest = guest;
+			break;
+		case 'a': vm.args = optarg; break;
+		case 'm':
+			if (parse_size(optarg, &v))
+				return die_usage("vm create: --mem: not a size: %s", optarg);
+			vm.mem_bytes = v;
+			break;
+		case 'v':
+			if (parse_u64(optarg, 1, 32, &v))
+				return die_usage("vm create: --vcpus: not 1..32: %s", optarg);
+			vm.vcpus = v;
+			break;
+		case 'c': vm.cpu_model = optarg; break;
+		default: return die_usage("vm create: bad option%s", "");
+		}
+	}
+	if (optind + 1 != argc)
+		return die_usage("vm create: expected one NAME%s", "");
+	if (!vm.guest[0] || !vm.mem_bytes)
+		return die_usage("vm create: --guest and --mem are required%s", "");
+	vm.name = argv[optind];
+	REQ(vm_create, VM_CREATE, &vm);
+	return simple(c, &req, print_nothing);
+}
+
+static int cmd_vm(struct ctl *c, int argc, char **argv)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Empty empty = FERRY__CLUSTER__EMPTY__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__VmStartReq start = FERRY__CLUSTER__VM_START_REQ__INIT;
+	const char *verb = argc ? argv[0] : "";
+
+	if (!strcmp(verb, "create"))
+		return vm_create(c, argc, argv);
+	if (!strcmp(verb, "list") && argc == 1) {
+		REQ(vm_list, VM_LIST, &empty);
+		return simple(c, &req, print_vms);
+	}
+	if (!strcmp(verb, "start") && (argc == 2 || (argc == 4 && !strcmp(argv[2], "--host")))) {
+		start.name = argv[1];
+		start.host = argc == 4 ? argv[3] : "";
+		REQ(vm_start, VM_START, &start);
+		return simple(c, &req, print_nothing);
+	}
+	if (argc != 2)
+		return die_usage("vm: expected create, start, stop, delete, list or show "
+				 "(with a NAME)%s", "");
+	name.name = argv[1];
+	if (!strcmp(verb, "stop"))
+		REQ(vm_stop, VM_STOP, &name);
+	else if (!strcmp(verb, "delete"))
+		REQ(vm_delete, VM_DELETE, &name);
+	else if (!strcmp(verb, "show"))
+		REQ(vm_show, VM_SHOW, &name);
+	else
+		return die_usage("vm: unknown command '%s'", verb);
+	return simple(c, &req, req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_SHOW ?
+		      print_vm : print_nothing);
+}
+
+static double mono_ms(void)
+{
+	return now_ns() / 1e6;
+}
+
+static void progress_line(const Ferry__Cluster__Response *r, const char *vm,
+			  const char *host, double t0)
+{
+	const Ferry__Cluster__MigProgress *p = r->progress;
+
+	if (p)
+		fprintf(stderr, "\r\033[Kmigrate %s -> %s: %-10s round %u %5.1f%%  %7.0f MB/s  "
+			"dirty %6.0f pages/s  ETA %5.1f s  (%.1f s)", vm, host, p->state,
+			p->round, p->percent, p->bandwidth_bps / 1e6, p->dirty_pages_per_s,
+			p->eta_s, (mono_ms() - t0) / 1e3);
+	else
+		fprintf(stderr, "\r\033[Kmigrate %s -> %s: preparing the destination  (%.1f s)",
+			vm, host, (mono_ms() - t0) / 1e3);
+}
+
+static int migrate_result(struct ctl *c, Ferry__Cluster__Response *r, double t0)
+{
+	const Ferry__Cluster__MigrationResult *m = r->vm->last_migration;
+	double wall = mono_ms() - t0;
+
+	if (c->json) {
+		cl_msg_json(stdout, &r->base);
+		return m->ok ? 0 : 1;
+	}
+	if (!m->ok) {
+		fprintf(stderr, "clusterctl: %s\n", m->error);
+		return 1;
+	}
+	if (m->dry_run) {
+		printf("dry run: %s -> %s: precheck passed; %s\n", m->source, m->destination,
+		       m->predicted_converges ? "it should converge" : "it would NOT converge");
+		printf("prediction: total %.0f ms, downtime %.1f ms%s%s\n", m->predicted_total_ms,
+		       m->predicted_downtime_ms, *m->prediction ? "; " : "", m->prediction);
+		return 0;
+	}
+	printf("migrated %s from %s to %s in %.0f ms: vmon %.0f ms, downtime %.2f ms, "
+	       "%.1f MB in %u round(s); orchestration %.0f ms\n", r->vm->name, m->source,
+	       m->destination, wall, m->total_ms, m->downtime_ms, m->bytes / 1e6, m->rounds,
+	       m->orchestration_ms);
+	return 0;
+}
+
+static int cmd_migrate(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "downtime-ms", required_argument, NULL, 'd' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "no-wait", no_argument, NULL, 'w' },
+		{ 0 },
+	};
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__MigrateReq m = FERRY__CLUSTER__MIGRATE_REQ__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__Response *r;
+	bool wait = true, tty = isatty(2) && !c->json;
+	double t0 = mono_ms();
+	uint64_t id, v;
+	int o, status;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd':
+			if (parse_u64(optarg, 1, 60000, &v))
+				return die_usage("migrate: --downtime-ms: not 1..60000: %s", optarg);
+			m.downtime_ms = v;
+			break;
+		case 'n': m.dry_run = true; break;
+		case 'w': wait = false; break;
+		default: return die_usage("migrate: bad option%s", "");
+		}
+	}
+	if (optind + 2 != argc)
+		return die_usage("migrate: expected VM HOST%s", "");
+	m.vm = argv[optind];
+	m.host = argv[optind + 1];
+	REQ(migrate, MIGRATE, &m);
+	r = call(c, &req, &status);
+	if (!r)
+		return status;
+	if (r->error || !wait)
+		return finish(c, r, print_nothing);
+	id = r->migration_id;
+	CL_FREE(r);
+	name.name = m.vm;
+	req = (Ferry__Cluster__Request)FERRY__CLUSTER__REQUEST__INIT;
+	REQ(migrate_status, MIGRATE_STATUS, &name);
+	for (;;) {
+		const struct timespec pause = { 0, 5000000 };
+
+		r = call(c, &req, &status);
+		if (!r)
+			return status;
+		if (r->error)
+			return finish(c, r, print_nothing);
+		if (r->vm && (!r->vm->migration || r->vm->migration->id != id) &&
+		    r->vm->last_migration && r->vm->last_migration->id == id) {
+			if (tty)
+				fprintf(stderr, "\r\033[K");
+			status = migrate_result(c, r, t0);
+			CL_FREE(r);
+			return status;
+		}
+		if (r->vm && !r->vm->migration && (!r->vm->last_migration ||
+						   r->vm->last_migration->id != id)) {
+			fprintf(stderr, "clusterctl: migrate: %s: the migration vanished from "
+				"the state (superseded?)\n", m.vm);
+			CL_FREE(r);
+			return 1;
+		}
+		if (tty)
+			progress_line(r, m.vm, m.host, t0);
+		CL_FREE(r);
+		nanosleep(&pause, NULL);
+	}
+}
+
+static int cmd_cpu(struct ctl *c, int argc, char **argv)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Empty empty = FERRY__CLUSTER__EMPTY__INIT;
+	Ferry__Cluster__CpuCheckReq chk = FERRY__CLUSTER__CPU_CHECK_REQ__INIT;
+	Ferry__Cluster__Response *r;
+	int status;
+
+	if (argc == 1 && !strcmp(argv[0], "baseline")) {
+		REQ(cpu_baseline, CPU_BASELINE, &empty);
+		return simple(c, &req, print_baseline);
+	}
+	if (argc != 3 || strcmp(argv[0], "check"))
+		return die_usage("cpu: expected baseline, or check VM HOST%s", "");
+	chk.vm = argv[1];
+	chk.host = argv[2];
+	REQ(cpu_check, CPU_CHECK, &chk);
+	r = call(c, &req, &status);
+	if (!r)
+		return status;
+	if (r->error || c->json || !r->cpu)
+		return finish(c, r, print_nothing);
+	if (r->cpu->compatible) {
+		printf("yes: %s can run %s (CPU model %s)\n", chk.host, chk.vm, r->cpu->model);
+	} else {
+		printf("no: %s lacks", chk.host);
+		for (size_t i = 0; i < r->cpu->n_missing; i++)
+			printf("%s %s", i ? "," : "", r->cpu->missing[i]);
+		printf(" required by %s's model %s\n", chk.vm, r->cpu->model);
+		status = 1;
+	}
+	CL_FREE(r);
+	return status;
+}
+
+static int cmd_node(struct ctl *c, int argc, char **argv)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__RevokeReq rv = FERRY__CLUSTER__REVOKE_REQ__INIT;
+	char path[PATH_MAX], serial[80], err[512];
+	const char *dir = "./ferry-ca";
+
+	if (argc && !strcmp(argv[0], "add"))
+		return clusterctl_node_add(argc, argv);
+	if (argc < 2 || strcmp(argv[0], "revoke"))
+		return die_usage("node: expected add NAME ADDRESS or revoke NAME%s", "");
+	if (argc == 4 && !strcmp(argv[2], "--dir"))
+		dir = argv[3];
+	else if (argc != 2)
+		return die_usage("node revoke: expected NAME [--dir DIR]%s", "");
+	snprintf(path, sizeof(path), "%s/nodes/%s/cert.pem", dir, argv[1]);
+	if (cl_pki_cert_serial(path, serial, sizeof(serial), err, sizeof(err))) {
+		fprintf(stderr, "clusterctl: node revoke: %s\n", err);
+		return 1;
+	}
+	rv.serial = serial;
+	rv.name = argv[1];
+	REQ(revoke, REVOKE, &rv);
+	return simple(c, &req, print_nothing);
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl c = {
+		.socket = getenv("FERRY_SOCKET"),
+		.connect = getenv("FERRY_CONNECT"),
+		.tls_dir = getenv("FERRY_TLS_DIR"),
+	};
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Empty empty = FERRY__CLUSTER__EMPTY__INIT;
+	char **args = calloc(argc + 1, sizeof(*args));
+	int n = 0, status;
+
+	if (!args)
+		return 1;
+	if (!c.socket)
+		c.socket = "/var/lib/ferry/clusterd.sock";
+	/* Global options may stand anywhere; the rest belongs to the command. */
+	args[n++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		const char *o = argv[i];
+		bool has = i + 1 < argc;
+
+		if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (!strcmp(o, "--socket") && has) {
+			c.socket = argv[++i];
+			c.connect = NULL;
+		} else if (!strcmp(o, "--connect") && has) {
+			c.connect = argv[++i];
+		} else if (!strcmp(o, "--tls-dir") && has) {
+			c.tls_dir = argv[++i];
+		} else if ((!strcmp(o, "-o") || !strcmp(o, "--output")) && has) {
+			const char *fmt = argv[++i];
+
+			if (strcmp(fmt, "json") && strcmp(fmt, "text"))
+				return die_usage("-o: json or text, not '%s'", fmt);
+			c.json = !strcmp(fmt, "json");
+		} else {
+			args[n++] = argv[i];
+		}
+	}
+	if (n < 2)
+		return die_usage("no command given%s", "");
+	if (!strcmp(args[1], "status") && n == 2) {
+		REQ(status, STATUS, &empty);
+		status = simple(&c, &req, print_status);
+	} else if (!strcmp(args[1], "host")) {
+		status = cmd_host(&c, n - 2, args + 2);
+	} else if (!strcmp(args[1], "vm")) {
+		status = cmd_vm(&c, n - 2, args + 2);
+	} else if (!strcmp(args[1], "migrate")) {
+		status = cmd_migrate(&c, n - 1, args + 1);
+	} else if (!strcmp(args[1], "cpu")) {
+		status = cmd_cpu(&c, n - 2, args + 2);
+	} else if (!strcmp(args[1], "cluster") && n >= 3 && !strcmp(args[2], "init")) {
+		status = clusterctl_cluster_init(n - 2, args + 2);
+	} else if (!strcmp(args[1], "node")) {
+		status = cmd_node(&c, n - 2, args + 2);
+	} else {
+		status = die_usage("unknown command '%s'", args[1]);
+	}
+	xport_close(c.x);
+	free(args);
+	return status;
+}
