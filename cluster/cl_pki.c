@@ -142,6 +142,7 @@ static int pki_write_pem(struct pki_files *f, const char *name, EVP_PKEY *key,
 	}
 	len = BIO_get_mem_data(b, &data);
 	ret = pki_write(f, name, data, (size_t)len, mode, err, err_len);
+	OPENSSL_cleanse(data, (size_t)len);   /* it may be a private key */
 	BIO_free(b);
 	return ret;
 }

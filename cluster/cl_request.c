@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Limits of what a request may carry. */
@@ -250,6 +251,44 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 	}
 }
 
+/*
+ * Drop the fields this agent does not know, in every sub-message. A newer
+ * client may send them and nothing here reads them; kept, they would be
+ * copied into commands and the replicated state. protobuf-c even keeps
+ * some it cannot pack again (field number 0), which would make such a
+ * copy fail on every node.
+ */
+static void req_strip_unknown(ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+		char *base = (char *)m;
+
+		if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(size_t *)(base + fd->quantifier_offset);
+			ProtobufCMessage **v = *(ProtobufCMessage ***)(base + fd->offset);
+
+			for (size_t k = 0; k < n; k++)
+				req_strip_unknown(v[k]);
+			continue;
+		}
+		if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(uint32_t *)(base + fd->quantifier_offset) != fd->id)
+			continue;
+		if (*(ProtobufCMessage **)(base + fd->offset))
+			req_strip_unknown(*(ProtobufCMessage **)(base + fd->offset));
+	}
+	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+		free(m->unknown_fields[i].data);
+	free(m->unknown_fields);
+	m->unknown_fields = NULL;
+	m->n_unknown_fields = 0;
+}
+
 Ferry__Cluster__Request *cl_request_decode(const uint8_t *buf, size_t len,
 					   char *err, size_t err_len)
 {
@@ -263,6 +302,7 @@ Ferry__Cluster__Request *cl_request_decode(const uint8_t *buf, size_t len,
 		req_fail(&c, "not a valid message (%zu bytes)", len);
 		return NULL;
 	}
+	req_strip_unknown(&r->base);
 	req_check_cmd(&c, r);
 	if (c.failed) {
 		ferry__cluster__request__free_unpacked(r, NULL);

@@ -236,6 +236,17 @@ static bool srv_wait_client(struct cl_server *s, int fd)
 	return !p[1].revents && (p[0].revents & POLLIN);
 }
 
+/*
+ * After a failed accept: when the process is out of fds or memory, the
+ * client is still queued and poll() would say so at once; give the
+ * process a moment rather than spin.
+ */
+static void srv_backoff(int err)
+{
+	if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM)
+		usleep(100 * 1000);
+}
+
 /* ---- the UNIX socket ---- */
 
 static void *srv_unix_main(void *arg)
@@ -250,8 +261,10 @@ static void *srv_unix_main(void *arg)
 		struct xport *x;
 		int fd = accept4(s->unix_fd, NULL, NULL, SOCK_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0) {
+			srv_backoff(-errno);
 			continue;   /* gone already, or out of fds: try the next */
+		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl)) {
 			close(fd);
 			continue;
@@ -348,9 +361,11 @@ static void *srv_tls_main(void *arg)
 		struct cl_peer peer = { .tls = true, .uid = (uid_t)-1 };
 		char xerr[XPORT_ERR_LEN], reason[256];
 		struct xport *x;
+		int ret = xport_accept(s->tls_l, srv_limits.handshake_ms, &x, xerr);
 
-		if (xport_accept(s->tls_l, srv_limits.handshake_ms, &x, xerr)) {
+		if (ret) {
 			log_info("agent: %s", xerr);
+			srv_backoff(ret);
 			continue;
 		}
 		if (xport_tls_peer_identity(x, peer.name, sizeof(peer.name),
