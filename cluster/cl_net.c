@@ -7,7 +7,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static void net_errf(char *err, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void net_errf(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
+#include "cl_err.h"
 
 int cl_frame_send(struct xport *x, const ProtobufCMessage *m)
 {
@@ -85,7 +72,7 @@ int cl_connect_unix(const char *path, struct xport **out, char *err, size_t err_
 
 	*out = NULL;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		net_errf(err, err_len, "connect %s: path too long for a UNIX "
+		cl_errf(err, err_len, "connect %s: path too long for a UNIX "
 			 "socket", path);
 		return -ENAMETOOLONG;
 	}
@@ -93,13 +80,13 @@ int cl_connect_unix(const char *path, struct xport **out, char *err, size_t err_
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
-		net_errf(err, err_len, "connect %s: socket: %s", path,
+		cl_errf(err, err_len, "connect %s: socket: %s", path,
 			 strerror(-ret));
 		return ret;
 	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		ret = -errno;
-		net_errf(err, err_len, "connect %s: %s%s", path, strerror(-ret),
+		cl_errf(err, err_len, "connect %s: %s%s", path, strerror(-ret),
 			 ret == -ENOENT || ret == -ECONNREFUSED ?
 			 " (is clusterd running?)" : ret == -EACCES ?
 			 " (only root and clusterd's user may use it)" : "");
@@ -107,7 +94,7 @@ int cl_connect_unix(const char *path, struct xport **out, char *err, size_t err_
 	}
 	ret = xport_wrap_fd(fd, path, out, xerr);
 	if (ret) {
-		net_errf(err, err_len, "connect %s: %s", path, xerr);
+		cl_errf(err, err_len, "connect %s: %s", path, xerr);
 		goto fail;
 	}
 	return 0;
@@ -123,7 +110,7 @@ int cl_connect_tls(const struct xport_addr *addr, const struct xport_tls *tls,
 	int ret = xport_connect(addr, tls, timeout_ms, out, xerr);
 
 	if (ret)
-		net_errf(err, err_len, "connect: %s", xerr);
+		cl_errf(err, err_len, "connect: %s", xerr);
 	return ret;
 }
 
@@ -139,7 +126,7 @@ int cl_call(struct xport *x, const Ferry__Cluster__Request *req, int timeout_ms,
 	if (!ret)
 		ret = cl_frame_send(x, &req->base);
 	if (ret) {
-		net_errf(err, err_len, "send to %s: %s", x->peer,
+		cl_errf(err, err_len, "send to %s: %s", x->peer,
 			 ret == -EMSGSIZE ? "request too large" : x->err);
 		return ret;
 	}
@@ -148,29 +135,29 @@ int cl_call(struct xport *x, const Ferry__Cluster__Request *req, int timeout_ms,
 	case 0:
 		break;
 	case -ETIMEDOUT:
-		net_errf(err, err_len, "%s: no answer within %d ms", x->peer,
+		cl_errf(err, err_len, "%s: no answer within %d ms", x->peer,
 			 timeout_ms);
 		goto out;
 	case -EPIPE:
 	case -ECONNRESET:
-		net_errf(err, err_len, "%s closed the connection without an "
+		cl_errf(err, err_len, "%s closed the connection without an "
 			 "answer", x->peer);
 		goto out;
 	case -EMSGSIZE:
-		net_errf(err, err_len, "%s: answer larger than %u bytes",
+		cl_errf(err, err_len, "%s: answer larger than %u bytes",
 			 x->peer, CL_FRAME_MAX);
 		goto out;
 	case -EPROTO:
-		net_errf(err, err_len, "%s: the answer was cut short", x->peer);
+		cl_errf(err, err_len, "%s: the answer was cut short", x->peer);
 		goto out;
 	default:
-		net_errf(err, err_len, "receive from %s: %s", x->peer,
+		cl_errf(err, err_len, "receive from %s: %s", x->peer,
 			 x->err[0] ? x->err : strerror(-ret));
 		goto out;
 	}
 	*resp = ferry__cluster__response__unpack(NULL, len, buf);
 	if (!*resp) {
-		net_errf(err, err_len, "%s: the answer is not a valid response",
+		cl_errf(err, err_len, "%s: the answer is not a valid response",
 			 x->peer);
 		ret = -EBADMSG;
 	}

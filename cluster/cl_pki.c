@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "cl_err.h"
 #include "cl_net.h"
 #include "core/util.h"
 
@@ -55,20 +55,6 @@ struct pki_files {
 	bool made_dir;
 };
 
-static void pki_errf(char *err, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void pki_errf(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
-
 /* The OpenSSL reason for the last failure, and a clean error queue. */
 static const char *ossl_why(char *buf, size_t len)
 {
@@ -93,7 +79,7 @@ static int pki_write(struct pki_files *f, const char *name, const void *data,
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
 		ret = -errno;
-		pki_errf(err, err_len, "%s: %s%s", path, strerror(-ret),
+		cl_errf(err, err_len, "%s: %s%s", path, strerror(-ret),
 			 ret == -EEXIST ? " (refusing to overwrite it)" : "");
 		return ret;
 	}
@@ -104,7 +90,7 @@ static int pki_write(struct pki_files *f, const char *name, const void *data,
 		ret = -errno;
 	close(fd);
 	if (ret)
-		pki_errf(err, err_len, "write %s: %s", path, strerror(-ret));
+		cl_errf(err, err_len, "write %s: %s", path, strerror(-ret));
 	return ret;
 }
 
@@ -135,7 +121,7 @@ static int pki_write_pem(struct pki_files *f, const char *name, EVP_PKEY *key,
 	ok = key ? PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) :
 		   PEM_write_bio_X509(b, cert);
 	if (!ok) {
-		pki_errf(err, err_len, "%s/%s: cannot encode: %s", f->dir, name,
+		cl_errf(err, err_len, "%s/%s: cannot encode: %s", f->dir, name,
 			 ossl_why(eb, sizeof(eb)));
 		BIO_free(b);
 		return -EINVAL;
@@ -154,13 +140,13 @@ static int pki_read_file(const char *path, void *buf, size_t len, char *err,
 
 	if (fd < 0) {
 		ret = -errno;
-		pki_errf(err, err_len, "%s: %s", path, strerror(-ret));
+		cl_errf(err, err_len, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	ret = read_full(fd, buf, len);
 	close(fd);
 	if (ret)
-		pki_errf(err, err_len, "read %s: %s", path,
+		cl_errf(err, err_len, "read %s: %s", path,
 			 ret == -EPIPE ? "the file is too short" : strerror(-ret));
 	return ret;
 }
@@ -289,7 +275,7 @@ static int pki_ca_load(const char *dir, struct pki_ca *ca, char *err,
 		goto bad;
 	if (X509_check_private_key(ca->cert, ca->key) != 1) {
 		ERR_clear_error();
-		pki_errf(err, err_len, "%s/ca.key does not match %s/ca.pem", dir, dir);
+		cl_errf(err, err_len, "%s/ca.key does not match %s/ca.pem", dir, dir);
 		pki_ca_free(ca);
 		return -EINVAL;
 	}
@@ -297,13 +283,13 @@ static int pki_ca_load(const char *dir, struct pki_ca *ca, char *err,
 	return pki_read_file(path, ca->authkey, sizeof(ca->authkey), err, err_len);
 sys:
 	ret = -errno;
-	pki_errf(err, err_len, "%s: %s%s", path, strerror(-ret),
+	cl_errf(err, err_len, "%s: %s%s", path, strerror(-ret),
 		 ret == -ENOENT ? " (is this a CA dir made by "
 		 "'clusterctl cluster init'?)" : "");
 	pki_ca_free(ca);
 	return ret;
 bad:
-	pki_errf(err, err_len, "%s: %s", path, ossl_why(eb, sizeof(eb)));
+	cl_errf(err, err_len, "%s: %s", path, ossl_why(eb, sizeof(eb)));
 	pki_ca_free(ca);
 	return -EINVAL;
 }
@@ -324,13 +310,13 @@ static int pki_issue(const struct pki_ca *ca, const char *out_dir,
 
 	snprintf(f.dir, sizeof(f.dir), "%s", out_dir);
 	if (!key || !(cert = pki_cert(cn, key, ca->cert, ca->key, san))) {
-		pki_errf(err, err_len, "certificate for %s: %s", cn,
+		cl_errf(err, err_len, "certificate for %s: %s", cn,
 			 ossl_why(eb, sizeof(eb)));
 		goto out;
 	}
 	if (mkdir(out_dir, 0755)) {
 		ret = -errno;
-		pki_errf(err, err_len, "%s: %s%s", out_dir, strerror(errno),
+		cl_errf(err, err_len, "%s: %s%s", out_dir, strerror(errno),
 			 ret == -EEXIST ? " (refusing to overwrite it)" : "");
 		goto out;
 	}
@@ -361,7 +347,7 @@ static int pki_check_free(const char *dir, char *err, size_t err_len)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		if (!lstat(path, &st)) {
-			pki_errf(err, err_len, "%s already holds a cluster CA "
+			cl_errf(err, err_len, "%s already holds a cluster CA "
 				 "(%s exists): refusing to overwrite it", dir,
 				 names[i]);
 			return -EEXIST;
@@ -378,12 +364,12 @@ int cl_pki_init(const char *dir, const char *cluster_name, char *err, size_t err
 	int ret;
 
 	if (!cl_name_valid(cluster_name)) {
-		pki_errf(err, err_len, "cluster name '%.64s' is not valid "
+		cl_errf(err, err_len, "cluster name '%.64s' is not valid "
 			 "(1..63 of A-Z a-z 0-9 _ . -)", cluster_name);
 		return -EINVAL;
 	}
 	if (strlen(dir) > PATH_MAX - 64) {
-		pki_errf(err, err_len, "%.64s...: path too long", dir);
+		cl_errf(err, err_len, "%.64s...: path too long", dir);
 		return -ENAMETOOLONG;
 	}
 	snprintf(f.dir, sizeof(f.dir), "%s", dir);
@@ -391,7 +377,7 @@ int cl_pki_init(const char *dir, const char *cluster_name, char *err, size_t err
 		f.made_dir = true;
 	} else if (errno != EEXIST) {
 		ret = -errno;
-		pki_errf(err, err_len, "%s: %s", dir, strerror(errno));
+		cl_errf(err, err_len, "%s: %s", dir, strerror(errno));
 		return ret;
 	}
 	ret = pki_check_free(dir, err, err_len);
@@ -401,7 +387,7 @@ int cl_pki_init(const char *dir, const char *cluster_name, char *err, size_t err
 	ca.key = pki_keygen();
 	ca.cert = ca.key ? pki_cert(cn, ca.key, NULL, ca.key, NULL) : NULL;
 	if (!ca.cert || RAND_bytes(ca.authkey, sizeof(ca.authkey)) != 1) {
-		pki_errf(err, err_len, "CA: %s", ossl_why(eb, sizeof(eb)));
+		cl_errf(err, err_len, "CA: %s", ossl_why(eb, sizeof(eb)));
 		ret = -EIO;
 		goto out;
 	}
@@ -419,7 +405,7 @@ int cl_pki_init(const char *dir, const char *cluster_name, char *err, size_t err
 	snprintf(path, sizeof(path), "%s/nodes", dir);
 	if (mkdir(path, 0755)) {
 		ret = -errno;
-		pki_errf(err, err_len, "%s: %s", path, strerror(errno));
+		cl_errf(err, err_len, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/admin", dir);
@@ -459,22 +445,22 @@ int cl_pki_issue_node(const char *dir, const char *name, const char *address,
 	int ret;
 
 	if (!cl_name_valid(name)) {
-		pki_errf(err, err_len, "node name '%.64s' is not valid "
+		cl_errf(err, err_len, "node name '%.64s' is not valid "
 			 "(1..63 of A-Z a-z 0-9 _ . -)", name);
 		return -EINVAL;
 	}
 	if (!pki_address_valid(address, &is_ip)) {
-		pki_errf(err, err_len, "node %s: address '%.64s' is neither an "
+		cl_errf(err, err_len, "node %s: address '%.64s' is neither an "
 			 "IP address nor a host name", name, address);
 		return -EINVAL;
 	}
 	if (strlen(dir) > PATH_MAX - 128) {
-		pki_errf(err, err_len, "%.64s...: path too long", dir);
+		cl_errf(err, err_len, "%.64s...: path too long", dir);
 		return -ENAMETOOLONG;
 	}
 	snprintf(path, sizeof(path), "%s/nodes/%s", dir, name);
 	if (!lstat(path, &st)) {
-		pki_errf(err, err_len, "node %s already has a certificate in %s: "
+		cl_errf(err, err_len, "node %s already has a certificate in %s: "
 			 "refusing to overwrite it", name, path);
 		return -EEXIST;
 	}
@@ -484,7 +470,7 @@ int cl_pki_issue_node(const char *dir, const char *name, const char *address,
 	snprintf(path, sizeof(path), "%s/nodes", dir);
 	if (mkdir(path, 0755) && errno != EEXIST) {
 		ret = -errno;
-		pki_errf(err, err_len, "%s: %s", path, strerror(errno));
+		cl_errf(err, err_len, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (!strcmp(name, address))
@@ -506,6 +492,6 @@ int cl_pki_cert_serial(const char *pem_path, char *serial, size_t len,
 	int ret = xport_tls_cert_identity(pem_path, NULL, 0, serial, len, xerr);
 
 	if (ret)
-		pki_errf(err, err_len, "%s", xerr);
+		cl_errf(err, err_len, "%s", xerr);
 	return ret;
 }

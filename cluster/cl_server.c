@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cl_err.h"
 #include "cl_msg.h"
 #include "core/log.h"
 
@@ -61,20 +61,6 @@ struct cl_server {
 	bool stopping;
 	struct cl_conn *conns;
 };
-
-static void srv_errf(char *err, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void srv_errf(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- one connection ---- */
 
@@ -310,7 +296,7 @@ static int srv_unix_open(struct cl_server *s, const char *path, char *err,
 	int ret;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		srv_errf(err, err_len, "listen %s: path too long for a UNIX "
+		cl_errf(err, err_len, "listen %s: path too long for a UNIX "
 			 "socket", path);
 		return -ENAMETOOLONG;
 	}
@@ -318,12 +304,12 @@ static int srv_unix_open(struct cl_server *s, const char *path, char *err,
 	snprintf(s->unix_path, sizeof(s->unix_path), "%s", path);
 	if (!lstat(path, &st)) {
 		if (!S_ISSOCK(st.st_mode)) {
-			srv_errf(err, err_len, "listen %s: the path exists and "
+			cl_errf(err, err_len, "listen %s: the path exists and "
 				 "is not a socket", path);
 			return -EEXIST;
 		}
 		if (srv_unix_live(&sa)) {
-			srv_errf(err, err_len, "listen %s: another agent is "
+			cl_errf(err, err_len, "listen %s: another agent is "
 				 "listening there", path);
 			return -EADDRINUSE;
 		}
@@ -346,7 +332,7 @@ sys_bound:
 sys:
 	ret = -errno;
 fail:
-	srv_errf(err, err_len, "listen %s: %s", path, strerror(-ret));
+	cl_errf(err, err_len, "listen %s: %s", path, strerror(-ret));
 	return ret;
 }
 
@@ -402,13 +388,13 @@ int cl_server_start(const struct cl_server_cfg *cfg, struct cl_server **out,
 	*out = NULL;
 	if (!cfg->handler || (!cfg->unix_path && !cfg->tls_addr) ||
 	    (cfg->tls_addr && !cfg->tls)) {
-		srv_errf(err, err_len, "agent: a server needs a handler and a "
+		cl_errf(err, err_len, "agent: a server needs a handler and a "
 			 "UNIX path or a TLS address with certificates");
 		return -EINVAL;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
-		srv_errf(err, err_len, "agent: out of memory");
+		cl_errf(err, err_len, "agent: out of memory");
 		return -ENOMEM;
 	}
 	s->cfg = *cfg;
@@ -420,7 +406,7 @@ int cl_server_start(const struct cl_server_cfg *cfg, struct cl_server **out,
 	s->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (s->stop_fd < 0) {
 		ret = -errno;
-		srv_errf(err, err_len, "agent: eventfd: %s", strerror(-ret));
+		cl_errf(err, err_len, "agent: eventfd: %s", strerror(-ret));
 		goto fail;
 	}
 	if (cfg->unix_path) {
@@ -431,7 +417,7 @@ int cl_server_start(const struct cl_server_cfg *cfg, struct cl_server **out,
 	if (cfg->tls_addr) {
 		ret = xport_listen(cfg->tls_addr, cfg->tls, &s->tls_l, xerr);
 		if (ret) {
-			srv_errf(err, err_len, "agent: %s", xerr);
+			cl_errf(err, err_len, "agent: %s", xerr);
 			goto fail;
 		}
 	}
@@ -444,7 +430,7 @@ int cl_server_start(const struct cl_server_cfg *cfg, struct cl_server **out,
 		s->tls_th_on = !ret;
 	}
 	if (ret) {
-		srv_errf(err, err_len, "agent: thread: %s", strerror(-ret));
+		cl_errf(err, err_len, "agent: thread: %s", strerror(-ret));
 		goto fail;
 	}
 	*out = s;
