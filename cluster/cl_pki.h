@@ -4,10 +4,10 @@
  *   ca.pem ca.key          the cluster CA (EC P-256, 10 years)
  *   authkey                corosync's knet key (random, 256 bytes)
  *   cluster.name           the cluster's name
- *   serial                 the next serial number
  *   admin/                 ca.pem cert.pem key.pem for clusterctl
  *   nodes/NAME/            ca.pem cert.pem key.pem authkey for node NAME
  * Every cert dir holds what net/xport's xport_tls_from_dir() reads.
+ * Serials are 128 random bits: unique without a counter to keep.
  */
 #ifndef FERRY_CL_PKI_H
 #define FERRY_CL_PKI_H

@@ -441,6 +441,11 @@ uint16_t xport_listener_port(const struct xport_listener *l)
 	return l->port;
 }
 
+int xport_listener_fd(const struct xport_listener *l)
+{
+	return l->fd;
+}
+
 static void fmt_sockaddr(const struct sockaddr *sa, char *out, size_t len)
 {
 	char host[NI_MAXHOST], serv[NI_MAXSERV];

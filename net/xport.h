@@ -114,6 +114,11 @@ int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
 		 struct xport_listener **out, char *err);
 /* The port actually bound (for port 0 in tests). */
 uint16_t xport_listener_port(const struct xport_listener *l);
+/*
+ * The listening socket, for a caller that polls it together with its own
+ * stop signal before calling xport_accept (which then finds a client).
+ */
+int xport_listener_fd(const struct xport_listener *l);
 int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 		 char *err);
 void xport_listener_close(struct xport_listener *l);
@@ -126,6 +131,23 @@ void xport_listener_close(struct xport_listener *l);
  */
 int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
 		  int timeout_ms, struct xport **out, char *err);
+
+/*
+ * Wrap a connected stream socket that is not TCP (a UNIX socket) in the
+ * plain transport; messages name it "unix". Takes fd only on success.
+ */
+int xport_wrap_fd(int fd, const char *peer, struct xport **out, char *err);
+
+/*
+ * Who the verified peer of a TLS connection is: its certificate's CN and
+ * serial in lower-case hex without leading zeros (as
+ * xport_tls_cert_identity writes it). -ENOTSUP for other transports.
+ */
+int xport_tls_peer_identity(struct xport *x, char *cn, size_t cn_len,
+			    char *serial, size_t serial_len);
+/* The same for the certificate in a PEM file (cn may be NULL). */
+int xport_tls_cert_identity(const char *pem_path, char *cn, size_t cn_len,
+			    char *serial, size_t serial_len, char *err);
 
 /* Receive and send timeouts for an established connection (0 = none). */
 int xport_set_timeout(struct xport *x, int timeout_ms);

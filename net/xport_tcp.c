@@ -143,18 +143,39 @@ static const struct xport_ops tcp_ops = {
 	.close = tcp_close,
 };
 
-int xport_tcp_new(int fd, const char *peer, struct xport **out, char *err)
+/* The ops use nothing TCP-specific: a UNIX stream socket works with them. */
+static const struct xport_ops unix_ops = {
+	.name = "unix",
+	.sendv = tcp_sendv,
+	.send_file = tcp_send_file,
+	.recv = tcp_recv,
+	.flush = tcp_flush,
+	.close = tcp_close,
+};
+
+static int plain_new(const struct xport_ops *ops, int fd, const char *peer,
+		     struct xport **out, char *err)
 {
 	struct xport *x = calloc(1, sizeof(*x));
 
 	if (!x) {
-		xport_errf(err, "tcp %s: out of memory", peer);
+		xport_errf(err, "%s %s: out of memory", ops->name, peer);
 		return -ENOMEM;
 	}
-	x->ops = &tcp_ops;
+	x->ops = ops;
 	x->kind = XPORT_TCP;
 	x->fd = fd;
 	snprintf(x->peer, sizeof(x->peer), "%s", peer);
 	*out = x;
 	return 0;
+}
+
+int xport_tcp_new(int fd, const char *peer, struct xport **out, char *err)
+{
+	return plain_new(&tcp_ops, fd, peer, out, err);
+}
+
+int xport_wrap_fd(int fd, const char *peer, struct xport **out, char *err)
+{
+	return plain_new(&unix_ops, fd, peer, out, err);
 }

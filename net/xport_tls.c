@@ -21,6 +21,7 @@
  */
 #include "net/xport_impl.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -29,7 +30,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -691,4 +694,84 @@ fail:
 void xport_tls_ctx_free(SSL_CTX *ctx)
 {
 	SSL_CTX_free(ctx);
+}
+
+/* ---- identities ---- */
+
+/*
+ * CN and serial of a certificate. The serial is hex without leading
+ * zeros, lower case: the form revocation lists compare as strings.
+ */
+static int cert_identity(X509 *cert, char *cn, size_t cn_len, char *serial,
+			 size_t serial_len)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	const char *h = hex;
+	int ret = -ENOMEM;
+
+	if (!hex)
+		goto out;
+	while (h[0] == '0' && h[1])
+		h++;
+	ret = -ENOSPC;
+	if (strlen(h) >= serial_len)
+		goto out;
+	for (size_t i = 0; i <= strlen(h); i++)
+		serial[i] = (char)tolower((unsigned char)h[i]);
+	if (cn && cn_len) {
+		cn[0] = 0;
+		/* No CN is "": the caller decides whether that is acceptable. */
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+					      NID_commonName, cn,
+					      (int)cn_len) < 0)
+			cn[0] = 0;
+	}
+	ret = 0;
+out:
+	OPENSSL_free(hex);
+	BN_free(bn);
+	ERR_clear_error();
+	return ret;
+}
+
+int xport_tls_peer_identity(struct xport *x, char *cn, size_t cn_len,
+			    char *serial, size_t serial_len)
+{
+	struct tls_conn *c = x->priv;
+	X509 *cert;
+
+	if (x->ops != &tls_ops)
+		return -ENOTSUP;
+	cert = SSL_get0_peer_certificate(c->ssl);
+	if (!cert)
+		return -ENOENT;
+	return cert_identity(cert, cn, cn_len, serial, serial_len);
+}
+
+int xport_tls_cert_identity(const char *pem_path, char *cn, size_t cn_len,
+			    char *serial, size_t serial_len, char *err)
+{
+	FILE *f = fopen(pem_path, "r");
+	X509 *cert = NULL;
+	char eb[96];
+	int ret;
+
+	if (!f) {
+		ret = -errno;
+		xport_errf(err, "tls: %s: %s", pem_path,
+			   xport_strerror(-ret, eb, sizeof(eb)));
+		return ret;
+	}
+	cert = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!cert)
+		return ctx_fail(err, -EINVAL, "cannot read certificate",
+				pem_path);
+	ret = cert_identity(cert, cn, cn_len, serial, serial_len);
+	if (ret)
+		xport_errf(err, "tls: %s: %s", pem_path,
+			   xport_strerror(-ret, eb, sizeof(eb)));
+	X509_free(cert);
+	return ret;
 }

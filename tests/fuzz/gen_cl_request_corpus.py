@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Write the seed corpus of fuzz_cl_request: a few valid packed
+ferry.cluster.Request messages (cluster/cluster.proto) and some that
+break one rule each, encoded by hand (no protobuf module needed).
+
+    tests/fuzz/gen_cl_request_corpus.py [OUTDIR]  (default: corpus/cl_request)
+
+The output is committed; rerun only to change the seeds. Files not written
+by this script (minimised findings) are left alone.
+"""
+import os
+import sys
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def vint(field, n):
+    return varint(field << 3) + varint(n)
+
+
+def ld(field, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+# Request.cmd fields
+STATUS, HOST_SHOW, VM_CREATE, VM_START, MIGRATE, HOST_MODE, REVOKE = 1, 3, 6, 7, 10, 14, 15
+MiB = 1 << 20
+
+
+def vm(name="vm1", guest="/srv/guests/counter.elf", args="rate=100",
+       mem=64 * MiB, vcpus=2, model="x86-64-v2"):
+    return (ld(1, name) + ld(2, guest) + ld(3, args) + vint(4, mem) +
+            vint(5, vcpus) + ld(6, model))
+
+
+SEEDS = {
+    "status": ld(STATUS, b""),
+    "host_show": ld(HOST_SHOW, ld(1, "host1")),
+    "vm_create": ld(VM_CREATE, vm()),
+    "vm_start": ld(VM_START, ld(1, "vm1")),
+    "migrate": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(3, 300)),
+    "host_mode": ld(HOST_MODE, ld(1, "host1") + vint(2, 1)),
+    "revoke": ld(REVOKE, ld(1, "c95c179dd3cd0986671ececa53d139d4") + ld(2, "admin")),
+    "bad_name": ld(VM_START, ld(1, "a b")),
+    "bad_mem": ld(VM_CREATE, vm(mem=65 * MiB)),
+    "bad_vcpus": ld(VM_CREATE, vm(vcpus=33)),
+    "empty": b"",
+    "garbage": bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x32, 0x00]),
+    "truncated": ld(VM_CREATE, vm())[:-5],
+}
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "corpus", "cl_request")
+    os.makedirs(out, exist_ok=True)
+    for name, data in SEEDS.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+
+
+if __name__ == "__main__":
+    main()
