@@ -168,7 +168,6 @@ static const struct {
 			       offsetof(Ferry__Cluster__Request, m) }
 	NAME_CMD(HOST_SHOW, "host show", "host", host_show),
 	NAME_CMD(VM_SHOW, "vm show", "vm", vm_show),
-	NAME_CMD(VM_START, "vm start", "vm", vm_start),
 	NAME_CMD(VM_STOP, "vm stop", "vm", vm_stop),
 	NAME_CMD(VM_DELETE, "vm delete", "vm", vm_delete),
 	NAME_CMD(MIGRATE_STATUS, "migrate status", "vm", migrate_status),
@@ -221,6 +220,14 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 			break;
 		req_name(c, "vm", r->migrate->vm, false);
 		req_name(c, "host", r->migrate->host, false);
+		break;
+	case FERRY__CLUSTER__REQUEST__CMD_VM_START:
+		c->what = "vm start";
+		req_body(c, r->vm_start);
+		if (c->failed)
+			break;
+		req_name(c, "vm", r->vm_start->name, false);
+		req_name(c, "host", r->vm_start->host, true);
 		break;
 	case FERRY__CLUSTER__REQUEST__CMD_CPU_CHECK:
 		c->what = "cpu check";

@@ -232,7 +232,15 @@ static int apply_host_join(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 		return -ENOMEM;
 	}
 	st->hosts = v;
-	st->hosts[st->n_hosts++] = copy;
+	/* Kept in name order: every listing reads the same on every node. */
+	size_t i = st->n_hosts;
+
+	while (i > 0 && strcmp(st->hosts[i - 1]->name, copy->name) > 0) {
+		st->hosts[i] = st->hosts[i - 1];
+		i--;
+	}
+	st->hosts[i] = copy;
+	st->n_hosts++;
 	return 0;
 }
 

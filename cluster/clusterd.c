@@ -36,6 +36,8 @@ static const char usage[] =
 "  --port N           TLS port for clusterctl and other agents (default 7400;\n"
 "                     0: no TLS listener)\n"
 "  --vmon PATH        the vmon program (default: vmon beside clusterd)\n"
+"  --cluster NAME     the cluster's name, for a node that starts it (default\n"
+"                     ferry); a node that joins takes the cluster's\n"
 "  --cpuid-hide LIST  pretend this host lacks these CPUID features (tests of\n"
 "                     mixed clusters on one machine); every vmon gets it too\n"
 "  --log-level LEVEL  error, warning, info or debug (default info)\n"
@@ -68,6 +70,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "vmon", required_argument, NULL, 'v' },
 		{ "cpuid-hide", required_argument, NULL, 'H' },
+		{ "cluster", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "log-syslog", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
@@ -76,6 +79,8 @@ static int parse_args(struct agent *a, int argc, char **argv)
 	enum log_level level = LOGL_INFO;
 	bool use_syslog = false;
 	const char *dir = "/var/lib/ferry";
+
+	snprintf(a->cluster, sizeof(a->cluster), "ferry");
 	uint64_t port = CL_AGENT_PORT;
 	int c;
 
@@ -92,6 +97,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			break;
 		case 'v': snprintf(a->vmon, sizeof(a->vmon), "%s", optarg); break;
 		case 'H': snprintf(a->hide, sizeof(a->hide), "%s", optarg); break;
+		case 'c': snprintf(a->cluster, sizeof(a->cluster), "%s", optarg); break;
 		case 'l':
 			if (log_level_parse(optarg, &level)) {
 				fprintf(stderr, "clusterd: --log-level: unknown level %s\n", optarg);
@@ -150,7 +156,7 @@ static int agent_setup(struct agent *a)
 	}
 	ret = cl_state_load(a->state_path, &a->st, err, sizeof(err));
 	if (ret == -ENOENT) {
-		a->st = cl_state_new("ferry");
+		a->st = cl_state_new(a->cluster);
 		ret = a->st ? 0 : -ENOMEM;
 	} else if (!ret) {
 		log_info("loaded the cluster state at seq %llu", (unsigned long long)a->st->seq);

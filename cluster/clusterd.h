@@ -66,6 +66,7 @@ struct agent {
 
 	/* configuration */
 	char name[CL_NAME_MAX];
+	char cluster[CL_NAME_MAX];
 	char dir[PATH_MAX];
 	char run_dir[PATH_MAX];
 	char state_path[PATH_MAX];

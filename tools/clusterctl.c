@@ -1,5 +1,6 @@
 /* clusterctl: drive a Ferry cluster through any of its agents. */
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,17 +55,22 @@ struct ctl {
 	struct xport *x;
 };
 
-static int die_usage(const char *fmt, const char *arg)
+__attribute__((format(printf, 1, 2)))
+static int die_usage(const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "clusterctl: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\n(clusterctl --help tells the commands)\n");
 	return 2;
 }
 
 static int ctl_connect(struct ctl *c)
 {
-	char err[CL_ERR_LEN > 512 ? CL_ERR_LEN : 512], xerr[XPORT_ERR_LEN];
+	char err[512], xerr[XPORT_ERR_LEN];
 	struct xport_addr addr;
 	struct xport_tls tls;
 	char uri[300];
@@ -326,7 +332,7 @@ static int cmd_host(struct ctl *c, int argc, char **argv)
 		REQ(host_mode, HOST_MODE, &mode);
 		return simple(c, &req, print_nothing);
 	}
-	return die_usage("host: expected list, show HOST or mode HOST MODE%s", "");
+	return die_usage("host: expected list, show HOST or mode HOST MODE");
 }
 
 static int vm_create(struct ctl *c, int argc, char **argv)
@@ -371,13 +377,13 @@ static int vm_create(struct ctl *c, int argc, char **argv)
 			vm.vcpus = v;
 			break;
 		case 'c': vm.cpu_model = optarg; break;
-		default: return die_usage("vm create: bad option%s", "");
+		default: return die_usage("vm create: bad option");
 		}
 	}
 	if (optind + 1 != argc)
-		return die_usage("vm create: expected one NAME%s", "");
+		return die_usage("vm create: expected one NAME");
 	if (!vm.guest[0] || !vm.mem_bytes)
-		return die_usage("vm create: --guest and --mem are required%s", "");
+		return die_usage("vm create: --guest and --mem are required");
 	vm.name = argv[optind];
 	REQ(vm_create, VM_CREATE, &vm);
 	return simple(c, &req, print_nothing);
@@ -405,7 +411,7 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 	}
 	if (argc != 2)
 		return die_usage("vm: expected create, start, stop, delete, list or show "
-				 "(with a NAME)%s", "");
+				 "(with a NAME)");
 	name.name = argv[1];
 	if (!strcmp(verb, "stop"))
 		REQ(vm_stop, VM_STOP, &name);
@@ -493,11 +499,11 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
 			break;
 		case 'n': m.dry_run = true; break;
 		case 'w': wait = false; break;
-		default: return die_usage("migrate: bad option%s", "");
+		default: return die_usage("migrate: bad option");
 		}
 	}
 	if (optind + 2 != argc)
-		return die_usage("migrate: expected VM HOST%s", "");
+		return die_usage("migrate: expected VM HOST");
 	m.vm = argv[optind];
 	m.host = argv[optind + 1];
 	REQ(migrate, MIGRATE, &m);
@@ -554,7 +560,7 @@ static int cmd_cpu(struct ctl *c, int argc, char **argv)
 		return simple(c, &req, print_baseline);
 	}
 	if (argc != 3 || strcmp(argv[0], "check"))
-		return die_usage("cpu: expected baseline, or check VM HOST%s", "");
+		return die_usage("cpu: expected baseline, or check VM HOST");
 	chk.vm = argv[1];
 	chk.host = argv[2];
 	REQ(cpu_check, CPU_CHECK, &chk);
@@ -586,11 +592,11 @@ static int cmd_node(struct ctl *c, int argc, char **argv)
 	if (argc && !strcmp(argv[0], "add"))
 		return clusterctl_node_add(argc, argv);
 	if (argc < 2 || strcmp(argv[0], "revoke"))
-		return die_usage("node: expected add NAME ADDRESS or revoke NAME%s", "");
+		return die_usage("node: expected add NAME ADDRESS or revoke NAME");
 	if (argc == 4 && !strcmp(argv[2], "--dir"))
 		dir = argv[3];
 	else if (argc != 2)
-		return die_usage("node revoke: expected NAME [--dir DIR]%s", "");
+		return die_usage("node revoke: expected NAME [--dir DIR]");
 	snprintf(path, sizeof(path), "%s/nodes/%s/cert.pem", dir, argv[1]);
 	if (cl_pki_cert_serial(path, serial, sizeof(serial), err, sizeof(err))) {
 		fprintf(stderr, "clusterctl: node revoke: %s\n", err);
@@ -645,7 +651,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (n < 2)
-		return die_usage("no command given%s", "");
+		return die_usage("no command given");
 	if (!strcmp(args[1], "status") && n == 2) {
 		REQ(status, STATUS, &empty);
 		status = simple(&c, &req, print_status);

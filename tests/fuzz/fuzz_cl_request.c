@@ -37,6 +37,7 @@ static void check_accepted(const Ferry__Cluster__Request *r)
 		break;
 	case FERRY__CLUSTER__REQUEST__CMD_VM_START:
 		check_name(r->vm_start->name);
+		check(!*r->vm_start->host || cl_name_valid(r->vm_start->host));
 		break;
 	case FERRY__CLUSTER__REQUEST__CMD_MIGRATE:
 		check_name(r->migrate->vm);

@@ -44,7 +44,7 @@ static void pair(struct xport **a, struct xport **b)
 static void test_frame_round_trip(void **state)
 {
 	Ferry__Cluster__Request r = FERRY__CLUSTER__REQUEST__INIT;
-	Ferry__Cluster__Name n = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__VmStartReq n = FERRY__CLUSTER__VM_START_REQ__INIT;
 	Ferry__Cluster__Request *got;
 	struct xport *a, *b;
 	char err[256];
@@ -53,6 +53,7 @@ static void test_frame_round_trip(void **state)
 
 	pair(&a, &b);
 	n.name = "vm1";
+	n.host = "host2";
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_START;
 	r.vm_start = &n;
 	assert_int_equal(cl_frame_send(a, &r.base), 0);
@@ -62,6 +63,7 @@ static void test_frame_round_trip(void **state)
 	assert_non_null(got);
 	assert_int_equal(got->cmd_case, FERRY__CLUSTER__REQUEST__CMD_VM_START);
 	assert_string_equal(got->vm_start->name, "vm1");
+	assert_string_equal(got->vm_start->host, "host2");
 	CL_FREE(got);
 	/* EOF between frames is a clean end. */
 	xport_close(a);
