@@ -32,7 +32,8 @@ extern char **environ;
 
 #define VMON_ARGV_MAX 40
 #define VMON_LOG_SCAN_MAX (256 * 1024)  /* bytes of one run's log we read */
-#define VMON_POLL_MS 20
+/* How often a wait looks again: a migration's start waits on it. */
+#define VMON_POLL_MS 2
 
 struct cl_vmon {
 	char *name;

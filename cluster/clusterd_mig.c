@@ -155,7 +155,12 @@ static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 	spec.vmon_path = a->vmon;
 	spec.run_dir = a->run_dir;
 	spec.name = vm->name;
-	spec.mem_bytes = vm->mem_bytes;
+	/*
+	 * No --mem: vmon would fault the RAM in before it listens, and the
+	 * source waits for that. Faulted in as pages arrive instead, it costs
+	 * the same per page (first touch either way) and zero pages, which
+	 * are not written, cost nothing.
+	 */
 	spec.vcpus = vm->vcpus;
 	spec.cpuid_hide = a->hide;
 	spec.incoming = true;
