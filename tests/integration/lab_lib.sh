@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+# Helpers for integration tests that run a cluster of namespaces with
+# tools/lab. Source it; it sets -eu, skips (exit 77) where a lab cannot run,
+# and always tears the test's lab down on exit.
+#
+#   lab_up N [tools/lab up options]   build this test's lab (N nodes)
+#   lab_down                          tear it down (also run at exit)
+#   lab_exec HOST CMD [ARGS...]       run CMD in HOST's namespace
+#   lab COMMAND [ARGS...]             tools/lab for this test's lab
+#   wait_for SECONDS MESSAGE CMD...   poll CMD until it succeeds; on timeout
+#                                     print MESSAGE and return 1; WAITED_MS
+#                                     holds how long it took
+#   ok / bad / check / finish         as in lib.sh
+#
+# Each test gets its own lab name ("t<pid>"), directory and subnet, so it
+# cannot collide with a demo lab (default name "ferry", 10.77.0) or with
+# another test.
+set -eu
+
+LAB_SRC=${FERRY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+LAB_TOOL="$LAB_SRC/tools/lab"
+export FERRY_BIN=${FERRY_BIN:-$LAB_SRC/build/bin}
+
+lab_skip() {
+	echo "************************************************************"
+	echo "SKIP: $*"
+	echo "************************************************************"
+	exit 77
+}
+[ "$(id -u)" -eq 0 ] || lab_skip "lab tests need root (network namespaces, mount --bind)"
+[ -e /dev/kvm ] || lab_skip "/dev/kvm is missing on this host"
+command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1 ||
+	lab_skip "'ip netns' is not available here"
+command -v corosync >/dev/null 2>&1 || lab_skip "corosync is not installed"
+
+LAB_NAME=${LAB_NAME:-t$$}
+# A subnet of its own: 10.(100..199).(0..255) from the pid; 10.77.0 is the
+# demo lab's. (Labs are isolated anyway: each has its own bridge namespace.)
+LAB_SUBNET=${LAB_SUBNET:-10.$((100 + ($$ / 256) % 100)).$(($$ % 256))}
+export FERRY_LAB=$LAB_NAME
+export FERRY_LAB_DIR=/tmp/ferry-lab-$LAB_NAME
+export LAB_DIR=$FERRY_LAB_DIR
+
+lab() { "$LAB_TOOL" "$@"; }
+lab_up() { # N [options]
+	local n=$1
+	shift
+	"$LAB_TOOL" up --name "$LAB_NAME" --nodes "$n" --subnet "$LAB_SUBNET" "$@"
+}
+lab_down() { "$LAB_TOOL" down --name "$LAB_NAME"; }
+lab_exec() { "$LAB_TOOL" exec --name "$LAB_NAME" "$@"; }
+
+LAB_T0=$(date +%s%3N)
+lab_elapsed_ms() { echo $(($(date +%s%3N) - LAB_T0)); }
+lab_at_exit() {
+	local rc=$?
+	set +e
+	lab_down >/dev/null 2>&1 || echo "lab_lib: lab_down failed" >&2
+	exit $rc
+}
+trap lab_at_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+WAITED_MS=0
+wait_for() { # SECONDS MESSAGE CMD...
+	local limit_ms=$(($1 * 1000)) msg=$2 t0
+	shift 2
+	t0=$(date +%s%3N)
+	until "$@" >/dev/null 2>&1; do
+		WAITED_MS=$(($(date +%s%3N) - t0))
+		if [ $WAITED_MS -ge $limit_ms ]; then
+			echo "wait_for: timed out after $1 s: $msg" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	WAITED_MS=$(($(date +%s%3N) - t0))
+}
+fmt_ms() { printf '%d.%03d s' $(($1 / 1000)) $(($1 % 1000)); }
+
+FAILS=0
+PASSES=0
+ok()   { PASSES=$((PASSES + 1)); echo "ok: $*"; }
+bad()  { FAILS=$((FAILS + 1)); echo "FAIL: $*"; }
+check() { # check DESCRIPTION COMMAND...
+	local what=$1; shift
+	if "$@"; then ok "$what"; else bad "$what"; fi
+}
+finish() {
+	echo "$PASSES passed, $FAILS failed"
+	[ "$FAILS" -eq 0 ]
+}
+
+# corosync's view from HOST: "QUORATE MEMBERS" (yes|no|- and a count).
+lab_quorum() {
+	local q
+	q=$(lab_exec "$1" corosync-quorumtool -s 2>/dev/null || true)
+	[ -n "$q" ] || { echo "- 0"; return 0; }
+	awk '/^Quorate:/ {q = tolower($2)}
+		/^Membership information/ {m = 1; next}
+		m && $1 ~ /^[0-9]+$/ {n++}
+		END {print (q == "" ? "-" : q), n + 0}' <<<"$q"
+}
+# lab_sees HOST N: quorate, N members
+lab_sees() { [ "$(lab_quorum "$1")" = "yes $2" ]; }
