@@ -11,6 +11,7 @@
  * run appended to it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -46,6 +47,8 @@ struct cl_vmon {
 	bool ended;
 	int status;        /* raw wait status, -1 unknown */
 	char why[64];
+	/* The agent's main loop and a worker waiting for the port both reap. */
+	pthread_mutex_t reap_lock;
 };
 
 static int sys_pidfd_open(pid_t pid)
@@ -73,6 +76,7 @@ static struct cl_vmon *vmon_new(const char *run_dir, const char *name, const cha
 		return NULL;
 	v->pidfd = -1;
 	v->status = -1;
+	pthread_mutex_init(&v->reap_lock, NULL);
 	v->name = strdup(name);
 	v->sock = path_of(run_dir, name, sock_suffix);
 	v->log_path = path_of(run_dir, name, ".log");
@@ -92,6 +96,7 @@ void cl_vmon_free(struct cl_vmon *v)
 	free(v->name);
 	free(v->sock);
 	free(v->log_path);
+	pthread_mutex_destroy(&v->reap_lock);
 	free(v);
 }
 
@@ -369,9 +374,11 @@ static bool pidfd_ended(int pidfd, int timeout_ms)
 
 bool cl_vmon_reap(struct cl_vmon *v, int *status, char *why, size_t why_len)
 {
+	bool ended;
 	int st;
 	pid_t r;
 
+	pthread_mutex_lock(&v->reap_lock);
 	if (!v->ended && v->child) {
 		do
 			r = waitpid(v->pid, &st, WNOHANG);
@@ -389,13 +396,13 @@ bool cl_vmon_reap(struct cl_vmon *v, int *status, char *why, size_t why_len)
 		snprintf(v->why, sizeof(v->why), "ended");
 		v->ended = true;
 	}
-	if (!v->ended)
-		return false;
-	if (status)
+	ended = v->ended;
+	if (ended && status)
 		*status = v->status;
-	if (why && why_len)
+	if (ended && why && why_len)
 		snprintf(why, why_len, "%s", v->why);
-	return true;
+	pthread_mutex_unlock(&v->reap_lock);
+	return ended;
 }
 
 /* Wait until deadline_ns for the process to end; true when it did. */

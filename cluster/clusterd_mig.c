@@ -134,6 +134,14 @@ static void *incoming_run(void *arg)
 static uint64_t handled[HANDLED_MAX];
 static unsigned handled_next;
 
+static bool handled_has(uint64_t id)
+{
+	for (unsigned i = 0; i < HANDLED_MAX; i++)
+		if (handled[i] == id)
+			return true;
+	return false;
+}
+
 static bool handled_once(uint64_t id)
 {
 	for (unsigned i = 0; i < HANDLED_MAX; i++)
@@ -157,9 +165,11 @@ static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 	spec.name = vm->name;
 	/*
 	 * No --mem: vmon would fault the RAM in before it listens, and the
-	 * source waits for that. Faulted in as pages arrive instead, it costs
-	 * the same per page (first touch either way) and zero pages, which
-	 * are not written, cost nothing.
+	 * source would wait for that. First touch costs the same whether it
+	 * comes first or as the pages arrive (measured on a 768 MiB guest
+	 * between lab nodes: 2.1 s lazily, 1.2 s + 1.3 s up front, 2.7 s with a
+	 * populating thread beside the receiver), and zero pages are never
+	 * touched at all.
 	 */
 	spec.vcpus = vm->vcpus;
 	spec.cpuid_hide = a->hide;
@@ -446,13 +456,16 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 		return;
 	}
 	if (!strcmp(m->source, a->name)) {
-		if (run && !run->following && *m->incoming_uri && handled_once(m->id))
+		/* Once followed, the follower alone reports the end. */
+		if (handled_has(m->id))
+			return;
+		if (run && *m->incoming_uri && handled_once(m->id))
 			follow_start(a, vm, run);
-		else if (!dst_on && !(run && run->following))
+		else if (!run)
+			mig_end_async(a, vm, false, "the source vmon on %s is gone", a->name);
+		else if (!dst_on)
 			mig_end_async(a, vm, false, "destination %s left the cluster before it "
 				      "was ready", m->destination);
-		else if (!run && !*m->incoming_uri)
-			mig_end_async(a, vm, false, "the source vmon on %s is gone", a->name);
 		return;
 	}
 	if (!src_on && !dst_on && lowest_online(a))

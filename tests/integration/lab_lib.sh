@@ -64,13 +64,13 @@ trap 'exit 143' TERM
 
 WAITED_MS=0
 wait_for() { # SECONDS MESSAGE CMD...
-	local limit_ms=$(($1 * 1000)) msg=$2 t0
+	local limit_s=$1 limit_ms=$(($1 * 1000)) msg=$2 t0
 	shift 2
 	t0=$(date +%s%3N)
 	until "$@" >/dev/null 2>&1; do
 		WAITED_MS=$(($(date +%s%3N) - t0))
 		if [ $WAITED_MS -ge $limit_ms ]; then
-			echo "wait_for: timed out after $1 s: $msg" >&2
+			echo "wait_for: timed out after $limit_s s: $msg" >&2
 			return 1
 		fi
 		sleep 0.05

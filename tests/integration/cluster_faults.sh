@@ -1,0 +1,102 @@
+#!/bin/bash
+# Failures on a 3-node lab: a node dies (the others see it within seconds
+# and keep every bit of state), two die (the last refuses changes for lack
+# of quorum, its VMs run on), they come back (the one that missed changes
+# gets them), a migration's destination node dies mid-way (the VM runs on
+# at the source and every node agrees), and an agent dies (its VMs run on;
+# the restarted agent adopts them).
+. "$(dirname "$0")/lab_lib.sh"
+GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
+
+ctl() { lab_exec "$@" >/dev/null 2>&1; }
+ctl_json() { local h=$1; shift; lab_exec "$h" clusterctl -o json "$@" 2>/dev/null; }
+json_get() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+members() { ctl_json "$1" status | json_get '" ".join(j["node"].get("members", []))'; }
+seq_of() { ctl_json "$1" status | json_get 'j["state"]["seq"]'; }
+quorate() { [ "$(ctl_json "$1" status | json_get 'j["node"]["quorate"]')" = True ]; }
+not_quorate() { ! quorate "$1"; }
+sees_only() { [ "$(members "$1")" = "$2" ]; }
+# migration_state HOST VM: "none ok|failed" once over, "ready" once the
+# destination listens, else "begun"
+mig_phase() {
+	ctl_json "$1" vm show "$2" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)["vm"]
+m = v.get("migration")
+if m is None:
+    print("over", "ok" if v.get("last_migration", {}).get("ok") else "failed")
+else:
+    print("ready" if m.get("incoming_uri") else "begun")'
+}
+mig_is() { [ "$(mig_phase "$1" "$2")" = "$3" ]; }
+synced3() { for h in host1 host2 host3; do [ "$(members $h)" = "host1 host2 host3" ] || return 1; done; }
+last_count() { sed -n 's/^counter: \([0-9]*\)$/\1/p' "$LAB_DIR"/host*/run/vm1.console | sort -n | tail -1; }
+count_grows() { local c; c=$(last_count); sleep 0.4; [ "$(last_count)" -gt "$c" ]; }
+vm_field() { ctl_json "$1" vm show "$2" | json_get "$3"; }
+# Everything of HOST at once, vmons included: the node dies.
+node_dies() { ip netns pids "$LAB_NAME-$1" | xargs -r kill -9; lab kill "$1" >/dev/null 2>&1 || true; }
+
+lab_up 3
+
+echo "== setup"
+check "vm1 (counter) created" ctl host1 clusterctl vm create vm1 --guest "$GUESTS/counter" \
+	--args "n=0 interval_ms=50" --mem 64M
+check "vm1 started on host1" ctl host1 clusterctl vm start vm1 --host host1
+check "vm1 counts" wait_for 10 "vm1 counting" count_grows
+# 768 MiB of data: its first pre-copy round takes long enough to kill into.
+check "big (dirtier, 1 GiB) created" ctl host1 clusterctl vm create big --guest "$GUESTS/dirtier" \
+	--args "ws=805306368 rate=2000 fill=1" --mem 1G
+check "big started on host1" ctl host2 clusterctl vm start big --host host1
+check "big filled its memory" wait_for 30 "big's fill" grep -q "filled" "$LAB_DIR/host1/run/big.console"
+seq0=$(seq_of host1)
+
+echo "== a node dies"
+t0=$(date +%s%3N)
+node_dies host3
+wait_for 20 "host1 sees host3 gone" sees_only host1 "host1 host2" &&
+	ok "host1 sees host3 gone after $(fmt_ms $(($(date +%s%3N) - t0)))" || bad "host3's death went unnoticed"
+check "host2 sees it too" test "$(members host2)" = "host1 host2"
+check "no state was lost (seq $seq0 on host1 and host2)" \
+	bash -c "[ $(seq_of host1) = $seq0 ] && [ $(seq_of host2) = $seq0 ]"
+check "two of three still decide: vm2 created" ctl host2 clusterctl vm create vm2 \
+	--guest "$GUESTS/counter" --args "n=0" --mem 32M
+
+echo "== quorum lost"
+node_dies host2
+check "host1 loses quorum" wait_for 20 "host1 not quorate" not_quorate host1
+out=$(lab_exec host1 clusterctl vm create vm3 --guest "$GUESTS/counter" --mem 32M 2>&1) && rc=0 || rc=$?
+echo "  $out"
+check "changes are refused for lack of quorum" bash -c "[ $rc = 1 ] && grep -q 'no quorum' <<<\"$out\""
+check "vm1 keeps counting on host1 meanwhile" count_grows
+
+echo "== they come back"
+lab start host2 host3 >/dev/null
+check "all three see each other" wait_for 20 "3 members everywhere" synced3
+check "host3 got the change it missed (vm2)" wait_for 5 "vm2 on host3" ctl host3 clusterctl vm show vm2
+check "the same state everywhere" bash -c "[ $(seq_of host1) = $(seq_of host3) ] && [ $(seq_of host2) = $(seq_of host3) ]"
+
+echo "== a migration's destination dies mid-way"
+ctl host3 clusterctl migrate big host2 --no-wait
+check "the migration is under way" wait_for 20 "big's destination ready" mig_is host1 big ready
+sleep 0.3
+check "still in its first round" mig_is host1 big ready
+node_dies host2
+check "the migration ends, failed" wait_for 20 "migration over" mig_is host1 big "over failed"
+echo "  $(vm_field host1 big 'j["vm"]["last_migration"]["error"]')"
+check "big still runs on host1 (host1's view)" test "$(vm_field host1 big 'j["vm"]["host"]')" = host1
+check "host3 agrees" test "$(vm_field host3 big 'j["vm"]["host"]')/$(vm_field host3 big '"migration" in j["vm"]')" = host1/False
+check "big's vmon on host1 runs" bash -c "'$FERRY_BIN/vmon' ctl '$LAB_DIR/host1/run/big.sock' status | grep -qi running"
+lab start host2 >/dev/null
+check "host2 rejoins" wait_for 20 "3 members everywhere" synced3
+check "host2 agrees too" wait_for 5 "host2's view" mig_is host2 big "over failed"
+check "host2 puts big on host1" test "$(vm_field host2 big 'j["vm"]["host"]')" = host1
+check "host2 runs no copy of big" bash -c "sleep 1; ! ls '$LAB_DIR/host2/run/' | grep -q '^big.*sock'"
+
+echo "== an agent dies, its VMs do not"
+lab kill host1 --agent >/dev/null
+check "vm1 counts without its agent" count_grows
+lab start host1 >/dev/null
+check "the restarted agent adopts vm1" wait_for 10 "adopted" grep -q "adopted vm1" "$LAB_DIR/host1/clusterd.log"
+check "vm1 moves to host3 from the adopted vmon" ctl host2 clusterctl migrate vm1 host3
+check "vm1 counts on host3" wait_for 5 "counting" count_grows
+finish
