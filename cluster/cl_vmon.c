@@ -310,10 +310,10 @@ static int status_pid(const char *sock, pid_t *pid, char *err, size_t err_len)
 	return rc;
 }
 
-int cl_vmon_adopt(const char *run_dir, const char *name, struct cl_vmon **out,
-		  char *err, size_t err_len)
+static int vmon_adopt(const char *run_dir, const char *name, const char *suffix,
+		      struct cl_vmon **out, char *err, size_t err_len)
 {
-	struct cl_vmon *v = vmon_new(run_dir, name, ".sock");
+	struct cl_vmon *v = vmon_new(run_dir, name, suffix);
 	pid_t again = 0;
 	int rc;
 
@@ -345,6 +345,18 @@ int cl_vmon_adopt(const char *run_dir, const char *name, struct cl_vmon **out,
 	v = NULL;
 out:
 	cl_vmon_free(v);
+	return rc;
+}
+
+int cl_vmon_adopt(const char *run_dir, const char *name, struct cl_vmon **out,
+		  char *err, size_t err_len)
+{
+	/* A VM that came in by migration runs in the vmon started to receive
+	 * it, which keeps its incoming socket. */
+	int rc = vmon_adopt(run_dir, name, ".sock", out, err, err_len);
+
+	if (rc)
+		rc = vmon_adopt(run_dir, name, ".in.sock", out, err, err_len);
 	return rc;
 }
 

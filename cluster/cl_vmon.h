@@ -47,7 +47,8 @@ int cl_vmon_spawn(const struct cl_vmon_spec *spec, struct cl_vmon **out,
 		  char *err, size_t err_len);
 /*
  * Take over a vmon left running by an earlier agent (found by its control
- * socket RUN/NAME.sock answering status): watched by pidfd; its exit status
+ * socket RUN/NAME.sock, or RUN/NAME.in.sock for one that received its VM
+ * by migration, answering status): watched by pidfd; its exit status
  * cannot be known and reads as "ended".
  */
 int cl_vmon_adopt(const char *run_dir, const char *name, struct cl_vmon **out,

@@ -99,4 +99,16 @@ lab start host1 >/dev/null
 check "the restarted agent adopts vm1" wait_for 10 "adopted" grep -q "adopted vm1" "$LAB_DIR/host1/clusterd.log"
 check "vm1 moves to host3 from the adopted vmon" ctl host2 clusterctl migrate vm1 host3
 check "vm1 counts on host3" wait_for 5 "counting" count_grows
+
+echo "== the whole cluster restarts"
+seq1=$(seq_of host2)
+lab kill host1 host2 host3 >/dev/null
+lab start host1 host2 host3 >/dev/null
+check "all three are back" wait_for 20 "3 members everywhere" synced3
+check "nothing was lost (seq $seq1 everywhere)" bash -c \
+	"[ $(seq_of host1) = $seq1 ] && [ $(seq_of host2) = $seq1 ] && [ $(seq_of host3) = $seq1 ]"
+check "vm1 is still placed on host3" test "$(vm_field host1 vm1 'j["vm"]["host"]')" = host3
+check "and still counts (adopted again)" wait_for 10 "adopted on host3" grep -q "adopted vm1" "$LAB_DIR/host3/clusterd.log"
+check "vm1 counts after the restart" count_grows
+check "exactly one vmon runs vm1" test "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/vm1[.]")" = 1
 finish
