@@ -150,6 +150,15 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	struct cl_vmon *v;
 	struct local_vm *lv;
 
+	/* Never a second copy: a vmon that already answers for it is the VM. */
+	if (!cl_vmon_adopt(a->run_dir, vm->name, &v, err, sizeof(err))) {
+		lv = local_add(a, vm->name, v);
+		if (lv)
+			lv->generation = vm->generation;
+		log_warn("%s: found its vmon (pid %d) running; took it over instead of "
+			 "starting another", vm->name, (int)cl_vmon_pid(v));
+		return;
+	}
 	if (!self || cl_cpu_vmon_args(a->st, vm, self, model, sizeof(model), hide,
 				      sizeof(hide))) {
 		report_exit(a, vm, vm->generation, "cannot resolve the CPU model", false);
