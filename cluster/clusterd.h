@@ -128,6 +128,9 @@ void agent_adopt(struct agent *a);
 struct local_vm *agent_local(struct agent *a, const char *name, bool incoming);
 void agent_local_put(struct agent *a, struct local_vm *lv);
 void agent_send_load(struct agent *a);
+/* What every vmon of this node gets: program, run dir, name, vCPUs, mask. */
+void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
+		     struct cl_vmon_spec *spec);
 
 /* clusterd_mig.c: migrations to and from this node */
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm);

@@ -154,15 +154,13 @@ static bool handled_once(uint64_t id)
 static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 {
 	struct stat sb;
-	struct cl_vmon_spec spec = { 0 };
+	struct cl_vmon_spec spec;
 	struct incoming_job *j;
 	char err[CL_ERR_LEN];
 	struct cl_vmon *v;
 	struct local_vm *lv;
 
-	spec.vmon_path = a->vmon;
-	spec.run_dir = a->run_dir;
-	spec.name = vm->name;
+	agent_vmon_spec(a, vm, &spec);
 	/*
 	 * No --mem: vmon would fault the RAM in before it listens, and the
 	 * source would wait for that. First touch costs the same whether it
@@ -171,8 +169,6 @@ static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 	 * populating thread beside the receiver), and zero pages are never
 	 * touched at all.
 	 */
-	spec.vcpus = vm->vcpus;
-	spec.cpuid_hide = a->hide;
 	spec.incoming = true;
 	spec.listen_host = a->address;
 	spec.tls_dir = stat(a->tls_dir, &sb) ? NULL : a->tls_dir;

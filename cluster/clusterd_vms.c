@@ -142,10 +142,21 @@ static void log_tail(const struct agent *a, const char *name, char *out, size_t 
 	out[strcspn(out, "\n")] = 0;
 }
 
+void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
+		     struct cl_vmon_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->vmon_path = a->vmon;
+	spec->run_dir = a->run_dir;
+	spec->name = vm->name;
+	spec->vcpus = vm->vcpus;
+	spec->cpuid_hide = a->hide;
+}
+
 static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 {
 	const Ferry__Cluster__Host *self = cl_state_host(a->st, a->name);
-	struct cl_vmon_spec spec = { 0 };
+	struct cl_vmon_spec spec;
 	char model[32], hide[1024], all_hide[2200], err[CL_ERR_LEN];
 	struct cl_vmon *v;
 	struct local_vm *lv;
@@ -166,13 +177,10 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	}
 	snprintf(all_hide, sizeof(all_hide), "%s%s%s", a->hide, *a->hide && *hide ? "," : "",
 		 hide);
-	spec.vmon_path = a->vmon;
-	spec.run_dir = a->run_dir;
-	spec.name = vm->name;
+	agent_vmon_spec(a, vm, &spec);
 	spec.guest = vm->guest;
 	spec.args = vm->args;
 	spec.mem_bytes = vm->mem_bytes;
-	spec.vcpus = vm->vcpus;
 	spec.cpu_model = model;
 	spec.cpuid_hide = all_hide;
 	if (cl_vmon_spawn(&spec, &v, err, sizeof(err))) {

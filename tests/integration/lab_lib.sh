@@ -79,18 +79,7 @@ wait_for() { # SECONDS MESSAGE CMD...
 }
 fmt_ms() { printf '%d.%03d s' $(($1 / 1000)) $(($1 % 1000)); }
 
-FAILS=0
-PASSES=0
-ok()   { PASSES=$((PASSES + 1)); echo "ok: $*"; }
-bad()  { FAILS=$((FAILS + 1)); echo "FAIL: $*"; }
-check() { # check DESCRIPTION COMMAND...
-	local what=$1; shift
-	if "$@"; then ok "$what"; else bad "$what"; fi
-}
-finish() {
-	echo "$PASSES passed, $FAILS failed"
-	[ "$FAILS" -eq 0 ]
-}
+. "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 # corosync's view from HOST: "QUORATE MEMBERS" (yes|no|- and a count).
 lab_quorum() {

@@ -18,18 +18,7 @@ require_kvm() {
 	fi
 }
 
-FAILS=0
-PASSES=0
-ok()   { PASSES=$((PASSES + 1)); echo "ok: $*"; }
-bad()  { FAILS=$((FAILS + 1)); echo "FAIL: $*"; }
-check() { # check DESCRIPTION COMMAND...
-	local what=$1; shift
-	if "$@"; then ok "$what"; else bad "$what"; fi
-}
-finish() {
-	echo "$PASSES passed, $FAILS failed"
-	[ "$FAILS" -eq 0 ]
-}
+. "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 # wait_for COND-COMMAND [timeout seconds]
 wait_for() {
