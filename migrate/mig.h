@@ -16,6 +16,8 @@
 struct mig_tail_opts {
 	bool verify;        /* put an XXH3-128 digest of all RAM into END */
 	unsigned rounds;
+	/* Pages sent on data connections (live protocol 2), counted in END too. */
+	uint64_t lane_pages, lane_zero_pages;
 };
 
 /* Source side. The VM must be paused for the tail. */
@@ -28,6 +30,8 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 int mig_save_snapshot(struct vm *vm, struct stream_writer *w, bool verify, char *err);
 
 /* Destination side. */
+struct mig_page_lanes;
+
 struct mig_load_opts {
 	enum dirty_mode dirty_mode;
 	unsigned mem_flags;
@@ -35,6 +39,20 @@ struct mig_load_opts {
 	const char *cpuid_hide;
 	const char *name;       /* override the VM's name; NULL keeps it */
 	struct guest_mem *premade; /* RAM faulted in ahead of time, or NULL */
+	const struct mig_page_lanes *lanes; /* pages on data connections, or NULL */
+};
+
+/*
+ * Live protocol 2: the pages travel on data connections, and the stream
+ * holds a FENCE after each round instead. fence() waits until every
+ * connection has delivered what the FENCE body counts; on the final one
+ * it closes them and adds the pages they carried to *pages and *zero_pages.
+ * It fills err (MIG_ERR_LEN) on failure.
+ */
+struct mig_page_lanes {
+	int (*fence)(void *ctx, const void *body, uint64_t len, bool *final,
+		     uint64_t *pages, uint64_t *zero_pages, char *err);
+	void *ctx;
 };
 
 /* Put what the destination decides (name override, tracking, RAM, console) into cfg. */

@@ -38,6 +38,7 @@ struct mig_loader {
 	 * idle guest's memory, in round 1).
 	 */
 	uint64_t *touched;
+	bool final_fence;       /* data connections: all their pages are in */
 };
 
 static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
@@ -146,6 +147,32 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 			l->res->zero_pages++;
 		}
 		l->res->pages++;
+	}
+	return 0;
+}
+
+/* Live protocol 2: a round's pages came on the data connections. */
+static int load_fence(struct mig_loader *l, const void *body, uint64_t len)
+{
+	uint64_t pages = 0, zero = 0;
+	bool final = false;
+	int ret;
+
+	if (!l->o->lanes) {
+		snprintf(l->err, MIG_ERR_LEN, "FENCE in a stream without data connections");
+		return -EBADMSG;
+	}
+	if (l->final_fence) {
+		snprintf(l->err, MIG_ERR_LEN, "FENCE after the final one");
+		return -EBADMSG;
+	}
+	ret = l->o->lanes->fence(l->o->lanes->ctx, body, len, &final, &pages, &zero, l->err);
+	if (ret)
+		return ret;
+	if (final) {
+		l->final_fence = true;
+		l->res->pages += pages;
+		l->res->zero_pages += zero;
 	}
 	return 0;
 }
@@ -358,9 +385,24 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 			ret = l->have_config ? load_cpu(l, body, len) : -EBADMSG;
 			break;
 		case STREAM_REC_PAGE_DATA:
+			if (o->lanes) {
+				snprintf(err, MIG_ERR_LEN, "PAGE_DATA on the control connection "
+					 "of a migration with data connections");
+				ret = -EBADMSG;
+				break;
+			}
 			ret = load_pages(l, body, len);
 			break;
+		case STREAM_REC_FENCE:
+			ret = load_fence(l, body, len);
+			break;
 		case STREAM_REC_VCPU_STATE:
+			if (o->lanes && !l->final_fence) {
+				snprintf(err, MIG_ERR_LEN, "VCPU_STATE before the final FENCE: "
+					 "pages may still be on their way");
+				ret = -EBADMSG;
+				break;
+			}
 			ret = load_vcpu(l, body, len);
 			break;
 		case STREAM_REC_CLOCK:

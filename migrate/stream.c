@@ -44,6 +44,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_VM_CONFIG,     "VM_CONFIG",     STREAM_PB_MAX, 1 },
 	{ STREAM_REC_CPU_MODEL,     "CPU_MODEL",     STREAM_PB_MAX, 2 },
 	{ STREAM_REC_PAGE_DATA,     "PAGE_DATA",     STREAM_PAGE_DATA_MAX, 3 },
+	{ STREAM_REC_FENCE,         "FENCE",         STREAM_PB_MAX, 3 },
 	{ STREAM_REC_ROUND,         "ROUND",         STREAM_PB_MAX, 3 },
 	{ STREAM_REC_VCPU_STATE,    "VCPU_STATE",    STREAM_PB_MAX, 4 },
 	{ STREAM_REC_CLOCK,         "CLOCK",         STREAM_PB_MAX, 5 },
@@ -56,6 +57,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_ABORT,         "ABORT",         STREAM_PB_MAX, -1 },
 	{ STREAM_REC_RESUMED,       "RESUMED",       STREAM_PB_MAX, -1 },
 	{ STREAM_REC_PROBE,         "PROBE",         STREAM_PB_MAX, -1 },
+	{ STREAM_REC_JOIN,          "JOIN",          STREAM_PB_MAX, -1 },
 };
 
 /*

@@ -38,6 +38,7 @@
 #define STREAM_REC_VCPU_STATE    0x00000005u
 #define STREAM_REC_CLOCK         0x00000006u
 #define STREAM_REC_DEVICE_STATE  0x00000007u
+#define STREAM_REC_FENCE         0x00000008u   /* live, parallel connections */
 #define STREAM_REC_END           0x0000000Fu
 #define STREAM_REC_ROUND         (STREAM_REC_OPTIONAL | 0x10u)
 /* Live protocol messages (part 2), framed like records, never in a stream. */
@@ -48,6 +49,7 @@
 #define STREAM_REC_ABORT         0x00000104u
 #define STREAM_REC_RESUMED       0x00000105u
 #define STREAM_REC_PROBE         0x00000106u   /* dry run: link measurement */
+#define STREAM_REC_JOIN          0x00000107u   /* first frame of a data connection */
 
 /* Limits, in body bytes (padding excluded) or entries. */
 #define STREAM_PAGE_SIZE      4096u
@@ -85,7 +87,7 @@ uint64_t stream_rec_checksum(const struct stream_rec_hdr *h, const void *body,
 /*
  * The order rules as a state machine, shared by the reader and the verifier.
  * The phase names the last part of the grammar seen:
- *   STREAM_HEADER VM_CONFIG CPU_MODEL (PAGE_DATA|ROUND)* VCPU_STATE+ CLOCK
+ *   STREAM_HEADER VM_CONFIG CPU_MODEL (PAGE_DATA|FENCE|ROUND)* VCPU_STATE+ CLOCK
  *   DEVICE_STATE* END
  */
 enum stream_phase {
@@ -93,7 +95,7 @@ enum stream_phase {
 	STREAM_PH_HEADER,        /* STREAM_HEADER seen */
 	STREAM_PH_VM_CONFIG,
 	STREAM_PH_CPU_MODEL,
-	STREAM_PH_PAGES,         /* PAGE_DATA or ROUND */
+	STREAM_PH_PAGES,         /* PAGE_DATA, FENCE or ROUND */
 	STREAM_PH_VCPUS,
 	STREAM_PH_CLOCK,
 	STREAM_PH_DEVICES,
