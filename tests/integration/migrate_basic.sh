@@ -309,6 +309,36 @@ check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
 console_ok "console across the TLS migration" "$TMP/s5t.out" "$TMP/d5.out"
 echo "-- $(elapsed)"
 
+# --- 9: parallel data connections (--connections 4): TCP, then TLS ---
+echo "== 9: --connections 4 over TCP, then over TLS, both with --verify"
+start_src s9 counter 64M 1 "n=0 interval_ms=20"
+s9pid=$SPID
+wait_for "[ \$(value s9 count) -gt 2 ]" 10 || true
+start_dest d9a --log-level info
+d9apid=$DPID
+migrate s9 "$DPORT" --wait --verify --connections 4
+echo "$MOUT" | head -3
+check "--connections 4 over TCP with --verify completes (rc $MRC)" [ "$MRC" -eq 0 ]
+exit_status "$s9pid" 10; rc=$XRC
+check "the source exits 0 ($rc)" [ "$rc" = 0 ]
+check "  ...the destination verified the RAM" grep -q "RAM verified" "$TMP/d9a.err"
+check "the guest counts after the TCP hop" advancing d9a count
+start_dest d9b --tls-dir "$TMP/ca1/dst" --log-level info
+d9bpid=$DPID
+migrate d9a "$DPORT" --wait --verify --connections 4 --tls-dir "$TMP/ca1/src"
+echo "$MOUT" | head -3
+check "--connections 4 over TLS with --verify completes (rc $MRC)" [ "$MRC" -eq 0 ]
+exit_status "$d9apid" 10; rc=$XRC
+check "the TCP destination, source of the TLS hop, exits 0 ($rc)" [ "$rc" = 0 ]
+check "  ...the TLS destination verified the RAM" grep -q "RAM verified" "$TMP/d9b.err"
+check "the guest counts after the TLS hop" advancing d9b count
+stop_vm d9b "$d9bpid"; rc=$XRC
+check "the TLS destination stops with 0 ($rc)" [ "$rc" = 0 ]
+console_ok "console across both --connections 4 hops" "$TMP/s9.out" "$TMP/d9a.out" "$TMP/d9b.out"
+migrate s5 1 --connections 9
+check "--connections 9 is refused (rc $MRC)" [ "$MRC" -ne 0 ]
+echo "-- $(elapsed)"
+
 # The source that saw all those failures still migrates, its count stays
 # whole, and "migrate --wait" still gets the result (an older build said
 # "lost the source monitor": the source did not linger after a failure).

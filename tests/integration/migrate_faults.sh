@@ -187,6 +187,14 @@ check "stall_big: migrate gives up within 6 s of its 3 s limit (took $MSECS s)" 
 	python3 -c "import sys; sys.exit(0 if float('$MSECS') <= 6 else 1)"
 python3 -c "import sys; sys.exit(0 if float('$MSECS') <= 10 else 1)" ||
 	echo "NOTE: stall_big: migrate --timeout-s 3 took $MSECS s to give up, more than 10 s"
+# Parallel data connections: one of them is cut in the middle of a round,
+# or the destination dies while all four carry pages.
+fault_case cut_lane precopy "$DEAD" --mig "--connections 4" -- \
+	--fault cut --at PAGE_DATA --nth 3 --lanes 4 --fault-conn 2
+check "cut_lane: the destination names the data connection" \
+	grep -q "data connection" "$TMP/cut_lane.dst.err"
+fault_case kill_lanes "$LATER" "$DEAD" --mig "--connections 4" -- \
+	--fault kill --at PAGE_DATA --nth 5 --lanes 4 --fault-conn 1
 read -r SOCK SPID <<<"$SAVE"
 SVALUE=count SGROW=10 SNAME=vm1 SCONSOLE="$TMP/src.out"
 
