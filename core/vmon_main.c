@@ -393,7 +393,7 @@ static int vmon_run(int argc, char **argv)
 	struct vmon_run r = { 0 };
 	struct mig_ctl mc;
 	struct ctl_server *ctl = NULL;
-	struct dirty_rate rate = { 0 };
+	struct dirty_rate rate;
 	char err[VM_ERR_LEN];
 	pthread_t sig_thread;
 	sigset_t set;
@@ -438,6 +438,7 @@ static int vmon_run(int argc, char **argv)
 		}
 		__atomic_store_n(&r.vm, vm, __ATOMIC_RELEASE);
 	}
+	dirty_rate_init(&rate);
 	mig_ctl_init(&mc, &rate, r.sample_ms);
 	if (r.control) {
 		ret = ctl_server_start(&ctl, r.control, r.vm, &rate, &mc.ext);
@@ -483,6 +484,7 @@ static int vmon_run(int argc, char **argv)
 	pthread_join(sig_thread, NULL);
 	dirty_rate_stop(&rate);
 	ctl_server_stop(ctl);
+	dirty_rate_destroy(&rate);
 	mig_ctl_destroy(&mc);
 	vm_destroy(r.vm);
 	fflush(stdout);
