@@ -337,6 +337,50 @@ check "the TLS destination stops with 0 ($rc)" [ "$rc" = 0 ]
 console_ok "console across both --connections 4 hops" "$TMP/s9.out" "$TMP/d9a.out" "$TMP/d9b.out"
 migrate s5 1 --connections 9
 check "--connections 9 is refused (rc $MRC)" [ "$MRC" -ne 0 ]
+# A destination of live protocol 1 accepts the VM but knows nothing of data
+# connections: its VERDICT has neither live_version nor connections.
+python3 - "$TMP/old.port" >"$TMP/old.log" 2>&1 <<'PY' &
+import ctypes, socket, struct, sys
+xxh = ctypes.CDLL("libxxhash.so.0")
+xxh.XXH3_64bits.restype = ctypes.c_uint64
+xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+def frame(t, body):
+    h = struct.pack("<IIQ", t, 0, len(body))
+    pad = body + bytes(-len(body) % 8)
+    return h + struct.pack("<Q", xxh.XXH3_64bits(h + pad, len(h + pad))) + pad
+def read_frame(c):
+    def n(k):
+        b = b""
+        while len(b) < k:
+            d = c.recv(k - len(b))
+            if not d:
+                raise EOFError
+            b += d
+        return b
+    t, _, l, _ = struct.unpack("<IIQQ", n(24))
+    return t, n((l + 7) & ~7)[:l]
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+open(sys.argv[1], "w").write("%d\n" % s.getsockname()[1])
+c, _ = s.accept(); c.settimeout(20)
+print("got", hex(read_frame(c)[0]))
+c.sendall(frame(0x101, b"\x08\x01"))      # Verdict { accept: true }
+try:
+    while True:
+        t, b = read_frame(c)
+        print("then", hex(t), b[:300])
+except (EOFError, OSError):
+    pass
+PY
+oldpid=$!; PIDS="$PIDS $oldpid"
+wait_for "[ -s '$TMP/old.port' ]" 10 || true
+migrate s5 "$(cat "$TMP/old.port")" --wait --connections 4
+echo "$MOUT" | head -2
+check "a destination of live protocol 1 is refused --connections 4 (rc $MRC)" [ "$MRC" -ne 0 ]
+check "  ...saying so and what to do" grep -q "live protocol 1.*--connections 1" <<<"$MOUT"
+exit_status "$oldpid" 10
+check "  ...and the old destination got an ABORT, no page" \
+	sh -c "grep -q 'then 0x104' '$TMP/old.log' && ! grep -q 'then 0x4 ' '$TMP/old.log'"
+check "the source keeps counting" advancing s5 count
 echo "-- $(elapsed)"
 
 # The source that saw all those failures still migrates, its count stays

@@ -193,6 +193,10 @@ fault_case cut_lane precopy "$DEAD" --mig "--connections 4" -- \
 	--fault cut --at PAGE_DATA --nth 3 --lanes 4 --fault-conn 2
 check "cut_lane: the destination names the data connection" \
 	grep -q "data connection" "$TMP/cut_lane.dst.err"
+fault_case flip_lane "$LATER" 'checksum' --mig "--connections 4" -- \
+	--fault flip --at PAGE_DATA --nth 2 --lanes 4 --fault-conn 3
+check "flip_lane: the destination names the connection, the record and the checksum" \
+	grep -Eq 'data connection.*PAGE_DATA.*checksum' "$TMP/flip_lane.dst.err"
 fault_case kill_lanes "$LATER" "$DEAD" --mig "--connections 4" -- \
 	--fault kill --at PAGE_DATA --nth 5 --lanes 4 --fault-conn 1
 read -r SOCK SPID <<<"$SAVE"
