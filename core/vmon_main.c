@@ -224,9 +224,11 @@ static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
 	if (ret)
 		fprintf(stderr, "vmon: warning: incoming: %s\n", err);
 	else
-		log_info("%s: arrived from %s: %llu pages (%llu zero)%s, loaded in %.1f ms",
+		log_info("%s: arrived from %s: %llu pages (%llu zero, %llu torn and sent "
+			 "again)%s, loaded in %.1f ms",
 			 vm->cfg.name, res.source, (unsigned long long)res.load.pages,
 			 (unsigned long long)res.load.zero_pages,
+			 (unsigned long long)res.load.torn_pages,
 			 res.load.verified ? ", RAM verified" : "",
 			 (double)res.load.load_ns / 1e6);
 	__atomic_store_n(vmp, vm, __ATOMIC_RELEASE);

@@ -46,12 +46,13 @@ struct mig_load_opts {
  * Live protocol 2: the pages travel on data connections, and the stream
  * holds a FENCE after each round instead. fence() waits until every
  * connection has delivered what the FENCE body counts; on the final one
- * it closes them and adds the pages they carried to *pages and *zero_pages.
+ * it closes them and sets the pages they carried (*pages, *zero_pages and
+ * *torn_pages, torn ones that came again).
  * It fills err (MIG_ERR_LEN) on failure.
  */
 struct mig_page_lanes {
 	int (*fence)(void *ctx, const void *body, uint64_t len, bool *final,
-		     uint64_t *pages, uint64_t *zero_pages, char *err);
+		     uint64_t *pages, uint64_t *zero_pages, uint64_t *torn_pages, char *err);
 	void *ctx;
 };
 
@@ -61,6 +62,7 @@ void mig_load_opts_apply(const struct mig_load_opts *o, struct vm_config *cfg);
 struct mig_load_result {
 	uint64_t pages;
 	uint64_t zero_pages;
+	uint64_t torn_pages;    /* PAGE_HASHED pages that failed and came again */
 	uint64_t records;
 	uint64_t bytes;
 	unsigned rounds;

@@ -37,9 +37,10 @@ struct mig_lanes_tx_hooks {
 /*
  * Open n data connections to addr (tls NULL: plain TCP) and JOIN each with
  * token. fds[0..n) get their sockets (for a cancel to shut them down).
+ * hashed: send PAGE_HASHED (the destination granted it).
  */
 int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls,
-		      unsigned n, const uint8_t *token, int io_timeout_ms,
+		      unsigned n, const uint8_t *token, bool hashed, int io_timeout_ms,
 		      struct mig_lanes_tx **out, int *fds, char *err);
 /*
  * Send the pages of set from vm's RAM, each on its lane, with one thread

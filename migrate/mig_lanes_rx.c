@@ -25,6 +25,8 @@ struct rx_lane {
 	pthread_t thread;
 	bool thread_live;
 	bool busy;                  /* applying a record (under rx->lock) */
+	uint64_t nr_owed;           /* torn pages not yet sent again */
+	uint64_t torn;              /* torn pages, all told */
 	struct mig_lane_count cnt;  /* under rx->lock */
 };
 
@@ -33,6 +35,7 @@ struct mig_lanes_rx {
 	struct rx_lane lane[MIG_CONN_MAX];
 	struct vm *vm;
 	uint64_t *touched;          /* pages written: a ZERO entry needs a memset */
+	uint64_t *owed;             /* PAGE_HASHED pages that arrived torn */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool closed;                /* the final FENCE was met */
@@ -174,16 +177,29 @@ static int lane_apply(struct rx_lane *ln, struct stream_page_run *run, char *why
 	pthread_mutex_lock(&rx->lock);
 	if (rx->closed) {
 		pthread_mutex_unlock(&rx->lock);
-		snprintf(why, MIG_ERR_LEN, "PAGE_DATA after the final FENCE");
+		snprintf(why, MIG_ERR_LEN, "a page record after the final FENCE");
 		return -EBADMSG;
 	}
 	ln->busy = true;
 	pthread_mutex_unlock(&rx->lock);
-	/* Lanes own whole 512-page stripes: no two write one touched word. */
+	/* Lanes own whole 512-page stripes: no two write one bitmap word. */
 	while (stream_page_next(run, &pfn, &page)) {
 		uint8_t *dst = rx->vm->mem.base + (pfn << MEM_PAGE_SHIFT);
 		uint64_t bit = 1ull << (pfn % 64);
 
+		if (!stream_page_intact(run, page)) {
+			/* Torn: not used; pre-copy sends it again. */
+			ln->torn++;
+			if (!(rx->owed[pfn / 64] & bit)) {
+				rx->owed[pfn / 64] |= bit;
+				ln->nr_owed++;
+			}
+			continue;
+		}
+		if (rx->owed[pfn / 64] & bit) {
+			rx->owed[pfn / 64] &= ~bit;
+			ln->nr_owed--;
+		}
 		if (page) {
 			memcpy(dst, page, MEM_PAGE_SIZE);
 			rx->touched[pfn / 64] |= bit;
@@ -217,8 +233,8 @@ static void *rx_lane_thread(void *arg)
 			lane_fail(ln, ret == -EPIPE ? "the source closed it" : r.err);
 			break;
 		}
-		if (type != STREAM_REC_PAGE_DATA) {
-			snprintf(why, sizeof(why), "%s where only PAGE_DATA may come",
+		if (type != STREAM_REC_PAGE_DATA && type != STREAM_REC_PAGE_HASHED) {
+			snprintf(why, sizeof(why), "%s where only page records may come",
 				 stream_type_name(type) ? stream_type_name(type) : "an unknown frame");
 			lane_fail(ln, why);
 			break;
@@ -257,7 +273,7 @@ static void *rx_lane_thread(void *arg)
 
 /* The FENCE hook of the loader (struct mig_page_lanes). */
 static int rx_fence(void *ctx, const void *body, uint64_t len, bool *final,
-		    uint64_t *pages, uint64_t *zero_pages, char *err)
+		    uint64_t *pages, uint64_t *zero_pages, uint64_t *torn, char *err)
 {
 	struct mig_lanes_rx *rx = ctx;
 	Ferry__Mig__Fence *f = (Ferry__Mig__Fence *)protobuf_c_message_unpack(
@@ -301,7 +317,7 @@ static int rx_fence(void *ctx, const void *body, uint64_t len, bool *final,
 		}
 	}
 	*final = f->final;
-	*pages = *zero_pages = 0;
+	*pages = *zero_pages = *torn = 0;
 	for (unsigned i = 0; !ret && f->final && i < rx->n; i++) {
 		const struct mig_lane_count *c = &rx->lane[i].cnt;
 		const Ferry__Mig__LaneCount *s = f->lanes[i];
@@ -316,8 +332,18 @@ static int rx_fence(void *ctx, const void *body, uint64_t len, bool *final,
 			ret = -EBADMSG;
 			break;
 		}
+		if (rx->lane[i].nr_owed) {
+			snprintf(err, MIG_ERR_LEN, "data connection %u: %llu page%s failed %s "
+				 "checksum and never came again", i,
+				 (unsigned long long)rx->lane[i].nr_owed,
+				 rx->lane[i].nr_owed == 1 ? "" : "s",
+				 rx->lane[i].nr_owed == 1 ? "its" : "their");
+			ret = -EBADMSG;
+			break;
+		}
 		*pages += c->pages;
 		*zero_pages += c->zero_pages;
+		*torn += rx->lane[i].torn;
 	}
 	if (!ret && f->final)
 		rx->closed = true;
@@ -331,7 +357,8 @@ int mig_lanes_rx_start(struct mig_lanes_rx *rx, struct vm *vm,
 {
 	rx->vm = vm;
 	rx->touched = calloc((mem_pages(&vm->mem) + 63) / 64, sizeof(uint64_t));
-	if (!rx->touched) {
+	rx->owed = calloc((mem_pages(&vm->mem) + 63) / 64, sizeof(uint64_t));
+	if (!rx->touched || !rx->owed) {
 		snprintf(err, MIG_ERR_LEN, "out of memory");
 		return -ENOMEM;
 	}
@@ -377,5 +404,6 @@ void mig_lanes_rx_close(struct mig_lanes_rx *rx)
 	pthread_mutex_destroy(&rx->lock);
 	pthread_cond_destroy(&rx->cond);
 	free(rx->touched);
+	free(rx->owed);
 	free(rx);
 }

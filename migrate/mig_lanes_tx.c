@@ -37,7 +37,7 @@ struct mig_lanes_tx {
 };
 
 int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls,
-		      unsigned n, const uint8_t *token, int io_timeout_ms,
+		      unsigned n, const uint8_t *token, bool hashed, int io_timeout_ms,
 		      struct mig_lanes_tx **out, int *fds, char *err)
 {
 	struct mig_lanes_tx *t = calloc(1, sizeof(*t));
@@ -77,6 +77,7 @@ int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls
 		stream_writer_destroy(&ln->w);
 		stream_writer_init(&ln->w, -1);
 		ln->w.io = &ln->io;
+		ln->w.hashed = hashed;
 	}
 	if (ret) {
 		mig_lanes_tx_close(t);

@@ -39,6 +39,10 @@ struct mig_loader {
 	 */
 	uint64_t *touched;
 	bool final_fence;       /* data connections: all their pages are in */
+	/* PAGE_HASHED pages that arrived torn and must come again. */
+	uint64_t *owed;
+	uint64_t nr_owed, torn;
+	bool pages_done;
 };
 
 static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
@@ -131,13 +135,28 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 	}
 	if (!l->touched) {
 		l->touched = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
-		if (!l->touched)
+		l->owed = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
+		if (!l->touched || !l->owed)
 			return -ENOMEM;
 	}
 	while (stream_page_next(&run, &pfn, &page)) {
 		uint8_t *dst = l->vm->mem.base + (pfn << MEM_PAGE_SHIFT);
 		uint64_t bit = 1ull << (pfn % 64);
 
+		l->res->pages++;
+		if (!stream_page_intact(&run, page)) {
+			/* Torn (or damaged): not used; it must come again. */
+			l->torn++;
+			if (!(l->owed[pfn / 64] & bit)) {
+				l->owed[pfn / 64] |= bit;
+				l->nr_owed++;
+			}
+			continue;
+		}
+		if (l->owed[pfn / 64] & bit) {
+			l->owed[pfn / 64] &= ~bit;
+			l->nr_owed--;
+		}
 		if (page) {
 			memcpy(dst, page, MEM_PAGE_SIZE);
 			l->touched[pfn / 64] |= bit;
@@ -146,7 +165,20 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 				memset(dst, 0, MEM_PAGE_SIZE);
 			l->res->zero_pages++;
 		}
-		l->res->pages++;
+	}
+	return 0;
+}
+
+/* The pages are over (the first VCPU_STATE): nothing may be owed. */
+static int pages_done(struct mig_loader *l)
+{
+	l->pages_done = true;
+	l->res->torn_pages = l->torn;
+	if (l->nr_owed) {
+		snprintf(l->err, MIG_ERR_LEN, "%llu page%s failed %s checksum and never came "
+			 "again", (unsigned long long)l->nr_owed, l->nr_owed == 1 ? "" : "s",
+			 l->nr_owed == 1 ? "its" : "their");
+		return -EBADMSG;
 	}
 	return 0;
 }
@@ -154,7 +186,7 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 /* Live protocol 2: a round's pages came on the data connections. */
 static int load_fence(struct mig_loader *l, const void *body, uint64_t len)
 {
-	uint64_t pages = 0, zero = 0;
+	uint64_t pages = 0, zero = 0, torn = 0;
 	bool final = false;
 	int ret;
 
@@ -166,13 +198,15 @@ static int load_fence(struct mig_loader *l, const void *body, uint64_t len)
 		snprintf(l->err, MIG_ERR_LEN, "FENCE after the final one");
 		return -EBADMSG;
 	}
-	ret = l->o->lanes->fence(l->o->lanes->ctx, body, len, &final, &pages, &zero, l->err);
+	ret = l->o->lanes->fence(l->o->lanes->ctx, body, len, &final, &pages, &zero, &torn,
+				     l->err);
 	if (ret)
 		return ret;
 	if (final) {
 		l->final_fence = true;
 		l->res->pages += pages;
 		l->res->zero_pages += zero;
+		l->res->torn_pages += torn;
 	}
 	return 0;
 }
@@ -385,8 +419,9 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 			ret = l->have_config ? load_cpu(l, body, len) : -EBADMSG;
 			break;
 		case STREAM_REC_PAGE_DATA:
+		case STREAM_REC_PAGE_HASHED:
 			if (o->lanes) {
-				snprintf(err, MIG_ERR_LEN, "PAGE_DATA on the control connection "
+				snprintf(err, MIG_ERR_LEN, "page records on the control connection "
 					 "of a migration with data connections");
 				ret = -EBADMSG;
 				break;
@@ -403,7 +438,9 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 				ret = -EBADMSG;
 				break;
 			}
-			ret = load_vcpu(l, body, len);
+			ret = l->pages_done ? 0 : pages_done(l);
+			if (!ret)
+				ret = load_vcpu(l, body, len);
 			break;
 		case STREAM_REC_CLOCK:
 			ret = load_clock(l, body, len);
@@ -453,6 +490,7 @@ out:
 	for (unsigned i = 0; i < GABI_MAX_VCPUS; i++)
 		vcpu_state_free(&l->vcpus[i]);
 	free(l->touched);
+	free(l->owed);
 	if (ret && l->created) {
 		vm_destroy(l->vm);
 		*vmp = NULL;

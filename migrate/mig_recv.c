@@ -140,6 +140,7 @@ static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf,
 	v.host = host;
 	v.live_version = MIG_LIVE_VERSION;
 	v.connections = rf->n ? 0 : connections;
+	v.hashed_pages = !rf->n;
 	return mig_send_msg(w, STREAM_REC_VERDICT, &v.base);
 }
 

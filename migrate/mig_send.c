@@ -59,6 +59,7 @@ struct mig_run {
 	struct stream_reader r;
 	struct dirty_set set;
 	struct mig_throttle throttle;
+	bool hashed;        /* the destination takes PAGE_HASHED: no page copies */
 	bool tracking;      /* we took dirty tracking from the sampler */
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */
@@ -117,6 +118,9 @@ static int mig_handshake(struct mig_run *m)
 	h.verify = m->job->p.verify;
 	h.dry_run = m->job->p.dry_run;
 	h.live_version = MIG_LIVE_VERSION;
+	/* FERRY_MIG_PAGE_COPY=1: PAGE_DATA, copied, as protocol 1 (A/B benchmarks). */
+	h.hashed_pages = !getenv("FERRY_MIG_PAGE_COPY") ||
+		strcmp(getenv("FERRY_MIG_PAGE_COPY"), "1");
 	h.connections = m->job->p.connections;
 	if (h.connections > 1) {
 		if (getrandom(m->token, sizeof(m->token), 0) != (ssize_t)sizeof(m->token)) {
@@ -161,6 +165,7 @@ static int mig_handshake(struct mig_run *m)
 				 v->connections ? v->connections : 1, m->job->p.connections);
 		ret = -ENOTSUP;
 	}
+	m->hashed = !ret && h.hashed_pages && v->hashed_pages;
 	protobuf_c_message_free_unpacked(msg, NULL);
 	return ret;
 }
@@ -184,7 +189,8 @@ static int mig_open_lanes(struct mig_run *m)
 		return ret;
 	}
 	ret = mig_lanes_tx_open(&addr, job->p.tls_dir[0] ? &tls : NULL, job->p.connections,
-				m->token, mig_io_timeout_ms(job), &m->lanes, fds, m->err);
+				m->token, m->hashed, mig_io_timeout_ms(job), &m->lanes, fds,
+				m->err);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&job->lock);
@@ -777,6 +783,7 @@ static void *mig_job_thread(void *arg)
 	stream_writer_destroy(&m->w);
 	stream_writer_init(&m->w, -1);
 	m->w.io = &m->io;
+	m->w.hashed = m->hashed;
 
 	ret = mig_open_lanes(m);
 	if (ret)

@@ -14,7 +14,8 @@ about to be forwarded:
   none       forward everything
   kill       SIGKILL --kill-pid (the destination), forward nothing more
   cut        close both connections
-  flip       flip one byte in the middle of the record's body
+  flip       flip one byte in the middle of the record's body (or at
+             --flip-offset)
   truncate   forward up to the middle of the record, then close both
   stall      forward nothing more (and read nothing more from the source),
              keep both connections open
@@ -51,6 +52,7 @@ TYPES = {
     "END": 0xF, "ROUND": 0x80000010,
     "HELLO": 0x100, "VERDICT": 0x101, "ACK": 0x102, "COMMIT": 0x103,
     "ABORT": 0x104, "RESUMED": 0x105, "JOIN": 0x107, "FENCE": 0x8,
+    "PAGE_HASHED": 0x9,
 }
 NAMES = {v: k for k, v in TYPES.items()}
 FAULTS = ("none", "kill", "cut", "flip", "truncate", "stall")
@@ -148,6 +150,10 @@ class Proxy:
         except OSError:
             return b""
 
+    def flip_at(self, length):
+        off = self.a.flip_offset
+        return length // 2 if off is None else min(off, length - 1)
+
     def fault_at(self, rtype):
         """Count this record; True when the fault fires on it."""
         n = self.seen.get(rtype, 0) + 1
@@ -180,7 +186,7 @@ class Proxy:
             if length == 0:
                 log("fault flip: %s has an empty body, flipping its checksum" % what)
             else:
-                log("fault flip: flipping body byte %d of %s" % (length // 2, what))
+                log("fault flip: flipping body byte %d of %s" % (self.flip_at(length), what))
             return "flip"
         if a.fault == "truncate":
             log("fault truncate: forwarding %d of %d body bytes of %s, then closing" %
@@ -261,7 +267,7 @@ class Proxy:
                 rec = buf[:total]
                 if action == "flip":
                     if length:
-                        rec[HDR.size + length // 2] ^= 0xFF
+                        rec[HDR.size + self.flip_at(length)] ^= 0xFF
                     else:
                         rec[16] ^= 0xFF
                 self.send_dst(bytes(rec))
@@ -338,6 +344,8 @@ def main():
     p.add_argument("--rcvbuf", type=int, default=0,
                    help="SO_RCVBUF of the socket from the source (bytes)")
     p.add_argument("--verbose", action="store_true", help="log every record")
+    p.add_argument("--flip-offset", type=int,
+                   help="flip this body byte, not the middle one")
     p.add_argument("--lanes", type=int, default=0,
                    help="also proxy this many data connections (--connections N)")
     p.add_argument("--fault-conn", type=int, default=0,
