@@ -74,8 +74,8 @@ static int write_run(struct stream_writer *w, const uint64_t *pfns,
 
 /*
  * One PAGE_HASHED record: the same zero check, then each data page hashed
- * on guest RAM and handed to the sink from there, adjacent pages in one
- * piece. Only the prefix (counts, entries, hashes) is built here.
+ * on guest RAM and handed to the sink from there. Only the prefix (counts,
+ * entries, hashes) is built here.
  */
 static int write_run_hashed(struct stream_writer *w, const uint64_t *pfns,
 			    uint32_t n, const uint8_t *ram)
@@ -100,11 +100,11 @@ static int write_run_hashed(struct stream_writer *w, const uint64_t *pfns,
 
 			kind = STREAM_KIND_DATA;
 			memcpy(hashes + 8u * ndata++, &hash, 8);
-			if (k > 1 && (const uint8_t *)iov[k - 1].iov_base +
-			    iov[k - 1].iov_len == page)
-				iov[k - 1].iov_len += STREAM_PAGE_SIZE;
-			else
-				iov[k++] = (struct iovec){ (void *)page, STREAM_PAGE_SIZE };
+			/*
+			 * One piece per page: merging adjacent pages into one
+			 * large piece was slower end to end (docs/benchmarks.md).
+			 */
+			iov[k++] = (struct iovec){ (void *)page, STREAM_PAGE_SIZE };
 		}
 		e = pfns[i] | kind << STREAM_PAGE_KIND_SHIFT;
 		memcpy(b + STREAM_PAGE_HDR_LEN + 8u * i, &e, 8);
