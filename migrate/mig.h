@@ -32,6 +32,25 @@ int mig_save_snapshot(struct vm *vm, struct stream_writer *w, bool verify, char 
 /* Destination side. */
 struct mig_page_lanes;
 
+/*
+ * Where checked page records land: guest RAM and one bit per page of
+ * what is known about it. Sinks of disjoint 64-page groups may share the
+ * bitmaps (the data connections do).
+ */
+struct mig_page_sink {
+	uint8_t *ram;
+	uint64_t *touched;      /* written since the VM was made */
+	uint64_t *owed;         /* arrived torn: must come again */
+	uint64_t pages, zero_pages, torn, nr_owed;
+};
+
+/*
+ * Put a parsed run's pages into RAM. A ZERO entry for a page never
+ * written needs no memset (a fresh VM's RAM is zero); a page that fails
+ * its own hash (PAGE_HASHED) is skipped and owed until an intact copy.
+ */
+void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run);
+
 struct mig_load_opts {
 	enum dirty_mode dirty_mode;
 	unsigned mem_flags;

@@ -25,8 +25,7 @@ struct rx_lane {
 	pthread_t thread;
 	bool thread_live;
 	bool busy;                  /* applying a record (under rx->lock) */
-	uint64_t nr_owed;           /* torn pages not yet sent again */
-	uint64_t torn;              /* torn pages, all told */
+	struct mig_page_sink sink;  /* the shared bitmaps, this lane's counts */
 	struct mig_lane_count cnt;  /* under rx->lock */
 };
 
@@ -183,30 +182,7 @@ static int lane_apply(struct rx_lane *ln, struct stream_page_run *run, char *why
 	ln->busy = true;
 	pthread_mutex_unlock(&rx->lock);
 	/* Lanes own whole 512-page stripes: no two write one bitmap word. */
-	while (stream_page_next(run, &pfn, &page)) {
-		uint8_t *dst = rx->vm->mem.base + (pfn << MEM_PAGE_SHIFT);
-		uint64_t bit = 1ull << (pfn % 64);
-
-		if (!stream_page_intact(run, page)) {
-			/* Torn: not used; pre-copy sends it again. */
-			ln->torn++;
-			if (!(rx->owed[pfn / 64] & bit)) {
-				rx->owed[pfn / 64] |= bit;
-				ln->nr_owed++;
-			}
-			continue;
-		}
-		if (rx->owed[pfn / 64] & bit) {
-			rx->owed[pfn / 64] &= ~bit;
-			ln->nr_owed--;
-		}
-		if (page) {
-			memcpy(dst, page, MEM_PAGE_SIZE);
-			rx->touched[pfn / 64] |= bit;
-		} else if (rx->touched[pfn / 64] & bit) {
-			memset(dst, 0, MEM_PAGE_SIZE);
-		}
-	}
+	mig_page_sink_apply(&ln->sink, run);
 	return 0;
 }
 
@@ -332,18 +308,18 @@ static int rx_fence(void *ctx, const void *body, uint64_t len, bool *final,
 			ret = -EBADMSG;
 			break;
 		}
-		if (rx->lane[i].nr_owed) {
+		if (rx->lane[i].sink.nr_owed) {
+			uint64_t owed = rx->lane[i].sink.nr_owed;
+
 			snprintf(err, MIG_ERR_LEN, "data connection %u: %llu page%s failed %s "
-				 "checksum and never came again", i,
-				 (unsigned long long)rx->lane[i].nr_owed,
-				 rx->lane[i].nr_owed == 1 ? "" : "s",
-				 rx->lane[i].nr_owed == 1 ? "its" : "their");
+				 "checksum and never came again", i, (unsigned long long)owed,
+				 owed == 1 ? "" : "s", owed == 1 ? "its" : "their");
 			ret = -EBADMSG;
 			break;
 		}
 		*pages += c->pages;
 		*zero_pages += c->zero_pages;
-		*torn += rx->lane[i].torn;
+		*torn += rx->lane[i].sink.torn;
 	}
 	if (!ret && f->final)
 		rx->closed = true;
@@ -363,6 +339,9 @@ int mig_lanes_rx_start(struct mig_lanes_rx *rx, struct vm *vm,
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < rx->n; i++) {
+		rx->lane[i].sink = (struct mig_page_sink){
+			.ram = vm->mem.base, .touched = rx->touched, .owed = rx->owed,
+		};
 		if (pthread_create(&rx->lane[i].thread, NULL, rx_lane_thread, &rx->lane[i])) {
 			snprintf(err, MIG_ERR_LEN, "cannot start the receiving threads");
 			return -EAGAIN;

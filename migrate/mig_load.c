@@ -32,16 +32,8 @@ struct mig_loader {
 	bool have_kvmclock;
 	struct mig_load_result *res;
 	char *err;
-	/*
-	 * Pages written since the VM was made: a fresh VM's RAM is all zero,
-	 * so a ZERO entry for an untouched page needs no memset (most of an
-	 * idle guest's memory, in round 1).
-	 */
-	uint64_t *touched;
+	struct mig_page_sink sink;
 	bool final_fence;       /* data connections: all their pages are in */
-	/* PAGE_HASHED pages that arrived torn and must come again. */
-	uint64_t *owed;
-	uint64_t nr_owed, torn;
 	bool pages_done;
 };
 
@@ -121,11 +113,43 @@ static int load_cpu(struct mig_loader *l, const void *body, uint64_t len)
 	return 0;
 }
 
+void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run)
+{
+	const uint8_t *page;
+	uint64_t pfn;
+
+	while (stream_page_next(run, &pfn, &page)) {
+		uint8_t *dst = s->ram + (pfn << MEM_PAGE_SHIFT);
+		uint64_t bit = 1ull << (pfn % 64), *owed = &s->owed[pfn / 64];
+
+		s->pages++;
+		if (!stream_page_intact(run, page)) {
+			/* Torn (or damaged): not used; it must come again. */
+			s->torn++;
+			if (!(*owed & bit)) {
+				*owed |= bit;
+				s->nr_owed++;
+			}
+			continue;
+		}
+		if (*owed & bit) {
+			*owed &= ~bit;
+			s->nr_owed--;
+		}
+		if (page) {
+			memcpy(dst, page, MEM_PAGE_SIZE);
+			s->touched[pfn / 64] |= bit;
+		} else {
+			if (s->touched[pfn / 64] & bit)
+				memset(dst, 0, MEM_PAGE_SIZE);
+			s->zero_pages++;
+		}
+	}
+}
+
 static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 {
 	struct stream_page_run run;
-	const uint8_t *page;
-	uint64_t pfn;
 	int ret;
 
 	ret = stream_read_pages(l->r, body, len, mem_pages(&l->vm->mem), &run);
@@ -133,39 +157,14 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 		snprintf(l->err, MIG_ERR_LEN, "%s", l->r->err);
 		return ret;
 	}
-	if (!l->touched) {
-		l->touched = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
-		l->owed = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
-		if (!l->touched || !l->owed)
+	if (!l->sink.touched) {
+		l->sink.ram = l->vm->mem.base;
+		l->sink.touched = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
+		l->sink.owed = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
+		if (!l->sink.touched || !l->sink.owed)
 			return -ENOMEM;
 	}
-	while (stream_page_next(&run, &pfn, &page)) {
-		uint8_t *dst = l->vm->mem.base + (pfn << MEM_PAGE_SHIFT);
-		uint64_t bit = 1ull << (pfn % 64);
-
-		l->res->pages++;
-		if (!stream_page_intact(&run, page)) {
-			/* Torn (or damaged): not used; it must come again. */
-			l->torn++;
-			if (!(l->owed[pfn / 64] & bit)) {
-				l->owed[pfn / 64] |= bit;
-				l->nr_owed++;
-			}
-			continue;
-		}
-		if (l->owed[pfn / 64] & bit) {
-			l->owed[pfn / 64] &= ~bit;
-			l->nr_owed--;
-		}
-		if (page) {
-			memcpy(dst, page, MEM_PAGE_SIZE);
-			l->touched[pfn / 64] |= bit;
-		} else {
-			if (l->touched[pfn / 64] & bit)
-				memset(dst, 0, MEM_PAGE_SIZE);
-			l->res->zero_pages++;
-		}
-	}
+	mig_page_sink_apply(&l->sink, &run);
 	return 0;
 }
 
@@ -173,11 +172,13 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 static int pages_done(struct mig_loader *l)
 {
 	l->pages_done = true;
-	l->res->torn_pages = l->torn;
-	if (l->nr_owed) {
+	l->res->pages += l->sink.pages;
+	l->res->zero_pages += l->sink.zero_pages;
+	l->res->torn_pages += l->sink.torn;
+	if (l->sink.nr_owed) {
 		snprintf(l->err, MIG_ERR_LEN, "%llu page%s failed %s checksum and never came "
-			 "again", (unsigned long long)l->nr_owed, l->nr_owed == 1 ? "" : "s",
-			 l->nr_owed == 1 ? "its" : "their");
+			 "again", (unsigned long long)l->sink.nr_owed, l->sink.nr_owed == 1 ? "" : "s",
+			 l->sink.nr_owed == 1 ? "its" : "their");
 		return -EBADMSG;
 	}
 	return 0;
@@ -489,8 +490,8 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 out:
 	for (unsigned i = 0; i < GABI_MAX_VCPUS; i++)
 		vcpu_state_free(&l->vcpus[i]);
-	free(l->touched);
-	free(l->owed);
+	free(l->sink.touched);
+	free(l->sink.owed);
 	if (ret && l->created) {
 		vm_destroy(l->vm);
 		*vmp = NULL;

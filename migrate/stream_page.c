@@ -16,6 +16,16 @@
 #include "core/util.h"
 #include "migrate/stream.h"
 
+/* A run's record went out (rc 0): count its pages. */
+static int run_written(struct stream_writer *w, int rc, uint32_t n, uint32_t ndata)
+{
+	if (rc)
+		return rc;
+	w->pages += n;
+	w->zero_pages += n - ndata;
+	return 0;
+}
+
 /*
  * One PAGE_DATA record from n <= STREAM_PAGES_MAX valid pfns. Zero pages
  * are found on guest RAM itself, then only data pages are copied, each one
@@ -32,7 +42,6 @@ static int write_run(struct stream_writer *w, const uint64_t *pfns,
 	struct stream_rec_hdr h = { .type = STREAM_REC_PAGE_DATA };
 	uint32_t ndata = 0;
 	XXH3_state_t st;
-	int rc;
 
 	memset(b, 0, STREAM_PAGE_HDR_LEN);
 	memcpy(b, &n, 4);
@@ -63,13 +72,8 @@ static int write_run(struct stream_writer *w, const uint64_t *pfns,
 		d++;
 	}
 	/* 16 + 8n + 4096k is a multiple of 8: no padding to hash. */
-	rc = stream_write_hashed(w, STREAM_REC_PAGE_DATA, b, h.length,
-				 XXH3_64bits_digest(&st));
-	if (rc)
-		return rc;
-	w->pages += n;
-	w->zero_pages += n - ndata;
-	return 0;
+	return run_written(w, stream_write_hashed(w, STREAM_REC_PAGE_DATA, b, h.length,
+						  XXH3_64bits_digest(&st)), n, ndata);
 }
 
 /*
@@ -87,7 +91,7 @@ static int write_run_hashed(struct stream_writer *w, const uint64_t *pfns,
 	uint32_t ndata = 0;
 	uint64_t prefix;
 	XXH3_state_t st;
-	int k = 1, rc;
+	int k = 1;
 
 	memset(b, 0, STREAM_PAGE_HDR_LEN);
 	memcpy(b, &n, 4);
@@ -115,13 +119,8 @@ static int write_run_hashed(struct stream_writer *w, const uint64_t *pfns,
 	h.length = prefix + (uint64_t)ndata * STREAM_PAGE_SIZE;
 	stream_hash_start(&st, &h);
 	XXH3_64bits_update(&st, b, (size_t)prefix);
-	rc = stream_write_gather(w, STREAM_REC_PAGE_HASHED, iov, k, h.length,
-				 XXH3_64bits_digest(&st));
-	if (rc)
-		return rc;
-	w->pages += n;
-	w->zero_pages += n - ndata;
-	return 0;
+	return run_written(w, stream_write_gather(w, STREAM_REC_PAGE_HASHED, iov, k, h.length,
+						  XXH3_64bits_digest(&st)), n, ndata);
 }
 
 int stream_write_pages(struct stream_writer *w, const uint64_t *pfns,
