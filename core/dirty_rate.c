@@ -46,60 +46,95 @@ static void *dirty_rate_thread(void *arg)
 	return NULL;
 }
 
-int dirty_rate_start(struct dirty_rate *r, struct vm *vm, uint64_t interval_ms)
+void dirty_rate_init(struct dirty_rate *r)
 {
 	pthread_condattr_t ca;
-	int ret;
 
 	memset(r, 0, sizeof(*r));
-	r->vm = vm;
-	r->interval_ns = interval_ms * 1000000ull;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cond, &ca);
 	pthread_condattr_destroy(&ca);
+}
+
+void dirty_rate_destroy(struct dirty_rate *r)
+{
+	dirty_rate_stop(r);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+}
+
+/*
+ * Under the lock, and never re-initialising it: a stats request may read
+ * the rate at any time, also while a failed migration hands tracking back
+ * and restarts the sampler.
+ */
+int dirty_rate_start(struct dirty_rate *r, struct vm *vm, uint64_t interval_ms)
+{
+	bool tracking = false;
+	int ret;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->running) {
+		pthread_mutex_unlock(&r->lock);
+		return -EBUSY;
+	}
+	r->vm = vm;
+	r->interval_ns = interval_ms * 1000000ull;
+	r->stop = false;
+	r->pages_per_s = 0;
+	r->window_ns = 0;
 	ret = dirty_set_init(&r->set, vm->dirty->nr_pages);
-	if (ret)
-		return ret;
-	ret = dirty_start(vm->dirty);
-	if (ret)
-		goto fail;
-	ret = -pthread_create(&r->thread, NULL, dirty_rate_thread, r);
-	if (ret)
-		goto fail;
-	r->running = true;
-	return 0;
-fail:
-	dirty_set_free(&r->set);
+	if (!ret) {
+		ret = dirty_start(vm->dirty);
+		tracking = !ret;
+	}
+	if (!ret)
+		ret = -pthread_create(&r->thread, NULL, dirty_rate_thread, r);
+	if (ret) {
+		if (tracking)
+			dirty_stop(vm->dirty);
+		dirty_set_free(&r->set);
+	} else {
+		r->running = true;
+	}
+	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
 
 void dirty_rate_stop(struct dirty_rate *r)
 {
-	if (!r->running)
-		return;
 	pthread_mutex_lock(&r->lock);
+	if (!r->running || r->stop) {
+		/* Not running, or another caller is stopping it. */
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
 	r->stop = true;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+	/* running stays set until here: no start can reuse thread or set. */
 	pthread_join(r->thread, NULL);
 	dirty_stop(r->vm->dirty);
 	dirty_set_free(&r->set);
+	pthread_mutex_lock(&r->lock);
 	r->running = false;
+	r->pages_per_s = 0;
+	r->window_ns = 0;
+	pthread_mutex_unlock(&r->lock);
 }
 
 double dirty_rate_get(struct dirty_rate *r, uint64_t *window_ns)
 {
-	double v;
+	double v = 0;
 
-	if (!r->running) {
-		*window_ns = 0;
-		return 0;
-	}
 	pthread_mutex_lock(&r->lock);
-	v = r->pages_per_s;
-	*window_ns = r->window_ns;
+	*window_ns = 0;
+	if (r->running && !r->stop) {
+		v = r->pages_per_s;
+		*window_ns = r->window_ns;
+	}
 	pthread_mutex_unlock(&r->lock);
 	return v;
 }

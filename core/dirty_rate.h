@@ -17,7 +17,7 @@ struct vm;
 struct dirty_rate {
 	struct vm *vm;
 	pthread_t thread;
-	bool running;
+	bool running;                  /* under lock, like every field get reads */
 	bool stop;
 	uint64_t interval_ns;
 	pthread_mutex_t lock;
@@ -27,6 +27,14 @@ struct dirty_rate {
 	struct dirty_set set;
 };
 
+/*
+ * init once, before anyone may call get (the control server); destroy
+ * once at the end. start and stop may then come in any order from any
+ * thread while get runs concurrently: the lock is never re-initialised.
+ * start on a running sampler is -EBUSY.
+ */
+void dirty_rate_init(struct dirty_rate *r);
+void dirty_rate_destroy(struct dirty_rate *r);
 int dirty_rate_start(struct dirty_rate *r, struct vm *vm, uint64_t interval_ms);
 void dirty_rate_stop(struct dirty_rate *r);
 /* Latest rate (pages/s) and the window it was measured over; 0 if none yet. */

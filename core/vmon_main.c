@@ -94,8 +94,8 @@ static const char vmon_usage[] =
 "    --timeout-s N       hard limit on the whole migration (300)\n"
 "    --timeout-action abort|force  at the limit: abort (the VM stays here,\n"
 "                        default) or force the stop-and-copy\n"
-"    --connections N     parallel page connections: only 1 for now; a\n"
-"                        larger N is refused (not implemented yet)\n"
+"    --connections N     1..8 connections for page data (default 1: pages\n"
+"                        share the control connection)\n"
 "    --no-auto-converge  never throttle the vCPUs to make it converge\n"
 "    --verify            compare a digest of all guest RAM on both sides\n"
 "    --dry-run           precheck and predict; move nothing\n"
@@ -224,9 +224,11 @@ static int vmon_incoming(struct vmon_run *r, struct vm **vmp)
 	if (ret)
 		fprintf(stderr, "vmon: warning: incoming: %s\n", err);
 	else
-		log_info("%s: arrived from %s: %llu pages (%llu zero)%s, loaded in %.1f ms",
+		log_info("%s: arrived from %s: %llu pages (%llu zero, %llu torn and sent "
+			 "again)%s, loaded in %.1f ms",
 			 vm->cfg.name, res.source, (unsigned long long)res.load.pages,
 			 (unsigned long long)res.load.zero_pages,
+			 (unsigned long long)res.load.torn_pages,
 			 res.load.verified ? ", RAM verified" : "",
 			 (double)res.load.load_ns / 1e6);
 	__atomic_store_n(vmp, vm, __ATOMIC_RELEASE);
@@ -393,7 +395,7 @@ static int vmon_run(int argc, char **argv)
 	struct vmon_run r = { 0 };
 	struct mig_ctl mc;
 	struct ctl_server *ctl = NULL;
-	struct dirty_rate rate = { 0 };
+	struct dirty_rate rate;
 	char err[VM_ERR_LEN];
 	pthread_t sig_thread;
 	sigset_t set;
@@ -438,6 +440,7 @@ static int vmon_run(int argc, char **argv)
 		}
 		__atomic_store_n(&r.vm, vm, __ATOMIC_RELEASE);
 	}
+	dirty_rate_init(&rate);
 	mig_ctl_init(&mc, &rate, r.sample_ms);
 	if (r.control) {
 		ret = ctl_server_start(&ctl, r.control, r.vm, &rate, &mc.ext);
@@ -483,6 +486,7 @@ static int vmon_run(int argc, char **argv)
 	pthread_join(sig_thread, NULL);
 	dirty_rate_stop(&rate);
 	ctl_server_stop(ctl);
+	dirty_rate_destroy(&rate);
 	mig_ctl_destroy(&mc);
 	vm_destroy(r.vm);
 	fflush(stdout);

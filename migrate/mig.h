@@ -16,6 +16,8 @@
 struct mig_tail_opts {
 	bool verify;        /* put an XXH3-128 digest of all RAM into END */
 	unsigned rounds;
+	/* Pages sent on data connections (live protocol 2), counted in END too. */
+	uint64_t lane_pages, lane_zero_pages;
 };
 
 /* Source side. The VM must be paused for the tail. */
@@ -28,6 +30,27 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 int mig_save_snapshot(struct vm *vm, struct stream_writer *w, bool verify, char *err);
 
 /* Destination side. */
+struct mig_page_lanes;
+
+/*
+ * Where checked page records land: guest RAM and one bit per page of
+ * what is known about it. Sinks of disjoint 64-page groups may share the
+ * bitmaps (the data connections do).
+ */
+struct mig_page_sink {
+	uint8_t *ram;
+	uint64_t *touched;      /* written since the VM was made */
+	uint64_t *owed;         /* arrived torn: must come again */
+	uint64_t pages, zero_pages, torn, nr_owed;
+};
+
+/*
+ * Put a parsed run's pages into RAM. A ZERO entry for a page never
+ * written needs no memset (a fresh VM's RAM is zero); a page that fails
+ * its own hash (PAGE_HASHED) is skipped and owed until an intact copy.
+ */
+void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run);
+
 struct mig_load_opts {
 	enum dirty_mode dirty_mode;
 	unsigned mem_flags;
@@ -35,6 +58,21 @@ struct mig_load_opts {
 	const char *cpuid_hide;
 	const char *name;       /* override the VM's name; NULL keeps it */
 	struct guest_mem *premade; /* RAM faulted in ahead of time, or NULL */
+	const struct mig_page_lanes *lanes; /* pages on data connections, or NULL */
+};
+
+/*
+ * Live protocol 2: the pages travel on data connections, and the stream
+ * holds a FENCE after each round instead. fence() waits until every
+ * connection has delivered what the FENCE body counts; on the final one
+ * it closes them and sets the pages they carried (*pages, *zero_pages and
+ * *torn_pages, torn ones that came again).
+ * It fills err (MIG_ERR_LEN) on failure.
+ */
+struct mig_page_lanes {
+	int (*fence)(void *ctx, const void *body, uint64_t len, bool *final,
+		     uint64_t *pages, uint64_t *zero_pages, uint64_t *torn_pages, char *err);
+	void *ctx;
 };
 
 /* Put what the destination decides (name override, tracking, RAM, console) into cfg. */
@@ -43,6 +81,7 @@ void mig_load_opts_apply(const struct mig_load_opts *o, struct vm_config *cfg);
 struct mig_load_result {
 	uint64_t pages;
 	uint64_t zero_pages;
+	uint64_t torn_pages;    /* PAGE_HASHED pages that failed and came again */
 	uint64_t records;
 	uint64_t bytes;
 	unsigned rounds;

@@ -125,11 +125,9 @@ static void mig_ctl_do_migrate(struct mig_ctl *c, struct vm *vm, const Ferry__Ct
 	p.policy.timeout_action = req->timeout_force ? MIG_TIMEOUT_FORCE : MIG_TIMEOUT_ABORT;
 	p.policy.auto_converge = !req->no_auto_converge;
 	p.connections = req->connections ? req->connections : 1;
-	if (p.connections > 1) {
-		/* Said plainly rather than ignored: the option is not built yet. */
-		resp->error = -EOPNOTSUPP;
-		resp->message = "--connections above 1 (parallel page connections) "
-				"is not implemented yet; pages go over one connection";
+	if (p.connections > MIG_CONN_MAX) {
+		resp->error = -EINVAL;
+		resp->message = "--connections takes 1..8";
 		return;
 	}
 	p.dry_run = req->dry_run;

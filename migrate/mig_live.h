@@ -29,6 +29,10 @@
 #define MIG_SWITCHOVER_ACK_MS 10000
 /* With timeout-action force, how long the forced stop-and-copy may take. */
 #define MIG_FORCE_GRACE_S 10
+/* Data connections (live protocol 2): at most this many. */
+#define MIG_CONN_MAX 8
+/* The live protocol this vmon speaks (docs/migration-stream.md, part 2). */
+#define MIG_LIVE_VERSION 2u
 
 enum mig_job_state {
 	MIG_JOB_NONE = 0,
@@ -85,6 +89,8 @@ struct mig_job {
 	bool thread_live;
 	bool cancel;
 	int io_fd;                     /* the live connection's socket, or -1 */
+	int lane_fds[MIG_CONN_MAX];    /* the data connections' sockets */
+	unsigned nr_lane_fds;
 	bool timed_out;                /* the watchdog ended it */
 	bool acked;                    /* past the ACK: the watchdog keeps out */
 	pthread_mutex_t lock;

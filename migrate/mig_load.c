@@ -32,12 +32,9 @@ struct mig_loader {
 	bool have_kvmclock;
 	struct mig_load_result *res;
 	char *err;
-	/*
-	 * Pages written since the VM was made: a fresh VM's RAM is all zero,
-	 * so a ZERO entry for an untouched page needs no memset (most of an
-	 * idle guest's memory, in round 1).
-	 */
-	uint64_t *touched;
+	struct mig_page_sink sink;
+	bool final_fence;       /* data connections: all their pages are in */
+	bool pages_done;
 };
 
 static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
@@ -116,11 +113,43 @@ static int load_cpu(struct mig_loader *l, const void *body, uint64_t len)
 	return 0;
 }
 
+void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run)
+{
+	const uint8_t *page;
+	uint64_t pfn;
+
+	while (stream_page_next(run, &pfn, &page)) {
+		uint8_t *dst = s->ram + (pfn << MEM_PAGE_SHIFT);
+		uint64_t bit = 1ull << (pfn % 64), *owed = &s->owed[pfn / 64];
+
+		s->pages++;
+		if (!stream_page_intact(run, page)) {
+			/* Torn (or damaged): not used; it must come again. */
+			s->torn++;
+			if (!(*owed & bit)) {
+				*owed |= bit;
+				s->nr_owed++;
+			}
+			continue;
+		}
+		if (*owed & bit) {
+			*owed &= ~bit;
+			s->nr_owed--;
+		}
+		if (page) {
+			memcpy(dst, page, MEM_PAGE_SIZE);
+			s->touched[pfn / 64] |= bit;
+		} else {
+			if (s->touched[pfn / 64] & bit)
+				memset(dst, 0, MEM_PAGE_SIZE);
+			s->zero_pages++;
+		}
+	}
+}
+
 static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 {
 	struct stream_page_run run;
-	const uint8_t *page;
-	uint64_t pfn;
 	int ret;
 
 	ret = stream_read_pages(l->r, body, len, mem_pages(&l->vm->mem), &run);
@@ -128,24 +157,57 @@ static int load_pages(struct mig_loader *l, const void *body, uint64_t len)
 		snprintf(l->err, MIG_ERR_LEN, "%s", l->r->err);
 		return ret;
 	}
-	if (!l->touched) {
-		l->touched = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
-		if (!l->touched)
+	if (!l->sink.touched) {
+		l->sink.ram = l->vm->mem.base;
+		l->sink.touched = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
+		l->sink.owed = calloc((mem_pages(&l->vm->mem) + 63) / 64, sizeof(uint64_t));
+		if (!l->sink.touched || !l->sink.owed)
 			return -ENOMEM;
 	}
-	while (stream_page_next(&run, &pfn, &page)) {
-		uint8_t *dst = l->vm->mem.base + (pfn << MEM_PAGE_SHIFT);
-		uint64_t bit = 1ull << (pfn % 64);
+	mig_page_sink_apply(&l->sink, &run);
+	return 0;
+}
 
-		if (page) {
-			memcpy(dst, page, MEM_PAGE_SIZE);
-			l->touched[pfn / 64] |= bit;
-		} else {
-			if (l->touched[pfn / 64] & bit)
-				memset(dst, 0, MEM_PAGE_SIZE);
-			l->res->zero_pages++;
-		}
-		l->res->pages++;
+/* The pages are over (the first VCPU_STATE): nothing may be owed. */
+static int pages_done(struct mig_loader *l)
+{
+	l->pages_done = true;
+	l->res->pages += l->sink.pages;
+	l->res->zero_pages += l->sink.zero_pages;
+	l->res->torn_pages += l->sink.torn;
+	if (l->sink.nr_owed) {
+		snprintf(l->err, MIG_ERR_LEN, "%llu page%s failed %s checksum and never came "
+			 "again", (unsigned long long)l->sink.nr_owed, l->sink.nr_owed == 1 ? "" : "s",
+			 l->sink.nr_owed == 1 ? "its" : "their");
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Live protocol 2: a round's pages came on the data connections. */
+static int load_fence(struct mig_loader *l, const void *body, uint64_t len)
+{
+	uint64_t pages = 0, zero = 0, torn = 0;
+	bool final = false;
+	int ret;
+
+	if (!l->o->lanes) {
+		snprintf(l->err, MIG_ERR_LEN, "FENCE in a stream without data connections");
+		return -EBADMSG;
+	}
+	if (l->final_fence) {
+		snprintf(l->err, MIG_ERR_LEN, "FENCE after the final one");
+		return -EBADMSG;
+	}
+	ret = l->o->lanes->fence(l->o->lanes->ctx, body, len, &final, &pages, &zero, &torn,
+				     l->err);
+	if (ret)
+		return ret;
+	if (final) {
+		l->final_fence = true;
+		l->res->pages += pages;
+		l->res->zero_pages += zero;
+		l->res->torn_pages += torn;
 	}
 	return 0;
 }
@@ -358,10 +420,28 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 			ret = l->have_config ? load_cpu(l, body, len) : -EBADMSG;
 			break;
 		case STREAM_REC_PAGE_DATA:
+		case STREAM_REC_PAGE_HASHED:
+			if (o->lanes) {
+				snprintf(err, MIG_ERR_LEN, "page records on the control connection "
+					 "of a migration with data connections");
+				ret = -EBADMSG;
+				break;
+			}
 			ret = load_pages(l, body, len);
 			break;
+		case STREAM_REC_FENCE:
+			ret = load_fence(l, body, len);
+			break;
 		case STREAM_REC_VCPU_STATE:
-			ret = load_vcpu(l, body, len);
+			if (o->lanes && !l->final_fence) {
+				snprintf(err, MIG_ERR_LEN, "VCPU_STATE before the final FENCE: "
+					 "pages may still be on their way");
+				ret = -EBADMSG;
+				break;
+			}
+			ret = l->pages_done ? 0 : pages_done(l);
+			if (!ret)
+				ret = load_vcpu(l, body, len);
 			break;
 		case STREAM_REC_CLOCK:
 			ret = load_clock(l, body, len);
@@ -410,7 +490,8 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 out:
 	for (unsigned i = 0; i < GABI_MAX_VCPUS; i++)
 		vcpu_state_free(&l->vcpus[i]);
-	free(l->touched);
+	free(l->sink.touched);
+	free(l->sink.owed);
 	if (ret && l->created) {
 		vm_destroy(l->vm);
 		*vmp = NULL;

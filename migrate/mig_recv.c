@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "migrate/mig_lanes.h"
 #include "migrate/mig_proto.h"
 
 #define MIG_MEM_RESERVE (256ull << 20) /* what the host keeps for itself */
@@ -88,6 +89,12 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 		refuse(rf, "memory", "%s has %llu MiB available, the VM needs %llu MiB",
 		       host, (unsigned long long)(avail >> 20),
 		       (unsigned long long)(h->mem_bytes >> 20));
+	if (h->connections > MIG_CONN_MAX)
+		refuse(rf, "connections", "%s takes 1..%u data connections, the source asked "
+		       "for %u", host, MIG_CONN_MAX, h->connections);
+	else if (h->connections > 1 && h->lane_token.len != MIG_LANE_TOKEN_LEN)
+		refuse(rf, "connections", "the source asked for %u data connections without "
+		       "a %u-byte token", h->connections, MIG_LANE_TOKEN_LEN);
 	if (!h->cpu_model) {
 		refuse(rf, "cpu", "the source sent no CPU model");
 		return -EINVAL;
@@ -119,7 +126,8 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 	return ret;
 }
 
-static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf)
+static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf,
+			    unsigned connections)
 {
 	Ferry__Mig__Verdict v = FERRY__MIG__VERDICT__INIT;
 	char host[128] = "";
@@ -130,6 +138,9 @@ static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf)
 	v.n_refusals = rf->n;
 	v.refusals = rf->p;
 	v.host = host;
+	v.live_version = MIG_LIVE_VERSION;
+	v.connections = rf->n ? 0 : connections;
+	v.hashed_pages = !rf->n;
 	return mig_send_msg(w, STREAM_REC_VERDICT, &v.base);
 }
 
@@ -157,6 +168,11 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	ProtobufCMessage *msg = NULL;
 	Ferry__Mig__Resumed resumed = FERRY__MIG__RESUMED__INIT;
 	struct vm *vm = NULL;
+	struct mig_lanes_rx *lanes = NULL;
+	struct mig_page_lanes lane_hooks;
+	struct mig_load_opts lo = o->load;
+	uint8_t token[MIG_LANE_TOKEN_LEN];
+	unsigned conns = 1;
 	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN];
 	bool dry_run = false;
 	int ret;
@@ -196,9 +212,12 @@ again:
 	}
 	ret = mig_precheck(o, (Ferry__Mig__Hello *)msg, &vm, &rf);
 	dry_run = ((Ferry__Mig__Hello *)msg)->dry_run;
+	conns = ((Ferry__Mig__Hello *)msg)->connections ? ((Ferry__Mig__Hello *)msg)->connections : 1;
+	if (conns > 1 && !rf.n)
+		memcpy(token, ((Ferry__Mig__Hello *)msg)->lane_token.data, sizeof(token));
 	protobuf_c_message_free_unpacked(msg, NULL);
 	msg = NULL;
-	if (mig_send_verdict(&w, &rf) && !ret)
+	if (mig_send_verdict(&w, &rf, conns) && !ret)
 		ret = -EPIPE;
 	if (ret || rf.n) {
 		snprintf(err, MIG_ERR_LEN, "precheck: refused the VM from %s: %.300s%s", x->peer,
@@ -236,8 +255,30 @@ again:
 		goto again;
 	}
 
+	/* Live protocol 2: the data connections join on the same listener. */
+	if (conns > 1) {
+		ret = mig_lanes_rx_accept(l, x->peer, conns, token, MIG_HANDSHAKE_TIMEOUT_MS,
+					  &lanes, why);
+		if (!ret)
+			ret = mig_lanes_rx_start(lanes, vm, &lane_hooks, why);
+		if (ret) {
+			snprintf(err, MIG_ERR_LEN, "handshake: from %s: %.300s", x->peer, why);
+			mig_send_abort(&w, "handshake", why);
+			goto out;
+		}
+		lo.lanes = &lane_hooks;
+	}
+
 	/* The stream: every page, then the state, then END. */
-	ret = mig_load_stream(&sr, &o->load, &vm, &res->load, why);
+	ret = mig_load_stream(&sr, &lo, &vm, &res->load, why);
+	if (ret && mig_lanes_rx_error(lanes) && !strstr(why, mig_lanes_rx_error(lanes))) {
+		/* The source may have given up because a data connection broke. */
+		size_t used = strlen(why);
+
+		snprintf(why + used, MIG_ERR_LEN - used, " (%.200s)", mig_lanes_rx_error(lanes));
+	}
+	mig_lanes_rx_close(lanes);
+	lanes = NULL;
 	if (ret) {
 		/* The record that failed tells the phase: state belongs to switchover. */
 		const char *phase = sr.order.phase >= STREAM_PH_VCPUS ||
@@ -276,6 +317,7 @@ again:
 out:
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);
+	mig_lanes_rx_close(lanes);
 	if (vm)
 		vm_destroy(vm);
 	xport_close(x);

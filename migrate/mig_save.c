@@ -130,8 +130,8 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 
 	end.records = w->records;
 	end.bytes = w->off;
-	end.pages = w->pages;
-	end.zero_pages = w->zero_pages;
+	end.pages = w->pages + (o ? o->lane_pages : 0);
+	end.zero_pages = w->zero_pages + (o ? o->lane_zero_pages : 0);
 	end.rounds = o ? o->rounds : 1;
 	if (o && o->verify) {
 		mig_ram_digest(vm, digest);

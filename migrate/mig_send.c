@@ -18,11 +18,13 @@
 #include <string.h>
 #include <time.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
+#include "migrate/mig_lanes.h"
 #include "migrate/mig_proto.h"
 #include "migrate/mig_throttle.h"
 
@@ -50,11 +52,14 @@ struct mig_run {
 	struct mig_job *job;
 	struct vm *vm;
 	struct xport *x;
+	struct mig_lanes_tx *lanes; /* data connections (--connections > 1) */
+	uint8_t token[MIG_LANE_TOKEN_LEN];
 	struct stream_io io;
 	struct stream_writer w;
 	struct stream_reader r;
 	struct dirty_set set;
 	struct mig_throttle throttle;
+	bool hashed;        /* the destination takes PAGE_HASHED: no page copies */
 	bool tracking;      /* we took dirty tracking from the sampler */
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */
@@ -74,6 +79,22 @@ static void prog_set(struct mig_job *job, enum mig_job_state st, const char *pha
 static bool cancelled(struct mig_job *job)
 {
 	return __atomic_load_n(&job->cancel, __ATOMIC_ACQUIRE);
+}
+
+/* A peer that stops reading must not outlast the migration's own limit. */
+static int mig_io_timeout_ms(const struct mig_job *job)
+{
+	return job->p.policy.timeout_s && job->p.policy.timeout_s * 1000 < MIG_IO_TIMEOUT_MS ?
+		(int)(job->p.policy.timeout_s * 1000) : MIG_IO_TIMEOUT_MS;
+}
+
+/* Wake every blocked send or receive: a cancel, the watchdog. Lock held. */
+static void mig_shutdown_io(struct mig_job *job)
+{
+	if (job->io_fd >= 0)
+		shutdown(job->io_fd, SHUT_RDWR);
+	for (unsigned i = 0; i < job->nr_lane_fds; i++)
+		shutdown(job->lane_fds[i], SHUT_RDWR);
 }
 
 /* The HELLO: what the destination must be able to host. */
@@ -96,6 +117,20 @@ static int mig_handshake(struct mig_run *m)
 	h.cpu_model = &cp->msg;
 	h.verify = m->job->p.verify;
 	h.dry_run = m->job->p.dry_run;
+	h.live_version = MIG_LIVE_VERSION;
+	/* FERRY_MIG_PAGE_COPY=1: PAGE_DATA, copied, as protocol 1 (A/B benchmarks). */
+	h.hashed_pages = !getenv("FERRY_MIG_PAGE_COPY") ||
+		strcmp(getenv("FERRY_MIG_PAGE_COPY"), "1");
+	h.connections = m->job->p.connections;
+	if (h.connections > 1) {
+		if (getrandom(m->token, sizeof(m->token), 0) != (ssize_t)sizeof(m->token)) {
+			free(cp);
+			snprintf(m->err, MIG_ERR_LEN, "no random bytes for the connection token");
+			return -EIO;
+		}
+		h.lane_token.data = m->token;
+		h.lane_token.len = sizeof(m->token);
+	}
 	ret = mig_send_msg(&m->w, STREAM_REC_HELLO, &h.base);
 	free(cp);
 	if (ret) {
@@ -117,9 +152,54 @@ static int mig_handshake(struct mig_run *m)
 						 i ? ";" : "", v->refusals[i]->cause,
 						 v->refusals[i]->message);
 		ret = -ENOTSUP;
+	} else if ((v->connections ? v->connections : 1) != m->job->p.connections) {
+		const char *host = v->host && *v->host ? v->host : m->job->p.uri;
+
+		if (v->live_version < 2)
+			snprintf(m->err, MIG_ERR_LEN, "handshake: destination %s speaks live protocol "
+				 "%u and cannot take --connections %u; use --connections 1", host,
+				 v->live_version ? v->live_version : 1, m->job->p.connections);
+		else
+			snprintf(m->err, MIG_ERR_LEN, "handshake: destination %s granted %u "
+				 "connections, not the %u asked for", host,
+				 v->connections ? v->connections : 1, m->job->p.connections);
+		ret = -ENOTSUP;
 	}
+	m->hashed = !ret && h.hashed_pages && v->hashed_pages;
 	protobuf_c_message_free_unpacked(msg, NULL);
 	return ret;
+}
+
+/* Live protocol 2: the data connections, after an accepting VERDICT. */
+static int mig_open_lanes(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	struct xport_addr addr;
+	struct xport_tls tls;
+	int fds[MIG_CONN_MAX], ret;
+	char xerr[XPORT_ERR_LEN];
+
+	if (job->p.connections <= 1)
+		return 0;
+	ret = xport_addr_parse(job->p.uri, &addr, xerr);
+	if (!ret && job->p.tls_dir[0])
+		ret = xport_tls_from_dir(job->p.tls_dir, &tls, xerr);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "%s", xerr);
+		return ret;
+	}
+	ret = mig_lanes_tx_open(&addr, job->p.tls_dir[0] ? &tls : NULL, job->p.connections,
+				m->token, m->hashed, mig_io_timeout_ms(job), &m->lanes, fds,
+				m->err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&job->lock);
+	memcpy(job->lane_fds, fds, sizeof(fds[0]) * job->p.connections);
+	job->nr_lane_fds = job->p.connections;
+	if (cancelled(job) || job->timed_out)
+		mig_shutdown_io(job);
+	pthread_mutex_unlock(&job->lock);
+	return cancelled(job) ? -ECANCELED : 0;
 }
 
 /*
@@ -165,15 +245,66 @@ static void *mig_watchdog(void *arg)
 	pthread_mutex_lock(&job->lock);
 	if (!job->acked) {
 		job->timed_out = true;
-		if (job->io_fd >= 0)
-			shutdown(job->io_fd, SHUT_RDWR);
+		mig_shutdown_io(job);
 	}
 	pthread_mutex_unlock(&job->lock);
 	return NULL;
 }
 
+/* What the stream carried so far, on the control and the data connections. */
+static void mig_totals(const struct mig_run *m, struct mig_lane_count *t)
+{
+	mig_lanes_tx_total(m->lanes, t);
+	t->bytes += m->w.off;
+	t->pages += m->w.pages;
+	t->zero_pages += m->w.zero_pages;
+}
+
+static bool lanes_stop(void *ctx)
+{
+	return cancelled(ctx);
+}
+
+static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)
+{
+	struct mig_job *job = ctx;
+
+	pthread_mutex_lock(&job->lock);
+	job->prog.round_sent += pages;
+	job->prog.pages += pages;
+	job->prog.bytes += bytes;
+	pthread_mutex_unlock(&job->lock);
+}
+
+/* Send one set of pages on the data connections, then its FENCE. */
+static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool final)
+{
+	const struct mig_lanes_tx_hooks hooks = {
+		.stop = lanes_stop, .progress = lanes_progress, .ctx = m->job,
+	};
+	struct mig_lane_count c0, c1;
+	int ret;
+
+	mig_totals(m, &c0);
+	ret = mig_lanes_tx_round(m->lanes, &m->set, m->vm, m->job->p.policy.bandwidth_mbps,
+				 m->t_start, &hooks, m->err);
+	mig_totals(m, &c1);
+	rd->pages_sent = c1.pages - c0.pages;
+	rd->zero_pages = c1.zero_pages - c0.zero_pages;
+	if (!ret)
+		ret = mig_lanes_tx_fence(m->lanes, &m->w, rd->round, final);
+	mig_totals(m, &c1);
+	rd->bytes_sent = c1.bytes - c0.bytes;
+	if (ret == -ECANCELED)
+		return ret;
+	if (ret && !m->err[0])
+		snprintf(m->err, MIG_ERR_LEN, "send FENCE: %s", m->x->err[0] ? m->x->err :
+			 strerror(-ret));
+	return ret;
+}
+
 /* Send one set of pages, with progress and cancellation per record. */
-static int mig_send_set(struct mig_run *m, struct mig_round *rd)
+static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 {
 	struct mig_job *job = m->job;
 	uint64_t pfns[STREAM_PAGES_MAX], pfn, z0 = m->w.zero_pages, b0 = m->w.off;
@@ -184,6 +315,8 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd)
 	job->prog.round_pages = m->set.count;
 	job->prog.round_sent = 0;
 	pthread_mutex_unlock(&job->lock);
+	if (m->lanes)
+		return mig_send_set_lanes(m, rd, final);
 	dirty_set_for_each(&m->set, pfn) {
 		pfns[n++] = pfn;
 		if (n < STREAM_PAGES_MAX && pfn + 1 < m->set.nr_pages)
@@ -274,7 +407,7 @@ static int mig_precopy(struct mig_run *m)
 		pthread_mutex_lock(&job->lock);
 		job->prog.round = round;
 		pthread_mutex_unlock(&job->lock);
-		ret = mig_send_set(m, &rd);
+		ret = mig_send_set(m, &rd, false);
 		if (ret)
 			break;
 		ret = dirty_harvest(m->vm->dirty, &m->set);
@@ -339,10 +472,17 @@ static int mig_switchover(struct mig_run *m)
 	dirty_set_merge(&m->set, &last);
 	dirty_set_free(&last);
 	rd.round = job->prog.nr_rounds + 1;
-	ret = mig_send_set(m, &rd);
+	ret = mig_send_set(m, &rd, true);
 	if (ret)
 		return ret;
 	to.rounds = rd.round;
+	if (m->lanes) {
+		struct mig_lane_count lc;
+
+		mig_lanes_tx_total(m->lanes, &lc);
+		to.lane_pages = lc.pages;
+		to.lane_zero_pages = lc.zero_pages;
+	}
 	ret = mig_write_tail(m->vm, &m->w, &to, m->err);
 	if (ret)
 		return ret;
@@ -431,10 +571,7 @@ static int mig_connect(struct mig_run *m)
 		shutdown(m->x->fd, SHUT_RDWR);
 		return -ECANCELED;
 	}
-	/* A peer that stops reading must not outlast the migration's own limit. */
-	xport_set_timeout(m->x, job->p.policy.timeout_s &&
-			  job->p.policy.timeout_s * 1000 < MIG_IO_TIMEOUT_MS ?
-			  (int)(job->p.policy.timeout_s * 1000) : MIG_IO_TIMEOUT_MS);
+	xport_set_timeout(m->x, mig_io_timeout_ms(job));
 	mig_xport_io(m->x, &m->io);
 	m->w.io = &m->io;
 	m->r.io = &m->io;
@@ -480,6 +617,7 @@ static void mig_finish(struct mig_run *m, int ret)
 	mig_throttle_stop(&m->throttle);
 	pthread_mutex_lock(&job->lock);
 	job->io_fd = -1;
+	job->nr_lane_fds = 0;
 	pthread_mutex_unlock(&job->lock);
 	/* Whatever broke after a cancel or the watchdog broke because of it. */
 	if (ret && !m->acked && m->x && !cancelled(job) && !job->timed_out &&
@@ -503,6 +641,7 @@ static void mig_finish(struct mig_run *m, int ret)
 		if (!m->acked && job->rate && job->sample_ms)
 			dirty_rate_start(job->rate, m->vm, job->sample_ms);
 	}
+	mig_lanes_tx_close(m->lanes);
 	xport_close(m->x);
 	stream_writer_destroy(&m->w);
 	stream_reader_destroy(&m->r);
@@ -596,6 +735,7 @@ static void *mig_job_thread(void *arg)
 	struct mig_run *m = calloc(1, sizeof(*m));
 	pthread_t watchdog;
 	bool have_watchdog = false;
+	struct mig_lane_count tot;
 	uint64_t t_transfer;
 	int ret;
 
@@ -643,6 +783,11 @@ static void *mig_job_thread(void *arg)
 	stream_writer_destroy(&m->w);
 	stream_writer_init(&m->w, -1);
 	m->w.io = &m->io;
+	m->w.hashed = m->hashed;
+
+	ret = mig_open_lanes(m);
+	if (ret)
+		goto out;
 
 	prog_set(job, MIG_JOB_PRECOPY, "precopy");
 	if (job->rate)
@@ -661,11 +806,12 @@ static void *mig_job_thread(void *arg)
 		ret = -ECANCELED;
 	if (!ret)
 		ret = mig_switchover(m);
+	mig_totals(m, &tot);
 	pthread_mutex_lock(&job->lock);
 	job->prog.transfer_ns = now_ns() - t_transfer;
-	job->prog.bytes = m->w.off;
-	job->prog.pages = m->w.pages;
-	job->prog.zero_pages = m->w.zero_pages;
+	job->prog.bytes = tot.bytes;
+	job->prog.pages = tot.pages;
+	job->prog.zero_pages = tot.zero_pages;
 	pthread_mutex_unlock(&job->lock);
 	if (!ret)
 		mig_commit(m);
@@ -748,8 +894,7 @@ int mig_job_cancel(struct mig_job *job)
 	__atomic_store_n(&job->cancel, true, __ATOMIC_RELEASE);
 	/* Wake a thread blocked on the peer (a silent destination, say). */
 	pthread_mutex_lock(&job->lock);
-	if (job->io_fd >= 0)
-		shutdown(job->io_fd, SHUT_RDWR);
+	mig_shutdown_io(job);
 	pthread_mutex_unlock(&job->lock);
 	return 0;
 }

@@ -44,6 +44,8 @@ static const struct stream_type_info {
 	{ STREAM_REC_VM_CONFIG,     "VM_CONFIG",     STREAM_PB_MAX, 1 },
 	{ STREAM_REC_CPU_MODEL,     "CPU_MODEL",     STREAM_PB_MAX, 2 },
 	{ STREAM_REC_PAGE_DATA,     "PAGE_DATA",     STREAM_PAGE_DATA_MAX, 3 },
+	{ STREAM_REC_FENCE,         "FENCE",         STREAM_PB_MAX, 3 },
+	{ STREAM_REC_PAGE_HASHED,   "PAGE_HASHED",   STREAM_PAGE_HASHED_MAX, 3 },
 	{ STREAM_REC_ROUND,         "ROUND",         STREAM_PB_MAX, 3 },
 	{ STREAM_REC_VCPU_STATE,    "VCPU_STATE",    STREAM_PB_MAX, 4 },
 	{ STREAM_REC_CLOCK,         "CLOCK",         STREAM_PB_MAX, 5 },
@@ -56,6 +58,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_ABORT,         "ABORT",         STREAM_PB_MAX, -1 },
 	{ STREAM_REC_RESUMED,       "RESUMED",       STREAM_PB_MAX, -1 },
 	{ STREAM_REC_PROBE,         "PROBE",         STREAM_PB_MAX, -1 },
+	{ STREAM_REC_JOIN,          "JOIN",          STREAM_PB_MAX, -1 },
 };
 
 /*
@@ -325,6 +328,28 @@ int stream_write_hashed(struct stream_writer *w, uint32_t type, const void *body
 	return 0;
 }
 
+int stream_write_gather(struct stream_writer *w, uint32_t type, const struct iovec *iov,
+			int n, uint64_t len, uint64_t checksum)
+{
+	struct stream_rec_hdr h = { .type = type, .flags = 0, .length = len,
+				    .checksum = checksum };
+	struct iovec v[2 + STREAM_PAGES_MAX + 1];
+	size_t pad = (size_t)(ALIGN_UP(len, STREAM_ALIGN) - len);
+	int rc;
+
+	if (n < 0 || n > (int)STREAM_PAGES_MAX + 1 || len > stream_type_max_len(type))
+		return -EMSGSIZE;
+	v[0] = (struct iovec){ &h, sizeof(h) };
+	memcpy(v + 1, iov, (size_t)n * sizeof(*iov));
+	v[n + 1] = (struct iovec){ (void *)stream_zeros, pad };
+	rc = stream_outv(w, v, n + 2);
+	if (rc)
+		return rc;
+	w->off += sizeof(h) + len + pad;
+	w->records++;
+	return 0;
+}
+
 int stream_write_pb(struct stream_writer *w, uint32_t type,
 		    const ProtobufCMessage *m)
 {
@@ -554,7 +579,15 @@ static int read_frame(struct stream_reader *r, bool *skipped)
 	if (known) {
 		rc = read_body(r, padded);
 		if (rc == BODY_OK) {
-			if (stream_rec_checksum(&h, r->buf, padded) != h.checksum)
+			/* PAGE_HASHED: the pages have their own hashes. */
+			uint64_t covered = h.type == STREAM_REC_PAGE_HASHED ?
+				stream_page_hashed_covered(r->buf, h.length) : padded;
+
+			if (!covered && h.type == STREAM_REC_PAGE_HASHED)
+				return fail(r, -EBADMSG, "record %s at offset %llu: count or "
+					    "ndata disagree with the length %llu", name, atl,
+					    (unsigned long long)h.length);
+			if (stream_rec_checksum(&h, r->buf, covered) != h.checksum)
 				rc = BODY_BAD_SUM;
 			for (uint64_t i = h.length; i < padded; i++)
 				if (r->buf[i])

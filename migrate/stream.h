@@ -38,6 +38,8 @@
 #define STREAM_REC_VCPU_STATE    0x00000005u
 #define STREAM_REC_CLOCK         0x00000006u
 #define STREAM_REC_DEVICE_STATE  0x00000007u
+#define STREAM_REC_FENCE         0x00000008u   /* live, parallel connections */
+#define STREAM_REC_PAGE_HASHED   0x00000009u   /* live: pages hashed one by one */
 #define STREAM_REC_END           0x0000000Fu
 #define STREAM_REC_ROUND         (STREAM_REC_OPTIONAL | 0x10u)
 /* Live protocol messages (part 2), framed like records, never in a stream. */
@@ -48,6 +50,7 @@
 #define STREAM_REC_ABORT         0x00000104u
 #define STREAM_REC_RESUMED       0x00000105u
 #define STREAM_REC_PROBE         0x00000106u   /* dry run: link measurement */
+#define STREAM_REC_JOIN          0x00000107u   /* first frame of a data connection */
 
 /* Limits, in body bytes (padding excluded) or entries. */
 #define STREAM_PAGE_SIZE      4096u
@@ -56,6 +59,9 @@
 #define STREAM_PAGE_HDR_LEN   16u
 #define STREAM_PAGE_DATA_MAX  (STREAM_PAGE_HDR_LEN + STREAM_PAGES_MAX * 8u + \
 			       STREAM_PAGES_MAX * STREAM_PAGE_SIZE)
+
+/* PAGE_HASHED: PAGE_DATA plus an 8-byte hash per data page. */
+#define STREAM_PAGE_HASHED_MAX (STREAM_PAGE_DATA_MAX + STREAM_PAGES_MAX * 8u)
 
 /* A PAGE_DATA entry: bits 0..51 pfn, 52..59 reserved, 60..63 kind. */
 #define STREAM_PAGE_PFN_MASK  ((1ull << 52) - 1)
@@ -85,7 +91,7 @@ uint64_t stream_rec_checksum(const struct stream_rec_hdr *h, const void *body,
 /*
  * The order rules as a state machine, shared by the reader and the verifier.
  * The phase names the last part of the grammar seen:
- *   STREAM_HEADER VM_CONFIG CPU_MODEL (PAGE_DATA|ROUND)* VCPU_STATE+ CLOCK
+ *   STREAM_HEADER VM_CONFIG CPU_MODEL (PAGE_DATA|FENCE|ROUND)* VCPU_STATE+ CLOCK
  *   DEVICE_STATE* END
  */
 enum stream_phase {
@@ -93,7 +99,7 @@ enum stream_phase {
 	STREAM_PH_HEADER,        /* STREAM_HEADER seen */
 	STREAM_PH_VM_CONFIG,
 	STREAM_PH_CPU_MODEL,
-	STREAM_PH_PAGES,         /* PAGE_DATA or ROUND */
+	STREAM_PH_PAGES,         /* PAGE_DATA, FENCE or ROUND */
 	STREAM_PH_VCPUS,
 	STREAM_PH_CLOCK,
 	STREAM_PH_DEVICES,
@@ -134,6 +140,7 @@ struct stream_writer {
 	uint64_t pages;          /* PAGE_DATA entries written, zero ones too */
 	uint64_t zero_pages;     /* of those, ZERO entries */
 	uint8_t *page_buf;       /* a PAGE_DATA body being built */
+	bool hashed;             /* live: pages as PAGE_HASHED, not copied */
 };
 
 void stream_writer_init(struct stream_writer *w, int fd);
@@ -151,6 +158,9 @@ int stream_write_pb(struct stream_writer *w, uint32_t type,
  */
 int stream_write_hashed(struct stream_writer *w, uint32_t type, const void *body,
 			uint64_t len, uint64_t checksum);
+/* The same with the body gathered from iov[0..n), len bytes in all. */
+int stream_write_gather(struct stream_writer *w, uint32_t type, const struct iovec *iov,
+			int n, uint64_t len, uint64_t checksum);
 struct XXH3_state_s;
 void stream_hash_start(struct XXH3_state_s *st, const struct stream_rec_hdr *h);
 /*
@@ -159,6 +169,9 @@ void stream_hash_start(struct XXH3_state_s *st, const struct stream_rec_hdr *h);
  * entries. Each page is copied before it is checked and checksummed, so a
  * guest that keeps writing cannot make the record disagree with its
  * checksum. -EINVAL, before writing, for a pfn that does not fit 52 bits.
+ * With w->hashed, PAGE_HASHED records instead: each page hashed and sent
+ * straight from ram, no copy; a page written meanwhile arrives torn, and
+ * the reader keeps it owed until it comes again.
  */
 int stream_write_pages(struct stream_writer *w, const uint64_t *pfns,
 		       size_t n, const uint8_t *ram);
@@ -207,11 +220,12 @@ int stream_pb_unpack(struct stream_reader *r,
 		     const ProtobufCMessageDescriptor *desc, const void *body,
 		     uint64_t len, ProtobufCMessage **out);
 
-/* A parsed PAGE_DATA body; it points into the body it came from. */
+/* A parsed PAGE_DATA or PAGE_HASHED body; it points into the body. */
 struct stream_page_run {
 	uint32_t count;          /* entries */
 	uint32_t ndata;          /* entries of kind DATA */
 	const uint8_t *entries;
+	const uint8_t *hashes;   /* PAGE_HASHED: ndata hashes; else NULL */
 	const uint8_t *data;     /* ndata pages, in entry order */
 	uint32_t pos, dpos;      /* iteration */
 };
@@ -224,11 +238,21 @@ struct stream_page_run {
 int stream_page_data_parse(const void *body, uint64_t len, uint64_t nr_pages,
 			   struct stream_page_run *out, char *why,
 			   size_t whylen);
-/* The same for the reader's last record, the reason in r->err. */
+/* The same for a PAGE_HASHED body. */
+int stream_page_hashed_parse(const void *body, uint64_t len, uint64_t nr_pages,
+			     struct stream_page_run *out, char *why, size_t whylen);
+/* The bytes of a PAGE_HASHED body its record checksum covers; 0: bad. */
+uint64_t stream_page_hashed_covered(const void *body, uint64_t len);
+/* The same for the reader's last record (by its type), the reason in r->err. */
 int stream_read_pages(struct stream_reader *r, const void *body, uint64_t len,
 		      uint64_t nr_pages, struct stream_page_run *out);
 /* Next entry: true with its pfn and page, NULL for a zero page. */
 bool stream_page_next(struct stream_page_run *run, uint64_t *pfn,
 		      const uint8_t **page);
+/*
+ * After stream_page_next gave a data page: does it match its own hash?
+ * Always true for PAGE_DATA (its record checksum covered it).
+ */
+bool stream_page_intact(const struct stream_page_run *run, const uint8_t *page);
 
 #endif

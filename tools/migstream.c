@@ -97,7 +97,8 @@ static int verify(const char *path, bool dump)
 					       ((Ferry__Mig__CpuModel *)m)->n_cpuid);
 			}
 			break;
-		case STREAM_REC_PAGE_DATA: {
+		case STREAM_REC_PAGE_DATA:
+		case STREAM_REC_PAGE_HASHED: {
 			struct stream_page_run run;
 			const uint8_t *page;
 			uint64_t pfn, n = 0, z = 0;

@@ -123,6 +123,7 @@ static int fz_pages(struct stream_reader *r, struct fz_state *st, const void *bo
 			check(page >= b + STREAM_PAGE_HDR_LEN &&
 			      (uint64_t)(page - b) + STREAM_PAGE_SIZE <= len);
 			data++;
+			stream_page_intact(&run, page); /* reads only inside the body */
 		} else {
 			st->zero_pages++;
 		}
@@ -278,7 +279,7 @@ static void run_stream(const uint8_t *data, size_t size)
 			check(r.err[0] && ret < 0);
 			break;
 		}
-		check(body && len <= STREAM_PAGE_DATA_MAX);
+		check(body && len <= STREAM_PAGE_HASHED_MAX);
 		check(r.off <= size && r.off % STREAM_ALIGN == 0);
 		switch (type) {
 		case STREAM_REC_STREAM_HEADER:
@@ -295,6 +296,7 @@ static void run_stream(const uint8_t *data, size_t size)
 			ret = fz_cpu(&r, body, len, err);
 			break;
 		case STREAM_REC_PAGE_DATA:
+		case STREAM_REC_PAGE_HASHED:
 			check(st.have_config);
 			ret = fz_pages(&r, &st, body, len);
 			break;

@@ -14,10 +14,17 @@ about to be forwarded:
   none       forward everything
   kill       SIGKILL --kill-pid (the destination), forward nothing more
   cut        close both connections
-  flip       flip one byte in the middle of the record's body
+  flip       flip one byte in the middle of the record's body (or at
+             --flip-offset)
   truncate   forward up to the middle of the record, then close both
   stall      forward nothing more (and read nothing more from the source),
              keep both connections open
+
+With --lanes N it also proxies the N data connections of a migration with
+--connections N (live protocol 2), each parsed from its JOIN frame on;
+--fault-conn K puts the fault on the K-th data connection to arrive (0,
+the default: the control connection). A cut there closes that connection
+only.
 
 --rate KIB/S paces the forwarding to the destination (a slow link, so that
 a pre-copy lasts long enough to cancel it), --rcvbuf sets the receive
@@ -44,7 +51,8 @@ TYPES = {
     "PAGE_DATA": 0x4, "VCPU_STATE": 0x5, "CLOCK": 0x6, "DEVICE_STATE": 0x7,
     "END": 0xF, "ROUND": 0x80000010,
     "HELLO": 0x100, "VERDICT": 0x101, "ACK": 0x102, "COMMIT": 0x103,
-    "ABORT": 0x104, "RESUMED": 0x105,
+    "ABORT": 0x104, "RESUMED": 0x105, "JOIN": 0x107, "FENCE": 0x8,
+    "PAGE_HASHED": 0x9,
 }
 NAMES = {v: k for k, v in TYPES.items()}
 FAULTS = ("none", "kill", "cut", "flip", "truncate", "stall")
@@ -73,8 +81,10 @@ def pad8(n):
 
 
 class Proxy:
-    def __init__(self, args, src, dst):
+    def __init__(self, args, src, dst, name="control", data=False):
         self.a = args
+        self.name = name
+        self.data = data          # a data connection: JOIN, then records
         self.src = src
         self.dst = dst
         self.lock = threading.Lock()
@@ -91,7 +101,7 @@ class Proxy:
             if self.closed:
                 return
             self.closed = True
-        log("closing both connections: %s" % why)
+        log("closing both %s connections: %s" % (self.name, why))
         for s in (self.src, self.dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -140,6 +150,10 @@ class Proxy:
         except OSError:
             return b""
 
+    def flip_at(self, length):
+        off = self.a.flip_offset
+        return length // 2 if off is None else min(off, length - 1)
+
     def fault_at(self, rtype):
         """Count this record; True when the fault fires on it."""
         n = self.seen.get(rtype, 0) + 1
@@ -172,7 +186,7 @@ class Proxy:
             if length == 0:
                 log("fault flip: %s has an empty body, flipping its checksum" % what)
             else:
-                log("fault flip: flipping body byte %d of %s" % (length // 2, what))
+                log("fault flip: flipping body byte %d of %s" % (self.flip_at(length), what))
             return "flip"
         if a.fault == "truncate":
             log("fault truncate: forwarding %d of %d body bytes of %s, then closing" %
@@ -185,6 +199,7 @@ class Proxy:
         back.start()
         buf = bytearray()
         state = "frames"          # frames -> records (after the preamble)
+        joined = False            # a data connection: its JOIN went
         offset = 0                # offset in the stream, from the preamble
         eof = False
         action = None             # for the record being forwarded
@@ -207,6 +222,8 @@ class Proxy:
                     need = HDR.size
                     break
                 rtype, rflags, length, _ = HDR.unpack_from(buf, 0)
+                if self.data and state == "frames" and joined:
+                    state = "records"
                 if state == "frames" and not (0x100 <= rtype < 0x200):
                     log("unexpected bytes before the preamble (type 0x%08x): forwarding the rest verbatim" % rtype)
                     state = "raw"
@@ -250,10 +267,12 @@ class Proxy:
                 rec = buf[:total]
                 if action == "flip":
                     if length:
-                        rec[HDR.size + length // 2] ^= 0xFF
+                        rec[HDR.size + self.flip_at(length)] ^= 0xFF
                     else:
                         rec[16] ^= 0xFF
                 self.send_dst(bytes(rec))
+                if rtype == 0x107:
+                    joined = True
                 del buf[:total]
                 offset += total
                 action = None
@@ -325,6 +344,12 @@ def main():
     p.add_argument("--rcvbuf", type=int, default=0,
                    help="SO_RCVBUF of the socket from the source (bytes)")
     p.add_argument("--verbose", action="store_true", help="log every record")
+    p.add_argument("--flip-offset", type=int,
+                   help="flip this body byte, not the middle one")
+    p.add_argument("--lanes", type=int, default=0,
+                   help="also proxy this many data connections (--connections N)")
+    p.add_argument("--fault-conn", type=int, default=0,
+                   help="the fault goes to this data connection (1..N); 0: the control one")
     a = p.parse_args()
     if a.fault != "none" and a.at is None:
         p.error("--fault %s needs --at TYPE" % a.fault)
@@ -341,24 +366,46 @@ def main():
     ls.bind(("127.0.0.1", a.listen))
     ls.listen(1)
     print("migproxy: listening on %d" % ls.getsockname()[1], flush=True)
-    src, peer = ls.accept()
+    conns = []
+    for i in range(1 + a.lanes):
+        if i:
+            ls.settimeout(30)
+        try:
+            src, peer = ls.accept()
+        except OSError as e:
+            log("data connection %d did not come: %s" % (i, e))
+            break
+        log("%s connected from %s:%d" % ("source" if not i else "data connection %d" % i, *peer))
+        try:
+            dst = socket.create_connection((host or "127.0.0.1", int(port)), timeout=10)
+            dst.settimeout(None)
+        except OSError as e:
+            log("cannot connect to %s: %s" % (a.to, e))
+            src.close()
+            return 1
+        src.settimeout(None)
+        for s in (src, dst):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pa = a
+        if i != a.fault_conn:
+            pa = argparse.Namespace(**vars(a))
+            pa.fault = "none"
+        px = Proxy(pa, src, dst, "control" if not i else "data %d" % i, data=i > 0)
+        t = threading.Thread(target=px.run, daemon=True)
+        t.start()
+        conns.append((px, t))
     ls.close()
-    log("source connected from %s:%d" % peer)
-    try:
-        dst = socket.create_connection((host or "127.0.0.1", int(port)), timeout=10)
-        dst.settimeout(None)
-    except OSError as e:
-        log("cannot connect to %s: %s" % (a.to, e))
-        src.close()
-        return 1
-    for s in (src, dst):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    px = Proxy(a, src, dst)
-    px.run()
-    summary = ", ".join("%s %d" % (tname(t), n) for t, n in sorted(px.seen.items()))
+    for _, t in conns:
+        t.join()
+    seen = {}
+    for px, _ in conns:
+        for t, n in px.seen.items():
+            seen[t] = seen.get(t, 0) + n
+    summary = ", ".join("%s %d" % (tname(t), n) for t, n in sorted(seen.items()))
     log("seen: %s; %d bytes to the destination, %d back" %
-        (summary or "nothing", px.sent_to_dst, px.sent_to_src))
-    if a.fault != "none" and not px.triggered:
+        (summary or "nothing", sum(px.sent_to_dst for px, _ in conns),
+         sum(px.sent_to_src for px, _ in conns)))
+    if a.fault != "none" and not any(px.triggered for px, _ in conns):
         log("fault %s at %s #%d never triggered" % (a.fault, tname(a.at), a.nth))
     return 0
 

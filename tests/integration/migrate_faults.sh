@@ -149,20 +149,23 @@ check "the source guest counts" wait_for "[ \$(value '$SOCK' count) -gt 3 ]" 10
 DEAD='closed|reset|broken pipe|connection|peer|eof'
 LATER='precopy|switchover'
 fault_case kill_hello handshake "$DEAD" -- --fault kill --at HELLO
-fault_case kill_pages "$LATER" "$DEAD" -- --fault kill --at PAGE_DATA --nth 2
+fault_case kill_pages "$LATER" "$DEAD" -- --fault kill --at PAGE_HASHED --nth 2
 fault_case kill_vcpu switchover "$DEAD" -- --fault kill --at VCPU_STATE
-fault_case cut_pages "$LATER" "$DEAD" -- --fault cut --at PAGE_DATA --nth 3
-fault_case flip_pages "$LATER" 'checksum|closed|reset' -- --fault flip --at PAGE_DATA --nth 2
+fault_case cut_pages "$LATER" "$DEAD" -- --fault cut --at PAGE_HASHED --nth 3
+# Page records are PAGE_HASHED: byte 20 of the body is in the pfn list,
+# which the record's own checksum covers.
+fault_case flip_pages "$LATER" 'checksum|closed|reset' -- --fault flip --at PAGE_HASHED --nth 2 \
+	--flip-offset 20
 check "flip_pages: the destination names the record and the checksum" \
-	grep -Eq 'PAGE_DATA.*checksum' "$TMP/flip_pages.dst.err"
+	grep -Eq 'PAGE_HASHED.*checksum' "$TMP/flip_pages.dst.err"
 check "flip_pages: the source says why the destination gave up" \
 	grep -qi checksum "$TMP/flip_pages.mig"
 fault_case flip_vcpu switchover 'checksum' -- --fault flip --at VCPU_STATE
 check "flip_vcpu: the destination names the record and the checksum" \
 	grep -Eq 'VCPU_STATE.*checksum' "$TMP/flip_vcpu.dst.err"
-fault_case truncate_pages "$LATER" "$DEAD|truncat" -- --fault truncate --at PAGE_DATA --nth 5
+fault_case truncate_pages "$LATER" "$DEAD|truncat" -- --fault truncate --at PAGE_HASHED --nth 5
 fault_case stall "$LATER" 'time' --mig "--timeout-s 3" -- \
-	--fault stall --at PAGE_DATA --nth 3
+	--fault stall --at PAGE_HASHED --nth 3
 check "stall: migrate gives up within 6 s of its 3 s limit (took $MSECS s)" \
 	python3 -c "import sys; sys.exit(0 if float('$MSECS') <= 6 else 1)"
 python3 -c "import sys; sys.exit(0 if float('$MSECS') <= 10 else 1)" ||
@@ -182,13 +185,50 @@ check "cancel: the dirtier fills its working set" wait_for "[ \$(value '$CSOCK' 
 SAVE="$SOCK $SPID"
 SOCK=$CSOCK SPID=$CPID SNAME=vm2 SVALUE=pages_written SGROW=100 SCONSOLE=
 fault_case stall_big precopy 'time' --mig "--timeout-s 3" -- \
-	--fault stall --at PAGE_DATA --nth 10
+	--fault stall --at PAGE_HASHED --nth 10
 check "stall_big: migrate gives up within 6 s of its 3 s limit (took $MSECS s)" \
 	python3 -c "import sys; sys.exit(0 if float('$MSECS') <= 6 else 1)"
 python3 -c "import sys; sys.exit(0 if float('$MSECS') <= 10 else 1)" ||
 	echo "NOTE: stall_big: migrate --timeout-s 3 took $MSECS s to give up, more than 10 s"
+# Parallel data connections: one of them is cut in the middle of a round,
+# or the destination dies while all four carry pages.
+fault_case cut_lane precopy "$DEAD" --mig "--connections 4" -- \
+	--fault cut --at PAGE_HASHED --nth 3 --lanes 4 --fault-conn 2
+check "cut_lane: the destination names the data connection" \
+	grep -q "data connection" "$TMP/cut_lane.dst.err"
+fault_case flip_lane "$LATER" 'checksum' --mig "--connections 4" -- \
+	--fault flip --at PAGE_HASHED --nth 2 --lanes 4 --fault-conn 3 --flip-offset 20
+check "flip_lane: the destination names the connection, the record and the checksum" \
+	grep -Eq 'data connection.*PAGE_HASHED.*checksum' "$TMP/flip_lane.dst.err"
+fault_case kill_lanes "$LATER" "$DEAD" --mig "--connections 4" -- \
+	--fault kill --at PAGE_HASHED --nth 5 --lanes 4 --fault-conn 1
 read -r SOCK SPID <<<"$SAVE"
 SVALUE=count SGROW=10 SNAME=vm1 SCONSOLE="$TMP/src.out"
+
+# A page damaged on the way looks like a torn one (its own hash fails), but
+# the source has no reason to send it again: the guest filled it once and
+# is idle. It stays owed, and the stream is refused when the pages end.
+echo "--- flip_page_data"
+PSOCK="$TMP/vm4.sock"
+"$VMON" run --name vm4 --guest "$FERRY_GUESTS/dirtier" --mem 64M --control "$PSOCK" \
+	--args "ws=0 fillsz=32M tick_us=1000" >"$TMP/vm4.out" 2>"$TMP/vm4.err" &
+PPID4=$!; PIDS="$PIDS $PPID4"
+check "flip_page_data: the guest fills its pages" wait_for "[ \$(value '$PSOCK' filled) = 1 ]" 20
+start_dst flip_page_data
+pdpid=$DPID
+start_proxy flip_page_data --fault flip --at PAGE_HASHED --nth 3
+migrate flip_page_data "$PSOCK" "$PXPORT"
+sed 's/^/    migrate: /' "$TMP/flip_page_data.mig"
+sed 's/^/    dst: /' "$TMP/flip_page_data.dst.err" | grep -v 'listening on' || true
+check "flip_page_data: migrate fails (rc $MRC)" [ "$MRC" -ne 0 -a "$MRC" -ne 124 ]
+check "flip_page_data: the source says the pages failed their checksum" \
+	grep -Eq 'failed (its|their) checksum' "$TMP/flip_page_data.mig"
+check "flip_page_data: the destination says the page never came again" \
+	grep -q 'never came again' "$TMP/flip_page_data.dst.err"
+check "flip_page_data: the source runs on" \
+	sh -c "'$VMON' ctl '$PSOCK' status | grep -q '^vm4: running'"
+dst_done flip_page_data "$pdpid"
+"$VMON" ctl "$PSOCK" stop >/dev/null 2>&1 || true
 
 echo "--- cancel"
 start_dst cancel

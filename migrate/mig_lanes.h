@@ -1,0 +1,80 @@
+/*
+ * Parallel data connections for page data (live protocol 2,
+ * docs/migration-stream.md, "Parallel connections"). A lane is one data
+ * connection; the page pfn always travels on lane mig_lane_of(pfn, n), so
+ * "the last one wins" holds without any order between connections. The
+ * control connection carries the stream without its pages, and a FENCE
+ * after each round counts what every lane has carried.
+ */
+#ifndef FERRY_MIG_LANES_H
+#define FERRY_MIG_LANES_H
+
+#include "migrate/mig_live.h"
+
+#define MIG_LANE_STRIPE_PAGES 512u  /* consecutive pages on one lane */
+#define MIG_LANE_TOKEN_LEN 16u
+
+static inline unsigned mig_lane_of(uint64_t pfn, unsigned n)
+{
+	return (unsigned)(pfn / MIG_LANE_STRIPE_PAGES % n);
+}
+
+/* What one lane carried since the stream began (JOIN not counted). */
+struct mig_lane_count {
+	uint64_t records, bytes, pages, zero_pages;
+};
+
+/* Source: one sending thread per lane and round. */
+struct mig_lanes_tx;
+
+struct mig_lanes_tx_hooks {
+	bool (*stop)(void *ctx);   /* true: give up the round (a cancel) */
+	/* After each record, from any lane's thread. */
+	void (*progress)(void *ctx, uint64_t pages, uint64_t bytes);
+	void *ctx;
+};
+
+/*
+ * Open n data connections to addr (tls NULL: plain TCP) and JOIN each with
+ * token. fds[0..n) get their sockets (for a cancel to shut them down).
+ * hashed: send PAGE_HASHED (the destination granted it).
+ */
+int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls,
+		      unsigned n, const uint8_t *token, bool hashed, int io_timeout_ms,
+		      struct mig_lanes_tx **out, int *fds, char *err);
+/*
+ * Send the pages of set from vm's RAM, each on its lane, with one thread
+ * per lane; return when every lane has written its share or one failed
+ * (its pages are dirtied again). bw_cap_mbps (0: none) is shared by the
+ * lanes and counts from t_start_ns.
+ */
+int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, struct vm *vm,
+		       uint64_t bw_cap_mbps, uint64_t t_start_ns,
+		       const struct mig_lanes_tx_hooks *hooks, char *err);
+/* The sum over all lanes. */
+void mig_lanes_tx_total(const struct mig_lanes_tx *t, struct mig_lane_count *out);
+/* The FENCE after a round's pages, on the control connection. */
+int mig_lanes_tx_fence(const struct mig_lanes_tx *t, struct stream_writer *ctl,
+		       unsigned round, bool final);
+void mig_lanes_tx_close(struct mig_lanes_tx *t);
+
+/* Destination: one receiving thread per lane. */
+struct mig_lanes_rx;
+
+/*
+ * Accept the n data connections of the migration whose control connection
+ * came from ctl_peer ("host:port") with token, within timeout_ms. Strays
+ * (another host, a wrong token or lane) are closed and logged.
+ */
+int mig_lanes_rx_accept(struct xport_listener *l, const char *ctl_peer, unsigned n,
+			const uint8_t *token, int timeout_ms, struct mig_lanes_rx **out,
+			char *err);
+/* Start receiving into vm's RAM; *hooks is what mig_load_stream needs. */
+int mig_lanes_rx_start(struct mig_lanes_rx *rx, struct vm *vm,
+		       struct mig_page_lanes *hooks, char *err);
+/* The first lane's failure, or NULL. Valid until close. */
+const char *mig_lanes_rx_error(struct mig_lanes_rx *rx);
+/* Shut every lane down, wait for its thread, close it. NULL is fine. */
+void mig_lanes_rx_close(struct mig_lanes_rx *rx);
+
+#endif
