@@ -24,6 +24,7 @@
 struct cl_plan_compat {
 	size_t n_classes;
 	size_t *rep;                   /* per class: a VM of it, the one cl_cpu_check is asked about */
+	long *source;                  /* per class: for "host", its host's group (-1 unplaced); -2 */
 	size_t n_groups;
 	size_t *group;                 /* per host: its group */
 	size_t *group_rep;             /* per group: a host of it */
@@ -216,7 +217,8 @@ static int compat_build(struct cl_plan_input *in)
 	if (!c || !host_class || groups_build(in, c))
 		goto out;
 	c->rep = malloc(cap * sizeof(*c->rep));
-	if (!c->rep)
+	c->source = malloc(cap * sizeof(*c->source));
+	if (!c->rep || !c->source)
 		goto out;
 	for (size_t h = 0; h <= in->n_hosts; h++)
 		host_class[h] = NO_CLASS;
@@ -240,13 +242,18 @@ static int compat_build(struct cl_plan_input *in)
 		if (cls == NO_CLASS) {
 			if (c->n_classes == cap) {
 				size_t *nv = realloc(c->rep, cap * 2 * sizeof(*nv));
+				long *ns = nv ? realloc(c->source, cap * 2 * sizeof(*ns)) : NULL;
 
-				if (!nv)
+				if (nv)
+					c->rep = nv;
+				if (!ns)
 					goto out;
-				c->rep = nv;
+				c->source = ns;
 				cap *= 2;
 			}
 			cls = (unsigned)c->n_classes;
+			c->source[cls] = !slot ? -2 : in->vms[v].host >= 0
+					 ? (long)c->group[in->vms[v].host] : -1;
 			c->rep[c->n_classes++] = v;
 			if (slot)
 				*slot = cls;
@@ -260,6 +267,20 @@ out:
 	return ret;
 }
 
+struct ask {
+	const struct cl_plan_input *in;
+	const Ferry__Cluster__Vm *vm;
+	const Ferry__Cluster__Host *host;
+};
+
+static int ask_cl_cpu(void *arg)
+{
+	const struct ask *a = arg;
+	char missing[8];
+
+	return !cl_cpu_check(a->in->st, a->vm, a->host, missing, sizeof(missing));
+}
+
 bool cl_plan_compatible(const struct cl_plan_input *in, size_t vm, size_t host)
 {
 	struct cl_plan_compat *c = in->compat;
@@ -267,11 +288,18 @@ bool cl_plan_compatible(const struct cl_plan_input *in, size_t vm, size_t host)
 	uint8_t *k = &c->known[in->vms[vm].cpu_class * c->n_groups + g];
 
 	if (!*k) {
-		char missing[8];
-		const Ferry__Cluster__Vm *rep = in->vms[c->rep[in->vms[vm].cpu_class]].vm;
+		unsigned cls = in->vms[vm].cpu_class;
+		struct ask a = { .in = in, .vm = in->vms[c->rep[cls]].vm,
+				 .host = in->hosts[c->group_rep[g]].host };
+		const Ferry__Cluster__Inventory *source = NULL;
+		const char *model = a.vm->cpu_model;
 
-		*k = cl_cpu_check(in->st, rep, in->hosts[c->group_rep[g]].host, missing,
-				  sizeof(missing)) ? 2 : 1;
+		if (c->source[cls] != -2) {
+			model = "host";
+			source = c->source[cls] >= 0
+				 ? in->hosts[c->group_rep[c->source[cls]]].host->inventory : NULL;
+		}
+		*k = memo_answer(in->memo, model, source, a.host->inventory, ask_cl_cpu, &a) ? 1 : 2;
 	}
 	return *k == 1;
 }
@@ -496,6 +524,7 @@ void cl_plan_input_free(struct cl_plan_input *in)
 	}
 	if (in->compat) {
 		free(in->compat->rep);
+		free(in->compat->source);
 		free(in->compat->group);
 		free(in->compat->group_rep);
 		free(in->compat->known);

@@ -115,6 +115,15 @@ struct cl_plan_rule {
 };
 
 struct cl_plan_compat;
+struct cl_plan_memo;
+
+/*
+ * Optional: CPU compatibility answers kept from one input to the next
+ * (set in->memo after building; one memo per thread). Without it every
+ * input asks cl_cpu_check afresh, once per (model, host feature list).
+ */
+struct cl_plan_memo *cl_plan_memo_new(void);
+void cl_plan_memo_free(struct cl_plan_memo *m);
 
 struct cl_plan_input {
 	struct cl_plan_config cfg;
@@ -128,6 +137,7 @@ struct cl_plan_input {
 	size_t n_rules;
 	unsigned in_flight;            /* migrations in flight cluster-wide */
 	struct cl_plan_compat *compat; /* private: filled lazily, so one input is one thread's */
+	struct cl_plan_memo *memo;     /* NULL, or the caller's (cl_plan_memo_new) */
 };
 
 /*

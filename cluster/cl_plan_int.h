@@ -41,6 +41,14 @@ size_t work_rules_block(const struct plan_work *w, size_t vm, size_t t, int skip
 /* How many of vm's soft rules hold on t. */
 unsigned work_soft_score(const struct plan_work *w, size_t vm, size_t t);
 
+/*
+ * ask(arg) (1 compatible, 0 not) unless m knows the answer for model on
+ * target, with source the features of the VM's host for "host".
+ */
+int memo_answer(struct cl_plan_memo *m, const char *model,
+		const Ferry__Cluster__Inventory *source, const Ferry__Cluster__Inventory *target,
+		int (*ask)(void *), void *arg);
+
 int plan_moves_add(struct cl_plan *p, size_t *cap, const struct cl_plan_move *m);
 
 #endif

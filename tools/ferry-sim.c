@@ -24,19 +24,22 @@ static void usage(FILE *f)
 "\n"
 "What to run (balancing by default):\n"
 "  --rounds N          balancing rounds at most (default 20); stops early at\n"
-"                      a fixed point (a round that proposes nothing)\n"
-"  --evacuate HOST     plan the evacuation of HOST (put in maintenance first)\n"
-"                      instead of balancing; with --busy-host-vms, h0000\n"
-"  -v, --verbose       print every move (and every stuck VM)\n"
+"                      a fixed point (a round that proposes nothing). Each\n"
+"                      round's moves, and the migrations in flight at the\n"
+"                      start, complete before the next round, --interval-s later\n"
+"  --evacuate HOST     put HOST (h0000, h0001, ...) in maintenance and plan its\n"
+"                      evacuation instead of balancing: ETA with the planned\n"
+"                      order and concurrency against one at a time in state order\n"
+"  -v, --verbose       print every move (and every VM that cannot move)\n"
 "\n"
 "The cluster (deterministic from the seed):\n"
 "  --seed N            (default 1)\n"
 "  --hosts N           (default 20)\n"
 "  --vms N             (default 300)\n"
 "  --rules N           placement rules, of all kinds (default 12)\n"
-"  --maintenance N     hosts already in maintenance (default 1)\n"
-"  --in-flight N       VMs with a migration in flight at the start (default 2)\n"
-"  --busy-host-vms N   make h0000 a big host holding N VMs (the one to evacuate)\n"
+"  --maintenance N     the last N hosts are in maintenance, empty (default 1)\n"
+"  --in-flight N       up to N VMs with a migration in flight at the start (default 2)\n"
+"  --busy-host-vms N   make h0000 a big host holding the first N VMs (one to evacuate)\n"
 "  --skew PCT          0 spreads VMs evenly, 100 crowds the first hosts (default 60)\n"
 "\n"
 "The planner (defaults: cluster/cl_plan.h):\n"
@@ -76,6 +79,7 @@ static int balance(struct cl_sim *s, const struct cl_plan_config *cfg, unsigned 
 	size_t n;
 	char err[256];
 	int ret = 0;
+	struct cl_plan_memo *cpu = cl_plan_memo_new();   /* NULL: none, slower */
 
 	for (r = 1; r <= rounds; r++) {
 		struct cl_plan_input *in;
@@ -85,13 +89,14 @@ static int balance(struct cl_sim *s, const struct cl_plan_config *cfg, unsigned 
 					  sizeof(err));
 		if (ret) {
 			fprintf(stderr, "ferry-sim: %s\n", err);
-			return ret;
+			break;
 		}
+		in->memo = cpu;
 		ret = cl_plan_balance(in, &p);
 		if (ret) {
 			cl_plan_input_free(in);
 			fprintf(stderr, "ferry-sim: balance: %s\n", strerror(-ret));
-			return ret;
+			break;
 		}
 		if (first < 0)
 			first = p.imbalance_before;
@@ -115,6 +120,9 @@ static int balance(struct cl_sim *s, const struct cl_plan_config *cfg, unsigned 
 		if (!n)
 			break;
 	}
+	cl_plan_memo_free(cpu);
+	if (ret)
+		return ret;
 	printf("balance: imbalance %.4f -> %.4f, %u moves, %.1f GiB moved, %s after %u round%s\n",
 	       first, last, moves, bytes / (1u << 30),
 	       r <= rounds ? "fixed point" : "no fixed point yet", r > rounds ? rounds : r,
@@ -179,7 +187,7 @@ static int num(const char *opt, const char *arg, unsigned long long *out)
 	errno = 0;
 	*out = strtoull(arg, &end, 10);
 	if (errno || end == arg || *end || arg[0] == '-') {
-		fprintf(stderr, "ferry-sim: %s: '%s' is not a number\n", opt, arg);
+		fprintf(stderr, "ferry-sim: --%s: '%s' is not a number\n", opt, arg);
 		return -EINVAL;
 	}
 	return 0;
@@ -220,6 +228,7 @@ int main(int argc, char **argv)
 	cl_sim_defaults(&so);
 	cl_plan_defaults(&cfg);
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		const char *name = "?";
 		char *end;
 
 		if (c == 'h') {
@@ -246,7 +255,11 @@ int main(int argc, char **argv)
 			}
 			continue;
 		}
-		if (num(opts[0].name, optarg, &x))
+		for (size_t i = 0; opts[i].name; i++) {
+			if (opts[i].val == c)
+				name = opts[i].name;
+		}
+		if (num(name, optarg, &x))
 			return 2;
 		switch (c) {
 		case 's': seed = x; break;

@@ -32,20 +32,29 @@
 
 /* ---- hand-built clusters ------------------------------------------------ */
 
+/* Append item to a repeated message field of n entries. */
+static void *append(void *field, size_t *n, void *item)
+{
+	void ***v = field;
+	void **grown = realloc(*v, (*n + 1) * sizeof(void *));
+
+	assert_non_null(item);
+	assert_non_null(grown);
+	*v = grown;
+	grown[(*n)++] = item;
+	return item;
+}
+
 static Ferry__Cluster__Host *host_add(Ferry__Cluster__State *st, const char *name,
 				      unsigned level, unsigned cpus, unsigned mem_gib)
 {
-	Ferry__Cluster__Host *h = CL_NEW(Ferry__Cluster__Host, ferry__cluster__host__init);
-	Ferry__Cluster__Host **v = realloc(st->hosts, (st->n_hosts + 1) * sizeof(*v));
+	Ferry__Cluster__Host *h = append(&st->hosts, &st->n_hosts,
+					 CL_NEW(Ferry__Cluster__Host, ferry__cluster__host__init));
 	char model[16];
 	const struct cpumodel *m;
 	size_t n;
 	const struct cpu_feature *t = cpu_features(&n);
 
-	assert_non_null(h);
-	assert_non_null(v);
-	st->hosts = v;
-	st->hosts[st->n_hosts++] = h;
 	h->name = cl_strdup(name);
 	h->inventory = CL_NEW(Ferry__Cluster__Inventory, ferry__cluster__inventory__init);
 	assert_non_null(h->inventory);
@@ -65,13 +74,9 @@ static Ferry__Cluster__Host *host_add(Ferry__Cluster__State *st, const char *nam
 static Ferry__Cluster__Vm *vm_add(Ferry__Cluster__State *st, const char *name,
 				  const char *model, unsigned mem_gib, const char *host)
 {
-	Ferry__Cluster__Vm *vm = CL_NEW(Ferry__Cluster__Vm, ferry__cluster__vm__init);
-	Ferry__Cluster__Vm **v = realloc(st->vms, (st->n_vms + 1) * sizeof(*v));
+	Ferry__Cluster__Vm *vm = append(&st->vms, &st->n_vms,
+					CL_NEW(Ferry__Cluster__Vm, ferry__cluster__vm__init));
 
-	assert_non_null(vm);
-	assert_non_null(v);
-	st->vms = v;
-	st->vms[st->n_vms++] = vm;
 	vm->name = cl_strdup(name);
 	vm->cpu_model = cl_strdup(model);
 	vm->mem_bytes = mem_gib * GIB;
@@ -85,13 +90,9 @@ static Ferry__Cluster__Vm *vm_add(Ferry__Cluster__State *st, const char *name,
 static void rule_add(Ferry__Cluster__State *st, const char *name, Ferry__Cluster__RuleKind kind,
 		     const char *const *vms, const char *const *hosts)
 {
-	Ferry__Cluster__Rule *r = CL_NEW(Ferry__Cluster__Rule, ferry__cluster__rule__init);
-	Ferry__Cluster__Rule **v = realloc(st->rules, (st->n_rules + 1) * sizeof(*v));
+	Ferry__Cluster__Rule *r = append(&st->rules, &st->n_rules,
+					 CL_NEW(Ferry__Cluster__Rule, ferry__cluster__rule__init));
 
-	assert_non_null(r);
-	assert_non_null(v);
-	st->rules = v;
-	st->rules[st->n_rules++] = r;
 	r->name = cl_strdup(name);
 	r->kind = kind;
 	for (; vms && *vms; vms++)
@@ -618,39 +619,51 @@ static void land(struct cl_sim *s)
 }
 
 /*
- * cl_cpu_check answers from the model and the host's feature list alone;
- * it is slow (it parses model tables per call), so the properties keep its
- * answers for the named models per host, per cluster.
+ * cl_cpu_check answers from the model and the host's feature list alone
+ * (for the named models); it is slow (it parses model tables per call),
+ * so the properties keep its answers keyed by exactly those, across seeds.
  */
 struct cpu_memo {
-	const Ferry__Cluster__State *st;
-	signed char ok[5][64];          /* [x86-64 level][host]: 0 unknown, 1 yes, -1 no */
+	char *key[256];
+	bool ok[256];
+	size_t n;
 };
 
-static bool cpu_ok(struct cpu_memo *mc, const Ferry__Cluster__State *st,
-		   const Ferry__Cluster__Vm *vm, const char *host)
-{
-	char missing[256];
-	unsigned level = 0;
-	long h = -1;
+static struct cpu_memo memo;
 
-	if (mc->st != st) {
-		memset(mc, 0, sizeof(*mc));
-		mc->st = st;
+static bool cpu_ok(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+		   const char *host)
+{
+	const Ferry__Cluster__Host *h = cl_state_host(st, host);
+	char missing[256], key[4096];
+	size_t len;
+	unsigned level;
+
+	assert_non_null(h);
+	if (sscanf(vm->cpu_model, "x86-64-v%u", &level) != 1 || !h->inventory)
+		return !cl_cpu_check(st, vm, h, missing, sizeof(missing));
+	len = (size_t)snprintf(key, sizeof(key), "%s|", vm->cpu_model);
+	for (size_t i = 0; i < h->inventory->n_cpu_features && len < sizeof(key); i++)
+		len += (size_t)snprintf(key + len, sizeof(key) - len, "%s,",
+					h->inventory->cpu_features[i]);
+	assert_true(len < sizeof(key));
+	for (size_t i = 0; i < memo.n; i++) {
+		if (!strcmp(memo.key[i], key))
+			return memo.ok[i];
 	}
-	for (size_t i = 0; i < st->n_hosts && i < 64; i++) {
-		if (!strcmp(st->hosts[i]->name, host))
-			h = (long)i;
-	}
-	if (sscanf(vm->cpu_model, "x86-64-v%u", &level) != 1 || level > 4 || h < 0)
-		return !cl_cpu_check(st, vm, cl_state_host(st, host), missing, sizeof(missing));
-	if (!mc->ok[level][h])
-		mc->ok[level][h] = cl_cpu_check(st, vm, cl_state_host(st, host), missing,
-						sizeof(missing)) ? -1 : 1;
-	return mc->ok[level][h] == 1;
+	assert_true(memo.n < 256);
+	memo.key[memo.n] = strdup(key);
+	assert_non_null(memo.key[memo.n]);
+	memo.ok[memo.n] = !cl_cpu_check(st, vm, h, missing, sizeof(missing));
+	return memo.ok[memo.n++];
 }
 
-static struct cpu_memo memo;
+static void memo_clear(void)
+{
+	for (size_t i = 0; i < memo.n; i++)
+		free(memo.key[i]);
+	memo.n = 0;
+}
 
 static void check_move(const struct cl_sim *s, const struct cl_plan_move *m, unsigned seed)
 {
@@ -660,7 +673,7 @@ static void check_move(const struct cl_sim *s, const struct cl_plan_move *m, uns
 	if (to->mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE)
 		fail_msg("seed %u: %s sent to %s in maintenance", seed, m->vm_name, m->to);
 	assert_string_not_equal(m->from, m->to);
-	if (!cpu_ok(&memo, s->st, s->st->vms[m->vm], m->to))
+	if (!cpu_ok(s->st, s->st->vms[m->vm], m->to))
 		fail_msg("seed %u: %s sent to %s, which lacks its model's features", seed,
 			 m->vm_name, m->to);
 	assert_null(s->st->vms[m->vm]->migration);
@@ -729,7 +742,11 @@ static void check_round_caps(const struct cl_plan_input *in, const struct cl_pla
 
 static void test_property_balance(void **state)
 {
+	/* Content-keyed, so one memo serves every seed. */
+	struct cl_plan_memo *cpu = cl_plan_memo_new();
+
 	(void)state;
+	assert_non_null(cpu);
 	for (unsigned seed = 1; seed <= SEEDS; seed++) {
 		struct cl_sim_opts o;
 		struct cl_sim s;
@@ -754,6 +771,7 @@ static void test_property_balance(void **state)
 
 			assert_int_equal(cl_plan_input_build(&in, s.st, s.figs, s.n_figs,
 							     s.now_unix_ms, &cfg, NULL, 0), 0);
+			in->memo = cpu;
 			indep = cl_plan_imbalance(in);
 			if (rounds < 2) {
 				/* Σ(load-mean)² at the start, and again once those in flight landed. */
@@ -802,11 +820,15 @@ static void test_property_balance(void **state)
 			fail_msg("seed %u: %.0f moves, more than the bound", seed, moves);
 		cl_sim_free(&s);
 	}
+	cl_plan_memo_free(cpu);
 }
 
 static void test_property_evacuate(void **state)
 {
+	struct cl_plan_memo *cpu = cl_plan_memo_new();
+
 	(void)state;
+	assert_non_null(cpu);
 	for (unsigned seed = 1; seed <= SEEDS; seed++) {
 		struct cl_sim_opts o;
 		struct cl_sim s;
@@ -841,6 +863,7 @@ static void test_property_evacuate(void **state)
 			on_src += running(s.st->vms[v]) && !strcmp(s.st->vms[v]->host, src);
 		assert_int_equal(cl_plan_input_build(&in, s.st, s.figs, s.n_figs, s.now_unix_ms,
 						     &cfg, NULL, 0), 0);
+		in->memo = cpu;
 		assert_int_equal(cl_plan_evacuate(in, src, &p), 0);
 		/* Every VM either moves or is reported, once. */
 		if (p.n_moves + p.n_stuck != on_src)
@@ -863,6 +886,7 @@ static void test_property_evacuate(void **state)
 		cl_plan_input_free(in);
 		cl_sim_free(&s);
 	}
+	cl_plan_memo_free(cpu);
 }
 
 /* Same seed, same cluster, same plan. */
@@ -914,5 +938,8 @@ int main(void)
 		cmocka_unit_test(test_sim_deterministic),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	memo_clear();
+	return failed;
 }
