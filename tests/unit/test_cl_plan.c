@@ -332,6 +332,33 @@ static void test_balance_cpu_model(void **state)
 	assert_int_equal(f->plan.n_moves, 0);
 }
 
+/* A memo shared by inputs answers as cl_cpu_check would for each. */
+static void test_cpu_memo(void **state)
+{
+	struct fx *f = *state;
+	struct cl_plan_memo *m = cl_plan_memo_new();
+
+	assert_non_null(m);
+	host_add(f->st, "big", 4, 8, 64);
+	host_add(f->st, "old", 2, 8, 64);
+	vm_add(f->st, "hosty", "host", 4, "big");
+	vm_add(f->st, "v3", "x86-64-v3", 4, "big");
+	for (int round = 0; round < 2; round++) {
+		build(f);
+		f->in->memo = m;
+		assert_false(cl_plan_compatible(f->in, 0, 1));
+		assert_false(cl_plan_compatible(f->in, 1, 1));
+		assert_true(cl_plan_compatible(f->in, 1, 0));
+	}
+	/* "host" on the old host: the key is the source's features, not the name. */
+	cl_str_set(&f->st->vms[0]->host, "old");
+	build(f);
+	f->in->memo = m;
+	assert_true(cl_plan_compatible(f->in, 0, 0));
+	assert_true(cl_plan_compatible(f->in, 0, 1));
+	cl_plan_memo_free(m);
+}
+
 static void test_balance_caps(void **state)
 {
 	struct fx *f = *state;
@@ -927,6 +954,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_balance_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_soft_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_cpu_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cpu_memo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_holddown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_fixed_point, setup, teardown),
