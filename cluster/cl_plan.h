@@ -9,6 +9,7 @@
  * Use:
  *   cl_plan_defaults(&cfg);             (then the operator's overrides)
  *   cl_plan_input_build(&in, st, figs, n, now_unix_ms, &cfg, err, len);
+ *   in->memo = memo;                    (optional, kept from round to round)
  *   cl_plan_balance(in, &plan);  or  cl_plan_evacuate(in, "host3", &plan);
  *   ... propose plan.moves[i] as CmdMigBegin ...
  *   cl_plan_free(&plan); cl_plan_input_free(in);
