@@ -239,13 +239,23 @@ static void check_round_caps(const struct cl_plan_input *in, const struct cl_pla
 	free(per);
 }
 
+/* The planner's CPU memo: content-keyed, so one serves every seed. */
+static int memo_setup(void **state)
+{
+	*state = cl_plan_memo_new();
+	return *state ? 0 : -1;
+}
+
+static int memo_teardown(void **state)
+{
+	cl_plan_memo_free(*state);
+	return 0;
+}
+
 static void test_property_balance(void **state)
 {
-	/* Content-keyed, so one memo serves every seed. */
-	struct cl_plan_memo *cpu = cl_plan_memo_new();
+	struct cl_plan_memo *cpu = *state;
 
-	(void)state;
-	assert_non_null(cpu);
 	for (unsigned seed = 1; seed <= SEEDS; seed++) {
 		struct cl_sim_opts o;
 		struct cl_sim s;
@@ -319,15 +329,12 @@ static void test_property_balance(void **state)
 			fail_msg("seed %u: %.0f moves, more than the bound", seed, moves);
 		cl_sim_free(&s);
 	}
-	cl_plan_memo_free(cpu);
 }
 
 static void test_property_evacuate(void **state)
 {
-	struct cl_plan_memo *cpu = cl_plan_memo_new();
+	struct cl_plan_memo *cpu = *state;
 
-	(void)state;
-	assert_non_null(cpu);
 	for (unsigned seed = 1; seed <= SEEDS; seed++) {
 		struct cl_sim_opts o;
 		struct cl_sim s;
@@ -385,7 +392,6 @@ static void test_property_evacuate(void **state)
 		cl_plan_input_free(in);
 		cl_sim_free(&s);
 	}
-	cl_plan_memo_free(cpu);
 }
 
 /* Same seed, same cluster, same plan. */
@@ -420,8 +426,8 @@ static void test_sim_deterministic(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_property_balance),
-		cmocka_unit_test(test_property_evacuate),
+		cmocka_unit_test_setup_teardown(test_property_balance, memo_setup, memo_teardown),
+		cmocka_unit_test_setup_teardown(test_property_evacuate, memo_setup, memo_teardown),
 		cmocka_unit_test(test_sim_deterministic),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
