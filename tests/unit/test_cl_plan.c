@@ -1,0 +1,565 @@
+/*
+ * Unit tests for the planner (cluster/cl_plan.h) on hand-built clusters:
+ * the cost model, the rules, caps and hold-down of the balancer, the CPU
+ * compatibility memo, and the evacuation's partial results, order and
+ * schedule. test_cl_plan_prop.c has the properties over random clusters.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_cpu.h"
+#include "cl_msg.h"
+#include "cl_plan.h"
+#include "cl_state.h"
+#include "core/cpumodel.h"
+#include "migrate/policy.h"
+
+#define GIB (1ull << 30)
+#define NOW 1700000000000ull
+
+/* ---- hand-built clusters ------------------------------------------------ */
+
+/* Append item to a repeated message field of n entries. */
+static void *append(void *field, size_t *n, void *item)
+{
+	void ***v = field;
+	void **grown = realloc(*v, (*n + 1) * sizeof(void *));
+
+	assert_non_null(item);
+	assert_non_null(grown);
+	*v = grown;
+	grown[(*n)++] = item;
+	return item;
+}
+
+static Ferry__Cluster__Host *host_add(Ferry__Cluster__State *st, const char *name,
+				      unsigned level, unsigned cpus, unsigned mem_gib)
+{
+	Ferry__Cluster__Host *h = append(&st->hosts, &st->n_hosts,
+					 CL_NEW(Ferry__Cluster__Host, ferry__cluster__host__init));
+	char model[16];
+	const struct cpumodel *m;
+	size_t n;
+	const struct cpu_feature *t = cpu_features(&n);
+
+	h->name = cl_strdup(name);
+	h->inventory = CL_NEW(Ferry__Cluster__Inventory, ferry__cluster__inventory__init);
+	assert_non_null(h->inventory);
+	h->inventory->cpus = cpus;
+	h->inventory->mem_bytes = mem_gib * GIB;
+	snprintf(model, sizeof(model), "x86-64-v%u", level);
+	m = cpumodel_find(model);
+	assert_non_null(m);
+	for (size_t i = 0; i < n; i++) {
+		if (cpumodel_requires(m, &t[i]))
+			assert_int_equal(cl_strv_add(&h->inventory->cpu_features,
+						     &h->inventory->n_cpu_features, t[i].name), 0);
+	}
+	return h;
+}
+
+static Ferry__Cluster__Vm *vm_add(Ferry__Cluster__State *st, const char *name,
+				  const char *model, unsigned mem_gib, const char *host)
+{
+	Ferry__Cluster__Vm *vm = append(&st->vms, &st->n_vms,
+					CL_NEW(Ferry__Cluster__Vm, ferry__cluster__vm__init));
+
+	vm->name = cl_strdup(name);
+	vm->cpu_model = cl_strdup(model);
+	vm->mem_bytes = mem_gib * GIB;
+	vm->vcpus = 4;
+	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+	vm->host = cl_strdup(host);
+	return vm;
+}
+
+/* vms and hosts: NULL-terminated lists (hosts may be NULL). */
+static void rule_add(Ferry__Cluster__State *st, const char *name, Ferry__Cluster__RuleKind kind,
+		     const char *const *vms, const char *const *hosts)
+{
+	Ferry__Cluster__Rule *r = append(&st->rules, &st->n_rules,
+					 CL_NEW(Ferry__Cluster__Rule, ferry__cluster__rule__init));
+
+	r->name = cl_strdup(name);
+	r->kind = kind;
+	for (; vms && *vms; vms++)
+		assert_int_equal(cl_strv_add(&r->vms, &r->n_vms, *vms), 0);
+	for (; hosts && *hosts; hosts++)
+		assert_int_equal(cl_strv_add(&r->hosts, &r->n_hosts, *hosts), 0);
+}
+
+#define LIST(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+struct fx {
+	Ferry__Cluster__State *st;
+	struct cl_plan_vm_figs figs[32];
+	size_t n_figs;
+	struct cl_plan_config cfg;
+	struct cl_plan_input *in;
+	struct cl_plan plan;
+};
+
+static void fig(struct fx *f, const char *vm, double cpu_pct, double dirty)
+{
+	f->figs[f->n_figs++] = (struct cl_plan_vm_figs){ .name = vm, .cpu_pct = cpu_pct,
+							 .dirty_pages_per_s = dirty };
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->st = cl_state_new("t");
+	assert_non_null(f->st);
+	cl_plan_defaults(&f->cfg);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	cl_plan_free(&f->plan);
+	cl_plan_input_free(f->in);
+	CL_FREE(f->st);
+	free(f);
+	return 0;
+}
+
+static void build(struct fx *f)
+{
+	char err[256] = "";
+
+	cl_plan_free(&f->plan);
+	cl_plan_input_free(f->in);
+	f->in = NULL;
+	assert_int_equal(cl_plan_input_build(&f->in, f->st, f->figs, f->n_figs, NOW, &f->cfg, err,
+					     sizeof(err)), 0);
+}
+
+static const struct cl_plan_move *move_of(const struct cl_plan *p, const char *vm)
+{
+	for (size_t i = 0; i < p->n_moves; i++) {
+		if (!strcmp(p->moves[i].vm_name, vm))
+			return &p->moves[i];
+	}
+	return NULL;
+}
+
+static const struct cl_plan_stuck *stuck_of(const struct cl_plan *p, const char *vm)
+{
+	for (size_t i = 0; i < p->n_stuck; i++) {
+		if (!strcmp(p->stuck[i].vm_name, vm))
+			return &p->stuck[i];
+	}
+	return NULL;
+}
+
+/* Two equal hosts, h1 carrying vms a..d, h2 empty. */
+static void two_hosts(struct fx *f)
+{
+	host_add(f->st, "h1", 3, 8, 64);
+	host_add(f->st, "h2", 3, 8, 64);
+	vm_add(f->st, "a", "x86-64-v2", 8, "h1");
+	vm_add(f->st, "b", "x86-64-v2", 4, "h1");
+	vm_add(f->st, "c", "x86-64-v2", 4, "h1");
+	vm_add(f->st, "d", "x86-64-v2", 2, "h1");
+	fig(f, "a", 100, 100);
+	fig(f, "b", 100, 20000);
+	fig(f, "c", 100, 100);
+	fig(f, "d", 100, 100);
+}
+
+/* ---- the cost model ------------------------------------------------------ */
+
+static void test_cost_model(void **state)
+{
+	struct fx *f = *state;
+	struct mig_policy_config pc;
+	struct mig_workload wl = { 0 };
+	struct mig_prediction p;
+	Ferry__Cluster__Vm *e;
+
+	two_hosts(f);
+	e = vm_add(f->st, "e", "x86-64-v2", 16, "h1");
+	e->migration = CL_NEW(Ferry__Cluster__Migration, ferry__cluster__migration__init);
+	e->migration->destination = cl_strdup("h2");
+	build(f);
+	/* h1: 4 CPUs of 8 busy (e has no figures: its 4 vCPUs count whole) and 34 GiB of 64. */
+	assert_true(fabs(f->in->hosts[0].cpu_demand - 8.0) < 1e-9);
+	assert_int_equal(f->in->hosts[0].mem_committed, 34 * GIB);
+	assert_true(fabs(f->in->hosts[0].load - 1.0) < 1e-9);
+	/* The arrival's memory is reserved on h2; both take part in a migration. */
+	assert_int_equal(f->in->hosts[1].mem_committed, 16 * GIB);
+	assert_true(fabs(f->in->hosts[1].load - 0.25) < 1e-9);
+	assert_int_equal(f->in->hosts[0].migrations, 1);
+	assert_int_equal(f->in->hosts[1].migrations, 1);
+	assert_int_equal(f->in->in_flight, 1);
+	assert_true(fabs(cl_plan_imbalance(f->in) - 0.375) < 1e-9);
+	/* The cost is mig_predict's, alone on the stream. */
+	mig_policy_defaults(&pc);
+	pc.downtime_ms = CL_PLAN_DEFAULT_DOWNTIME_MS;
+	wl.mem_pages = wl.nonzero_pages = 4 * GIB / 4096;
+	wl.dirty_pages_per_s = 20000;
+	wl.bandwidth_Bps = CL_PLAN_DEFAULT_STREAM_MBPS * 1e6 / 8;
+	mig_predict(&pc, &wl, &p);
+	assert_true(fabs(f->in->vms[1].cost.total_ms - p.total_ms) < 1e-6);
+	assert_true(fabs(f->in->vms[1].cost.bytes - p.bytes) < 1);
+	assert_true(f->in->vms[1].cost.bytes >= 4.0 * GIB);
+	/* Same size, quieter guest: cheaper. */
+	assert_true(f->in->vms[2].cost.total_ms < f->in->vms[1].cost.total_ms);
+	assert_false(f->in->vms[4].figs);
+}
+
+static void test_config_invalid(void **state)
+{
+	struct fx *f = *state;
+	char err[256] = "";
+
+	f->cfg.threshold_ssd = 0;
+	assert_int_equal(cl_plan_input_build(&f->in, f->st, NULL, 0, NOW, &f->cfg, err,
+					     sizeof(err)), -EINVAL);
+	assert_null(f->in);
+	assert_non_null(strstr(err, "threshold_ssd"));
+}
+
+/* ---- the balancer -------------------------------------------------------- */
+
+static void test_balance_cheap_first(void **state)
+{
+	struct fx *f = *state;
+
+	two_hosts(f);
+	build(f);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_true(f->plan.n_moves >= 1);
+	/* d is the smallest quiet VM: the cheapest move and enough to gain. */
+	assert_string_equal(f->plan.moves[0].vm_name, "d");
+	assert_string_equal(f->plan.moves[0].to, "h2");
+	for (size_t i = 0; i < f->plan.n_moves; i++)
+		assert_true(f->plan.moves[i].imbalance_after < f->plan.moves[i].imbalance_before);
+	assert_true(f->plan.imbalance_after < f->plan.imbalance_before);
+	/* The per-host cap (2) bounds a round. */
+	assert_true(f->plan.n_moves <= CL_PLAN_DEFAULT_MAX_MIG_PER_HOST);
+}
+
+static void test_balance_rules(void **state)
+{
+	struct fx *f = *state;
+
+	two_hosts(f);
+	host_add(f->st, "h3", 3, 8, 64);
+	vm_add(f->st, "x", "x86-64-v2", 2, "h2");
+	vm_add(f->st, "y", "x86-64-v2", 2, "h3");
+	fig(f, "x", 10, 10);
+	fig(f, "y", 10, 10);
+	/* d may not join x; c must stay on h1; a must not go to h3; b stays with a. */
+	rule_add(f->st, "apart", FERRY__CLUSTER__RULE_KIND__RULE_KIND_ANTI_AFFINITY,
+		 LIST("d", "x"), NULL);
+	rule_add(f->st, "pin", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_MUST, LIST("c"),
+		 LIST("h1"));
+	rule_add(f->st, "not3", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_MUST_NOT, LIST("d"),
+		 LIST("h3"));
+	rule_add(f->st, "pair", FERRY__CLUSTER__RULE_KIND__RULE_KIND_AFFINITY, LIST("a", "b"),
+		 NULL);
+	f->cfg.max_mig_per_host = 8;
+	f->cfg.max_mig_cluster = 8;
+	build(f);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	/* Only d could move, and neither h2 (x) nor h3 (not3) takes it. */
+	assert_int_equal(f->plan.n_moves, 0);
+	assert_true(fabs(f->plan.imbalance_after - f->plan.imbalance_before) < 1e-12);
+}
+
+static void test_balance_soft_rule(void **state)
+{
+	struct fx *f = *state;
+
+	two_hosts(f);
+	/* d should not leave h1: the balancer never makes it worse off. */
+	rule_add(f->st, "prefer1", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_SHOULD, LIST("d"),
+		 LIST("h1"));
+	rule_add(f->st, "avoid2", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_SHOULD_NOT, LIST("c"),
+		 LIST("h2"));
+	build(f);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_null(move_of(&f->plan, "d"));
+	assert_null(move_of(&f->plan, "c"));
+	assert_true(f->plan.n_moves >= 1);
+}
+
+static void test_balance_cpu_model(void **state)
+{
+	struct fx *f = *state;
+
+	host_add(f->st, "big", 4, 8, 64);
+	host_add(f->st, "old", 2, 8, 64);
+	vm_add(f->st, "v4a", "x86-64-v4", 4, "big");
+	vm_add(f->st, "v4b", "x86-64-v4", 4, "big");
+	vm_add(f->st, "hosty", "host", 4, "big");
+	fig(f, "v4a", 300, 10);
+	fig(f, "v4b", 300, 10);
+	fig(f, "hosty", 300, 10);
+	build(f);
+	assert_false(cl_plan_compatible(f->in, 0, 1));
+	assert_false(cl_plan_compatible(f->in, 2, 1));   /* "host" on a v4 host: not on v2 */
+	assert_true(cl_plan_compatible(f->in, 0, 0));
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 0);
+}
+
+/* A memo shared by inputs answers as cl_cpu_check would for each. */
+static void test_cpu_memo(void **state)
+{
+	struct fx *f = *state;
+	struct cl_plan_memo *m = cl_plan_memo_new();
+
+	assert_non_null(m);
+	host_add(f->st, "big", 4, 8, 64);
+	host_add(f->st, "old", 2, 8, 64);
+	vm_add(f->st, "hosty", "host", 4, "big");
+	vm_add(f->st, "v3", "x86-64-v3", 4, "big");
+	for (int round = 0; round < 2; round++) {
+		build(f);
+		f->in->memo = m;
+		assert_false(cl_plan_compatible(f->in, 0, 1));
+		assert_false(cl_plan_compatible(f->in, 1, 1));
+		assert_true(cl_plan_compatible(f->in, 1, 0));
+	}
+	/* "host" on the old host: the key is the source's features, not the name. */
+	cl_str_set(&f->st->vms[0]->host, "old");
+	build(f);
+	f->in->memo = m;
+	assert_true(cl_plan_compatible(f->in, 0, 0));
+	assert_true(cl_plan_compatible(f->in, 0, 1));
+	cl_plan_memo_free(m);
+}
+
+static void test_balance_caps(void **state)
+{
+	struct fx *f = *state;
+	Ferry__Cluster__Vm *z;
+
+	two_hosts(f);
+	host_add(f->st, "h3", 3, 8, 64);
+	f->cfg.max_mig_per_host = 1;
+	build(f);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 1);   /* h1 takes part in one at a time */
+
+	/* The cluster's one slot is taken by a migration in flight elsewhere. */
+	host_add(f->st, "h4", 3, 8, 64);
+	z = vm_add(f->st, "z", "x86-64-v2", 1, "h3");
+	z->migration = CL_NEW(Ferry__Cluster__Migration, ferry__cluster__migration__init);
+	z->migration->destination = cl_strdup("h4");
+	fig(f, "z", 10, 10);
+	f->cfg.max_mig_per_host = 2;
+	f->cfg.max_mig_cluster = 1;
+	build(f);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 0);
+	f->cfg.max_mig_cluster = 3;
+	build(f);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 2);
+	assert_null(move_of(&f->plan, "z"));   /* in flight already */
+}
+
+static void test_balance_holddown(void **state)
+{
+	struct fx *f = *state;
+
+	two_hosts(f);
+	f->cfg.max_mig_per_host = 1;
+	/* d moved 10 s ago (figures), c 20 s ago (the state's last result). */
+	f->figs[3].moved_unix_ms = NOW - 10000;
+	f->st->vms[2]->last_migration = CL_NEW(Ferry__Cluster__MigrationResult,
+					       ferry__cluster__migration_result__init);
+	f->st->vms[2]->last_migration->ok = true;
+	f->st->vms[2]->last_migration->ended_unix_ms = NOW - 20000;
+	build(f);
+	assert_true(f->in->vms[3].held);
+	assert_true(f->in->vms[2].held);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 1);
+	assert_string_not_equal(f->plan.moves[0].vm_name, "d");
+	assert_string_not_equal(f->plan.moves[0].vm_name, "c");
+	/* Past the hold-down the cheapest moves again. */
+	f->figs[3].moved_unix_ms = NOW - CL_PLAN_DEFAULT_HOLDDOWN_S * 1000 - 1;
+	build(f);
+	assert_false(f->in->vms[3].held);
+	assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+	assert_string_equal(f->plan.moves[0].vm_name, "d");
+}
+
+static void test_balance_fixed_point(void **state)
+{
+	struct fx *f = *state;
+	unsigned rounds = 0;
+
+	two_hosts(f);
+	f->cfg.holddown_s = 0;   /* nothing but the threshold stops ping-pong */
+	for (;;) {
+		build(f);
+		assert_int_equal(cl_plan_balance(f->in, &f->plan), 0);
+		if (!f->plan.n_moves)
+			break;
+		for (size_t i = 0; i < f->plan.n_moves; i++)
+			cl_str_set(&f->st->vms[f->plan.moves[i].vm]->host, f->plan.moves[i].to);
+		assert_true(++rounds < 5);
+	}
+	/* 10 CPUs' and 18 GiB's worth split over two hosts: no move gains more. */
+	assert_true(rounds >= 1);
+}
+
+/* ---- evacuation ---------------------------------------------------------- */
+
+static void test_evacuate_partial(void **state)
+{
+	struct fx *f = *state;
+	Ferry__Cluster__Vm *m;
+	const struct cl_plan_stuck *s;
+
+	host_add(f->st, "src", 4, 32, 256);
+	host_add(f->st, "b", 3, 16, 64);
+	host_add(f->st, "c", 2, 16, 64);
+	host_add(f->st, "maint", 4, 64, 1024)->mode =
+		FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	f->st->hosts[0]->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	vm_add(f->st, "ok1", "x86-64-v2", 4, "src");
+	vm_add(f->st, "ok2", "x86-64-v3", 4, "src");
+	vm_add(f->st, "avx512", "x86-64-v4", 4, "src");   /* only src and maint have v4 */
+	vm_add(f->st, "huge", "x86-64-v1", 100, "src");   /* no active host has 100 GiB */
+	vm_add(f->st, "pinned", "x86-64-v1", 2, "src");
+	vm_add(f->st, "alone1", "x86-64-v1", 2, "src");
+	vm_add(f->st, "alone2", "x86-64-v1", 2, "b");
+	vm_add(f->st, "alone3", "x86-64-v1", 2, "c");
+	m = vm_add(f->st, "moving", "x86-64-v1", 2, "src");
+	m->migration = CL_NEW(Ferry__Cluster__Migration, ferry__cluster__migration__init);
+	m->migration->destination = cl_strdup("b");
+	rule_add(f->st, "stay", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_MUST, LIST("pinned"),
+		 LIST("src", "maint"));
+	rule_add(f->st, "spread", FERRY__CLUSTER__RULE_KIND__RULE_KIND_ANTI_AFFINITY,
+		 LIST("alone1", "alone2", "alone3"), NULL);
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "nope", &f->plan), -ENOENT);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 2);
+	assert_string_equal(move_of(&f->plan, "ok1")->from, "src");
+	assert_string_equal(move_of(&f->plan, "ok2")->to, "b");   /* v3: only b */
+	assert_int_equal(f->plan.n_stuck, 5);
+	s = stuck_of(&f->plan, "avx512");
+	assert_int_equal(s->why, CL_PLAN_WHY_NO_COMPATIBLE_HOST);
+	assert_non_null(strstr(s->reason, "x86-64-v4"));
+	assert_int_equal(stuck_of(&f->plan, "huge")->why, CL_PLAN_WHY_NO_ROOM);
+	s = stuck_of(&f->plan, "pinned");
+	assert_int_equal(s->why, CL_PLAN_WHY_RULE);
+	assert_non_null(strstr(s->reason, "'stay'"));
+	s = stuck_of(&f->plan, "alone1");
+	assert_int_equal(s->why, CL_PLAN_WHY_RULE);
+	assert_non_null(strstr(s->reason, "'spread'"));
+	assert_int_equal(stuck_of(&f->plan, "moving")->why, CL_PLAN_WHY_IN_FLIGHT);
+	for (size_t i = 0; i < f->plan.n_moves; i++)
+		assert_string_not_equal(f->plan.moves[i].to, "maint");
+}
+
+static void test_evacuate_order_eta(void **state)
+{
+	struct fx *f = *state;
+	char name[16];
+
+	host_add(f->st, "src", 3, 64, 512);
+	host_add(f->st, "t1", 3, 64, 512);
+	host_add(f->st, "t2", 3, 64, 512);
+	host_add(f->st, "t3", 3, 64, 512);
+	for (unsigned i = 0; i < 12; i++) {
+		snprintf(name, sizeof(name), "v%02u", i);
+		vm_add(f->st, name, "x86-64-v2", 2 + (i % 4) * 6, "src");
+		fig(f, f->st->vms[i]->name, 50, (i * 7919) % 13 * 3000.0);
+	}
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 12);
+	assert_int_equal(f->plan.n_stuck, 0);
+	assert_int_equal(f->plan.concurrency, CL_PLAN_DEFAULT_MAX_MIG_PER_HOST);
+	for (size_t i = 1; i < f->plan.n_moves; i++) {
+		assert_true(f->plan.moves[i - 1].cost.total_ms <= f->plan.moves[i].cost.total_ms);
+		assert_true(f->plan.moves[i - 1].start_ms <= f->plan.moves[i].start_ms);
+	}
+	/* Never more at once than the concurrency. */
+	for (size_t i = 0; i < f->plan.n_moves; i++) {
+		unsigned running = 0;
+
+		for (size_t j = 0; j < f->plan.n_moves; j++)
+			running += f->plan.moves[j].start_ms <= f->plan.moves[i].start_ms &&
+				   f->plan.moves[j].end_ms > f->plan.moves[i].start_ms;
+		assert_true(running <= f->plan.concurrency);
+	}
+	/* Two streams at once on a link that carries 2.5 streams beat one at a time. */
+	assert_true(f->plan.eta_ms < f->plan.naive_ms);
+	assert_true(f->plan.mean_done_ms < f->plan.naive_mean_done_ms);
+	/* One at a time on a link that carries one stream: the ETA is the naive sum. */
+	f->cfg.max_mig_per_host = 1;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_true(fabs(f->plan.eta_ms - f->plan.naive_ms) < 1e-6 * f->plan.naive_ms);
+}
+
+static void test_evacuate_affinity_unit(void **state)
+{
+	struct fx *f = *state;
+
+	host_add(f->st, "src", 3, 16, 128);
+	host_add(f->st, "t1", 3, 16, 64);
+	host_add(f->st, "t2", 3, 16, 64);
+	vm_add(f->st, "db", "x86-64-v2", 20, "src");
+	vm_add(f->st, "app", "x86-64-v2", 20, "src");
+	vm_add(f->st, "filler", "x86-64-v2", 30, "t1");
+	rule_add(f->st, "together", FERRY__CLUSTER__RULE_KIND__RULE_KIND_AFFINITY,
+		 LIST("db", "app"), NULL);
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 2);
+	/* 40 GiB together: only t2 has it. */
+	assert_string_equal(move_of(&f->plan, "db")->to, "t2");
+	assert_string_equal(move_of(&f->plan, "app")->to, "t2");
+	/* Too big together anywhere: both reported, none moved apart. */
+	f->st->vms[1]->mem_bytes = 50 * GIB;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 0);
+	assert_int_equal(f->plan.n_stuck, 2);
+	assert_non_null(strstr(f->plan.stuck[0].reason, "affinity group of 2"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cost_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_cheap_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_soft_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_cpu_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cpu_memo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_holddown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balance_fixed_point, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_partial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_affinity_unit, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
