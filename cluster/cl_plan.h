@@ -218,4 +218,14 @@ int cl_plan_evacuate(const struct cl_plan_input *in, const char *host, struct cl
 
 void cl_plan_free(struct cl_plan *p);
 
+/*
+ * Whether the hard rules let vm run on host, as things stand in st:
+ * 0, or -EPERM with "rule NAME (KIND) keeps it off HOST" in why.
+ */
+int cl_plan_rules_allow(const Ferry__Cluster__State *st, const char *vm, const char *host,
+			char *why, size_t why_len);
+/* Rule kinds by their clusterctl names (affinity, anti-affinity, host-must, ...). */
+const char *cl_rule_kind_name(Ferry__Cluster__RuleKind kind);
+int cl_rule_kind_parse(const char *s, Ferry__Cluster__RuleKind *out);
+
 #endif

@@ -171,6 +171,8 @@ static const struct {
 	NAME_CMD(VM_STOP, "vm stop", "vm", vm_stop),
 	NAME_CMD(VM_DELETE, "vm delete", "vm", vm_delete),
 	NAME_CMD(MIGRATE_STATUS, "migrate status", "vm", migrate_status),
+	NAME_CMD(RULE_DELETE, "rule delete", "rule", rule_delete),
+	NAME_CMD(EVACUATION, "evacuation", "host", evacuation),
 #undef NAME_CMD
 };
 
@@ -250,6 +252,44 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 	case FERRY__CLUSTER__REQUEST__CMD_REVOKE:
 		c->what = "revoke";
 		req_revoke(c, r->revoke);
+		break;
+	case FERRY__CLUSTER__REQUEST__CMD_RULE_LIST:
+		c->what = "rule list";
+		break;
+	case FERRY__CLUSTER__REQUEST__CMD_EVENTS:
+		c->what = "events";
+		break;
+	case FERRY__CLUSTER__REQUEST__CMD_BALANCE:
+		c->what = "balance";
+		req_body(c, r->balance);
+		if (c->failed)
+			break;
+		if (strcmp(r->balance->action, "status") && strcmp(r->balance->action, "recommend") &&
+		    strcmp(r->balance->action, "apply") && strcmp(r->balance->action, "mode"))
+			req_fail(c, "action must be status, recommend, apply or mode");
+		if (r->balance->mode > FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC)
+			req_fail(c, "mode %d is not known", (int)r->balance->mode);
+		break;
+	case FERRY__CLUSTER__REQUEST__CMD_MAINTENANCE:
+		c->what = "host maintenance";
+		req_body(c, r->maintenance);
+		if (!c->failed)
+			req_name(c, "host", r->maintenance->host, false);
+		break;
+	case FERRY__CLUSTER__REQUEST__CMD_RULE_ADD:
+		c->what = "rule add";
+		req_body(c, r->rule_add);
+		if (c->failed)
+			break;
+		req_name(c, "rule", r->rule_add->name, false);
+		if (r->rule_add->kind > FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_SHOULD_NOT)
+			req_fail(c, "kind %d is not known", (int)r->rule_add->kind);
+		if (r->rule_add->n_vms > 256 || r->rule_add->n_hosts > 256)
+			req_fail(c, "at most 256 VMs and 256 hosts");
+		for (size_t i = 0; !c->failed && i < r->rule_add->n_vms; i++)
+			req_name(c, "vm", r->rule_add->vms[i], false);
+		for (size_t i = 0; !c->failed && i < r->rule_add->n_hosts; i++)
+			req_name(c, "host", r->rule_add->hosts[i], false);
 		break;
 	default:
 		c->what = "request";

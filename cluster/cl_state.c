@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cl_cpu.h"
+#include "cl_plan.h"
 #include "cl_msg.h"
 #include "cl_state.h"
 #include "core/util.h"
@@ -186,6 +187,9 @@ int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm
 	if (ret == -ENOTSUP)
 		return refuse(ret, err, err_len, "%s: %s: %s lacks %s required by model %s",
 			      what, vm->name, name, missing, vm->cpu_model);
+	if (ret)
+		return refuse(ret, err, err_len, "%s: %s: %s", what, vm->name, missing);
+	ret = cl_plan_rules_allow(st, vm->name, name, missing, sizeof(missing));
 	if (ret)
 		return refuse(ret, err, err_len, "%s: %s: %s", what, vm->name, missing);
 	used = cl_state_host_mem_used(st, name);
@@ -470,6 +474,7 @@ static int apply_mig_end(Ferry__Cluster__State *st, const Ferry__Cluster__Comman
 		return -ENOMEM;
 	r->id = c->id;
 	r->dry_run = vm->migration->dry_run;
+	r->ended_unix_ms = cmd->unix_ms;
 	cl_str_set(&r->source, vm->migration->source);
 	cl_str_set(&r->destination, vm->migration->destination);
 	if (r->ok && !r->dry_run) {
@@ -493,6 +498,70 @@ static int apply_revoke(Ferry__Cluster__State *st, const Ferry__Cluster__Command
 	return cl_strv_add(&st->revoked, &st->n_revoked, cmd->revoke->serial);
 }
 
+static Ferry__Cluster__Rule *rule_find(const Ferry__Cluster__State *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_rules; i++)
+		if (!strcmp(st->rules[i]->name, name))
+			return st->rules[i];
+	return NULL;
+}
+
+static int apply_rule_add(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			  char *err, size_t err_len)
+{
+	const Ferry__Cluster__Rule *in = cmd->rule_add->rule;
+	Ferry__Cluster__Rule *copy, **v;
+	bool host_kind;
+
+	if (!in || !*in->name)
+		return refuse(-EINVAL, err, err_len, "rule add: no rule");
+	if (rule_find(st, in->name))
+		return refuse(-EEXIST, err, err_len, "rule add: %s: the name is taken", in->name);
+	host_kind = in->kind >= FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_MUST;
+	if (in->kind > FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_SHOULD_NOT)
+		return refuse(-EINVAL, err, err_len, "rule add: %s: unknown kind", in->name);
+	if (!in->n_vms || (host_kind && !in->n_hosts) || (!host_kind && in->n_vms < 2))
+		return refuse(-EINVAL, err, err_len, "rule add: %s: %s", in->name, host_kind ?
+			      "a host rule names VMs and hosts" : "an affinity rule names two VMs or more");
+	copy = CL_DUP(Ferry__Cluster__Rule, in);
+	v = realloc(st->rules, (st->n_rules + 1) * sizeof(*v));
+	if (!copy || !v) {
+		CL_FREE(copy);
+		if (v)
+			st->rules = v;
+		return -ENOMEM;
+	}
+	st->rules = v;
+	st->rules[st->n_rules++] = copy;
+	return 0;
+}
+
+static int apply_rule_delete(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			     char *err, size_t err_len)
+{
+	Ferry__Cluster__Rule *r = rule_find(st, cmd->rule_delete->name);
+	size_t i;
+
+	if (!r)
+		return refuse(-ENOENT, err, err_len, "rule delete: no such rule %s",
+			      cmd->rule_delete->name);
+	for (i = 0; st->rules[i] != r; i++)
+		;
+	memmove(&st->rules[i], &st->rules[i + 1], (st->n_rules - i - 1) * sizeof(*st->rules));
+	st->n_rules--;
+	CL_FREE(r);
+	return 0;
+}
+
+static int apply_balance_mode(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			      char *err, size_t err_len)
+{
+	if (cmd->balance_mode->mode > FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC)
+		return refuse(-EINVAL, err, err_len, "balance: unknown mode");
+	st->balance_mode = cmd->balance_mode->mode;
+	return 0;
+}
+
 typedef int (*apply_fn)(Ferry__Cluster__State *, const Ferry__Cluster__Command *,
 			char *, size_t);
 
@@ -508,7 +577,103 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_MIG_READY] = apply_mig_ready,
 	[FERRY__CLUSTER__COMMAND__OP_MIG_END] = apply_mig_end,
 	[FERRY__CLUSTER__COMMAND__OP_REVOKE] = apply_revoke,
+	[FERRY__CLUSTER__COMMAND__OP_RULE_ADD] = apply_rule_add,
+	[FERRY__CLUSTER__COMMAND__OP_RULE_DELETE] = apply_rule_delete,
+	[FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE] = apply_balance_mode,
 };
+
+/* What a command did, for the event log (after it was applied). */
+static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Command *c,
+		       char *t, size_t len)
+{
+	static const char *const modes[] = { "off", "manual", "automatic" };
+	const Ferry__Cluster__Vm *vm;
+
+	t[0] = 0;
+	switch (c->op_case) {
+	case FERRY__CLUSTER__COMMAND__OP_HOST_MODE:
+		snprintf(t, len, "host %s: %s", c->host_mode->host, c->host_mode->mode ==
+			 FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ?
+			 "enters maintenance" : "active");
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_CREATE:
+		snprintf(t, len, "vm %s: created", c->vm_create->vm->name);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_START:
+		snprintf(t, len, "vm %s: started on %s", c->vm_start->name, c->vm_start->host);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_STOP:
+		snprintf(t, len, "vm %s: stopped", c->vm_stop->name);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_DELETE:
+		snprintf(t, len, "vm %s: deleted", c->vm_delete->name);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_EXITED:
+		snprintf(t, len, "vm %s: %s%s", c->vm_exited->name, c->vm_exited->reason,
+			 c->vm_exited->restart ? "; restarted" : "");
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN:
+		vm = cl_state_vm(st, c->mig_begin->vm);
+		snprintf(t, len, "vm %s: %s %s -> %s%s%s", c->mig_begin->vm,
+			 c->mig_begin->dry_run ? "dry run" : "migration",
+			 vm && vm->migration ? vm->migration->source : "?",
+			 c->mig_begin->destination, *c->mig_begin->reason ? " by the " : "",
+			 c->mig_begin->reason);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_MIG_END:
+		vm = cl_state_vm(st, c->mig_end->vm);
+		if (vm && vm->last_migration)
+			snprintf(t, len, "vm %s: %s %s", c->mig_end->vm,
+				 vm->last_migration->dry_run ? "dry run" : "migration",
+				 vm->last_migration->ok ? "done" : vm->last_migration->error);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_RULE_ADD:
+		snprintf(t, len, "rule %s (%s) added", c->rule_add->rule->name,
+			 cl_rule_kind_name(c->rule_add->rule->kind));
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_RULE_DELETE:
+		snprintf(t, len, "rule %s deleted", c->rule_delete->name);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE:
+		snprintf(t, len, "balancer: %s", modes[c->balance_mode->mode]);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_REVOKE:
+		snprintf(t, len, "certificate %s (%s) revoked", c->revoke->serial, c->revoke->name);
+		break;
+	default:
+		break;
+	}
+}
+
+static void event_add(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd)
+{
+	Ferry__Cluster__Event *e;
+	char text[CL_ERR_LEN + 128];
+
+	event_text(st, cmd, text, sizeof(text));
+	if (!*text)
+		return;
+	if (st->n_events >= CL_EVENTS_MAX) {
+		CL_FREE(st->events[0]);
+		memmove(&st->events[0], &st->events[1], (st->n_events - 1) * sizeof(*st->events));
+		st->n_events--;
+	}
+	e = CL_NEW(Ferry__Cluster__Event, ferry__cluster__event__init);
+	if (!e)
+		return;
+	e->seq = st->seq;
+	e->unix_ms = cmd->unix_ms;
+	e->text = cl_strdup(text);
+	/* protobuf-c sizes arrays to fit, so an unpacked state has no room. */
+	Ferry__Cluster__Event **v = realloc(st->events, (st->n_events + 1) * sizeof(*v));
+
+	if (!v) {
+		CL_FREE(e);
+		return;
+	}
+	st->events = v;
+	st->events[st->n_events++] = e;
+}
 
 int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 		   char *err, size_t err_len)
@@ -519,7 +684,9 @@ int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd
 	if (op >= ARRAY_SIZE(apply_ops) || !apply_ops[op])
 		return refuse(-EINVAL, err, err_len, "unknown command %u", op);
 	ret = apply_ops[op](st, cmd, err, err_len);
-	if (!ret)
+	if (!ret) {
 		st->seq++;
+		event_add(st, cmd);
+	}
 	return ret;
 }

@@ -17,6 +17,7 @@
 #include "cluster.pb-c.h"
 
 #define CL_ERR_LEN 512
+#define CL_EVENTS_MAX 200   /* the state keeps the last this many events */
 
 Ferry__Cluster__State *cl_state_new(const char *cluster_name);
 /* Read a persisted state: 0, -ENOENT when there is none, -EBADMSG. */

@@ -38,6 +38,8 @@ static const char usage[] =
 "  --vmon PATH        the vmon program (default: vmon beside clusterd)\n"
 "  --cluster NAME     the cluster's name, for a node that starts it (default\n"
 "                     ferry); a node that joins takes the cluster's\n"
+"  --balance-interval-s N  seconds between balancing rounds when the\n"
+"                     cluster's balancer is automatic (default 60)\n"
 "  --cpuid-hide LIST  pretend this host lacks these CPUID features (tests of\n"
 "                     mixed clusters on one machine); every vmon gets it too\n"
 "  --log-level LEVEL  error, warning, info or debug (default info)\n"
@@ -71,6 +73,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "vmon", required_argument, NULL, 'v' },
 		{ "cpuid-hide", required_argument, NULL, 'H' },
 		{ "cluster", required_argument, NULL, 'c' },
+		{ "balance-interval-s", required_argument, NULL, 'B' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "log-syslog", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
@@ -81,6 +84,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 	const char *dir = "/var/lib/ferry";
 
 	snprintf(a->cluster, sizeof(a->cluster), "ferry");
+	cl_plan_defaults(&a->plan_cfg);
 	uint64_t port = CL_AGENT_PORT;
 	int c;
 
@@ -98,6 +102,13 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		case 'v': snprintf(a->vmon, sizeof(a->vmon), "%s", optarg); break;
 		case 'H': snprintf(a->hide, sizeof(a->hide), "%s", optarg); break;
 		case 'c': snprintf(a->cluster, sizeof(a->cluster), "%s", optarg); break;
+		case 'B':
+			if (parse_u64(optarg, 1, 86400, &a->plan_cfg.interval_s)) {
+				fprintf(stderr, "clusterd: --balance-interval-s: not 1..86400: %s\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'l':
 			if (log_level_parse(optarg, &level)) {
 				fprintf(stderr, "clusterd: --log-level: unknown level %s\n", optarg);
@@ -344,6 +355,7 @@ static void agent_loop(struct agent *a, int sig_fd)
 		if (a->cpg && a->sync.synced && a->quorate)
 			agent_join(a);
 		agent_reconcile(a);
+		agent_plan_tick(a);
 		if (a->cpg && a->sync.synced && now_ns() - last_load > CL_LOAD_PERIOD_MS * 1000000ull) {
 			agent_send_load(a);
 			last_load = now_ns();
@@ -375,6 +387,7 @@ int main(int argc, char **argv)
 	sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sig_fd < 0 || agent_setup(a) || agent_serve(a))
 		return 1;
+	a->plan_memo = cl_plan_memo_new();
 	agent_adopt(a);
 	log_info("%s ready: %s, state seq %llu, vmon %s", a->name, a->sock_path,
 		 (unsigned long long)a->st->seq, a->vmon);

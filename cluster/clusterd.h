@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cl_cpg.h"
+#include "cl_plan.h"
 #include "cl_msg.h"
 #include "cl_net.h"
 #include "cl_state.h"
@@ -48,6 +49,7 @@ struct local_vm {
 	char why[128];        /* how it ended */
 	int busy;             /* worker threads using it */
 	double cpu_s;         /* CPU time at the last load report */
+	uint64_t cpu_ns;      /* and when that was (0: not yet sampled) */
 	int status;           /* wait status once ended (-1: unknown) */
 	uint64_t mig_began_ns; /* when a migration out of it began here */
 };
@@ -94,7 +96,10 @@ struct agent {
 	size_t n_progress;
 	Ferry__Cluster__HostLoad **loads;
 	size_t n_loads;
-	uint64_t load_ns;      /* last load report */
+	/* the planner (clusterd_plan.c), used by the leader */
+	struct cl_plan_config plan_cfg;
+	struct cl_plan_memo *plan_memo;
+	uint64_t balanced_ns, evacuated_ns;
 
 	struct cl_server *srv;
 	int wake_fd;
@@ -140,6 +145,14 @@ Ferry__Cluster__MigProgress *agent_progress(struct agent *a, const char *vm);
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,
 				       const struct cl_peer *peer);
 bool agent_revoked(void *opaque, const char *serial);
+
+/* clusterd_plan.c: the balancer and evacuations */
+bool agent_is_leader(const struct agent *a);
+const char *agent_leader_name(const struct agent *a);
+/* The planner's input from the state and the last loads (lock held). */
+int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size_t err_len);
+/* The leader's periodic work: evacuations every second, balancing rounds. */
+void agent_plan_tick(struct agent *a);
 
 /* A detached worker thread. */
 int agent_spawn_thread(void *(*fn)(void *), void *arg);

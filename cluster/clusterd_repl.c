@@ -89,10 +89,13 @@ static int proposal_send(struct agent *a, const Ferry__Cluster__Command *cmd, ui
 {
 	Ferry__Cluster__Proposal p = FERRY__CLUSTER__PROPOSAL__INIT;
 	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
+	Ferry__Cluster__Command stamped = *cmd;
 
+	/* The proposer's clock, so that every node records the same time. */
+	stamped.unix_ms = realtime_ns() / 1000000;
 	p.origin = a->nodeid;
 	p.req_id = req_id;
-	p.cmd = (Ferry__Cluster__Command *)cmd;
+	p.cmd = &stamped;
 	m.m_case = FERRY__CLUSTER__CPG_MSG__M_PROPOSAL;
 	m.proposal = &p;
 	return agent_send(a, &m);

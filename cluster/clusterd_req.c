@@ -322,6 +322,197 @@ static void do_revoke(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	propose(a, &cmd, r);
 }
 
+/* A plan as clusterctl shows it. */
+static Ferry__Cluster__PlanInfo *plan_info(struct agent *a, const struct cl_plan *p)
+{
+	Ferry__Cluster__PlanInfo *pi = CL_NEW(Ferry__Cluster__PlanInfo,
+					      ferry__cluster__plan_info__init);
+
+	if (!pi)
+		return NULL;
+	pi->mode = a->st->balance_mode;
+	pi->leader = cl_strdup(agent_leader_name(a));
+	pi->interval_s = a->plan_cfg.interval_s;
+	pi->host = cl_strdup("");
+	for (size_t i = 0; i < a->st->n_vms; i++)
+		pi->in_flight += a->st->vms[i]->migration != NULL;
+	if (!p)
+		return pi;
+	pi->imbalance_before = p->imbalance_before;
+	pi->imbalance_after = p->imbalance_after;
+	pi->eta_ms = p->eta_ms;
+	pi->concurrency = p->concurrency;
+	pi->moves = calloc(p->n_moves ? p->n_moves : 1, sizeof(*pi->moves));
+	pi->stuck = calloc(p->n_stuck ? p->n_stuck : 1, sizeof(*pi->stuck));
+	for (size_t i = 0; pi->moves && i < p->n_moves; i++) {
+		const struct cl_plan_move *m = &p->moves[i];
+		Ferry__Cluster__PlanMove *pm = CL_NEW(Ferry__Cluster__PlanMove,
+						      ferry__cluster__plan_move__init);
+
+		if (!pm)
+			break;
+		pm->vm = cl_strdup(m->vm_name);
+		pm->from = cl_strdup(m->from);
+		pm->to = cl_strdup(m->to);
+		pm->total_ms = m->cost.total_ms;
+		pm->downtime_ms = m->cost.downtime_ms;
+		pm->bytes = m->cost.bytes;
+		pm->imbalance_before = m->imbalance_before;
+		pm->imbalance_after = m->imbalance_after;
+		pi->moves[pi->n_moves++] = pm;
+	}
+	for (size_t i = 0; pi->stuck && i < p->n_stuck; i++) {
+		Ferry__Cluster__PlanStuck *ps = CL_NEW(Ferry__Cluster__PlanStuck,
+						       ferry__cluster__plan_stuck__init);
+
+		if (!ps)
+			break;
+		ps->vm = cl_strdup(p->stuck[i].vm_name);
+		ps->why = cl_strdup(cl_plan_why_name(p->stuck[i].why));
+		ps->reason = cl_strdup(p->stuck[i].reason);
+		pi->stuck[pi->n_stuck++] = ps;
+	}
+	return pi;
+}
+
+/* Run a planner on this node's copy of the state; fills r->plan. */
+static int plan_run(struct agent *a, const char *evacuate_host, R *r, struct cl_plan *out)
+{
+	struct cl_plan_input *in = NULL;
+	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 32];
+	int ret = agent_plan_input(a, &in, err, sizeof(err));
+
+	if (!ret) {
+		/* The memo is the main loop's; a request thread plans without it. */
+		in->memo = NULL;
+		ret = evacuate_host ? cl_plan_evacuate(in, evacuate_host, out)
+				    : cl_plan_balance(in, out);
+		if (ret)
+			snprintf(err, sizeof(err), "%s", strerror(-ret));
+	}
+	cl_plan_input_free(in);
+	if (ret) {
+		snprintf(msg, sizeof(msg), "plan: %s", err);
+		fail(r, ret, msg);
+		return ret;
+	}
+	r->plan = plan_info(a, out);
+	return 0;
+}
+
+static void do_balance(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	const Ferry__Cluster__BalanceReq *b = q->balance;
+	Ferry__Cluster__CmdBalanceMode c = FERRY__CLUSTER__CMD_BALANCE_MODE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	struct cl_plan plan;
+
+	if (!strcmp(b->action, "mode")) {
+		c.mode = b->mode;
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE;
+		cmd.balance_mode = &c;
+		propose(a, &cmd, r);
+		if (!r->error)
+			r->plan = plan_info(a, NULL);
+		return;
+	}
+	if (!strcmp(b->action, "status")) {
+		r->plan = plan_info(a, NULL);
+		return;
+	}
+	if (strcmp(b->action, "recommend") && strcmp(b->action, "apply")) {
+		fail(r, -EINVAL, "balance: the action is status, recommend, apply or mode");
+		return;
+	}
+	if (plan_run(a, NULL, r, &plan))
+		return;
+	if (!strcmp(b->action, "apply")) {
+		/* Proposed one by one: each is judged against the state of its turn. */
+		for (size_t i = 0; i < r->plan->n_moves; i++) {
+			Ferry__Cluster__CmdMigBegin mb = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
+			R one = FERRY__CLUSTER__RESPONSE__INIT;
+
+			mb.vm = r->plan->moves[i]->vm;
+			mb.destination = r->plan->moves[i]->to;
+			mb.reason = "operator's balance apply";
+			cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
+			cmd.mig_begin = &mb;
+			propose(a, &cmd, &one);
+			if (one.error && !r->error)
+				fail(r, one.error, one.message);
+			if (one.message != protobuf_c_empty_string)
+				free(one.message);
+		}
+	}
+	cl_plan_free(&plan);
+}
+
+static void do_rule_add(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdRuleAdd c = FERRY__CLUSTER__CMD_RULE_ADD__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.rule = q->rule_add;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_RULE_ADD;
+	cmd.rule_add = &c;
+	propose(a, &cmd, r);
+}
+
+static void do_rule_delete(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdRuleDelete c = FERRY__CLUSTER__CMD_RULE_DELETE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.name = q->rule_delete->name;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_RULE_DELETE;
+	cmd.rule_delete = &c;
+	propose(a, &cmd, r);
+}
+
+static void do_maintenance(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.host = q->maintenance->host;
+	c.mode = q->maintenance->enter ? FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE :
+		 FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
+	cmd.host_mode = &c;
+	propose(a, &cmd, r);
+}
+
+/* How an evacuation stands: the VMs still there, the moves left, the
+ * ones that cannot leave. */
+static void do_evacuation(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	const char *host = q->evacuation->name;
+	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
+	struct cl_plan plan;
+	char msg[CL_ERR_LEN];
+
+	if (!h) {
+		snprintf(msg, sizeof(msg), "evacuate: no such host %s", host);
+		fail(r, -ENOENT, msg);
+		return;
+	}
+	if (plan_run(a, host, r, &plan))
+		return;
+	cl_plan_free(&plan);
+	cl_str_set(&r->plan->host, host);
+	r->plan->in_flight = 0;
+	for (size_t i = 0; i < a->st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = a->st->vms[i];
+
+		if (vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ||
+		    strcmp(vm->host, host))
+			continue;
+		r->plan->remaining++;
+		r->plan->in_flight += vm->migration != NULL;
+	}
+	r->host = CL_DUP(Ferry__Cluster__Host, h);
+}
+
 typedef void (*req_fn)(struct agent *, const Ferry__Cluster__Request *, R *);
 
 static const req_fn req_ops[] = {
@@ -340,6 +531,13 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_CPU_CHECK] = do_cpu_check,
 	[FERRY__CLUSTER__REQUEST__CMD_HOST_MODE] = do_host_mode,
 	[FERRY__CLUSTER__REQUEST__CMD_REVOKE] = do_revoke,
+	[FERRY__CLUSTER__REQUEST__CMD_BALANCE] = do_balance,
+	[FERRY__CLUSTER__REQUEST__CMD_RULE_ADD] = do_rule_add,
+	[FERRY__CLUSTER__REQUEST__CMD_RULE_DELETE] = do_rule_delete,
+	[FERRY__CLUSTER__REQUEST__CMD_RULE_LIST] = do_status,
+	[FERRY__CLUSTER__REQUEST__CMD_EVENTS] = do_status,
+	[FERRY__CLUSTER__REQUEST__CMD_MAINTENANCE] = do_maintenance,
+	[FERRY__CLUSTER__REQUEST__CMD_EVACUATION] = do_evacuation,
 };
 
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,

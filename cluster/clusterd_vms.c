@@ -313,7 +313,7 @@ void agent_send_load(struct agent *a)
 	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
 	Ferry__Cluster__VmLoad loads[256], *ptrs[256];
 	uint64_t now = now_ns();
-	double dt = a->load_ns ? (now - a->load_ns) / 1e9 : 0;
+	double dt;
 	size_t n = 0;
 
 	l.host = a->name;
@@ -326,15 +326,23 @@ void agent_send_load(struct agent *a)
 			continue;
 		ferry__cluster__vm_load__init(&loads[n]);
 		cpu = proc_cpu_s(cl_vmon_pid(lv->v));
+		/* A vmon seen for the first time (new, adopted, or just in by
+		 * migration) has no window yet: no figures rather than wrong ones. */
+		if (!lv->cpu_ns) {
+			lv->cpu_s = cpu;
+			lv->cpu_ns = now;
+			continue;
+		}
+		dt = (now - lv->cpu_ns) / 1e9;
 		loads[n].name = lv->name;
 		loads[n].pid = cl_vmon_pid(lv->v);
 		loads[n].state = lv->stopping ? "stopping" : "running";
 		loads[n].cpu_pct = dt > 0 && cpu >= lv->cpu_s ? 100 * (cpu - lv->cpu_s) / dt : 0;
 		lv->cpu_s = cpu;
+		lv->cpu_ns = now;
 		ptrs[n] = &loads[n];
 		n++;
 	}
-	a->load_ns = now;
 	l.vms = ptrs;
 	l.n_vms = n;
 	m.m_case = FERRY__CLUSTER__CPG_MSG__M_LOAD;

@@ -11,6 +11,7 @@
 #include "cluster/cl_msg.h"
 #include "cluster/cl_net.h"
 #include "cluster/cl_pki.h"
+#include "cluster/cl_plan.h"
 #include "core/util.h"
 #include "tools/clusterctl.h"
 
@@ -34,6 +35,22 @@ static const char usage[] =
 "                                progress line on a terminal, then the result.\n"
 "                                --dry-run: the precheck verdict and vmon's\n"
 "                                prediction (time, downtime), nothing moves\n"
+"  host maintenance HOST enter|exit [--force-stop] [--no-wait]\n"
+"                                enter: no new VMs, and every VM leaves HOST\n"
+"                                (planned: compatible hosts with room, rules,\n"
+"                                cheapest first, bounded concurrency), with\n"
+"                                progress and ETA; VMs that cannot leave are\n"
+"                                named with the reason and the exit status is\n"
+"                                1, unless --force-stop stops them\n"
+"  balance status | recommend | apply | mode off|manual|automatic\n"
+"                                the load balancer: its mode, its plan now,\n"
+"                                or carry the plan out once\n"
+"  rule add NAME --kind KIND --vms A,B[,..] [--hosts H1[,..]]\n"
+"                                KIND: affinity, anti-affinity (hard, VMs),\n"
+"                                host-must, host-must-not (hard), host-should,\n"
+"                                host-should-not (soft; with --hosts)\n"
+"  rule list | rule delete NAME\n"
+"  events                        what the cluster did (the last 200 events)\n"
 "  cpu baseline                  the cluster CPU model: features all hosts share\n"
 "  cpu check VM HOST             can HOST run VM's CPU model? (exit 1 if not)\n"
 "  cluster init [--dir DIR] [--name NAME]   create the cluster CA\n"
@@ -291,6 +308,72 @@ static void print_baseline(const Ferry__Cluster__Response *r)
 		printf("%s%s", r->cpu->features[i], i + 1 < r->cpu->n_features ? " " : "\n");
 }
 
+static const char *mode_name(Ferry__Cluster__BalanceMode m)
+{
+	return m == FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC ? "automatic" :
+	       m == FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_MANUAL ? "manual" : "off";
+}
+
+static void print_plan(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__PlanInfo *p = r->plan;
+
+	if (!p)
+		return;
+	printf("balancer: %s, every %llu s, run by %s; %u migration(s) in flight\n",
+	       mode_name(p->mode), (unsigned long long)p->interval_s,
+	       *p->leader ? p->leader : "nobody (no quorum?)", p->in_flight);
+	if (!p->n_moves && !p->n_stuck && p->imbalance_before == 0 && p->imbalance_after == 0)
+		return;
+	printf("imbalance %.3f -> %.3f with %zu move(s)\n", p->imbalance_before,
+	       p->imbalance_after, p->n_moves);
+	for (size_t i = 0; i < p->n_moves; i++) {
+		const Ferry__Cluster__PlanMove *m = p->moves[i];
+
+		printf("  %-16s %s -> %s  (%.0f ms, downtime %.1f ms, %.1f MB)\n", m->vm, m->from,
+		       m->to, m->total_ms, m->downtime_ms, m->bytes / 1e6);
+	}
+}
+
+static void print_rules(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	printf("%-16s %-16s %-30s %s\n", "RULE", "KIND", "VMS", "HOSTS");
+	for (size_t i = 0; st && i < st->n_rules; i++) {
+		const Ferry__Cluster__Rule *rule = st->rules[i];
+		char vms[512] = "", hosts[512] = "";
+		size_t u = 0;
+
+		for (size_t k = 0; k < rule->n_vms; k++)
+			u += snprintf(vms + u, u < sizeof(vms) ? sizeof(vms) - u : 0, "%s%s",
+				      k ? "," : "", rule->vms[k]);
+		u = 0;
+		for (size_t k = 0; k < rule->n_hosts; k++)
+			u += snprintf(hosts + u, u < sizeof(hosts) ? sizeof(hosts) - u : 0, "%s%s",
+				      k ? "," : "", rule->hosts[k]);
+		printf("%-16s %-16s %-30s %s\n", rule->name, cl_rule_kind_name(rule->kind), vms,
+		       *hosts ? hosts : "-");
+	}
+}
+
+static void print_events(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	for (size_t i = 0; st && i < st->n_events; i++) {
+		const Ferry__Cluster__Event *e = st->events[i];
+		time_t t = e->unix_ms / 1000;
+		struct tm tm;
+		char when[32];
+
+		localtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%F %T", &tm);
+		printf("%s.%03llu  #%-5llu %s\n", when, (unsigned long long)(e->unix_ms % 1000),
+		       (unsigned long long)e->seq, e->text);
+	}
+}
+
 /* ---- commands ----------------------------------------------------------- */
 
 #define REQ(field, kase, val) do {                                     \
@@ -306,6 +389,9 @@ static int simple(struct ctl *c, Ferry__Cluster__Request *req,
 
 	return r ? finish(c, r, text) : status;
 }
+
+static int maintenance(struct ctl *c, const char *host, bool enter, bool force_stop,
+		       bool wait);
 
 static int cmd_host(struct ctl *c, int argc, char **argv)
 {
@@ -332,7 +418,22 @@ static int cmd_host(struct ctl *c, int argc, char **argv)
 		REQ(host_mode, HOST_MODE, &mode);
 		return simple(c, &req, print_nothing);
 	}
-	return die_usage("host: expected list, show HOST or mode HOST MODE");
+	if (argc >= 3 && !strcmp(argv[0], "maintenance")) {
+		bool force = false, wait = true;
+
+		for (int i = 3; i < argc; i++) {
+			if (!strcmp(argv[i], "--force-stop"))
+				force = true;
+			else if (!strcmp(argv[i], "--no-wait"))
+				wait = false;
+			else
+				return die_usage("host maintenance: unknown option '%s'", argv[i]);
+		}
+		if (strcmp(argv[2], "enter") && strcmp(argv[2], "exit"))
+			return die_usage("host maintenance: enter or exit, not '%s'", argv[2]);
+		return maintenance(c, argv[1], !strcmp(argv[2], "enter"), force, wait);
+	}
+	return die_usage("host: expected list, show HOST, mode HOST MODE or maintenance HOST enter|exit");
 }
 
 static int vm_create(struct ctl *c, int argc, char **argv)
@@ -547,6 +648,203 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
 	}
 }
 
+static int cmd_balance(struct ctl *c, int argc, char **argv)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__BalanceReq b = FERRY__CLUSTER__BALANCE_REQ__INIT;
+
+	if (argc == 2 && !strcmp(argv[0], "mode")) {
+		if (!strcmp(argv[1], "automatic"))
+			b.mode = FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC;
+		else if (!strcmp(argv[1], "manual"))
+			b.mode = FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_MANUAL;
+		else if (strcmp(argv[1], "off"))
+			return die_usage("balance mode: off, manual or automatic, not '%s'", argv[1]);
+	} else if (argc != 1 || (strcmp(argv[0], "status") && strcmp(argv[0], "recommend") &&
+				 strcmp(argv[0], "apply"))) {
+		return die_usage("balance: expected status, recommend, apply or mode MODE");
+	}
+	b.action = argv[0];
+	REQ(balance, BALANCE, &b);
+	return simple(c, &req, print_plan);
+}
+
+/* "a,b,c" into a repeated field. */
+static int split_list(const char *list, char ***v, size_t *n)
+{
+	char *copy = strdup(list), *save = NULL;
+
+	if (!copy)
+		return -ENOMEM;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (cl_strv_add(v, n, t)) {
+			free(copy);
+			return -ENOMEM;
+		}
+	free(copy);
+	return 0;
+}
+
+static int cmd_rule(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kind", required_argument, NULL, 'k' },
+		{ "vms", required_argument, NULL, 'v' },
+		{ "hosts", required_argument, NULL, 'H' },
+		{ 0 },
+	};
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Empty empty = FERRY__CLUSTER__EMPTY__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__Rule rule = FERRY__CLUSTER__RULE__INIT;
+	bool kind = false;
+	int o, status;
+
+	if (argc == 1 && !strcmp(argv[0], "list")) {
+		REQ(rule_list, RULE_LIST, &empty);
+		return simple(c, &req, print_rules);
+	}
+	if (argc == 2 && !strcmp(argv[0], "delete")) {
+		name.name = argv[1];
+		REQ(rule_delete, RULE_DELETE, &name);
+		return simple(c, &req, print_nothing);
+	}
+	if (!argc || strcmp(argv[0], "add"))
+		return die_usage("rule: expected add, list or delete");
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'k':
+			if (cl_rule_kind_parse(optarg, &rule.kind))
+				return die_usage("rule add: --kind: affinity, anti-affinity, host-must, "
+						 "host-must-not, host-should or host-should-not, not '%s'",
+						 optarg);
+			kind = true;
+			break;
+		case 'v':
+			if (split_list(optarg, &rule.vms, &rule.n_vms))
+				return 1;
+			break;
+		case 'H':
+			if (split_list(optarg, &rule.hosts, &rule.n_hosts))
+				return 1;
+			break;
+		default:
+			return die_usage("rule add: bad option");
+		}
+	}
+	if (optind + 1 != argc || !kind || !rule.n_vms)
+		return die_usage("rule add: expected NAME --kind KIND --vms A,B [--hosts H]");
+	rule.name = argv[optind];
+	REQ(rule_add, RULE_ADD, &rule);
+	status = simple(c, &req, print_nothing);
+	for (size_t i = 0; i < rule.n_vms; i++)
+		free(rule.vms[i]);
+	for (size_t i = 0; i < rule.n_hosts; i++)
+		free(rule.hosts[i]);
+	free(rule.vms);
+	free(rule.hosts);
+	return status;
+}
+
+static int vm_stop_one(struct ctl *c, const char *vm)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+
+	name.name = (char *)vm;
+	REQ(vm_stop, VM_STOP, &name);
+	return simple(c, &req, print_nothing);
+}
+
+#define EVACUATE_STALL_S 60
+
+/*
+ * Enter maintenance and follow the evacuation until HOST is empty, or
+ * until only VMs that cannot leave are left (and nothing moves).
+ */
+static int maintenance(struct ctl *c, const char *host, bool enter, bool force_stop, bool wait)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__MaintenanceReq m = FERRY__CLUSTER__MAINTENANCE_REQ__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__Response *r;
+	bool tty = isatty(2) && !c->json;
+	double t0 = mono_ms(), moved_at = mono_ms();
+	uint32_t start_remaining = 0, last_remaining = UINT32_MAX;
+	int status, quiet = 0;
+
+	m.host = (char *)host;
+	m.enter = enter;
+	REQ(maintenance, MAINTENANCE, &m);
+	status = simple(c, &req, print_nothing);
+	if (status || !enter || !wait)
+		return status;
+	name.name = (char *)host;
+	req = (Ferry__Cluster__Request)FERRY__CLUSTER__REQUEST__INIT;
+	REQ(evacuation, EVACUATION, &name);
+	for (;;) {
+		const struct timespec pause = { 0, 200000000 };
+		const Ferry__Cluster__PlanInfo *p;
+
+		r = call(c, &req, &status);
+		if (!r)
+			return status;
+		if (r->error || !r->plan)
+			return finish(c, r, print_nothing);
+		p = r->plan;
+		if (!start_remaining)
+			start_remaining = p->remaining;
+		if (p->remaining != last_remaining) {
+			/* Not a terminal: a line per change instead of a live one. */
+			if (!tty && !c->json)
+				fprintf(stderr, "evacuating %s: %u VM(s) left, %u in flight, "
+					"ETA %.1f s\n", host, p->remaining, p->in_flight,
+					p->eta_ms / 1e3);
+			last_remaining = p->remaining;
+			moved_at = mono_ms();
+		}
+		if (tty)
+			fprintf(stderr, "\r\033[Kevacuating %s: %u of %u VM(s) gone, %u in flight, "
+				"%zu to start, ETA %.1f s  (%.1f s)", host,
+				start_remaining - p->remaining, start_remaining, p->in_flight,
+				p->n_moves, p->eta_ms / 1e3, (mono_ms() - t0) / 1e3);
+		/* Done, or stuck: only unmovable VMs left, twice in a row. */
+		quiet = !p->in_flight && !p->n_moves ? quiet + 1 : 0;
+		if (!p->remaining || quiet >= 3 ||
+		    mono_ms() - moved_at > EVACUATE_STALL_S * 1000.0)
+			break;
+		CL_FREE(r);
+		nanosleep(&pause, NULL);
+	}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	if (c->json) {
+		cl_msg_json(stdout, &r->base);
+	} else if (!r->plan->remaining) {
+		printf("%s is empty and in maintenance: %u VM(s) moved in %.1f s\n", host,
+		       start_remaining, (mono_ms() - t0) / 1e3);
+	} else {
+		printf("%s is in maintenance but not empty: %u VM(s) could not leave\n", host,
+		       r->plan->remaining);
+		for (size_t i = 0; i < r->plan->n_stuck; i++)
+			printf("  %s: %s\n", r->plan->stuck[i]->vm, r->plan->stuck[i]->reason);
+		if (!r->plan->n_stuck)
+			printf("  the evacuation made no progress for %d s\n", EVACUATE_STALL_S);
+	}
+	status = r->plan->remaining ? 1 : 0;
+	if (status && force_stop) {
+		status = 0;
+		for (size_t i = 0; i < r->plan->n_stuck; i++) {
+			if (!c->json)
+				printf("  stopping %s (--force-stop)\n", r->plan->stuck[i]->vm);
+			status |= vm_stop_one(c, r->plan->stuck[i]->vm);
+		}
+	}
+	CL_FREE(r);
+	return status;
+}
+
 static int cmd_cpu(struct ctl *c, int argc, char **argv)
 {
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
@@ -661,6 +959,13 @@ int main(int argc, char **argv)
 		status = cmd_vm(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "migrate")) {
 		status = cmd_migrate(&c, n - 1, args + 1);
+	} else if (!strcmp(args[1], "balance")) {
+		status = cmd_balance(&c, n - 2, args + 2);
+	} else if (!strcmp(args[1], "rule")) {
+		status = cmd_rule(&c, n - 2, args + 2);
+	} else if (!strcmp(args[1], "events") && n == 2) {
+		REQ(events, EVENTS, &empty);
+		status = simple(&c, &req, print_events);
 	} else if (!strcmp(args[1], "cpu")) {
 		status = cmd_cpu(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "cluster") && n >= 3 && !strcmp(args[2], "init")) {

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Balancing and maintenance on a 3-node lab (issue 6): six busy VMs started
+# on host1 are spread by the automatic balancer within a few rounds while
+# they keep running; an anti-affinity rule holds (an operator's start is
+# refused, no plan breaks it); `host maintenance host1 enter` empties
+# host1 with progress, except a VM whose CPU model no other host has: it
+# is named with the reason and the command ends non-zero instead of
+# hanging; --force-stop stops it; exit makes host1 eligible again.
+. "$(dirname "$0")/lab_lib.sh"
+GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
+export FERRY_CLUSTERD_ARGS="--balance-interval-s 2"
+
+ctl() { lab_exec "$@" >/dev/null 2>&1; }
+ctl_json() { local h=$1; shift; lab_exec "$h" clusterctl -o json "$@" 2>/dev/null; }
+host_of() { ctl_json host1 vm show "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["host"])'; }
+vms_on() { # HOST: how many running VMs are placed there
+	ctl_json host2 vm list | python3 -c '
+import json, sys
+st = json.load(sys.stdin).get("state", {})
+print(sum(1 for v in st.get("vms", []) if v.get("host") == sys.argv[1] and v.get("desired") == "VM_DESIRED_RUNNING"))' "$1"
+}
+spread() { [ "$(vms_on host2)" -ge 1 ] && [ "$(vms_on host3)" -ge 1 ] && [ "$(vms_on host1)" -le 3 ]; }
+apart() { [ "$(host_of b1)" != "$(host_of b2)" ]; }
+written() { # VM: the pages its dirtier wrote so far, wherever it runs
+	local h; h=$(host_of "$1")
+	"$FERRY_BIN/vmon" ctl "$LAB_DIR/$h/run/$1.sock" stats -o json 2>/dev/null ||
+		"$FERRY_BIN/vmon" ctl "$LAB_DIR/$h/run/$1.in.sock" stats -o json
+}
+pages_of() { written "$1" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(j.get("values", {}).get("pages_written", 0))'; }
+all_running() {
+	for i in 1 2 3 4 5 6; do
+		local a b
+		a=$(pages_of b$i) || return 1
+		sleep 0.2
+		b=$(pages_of b$i) || return 1
+		[ "$b" -gt "$a" ] || { echo "  b$i is not writing ($a -> $b)"; return 1; }
+	done
+}
+
+lab_up 3 --hide host2=gfni --hide host3=gfni
+
+echo "== six busy VMs on host1, an anti-affinity rule"
+check "rule add sep (anti-affinity b1, b2)" ctl host1 clusterctl rule add sep --kind anti-affinity --vms b1,b2
+for i in 1 2 3 4 5 6; do
+	ctl host1 clusterctl vm create b$i --guest "$GUESTS/dirtier" --args "ws=4194304 rate=10000" --mem 64M
+done
+for i in 1 3 4 5 6; do check "b$i starts on host1" ctl host1 clusterctl vm start b$i --host host1; done
+out=$(lab_exec host1 clusterctl vm start b2 --host host1 2>&1) && rc=0 || rc=$?
+echo "  $out"
+check "the rule refuses b2 next to b1" bash -c "[ $rc = 1 ] && grep -q 'rule sep (anti-affinity) keeps it off host1' <<<\"$out\""
+check "b2 starts elsewhere" ctl host1 clusterctl vm start b2
+check "pin (CPU model host: needs gfni, only host1 has it) starts on host1" \
+	ctl host1 clusterctl vm create pin --guest "$GUESTS/counter" --args "n=0" --mem 32M --cpu-model host
+ctl host1 clusterctl vm start pin --host host1
+check "rule list shows it" bash -c "'$LAB_TOOL' exec --name $LAB_NAME host3 clusterctl rule list | grep -q '^sep .*anti-affinity .*b1,b2'"
+sleep 3   # a load report or two
+lab_exec host1 clusterctl balance recommend || true
+
+echo "== the balancer"
+check "balance mode automatic" ctl host2 clusterctl balance mode automatic
+t0=$(date +%s%3N)
+check "the VMs spread over the hosts" wait_for 60 "spread" spread
+echo "  spread after $(fmt_ms $(($(date +%s%3N) - t0))): host1 $(vms_on host1), host2 $(vms_on host2), host3 $(vms_on host3)"
+check "b1 and b2 never share a host" apart
+check "every guest keeps running" all_running
+check "the moves are events" bash -c "'$LAB_TOOL' exec --name $LAB_NAME host3 clusterctl events | grep -q 'by the balancer'"
+check "balance mode off" ctl host2 clusterctl balance mode off
+
+echo "== maintenance"
+out=$(lab_exec host3 clusterctl host maintenance host1 enter 2>&1) && rc=0 || rc=$?
+echo "$out" | sed 's/^/  /'
+check "enter ends, non-zero, naming the VM that cannot leave" bash -c \
+	"[ $rc = 1 ] && grep -q 'pin: .*no active host other than host1 runs CPU model host' <<<\"\$1\"" _ "$out"
+check "it showed progress" grep -q "evacuating host1" <<<"$out"
+check "host1 keeps only pin" test "$(vms_on host1)" = 1
+check "b1 and b2 still apart" apart
+check "every guest still runs" all_running
+check "no VM may start on host1 now" bash -c "! '$LAB_TOOL' exec --name $LAB_NAME host1 clusterctl vm stop pin >/dev/null 2>&1 || ! '$LAB_TOOL' exec --name $LAB_NAME host1 clusterctl vm start pin --host host1 >/dev/null 2>&1"
+check "--force-stop leaves host1 empty" bash -c \
+	"'$LAB_TOOL' exec --name $LAB_NAME host2 clusterctl host maintenance host1 enter --force-stop >/dev/null 2>&1"
+check "host1 is empty" test "$(vms_on host1)" = 0
+check "exit: host1 takes VMs again" ctl host2 clusterctl host maintenance host1 exit
+check "pin starts on host1 again" ctl host2 clusterctl vm start pin --host host1
+finish
