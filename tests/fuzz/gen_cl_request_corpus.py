@@ -36,6 +36,7 @@ def ld(field, data):
 
 # Request.cmd fields
 STATUS, HOST_SHOW, VM_CREATE, VM_START, MIGRATE, HOST_MODE, REVOKE = 1, 3, 6, 7, 10, 14, 15
+BALANCE, RULE_ADD, RULE_DELETE, EVENTS, MAINTENANCE, EVACUATION = 16, 17, 18, 20, 21, 22
 MiB = 1 << 20
 
 
@@ -53,6 +54,15 @@ SEEDS = {
     "migrate": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(3, 300)),
     "host_mode": ld(HOST_MODE, ld(1, "host1") + vint(2, 1)),
     "revoke": ld(REVOKE, ld(1, "c95c179dd3cd0986671ececa53d139d4") + ld(2, "admin")),
+    "vm_start_host": ld(VM_START, ld(1, "vm1") + ld(2, "host3")),
+    "balance_mode": ld(BALANCE, ld(1, "mode") + vint(2, 2)),
+    "balance_bad": ld(BALANCE, ld(1, "dance")),
+    "rule_add": ld(RULE_ADD, ld(1, "sep") + vint(2, 1) + ld(3, "vm1") + ld(3, "vm2")),
+    "rule_hosts": ld(RULE_ADD, ld(1, "pin") + vint(2, 2) + ld(3, "vm1") + ld(4, "host1")),
+    "rule_delete": ld(RULE_DELETE, ld(1, "sep")),
+    "events": ld(EVENTS, b""),
+    "maintenance": ld(MAINTENANCE, ld(1, "host1") + vint(2, 1)),
+    "evacuation": ld(EVACUATION, ld(1, "host1")),
     "bad_name": ld(VM_START, ld(1, "a b")),
     "bad_mem": ld(VM_CREATE, vm(mem=65 * MiB)),
     "bad_vcpus": ld(VM_CREATE, vm(vcpus=33)),
