@@ -341,6 +341,80 @@ static void test_deterministic_and_persisted(void **unused)
 	CL_FREE(b);
 }
 
+static int rule_add(Ferry__Cluster__State *st, const char *name, Ferry__Cluster__RuleKind kind,
+		    char **vms, size_t n_vms, char **hosts, size_t n_hosts)
+{
+	Ferry__Cluster__Rule r = FERRY__CLUSTER__RULE__INIT;
+	Ferry__Cluster__CmdRuleAdd c = FERRY__CLUSTER__CMD_RULE_ADD__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	r.name = (char *)name;
+	r.kind = kind;
+	r.vms = vms;
+	r.n_vms = n_vms;
+	r.hosts = hosts;
+	r.n_hosts = n_hosts;
+	c.rule = &r;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_RULE_ADD;
+	cmd.rule_add = &c;
+	cmd.unix_ms = 1234;
+	return run(st, &cmd);
+}
+
+/* Rules hold for the operator's starts and migrations too; events record
+ * what happened, at the proposer's time, capped. */
+static void test_rules_events(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	char *pair[] = { "vm1", "vm2" }, *h1[] = { "host1" }, *one[] = { "vm1" };
+	Ferry__Cluster__CmdRuleDelete del = FERRY__CLUSTER__CMD_RULE_DELETE__INIT;
+	Ferry__Cluster__CmdBalanceMode bm = FERRY__CLUSTER__CMD_BALANCE_MODE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), 0);
+	assert_int_equal(create(st, "vm2", "x86-64-v2", 64 << 20), 0);
+	assert_int_equal(rule_add(st, "sep", FERRY__CLUSTER__RULE_KIND__RULE_KIND_ANTI_AFFINITY,
+				  pair, 2, NULL, 0), 0);
+	assert_int_equal(rule_add(st, "sep", FERRY__CLUSTER__RULE_KIND__RULE_KIND_AFFINITY,
+				  pair, 2, NULL, 0), -EEXIST);
+	assert_int_equal(rule_add(st, "lone", FERRY__CLUSTER__RULE_KIND__RULE_KIND_AFFINITY,
+				  one, 1, NULL, 0), -EINVAL);
+	assert_int_equal(rule_add(st, "nohost", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_MUST,
+				  one, 1, NULL, 0), -EINVAL);
+	assert_int_equal(rule_add(st, "not1", FERRY__CLUSTER__RULE_KIND__RULE_KIND_HOST_MUST_NOT,
+				  one, 1, h1, 1), 0);
+	assert_int_equal(start(st, "vm1", "host1"), -EPERM);
+	assert_string_equal(err, "vm start: vm1: rule not1 (host-must-not) keeps it off host1");
+	assert_int_equal(start(st, "vm1", "host2"), 0);
+	assert_int_equal(start(st, "vm2", "host2"), -EPERM);
+	assert_non_null(strstr(err, "rule sep (anti-affinity)"));
+	assert_int_equal(start(st, "vm2", "host1"), 0);
+	assert_int_equal(begin(st, "vm2", "host2"), -EPERM);
+	assert_int_equal(begin(st, "vm1", "host1"), -EPERM);
+	assert_int_equal(begin(st, "vm1", "host3"), 0);
+
+	del.name = "sep";
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_RULE_DELETE;
+	cmd.rule_delete = &del;
+	assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(run(st, &cmd), -ENOENT);
+	assert_int_equal(st->n_rules, 1);
+	bm.mode = FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE;
+	cmd.balance_mode = &bm;
+	cmd.unix_ms = 777;
+	assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(st->balance_mode, FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC);
+	assert_string_equal(st->events[st->n_events - 1]->text, "balancer: automatic");
+	assert_int_equal(st->events[st->n_events - 1]->seq, st->seq);
+	assert_int_equal(st->events[st->n_events - 1]->unix_ms, 777);
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(st->n_events, CL_EVENTS_MAX);
+	assert_int_equal(st->events[CL_EVENTS_MAX - 1]->seq, st->seq);
+	CL_FREE(st);
+}
+
 static Ferry__Cluster__SyncHello hello(uint32_t id, uint64_t seq, uint32_t *members, size_t n)
 {
 	Ferry__Cluster__SyncHello h = FERRY__CLUSTER__SYNC_HELLO__INIT;
@@ -402,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_exited),
 		cmocka_unit_test(test_deterministic_and_persisted),
 		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_rules_events),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
