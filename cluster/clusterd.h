@@ -33,6 +33,7 @@
 #define CL_FOLLOW_POLL_MS 3
 #define CL_PROGRESS_PERIOD_MS 100
 #define CL_STOP_TIMEOUT_MS 5000
+#define CL_STATS_TIMEOUT_MS 100
 
 /* A vmon of this node. */
 struct local_vm {

@@ -307,6 +307,29 @@ static double proc_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/*
+ * The guest's dirty rate as its vmon measures it (0 when unknown). A short
+ * timeout: this runs on the main loop, and a vmon busy elsewhere only
+ * costs one figure.
+ */
+static double vmon_dirty_rate(struct local_vm *lv)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	char err[CL_ERR_LEN];
+	double rate = 0;
+
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
+	req.stats = &empty;
+	if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err)))
+		return 0;
+	if (!resp->error && resp->stats && resp->stats->dirty)
+		rate = resp->stats->dirty->pages_per_s;
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	return rate;
+}
+
 void agent_send_load(struct agent *a)
 {
 	Ferry__Cluster__HostLoad l = FERRY__CLUSTER__HOST_LOAD__INIT;
@@ -338,6 +361,7 @@ void agent_send_load(struct agent *a)
 		loads[n].pid = cl_vmon_pid(lv->v);
 		loads[n].state = lv->stopping ? "stopping" : "running";
 		loads[n].cpu_pct = dt > 0 && cpu >= lv->cpu_s ? 100 * (cpu - lv->cpu_s) / dt : 0;
+		loads[n].dirty_pages_per_s = vmon_dirty_rate(lv);
 		lv->cpu_s = cpu;
 		lv->cpu_ns = now;
 		ptrs[n] = &loads[n];
