@@ -62,7 +62,7 @@ lab_exec host1 clusterctl balance recommend || true
 echo "== the balancer"
 check "balance mode automatic" ctl host2 clusterctl balance mode automatic
 t0=$(date +%s%3N)
-check "the VMs spread over the hosts" wait_for 60 "spread" spread
+check "the VMs spread over the hosts" wait_for 120 "spread" spread
 echo "  spread after $(fmt_ms $(($(date +%s%3N) - t0))): host1 $(vms_on host1), host2 $(vms_on host2), host3 $(vms_on host3)"
 check "b1 and b2 never share a host" apart
 check "every guest keeps running" all_running
