@@ -1,0 +1,102 @@
+/*
+ * File backend: a raw image on a shared filesystem. pread/pwrite straight
+ * between the image and guest RAM, fdatasync for a flush. The image fd is
+ * also the lock fd: the OFD lock is on the image itself.
+ */
+#include "storage/blk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int file_open(struct blk_disk *d, char *err, size_t len)
+{
+	struct stat st;
+
+	d->fd = open(d->spec.target, O_RDWR | O_CLOEXEC);
+	if (d->fd < 0) {
+		snprintf(err, len, "disk %u: %.300s: %s", d->index, d->spec.target,
+			 strerror(errno));
+		return -errno;
+	}
+	if (fstat(d->fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, len, "disk %u: %.300s: not a regular file", d->index,
+			 d->spec.target);
+		return -EINVAL;
+	}
+	d->size = (uint64_t)st.st_size & ~(uint64_t)(GABI_BLK_SECTOR - 1);
+	d->lock_fd = d->fd;
+	return 0;
+}
+
+static int file_pread(struct blk_disk *d, void *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(d->fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n) /* the image shrank under us */
+			return -EIO;
+		buf = (char *)buf + n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int file_pwrite(struct blk_disk *d, const void *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(d->fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n ? -errno : -EIO;
+		buf = (const char *)buf + n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int file_flush(struct blk_disk *d)
+{
+	return fdatasync(d->fd) ? -errno : 0;
+}
+
+static bool file_gone(struct blk_disk *d, int err)
+{
+	/* A stale handle on a shared filesystem: the export went away. */
+	return err == -ESTALE || err == -ENOTCONN;
+}
+
+static int file_reconnect(struct blk_disk *d, char *err, size_t len)
+{
+	return 0;
+}
+
+static void file_close(struct blk_disk *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+	d->lock_fd = -1;
+}
+
+const struct blk_backend_ops blk_file_ops = {
+	.name = "file",
+	.open = file_open,
+	.pread = file_pread,
+	.pwrite = file_pwrite,
+	.flush = file_flush,
+	.gone = file_gone,
+	.reconnect = file_reconnect,
+	.close = file_close,
+};
