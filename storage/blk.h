@@ -74,6 +74,7 @@ struct blk_disk {
 	bool owned;
 	bool gone;                 /* the storage went away; requests are held */
 	bool error_logged;
+	uint64_t unflushed;        /* writes done since the last flush began */
 	struct blk_disk_stats stats;
 };
 

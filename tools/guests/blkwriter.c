@@ -9,6 +9,9 @@
  * block whose write the device reported done), "io_errors", "max_stall_ns".
  * With flush_every=K a flush follows every K blocks.
  *
+ * mode=bench: timed 4 KiB writes for tests/bench/storage_bench (pattern=seq
+ * or rand, sync=1 adds a flush after each, n writes).
+ *
  * mode=verify: reads the whole log back, checks it (no gap, no duplicate,
  * no torn block) and prints "blkwriter: verify: ok: last seq M, V blocks"
  * (exit 0) or the first fault (exit 1). Live value "last_seq".
@@ -30,8 +33,11 @@ static volatile uint64_t acked, io_errors, last_seq;
 static struct rt_stall stall;
 
 static const char *const known_args[] = {
-	"mode", "disk", "slots", "n", "rate", "flush_every", NULL
+	"mode", "disk", "slots", "n", "rate", "flush_every", "pattern", "sync", NULL
 };
+
+#define LAT_BUCKETS 20000u   /* 1 us each; the last one holds everything slower */
+static uint32_t lat_hist[LAT_BUCKETS];
 
 /* Submit and wait; the request's result (bytes or -errno). */
 static int64_t blk_do(unsigned disk, uint32_t op, uint64_t off, void *buf, uint64_t len)
@@ -141,6 +147,57 @@ static int do_verify(unsigned disk, uint64_t slots, const struct gabi_boot *boot
 	return 0;
 }
 
+static uint64_t lat_pct(uint64_t total, unsigned pct)
+{
+	uint64_t want = (total * pct + 99) / 100, seen = 0;
+
+	for (unsigned i = 0; i < LAT_BUCKETS; i++) {
+		seen += lat_hist[i];
+		if (seen >= want)
+			return i + 1;
+	}
+	return LAT_BUCKETS;
+}
+
+/*
+ * mode=bench: n 4 KiB writes, sequential or random (pattern=seq|rand), each
+ * waited for; with sync=1 each is followed by a flush. One line of results.
+ */
+static int do_bench(unsigned disk, uint64_t slots)
+{
+	uint64_t n = rt_arg_u64("n", 10000), sync = rt_arg_u64("sync", 0);
+	char pattern[8];
+	struct rt_rand rnd;
+	uint64_t t0, sum_ns = 0;
+
+	rt_arg_str("pattern", pattern, sizeof(pattern), "seq");
+	rt_rand_seed(&rnd, 42);
+	blklog_fill(block, 1, 0, slots);
+	t0 = rt_rdtsc();
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t slot = strcmp(pattern, "rand") ? i % slots : rt_rand_below(&rnd, slots);
+		uint64_t s = rt_rdtsc(), ns;
+
+		if (blk_do(disk, GABI_BLK_WRITE, slot * BLKLOG_BLOCK, block, BLKLOG_BLOCK) !=
+		    BLKLOG_BLOCK)
+			io_errors++;
+		if (sync && blk_do(disk, GABI_BLK_FLUSH, 0, block, 0))
+			io_errors++;
+		ns = rt_tsc_to_ns(rt_rdtsc() - s);
+		sum_ns += ns;
+		lat_hist[ns / 1000 < LAT_BUCKETS ? ns / 1000 : LAT_BUCKETS - 1]++;
+	}
+	t0 = rt_tsc_to_ns(rt_rdtsc() - t0);
+	rt_printf("blkwriter: bench %s%s: %lu writes in %lu us: %lu IOPS, %lu MiB/s, "
+		  "latency avg %lu us p50 %lu us p99 %lu us, errors %lu\n", pattern,
+		  sync ? "+flush" : "", (unsigned long)n, (unsigned long)(t0 / 1000),
+		  (unsigned long)(n * RT_NS_PER_SEC / (t0 ? t0 : 1)),
+		  (unsigned long)(n * BLKLOG_BLOCK * RT_NS_PER_SEC / (t0 ? t0 : 1) >> 20),
+		  (unsigned long)(sum_ns / n / 1000), (unsigned long)lat_pct(n, 50),
+		  (unsigned long)lat_pct(n, 99), (unsigned long)io_errors);
+	return 0;
+}
+
 int guest_main(unsigned cpu, const struct gabi_boot *boot)
 {
 	char mode[16];
@@ -166,5 +223,7 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 		return do_write(disk, slots);
 	if (!strcmp(mode, "verify"))
 		return do_verify(disk, slots, boot);
+	if (!strcmp(mode, "bench"))
+		return do_bench(disk, slots);
 	rt_die(2, "blkwriter: mode '%s' is not write or verify\n", mode);
 }
