@@ -46,6 +46,12 @@ struct blk_backend_ops {
 	int (*pread)(struct blk_disk *d, void *buf, uint64_t len, uint64_t off);
 	int (*pwrite)(struct blk_disk *d, const void *buf, uint64_t len, uint64_t off);
 	int (*flush)(struct blk_disk *d);
+	/*
+	 * Optional: do a read or write now if that cannot block (page cache,
+	 * RWF_NOWAIT); 0 when done, -EAGAIN (or any error) to queue it for the
+	 * I/O threads instead, which redo it whole.
+	 */
+	int (*try_nowait)(struct blk_disk *d, const struct gabi_blk_req *q, void *buf);
 	/* True when an error means the storage went away (not this request). */
 	bool (*gone)(struct blk_disk *d, int err);
 	/* After gone: connect again; 0 once requests can be retried. */
@@ -61,6 +67,7 @@ struct blk_disk_stats {
 	uint64_t bytes_read, bytes_written;
 	uint64_t errors;           /* requests that ended with an error status */
 	uint64_t reconnects;
+	uint64_t inline_done;      /* requests done at submit without blocking */
 };
 
 struct blk_disk {
@@ -74,6 +81,7 @@ struct blk_disk {
 	bool owned;
 	bool gone;                 /* the storage went away; requests are held */
 	bool error_logged;
+	uint32_t no_nowait;        /* bit op: the file system refused RWF_NOWAIT for it */
 	uint64_t unflushed;        /* writes done since the last flush began */
 	struct blk_disk_stats stats;
 };

@@ -184,6 +184,46 @@ static void *blk_worker(void *arg)
 	return NULL;
 }
 
+/*
+ * The fast path, on the vCPU thread: a request the backend can do without
+ * blocking (a page-cache hit) completes before the hypercall returns,
+ * sparing the hand-off to an I/O thread. Anything that would block, fails
+ * or comes while requests are held goes to the queue as before.
+ */
+static bool blk_try_inline(struct blk_dev *dev, struct blk_job *j)
+{
+	struct blk_disk *d = &dev->disks[j->disk];
+	struct vm *vm = dev->vm;
+	void *buf;
+	bool ok;
+
+	if (!d->ops->try_nowait || j->q.op == GABI_BLK_FLUSH)
+		return false;
+	pthread_mutex_lock(&dev->lock);
+	ok = !d->gone && !dev->nr_held && !dev->stopping;
+	pthread_mutex_unlock(&dev->lock);
+	if (!ok)
+		return false;
+	buf = mem_ptr(&vm->mem, j->q.buf_gpa, j->q.len);
+	if (d->ops->try_nowait(d, &j->q, buf)) {
+		if (j->q.op == GABI_BLK_READ)
+			dirty_mark(vm->dirty, j->q.buf_gpa, j->q.len);
+		return false;
+	}
+	if (j->q.op == GABI_BLK_READ) {
+		dirty_mark(vm->dirty, j->q.buf_gpa, j->q.len);
+		__atomic_add_fetch(&d->stats.reads, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&d->stats.bytes_read, j->q.len, __ATOMIC_RELAXED);
+	} else {
+		__atomic_add_fetch(&d->unflushed, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&d->stats.writes, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&d->stats.bytes_written, j->q.len, __ATOMIC_RELAXED);
+	}
+	__atomic_add_fetch(&d->stats.inline_done, 1, __ATOMIC_RELAXED);
+	blk_complete(dev, j, (int64_t)j->q.len);
+	return true;
+}
+
 static int64_t blk_submit(struct blk_dev *dev, unsigned disk, uint64_t gpa)
 {
 	struct vm *vm = dev->vm;
@@ -195,6 +235,8 @@ static int64_t blk_submit(struct blk_dev *dev, unsigned disk, uint64_t gpa)
 	ret = hcall_blk_req_check(&j.q, dev->disks[disk].size, vm->mem.size);
 	if (ret)
 		return ret;
+	if (blk_try_inline(dev, &j))
+		return 0;
 	pthread_mutex_lock(&dev->lock);
 	if (dev->stopping)
 		ret = -ESHUTDOWN;
@@ -362,6 +404,7 @@ static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
 			{ "bytes_written", __atomic_load_n(&d->stats.bytes_written, __ATOMIC_RELAXED) },
 			{ "io_errors", __atomic_load_n(&d->stats.errors, __ATOMIC_RELAXED) },
 			{ "reconnects", d->stats.reconnects },
+			{ "inline_done", __atomic_load_n(&d->stats.inline_done, __ATOMIC_RELAXED) },
 			{ "owned", d->owned },
 			{ "unreachable", d->gone },
 		};

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int file_open(struct blk_disk *d, char *err, size_t len)
@@ -66,6 +67,26 @@ static int file_pwrite(struct blk_disk *d, const void *buf, uint64_t len, uint64
 	return 0;
 }
 
+static int file_try_nowait(struct blk_disk *d, const struct gabi_blk_req *q, void *buf)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = q->len };
+	ssize_t n;
+
+	if ((__atomic_load_n(&d->no_nowait, __ATOMIC_RELAXED) & (1u << q->op)) ||
+	    q->op == GABI_BLK_FLUSH)
+		return -EAGAIN;
+	n = q->op == GABI_BLK_READ ?
+	    preadv2(d->fd, &iov, 1, (off_t)q->offset, RWF_NOWAIT) :
+	    pwritev2(d->fd, &iov, 1, (off_t)q->offset, RWF_NOWAIT);
+	if (n == (ssize_t)q->len)
+		return 0;
+	/* ext4 here takes RWF_NOWAIT reads but not buffered writes. */
+	if (n < 0 && errno == EOPNOTSUPP)
+		__atomic_or_fetch(&d->no_nowait, 1u << q->op, __ATOMIC_RELAXED);
+	/* Short or would block: an I/O thread does the whole request again. */
+	return -EAGAIN;
+}
+
 static int file_flush(struct blk_disk *d)
 {
 	return fdatasync(d->fd) ? -errno : 0;
@@ -96,6 +117,7 @@ const struct blk_backend_ops blk_file_ops = {
 	.pread = file_pread,
 	.pwrite = file_pwrite,
 	.flush = file_flush,
+	.try_nowait = file_try_nowait,
 	.gone = file_gone,
 	.reconnect = file_reconnect,
 	.close = file_close,
