@@ -12,15 +12,20 @@ require_kvm
 IMG="$TMP/disk.img"
 truncate -s 8M "$IMG"
 
+# one_shot DISK [guest args]: a blkwriter vmon run to its end; OUT, RC.
+one_shot() {
+	RC=0; OUT=$(timeout 10 "$VMON" run --guest "$FERRY_GUESTS/blkwriter" --mem 32M \
+		--disk "$1" --args "${2:-n=1}" 2>&1) || RC=$?
+	echo "   $OUT"
+}
+
 echo "== file disk: a second vmon is refused and told who holds it"
 start_writer a "$IMG" "n=0"
 apid=$SPID
 check "the first writer runs" advancing a acked
-rc=0; out=$(timeout 10 "$VMON" run --guest "$FERRY_GUESTS/blkwriter" --mem 32M \
-	--disk "$IMG" 2>&1) || rc=$?
-echo "   $out"
-check "the second vmon exits 2 ($rc)" [ "$rc" = 2 ]
-check "it names the holder's pid $apid" grep -q "held by pid $apid (vmon)" <<<"$out"
+one_shot "$IMG"
+check "the second vmon exits 2 ($RC)" [ "$RC" = 2 ]
+check "it names the holder's pid $apid" grep -q "held by pid $apid (vmon)" <<<"$OUT"
 check "the first writer still runs" advancing a acked
 
 echo "== a destination that cannot open the disk refuses; the source keeps it"
@@ -38,10 +43,8 @@ check "the source writes on" advancing a acked
 
 echo "== a killed owner leaves the disk free"
 kill -9 "$apid"; wait "$apid" 2>/dev/null || true
-rc=0; out=$(timeout 10 "$VMON" run --guest "$FERRY_GUESTS/blkwriter" --mem 32M \
-	--disk "$IMG" --args "mode=verify" 2>&1) || rc=$?
-echo "   $out"
-check "a new vmon takes the disk at once and the log verifies ($rc)" [ "$rc" = 0 ]
+one_shot "$IMG" mode=verify
+check "a new vmon takes the disk at once and the log verifies ($RC)" [ "$RC" = 0 ]
 
 echo "== NBD disk: the lease file names the owner"
 start_nbdkit "$IMG"
@@ -49,15 +52,12 @@ LEASE="$TMP/disk.lease"
 start_writer n1 "nbd://127.0.0.1:$NBDPORT,lease=$LEASE" "n=0"
 npid=$SPID
 check "the NBD writer runs" advancing n1 acked
-rc=0; out=$(timeout 10 "$VMON" run --guest "$FERRY_GUESTS/blkwriter" --mem 32M \
-	--disk "nbd://127.0.0.1:$NBDPORT,lease=$LEASE" 2>&1) || rc=$?
-echo "   $out"
-check "the second NBD vmon exits 2 ($rc)" [ "$rc" = 2 ]
-check "it names the holder (host and pid $npid)" grep -q "host $(hostname) pid $npid" <<<"$out"
-rc=0; out=$(timeout 10 "$VMON" run --guest "$FERRY_GUESTS/blkwriter" --mem 32M \
-	--disk "nbd://127.0.0.1:$NBDPORT" 2>&1) || rc=$?
-check "an NBD disk without a lease file is refused ($rc)" [ "$rc" = 2 ]
-check "the refusal asks for a lease file" grep -q "lease=PATH" <<<"$out"
+one_shot "nbd://127.0.0.1:$NBDPORT,lease=$LEASE"
+check "the second NBD vmon exits 2 ($RC)" [ "$RC" = 2 ]
+check "it names the holder (host and pid $npid)" grep -q "host $(hostname) pid $npid" <<<"$OUT"
+one_shot "nbd://127.0.0.1:$NBDPORT"
+check "an NBD disk without a lease file is refused ($RC)" [ "$RC" = 2 ]
+check "the refusal asks for a lease file" grep -q "lease=PATH" <<<"$OUT"
 "$VMON" ctl "$TMP/n1.sock" stop >/dev/null 2>&1 || true
 exit_status "$npid" 10
 finish
