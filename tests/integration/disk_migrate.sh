@@ -21,4 +21,30 @@ ios=$(value "$CUR" io_errors)
 check "no I/O errors ($ios)" [ "$ios" = 0 ]
 stop_and_check "$CUR" "$CURPID" "$IMG"
 guest_verify "$IMG"
+
+# A source killed during a migration (whatever the phase the kill lands
+# in): its lock dies with it, the guest runs in one place at most, and
+# wherever it goes on, the log stays whole.
+echo "== a source killed mid-migration"
+IMG2="$TMP/disk2.img"
+truncate -s 16M "$IMG2"
+start_writer k "$IMG2" "n=0"
+kpid=$SPID
+check "the writer runs" advancing k acked
+start_dest kd
+( timeout 30 "$VMON" ctl "$TMP/k.sock" migrate "tcp:127.0.0.1:$DPORT" --wait >/dev/null 2>&1 || true ) &
+sleep 0.0$((RANDOM % 9 + 1))
+kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true
+exit_status "$DPID" 3
+echo "   destination after the kill: ${XRC}, $(status_json kd | tr -d '\n' | cut -c1-120)"
+if [ "$XRC" = running ]; then
+	# Awaiting the commit that never came, or running already: go on there.
+	"$VMON" ctl "$TMP/kd.sock" resume >/dev/null 2>&1 || true
+	check "the destination runs the guest on its own disk lock" advancing kd acked
+	stop_and_check kd "$DPID" "$IMG2"
+else
+	check "the destination never ran the guest and let go ($XRC)" [ "$XRC" != 0 ]
+	# A new vmon must get the lock at once (else exit 2) and find the log whole.
+	guest_verify "$IMG2"
+fi
 finish
