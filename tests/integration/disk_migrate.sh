@@ -36,6 +36,11 @@ start_dest kd
 sleep 0.0$((RANDOM % 9 + 1))
 kill -9 "$kpid"; wait "$kpid" 2>/dev/null || true
 exit_status "$DPID" 3
+if [ "$XRC" = running ] && [ ! -S "$TMP/kd.sock" ]; then
+	# Killed before it connected: the destination still waits, with no VM.
+	kill "$DPID"; exit_status "$DPID" 5
+	XRC="no VM ($XRC)"
+fi
 echo "   destination after the kill: ${XRC}, $(status_json kd | tr -d '\n' | cut -c1-120)"
 if [ "$XRC" = running ]; then
 	# Awaiting the commit that never came, or running already: go on there.
@@ -43,7 +48,7 @@ if [ "$XRC" = running ]; then
 	check "the destination runs the guest on its own disk lock" advancing kd acked
 	stop_and_check kd "$DPID" "$IMG2"
 else
-	check "the destination never ran the guest and let go ($XRC)" [ "$XRC" != 0 ]
+	check "the destination never ran the guest ($XRC)" [ "$XRC" != 0 ]
 	# A new vmon must get the lock at once (else exit 2) and find the log whole.
 	guest_verify "$IMG2"
 fi
