@@ -555,6 +555,7 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	/* Devices first: their I/O threads write into guest RAM. */
+	vm_devs_wait_pause(vm);
 	vm_devs_destroy(vm);
 	dirty_destroy(vm->dirty);
 	for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {

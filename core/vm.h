@@ -116,6 +116,7 @@ struct vm {
 	int exit_status;
 	char reason[VM_ERR_LEN];   /* why it stopped or crashed */
 	char pause_reason[VM_ERR_LEN]; /* why a device paused it ("" = no device did) */
+	bool pause_pending;        /* vm_pause_for's thread is at work */
 
 	unsigned nr_devs;          /* disks: see core/vm_dev.h */
 	struct vm_dev devs[VM_DEVS_MAX];

@@ -130,20 +130,45 @@ static void *vm_pause_thread(void *arg)
 	struct vm *vm = arg;
 
 	vm_pause(vm);
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_pending = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	return NULL;
 }
 
 void vm_pause_for(struct vm *vm, const char *reason)
 {
+	bool spawn;
 	pthread_t t;
 
 	pthread_mutex_lock(&vm->lock);
 	/* The first reason stays: later ones are the same outage seen again. */
 	if (!vm->pause_reason[0])
 		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", reason);
+	spawn = !vm->pause_pending && !vm->stop_req;
+	vm->pause_pending |= spawn;
 	pthread_mutex_unlock(&vm->lock);
+	if (!spawn)
+		return;
 	log_err("%s: pausing: %s", vm->cfg.name, reason);
-	/* vm_pause waits for the devices to drain: not on the device's own thread. */
-	if (!pthread_create(&t, NULL, vm_pause_thread, vm))
+	/*
+	 * vm_pause waits for the devices to drain: not on the device's own
+	 * thread. vm_destroy waits for this thread (pause_pending).
+	 */
+	if (!pthread_create(&t, NULL, vm_pause_thread, vm)) {
 		pthread_detach(t);
+		return;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_pending = false;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_devs_wait_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (vm->pause_pending)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
 }

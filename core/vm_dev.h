@@ -74,5 +74,7 @@ const struct vm_dev_type *vm_dev_type_find(const char *name);
  * from any thread but a vCPU's; the reason shows in vmon ctl status.
  */
 void vm_pause_for(struct vm *vm, const char *reason);
+/* Wait for a pause vm_pause_for started (before the VM goes away). */
+void vm_devs_wait_pause(struct vm *vm);
 
 #endif
