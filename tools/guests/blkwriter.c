@@ -10,7 +10,7 @@
  * With flush_every=K a flush follows every K blocks.
  *
  * mode=bench: timed 4 KiB writes for tests/bench/storage_bench (pattern=seq
- * or rand, sync=1 adds a flush after each, n writes).
+ * or rand, sync=1 adds a flush after each, n writes, qd writes in flight).
  *
  * mode=verify: reads the whole log back, checks it (no gap, no duplicate,
  * no torn block) and prints "blkwriter: verify: ok: last seq M, V blocks"
@@ -22,7 +22,8 @@
 #include "rt.h"
 #include "storage/blklog.h"
 
-#define SPIN_NS    20000ull  /* poll without an exit this long, then yield */
+#define SPIN_NS    20000ull  /* poll without an exit this long, then sleep */
+#define SLEEP_NS   10000ull
 #define READ_CHUNK (64u * 1024)
 
 static uint64_t block[BLKLOG_WORDS] RT_ALIGNED(4096);
@@ -33,41 +34,53 @@ static volatile uint64_t acked, io_errors, last_seq;
 static struct rt_stall stall;
 
 static const char *const known_args[] = {
-	"mode", "disk", "slots", "n", "rate", "flush_every", "pattern", "sync", NULL
+	"mode", "disk", "slots", "n", "rate", "flush_every", "pattern", "sync", "qd", NULL
 };
 
 #define LAT_BUCKETS 20000u   /* 1 us each; the last one holds everything slower */
+#define QD_MAX 32u
 static uint32_t lat_hist[LAT_BUCKETS];
+static struct gabi_blk_req qreq[QD_MAX] RT_ALIGNED(64);
+static uint64_t qstart[QD_MAX];
 
-/* Submit and wait; the request's result (bytes or -errno). */
-static int64_t blk_do(unsigned disk, uint32_t op, uint64_t off, void *buf, uint64_t len)
+/* Queue one request (retrying while the queue is full). */
+static void blk_submit(struct gabi_blk_req *q, unsigned disk, uint32_t op, uint64_t off,
+		       void *buf, uint64_t len)
 {
-	uint64_t spin_until;
 	int64_t ret;
 
-	req.op = op;
-	req.flags = 0;
-	req.offset = off;
-	req.len = len;
-	req.buf_gpa = (uint64_t)buf;
-	req.result = 0;
-	RT_WRITE_ONCE(req.done, 0);
+	q->op = op;
+	q->flags = 0;
+	q->offset = off;
+	q->len = len;
+	q->buf_gpa = (uint64_t)buf;
+	q->result = 0;
+	RT_WRITE_ONCE(q->done, 0);
 	rt_compiler_barrier();
 	for (;;) {
-		ret = rt_hcall(GABI_HC_BLK_SUBMIT, disk, (uint64_t)&req, 0);
+		ret = rt_hcall(GABI_HC_BLK_SUBMIT, disk, (uint64_t)q, 0);
 		if (ret != -11) /* -EAGAIN: the queue is full */
 			break;
 		rt_yield();
 	}
 	if (ret)
 		rt_die(1, "blkwriter: submit at %lu refused: %ld\n", (unsigned long)off, (long)ret);
+}
+
+/* Submit and wait; the request's result (bytes or -errno). */
+static int64_t blk_do(unsigned disk, uint32_t op, uint64_t off, void *buf, uint64_t len)
+{
+	uint64_t spin_until;
+
+	blk_submit(&req, disk, op, off, buf, len);
 	spin_until = rt_rdtsc() + rt_ns_to_tsc(SPIN_NS);
 	while (!RT_READ_ONCE(req.done)) {
 		rt_stall_tick(&stall);
 		if (rt_rdtsc() < spin_until)
 			rt_cpu_relax();
-		else
-			rt_yield();
+		else	/* a short sleep, not a yield: a yield on a busy host can
+			 * hand the CPU to another process for a whole tick */
+			rt_sleep_ns(SLEEP_NS);
 	}
 	rt_compiler_barrier();
 	return RT_READ_ONCE(req.result);
@@ -166,6 +179,7 @@ static uint64_t lat_pct(uint64_t total, unsigned pct)
 static int do_bench(unsigned disk, uint64_t slots)
 {
 	uint64_t n = rt_arg_u64("n", 10000), sync = rt_arg_u64("sync", 0);
+	uint64_t qd = rt_arg_u64("qd", 1);
 	char pattern[8];
 	struct rt_rand rnd;
 	uint64_t t0, sum_ns = 0;
@@ -173,8 +187,39 @@ static int do_bench(unsigned disk, uint64_t slots)
 	rt_arg_str("pattern", pattern, sizeof(pattern), "seq");
 	rt_rand_seed(&rnd, 42);
 	blklog_fill(block, 1, 0, slots);
+	if (qd < 1 || qd > QD_MAX || (qd > 1 && sync))
+		rt_die(2, "blkwriter: qd must be 1..%u (1 with sync=1)\n", QD_MAX);
 	t0 = rt_rdtsc();
-	for (uint64_t i = 0; i < n; i++) {
+	/* qd > 1: keep qd writes in flight, each slot resubmitted when done. */
+	for (uint64_t i = 0, done = 0; qd > 1 && done < n;) {
+		for (unsigned k = 0; k < qd; k++) {
+			struct gabi_blk_req *q = &qreq[k];
+
+			if (qstart[k] && !RT_READ_ONCE(q->done))
+				continue;
+			if (qstart[k]) {
+				uint64_t ns = rt_tsc_to_ns(rt_rdtsc() - qstart[k]);
+
+				if (RT_READ_ONCE(q->result) != BLKLOG_BLOCK)
+					io_errors++;
+				sum_ns += ns;
+				lat_hist[ns / 1000 < LAT_BUCKETS ? ns / 1000 : LAT_BUCKETS - 1]++;
+				qstart[k] = 0;
+				done++;
+			}
+			if (i < n) {
+				uint64_t slot = strcmp(pattern, "rand") ? i % slots :
+						rt_rand_below(&rnd, slots);
+
+				qstart[k] = rt_rdtsc();
+				blk_submit(q, disk, GABI_BLK_WRITE, slot * BLKLOG_BLOCK, block,
+					   BLKLOG_BLOCK);
+				i++;
+			}
+		}
+		rt_cpu_relax();
+	}
+	for (uint64_t i = 0; qd == 1 && i < n; i++) {
 		uint64_t slot = strcmp(pattern, "rand") ? i % slots : rt_rand_below(&rnd, slots);
 		uint64_t s = rt_rdtsc(), ns;
 
@@ -188,9 +233,9 @@ static int do_bench(unsigned disk, uint64_t slots)
 		lat_hist[ns / 1000 < LAT_BUCKETS ? ns / 1000 : LAT_BUCKETS - 1]++;
 	}
 	t0 = rt_tsc_to_ns(rt_rdtsc() - t0);
-	rt_printf("blkwriter: bench %s%s: %lu writes in %lu us: %lu IOPS, %lu MiB/s, "
+	rt_printf("blkwriter: bench %s%s qd%lu: %lu writes in %lu us: %lu IOPS, %lu MiB/s, "
 		  "latency avg %lu us p50 %lu us p99 %lu us, errors %lu\n", pattern,
-		  sync ? "+flush" : "", (unsigned long)n, (unsigned long)(t0 / 1000),
+		  sync ? "+flush" : "", (unsigned long)qd, (unsigned long)n, (unsigned long)(t0 / 1000),
 		  (unsigned long)(n * RT_NS_PER_SEC / (t0 ? t0 : 1)),
 		  (unsigned long)(n * BLKLOG_BLOCK * RT_NS_PER_SEC / (t0 ? t0 : 1) >> 20),
 		  (unsigned long)(sum_ns / n / 1000), (unsigned long)lat_pct(n, 50),
