@@ -23,6 +23,9 @@ ferry_require_pkg(IBVERBS    libibverbs     libibverbs-dev)
 ferry_require_pkg(RDMACM     librdmacm      librdmacm-dev)
 ferry_require_pkg(OPENSSL    openssl        libssl-dev)
 ferry_require_pkg(XXHASH     libxxhash      libxxhash-dev)
+# VM disks: NBD exports through libnbd (no kernel NBD client needed).
+ferry_require_pkg(NBD        libnbd         libnbd-dev)
+ferry_require_pkg(URING      liburing       liburing-dev)
 # The cluster's membership, quorum and ordered messages: corosync.
 ferry_require_pkg(CPG        libcpg         libcpg-dev)
 ferry_require_pkg(QUORUM     libquorum      libquorum-dev)

@@ -28,6 +28,7 @@ static void status_json(struct json *j, const Ferry__Ctl__Status *st)
 	json_u64(j, "uptime_ns", st->uptime_ns);
 	json_str(j, "guest", st->guest);
 	json_i64(j, "pid", st->pid);
+	json_str(j, "reason", st->reason ? st->reason : "");
 	json_obj_end(j);
 }
 
@@ -54,6 +55,10 @@ static void stats_json(struct json *j, const Ferry__Ctl__Stats *st)
 	for (size_t i = 0; i < st->n_values; i++)
 		json_u64(j, st->values[i]->name, st->values[i]->value);
 	json_obj_end(j);
+	json_obj_begin(j, "devices");
+	for (size_t i = 0; i < st->n_devices; i++)
+		json_u64(j, st->devices[i]->name, st->devices[i]->value);
+	json_obj_end(j);
 	if (st->dirty) {
 		json_obj_begin(j, "dirty");
 		json_str(j, "mode", st->dirty->mode);
@@ -74,6 +79,8 @@ static void status_text(FILE *f, const Ferry__Ctl__Status *st)
 		st->name, state_name(st->state), st->vcpus, st->vcpus == 1 ? "" : "s",
 		fmt_size(st->mem_bytes, mem, sizeof(mem)), st->cpu_model,
 		st->dirty_mode, (double)st->uptime_ns / 1e9, st->pid);
+	if (st->reason && *st->reason && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED)
+		fprintf(f, "paused because: %s\n", st->reason);
 }
 
 static void stats_text(FILE *f, const Ferry__Ctl__Stats *st)
@@ -92,6 +99,9 @@ static void stats_text(FILE *f, const Ferry__Ctl__Stats *st)
 		fprintf(f, "guest %s = %llu%s\n", st->values[i]->name,
 			(unsigned long long)st->values[i]->value,
 			st->values[i]->live ? " (live)" : "");
+	for (size_t i = 0; i < st->n_devices; i++)
+		fprintf(f, "device %s = %llu\n", st->devices[i]->name,
+			(unsigned long long)st->devices[i]->value);
 	if (st->dirty)
 		fprintf(f, "dirty: %s, tracking %s, %.0f pages/s (%.1f MiB/s) over %.2f s, "
 			"%llu harvests, %llu monitor-dirtied pages\n",

@@ -53,6 +53,10 @@ struct ctl_scratch {
 	Ferry__Ctl__GuestValue val[GABI_REPORTS_MAX];
 	Ferry__Ctl__GuestValue *val_ptr[GABI_REPORTS_MAX];
 	struct vm_value values[GABI_REPORTS_MAX];
+	struct vm_dev_stat dev[VM_DEV_STATS_MAX * VM_DEVS_MAX];
+	Ferry__Ctl__GuestValue devv[VM_DEV_STATS_MAX * VM_DEVS_MAX];
+	Ferry__Ctl__GuestValue *devv_ptr[VM_DEV_STATS_MAX * VM_DEVS_MAX];
+	char reason[VM_ERR_LEN];
 };
 
 /* Per thread, so a test or fuzzer may call ctl_handle from anywhere. */
@@ -70,6 +74,11 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 	st->uptime_ns = vm->start_ns ? now_ns() - vm->start_ns : 0;
 	st->guest = (char *)vm->cfg.guest_path;
 	st->pid = (int32_t)getpid();
+	pthread_mutex_lock(&vm->lock);
+	snprintf(ctl_tls.reason, sizeof(ctl_tls.reason), "%s",
+		 vm->state == VM_PAUSED || vm->state == VM_CREATED ? vm->pause_reason : vm->reason);
+	pthread_mutex_unlock(&vm->lock);
+	st->reason = ctl_tls.reason;
 }
 
 static void ctl_fill_stats(struct vm *vm, struct dirty_rate *rate,
@@ -113,6 +122,15 @@ static void ctl_fill_stats(struct vm *vm, struct dirty_rate *rate,
 	}
 	st->n_values = n;
 	st->values = s->val_ptr;
+	n = vm_devs_stats(vm, s->dev, VM_DEV_STATS_MAX * VM_DEVS_MAX);
+	for (unsigned i = 0; i < n; i++) {
+		ferry__ctl__guest_value__init(&s->devv[i]);
+		s->devv[i].name = s->dev[i].name;
+		s->devv[i].value = s->dev[i].value;
+		s->devv_ptr[i] = &s->devv[i];
+	}
+	st->n_devices = n;
+	st->devices = s->devv_ptr;
 
 	ferry__ctl__dirty_stats__init(&s->dirty);
 	s->dirty.mode = (char *)dirty_mode_name(vm->dirty_mode);

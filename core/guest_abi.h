@@ -71,6 +71,9 @@ enum gabi_hcall_nr {
 	GABI_HC_PUBLISH       = 5, /* a0 = name gpa, a1 = name len,
 	                            * a2 = gpa of a live uint64_t the monitor
 	                            * reads whenever it reports statistics    */
+	GABI_HC_BLK_INFO      = 6, /* a0 = disk, a1 = gpa of gabi_blk_info     */
+	GABI_HC_BLK_SUBMIT    = 7, /* a0 = disk, a1 = gpa of gabi_blk_req;
+	                            * 0 = queued, completes later (done = 1)  */
 	GABI_HC_NR_MAX
 };
 
@@ -92,5 +95,43 @@ struct gabi_hcall {
  * Workloads give the words their own meaning (see tools/guests/).
  */
 #define GABI_SHARED_HOST_WORDS 16u
+
+/*
+ * Block devices (docs/guest-abi.md, "Block devices"). blk_submit only
+ * queues: the monitor fills result, then sets done = 1 when the storage
+ * finished. The guest clears done before submitting and polls it.
+ */
+#define GABI_BLK_MAX_DISKS   8u
+#define GABI_BLK_SECTOR      512u
+#define GABI_BLK_MAX_IO      (1u << 20)
+#define GABI_BLK_QUEUE_DEPTH 64u
+
+enum gabi_blk_op {
+	GABI_BLK_READ  = 1,
+	GABI_BLK_WRITE = 2,
+	GABI_BLK_FLUSH = 3,
+};
+
+struct gabi_blk_info {
+	uint64_t size;
+	uint32_t block_size;
+	uint32_t max_io;
+	uint32_t queue_depth;
+	uint32_t nr_disks;
+};
+
+struct gabi_blk_req {
+	uint32_t op;
+	uint32_t flags;
+	uint64_t offset;
+	uint64_t len;
+	uint64_t buf_gpa;
+	uint64_t tag;
+	int64_t result;
+	uint32_t done;
+	uint32_t reserved[3];
+};
+
+_Static_assert(sizeof(struct gabi_blk_req) == 64, "gabi_blk_req is 64 bytes");
 
 #endif

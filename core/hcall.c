@@ -98,12 +98,20 @@ static int64_t hc_publish(struct vcpu *v, const struct hcall_req *r)
 	return hc_set_value(v, r, true);
 }
 
+/* Disks live in storage/: the VM's devices take these. */
+static int64_t hc_blk(struct vcpu *v, const struct hcall_req *r)
+{
+	return vm_devs_hcall(v, r->nr, r->args);
+}
+
 static const hcall_fn hcall_ops[GABI_HC_NR_MAX] = {
 	[GABI_HC_CONSOLE_WRITE] = hc_console_write,
 	[GABI_HC_EXIT]          = hc_exit,
 	[GABI_HC_SLEEP]         = hc_sleep,
 	[GABI_HC_REPORT]        = hc_report,
 	[GABI_HC_PUBLISH]       = hc_publish,
+	[GABI_HC_BLK_INFO]      = hc_blk,
+	[GABI_HC_BLK_SUBMIT]    = hc_blk,
 };
 
 void hcall_handle(struct vcpu *v)

@@ -24,6 +24,13 @@ struct hcall_req {
 int hcall_decode(const struct gabi_hcall *page, uint64_t mem_size,
 		 struct hcall_req *out);
 /* Names: 1..GABI_NAME_MAX bytes of [A-Za-z0-9._-]. */
+/*
+ * A block request copied out of guest RAM (docs/guest-abi.md): 0 when it
+ * may be queued, else -EINVAL (op, flags, alignment, length), -ERANGE
+ * (beyond the disk) or -EFAULT (buffer outside guest RAM).
+ */
+int hcall_blk_req_check(const struct gabi_blk_req *q, uint64_t disk_size,
+			uint64_t mem_size);
 bool hcall_name_valid(const char *name, size_t len);
 const char *hcall_name(uint64_t nr);
 

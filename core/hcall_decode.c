@@ -45,6 +45,26 @@ static int check_publish(const struct hcall_req *r, uint64_t mem)
 	return range_ok(r->args[2], 8, mem) ? 0 : -EFAULT;
 }
 
+static int check_blk(const struct hcall_req *r, uint64_t mem, uint64_t align,
+		     uint64_t size)
+{
+	if (r->args[0] >= GABI_BLK_MAX_DISKS)
+		return -ENODEV;
+	if (r->args[1] % align)
+		return -EINVAL;
+	return range_ok(r->args[1], size, mem) ? 0 : -EFAULT;
+}
+
+static int check_blk_info(const struct hcall_req *r, uint64_t mem)
+{
+	return check_blk(r, mem, 8, sizeof(struct gabi_blk_info));
+}
+
+static int check_blk_submit(const struct hcall_req *r, uint64_t mem)
+{
+	return check_blk(r, mem, 64, sizeof(struct gabi_blk_req));
+}
+
 static const struct {
 	const char *name;
 	int (*check)(const struct hcall_req *r, uint64_t mem_size);
@@ -54,6 +74,8 @@ static const struct {
 	[GABI_HC_SLEEP]         = { "sleep",         check_sleep },
 	[GABI_HC_REPORT]        = { "report",        check_name },
 	[GABI_HC_PUBLISH]       = { "publish",       check_publish },
+	[GABI_HC_BLK_INFO]      = { "blk_info",      check_blk_info },
+	[GABI_HC_BLK_SUBMIT]    = { "blk_submit",    check_blk_submit },
 };
 
 const char *hcall_name(uint64_t nr)
@@ -89,4 +111,26 @@ bool hcall_name_valid(const char *name, size_t len)
 			return false;
 	}
 	return true;
+}
+
+int hcall_blk_req_check(const struct gabi_blk_req *q, uint64_t disk_size,
+			uint64_t mem_size)
+{
+	if (q->flags)
+		return -EINVAL;
+	switch (q->op) {
+	case GABI_BLK_FLUSH:
+		return q->len || q->offset ? -EINVAL : 0;
+	case GABI_BLK_READ:
+	case GABI_BLK_WRITE:
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (!q->len || q->len > GABI_BLK_MAX_IO || q->len % GABI_BLK_SECTOR ||
+	    q->offset % GABI_BLK_SECTOR)
+		return -EINVAL;
+	if (q->offset > disk_size || q->len > disk_size - q->offset)
+		return -ERANGE;
+	return range_ok(q->buf_gpa, q->len, mem_size) ? 0 : -EFAULT;
 }

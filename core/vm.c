@@ -554,6 +554,9 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	/* Devices first: their I/O threads write into guest RAM. */
+	vm_devs_wait_pause(vm);
+	vm_devs_destroy(vm);
 	dirty_destroy(vm->dirty);
 	for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -598,8 +601,16 @@ static void vm_kick_all(struct vm *vm)
 int vm_start(struct vm *vm)
 {
 	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+	char why[VM_ERR_LEN];
 	int ret = 0;
 
+	/* A VM runs only where it owns its disks (a migration's destination too). */
+	ret = vm_devs_acquire(vm, why, sizeof(why));
+	if (ret) {
+		log_err("%s: cannot start: %s", vm->cfg.name, why);
+		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
+		return ret;
+	}
 	sigemptyset(&sa.sa_mask);
 	/* No SA_RESTART: KVM_RUN must come back with EINTR. */
 	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL))
@@ -652,16 +663,37 @@ int vm_pause(struct vm *vm)
 		vm->state = VM_PAUSED;
 out:
 	pthread_mutex_unlock(&vm->lock);
+	/* A paused VM has no I/O in flight: completions land before we return. */
+	if (!ret)
+		vm_devs_drain(vm);
 	return ret;
 }
 
 int vm_resume(struct vm *vm)
 {
+	char why[VM_ERR_LEN];
 	int ret = 0;
 
 	/* A VM loaded from a migration whose commit never came: start it. */
 	if (vm_get_state(vm) == VM_CREATED)
 		return vm_start(vm);
+	/*
+	 * Devices first: a disk that went away is reconnected (the VM stays
+	 * paused with the reason if it cannot be), and a failed migration's
+	 * source takes its lease back before its guest runs again.
+	 */
+	if (vm_get_state(vm) == VM_PAUSED) {
+		ret = vm_devs_acquire(vm, why, sizeof(why));
+		if (!ret)
+			ret = vm_devs_resume(vm, why, sizeof(why));
+		if (ret) {
+			pthread_mutex_lock(&vm->lock);
+			snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
+			pthread_mutex_unlock(&vm->lock);
+			log_err("%s: cannot resume: %s", vm->cfg.name, why);
+			return ret;
+		}
+	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_RUNNING)
 		goto out;
@@ -671,6 +703,7 @@ int vm_resume(struct vm *vm)
 	}
 	vm->pause_req = false;
 	vm->state = VM_RUNNING;
+	vm->pause_reason[0] = 0;
 	pthread_cond_broadcast(&vm->cond);
 out:
 	pthread_mutex_unlock(&vm->lock);

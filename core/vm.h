@@ -15,6 +15,7 @@
 #include "core/dirty.h"
 #include "core/guest_abi.h"
 #include "core/mem.h"
+#include "core/vm_dev.h"
 
 #define VM_NAME_MAX 64
 #define VM_ERR_LEN  512
@@ -114,6 +115,11 @@ struct vm {
 	unsigned nr_running;       /* vCPU threads not yet exited */
 	int exit_status;
 	char reason[VM_ERR_LEN];   /* why it stopped or crashed */
+	char pause_reason[VM_ERR_LEN]; /* why a device paused it ("" = no device did) */
+	bool pause_pending;        /* vm_pause_for's thread is at work */
+
+	unsigned nr_devs;          /* disks: see core/vm_dev.h */
+	struct vm_dev devs[VM_DEVS_MAX];
 
 	pthread_mutex_t console_lock;
 	unsigned nr_values;

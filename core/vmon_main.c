@@ -18,6 +18,7 @@
 #include "migrate/mig_live.h"
 #include "migrate/mig_snapshot.h"
 #include "migrate/mig_state.h"
+#include "storage/blk.h"
 
 
 
@@ -48,6 +49,13 @@ static const char vmon_usage[] =
 "                        With --incoming, --mem SIZE faults that much guest\n"
 "                        RAM in at start-up, so the migration does not wait\n"
 "                        for it (a VM of another size gets fresh RAM)\n"
+"  --disk PATH | --disk nbd://HOST:PORT/EXPORT,lease=FILE  a disk for the guest\n"
+"                        (repeatable, at most 8; the guest's disk 0, 1, ...): a\n"
+"                        raw image file, or an NBD export whose ownership is\n"
+"                        the lock on FILE. Exactly one vmon may own a disk: a\n"
+"                        disk in use elsewhere is refused (status 2, the holder\n"
+"                        named). With --incoming or --restore the disks come\n"
+"                        from the source\n"
 "  --args STR            argument string for the guest, at most 1023 bytes\n"
 "  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
 "                        (required with --guest)\n"
@@ -75,11 +83,13 @@ static const char vmon_usage[] =
 "  message names the exit, the vCPU and the RIP); 4 a KVM or host failure.\n"
 "\n"
 "vmon ctl SOCKET COMMAND: talk to a running vmon.\n"
-"  status                state, vCPUs, memory, CPU model, uptime\n"
+"  status                state, vCPUs, memory, CPU model, uptime, and why it\n"
+"                        is paused when a disk went away\n"
 "  pause | resume        stop all vCPUs outside the guest / let them run again\n"
+"                        (resume reconnects a disk that went away first)\n"
 "  stop                  stop the VM for good; vmon exits with status 0\n"
-"  stats                 per-vCPU exits, the guest's published values and the\n"
-"                        measured dirty rate\n"
+"  stats                 per-vCPU exits, the guest's published values, the\n"
+"                        disks' counters and the measured dirty rate\n"
 "  save FILE             pause the VM, write it to FILE (a migration stream,\n"
 "                        docs/migration-stream.md) and resume it; FILE appears\n"
 "                        only when complete. --verify adds a digest of all\n"
@@ -129,6 +139,8 @@ struct vmon_run {
 	bool name_given;
 	uint64_t sample_ms;
 	struct vm *vm;
+	unsigned nr_disks;
+	struct blk_spec disks[GABI_BLK_MAX_DISKS];
 };
 
 static void *vmon_signal_thread(void *arg)
@@ -251,7 +263,7 @@ static int vmon_exit_for(int err)
 static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 {
 	enum { O_GUEST = 256, O_RESTORE, O_INCOMING, O_TLSDIR, O_INTIMEOUT, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
-	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_LOG, O_SYSLOG, O_HELP };
+	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_LOG, O_SYSLOG, O_HELP, O_DISK };
 	static const struct option opts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "restore", required_argument, NULL, O_RESTORE },
@@ -272,6 +284,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "log-syslog", no_argument, NULL, O_SYSLOG },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "disk", required_argument, NULL, O_DISK },
 		{ 0 },
 	};
 	enum log_level level = LOGL_WARN;
@@ -357,6 +370,16 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		case O_HELP:
 			fputs(vmon_usage, stdout);
 			exit(0);
+		case O_DISK: {
+			char why[BLK_ERR_LEN];
+
+			if (r->nr_disks >= GABI_BLK_MAX_DISKS)
+				vmon_usage_error("--disk: at most %u disks", GABI_BLK_MAX_DISKS);
+			if (blk_spec_parse(optarg, &r->disks[r->nr_disks], why, sizeof(why)))
+				vmon_usage_error("--disk: %s", why);
+			r->nr_disks++;
+			break;
+		}
 		default:
 			/* getopt sets optopt to a long option's value when its
 			 * argument is missing, to the character for an unknown
@@ -373,6 +396,10 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 	if (r->tls_dir && !r->incoming)
 		vmon_usage_error("--tls-dir goes with --incoming (for vmon ctl migrate, give it there)");
 	if (r->restore || r->incoming) {
+		if (r->nr_disks)
+			vmon_usage_error("%s takes the disks from the %s; drop --disk",
+					 r->restore ? "--restore" : "--incoming",
+					 r->restore ? "snapshot" : "source");
 		if (r->cfg.guest_path || (have_mem && r->restore) || r->cfg.nr_vcpus != 1 || r->cfg.args ||
 		    strcmp(r->cfg.cpu_model, "host"))
 			vmon_usage_error("%s takes the guest, memory, vCPUs, CPU model and "
@@ -402,6 +429,7 @@ static int vmon_run(int argc, char **argv)
 	int ret, status;
 
 	vmon_parse_run(argc, argv, &r);
+	vm_dev_type_register(&blk_dev_type);
 
 	/* Only the signal thread takes these; vCPU threads inherit the mask. */
 	sigemptyset(&set);
@@ -438,7 +466,22 @@ static int vmon_run(int argc, char **argv)
 			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
 			return vmon_exit_for(ret);
 		}
+		ret = blk_dev_create(vm, r.disks, r.nr_disks, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
+			vm_destroy(vm);
+			return VM_EXIT_USAGE;
+		}
 		__atomic_store_n(&r.vm, vm, __ATOMIC_RELEASE);
+	}
+	/* Own the disks before anything runs: one writer per disk, or none. */
+	if (!r.incoming) {
+		ret = vm_devs_acquire(r.vm, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
+			vm_destroy(r.vm);
+			return VM_EXIT_USAGE;
+		}
 	}
 	dirty_rate_init(&rate);
 	mig_ctl_init(&mc, &rate, r.sample_ms);

@@ -276,6 +276,12 @@ static int load_device(struct mig_loader *l, const void *body, uint64_t len)
 	d = (Ferry__Mig__DeviceState *)m;
 	if (d->name && !strcmp(d->name, MIG_DEVICE_HCALL)) {
 		ret = mig_unpack_hcall(l->vm, d, l->err);
+	} else if (d->name && vm_dev_type_find(d->name)) {
+		/* A device this vmon links (disks): it opens what the source had. */
+		ret = vm_dev_type_find(d->name)->load(l->vm, d->version, d->data.data,
+						      d->data.len, l->err, MIG_ERR_LEN);
+		if (ret && ret != -EBADMSG)
+			ret = -ENOTSUP;
 	} else {
 		snprintf(l->err, MIG_ERR_LEN, "DEVICE_STATE for unknown device '%.64s'",
 			 d->name ? d->name : "");

@@ -127,6 +127,25 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 		ret = stream_write_pb(w, STREAM_REC_DEVICE_STATE, &dev.base);
 	if (ret)
 		goto fail;
+	/* The VM's other devices (disks), so the destination opens the same ones. */
+	for (unsigned i = 0; i < vm->nr_devs; i++) {
+		const struct vm_dev *d = &vm->devs[i];
+		Ferry__Mig__DeviceState ds = FERRY__MIG__DEVICE_STATE__INIT;
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		if (!d->ops->save)
+			continue;
+		ret = d->ops->save(d->ctx, &ds.version, &buf, &len);
+		ds.name = (char *)d->ops->name;
+		ds.data.data = buf;
+		ds.data.len = len;
+		if (!ret)
+			ret = stream_write_pb(w, STREAM_REC_DEVICE_STATE, &ds.base);
+		free(buf);
+		if (ret)
+			goto fail;
+	}
 
 	end.records = w->records;
 	end.bytes = w->off;

@@ -456,6 +456,10 @@ static int mig_switchover(struct mig_run *m)
 	}
 	m->paused = true;
 	m->pause_realtime_ns = realtime_ns();
+	/* Disks: no I/O in flight, everything acknowledged flushed (or we stay). */
+	ret = vm_devs_quiesce(m->vm, m->err, MIG_ERR_LEN);
+	if (ret)
+		return ret;
 	/*
 	 * The set still holds what the last round's harvest found; add what
 	 * was dirtied since, up to the pause. (Harvesting into the set itself
@@ -519,6 +523,8 @@ static void mig_commit(struct mig_run *m)
 	int ret;
 
 	vm_finish(m->vm, VM_STOPPED, 0, "migrated to %s", job->p.uri);
+	/* The destination takes the disks on COMMIT: let go of them first. */
+	vm_devs_release(m->vm);
 	ret = mig_send_msg(&m->w, STREAM_REC_COMMIT, &e.base);
 	if (!ret)
 		ret = mig_recv_msg(&m->r, STREAM_REC_RESUMED, &ferry__mig__resumed__descriptor,

@@ -9,6 +9,7 @@ PKGS=(
 	libibverbs-dev librdmacm-dev
 	libssl-dev openssl
 	libxxhash-dev
+	libnbd-dev liburing-dev nbdkit
 	corosync libcpg-dev libquorum-dev libvotequorum-dev libcmap-dev
 	libcorosync-common-dev libqb-dev iproute2 procps
 	clang llvm

@@ -50,6 +50,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(r.args[1] >= 1 && r.args[1] <= GABI_NAME_MAX);
 		check(r.args[0] <= mem && r.args[1] <= mem - r.args[0]);
 		break;
+	case GABI_HC_BLK_INFO:
+		check(r.args[0] < GABI_BLK_MAX_DISKS && r.args[1] % 8 == 0);
+		check(r.args[1] <= mem && sizeof(struct gabi_blk_info) <= mem - r.args[1]);
+		break;
+	case GABI_HC_BLK_SUBMIT: {
+		struct gabi_blk_req q;
+
+		check(r.args[0] < GABI_BLK_MAX_DISKS && r.args[1] % 64 == 0);
+		check(r.args[1] <= mem && sizeof(q) <= mem - r.args[1]);
+		/* The request itself: fuzz its checker with the scratch bytes. */
+		memcpy(&q, page.scratch, sizeof(q));
+		if (!hcall_blk_req_check(&q, r.args[2], mem) && q.op != GABI_BLK_FLUSH) {
+			check(q.len && q.len <= GABI_BLK_MAX_IO && q.offset + q.len <= r.args[2]);
+			check(q.offset + q.len >= q.offset);
+			check(q.buf_gpa <= mem && q.len <= mem - q.buf_gpa);
+		}
+		break;
+	}
 	default:
 		abort(); /* decoded a number it should have refused */
 	}

@@ -1,0 +1,80 @@
+/*
+ * Devices of a VM beyond its vCPUs (the disks of storage/). core/ knows
+ * them only through this ops table, so the monitor's lifecycle (start,
+ * pause, resume, switchover, destroy) can ask them to drain, flush, give up
+ * or take ownership without core/ depending on the layers above it.
+ */
+#ifndef FERRY_VM_DEV_H
+#define FERRY_VM_DEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct vcpu;
+
+#define VM_DEVS_MAX     4
+#define VM_DEV_STATS_MAX 32
+
+struct vm_dev_stat {
+	char name[48];
+	uint64_t value;
+};
+
+struct vm_dev_ops {
+	const char *name;      /* its DEVICE_STATE name in a migration stream */
+	/* A hypercall the decoder routed to devices (GABI_HC_BLK_*). */
+	int64_t (*hcall)(void *ctx, struct vcpu *v, uint64_t nr, const uint64_t *args);
+	/* VM paused (any pause, throttling too): wait for the work in flight. */
+	void (*drain)(void *ctx);
+	/* Switchover: drain, then flush what the guest was told is done. */
+	int (*quiesce)(void *ctx, char *err, size_t len);
+	/* Exclusive ownership (disk leases): idempotent both ways. */
+	int (*acquire)(void *ctx, char *err, size_t len);
+	void (*release)(void *ctx);
+	/* Before a paused VM runs again: retry what stalled (reconnect). */
+	int (*resume)(void *ctx, char *err, size_t len);
+	/* DEVICE_STATE bytes (malloc'ed) for the stream. */
+	int (*save)(void *ctx, uint32_t *version, uint8_t **buf, size_t *len);
+	/* Counters for vmon ctl stats; returns how many were filled. */
+	unsigned (*stats)(void *ctx, struct vm_dev_stat *out, unsigned max);
+	void (*destroy)(void *ctx);
+};
+
+struct vm_dev {
+	const struct vm_dev_ops *ops;
+	void *ctx;
+};
+
+/* A kind of device that can arrive in a stream, by DEVICE_STATE name. */
+struct vm_dev_type {
+	const char *name;
+	/* Build the device from its state and attach it to vm; -errno + err. */
+	int (*load)(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
+		    char *err, size_t err_len);
+};
+
+/* The VM owns ctx from here on (ops->destroy at vm_destroy). */
+int vm_dev_attach(struct vm *vm, const struct vm_dev_ops *ops, void *ctx);
+void vm_devs_drain(struct vm *vm);
+int vm_devs_quiesce(struct vm *vm, char *err, size_t len);
+int vm_devs_acquire(struct vm *vm, char *err, size_t len);
+void vm_devs_release(struct vm *vm);
+int vm_devs_resume(struct vm *vm, char *err, size_t len);
+void vm_devs_destroy(struct vm *vm);
+int64_t vm_devs_hcall(struct vcpu *v, uint64_t nr, const uint64_t *args);
+unsigned vm_devs_stats(struct vm *vm, struct vm_dev_stat *out, unsigned max);
+
+/* The program registers the device kinds it links (before any stream). */
+int vm_dev_type_register(const struct vm_dev_type *t);
+const struct vm_dev_type *vm_dev_type_find(const char *name);
+
+/*
+ * A device asks for the VM to pause on its own (the storage went away):
+ * from any thread but a vCPU's; the reason shows in vmon ctl status.
+ */
+void vm_pause_for(struct vm *vm, const char *reason);
+/* Wait for a pause vm_pause_for started (before the VM goes away). */
+void vm_devs_wait_pause(struct vm *vm);
+
+#endif

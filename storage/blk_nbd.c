@@ -1,0 +1,121 @@
+/*
+ * NBD backend through libnbd (no kernel NBD client here). Ownership is an
+ * OFD lock on the lease file named in the spec: the NBD protocol has no
+ * locking of its own. A dead connection marks the disk gone; reconnect
+ * makes a fresh handle, since a libnbd handle cannot connect twice.
+ */
+#include "storage/blk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libnbd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int nbd_err(void)
+{
+	int e = nbd_get_errno();
+
+	return e ? -e : -EIO;
+}
+
+static int nbd_connect_disk(struct blk_disk *d, char *err, size_t len)
+{
+	struct nbd_handle *h = nbd_create();
+	int64_t size;
+
+	if (!h) {
+		snprintf(err, len, "disk %u: libnbd: %s", d->index, nbd_get_error());
+		return -ENOMEM;
+	}
+	if (nbd_connect_uri(h, d->spec.target) == -1) {
+		int ret = nbd_err();
+
+		snprintf(err, len, "disk %u: %.200s: %s", d->index, d->spec.target,
+			 nbd_get_error());
+		nbd_close(h);
+		return ret;
+	}
+	size = nbd_get_size(h);
+	if (size < 0) {
+		snprintf(err, len, "disk %u: %.200s: size: %s", d->index, d->spec.target,
+			 nbd_get_error());
+		nbd_close(h);
+		return -EIO;
+	}
+	if (d->size && (uint64_t)size < d->size) {
+		snprintf(err, len, "disk %u: %.200s shrank to %lld bytes", d->index,
+			 d->spec.target, (long long)size);
+		nbd_close(h);
+		return -EIO;
+	}
+	if (!d->size)
+		d->size = (uint64_t)size & ~(uint64_t)(GABI_BLK_SECTOR - 1);
+	d->nbd = h;
+	return 0;
+}
+
+static int nbd_open_disk(struct blk_disk *d, char *err, size_t len)
+{
+	d->lock_fd = open(d->spec.lease, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (d->lock_fd < 0) {
+		snprintf(err, len, "disk %u: lease file %.300s: %s", d->index, d->spec.lease,
+			 strerror(errno));
+		return -errno;
+	}
+	return nbd_connect_disk(d, err, len);
+}
+
+static int nbd_read(struct blk_disk *d, void *buf, uint64_t len, uint64_t off)
+{
+	return nbd_pread(d->nbd, buf, len, off, 0) == -1 ? nbd_err() : 0;
+}
+
+static int nbd_write(struct blk_disk *d, const void *buf, uint64_t len, uint64_t off)
+{
+	return nbd_pwrite(d->nbd, buf, len, off, 0) == -1 ? nbd_err() : 0;
+}
+
+static int nbd_flush_disk(struct blk_disk *d)
+{
+	return nbd_flush(d->nbd, 0) == -1 ? nbd_err() : 0;
+}
+
+static bool nbd_gone(struct blk_disk *d, int err)
+{
+	/* A request the server failed leaves the connection up; a dead server does not. */
+	return !d->nbd || nbd_aio_is_dead(d->nbd) == 1 || nbd_aio_is_closed(d->nbd) == 1 ||
+	       err == -ENOTCONN || err == -ECONNRESET || err == -EPIPE || err == -ESHUTDOWN;
+}
+
+static int nbd_reconnect(struct blk_disk *d, char *err, size_t len)
+{
+	if (d->nbd)
+		nbd_close(d->nbd);
+	d->nbd = NULL;
+	return nbd_connect_disk(d, err, len);
+}
+
+static void nbd_close_disk(struct blk_disk *d)
+{
+	if (d->nbd) {
+		nbd_shutdown(d->nbd, 0);
+		nbd_close(d->nbd);
+	}
+	d->nbd = NULL;
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
+	d->lock_fd = -1;
+}
+
+const struct blk_backend_ops blk_nbd_ops = {
+	.name = "nbd",
+	.open = nbd_open_disk,
+	.pread = nbd_read,
+	.pwrite = nbd_write,
+	.flush = nbd_flush_disk,
+	.gone = nbd_gone,
+	.reconnect = nbd_reconnect,
+	.close = nbd_close_disk,
+};
