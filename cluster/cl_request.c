@@ -125,6 +125,13 @@ static void req_vm_create(struct req_check *c, const Ferry__Cluster__Vm *vm)
 		req_fail(c, "guest image path is missing");
 	req_len(c, "guest image path", vm->guest, req_limits.guest_path_max);
 	req_len(c, "args", vm->args, req_limits.args_max);
+	if (vm->n_disks > 8)
+		req_fail(c, "at most 8 disks");
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		if (!vm->disks[i] || !*vm->disks[i])
+			req_fail(c, "an empty disk");
+		req_len(c, "disk", vm->disks[i], req_limits.guest_path_max);
+	}
 	if (vm->mem_bytes < req_limits.vm_mem_min_bytes ||
 	    vm->mem_bytes > req_limits.vm_mem_max_bytes)
 		req_fail(c, "memory %llu bytes is outside 8 MiB..128 GiB",

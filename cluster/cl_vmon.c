@@ -170,6 +170,8 @@ static int argv_build(struct argv_buf *a, const struct cl_vmon_spec *s, const ch
 		arg_opt(a, "--vcpus", a->num[1]);
 		arg_opt(a, "--cpu-model", s->cpu_model);
 		arg_opt(a, "--args", s->args);
+		for (size_t i = 0; i < s->n_disks; i++)
+			arg_opt(a, "--disk", s->disks[i]);
 	}
 	arg_opt(a, "--cpuid-hide", s->cpuid_hide);
 	arg_opt(a, "--control", sock);

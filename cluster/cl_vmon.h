@@ -32,6 +32,9 @@ struct cl_vmon_spec {
 	uint32_t vcpus;
 	const char *cpu_model;    /* a vmon model name */
 	const char *cpuid_hide;   /* NULL or "" for none */
+	char *const *disks;       /* --disk specs (run only: an incoming VM's come
+				   * with it in the stream) */
+	size_t n_disks;
 	/* or wait for an incoming migration instead (guest/args unused) */
 	bool incoming;
 	const char *listen_host;  /* the address to listen on (port: any) */

@@ -180,6 +180,8 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	agent_vmon_spec(a, vm, &spec);
 	spec.guest = vm->guest;
 	spec.args = vm->args;
+	spec.disks = vm->disks;
+	spec.n_disks = vm->n_disks;
 	spec.mem_bytes = vm->mem_bytes;
 	spec.cpu_model = model;
 	spec.cpuid_hide = all_hide;

@@ -24,8 +24,10 @@ static const char usage[] =
 "  host list | host show HOST\n"
 "  host mode HOST active|maintenance\n"
 "  vm create NAME --guest IMAGE --mem SIZE [--vcpus N] [--args STR]\n"
-"            [--cpu-model host|cluster|x86-64-v1..v4]   (default vcpus 1,\n"
-"            model cluster: what every current host has)\n"
+"            [--cpu-model host|cluster|x86-64-v1..v4] [--disk SPEC]...\n"
+"            (default vcpus 1, model cluster: what every current host has;\n"
+"            SPEC: a raw image PATH on shared storage, or\n"
+"            nbd://HOST:PORT/EXPORT,lease=PATH, as vmon --disk)\n"
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
@@ -285,6 +287,9 @@ static void print_vm(const Ferry__Cluster__Response *r)
 	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
 	printf("guest:      %s %s\n", vm->guest, vm->args);
 	printf("memory:     %s, %u vCPU(s), CPU model %s\n", mem, vm->vcpus, vm->cpu_model);
+	for (size_t i = 0; i < vm->n_disks; i++)
+		printf("disk %zu:     %s%s%s\n", i, vm->disks[i], *vm->host ? ", owned by " : "",
+		       vm->host);
 	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
 	       vm->restarts);
 	if (*vm->last_error)
@@ -444,10 +449,13 @@ static int vm_create(struct ctl *c, int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "cpu-model", required_argument, NULL, 'c' },
+		{ "disk", required_argument, NULL, 'd' },
 		{ 0 },
 	};
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
 	Ferry__Cluster__Vm vm = FERRY__CLUSTER__VM__INIT;
+	char *disks[8];
+	int status;
 	char guest[PATH_MAX];
 	uint64_t v;
 	int o;
@@ -478,6 +486,24 @@ static int vm_create(struct ctl *c, int argc, char **argv)
 			vm.vcpus = v;
 			break;
 		case 'c': vm.cpu_model = optarg; break;
+		case 'd':
+			if (vm.n_disks == 8)
+				return die_usage("vm create: at most 8 disks");
+			/* Every node must find a path disk: make it absolute. */
+			if (strncmp(optarg, "nbd://", 6)) {
+				char *abs = realpath(optarg, NULL);
+
+				if (!abs) {
+					fprintf(stderr, "clusterctl: vm create: --disk %s: %s\n",
+						optarg, strerror(errno));
+					return 1;
+				}
+				disks[vm.n_disks++] = abs;
+			} else {
+				disks[vm.n_disks++] = strdup(optarg);
+			}
+			vm.disks = disks;
+			break;
 		default: return die_usage("vm create: bad option");
 		}
 	}
@@ -487,7 +513,10 @@ static int vm_create(struct ctl *c, int argc, char **argv)
 		return die_usage("vm create: --guest and --mem are required");
 	vm.name = argv[optind];
 	REQ(vm_create, VM_CREATE, &vm);
-	return simple(c, &req, print_nothing);
+	status = simple(c, &req, print_nothing);
+	for (size_t i = 0; i < vm.n_disks; i++)
+		free(disks[i]);
+	return status;
 }
 
 static int cmd_vm(struct ctl *c, int argc, char **argv)
