@@ -313,6 +313,16 @@ static void run_stream(const uint8_t *data, size_t size)
 		case STREAM_REC_END:
 			ret = fz_end(&r, &st, body, len);
 			break;
+		case STREAM_REC_FENCE: {
+			/* A live stream with parallel connections: a file has
+			 * none, and the loader refuses it without lanes. */
+			ProtobufCMessage *m;
+
+			if (!stream_pb_unpack(&r, &ferry__mig__fence__descriptor, body, len, &m))
+				protobuf_c_message_free_unpacked(m, NULL);
+			ret = -EPROTO;
+			break;
+		}
 		case STREAM_REC_ABORT: {
 			/* A live source giving up mid-stream: decoded, then the end. */
 			ProtobufCMessage *m;
