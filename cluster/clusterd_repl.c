@@ -220,13 +220,27 @@ static void on_proposal(struct agent *a, const Ferry__Cluster__Proposal *p)
 		if (lv)
 			lv->mig_began_ns = now_ns();
 	}
-	if (ret)
+	if (ret) {
 		log_info("refused: %s", err);
-	else
+		decided(a, p, ret, err);
+		return;
+	}
+	/*
+	 * Persist before acting, so no node acts on a change it could forget.
+	 * A migration's begin and ready are the exceptions: what they set off
+	 * (a destination vmon that listens, a stream that starts) changes
+	 * nothing a restart could trip over, since only the end moves the VM,
+	 * and the migration should not wait two fsyncs to start.
+	 */
+	bool early = p->cmd->op_case == FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN ||
+		     p->cmd->op_case == FERRY__CLUSTER__COMMAND__OP_MIG_READY;
+
+	if (!early)
 		agent_persist(a);
 	decided(a, p, ret, err);
-	if (!ret)
-		agent_reconcile(a);
+	agent_reconcile(a);
+	if (early)
+		agent_persist(a);
 }
 
 static void sync_done(struct agent *a)

@@ -648,7 +648,7 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
 	req = (Ferry__Cluster__Request)FERRY__CLUSTER__REQUEST__INIT;
 	REQ(migrate_status, MIGRATE_STATUS, &name);
 	for (;;) {
-		const struct timespec pause = { 0, 3000000 };
+		const struct timespec pause = { 0, 1000000 };
 
 		r = call(c, &req, &status);
 		if (!r)
