@@ -1,8 +1,9 @@
 /*
- * storage_raw FILE seq|rand N [sync]: the raw backend, fio-style, as the
- * baseline for storage_bench: N 4 KiB pwrites at queue depth 1, sequential
- * or random over the file, each followed by fdatasync with "sync". Prints
- * the same line as blkwriter's bench mode.
+ * storage_raw FILE seq|rand N [sync] [direct]: the raw backend, fio-style,
+ * as the baseline for storage_bench: N 4 KiB pwrites at queue depth 1,
+ * sequential or random over the file, each followed by fdatasync with
+ * "sync", through the page cache or with O_DIRECT ("direct", fio's
+ * --direct=1). Prints the same line as blkwriter's bench mode.
  */
 #include <fcntl.h>
 #include <stdbool.h>
@@ -41,16 +42,19 @@ int main(int argc, char **argv)
 {
 	static char buf[BLOCK] __attribute__((aligned(4096)));
 	uint64_t n, slots, t0, sum = 0, x = 42, errors = 0;
-	bool rnd, sync;
+	bool rnd, sync = false, direct = false;
 	struct stat st;
 	int fd;
 
 	if (argc < 4)
-		return fprintf(stderr, "usage: storage_raw FILE seq|rand N [sync]\n"), 2;
+		return fprintf(stderr, "usage: storage_raw FILE seq|rand N [sync] [direct]\n"), 2;
 	rnd = !strcmp(argv[2], "rand");
 	n = strtoull(argv[3], NULL, 0);
-	sync = argc > 4 && !strcmp(argv[4], "sync");
-	fd = open(argv[1], O_RDWR);
+	for (int i = 4; i < argc; i++) {
+		sync |= !strcmp(argv[i], "sync");
+		direct |= !strcmp(argv[i], "direct");
+	}
+	fd = open(argv[1], O_RDWR | (direct ? O_DIRECT : 0));
 	if (fd < 0 || fstat(fd, &st) || !n)
 		return perror(argv[1]), 2;
 	slots = (uint64_t)st.st_size / BLOCK;
@@ -70,8 +74,9 @@ int main(int argc, char **argv)
 		hist[ns / 1000 < LAT_BUCKETS ? ns / 1000 : LAT_BUCKETS - 1]++;
 	}
 	t0 = now_ns() - t0;
-	printf("raw: bench %s%s: %llu writes in %llu us: %llu IOPS, %llu MiB/s, latency avg %llu "
+	printf("raw: bench %s%s%s: %llu writes in %llu us: %llu IOPS, %llu MiB/s, latency avg %llu "
 	       "us p50 %llu us p99 %llu us, errors %llu\n", argv[2], sync ? "+flush" : "",
+	       direct ? " direct" : "",
 	       (unsigned long long)n, (unsigned long long)(t0 / 1000),
 	       (unsigned long long)(n * 1000000000ull / t0),
 	       (unsigned long long)((n * BLOCK * 1000000000ull / t0) >> 20),
