@@ -20,8 +20,15 @@
 
 struct local_vm *agent_local(struct agent *a, const char *name, bool incoming)
 {
+	/*
+	 * A vmon that handed its VM over is on its way out, however long its
+	 * exit takes: it is not the VM's any more. Taken for the VM's vmon, it
+	 * kept a VM that came straight back from taking over its new vmon,
+	 * which was stopped, and a fresh copy of the guest was started.
+	 */
 	for (struct local_vm *lv = a->vms; lv; lv = lv->next)
-		if (lv->incoming == incoming && !lv->ended && !strcmp(lv->name, name))
+		if (lv->incoming == incoming && !lv->ended && !lv->migrated &&
+		    !strcmp(lv->name, name))
 			return lv;
 	return NULL;
 }

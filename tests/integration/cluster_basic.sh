@@ -24,15 +24,28 @@ fails() {
 	fi
 	echo "  clusterctl $*: $out"
 }
-console() { cat "$LAB_DIR"/host*/run/vm1.console 2>/dev/null; }
-last_count() { console | sed -n 's/^counter: \([0-9]*\)$/\1/p' | sort -n | tail -1; }
+# Complete lines only: a guest may be halfway through a line when we read.
+console() {
+	python3 -c 'import sys
+for f in sys.argv[1:]:
+    sys.stdout.write("".join(l + "\n" for l in open(f).read().split("\n")[:-1]))' \
+		"$LAB_DIR"/host*/run/vm1.console 2>/dev/null
+}
+last_count() { console | sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' | sort -n | tail -1; }
 # The counts in the order the nodes printed them: 1, 2, 3, ... with no gap
 # and no repeat, whichever node printed each.
 counts_continuous() {
 	local n
-	n=$(console | sed -n 's/^counter: \([0-9]*\)$/\1/p' | sort -n |
-	    awk 'NR != $1 {bad = 1} END {print bad ? "gap" : NR}')
-	[ "$n" != gap ] && [ "$n" -gt 0 ]
+	n=$(console | sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' | sort -n |
+	    awk 'NR != $1 && !bad {bad = 1; at = NR} END {print bad ? "gap at line " at : NR}')
+	if [[ "$n" == gap* ]]; then
+		echo "  $n of the sorted counts; per node:"
+		for f in "$LAB_DIR"/host*/run/vm1.console; do
+			echo "  $f: $(sed -n 's/^counter: //p' "$f" | tr '\n' ' ' | tail -c 400)"
+		done
+		return 1
+	fi
+	[ "$n" -gt 0 ]
 }
 count_grows() { local c; c=$(last_count); sleep 0.5; [ "$(last_count)" -gt "$c" ]; }
 placement_on_all() { # VM HOST

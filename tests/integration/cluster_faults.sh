@@ -30,7 +30,7 @@ else:
 }
 mig_is() { [ "$(mig_phase "$1" "$2")" = "$3" ]; }
 synced3() { for h in host1 host2 host3; do [ "$(members $h)" = "host1 host2 host3" ] || return 1; done; }
-last_count() { sed -n 's/^counter: \([0-9]*\)$/\1/p' "$LAB_DIR"/host*/run/vm1.console | sort -n | tail -1; }
+last_count() { sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' "$LAB_DIR"/host*/run/vm1.console | sort -n | tail -1; }
 count_grows() { local c; c=$(last_count); sleep 0.4; [ "$(last_count)" -gt "$c" ]; }
 vm_field() { ctl_json "$1" vm show "$2" | json_get "$3"; }
 # Everything of HOST at once, vmons included: the node dies.
