@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 TMPD=$(mktemp -d /tmp/ferry-cluster-test.XXXXXX)
-trap 'rc=$?; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
+trap 'rc=$?; set +e; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
 
 ctl() { lab_exec "$@" >/dev/null 2>&1; }
 # ctl_json HOST ARGS...: clusterctl -o json on HOST

@@ -9,7 +9,7 @@
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 CHECKER="$FERRY_BIN/../tests/blklog_check"
 SHARED=$(mktemp -d /tmp/ferry-shared.XXXXXX)
-trap 'rc=$?; rm -rf "$SHARED"; (exit $rc); lab_at_exit' EXIT
+trap 'rc=$?; set +e; rm -rf "$SHARED"; (exit $rc); lab_at_exit' EXIT
 
 ctl() { lab_exec "$@" >/dev/null 2>&1; }
 ctl_json() { local h=$1; shift; lab_exec "$h" clusterctl -o json "$@" 2>/dev/null; }
