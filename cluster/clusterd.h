@@ -34,6 +34,7 @@
 #define CL_PROGRESS_PERIOD_MS 100
 #define CL_STOP_TIMEOUT_MS 5000
 #define CL_STATS_TIMEOUT_MS 100
+#define CL_HANDLED_MAX 64
 
 /* A vmon of this node. */
 struct local_vm {
@@ -101,6 +102,9 @@ struct agent {
 	struct cl_plan_config plan_cfg;
 	struct cl_plan_memo *plan_memo;
 	uint64_t balanced_ns, evacuated_ns;
+	/* migration ids taken up here, so a reconcile starts each once */
+	uint64_t handled[CL_HANDLED_MAX];
+	unsigned handled_next;
 
 	struct cl_server *srv;
 	int wake_fd;

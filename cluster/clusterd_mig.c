@@ -130,24 +130,20 @@ static void *incoming_run(void *arg)
 	return NULL;
 }
 
-#define HANDLED_MAX 64
-static uint64_t handled[HANDLED_MAX];
-static unsigned handled_next;
-
-static bool handled_has(uint64_t id)
+/* Migrations this node already took up (dest: its vmon; source: following). */
+static bool handled_has(const struct agent *a, uint64_t id)
 {
-	for (unsigned i = 0; i < HANDLED_MAX; i++)
-		if (handled[i] == id)
+	for (unsigned i = 0; i < CL_HANDLED_MAX; i++)
+		if (a->handled[i] == id)
 			return true;
 	return false;
 }
 
-static bool handled_once(uint64_t id)
+static bool handled_once(struct agent *a, uint64_t id)
 {
-	for (unsigned i = 0; i < HANDLED_MAX; i++)
-		if (handled[i] == id)
-			return false;
-	handled[handled_next++ % HANDLED_MAX] = id;
+	if (handled_has(a, id))
+		return false;
+	a->handled[a->handled_next++ % CL_HANDLED_MAX] = id;
 	return true;
 }
 
@@ -447,15 +443,15 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 					      "migration is void", m->source);
 			return;
 		}
-		if (!in && handled_once(m->id))
+		if (!in && handled_once(a, m->id))
 			incoming_start(a, vm);
 		return;
 	}
 	if (!strcmp(m->source, a->name)) {
 		/* Once followed, the follower alone reports the end. */
-		if (handled_has(m->id))
+		if (handled_has(a, m->id))
 			return;
-		if (run && *m->incoming_uri && handled_once(m->id))
+		if (run && *m->incoming_uri && handled_once(a, m->id))
 			follow_start(a, vm, run);
 		else if (!run)
 			mig_end_async(a, vm, false, "the source vmon on %s is gone", a->name);
