@@ -151,7 +151,8 @@ int dirty_create(struct dirty **out, enum dirty_mode mode,
 	d->monitor_bits = calloc(WORDS(d->nr_pages), sizeof(uint64_t));
 	d->ring_bits = calloc(WORDS(d->nr_pages), sizeof(uint64_t));
 	d->scratch = calloc(WORDS(max_slot_pages), sizeof(uint64_t));
-	if (!d->monitor_bits || !d->ring_bits || !d->scratch)
+	d->written = calloc(WORDS(d->nr_pages), sizeof(uint64_t));
+	if (!d->monitor_bits || !d->ring_bits || !d->scratch || !d->written)
 		goto fail;
 	*out = d;
 	return 0;
@@ -172,6 +173,7 @@ void dirty_destroy(struct dirty *d)
 	free(d->monitor_bits);
 	free(d->ring_bits);
 	free(d->scratch);
+	free(d->written);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -212,11 +214,14 @@ int dirty_start(struct dirty *d)
 	pthread_mutex_lock(&d->lock);
 	if (d->tracking)
 		goto out;
-	ret = d->kvm.set_logging(d->kvm.ctx, true);
-	if (ret)
-		goto out;
+	if (!d->logging) {
+		ret = d->kvm.set_logging(d->kvm.ctx, true);
+		if (ret)
+			goto out;
+		d->logging = true;
+	}
 	/* The first harvest reports every page: see the contract in dirty.h. */
-	bits_set_all(d->monitor_bits, d->nr_pages);
+	d->report_all = true;
 	d->tracking = true;
 out:
 	pthread_mutex_unlock(&d->lock);
@@ -230,8 +235,16 @@ int dirty_stop(struct dirty *d)
 	pthread_mutex_lock(&d->lock);
 	if (!d->tracking)
 		goto out;
-	ret = d->kvm.set_logging(d->kvm.ctx, false);
 	d->tracking = false;
+	/*
+	 * The written map lives on logging: keep it on (it costs the guest
+	 * one fault per page until the next consumer re-protects anything).
+	 */
+	if (d->written_valid || d->written_scanning)
+		goto out;
+	ret = d->kvm.set_logging(d->kvm.ctx, false);
+	d->logging = false;
+	d->log_epoch++;
 out:
 	pthread_mutex_unlock(&d->lock);
 	return ret;
@@ -277,6 +290,13 @@ int dirty_harvest(struct dirty *d, struct dirty_set *out)
 	}
 	bits_drain(d->ring_bits, out->bits, WORDS(d->nr_pages));
 	bits_drain(d->monitor_bits, out->bits, WORDS(d->nr_pages));
+	for (uint64_t w = 0; w < WORDS(d->nr_pages); w++)
+		if (out->bits[w])
+			__atomic_fetch_or(&d->written[w], out->bits[w], __ATOMIC_RELAXED);
+	if (d->report_all) {
+		bits_set_all(out->bits, d->nr_pages);
+		d->report_all = false;
+	}
 	dirty_set_recount(out);
 
 	/* Fault injection: the oracle test proves it notices a lost page. */

@@ -114,7 +114,19 @@ struct dirty {
 	uint64_t *scratch;          /* one slot's KVM bitmap                */
 	unsigned nr_rings;
 	struct dirty_ring *rings;
-	bool tracking;
+	bool tracking;              /* a consumer harvests (start..stop)    */
+	bool logging;               /* KVM logs writes (may outlive stop)   */
+	bool report_all;            /* the next harvest reports every page  */
+	/*
+	 * Pages that may hold data: OR of every harvest since logging went
+	 * on, plus what dirty_written_scan() found then. A page outside it
+	 * has been zero throughout, so a sender need not read it. Valid only
+	 * while logging has stayed on since the scan began (log_epoch).
+	 */
+	uint64_t *written;
+	bool written_valid;
+	bool written_scanning;
+	uint64_t log_epoch;         /* +1 each time KVM logging goes off    */
 	uint64_t clear_chunk_pages; /* KVM_CLEAR_DIRTY_LOG granularity      */
 	struct dirty_stats stats;
 	pthread_mutex_t lock;       /* serialises harvest/start/stop        */
@@ -141,6 +153,21 @@ int dirty_attach_ring(struct dirty *d, unsigned vcpu, struct kvm_dirty_gfn *gfns
 int dirty_start(struct dirty *d);
 int dirty_stop(struct dirty *d);
 int dirty_harvest(struct dirty *d, struct dirty_set *out);
+
+/*
+ * Build the written map: with tracking on (so every later write is
+ * logged), find the pages of ram that are not zero now. Runs for as long
+ * as a read of all guest RAM takes; gives up with -EINTR when *stop turns
+ * true. From then on, and for as long as logging stays on, KVM logging is
+ * kept on by dirty_stop() too, and dirty_written_map() answers.
+ */
+int dirty_written_scan(struct dirty *d, const uint8_t *ram, const bool *stop);
+/*
+ * One bit per page, set where the page may hold data; NULL when no scan
+ * completed or logging went off since. Updated by every harvest: read it
+ * after the harvest whose pages are about to be sent.
+ */
+const uint64_t *dirty_written_map(struct dirty *d);
 
 /* Record a monitor write to [gpa, gpa + len). Safe from any thread. */
 void dirty_mark(struct dirty *d, uint64_t gpa, uint64_t len);

@@ -16,6 +16,13 @@ static void *dirty_rate_thread(void *arg)
 
 	/* The first harvest after start reports every page: not a rate. */
 	ret = dirty_harvest(d, &r->set);
+	/* Once per VM, in the background: the pages a sender may skip (dirty.h). */
+	if (!ret) {
+		int s = dirty_written_scan(d, r->vm->mem.base, &r->stop);
+
+		if (s && s != -EALREADY && s != -EINTR)
+			log_debug("dirty: no written map: %s", strerror(-s));
+	}
 	last = now_ns();
 	pthread_mutex_lock(&r->lock);
 	while (!ret && !r->stop) {

@@ -176,6 +176,7 @@ int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, stru
 	for (unsigned i = 0; i < t->n; i++) {
 		t->lane[i].ret = 0;
 		t->lane[i].err[0] = 0;
+		t->lane[i].w.written = dirty_written_map(vm->dirty);
 		if (pthread_create(&t->lane[i].thread, NULL, tx_lane_thread, &t->lane[i])) {
 			__atomic_store_n(&t->stop, true, __ATOMIC_RELEASE);
 			snprintf(err, MIG_ERR_LEN, "cannot start the sending threads");

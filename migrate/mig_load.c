@@ -123,6 +123,9 @@ void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run)
 		uint64_t bit = 1ull << (pfn % 64), *owed = &s->owed[pfn / 64];
 
 		s->pages++;
+		/* Read straight into RAM (run->ram): already in place, torn or not. */
+		if (run->ram && page)
+			s->touched[pfn / 64] |= bit;
 		if (!stream_page_intact(run, page)) {
 			/* Torn (or damaged): not used; it must come again. */
 			s->torn++;
@@ -136,10 +139,10 @@ void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run)
 			*owed &= ~bit;
 			s->nr_owed--;
 		}
-		if (page) {
+		if (page && page != dst) {
 			memcpy(dst, page, MEM_PAGE_SIZE);
 			s->touched[pfn / 64] |= bit;
-		} else {
+		} else if (!page) {
 			if (s->touched[pfn / 64] & bit)
 				memset(dst, 0, MEM_PAGE_SIZE);
 			s->zero_pages++;
@@ -483,6 +486,11 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 			snprintf(err, MIG_ERR_LEN, "unexpected record type 0x%x", type);
 			ret = -EBADMSG;
 		}
+		/* The pages of a single connection go straight into guest RAM. */
+		if (!ret && l->vm && !o->lanes && !r->page_ram) {
+			r->page_ram = l->vm->mem.base;
+			r->page_ram_pages = mem_pages(&l->vm->mem);
+		}
 		if (ret) {
 			char what[MIG_ERR_LEN];
 
@@ -494,6 +502,8 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 		}
 	}
 out:
+	r->page_ram = NULL;  /* the VM may be gone below */
+	r->direct = false;
 	for (unsigned i = 0; i < GABI_MAX_VCPUS; i++)
 		vcpu_state_free(&l->vcpus[i]);
 	free(l->sink.touched);

@@ -311,6 +311,9 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 	size_t n = 0;
 	int ret;
 
+	/* Up to date with the harvest that made m->set. */
+	m->w.written = dirty_written_map(m->vm->dirty);
+
 	pthread_mutex_lock(&job->lock);
 	job->prog.round_pages = m->set.count;
 	job->prog.round_sent = 0;

@@ -23,9 +23,15 @@ static ssize_t mig_xio_read(void *ctx, void *buf, size_t len)
 	return ret ? ret : (ssize_t)len;
 }
 
+static int mig_xio_readv(void *ctx, const struct iovec *iov, int iovcnt)
+{
+	return xport_recvv(ctx, iov, iovcnt);
+}
+
 void mig_xport_io(struct xport *x, struct stream_io *io)
 {
 	io->ctx = x;
 	io->writev = mig_xio_writev;
 	io->read = mig_xio_read;
+	io->readv = mig_xio_readv;
 }

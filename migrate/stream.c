@@ -470,7 +470,7 @@ int stream_read_preamble(struct stream_reader *r, uint32_t *flags)
 }
 
 /* How reading a body went, besides a negative errno. */
-enum { BODY_OK = 0, BODY_SHORT = 1, BODY_BAD_SUM = 2 };
+enum { BODY_OK = 0, BODY_SHORT = 1, BODY_BAD_SUM = 2, BODY_BAD = 3 /* r->err set */ };
 
 /* Body and padding into r->buf, which grows to the largest record seen. */
 static int read_body(struct stream_reader *r, uint64_t padded)
@@ -492,6 +492,134 @@ static int read_body(struct stream_reader *r, uint64_t padded)
 		return (int)n;
 	r->off += (uint64_t)n;
 	return (uint64_t)n == padded ? BODY_OK : BODY_SHORT;
+}
+
+/* Scattered reads: all of iov (BODY_OK), BODY_SHORT, or a negative errno. */
+static int stream_in_v(struct stream_reader *r, const struct iovec *iov, int n)
+{
+	if (r->io && r->io->readv) {
+		int rc = r->io->readv(r->io->ctx, iov, n);
+
+		return rc == -EPIPE ? BODY_SHORT : rc;
+	}
+	for (int i = 0; i < n; i++) {
+		ssize_t got = stream_in(r, iov[i].iov_base, iov[i].iov_len);
+
+		if (got < 0)
+			return (int)got;
+		if ((size_t)got < iov[i].iov_len)
+			return BODY_SHORT;
+	}
+	return BODY_OK;
+}
+
+/* len more bytes of the body into r->buf at at; BODY_OK, BODY_SHORT or -errno. */
+static int read_body_part(struct stream_reader *r, uint64_t at, uint64_t len)
+{
+	ssize_t n = stream_in(r, r->buf + at, len);
+
+	if (n < 0)
+		return (int)n;
+	r->off += (uint64_t)n;
+	return (uint64_t)n == len ? BODY_OK : BODY_SHORT;
+}
+
+/* Data pages per readv in a direct read: hashed right after, while in cache. */
+#define DIRECT_CHUNK_PAGES 32u
+
+/*
+ * Straight into RAM only where pages may come in the order (a stream
+ * reader past CPU_MODEL, not yet at the vCPUs): anything else goes the
+ * buffered way and fails there as it would without page_ram.
+ */
+static bool direct_ok(const struct stream_reader *r, const struct stream_rec_hdr *h)
+{
+	return r->page_ram && h->type == STREAM_REC_PAGE_HASHED &&
+	       h->length >= STREAM_PAGE_HDR_LEN &&
+	       (r->order.phase == STREAM_PH_CPU_MODEL || r->order.phase == STREAM_PH_PAGES);
+}
+
+/*
+ * PAGE_HASHED with its data pages straight into r->page_ram. Nothing
+ * touches RAM before the prefix (counts, entries, hashes) passed the
+ * record checksum and every entry its checks: BODY_BAD with r->err set
+ * when one did not. A page that fails its own hash lands all the same
+ * and is marked not intact; the loader keeps it owed.
+ */
+static int read_hashed_direct(struct stream_reader *r, const struct stream_rec_hdr *h)
+{
+	struct stream_page_run *run = &r->direct_run;
+	unsigned long long atl = (unsigned long long)r->rec_off;
+	struct iovec iov[DIRECT_CHUNK_PAGES];
+	uint64_t prefix;
+	uint32_t d = 0;
+	char why[160];
+	int rc;
+
+	if (r->cap < STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX) {
+		uint8_t *b = realloc(r->buf, STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX);
+
+		if (!b)
+			return -ENOMEM;
+		r->buf = b;
+		r->cap = STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX;
+	}
+	rc = read_body_part(r, 0, STREAM_PAGE_HDR_LEN);
+	if (rc)
+		return rc;
+	prefix = stream_page_hashed_covered(r->buf, h->length);
+	if (!prefix) {
+		fail(r, -EBADMSG, "record PAGE_HASHED at offset %llu: count or ndata disagree "
+		     "with the length %llu", atl, (unsigned long long)h->length);
+		return BODY_BAD;
+	}
+	rc = read_body_part(r, STREAM_PAGE_HDR_LEN, prefix - STREAM_PAGE_HDR_LEN);
+	if (rc)
+		return rc;
+	if (stream_rec_checksum(h, r->buf, prefix) != h->checksum)
+		return BODY_BAD_SUM;
+	if (h->flags) {
+		fail(r, -EBADMSG, "record PAGE_HASHED at offset %llu: reserved flags 0x%08x set",
+		     atl, h->flags);
+		return BODY_BAD;
+	}
+	if (stream_page_hashed_parse(r->buf, h->length, r->page_ram_pages, run, why,
+				     sizeof(why))) {
+		fail(r, -EBADMSG, "record PAGE_HASHED at offset %llu: %s", atl, why);
+		return BODY_BAD;
+	}
+	run->data = NULL;
+	run->ram = r->page_ram;
+	memset(run->intact, 0, sizeof(run->intact));
+	for (uint32_t i = 0; i < run->count; ) {
+		uint32_t k = 0;
+
+		for (; i < run->count && k < DIRECT_CHUNK_PAGES; i++) {
+			uint64_t e;
+
+			memcpy(&e, run->entries + 8u * i, 8);
+			if ((e >> STREAM_PAGE_KIND_SHIFT) != STREAM_KIND_DATA)
+				continue;
+			iov[k++] = (struct iovec){
+				r->page_ram + (e & STREAM_PAGE_PFN_MASK) * STREAM_PAGE_SIZE,
+				STREAM_PAGE_SIZE };
+		}
+		if (!k)
+			continue;
+		rc = stream_in_v(r, iov, (int)k);
+		if (rc)
+			return rc;
+		r->off += (uint64_t)k * STREAM_PAGE_SIZE;
+		for (uint32_t j = 0; j < k; j++, d++) {
+			uint64_t want;
+
+			memcpy(&want, run->hashes + 8u * d, 8);
+			if (XXH3_64bits(iov[j].iov_base, STREAM_PAGE_SIZE) == want)
+				run->intact[d / 64] |= 1ull << (d % 64);
+		}
+	}
+	r->direct = true;
+	return BODY_OK;
 }
 
 /* Hash an unknown optional record's body away without holding it. */
@@ -576,7 +704,12 @@ static int read_frame(struct stream_reader *r, bool *skipped)
 			    (unsigned long long)limit);
 	padded = ALIGN_UP(h.length, (uint64_t)STREAM_ALIGN);
 
-	if (known) {
+	r->direct = false;
+	if (known && direct_ok(r, &h)) {
+		rc = read_hashed_direct(r, &h);
+		if (rc == BODY_BAD)
+			return -EBADMSG;
+	} else if (known) {
 		rc = read_body(r, padded);
 		if (rc == BODY_OK) {
 			/* PAGE_HASHED: the pages have their own hashes. */

@@ -129,6 +129,8 @@ struct stream_io {
 	void *ctx;
 	int (*writev)(void *ctx, const struct iovec *iov, int iovcnt);
 	ssize_t (*read)(void *ctx, void *buf, size_t len);
+	/* Optional: all of iov (0), an early end (-EPIPE), or -errno. */
+	int (*readv)(void *ctx, const struct iovec *iov, int iovcnt);
 };
 
 /* Writer. */
@@ -141,6 +143,11 @@ struct stream_writer {
 	uint64_t zero_pages;     /* of those, ZERO entries */
 	uint8_t *page_buf;       /* a PAGE_DATA body being built */
 	bool hashed;             /* live: pages as PAGE_HASHED, not copied */
+	/*
+	 * Bit pfn clear: the page is known to be zero (dirty_written_map),
+	 * so it becomes a ZERO entry without being read. NULL: read them all.
+	 */
+	const uint64_t *written;
 };
 
 void stream_writer_init(struct stream_writer *w, int fd);
@@ -176,6 +183,23 @@ void stream_hash_start(struct XXH3_state_s *st, const struct stream_rec_hdr *h);
 int stream_write_pages(struct stream_writer *w, const uint64_t *pfns,
 		       size_t n, const uint8_t *ram);
 
+/* A parsed PAGE_DATA or PAGE_HASHED body; it points into the body. */
+struct stream_page_run {
+	uint32_t count;          /* entries */
+	uint32_t ndata;          /* entries of kind DATA */
+	const uint8_t *entries;
+	const uint8_t *hashes;   /* PAGE_HASHED: ndata hashes; else NULL */
+	const uint8_t *data;     /* ndata pages, in entry order */
+	uint32_t pos, dpos;      /* iteration */
+	/*
+	 * Read straight into RAM (stream_reader.page_ram): the pages are
+	 * already at ram + pfn * 4096, data is NULL, and bit i of intact says
+	 * whether data page i matched its hash.
+	 */
+	uint8_t *ram;
+	uint64_t intact[STREAM_PAGES_MAX / 64];
+};
+
 /* Reader. */
 struct stream_reader {
 	int fd;
@@ -192,6 +216,18 @@ struct stream_reader {
 	uint8_t *buf;            /* body of the last record, with padding */
 	uint64_t cap;
 	char err[STREAM_ERR_LEN];
+	/*
+	 * Live destination: PAGE_HASHED data pages are read straight into
+	 * this RAM (page pfn at pfn * 4096, page_ram_pages of them), each
+	 * checked against its hash on arrival, instead of into buf; only
+	 * after the prefix (entries and hashes) passed its checksum and every
+	 * pfn is in range. A torn page lands too, and is marked not intact.
+	 * NULL: whole bodies into buf.
+	 */
+	uint8_t *page_ram;
+	uint64_t page_ram_pages;
+	bool direct;             /* the last record was read that way */
+	struct stream_page_run direct_run;
 };
 
 void stream_reader_init(struct stream_reader *r, int fd);
@@ -220,15 +256,6 @@ int stream_pb_unpack(struct stream_reader *r,
 		     const ProtobufCMessageDescriptor *desc, const void *body,
 		     uint64_t len, ProtobufCMessage **out);
 
-/* A parsed PAGE_DATA or PAGE_HASHED body; it points into the body. */
-struct stream_page_run {
-	uint32_t count;          /* entries */
-	uint32_t ndata;          /* entries of kind DATA */
-	const uint8_t *entries;
-	const uint8_t *hashes;   /* PAGE_HASHED: ndata hashes; else NULL */
-	const uint8_t *data;     /* ndata pages, in entry order */
-	uint32_t pos, dpos;      /* iteration */
-};
 
 /*
  * Validate a PAGE_DATA body against a guest of nr_pages pages: count

@@ -16,6 +16,15 @@
 #include "core/util.h"
 #include "migrate/stream.h"
 
+/* Zero for sure: the written map says so, or the page itself. */
+static bool page_zero(const struct stream_writer *w, uint64_t pfn, const uint8_t *ram)
+{
+	if (w->written && !(__atomic_load_n(&w->written[pfn / 64], __ATOMIC_RELAXED) >>
+			    (pfn % 64) & 1))
+		return true;
+	return mem_page_is_zero(ram + pfn * STREAM_PAGE_SIZE);
+}
+
 /* A run's record went out (rc 0): count its pages. */
 static int run_written(struct stream_writer *w, int rc, uint32_t n, uint32_t ndata)
 {
@@ -48,7 +57,7 @@ static int write_run(struct stream_writer *w, const uint64_t *pfns,
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t kind, e;
 
-		if (mem_page_is_zero(ram + pfns[i] * STREAM_PAGE_SIZE)) {
+		if (page_zero(w, pfns[i], ram)) {
 			kind = STREAM_KIND_ZERO;
 		} else {
 			kind = STREAM_KIND_DATA;
@@ -99,7 +108,7 @@ static int write_run_hashed(struct stream_writer *w, const uint64_t *pfns,
 		const uint8_t *page = ram + pfns[i] * STREAM_PAGE_SIZE;
 		uint64_t kind = STREAM_KIND_ZERO, e;
 
-		if (!mem_page_is_zero(page)) {
+		if (!page_zero(w, pfns[i], ram)) {
 			uint64_t hash = XXH3_64bits(page, STREAM_PAGE_SIZE);
 
 			kind = STREAM_KIND_DATA;
@@ -292,6 +301,11 @@ int stream_page_hashed_parse(const void *body, uint64_t len, uint64_t nr_pages,
 int stream_read_pages(struct stream_reader *r, const void *body, uint64_t len,
 		      uint64_t nr_pages, struct stream_page_run *out)
 {
+	if (r->direct) {
+		/* Parsed and checked (against page_ram_pages) as it was read. */
+		*out = r->direct_run;
+		return 0;
+	}
 	char why[160];
 	bool hashed = r->type == STREAM_REC_PAGE_HASHED;
 	int rc = hashed ? stream_page_hashed_parse(body, len, nr_pages, out, why, sizeof(why)) :
@@ -310,6 +324,8 @@ bool stream_page_intact(const struct stream_page_run *run, const uint8_t *page)
 
 	if (!run->hashes || !page || !run->dpos)
 		return true;
+	if (run->ram)
+		return run->intact[(run->dpos - 1) / 64] >> ((run->dpos - 1) % 64) & 1;
 	memcpy(&want, run->hashes + 8u * (run->dpos - 1), 8);
 	return XXH3_64bits(page, STREAM_PAGE_SIZE) == want;
 }
@@ -325,6 +341,9 @@ bool stream_page_next(struct stream_page_run *run, uint64_t *pfn,
 	*pfn = e & STREAM_PAGE_PFN_MASK;
 	if ((e >> STREAM_PAGE_KIND_SHIFT) == STREAM_KIND_ZERO) {
 		*page = NULL;
+	} else if (run->ram) {
+		*page = run->ram + *pfn * STREAM_PAGE_SIZE;
+		run->dpos++;
 	} else {
 		*page = run->data + (size_t)run->dpos++ * STREAM_PAGE_SIZE;
 	}

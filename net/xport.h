@@ -70,6 +70,11 @@ struct xport_ops {
 	int (*send_file)(struct xport *x, int fd, off_t off, size_t len);
 	/* Receive exactly len bytes: 0, -EPIPE on EOF, -ETIMEDOUT, -errno. */
 	int (*recv)(struct xport *x, void *buf, size_t len);
+	/*
+	 * The same, scattered over iov (NULL: xport_recvv calls recv per
+	 * piece). Lets a receiver put pages where they belong in one call.
+	 */
+	int (*recvv)(struct xport *x, const struct iovec *iov, int iovcnt);
 	/* Flush anything buffered. */
 	int (*flush)(struct xport *x);
 	void (*close)(struct xport *x);
@@ -162,6 +167,17 @@ static inline int xport_send(struct xport *x, const void *buf, size_t len)
 static inline int xport_recv(struct xport *x, void *buf, size_t len)
 {
 	return x->ops->recv(x, buf, len);
+}
+
+static inline int xport_recvv(struct xport *x, const struct iovec *iov, int iovcnt)
+{
+	int ret = 0;
+
+	if (x->ops->recvv)
+		return x->ops->recvv(x, iov, iovcnt);
+	for (int i = 0; i < iovcnt && !ret; i++)
+		ret = x->ops->recv(x, iov[i].iov_base, iov[i].iov_len);
+	return ret;
 }
 
 static inline void xport_close(struct xport *x)

@@ -1,6 +1,6 @@
 /*
  * Plain TCP: sendmsg() with MSG_NOSIGNAL for buffers, sendfile() for pages
- * straight from the guest-RAM memfd, recv() with MSG_WAITALL. The socket is
+ * straight from the guest-RAM memfd, recv()/recvmsg() with MSG_WAITALL. The socket is
  * blocking; xport_set_timeout() bounds every call with SO_RCVTIMEO and
  * SO_SNDTIMEO, and a timeout reads as -ETIMEDOUT.
  */
@@ -20,47 +20,49 @@ static int io_errno(int e)
 	return e == EAGAIN ? -ETIMEDOUT : -e;
 }
 
-static int tcp_sendv(struct xport *x, const struct iovec *iov, int iovcnt)
+/*
+ * All of iov, in batches of XPORT_IOV_BATCH pieces: sendmsg out, or (in)
+ * recvmsg with MSG_WAITALL straight into the caller's buffers.
+ */
+static int tcp_iov(struct xport *x, const struct iovec *iov, int iovcnt, bool in)
 {
 	struct iovec v[XPORT_IOV_BATCH];
-	int batch = XPORT_IOV_BATCH;
 
 	while (iovcnt > 0) {
-		int n = iovcnt < batch ? iovcnt : batch;
-		int i = 0;
+		int n = iovcnt < XPORT_IOV_BATCH ? iovcnt : XPORT_IOV_BATCH, i = 0;
 
 		memcpy(v, iov, (size_t)n * sizeof(*v));
 		iov += n;
 		iovcnt -= n;
 		while (i < n) {
-			struct msghdr mh = { .msg_iov = v + i,
-					     .msg_iovlen = (size_t)(n - i) };
+			struct msghdr mh = { .msg_iov = v + i, .msg_iovlen = (size_t)(n - i) };
 			ssize_t r;
 
 			if (!v[i].iov_len) {
 				i++;
 				continue;
 			}
-			r = sendmsg(x->fd, &mh, MSG_NOSIGNAL);
+			r = in ? recvmsg(x->fd, &mh, MSG_WAITALL) : sendmsg(x->fd, &mh, MSG_NOSIGNAL);
 			if (r < 0) {
 				if (errno == EINTR)
 					continue;
-				return xport_fail(x, io_errno(errno), "send");
+				return xport_fail(x, io_errno(errno), in ? "receive" : "send");
 			}
-			x->bytes_sent += (uint64_t)r;
-			while (r > 0 && i < n) {
-				size_t take = (size_t)r < v[i].iov_len ?
-					(size_t)r : v[i].iov_len;
-
-				v[i].iov_base = (char *)v[i].iov_base + take;
-				v[i].iov_len -= take;
-				r -= (ssize_t)take;
-				if (!v[i].iov_len)
-					i++;
-			}
+			if (in && r == 0)
+				return xport_fail(x, -EPIPE, NULL);
+			if (in)
+				x->bytes_received += (uint64_t)r;
+			else
+				x->bytes_sent += (uint64_t)r;
+			xport_iov_advance(v, n, &i, (size_t)r);
 		}
 	}
 	return 0;
+}
+
+static int tcp_sendv(struct xport *x, const struct iovec *iov, int iovcnt)
+{
+	return tcp_iov(x, iov, iovcnt, false);
 }
 
 static int tcp_send_file(struct xport *x, int fd, off_t off, size_t len)
@@ -121,6 +123,11 @@ static int tcp_recv(struct xport *x, void *buf, size_t len)
 	return 0;
 }
 
+static int tcp_recvv(struct xport *x, const struct iovec *iov, int iovcnt)
+{
+	return tcp_iov(x, iov, iovcnt, true);
+}
+
 static int tcp_flush(struct xport *x)
 {
 	/* TCP_NODELAY is on and nothing is held back in user space. */
@@ -139,6 +146,7 @@ static const struct xport_ops tcp_ops = {
 	.sendv = tcp_sendv,
 	.send_file = tcp_send_file,
 	.recv = tcp_recv,
+	.recvv = tcp_recvv,
 	.flush = tcp_flush,
 	.close = tcp_close,
 };
@@ -149,6 +157,7 @@ static const struct xport_ops unix_ops = {
 	.sendv = tcp_sendv,
 	.send_file = tcp_send_file,
 	.recv = tcp_recv,
+	.recvv = tcp_recvv,
 	.flush = tcp_flush,
 	.close = tcp_close,
 };

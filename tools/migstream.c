@@ -23,6 +23,8 @@ static const char usage[] =
 struct summary {
 	uint64_t by_type[32];
 	uint64_t pages, zero_pages, data_pages, rounds, nr_pages;
+	/* PAGE_HASHED: pages that failed their hash and have not come again. */
+	uint64_t *owed, nr_owed, torn;
 	unsigned vcpus, nr_vcpus, devices;
 	char vm[64], model[64];
 	bool have_digest;
@@ -42,6 +44,7 @@ static int verify(const char *path, bool dump)
 {
 	struct stream_reader r;
 	struct summary s = { 0 };
+	char torn[64];
 	uint32_t flags, type;
 	const void *body;
 	uint64_t len;
@@ -80,6 +83,13 @@ static int verify(const char *path, bool dump)
 				Ferry__Mig__VmConfig *c = (Ferry__Mig__VmConfig *)m;
 
 				s.nr_pages = c->nr_pages;
+				free(s.owed);
+				s.owed = calloc(c->nr_pages / 64 + 1, sizeof(uint64_t));
+				if (!s.owed) {
+					fprintf(stderr, "migstream: out of memory for %llu pages\n",
+						(unsigned long long)c->nr_pages);
+					ret = -ENOMEM;
+				}
 				s.nr_vcpus = c->nr_vcpus;
 				snprintf(s.vm, sizeof(s.vm), "%s", c->name);
 				if (dump)
@@ -101,7 +111,7 @@ static int verify(const char *path, bool dump)
 		case STREAM_REC_PAGE_HASHED: {
 			struct stream_page_run run;
 			const uint8_t *page;
-			uint64_t pfn, n = 0, z = 0;
+			uint64_t pfn, n = 0, z = 0, t = 0;
 
 			ret = stream_read_pages(&r, body, len, s.nr_pages, &run);
 			if (ret) {
@@ -109,14 +119,26 @@ static int verify(const char *path, bool dump)
 				break;
 			}
 			while (stream_page_next(&run, &pfn, &page)) {
+				uint64_t bit = 1ull << (pfn % 64), *o = &s.owed[pfn / 64];
+				bool intact = stream_page_intact(&run, page);
+
 				n++;
 				z += !page;
+				t += !intact;
+				if (!intact && !(*o & bit))
+					s.nr_owed++;
+				else if (intact && (*o & bit))
+					s.nr_owed--;
+				*o = intact ? *o & ~bit : *o | bit;
 			}
 			s.pages += n;
 			s.zero_pages += z;
+			s.torn += t;
 			if (dump)
-				printf("  %llu pages, %llu zero", (unsigned long long)n,
-				       (unsigned long long)z);
+				printf("  %llu pages, %llu zero%s", (unsigned long long)n,
+				       (unsigned long long)z, t ? ", torn:" : "");
+			if (dump && t)
+				printf(" %llu", (unsigned long long)t);
 			break;
 		}
 		case STREAM_REC_ROUND:
@@ -129,6 +151,14 @@ static int verify(const char *path, bool dump)
 				printf("  from %s", ((Ferry__Mig__StreamHeader *)m)->source_host);
 			break;
 		case STREAM_REC_VCPU_STATE:
+			if (s.nr_owed) {
+				/* The pages are over: a torn page never came again. */
+				fprintf(stderr, "migstream: VCPU_STATE at offset %llu: %llu pages "
+					"failed their checksum and never came again\n",
+					(unsigned long long)r.rec_off, (unsigned long long)s.nr_owed);
+				ret = -EBADMSG;
+				break;
+			}
 			ret = check_pb(&r, &ferry__mig__vcpu_state__descriptor, body, len, &m);
 			if (!ret) {
 				Ferry__Mig__VcpuState *v = (Ferry__Mig__VcpuState *)m;
@@ -194,13 +224,17 @@ static int verify(const char *path, bool dump)
 		if (type == STREAM_REC_END)
 			break;
 	}
+	snprintf(torn, sizeof(torn), ", %llu torn and sent again",
+		 (unsigned long long)s.torn);
 	printf("%s: sound: VM %s, model %s, %u vCPUs, %llu records, %llu bytes, %llu pages "
-	       "(%llu zero) of %llu, %llu rounds, %u devices%s\n", path, s.vm, s.model,
+	       "(%llu zero%s) of %llu, %llu rounds, %u devices%s\n", path, s.vm, s.model,
 	       s.vcpus, (unsigned long long)r.records, (unsigned long long)r.off,
 	       (unsigned long long)s.pages, (unsigned long long)s.zero_pages,
+	       s.torn ? torn : "",
 	       (unsigned long long)s.nr_pages, (unsigned long long)s.rounds, s.devices,
 	       s.have_digest ? ", RAM digest present" : "");
 out:
+	free(s.owed);
 	stream_reader_destroy(&r);
 	close(fd);
 	return ret ? 1 : 0;

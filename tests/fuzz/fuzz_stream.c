@@ -36,6 +36,13 @@ static void check(int cond)
  */
 static struct vm fake_vm;
 
+/*
+ * Guest RAM for the direct read (stream_reader.page_ram), as the loader
+ * gives it once the VM exists: every input is walked both ways.
+ */
+#define DIRECT_MEM_SIZE (64ull << 20)
+static uint8_t *direct_ram;
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	void *ram = mmap(NULL, FAKE_MEM_SIZE, PROT_NONE,
@@ -45,6 +52,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fake_vm.mem.size = FAKE_MEM_SIZE;
 	fake_vm.mem.base = ram;
 	fake_vm.mem.memfd = -1;
+	direct_ram = mmap(NULL, DIRECT_MEM_SIZE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	check(direct_ram != MAP_FAILED);
 	return 0;
 }
 
@@ -118,7 +128,13 @@ static int fz_pages(struct stream_reader *r, struct fz_state *st, const void *bo
 		return ret;
 	while (stream_page_next(&run, &pfn, &page)) {
 		check(pfn < st->nr_pages);
-		if (page) {
+		if (page && r->direct) {
+			/* Read into its own place in guest RAM, nowhere else. */
+			check(r->page_ram == direct_ram && pfn < r->page_ram_pages &&
+			      page == direct_ram + pfn * STREAM_PAGE_SIZE);
+			data++;
+			stream_page_intact(&run, page);
+		} else if (page) {
 			/* Every data page lies wholly inside the body. */
 			check(page >= b + STREAM_PAGE_HDR_LEN &&
 			      (uint64_t)(page - b) + STREAM_PAGE_SIZE <= len);
@@ -241,7 +257,7 @@ static int fz_pb(struct stream_reader *r, const ProtobufCMessageDescriptor *d,
 }
 
 /* The loader's walk over one stream. */
-static void run_stream(const uint8_t *data, size_t size)
+static void run_stream(const uint8_t *data, size_t size, bool direct)
 {
 	static struct fz_state st;
 	struct stream_reader r;
@@ -290,6 +306,10 @@ static void run_stream(const uint8_t *data, size_t size)
 			break;
 		case STREAM_REC_VM_CONFIG:
 			ret = fz_config(&r, &st, body, len, err);
+			if (!ret && direct && st.nr_pages <= DIRECT_MEM_SIZE / STREAM_PAGE_SIZE) {
+				r.page_ram = direct_ram;
+				r.page_ram_pages = st.nr_pages;
+			}
 			break;
 		case STREAM_REC_CPU_MODEL:
 			check(st.have_config); /* the order rules */
@@ -380,21 +400,24 @@ static bool fix_checksums(uint8_t *d, size_t size)
 }
 
 /* The input as it is (framing, checksums), then with its checksums fixed
- * (everything behind them). */
+ * (everything behind them); each read buffered and direct. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *copy;
 
 	if (!fake_vm.mem.base)
 		LLVMFuzzerInitialize(NULL, NULL);
-	run_stream(data, size);
+	run_stream(data, size, false);
+	run_stream(data, size, true);
 	if (size <= STREAM_PREAMBLE_LEN)
 		return 0;
 	copy = malloc(size);
 	check(copy != NULL);
 	memcpy(copy, data, size);
-	if (fix_checksums(copy, size))
-		run_stream(copy, size);
+	if (fix_checksums(copy, size)) {
+		run_stream(copy, size, false);
+		run_stream(copy, size, true);
+	}
 	free(copy);
 	return 0;
 }

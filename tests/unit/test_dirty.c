@@ -393,6 +393,72 @@ static void test_mode_names(void **state)
 	assert_string_equal(dirty_mode_name(DIRTY_MODE_RING), "ring");
 }
 
+/*
+ * The written map: a scan with tracking on, then the OR of every harvest.
+ * It outlives a consumer's stop (logging stays on) and dies with logging.
+ */
+static void test_written_map(void **state)
+{
+	static uint8_t ram[NR_PAGES][4096] __attribute__((aligned(4096)));
+	struct dirty *d = make(DIRTY_MODE_BITMAP);
+	struct dirty_set s;
+	const uint64_t *map;
+	bool stop = false;
+
+	(void)state;
+	memset(ram, 0, sizeof(ram));
+	ram[3][100] = 1;                /* data from before tracking: the scan's */
+	assert_int_equal(dirty_set_init(&s, NR_PAGES), 0);
+	/* no scan without tracking, no map before a scan */
+	assert_int_equal(dirty_written_scan(d, ram[0], &stop), -ENOTCONN);
+	assert_null(dirty_written_map(d));
+	start_clean(d, &s);
+	/* a stopped scan leaves no map */
+	stop = true;
+	assert_int_equal(dirty_written_scan(d, ram[0], &stop), -EINTR);
+	assert_null(dirty_written_map(d));
+	stop = false;
+	assert_int_equal(dirty_written_scan(d, ram[0], &stop), 0);
+	assert_int_equal(dirty_written_scan(d, ram[0], &stop), -EALREADY);
+	map = dirty_written_map(d);
+	assert_non_null(map);
+	assert_true(map[0] == 1ull << 3);
+	/* the guest and the monitor write: the next harvest adds them */
+	guest_write(70, 0);
+	dirty_mark(d, (uint64_t)S1_FIRST * 4096 + 5, 1);
+	assert_false(map[70 / 64] >> (70 % 64) & 1);
+	assert_int_equal(dirty_harvest(d, &s), 0);
+	assert_true(map[70 / 64] >> (70 % 64) & 1);
+	assert_true(map[S1_FIRST / 64] & 1);
+	/* a consumer's stop keeps logging (and the map) on ... */
+	assert_int_equal(dirty_stop(d), 0);
+	assert_true(fk.logging);
+	assert_non_null(dirty_written_map(d));
+	/* ... a written page waits in KVM for the next consumer's harvest */
+	guest_write(900, 0);
+	assert_int_equal(dirty_start(d), 0);
+	assert_int_equal(dirty_harvest(d, &s), 0);
+	assert_int_equal(s.count, NR_PAGES);  /* still: the first one reports all */
+	assert_true(map[900 / 64] >> (900 % 64) & 1);
+	assert_false(map[901 / 64] >> (901 % 64) & 1);
+	dirty_set_free(&s);
+	dirty_destroy(d);
+}
+
+/* Without a map, a stop turns logging off as it always did. */
+static void test_written_none(void **state)
+{
+	struct dirty *d = make(DIRTY_MODE_RING);
+
+	(void)state;
+	assert_int_equal(dirty_start(d), 0);
+	assert_true(fk.logging);
+	assert_int_equal(dirty_stop(d), 0);
+	assert_false(fk.logging);
+	assert_null(dirty_written_map(d));
+	dirty_destroy(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +473,8 @@ int main(void)
 		cmocka_unit_test(test_ring_full_exit),
 		cmocka_unit_test(test_fault_injection),
 		cmocka_unit_test(test_mode_names),
+		cmocka_unit_test(test_written_map),
+		cmocka_unit_test(test_written_none),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -266,6 +266,124 @@ static void test_writer_hashed(void **state)
 	free(ram);
 }
 
+/* The written map: a page outside it is a ZERO entry, never read. */
+static void test_writer_written_map(void **state)
+{
+	uint8_t *ram = make_ram();
+	int fd = mkfd();
+	struct stream_writer w;
+	struct stream_reader r;
+	struct stream_page_run run;
+	uint64_t pfns[3] = { 1, 2, 4 }, map[NR_PAGES / 64] = { 0 }, pfn;
+	const uint8_t *page;
+
+	(void)state;
+	map[0] = 1ull << 2 | 1ull << 4;   /* pfn 1 holds data but is not in the map */
+	stream_writer_init(&w, fd);
+	w.hashed = true;
+	w.written = map;
+	assert_int_equal(stream_write_pages(&w, pfns, 3, ram), 0);
+	assert_int_equal(w.zero_pages, 1);
+	assert_int_equal(read_one(fd, &r, &run), 0);
+	assert_int_equal(run.ndata, 2);
+	assert_true(stream_page_next(&run, &pfn, &page));
+	assert_int_equal(pfn, 1);
+	assert_null(page);
+	stream_reader_destroy(&r);
+	stream_writer_destroy(&w);
+	close(fd);
+	free(ram);
+}
+
+/* Read fd's one PAGE_HASHED frame straight into dst (pages pages). */
+static int read_direct(int fd, struct stream_reader *r, struct stream_page_run *run,
+		       uint8_t *dst, uint64_t pages)
+{
+	const void *body;
+	uint64_t len;
+	uint32_t type;
+	int rc;
+
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	stream_reader_init(r, fd);
+	r->page_ram = dst;
+	r->page_ram_pages = pages;
+	r->order.phase = STREAM_PH_PAGES;  /* where pages may come */
+	rc = stream_read_frame(r, &type, &body, &len);
+	if (rc)
+		return rc;
+	assert_true(r->direct);
+	return stream_read_pages(r, body, len, pages, run);
+}
+
+/*
+ * The destination's direct read: data pages land in RAM, each checked on
+ * arrival; nothing lands before the prefix passed its checksum and every
+ * pfn its range.
+ */
+static void test_reader_direct(void **state)
+{
+	uint8_t *ram = make_ram(), *dst = calloc(NR_PAGES, PG), *before = malloc(NR_PAGES * PG);
+	int fd = mkfd();
+	struct stream_writer w;
+	struct stream_reader r;
+	struct stream_page_run run;
+	uint64_t pfns[5] = { 0, 1, 2, 4, 5 }, pfn, prefix = 16 + 5 * 8 + 4 * 8;
+	const uint8_t *page;
+	unsigned n = 0;
+
+	(void)state;
+	assert_non_null(dst);
+	assert_non_null(before);
+	stream_writer_init(&w, fd);
+	w.hashed = true;
+	assert_int_equal(stream_write_pages(&w, pfns, 5, ram), 0);
+	assert_int_equal(read_direct(fd, &r, &run, dst, NR_PAGES), 0);
+	assert_ptr_equal(run.ram, dst);
+	while (stream_page_next(&run, &pfn, &page)) {
+		assert_true(pfn == pfns[n++]);
+		assert_true(stream_page_intact(&run, page));
+		if (page) {
+			assert_ptr_equal(page, dst + pfn * PG);
+			assert_memory_equal(page, ram + pfn * PG, PG);
+		}
+	}
+	assert_int_equal(n, 5);
+	stream_reader_destroy(&r);
+	/* a torn page lands, and says so */
+	xor_byte(fd, 24 + prefix + PG + 5, 0x40);
+	assert_int_equal(read_direct(fd, &r, &run, dst, NR_PAGES), 0);
+	while (stream_page_next(&run, &pfn, &page))
+		assert_true(stream_page_intact(&run, page) == (pfn != 2));
+	assert_int_equal(dst[2 * PG + 5], ram[2 * PG + 5] ^ 0x40);
+	stream_reader_destroy(&r);
+	xor_byte(fd, 24 + prefix + PG + 5, 0x40);
+	memset(dst + PG, 0xee, PG);
+	memcpy(before, dst, NR_PAGES * PG);
+	/* a damaged pfn: refused, RAM untouched */
+	xor_byte(fd, 24 + 16 + 8, 0x01);
+	assert_int_equal(read_direct(fd, &r, &run, dst, NR_PAGES), -EBADMSG);
+	assert_non_null(strstr(r.err, "PAGE_HASHED at offset 0: checksum mismatch"));
+	assert_memory_equal(dst, before, NR_PAGES * PG);
+	stream_reader_destroy(&r);
+	xor_byte(fd, 24 + 16 + 8, 0x01);
+	/* a pfn beyond this guest: refused, RAM untouched */
+	assert_int_equal(read_direct(fd, &r, &run, dst, 5), -EBADMSG);
+	assert_non_null(strstr(r.err, "pfn 5 is beyond the guest's 5 pages"));
+	assert_memory_equal(dst, before, NR_PAGES * PG);
+	stream_reader_destroy(&r);
+	/* cut inside the pages: truncated */
+	assert_int_equal(ftruncate(fd, 24 + prefix + 2 * PG + 100), 0);
+	assert_int_equal(read_direct(fd, &r, &run, dst, NR_PAGES), -EPIPE);
+	assert_non_null(strstr(r.err, "truncated inside the body"));
+	stream_reader_destroy(&r);
+	stream_writer_destroy(&w);
+	close(fd);
+	free(before);
+	free(dst);
+	free(ram);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +396,8 @@ int main(void)
 		cmocka_unit_test(test_page_length_mismatch),
 		cmocka_unit_test(test_writer_pages),
 		cmocka_unit_test(test_writer_hashed),
+		cmocka_unit_test(test_writer_written_map),
+		cmocka_unit_test(test_reader_direct),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
