@@ -1,0 +1,300 @@
+/*
+ * page_bench: the migration's page path without KVM. One process sends a
+ * region of random "guest RAM" to another over 127.0.0.1, in the ways the
+ * migration could, and each way is timed against the raw link measured in
+ * the same run:
+ *
+ *   raw       1 MiB sends from RAM, received straight into the other RAM:
+ *             the floor (two kernel copies, nothing else)
+ *   hashed    PAGE_HASHED records (the live default): the source hashes
+ *             each page and sends it from RAM; the destination reads the
+ *             pages straight into its RAM and checks each hash
+ *   buffered  the same records read into a buffer and copied into RAM,
+ *             as before direct receive
+ *   copied    PAGE_DATA (FERRY_MIG_PAGE_COPY=1): each page copied before
+ *             the record is hashed
+ *
+ * This is S2 of migrate_bench with everything else taken away (no vmon, no
+ * handshake, no dirty tracking): what the stream costs on this machine.
+ * Every run checks that the destination's RAM equals the source's.
+ *
+ *   page_bench [-s MiB] [-r RUNS] [-m MODE,...] [-t TLSDIR]
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "migrate/mig_live.h"
+#include "migrate/stream.h"
+#include "net/xport.h"
+
+#define CHUNK (1u << 20)
+#define PG STREAM_PAGE_SIZE
+
+enum mode { M_RAW, M_HASHED, M_BUFFERED, M_COPIED, M_NR };
+static const char *const mode_name[M_NR] = { "raw", "hashed", "buffered", "copied" };
+
+struct bench {
+	uint8_t *src, *dst;
+	uint64_t bytes, pages;
+	const char *tls_dir;
+	struct xport_tls tls;
+};
+
+static void die(const char *what, const char *err)
+{
+	fprintf(stderr, "page_bench: %s: %s\n", what, err);
+	exit(1);
+}
+
+/* Shared: the receiving process compares its RAM with the sender's. */
+static uint8_t *ram_alloc(uint64_t bytes)
+{
+	uint8_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	if (p == MAP_FAILED)
+		die("mmap", strerror(errno));
+	return p;
+}
+
+/* The destination's side: a child process, RAM already faulted in. */
+static int receive(struct bench *b, enum mode m, struct xport *x)
+{
+	struct stream_reader r;
+	struct stream_io io;
+	struct stream_page_run run;
+	const uint8_t *page;
+	const void *body;
+	uint64_t got = 0, pfn, len, torn = 0;
+	uint32_t flags, type;
+	int ret;
+
+	if (m == M_RAW) {
+		for (uint64_t off = 0; off < b->bytes; off += CHUNK)
+			if (xport_recv(x, b->dst + off, CHUNK))
+				return 1;
+		return 0;
+	}
+	mig_xport_io(x, &io);
+	stream_reader_init(&r, -1);
+	r.io = &io;
+	ret = stream_read_preamble(&r, &flags);
+	while (!ret && got < b->pages) {
+		ret = stream_read_record(&r, &type, &body, &len);
+		if (ret || (type != STREAM_REC_PAGE_HASHED && type != STREAM_REC_PAGE_DATA))
+			continue;
+		/* As the loader does once the VM exists (single connection). */
+		if (m == M_HASHED && !r.page_ram) {
+			r.page_ram = b->dst;
+			r.page_ram_pages = b->pages;
+		}
+		ret = stream_read_pages(&r, body, len, b->pages, &run);
+		while (!ret && stream_page_next(&run, &pfn, &page)) {
+			torn += !stream_page_intact(&run, page);
+			if (page && page != b->dst + pfn * PG)
+				memcpy(b->dst + pfn * PG, page, PG);
+			got++;
+		}
+	}
+	if (ret || torn)
+		fprintf(stderr, "page_bench: receive: %s (%llu torn)\n",
+			ret ? r.err : "torn pages", (unsigned long long)torn);
+	stream_reader_destroy(&r);
+	return ret || torn;
+}
+
+static int send_pages(struct bench *b, enum mode m, struct xport *x)
+{
+	static uint64_t pfns[STREAM_PAGES_MAX];
+	struct stream_writer w;
+	struct stream_io io;
+	int ret;
+
+	if (m == M_RAW) {
+		for (uint64_t off = 0; off < b->bytes; off += CHUNK)
+			if (xport_send(x, b->src + off, CHUNK))
+				return -EIO;
+		return 0;
+	}
+	mig_xport_io(x, &io);
+	stream_writer_init(&w, -1);
+	w.io = &io;
+	w.hashed = m != M_COPIED;
+	/* The order a reader wants before pages; the bodies are not read. */
+	ret = stream_write_preamble(&w, STREAM_F_LIVE);
+	if (!ret)
+		ret = stream_write_record(&w, STREAM_REC_STREAM_HEADER, "", 0);
+	if (!ret)
+		ret = stream_write_record(&w, STREAM_REC_VM_CONFIG, "", 0);
+	if (!ret)
+		ret = stream_write_record(&w, STREAM_REC_CPU_MODEL, "", 0);
+	for (uint64_t pfn = 0; !ret && pfn < b->pages; pfn += STREAM_PAGES_MAX) {
+		size_t n = 0;
+
+		for (uint64_t p = pfn; p < b->pages && n < STREAM_PAGES_MAX; p++)
+			pfns[n++] = p;
+		ret = stream_write_pages(&w, pfns, n, b->src);
+	}
+	stream_writer_destroy(&w);
+	return ret;
+}
+
+/*
+ * The destination: one process for every run. Memory a process touches for
+ * the first time is slow here (about 1 s per 512 MiB even after
+ * MADV_POPULATE_WRITE: the hypervisor builds its mappings per address space
+ * on first access), so it touches its RAM once, as vmon --incoming does,
+ * and then serves every run.
+ */
+static void receiver(struct bench *b, const struct xport_addr *addr, unsigned n)
+{
+	const struct xport_tls *tls = b->tls_dir ? &b->tls : NULL;
+	char err[XPORT_ERR_LEN], m, ok;
+	struct xport *x;
+
+	for (uint64_t off = 0; off < b->bytes; off += PG)
+		b->dst[off] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		memset(b->dst, 0, b->bytes);  /* before the clock starts */
+		if (xport_connect(addr, tls, 10000, &x, err))
+			die("connect", err);
+		if (xport_recv(x, &m, 1) || m < 0 || m >= M_NR)
+			die("receiver", "no mode");
+		ok = receive(b, (enum mode)m, x) ? 'n' : 'y';
+		xport_send(x, "d", 1);  /* done: the clock stops here */
+		if (ok == 'y' && memcmp(b->dst, b->src, b->bytes))
+			ok = 'n';
+		xport_send(x, &ok, 1);
+		xport_close(x);
+	}
+	_exit(0);
+}
+
+/* One transfer; MB/s, or a negative number when it failed. */
+static double run_one(struct bench *b, struct xport_listener *l, enum mode m)
+{
+	char err[XPORT_ERR_LEN], ok = 0, c = (char)m;
+	struct xport *x;
+	uint64_t t0, t1;
+
+	if (xport_accept(l, 60000, &x, err))
+		die("accept", err);
+	if (xport_send(x, &c, 1))
+		die("send", x->err);
+	t0 = now_ns();
+	if (send_pages(b, m, x))
+		fprintf(stderr, "page_bench: %s: send: %s\n", mode_name[m], x->err);
+	/* Then the receiver checks its RAM, untimed, and says how it went. */
+	t1 = xport_recv(x, &ok, 1) ? 0 : now_ns();
+	if (t1 && xport_recv(x, &ok, 1))
+		t1 = 0;
+	xport_close(x);
+	if (ok != 'y' || !t1) {
+		fprintf(stderr, "page_bench: %s: the destination's RAM differs or "
+			"the transfer failed\n", mode_name[m]);
+		return -1;
+	}
+	return (double)b->bytes / ((double)(t1 - t0) / 1e9) / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+	struct bench b = { 0 };
+	bool want[M_NR] = { true, true, true, true };
+	double mbs[M_NR][64];
+	unsigned runs = 3, mib = 512;
+	struct xport_addr addr = { .host = "127.0.0.1", .port = 0 };
+	struct xport_listener *l;
+	char err[XPORT_ERR_LEN];
+	unsigned nr_runs = 0;
+	int c, status = 0, wstatus;
+	pid_t pid;
+
+	while ((c = getopt(argc, argv, "s:r:m:t:h")) != -1) {
+		switch (c) {
+		case 's': mib = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'r': runs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 't': b.tls_dir = optarg; break;
+		case 'm':
+			memset(want, 0, sizeof(want));
+			for (char *s = strtok(optarg, ","); s; s = strtok(NULL, ",")) {
+				unsigned i;
+
+				for (i = 0; i < M_NR && strcmp(s, mode_name[i]); i++)
+					;
+				if (i == M_NR)
+					die("-m", "modes are raw, hashed, buffered, copied");
+				want[i] = true;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: page_bench [-s MiB] [-r RUNS] "
+				"[-m raw,hashed,buffered,copied] [-t TLSDIR]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (!mib || mib > 65536 || !runs || runs > 64)
+		die("usage", "-s 1..65536 MiB, -r 1..64 runs");
+	if (b.tls_dir && xport_tls_from_dir(b.tls_dir, &b.tls, err))
+		die("tls", err);
+	b.bytes = (uint64_t)mib << 20;
+	b.pages = b.bytes / PG;
+	b.src = ram_alloc(b.bytes);
+	b.dst = ram_alloc(b.bytes);
+	if (xport_listen(&addr, b.tls_dir ? &b.tls : NULL, &l, err))
+		die("listen", err);
+	addr.port = xport_listener_port(l);
+	for (unsigned m = 0; m < M_NR; m++)
+		nr_runs += want[m] ? runs : 0;
+	pid = fork();
+	if (pid == 0)
+		receiver(&b, &addr, nr_runs);
+	/*
+	 * The sender's RAM, random so that no page is zero and nothing
+	 * compresses, and touched here as a running guest's would be.
+	 */
+	for (uint64_t i = 0, s = 0x9E3779B97F4A7C15ull; i < b.bytes; i += 8) {
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		memcpy(b.src + i, &s, 8);
+	}
+	/* Interleaved, so that the machine's drift hits every mode alike. */
+	for (unsigned r = 0; r < runs; r++)
+		for (unsigned m = 0; m < M_NR; m++)
+			if (want[m]) {
+				mbs[m][r] = run_one(&b, l, m);
+				status |= mbs[m][r] < 0;
+			}
+	waitpid(pid, &wstatus, 0);
+	xport_listener_close(l);
+	printf("page path, %u MiB of random pages over %s on 127.0.0.1, median of %u\n",
+	       mib, b.tls_dir ? "TLS" : "TCP", runs);
+	printf("%-9s %9s %9s %7s\n", "mode", "MB/s", "ms", "of raw");
+	for (unsigned m = 0; m < M_NR; m++) {
+		double med, raw = 0;
+
+		if (!want[m])
+			continue;
+		qsort(mbs[m], runs, sizeof(double), cmp_double);
+		med = mbs[m][runs / 2];
+		if (want[M_RAW])
+			raw = mbs[M_RAW][runs / 2];
+		printf("%-9s %9.0f %9.1f", mode_name[m], med, (double)b.bytes / med / 1e3);
+		if (raw > 0)
+			printf(" %6.0f%%", 100.0 * med / raw);
+		putchar('\n');
+	}
+	return status;
+}
