@@ -18,7 +18,11 @@
  * handshake, no dirty tracking): what the stream costs on this machine.
  * Every run checks that the destination's RAM equals the source's.
  *
- *   page_bench [-s MiB] [-r RUNS] [-m MODE,...] [-t TLSDIR]
+ * With -f each run gets a new receiving process whose RAM is a new memfd,
+ * populated (MADV_POPULATE_WRITE) as vmon --incoming populates guest RAM,
+ * instead of one warm receiver for all runs.
+ *
+ *   page_bench [-s MiB] [-r RUNS] [-m MODE,...] [-t TLSDIR] [-f]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@ struct bench {
 	uint64_t bytes, pages;
 	const char *tls_dir;
 	struct xport_tls tls;
+	bool fresh;                /* -f: a new receiver with new RAM per run */
 };
 
 static void die(const char *what, const char *err)
@@ -158,10 +163,23 @@ static void receiver(struct bench *b, const struct xport_addr *addr, unsigned n)
 	char err[XPORT_ERR_LEN], m, ok;
 	struct xport *x;
 
-	for (uint64_t off = 0; off < b->bytes; off += PG)
-		b->dst[off] = 0;
+	if (b->fresh) {
+		/* As vmon --incoming makes guest RAM: a memfd, populated. */
+		int fd = memfd_create("page_bench", MFD_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, (off_t)b->bytes))
+			die("memfd", strerror(errno));
+		b->dst = mmap(NULL, b->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (b->dst == MAP_FAILED ||
+		    madvise(b->dst, b->bytes, MADV_POPULATE_WRITE))
+			die("guest RAM", strerror(errno));
+	} else {
+		for (uint64_t off = 0; off < b->bytes; off += PG)
+			b->dst[off] = 0;
+	}
 	for (unsigned i = 0; i < n; i++) {
-		memset(b->dst, 0, b->bytes);  /* before the clock starts */
+		if (!b->fresh)
+			memset(b->dst, 0, b->bytes);  /* before the clock starts */
 		if (xport_connect(addr, tls, 10000, &x, err))
 			die("connect", err);
 		if (xport_recv(x, &m, 1) || m < 0 || m >= M_NR)
@@ -221,10 +239,11 @@ int main(int argc, char **argv)
 	char err[XPORT_ERR_LEN];
 	unsigned nr_runs = 0;
 	int c, status = 0, wstatus;
-	pid_t pid;
+	pid_t pid = -1;
 
-	while ((c = getopt(argc, argv, "s:r:m:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "s:r:m:t:fh")) != -1) {
 		switch (c) {
+		case 'f': b.fresh = true; break;
 		case 's': mib = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': runs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 't': b.tls_dir = optarg; break;
@@ -242,7 +261,9 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: page_bench [-s MiB] [-r RUNS] "
-				"[-m raw,hashed,buffered,copied] [-t TLSDIR]\n");
+				"[-m raw,hashed,buffered,copied] [-t TLSDIR] [-f]\n"
+				"  -f  a fresh receiver per run, its RAM a new memfd "
+				"populated as vmon --incoming does\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -253,15 +274,18 @@ int main(int argc, char **argv)
 	b.bytes = (uint64_t)mib << 20;
 	b.pages = b.bytes / PG;
 	b.src = ram_alloc(b.bytes);
-	b.dst = ram_alloc(b.bytes);
+	if (!b.fresh)
+		b.dst = ram_alloc(b.bytes);
 	if (xport_listen(&addr, b.tls_dir ? &b.tls : NULL, &l, err))
 		die("listen", err);
 	addr.port = xport_listener_port(l);
 	for (unsigned m = 0; m < M_NR; m++)
 		nr_runs += want[m] ? runs : 0;
-	pid = fork();
-	if (pid == 0)
-		receiver(&b, &addr, nr_runs);
+	if (!b.fresh) {
+		pid = fork();
+		if (pid == 0)
+			receiver(&b, &addr, nr_runs);
+	}
 	/*
 	 * The sender's RAM, random so that no page is zero and nothing
 	 * compresses, and touched here as a running guest's would be.
@@ -274,13 +298,22 @@ int main(int argc, char **argv)
 	for (unsigned r = 0; r < runs; r++)
 		for (unsigned m = 0; m < M_NR; m++)
 			if (want[m]) {
+				if (b.fresh) {
+					pid = fork();
+					if (pid == 0)
+						receiver(&b, &addr, 1);
+				}
 				mbs[m][r] = run_one(&b, l, m);
 				status |= mbs[m][r] < 0;
+				if (b.fresh)
+					waitpid(pid, &wstatus, 0);
 			}
-	waitpid(pid, &wstatus, 0);
+	if (!b.fresh)
+		waitpid(pid, &wstatus, 0);
 	xport_listener_close(l);
-	printf("page path, %u MiB of random pages over %s on 127.0.0.1, median of %u\n",
-	       mib, b.tls_dir ? "TLS" : "TCP", runs);
+	printf("page path, %u MiB of random pages over %s on 127.0.0.1, median of %u%s\n",
+	       mib, b.tls_dir ? "TLS" : "TCP", runs,
+	       b.fresh ? ", fresh receiver RAM each run" : "");
 	printf("%-9s %9s %9s %7s\n", "mode", "MB/s", "ms", "of raw");
 	for (unsigned m = 0; m < M_NR; m++) {
 		double med, raw = 0;
