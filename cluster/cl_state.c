@@ -61,38 +61,69 @@ out:
 	return ret;
 }
 
-int cl_state_save(const char *path, const Ferry__Cluster__State *st, char *err, size_t err_len)
+/*
+ * Replace path with buf whole, or leave the old file as it was: a full
+ * disk loses this update, never the previous one.
+ */
+static int write_atomic(const char *path, const void *buf, size_t len)
 {
 	char tmp[4200];
-	size_t len = ferry__cluster__state__get_packed_size(st);
-	uint8_t *buf = malloc(len ? len : 1);
-	int fd = -1, ret;
+	int fd, ret;
 
-	if (!buf)
-		return -ENOMEM;
-	ferry__cluster__state__pack(st, buf);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return -ENAMETOOLONG;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
+	if (fd < 0)
+		return -errno;
 	ret = write_full(fd, buf, len);
 	if (!ret && fsync(fd))
 		ret = -errno;
 	if (close(fd) && !ret)
 		ret = -errno;
-	fd = -1;
 	if (!ret && rename(tmp, path))
 		ret = -errno;
 	if (ret)
-		goto fail;
+		unlink(tmp);
+	return ret;
+}
+
+int cl_state_save(const char *path, const Ferry__Cluster__State *st, char *err, size_t err_len)
+{
+	size_t len = ferry__cluster__state__get_packed_size(st);
+	uint8_t *buf = malloc(len ? len : 1);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ferry__cluster__state__pack(st, buf);
+	ret = write_atomic(path, buf, len);
+	if (ret)
+		snprintf(err, err_len, "state %s: write: %s", path, strerror(-ret));
 	free(buf);
-	return 0;
-fail:
-	/* The old file stays whole: a full disk loses this update, not the state. */
-	snprintf(err, err_len, "state %s: write: %s", path, strerror(-ret));
-	unlink(tmp);
+	return ret;
+}
+
+int cl_state_write_revoked(const Ferry__Cluster__State *st, const char *path, char *err,
+			   size_t err_len)
+{
+	static const char head[] = "# Written by clusterd from the cluster state: the "
+				   "certificate serials revoked\n# cluster-wide "
+				   "(clusterctl node revoke). vmon refuses them.\n";
+	size_t cap = sizeof(head), len;
+	char *buf;
+	int ret;
+
+	for (size_t i = 0; i < st->n_revoked; i++)
+		cap += strlen(st->revoked[i]) + 1;
+	buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	len = (size_t)snprintf(buf, cap, "%s", head);
+	for (size_t i = 0; i < st->n_revoked; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s\n", st->revoked[i]);
+	ret = write_atomic(path, buf, len);
+	if (ret)
+		snprintf(err, err_len, "revocation list %s: write: %s", path, strerror(-ret));
 	free(buf);
 	return ret;
 }

@@ -32,6 +32,13 @@ Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, u
 uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host);
 bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial);
 /*
+ * Write the revoked serials to path (replaced whole), in the format
+ * struct xport_tls.revoked reads: the node's vmons refuse them on
+ * migration streams without asking the agent.
+ */
+int cl_state_write_revoked(const Ferry__Cluster__State *st, const char *path, char *err,
+			   size_t err_len);
+/*
  * Whether vm can go to host: it exists, takes VMs (not in maintenance),
  * has the CPU features of the VM's model and the memory. 0 or -errno with
  * "WHAT: VM: reason" in err.

@@ -177,6 +177,7 @@ static int agent_setup(struct agent *a)
 		log_err("%s", err);
 		return ret;
 	}
+	agent_publish_revoked(a);
 	ret = cl_inventory_probe(a->hide, &a->inv, err, sizeof(err));
 	if (ret) {
 		log_err("inventory: %s", err);

@@ -124,6 +124,11 @@ int agent_send(struct agent *a, const Ferry__Cluster__CpgMsg *m);
 bool agent_online(const struct agent *a, const char *host);
 /* Why changes are refused now, or NULL when they are not. */
 const char *agent_refusal(const struct agent *a, char *buf, size_t len);
+/*
+ * The revoked serials, as TLS_DIR/revoked for this node's vmons (which
+ * read it at every handshake): after every state change and at start.
+ */
+void agent_publish_revoked(struct agent *a);
 void agent_persist(struct agent *a);
 void agent_wake(struct agent *a);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,6 +77,19 @@ bool agent_online(const struct agent *a, const char *host)
 	return false;
 }
 
+void agent_publish_revoked(struct agent *a)
+{
+	char path[PATH_MAX + 16], err[CL_ERR_LEN];
+	struct stat sb;
+
+	/* No TLS directory (--port 0 and no node certificate): no vmon needs it. */
+	if (stat(a->tls_dir, &sb) || !S_ISDIR(sb.st_mode))
+		return;
+	snprintf(path, sizeof(path), "%s/revoked", a->tls_dir);
+	if (cl_state_write_revoked(a->st, path, err, sizeof(err)))
+		log_err("%s", err);
+}
+
 void agent_persist(struct agent *a)
 {
 	char err[CL_ERR_LEN];
@@ -83,6 +97,7 @@ void agent_persist(struct agent *a)
 	/* The state stays right in memory; the next change writes it again. */
 	if (cl_state_save(a->state_path, a->st, err, sizeof(err)))
 		log_err("%s", err);
+	agent_publish_revoked(a);
 }
 
 static int proposal_send(struct agent *a, const Ferry__Cluster__Command *cmd, uint64_t req_id)

@@ -209,6 +209,11 @@ int xport_tls_from_dir(const char *dir, struct xport_tls *out, char *err)
 			       err);
 	if (!ret)
 		ret = tls_file(dir, "key.pem", out->key, sizeof(out->key), err);
+	if (!ret && (size_t)snprintf(out->revoked, sizeof(out->revoked), "%s/revoked",
+				     dir) >= sizeof(out->revoked)) {
+		xport_errf(err, "tls: path %s/revoked is too long", dir);
+		ret = -ENAMETOOLONG;
+	}
 	return ret;
 }
 

@@ -49,6 +49,14 @@ struct xport_tls {
 	char cert[512];
 	char key[512];
 	char peer_name[XPORT_HOST_MAX]; /* optional: required CN/SAN of the peer */
+	/*
+	 * Optional: a revocation list, read at every handshake so that a
+	 * running process sees additions. One certificate serial per line,
+	 * hex (case and leading zeros do not matter); blank lines and lines
+	 * starting with '#' are ignored. A missing file lists nothing; a file
+	 * that cannot be read refuses every peer (fail closed).
+	 */
+	char revoked[512];
 };
 /*
  * peer_name, when set, is checked on either side: a client checks the
@@ -56,6 +64,10 @@ struct xport_tls {
  * DNS SAN (the CN when there is none), an IP address an IP SAN. Without it
  * any certificate from the CA is accepted. A client may leave cert and key
  * empty (servers refuse it: tests only); a server needs both.
+ * xport_tls_from_dir() also sets revoked to DIR/revoked, whether or not it
+ * exists yet: the cluster agent writes it there (docs/cluster.md). A peer
+ * whose serial is listed fails the handshake on either side, and the
+ * message names the serial.
  */
 
 int xport_tls_from_dir(const char *dir, struct xport_tls *out, char *err);
@@ -150,6 +162,11 @@ int xport_wrap_fd(int fd, const char *peer, struct xport **out, char *err);
  */
 int xport_tls_peer_identity(struct xport *x, char *cn, size_t cn_len,
 			    char *serial, size_t serial_len);
+/*
+ * Whether a revocation list (struct xport_tls.revoked) names serial: 1 yes,
+ * 0 no (a missing file names nothing), -errno if it cannot be read.
+ */
+int xport_revoked_check(const char *path, const char *serial);
 /* The same for the certificate in a PEM file (cn may be NULL). */
 int xport_tls_cert_identity(const char *pem_path, char *cn, size_t cn_len,
 			    char *serial, size_t serial_len, char *err);

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,7 +53,75 @@ struct tls_conn {
 	bool eof;             /* recv() returned 0 */
 	int broken;           /* 0, or the error every later call returns */
 	const char *peer_name;
+	char refused_serial[80]; /* the peer's, when the revocation list has it */
+	int list_errno;       /* the revocation list could not be read */
 };
+
+static int cert_identity(X509 *cert, char *cn, size_t cn_len, char *serial,
+			 size_t serial_len);
+
+/* ---- revocation ---- */
+
+int xport_revoked_check(const char *path, const char *serial)
+{
+	char line[256];
+	FILE *f = fopen(path, "re");
+	bool whole = true;
+	int ret = 0;
+
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	while (ret == 0 && fgets(line, sizeof(line), f)) {
+		/* The rest of an overlong line is not a line of its own. */
+		bool was_whole = whole;
+		char *p = line;
+
+		whole = strchr(line, '\n') != NULL;
+		if (!was_whole)
+			continue;
+		p += strspn(p, " \t");
+		p[strcspn(p, " \t\r\n#")] = 0;
+		while (p[0] == '0' && p[1])
+			p++;
+		if (*p && !strcasecmp(p, serial))
+			ret = 1;
+	}
+	if (ret == 0 && ferror(f))
+		ret = -EIO;
+	fclose(f);
+	return ret;
+}
+
+/*
+ * The leaf certificate of a peer whose chain verified: refused when the
+ * revocation list of this context (its app data) names its serial, or
+ * when the list cannot be read.
+ */
+static int verify_revoked(int ok, X509_STORE_CTX *sc)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(sc, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+	const char *path = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+	X509 *cert = X509_STORE_CTX_get_current_cert(sc);
+	char serial[sizeof(c->refused_serial)];
+	int r;
+
+	if (!ok || !c || !path || !cert || X509_STORE_CTX_get_error_depth(sc) != 0)
+		return ok;
+	r = cert_identity(cert, NULL, 0, serial, sizeof(serial));
+	if (!r)
+		r = xport_revoked_check(path, serial);
+	if (r == 0)
+		return 1;
+	if (r > 0) {
+		snprintf(c->refused_serial, sizeof(c->refused_serial), "%s", serial);
+		X509_STORE_CTX_set_error(sc, X509_V_ERR_CERT_REVOKED);
+	} else {
+		c->list_errno = -r;
+		X509_STORE_CTX_set_error(sc, X509_V_ERR_APPLICATION_VERIFICATION);
+	}
+	return 0;
+}
 
 /* ---- the socket BIO ---- */
 
@@ -190,8 +259,16 @@ static int tls_describe(struct tls_conn *c, int ssl_err, char *err)
 
 	if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && v != X509_V_OK) {
 		const char *vs = X509_verify_cert_error_string(v);
+		const char *list = SSL_CTX_get_app_data(SSL_get_SSL_CTX(c->ssl));
 
-		if (verify_error_is_ca(v))
+		if (v == X509_V_ERR_CERT_REVOKED && c->refused_serial[0])
+			xport_errf(err, "tls %s: peer certificate (serial %s) is revoked: "
+				   "%s lists it", p, c->refused_serial, list ? list : "?");
+		else if (v == X509_V_ERR_APPLICATION_VERIFICATION && c->list_errno)
+			xport_errf(err, "tls %s: cannot read the revocation list %s (%s): "
+				   "no peer is accepted", p, list ? list : "?",
+				   xport_strerror(c->list_errno, eb, sizeof(eb)));
+		else if (verify_error_is_ca(v))
 			xport_errf(err, "tls %s: peer certificate is not signed "
 				   "by our CA (%s: %s)", p, rs, vs);
 		else if (v == X509_V_ERR_HOSTNAME_MISMATCH ||
@@ -223,10 +300,17 @@ static int tls_describe(struct tls_conn *c, int ssl_err, char *err)
 		xport_errf(err, "tls %s: peer refused our certificate: it is "
 			   "not signed by the peer's CA (%s)", p, rs);
 		return -EACCES;
+	case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+		xport_errf(err, "tls %s: peer refused the handshake; its log says why "
+			   "(%s)", p, rs);
+		return -EACCES;
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+		xport_errf(err, "tls %s: peer refused our certificate: it is revoked "
+			   "(%s)", p, rs);
+		return -EACCES;
 	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
 	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
 	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
 	case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
 		xport_errf(err, "tls %s: peer refused our certificate (wrong "
 			   "name or purpose?) (%s)", p, rs);
@@ -559,6 +643,7 @@ int xport_tls_new(SSL_CTX *ctx, bool server, int fd, const char *peer,
 	}
 	BIO_set_data(bio, c);
 	SSL_set_bio(c->ssl, bio, bio);
+	SSL_set_app_data(c->ssl, c);  /* for verify_revoked */
 	/* Checked on both sides: a hostname, or an IP address. */
 	if (c->peer_name && SSL_set1_host(c->ssl, c->peer_name) != 1) {
 		xport_errf(err, "tls %s: cannot check the peer name '%s'", peer,
@@ -680,19 +765,30 @@ int xport_tls_ctx_new(const struct xport_tls *tls, bool server, SSL_CTX **out,
 		if (ret)
 			goto fail;
 	}
+	if (tls->revoked[0]) {
+		char *list = strdup(tls->revoked);
+
+		if (!list || !SSL_CTX_set_app_data(ctx, list)) {
+			free(list);
+			ret = ctx_fail(err, -ENOMEM, "out of memory", NULL);
+			goto fail;
+		}
+	}
 	SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER |
 			   SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
-			   NULL);
+			   tls->revoked[0] ? verify_revoked : NULL);
 	*out = ctx;
 	return 0;
 fail:
 	ERR_clear_error();
-	SSL_CTX_free(ctx);
+	xport_tls_ctx_free(ctx);
 	return ret;
 }
 
 void xport_tls_ctx_free(SSL_CTX *ctx)
 {
+	if (ctx)
+		free(SSL_CTX_get_app_data(ctx));
 	SSL_CTX_free(ctx);
 }
 

@@ -21,6 +21,7 @@
 #include "cl_msg.h"
 #include "cl_state.h"
 #include "cl_sync.h"
+#include "net/xport.h"
 
 static const char *const feats_v3[] = {
 	"fpu", "cx8", "cmov", "mmx", "fxsr", "sse", "sse2", "syscall", "lm", "cx16",
@@ -341,6 +342,55 @@ static void test_deterministic_and_persisted(void **unused)
 	CL_FREE(b);
 }
 
+static int cmd_revoke(Ferry__Cluster__State *st, const char *serial)
+{
+	Ferry__Cluster__CmdRevoke c = FERRY__CLUSTER__CMD_REVOKE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.serial = (char *)serial;
+	c.name = "intruder";
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_REVOKE;
+	cmd.revoke = &c;
+	return run(st, &cmd);
+}
+
+/*
+ * The revoked serials as the node's vmons read them (net/xport.h): the
+ * list the state holds, nothing more, replaced whole on every write.
+ */
+static void test_revoked_file(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	char dir[] = "/tmp/ferry-revoked-XXXXXX", path[64], text[512];
+	FILE *f;
+	size_t n;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/revoked", dir);
+	assert_int_equal(cl_state_write_revoked(st, path, err, sizeof(err)), 0);
+	assert_int_equal(xport_revoked_check(path, "abc1"), 0);
+	assert_int_equal(cmd_revoke(st, "abc1"), 0);
+	assert_int_equal(cmd_revoke(st, "ff00"), 0);
+	assert_int_equal(cmd_revoke(st, "abc1"), 0); /* again: listed once */
+	assert_int_equal(cl_state_write_revoked(st, path, err, sizeof(err)), 0);
+	assert_int_equal(xport_revoked_check(path, "abc1"), 1);
+	assert_int_equal(xport_revoked_check(path, "ff00"), 1);
+	assert_int_equal(xport_revoked_check(path, "ff"), 0);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = 0;
+	assert_non_null(strstr(text, "\nabc1\nff00\n"));
+	/* a directory that is gone: an error that says where, nothing half-written */
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(cl_state_write_revoked(st, path, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "revocation list"));
+	assert_non_null(strstr(err, dir));
+	CL_FREE(st);
+}
+
 static int rule_add(Ferry__Cluster__State *st, const char *name, Ferry__Cluster__RuleKind kind,
 		    char **vms, size_t n_vms, char **hosts, size_t n_hosts)
 {
@@ -475,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_maintenance_stop_delete),
 		cmocka_unit_test(test_exited),
 		cmocka_unit_test(test_deterministic_and_persisted),
+		cmocka_unit_test(test_revoked_file),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_rules_events),
 	};

@@ -802,6 +802,80 @@ static void test_tls_peer_name(void **state)
 		"peer refused our certificate");
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The list's format: serials in any case, leading zeros, comments. */
+static void test_revoked_list(void **state)
+{
+	char path[160];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/revoked-format", tmpdir);
+	assert_int_equal(xport_revoked_check(path, "abc1"), 0); /* no file */
+	write_file(path, "# revoked by hand\n\n  00ABC1  # host7\n1234\r\n");
+	assert_int_equal(xport_revoked_check(path, "abc1"), 1);
+	assert_int_equal(xport_revoked_check(path, "1234"), 1);
+	assert_int_equal(xport_revoked_check(path, "abc"), 0);
+	assert_int_equal(xport_revoked_check(path, "123"), 0);
+	assert_int_equal(xport_revoked_check(path, "host7"), 0);
+	/* the tail of an overlong line is not a serial of its own */
+	{
+		char text[600];
+
+		memset(text, 'f', 300);
+		snprintf(text + 300, sizeof(text) - 300, "5678\n");
+		write_file(path, text);
+		assert_int_equal(xport_revoked_check(path, "5678"), 0);
+	}
+	/* unreadable: an error, never "not listed" */
+	assert_int_equal(xport_revoked_check(tmpdir, "abc1"), -EIO);
+}
+
+/*
+ * A revoked peer is refused in the handshake, on either side, and each
+ * side says why; the list is read at every handshake, so an addition
+ * counts at once.
+ */
+static void test_tls_revoked(void **state)
+{
+	struct xport_tls s = nodes.srv, c = nodes.cli;
+	char cli_serial[80], srv_serial[80], text[256], err[XPORT_ERR_LEN];
+
+	NEED_CERTS();
+	assert_int_equal(xport_tls_cert_identity(c.cert, NULL, 0, cli_serial,
+						 sizeof(cli_serial), err), 0);
+	assert_int_equal(xport_tls_cert_identity(s.cert, NULL, 0, srv_serial,
+						 sizeof(srv_serial), err), 0);
+	snprintf(s.revoked, sizeof(s.revoked), "%s/revoked-srv", tmpdir);
+	snprintf(c.revoked, sizeof(c.revoked), "%s/revoked-cli", tmpdir);
+	/* lists that name other serials: accepted */
+	write_file(s.revoked, "# nobody here\n0123\n");
+	roundtrip(&s, &c);
+	/* the server's list names the client */
+	snprintf(text, sizeof(text), "0123\n%s\n", cli_serial);
+	write_file(s.revoked, text);
+	snprintf(text, sizeof(text), "peer certificate (serial %s) is revoked", cli_serial);
+	refused(&s, &c, text, "peer refused our certificate: it is revoked");
+	unlink(s.revoked);
+	/* the client's list names the server */
+	snprintf(text, sizeof(text), "%s\n", srv_serial);
+	write_file(c.revoked, text);
+	snprintf(text, sizeof(text), "peer certificate (serial %s) is revoked", srv_serial);
+	refused(&s, &c, "peer refused our certificate: it is revoked", text);
+	unlink(c.revoked);
+	roundtrip(&s, &c);
+	/* a list that cannot be read refuses everyone */
+	snprintf(s.revoked, sizeof(s.revoked), "%s", tmpdir);
+	refused(&s, &c, "cannot read the revocation list", "peer refused the handshake");
+}
+
 static void test_tls_key_mismatch(void **state)
 {
 	struct xport_tls t = nodes.srv;
@@ -996,6 +1070,8 @@ int main(void)
 		cmocka_unit_test(test_tls_other_ca),
 		cmocka_unit_test(test_tls_no_client_cert),
 		cmocka_unit_test(test_tls_peer_name),
+		cmocka_unit_test(test_revoked_list),
+		cmocka_unit_test(test_tls_revoked),
 		cmocka_unit_test(test_tls_key_mismatch),
 		cmocka_unit_test(test_tls_vs_plain),
 		cmocka_unit_test(test_tls_handshake_timeout),
