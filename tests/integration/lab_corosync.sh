@@ -1,7 +1,10 @@
 #!/bin/bash
 # tools/lab with corosync alone: 3 nodes come up quorate; a killed node
 # leaves the others' view within seconds; losing a second one loses quorum;
-# restarting both brings the cluster back; `lab down` leaves nothing behind.
+# restarting both brings the cluster back; after the whole cluster was
+# down, two nodes wait for the third (wait_for_all) unless the operator
+# lets them go on; `lab down` leaves nothing behind.
+LAB_NO_KVM=1 # corosync alone: no agents, no guests
 . "$(dirname "$0")/lab_lib.sh"
 
 ms() { fmt_ms "$1"; }
@@ -72,6 +75,29 @@ else
 fi
 for h in host1 host2 host3; do check "$h quorate with 3 members" lab_sees $h 3; done
 lab status
+
+# ---- the whole cluster down: no majority goes on without the third -------
+# wait_for_all: after all were down, two nodes (which may hold an older
+# state than the third) stay without quorum until the third is back, or
+# until the operator says it is gone for good (corosync-quorumtool -e).
+lab kill host1 host2 host3 --corosync
+check "lab start of 2 of 3 after a full stop returns" lab start host1 host2
+check "host1 sees host2" lab_exec host1 sh -c "corosync-quorumtool -l | grep -q host2"
+sleep 2 # well past a membership round (token 1 s): quorum would have come
+for h in host1 host2; do
+	check "$h is not quorate (waiting for all)" not_quorate $h
+done
+check "host1 says it waits for all" lab_exec host1 sh -c \
+	"corosync-cmapctl -g runtime.votequorum.wait_for_all_status | grep -q '= 1\$'"
+lab start host3
+for h in host1 host2 host3; do check "$h quorate with 3 members after host3 came back" lab_sees $h 3; done
+lab kill host1 host2 host3 --corosync
+lab start host1 host2
+check "the operator lets 2 go on: corosync-quorumtool -e 2" lab_exec host1 corosync-quorumtool -e 2
+for h in host1 host2; do
+	check "$h quorate with 2 members" wait_for 5 "$h is not quorate" lab_sees $h 2
+done
+lab start host3
 
 # ---- down ------------------------------------------------------------------
 PIDS=""
