@@ -965,6 +965,15 @@ static int mask_one(const char *item, size_t len, void *arg)
 	return 0;
 }
 
+int cpuid_features_valid(const char *list, char *why, size_t why_len)
+{
+	struct mask_ctx c = { .t = NULL, .why = why, .why_len = why_len };
+
+	if (why && why_len)
+		why[0] = '\0';
+	return list ? list_each(list, mask_one, &c) : -EINVAL;
+}
+
 int cpuid_mask_features(struct cpuid_table *t, const char *list, char *why,
 			size_t why_len)
 {

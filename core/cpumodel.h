@@ -82,6 +82,8 @@ int cpumodel_apply(const struct cpumodel *m, const struct cpuid_table *host,
  */
 uint64_t cpumodel_xcr0(const struct cpumodel *m, const struct cpuid_table *host);
 
+/* Whether every name in a --cpuid-hide list is a known feature (no KVM needed). */
+int cpuid_features_valid(const char *list, char *why, size_t why_len);
 /*
  * Hide features from a host CPUID table, to pretend a host is older than it
  * is (tests, heterogeneous clusters on one machine). list is comma-separated

@@ -334,9 +334,15 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		case O_MODEL:
 			r->cfg.cpu_model = optarg;
 			break;
-		case O_HIDE:
+		case O_HIDE: {
+			char why[128];
+
+			/* A bad name is bad input on any host, KVM or not. */
+			if (cpuid_features_valid(optarg, why, sizeof(why)))
+				vmon_usage_error("--cpuid-hide: %s", why);
 			r->cfg.cpuid_hide = optarg;
 			break;
+		}
 		case O_CONTROL:
 			r->control = optarg;
 			break;

@@ -616,6 +616,12 @@ static void test_mask_errors(void **state)
 	assert_int_equal(cpuid_mask_features(t, "avx2,nosuchfeature,bmi1",
 					     why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "nosuchfeature"));
+	/* The same answer without a table: vmon checks --cpuid-hide first. */
+	assert_int_equal(cpuid_features_valid("avx2,nosuchfeature,bmi1", why, sizeof(why)),
+			 -EINVAL);
+	assert_non_null(strstr(why, "unknown CPU feature 'nosuchfeature'"));
+	assert_int_equal(cpuid_features_valid(" lzcnt, popcnt ,avx2,,", why, sizeof(why)), 0);
+	assert_int_equal(cpuid_features_valid(NULL, why, sizeof(why)), -EINVAL);
 	assert_memory_equal(t, before, sizeof(*t));         /* all or nothing */
 	assert_int_equal(cpuid_mask_features(t, "", why, sizeof(why)), 0);
 	assert_int_equal(cpuid_mask_features(t, " , ", why, sizeof(why)), 0);
