@@ -52,6 +52,13 @@ struct vm_dev_type {
 	/* Build the device from its state and attach it to vm; -errno + err. */
 	int (*load)(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t err_len);
+	/*
+	 * Optional: could load() succeed here? Asked in the migration's
+	 * precheck, before a page moves, with the state the source has now;
+	 * it must change nothing (no lock, no device). 0, or -errno + err.
+	 */
+	int (*precheck)(uint32_t version, const uint8_t *data, size_t len, char *err,
+			size_t err_len);
 };
 
 /* The VM owns ctx from here on (ops->destroy at vm_destroy). */

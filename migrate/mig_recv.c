@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "core/vm_dev.h"
 #include "migrate/mig_lanes.h"
 #include "migrate/mig_proto.h"
 
@@ -95,6 +96,18 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 	else if (h->connections > 1 && h->lane_token.len != MIG_LANE_TOKEN_LEN)
 		refuse(rf, "connections", "the source asked for %u data connections without "
 		       "a %u-byte token", h->connections, MIG_LANE_TOKEN_LEN);
+	for (size_t i = 0; i < h->n_device_states; i++) {
+		const Ferry__Mig__DeviceState *d = h->device_states[i];
+		const struct vm_dev_type *t = d->name ? vm_dev_type_find(d->name) : NULL;
+
+		err[0] = 0;
+		if (!t)
+			refuse(rf, "device", "%s has no device '%.64s'", host,
+			       d->name ? d->name : "?");
+		else if (t->precheck && t->precheck(d->version, d->data.data, d->data.len,
+						      err, sizeof(err)))
+			refuse(rf, "disk", "destination %s: %s", host, err);
+	}
 	if (!h->cpu_model) {
 		refuse(rf, "cpu", "the source sent no CPU model");
 		return -EINVAL;

@@ -88,6 +88,7 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 	Ferry__Mig__ClockState clk = FERRY__MIG__CLOCK_STATE__INIT;
 	Ferry__Mig__DeviceState dev;
 	Ferry__Mig__StreamEnd end = FERRY__MIG__STREAM_END__INIT;
+	struct mig_dev_states devs;
 	struct mig_vcpu_pack *vp = calloc(1, sizeof(*vp));
 	uint64_t tsc[GABI_MAX_VCPUS];
 	struct kvm_clock_data kclock = { 0 };
@@ -128,24 +129,12 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 	if (ret)
 		goto fail;
 	/* The VM's other devices (disks), so the destination opens the same ones. */
-	for (unsigned i = 0; i < vm->nr_devs; i++) {
-		const struct vm_dev *d = &vm->devs[i];
-		Ferry__Mig__DeviceState ds = FERRY__MIG__DEVICE_STATE__INIT;
-		uint8_t *buf = NULL;
-		size_t len = 0;
-
-		if (!d->ops->save)
-			continue;
-		ret = d->ops->save(d->ctx, &ds.version, &buf, &len);
-		ds.name = (char *)d->ops->name;
-		ds.data.data = buf;
-		ds.data.len = len;
-		if (!ret)
-			ret = stream_write_pb(w, STREAM_REC_DEVICE_STATE, &ds.base);
-		free(buf);
-		if (ret)
-			goto fail;
-	}
+	ret = mig_dev_states_pack(vm, &devs);
+	for (unsigned i = 0; !ret && i < devs.n; i++)
+		ret = stream_write_pb(w, STREAM_REC_DEVICE_STATE, &devs.ds[i].base);
+	mig_dev_states_free(&devs);
+	if (ret)
+		goto fail;
 
 	end.records = w->records;
 	end.bytes = w->off;

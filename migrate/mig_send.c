@@ -102,6 +102,7 @@ static int mig_handshake(struct mig_run *m)
 {
 	Ferry__Mig__Hello h = FERRY__MIG__HELLO__INIT;
 	struct mig_cpu_pack *cp = calloc(1, sizeof(*cp));
+	struct mig_dev_states devs;
 	ProtobufCMessage *msg = NULL;
 	Ferry__Mig__Verdict *v;
 	int ret;
@@ -122,9 +123,19 @@ static int mig_handshake(struct mig_run *m)
 	h.hashed_pages = !getenv("FERRY_MIG_PAGE_COPY") ||
 		strcmp(getenv("FERRY_MIG_PAGE_COPY"), "1");
 	h.connections = m->job->p.connections;
+	/* The disks: the destination must be able to open them (precheck). */
+	ret = mig_dev_states_pack(m->vm, &devs);
+	if (ret) {
+		free(cp);
+		snprintf(m->err, MIG_ERR_LEN, "device states: %s", strerror(-ret));
+		return ret;
+	}
+	h.n_device_states = devs.n;
+	h.device_states = devs.ptrs;
 	if (h.connections > 1) {
 		if (getrandom(m->token, sizeof(m->token), 0) != (ssize_t)sizeof(m->token)) {
 			free(cp);
+			mig_dev_states_free(&devs);
 			snprintf(m->err, MIG_ERR_LEN, "no random bytes for the connection token");
 			return -EIO;
 		}
@@ -133,6 +144,7 @@ static int mig_handshake(struct mig_run *m)
 	}
 	ret = mig_send_msg(&m->w, STREAM_REC_HELLO, &h.base);
 	free(cp);
+	mig_dev_states_free(&devs);
 	if (ret) {
 		snprintf(m->err, MIG_ERR_LEN, "send HELLO: %s", strerror(-ret));
 		return ret;

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include "core/hcall.h"
+#include "core/vm_dev.h"
 #include "core/util.h"
 
 void mig_pack_config(const struct vm *vm, struct mig_config_pack *p)
@@ -284,4 +285,38 @@ void mig_ram_digest(const struct vm *vm, uint8_t out[16])
 
 	XXH128_canonicalFromHash(&c, h);
 	memcpy(out, c.digest, 16);
+}
+
+int mig_dev_states_pack(const struct vm *vm, struct mig_dev_states *s)
+{
+	int ret = 0;
+
+	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < vm->nr_devs && i < VM_DEVS_MAX && !ret; i++) {
+		const struct vm_dev *d = &vm->devs[i];
+		Ferry__Mig__DeviceState *ds = &s->ds[s->n];
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		if (!d->ops->save)
+			continue;
+		ferry__mig__device_state__init(ds);
+		ret = d->ops->save(d->ctx, &ds->version, &buf, &len);
+		if (ret)
+			break;
+		ds->name = (char *)d->ops->name;
+		ds->data.data = buf;
+		ds->data.len = len;
+		s->ptrs[s->n++] = ds;
+	}
+	if (ret)
+		mig_dev_states_free(s);
+	return ret;
+}
+
+void mig_dev_states_free(struct mig_dev_states *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		free(s->ds[i].data.data);
+	s->n = 0;
 }

@@ -52,6 +52,15 @@ int mig_unpack_vcpu(const Ferry__Mig__VcpuState *m, unsigned nr_vcpus,
 		    struct vcpu_state *s, unsigned *index, char *err);
 int mig_unpack_hcall(struct vm *vm, const Ferry__Mig__DeviceState *d, char *err);
 
+/* The VM's devices with a state (disks), packed as DEVICE_STATE carries them. */
+struct mig_dev_states {
+	Ferry__Mig__DeviceState ds[VM_DEVS_MAX];
+	Ferry__Mig__DeviceState *ptrs[VM_DEVS_MAX];
+	unsigned n;
+};
+int mig_dev_states_pack(const struct vm *vm, struct mig_dev_states *s);
+void mig_dev_states_free(struct mig_dev_states *s);
+
 /* XXH3-128 of all guest RAM, for verify mode. */
 void mig_ram_digest(const struct vm *vm, uint8_t out[16]);
 

@@ -109,5 +109,11 @@ int blk_dev_create(struct vm *vm, const struct blk_spec *specs, unsigned n,
 		   char *err, size_t err_len);
 /* The device kind for incoming streams (vm_dev_type_register it). */
 extern const struct vm_dev_type blk_dev_type;
+/*
+ * Its precheck: would the disks of this state open here? Image files are
+ * opened (no lock) and their sizes compared; NBD exports are only parsed.
+ */
+int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *err,
+		       size_t err_len);
 
 #endif

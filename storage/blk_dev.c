@@ -506,52 +506,96 @@ int blk_dev_create(struct vm *vm, const struct blk_spec *specs, unsigned n,
 	return ret;
 }
 
+/* DEVICE_STATE's lines, "SIZE SPEC": the disks a VM had, and their sizes. */
+static int blk_state_parse(uint32_t version, const uint8_t *data, size_t len,
+			   struct blk_spec *specs, uint64_t *sizes, unsigned *n,
+			   char *err, size_t err_len)
+{
+	char text[GABI_BLK_MAX_DISKS * (BLK_SPEC_MAX + 32)], *line, *save = NULL;
+
+	*n = 0;
+	if (version != BLK_STATE_VERSION || len >= sizeof(text) ||
+	    (len && memchr(data, 0, len))) {
+		snprintf(err, err_len, "disk state: version %u, %zu bytes: not understood",
+			 version, len);
+		return -EBADMSG;
+	}
+	if (len)
+		memcpy(text, data, len);
+	text[len] = 0;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *sp = strchr(line, ' '), why[BLK_ERR_LEN];
+		unsigned long long size;
+
+		if (*n >= GABI_BLK_MAX_DISKS || !sp || sscanf(line, "%llu ", &size) != 1 ||
+		    blk_spec_parse(sp + 1, &specs[*n], why, sizeof(why))) {
+			snprintf(err, err_len, "disk state: disk %u is not valid", *n);
+			return -EBADMSG;
+		}
+		sizes[(*n)++] = size;
+	}
+	return 0;
+}
+
+static int size_differs(unsigned i, const struct blk_spec *spec, uint64_t here,
+			uint64_t there, char *err, size_t err_len)
+{
+	if (here == there)
+		return 0;
+	snprintf(err, err_len, "disk %u (%.200s) is %llu bytes here, %llu on the source", i,
+		 spec->spec, (unsigned long long)here, (unsigned long long)there);
+	return -EBADMSG;
+}
+
 /* A VM arriving in a stream: open the disks it had, the same sizes. */
 static int blk_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t err_len)
 {
 	struct blk_spec specs[GABI_BLK_MAX_DISKS];
 	uint64_t sizes[GABI_BLK_MAX_DISKS];
-	char text[GABI_BLK_MAX_DISKS * (BLK_SPEC_MAX + 32)], *line, *save = NULL;
-	unsigned n = 0;
-	int ret;
+	unsigned n;
+	int ret = blk_state_parse(version, data, len, specs, sizes, &n, err, err_len);
 
-	if (version != BLK_STATE_VERSION || len >= sizeof(text) || memchr(data, 0, len)) {
-		snprintf(err, err_len, "disk state: version %u, %zu bytes: not understood",
-			 version, len);
-		return -EBADMSG;
-	}
-	memcpy(text, data, len);
-	text[len] = 0;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *sp = strchr(line, ' '), why[BLK_ERR_LEN];
-		unsigned long long size;
-
-		if (n >= GABI_BLK_MAX_DISKS || !sp || sscanf(line, "%llu ", &size) != 1 ||
-		    blk_spec_parse(sp + 1, &specs[n], why, sizeof(why))) {
-			snprintf(err, err_len, "disk state: disk %u is not valid", n);
-			return -EBADMSG;
-		}
-		sizes[n++] = size;
-	}
-	ret = blk_dev_create(vm, specs, n, err, err_len);
-	if (ret)
-		return ret;
-	for (unsigned i = 0; i < n; i++) {
+	if (!ret)
+		ret = blk_dev_create(vm, specs, n, err, err_len);
+	for (unsigned i = 0; !ret && i < n; i++) {
 		struct blk_dev *dev = vm->devs[vm->nr_devs - 1].ctx;
 
-		if (dev->disks[i].size != sizes[i]) {
-			snprintf(err, err_len, "disk %u (%.200s) is %llu bytes here, %llu on "
-				 "the source", i, specs[i].spec,
-				 (unsigned long long)dev->disks[i].size,
-				 (unsigned long long)sizes[i]);
-			return -EBADMSG;
-		}
+		ret = size_differs(i, &specs[i], dev->disks[i].size, sizes[i], err, err_len);
 	}
-	return 0;
+	return ret;
+}
+
+int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *err,
+		       size_t err_len)
+{
+	struct blk_spec specs[GABI_BLK_MAX_DISKS];
+	uint64_t sizes[GABI_BLK_MAX_DISKS];
+	unsigned n;
+	int ret = blk_state_parse(version, data, len, specs, sizes, &n, err, err_len);
+
+	for (unsigned i = 0; !ret && i < n; i++) {
+		struct blk_disk d = { .index = i };
+
+		/*
+		 * An image file must open here, with the same size: the common
+		 * mistake is storage that is not shared. Opening takes no lock
+		 * (the source holds it). An NBD export is not connected to now:
+		 * a server that takes one client at a time (qemu-nbd's default)
+		 * is the source's until switchover.
+		 */
+		if (specs[i].kind != BLK_FILE)
+			continue;
+		ret = blk_disk_open(&d, &specs[i], err, err_len);
+		if (!ret)
+			ret = size_differs(i, &specs[i], d.size, sizes[i], err, err_len);
+		blk_disk_close(&d);
+	}
+	return ret;
 }
 
 const struct vm_dev_type blk_dev_type = {
 	.name = BLK_DEV_NAME,
 	.load = blk_load,
+	.precheck = blk_state_precheck,
 };

@@ -4,7 +4,8 @@
 # disk (OFD lock on the image) and an NBD disk (OFD lock on its lease file,
 # which names the owner's host and pid). A killed owner leaves the disk
 # free (the lock dies with the process). A destination that cannot open the
-# disk refuses the migration, and the source keeps the disk and runs on.
+# disk refuses the migration in its precheck, and the source keeps the
+# disk and runs on.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/disk_lib.sh"
 require_kvm
@@ -36,6 +37,7 @@ mv "$IMG.moved" "$IMG"
 echo "   $(tail -1 <<<"$MOUT")"
 check "the migration fails (rc $MRC)" [ "$MRC" -ne 0 ]
 check "the reason names the disk" grep -q "disk 0" <<<"$MOUT"
+check "it is refused in the precheck, before any page moved" grep -q "precheck" <<<"$MOUT"
 exit_status "$DPID" 10
 check "the destination exits non-zero ($XRC)" bash -c '[ "$0" != 0 ] && [ "$0" != running ]' "$XRC"
 check "the source still owns the disk" [ "$(value a disk0.owned)" = 1 ]

@@ -1,6 +1,7 @@
 /*
  * Disks, the pure parts: the block hypercalls' decoding and request
- * validation, --disk parsing, and the block log format and its checker.
+ * validation, --disk parsing, the migration's disk precheck, and the block
+ * log format and its checker.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +10,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/hcall.h"
 #include "storage/blk.h"
@@ -92,6 +96,56 @@ static void test_spec(void **state)
 	assert_int_equal(blk_spec_parse("nbd://", &s, err, sizeof(err)), -EINVAL);
 	assert_int_equal(blk_spec_parse("", &s, err, sizeof(err)), -EINVAL);
 	assert_int_equal(blk_spec_parse("a\nb", &s, err, sizeof(err)), -EINVAL);
+}
+
+static int precheck_text(const char *text, char *err)
+{
+	return blk_state_precheck(1, (const uint8_t *)text, strlen(text), err, BLK_ERR_LEN);
+}
+
+/*
+ * The migration's disk precheck on the destination: image files must open
+ * here with the source's size; an NBD export is parsed, not connected to;
+ * a state it does not understand is refused. Nothing is locked.
+ */
+static void test_precheck(void **state)
+{
+	char dir[] = "/tmp/ferry-blk-XXXXXX", img[64], text[256], err[BLK_ERR_LEN];
+	FILE *f;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/vm1.img", dir);
+	fd = open(img, O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	/* the source holds its lock: the precheck takes none */
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &(struct flock){ .l_type = F_WRLCK }), 0);
+	snprintf(text, sizeof(text), "%d %s\n", 1 << 20, img);
+	assert_int_equal(precheck_text(text, err), 0);
+	snprintf(text, sizeof(text), "%d %s\n", 2 << 20, img);
+	assert_int_equal(precheck_text(text, err), -EBADMSG);
+	assert_non_null(strstr(err, "is 1048576 bytes here, 2097152 on the source"));
+	snprintf(text, sizeof(text), "%d %s/other.img\n", 1 << 20, dir);
+	assert_int_equal(precheck_text(text, err), -ENOENT);
+	assert_non_null(strstr(err, "other.img: No such file or directory"));
+	snprintf(text, sizeof(text), "%d %s\n", 1 << 20, dir);
+	assert_true(precheck_text(text, err) < 0);
+	/* NBD: parsed only, so an unreachable server is no refusal yet */
+	assert_int_equal(precheck_text("4096 nbd://127.0.0.1:1/e,lease=/nonexistent/l\n", err), 0);
+	assert_int_equal(precheck_text("", err), 0);
+	assert_int_equal(precheck_text("garbage\n", err), -EBADMSG);
+	assert_int_equal(blk_state_precheck(9, (const uint8_t *)"", 0, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "not understood"));
+	/* the lock is still the source's */
+	f = fopen(img, "r+");
+	assert_non_null(f);
+	assert_int_equal(fcntl(fileno(f), F_OFD_SETLK, &(struct flock){ .l_type = F_WRLCK }), -1);
+	fclose(f);
+	close(fd);
+	unlink(img);
+	rmdir(dir);
 }
 
 /* A log of n slots holding blocks 1..m, as the writer leaves it. */
@@ -176,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_blk_decode),
 		cmocka_unit_test(test_blk_req_check),
 		cmocka_unit_test(test_spec),
+		cmocka_unit_test(test_precheck),
 		cmocka_unit_test(test_log_ok),
 		cmocka_unit_test(test_log_faults),
 	};
