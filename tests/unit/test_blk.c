@@ -131,7 +131,10 @@ static void test_precheck(void **state)
 	assert_int_equal(precheck_text(text, err), -ENOENT);
 	assert_non_null(strstr(err, "other.img: No such file or directory"));
 	snprintf(text, sizeof(text), "%d %s\n", 1 << 20, dir);
-	assert_true(precheck_text(text, err) < 0);
+	assert_int_equal(precheck_text(text, err), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
+	/* nothing but a regular file is opened: not a device either */
+	assert_int_equal(precheck_text("4096 /dev/null\n", err), -EINVAL);
 	/* NBD: parsed only, so an unreachable server is no refusal yet */
 	assert_int_equal(precheck_text("4096 nbd://127.0.0.1:1/e,lease=/nonexistent/l\n", err), 0);
 	assert_int_equal(precheck_text("", err), 0);
