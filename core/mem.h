@@ -19,6 +19,7 @@
 enum mem_flags {
 	MEM_HUGEPAGES = 1u << 0, /* back RAM with 2 MiB huge pages        */
 	MEM_PREALLOC  = 1u << 1, /* fault every page in before the guest runs */
+	MEM_WARM      = 1u << 2, /* and touch each once from kernel and user */
 };
 
 struct mem_region {
@@ -38,6 +39,8 @@ struct guest_mem {
 };
 
 int mem_create(struct guest_mem *m, uint64_t size, unsigned flags);
+/* Touch fresh (all-zero) RAM once from the kernel and from user code. */
+int mem_warm(uint8_t *base, uint64_t size);
 void mem_destroy(struct guest_mem *m);
 /* Register (or re-register with new flags) every region with KVM. */
 int mem_register(struct guest_mem *m, int vm_fd, bool log_dirty);

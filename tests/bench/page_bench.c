@@ -22,7 +22,9 @@
  * populated (MADV_POPULATE_WRITE) as vmon --incoming populates guest RAM,
  * instead of one warm receiver for all runs.
  *
- *   page_bench [-s MiB] [-r RUNS] [-m MODE,...] [-t TLSDIR] [-f]
+ * -w warms that RAM first, as vmon --warm-ram does (mem_warm).
+ *
+ *   page_bench [-s MiB] [-r RUNS] [-m MODE,...] [-t TLSDIR] [-f [-w]]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/mem.h"
 #include "core/util.h"
 #include "migrate/mig_live.h"
 #include "migrate/stream.h"
@@ -49,6 +52,7 @@ struct bench {
 	const char *tls_dir;
 	struct xport_tls tls;
 	bool fresh;                /* -f: a new receiver with new RAM per run */
+	bool warm;                 /* -w: and warm it as vmon --warm-ram does */
 };
 
 static void die(const char *what, const char *err)
@@ -173,6 +177,8 @@ static void receiver(struct bench *b, const struct xport_addr *addr, unsigned n)
 		if (b->dst == MAP_FAILED ||
 		    madvise(b->dst, b->bytes, MADV_POPULATE_WRITE))
 			die("guest RAM", strerror(errno));
+		if (b->warm && mem_warm(b->dst, b->bytes))
+			die("guest RAM", "cannot warm it");
 	} else {
 		for (uint64_t off = 0; off < b->bytes; off += PG)
 			b->dst[off] = 0;
@@ -241,9 +247,10 @@ int main(int argc, char **argv)
 	int c, status = 0, wstatus;
 	pid_t pid = -1;
 
-	while ((c = getopt(argc, argv, "s:r:m:t:fh")) != -1) {
+	while ((c = getopt(argc, argv, "s:r:m:t:fwh")) != -1) {
 		switch (c) {
 		case 'f': b.fresh = true; break;
+		case 'w': b.warm = true; break;
 		case 's': mib = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': runs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 't': b.tls_dir = optarg; break;
@@ -261,9 +268,10 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: page_bench [-s MiB] [-r RUNS] "
-				"[-m raw,hashed,buffered,copied] [-t TLSDIR] [-f]\n"
+				"[-m raw,hashed,buffered,copied] [-t TLSDIR] [-f [-w]]\n"
 				"  -f  a fresh receiver per run, its RAM a new memfd "
-				"populated as vmon --incoming does\n");
+				"populated as vmon --incoming does\n"
+				"  -w  and warmed as vmon --warm-ram does (mem_warm)\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -313,7 +321,8 @@ int main(int argc, char **argv)
 	xport_listener_close(l);
 	printf("page path, %u MiB of random pages over %s on 127.0.0.1, median of %u%s\n",
 	       mib, b.tls_dir ? "TLS" : "TCP", runs,
-	       b.fresh ? ", fresh receiver RAM each run" : "");
+	       !b.fresh ? "" : b.warm ? ", fresh receiver RAM each run, warmed" :
+	       ", fresh receiver RAM each run");
 	printf("%-9s %9s %9s %7s\n", "mode", "MB/s", "ms", "of raw");
 	for (unsigned m = 0; m < M_NR; m++) {
 		double med, raw = 0;
