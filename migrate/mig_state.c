@@ -292,7 +292,7 @@ int mig_dev_states_pack(const struct vm *vm, struct mig_dev_states *s)
 	int ret = 0;
 
 	memset(s, 0, sizeof(*s));
-	for (unsigned i = 0; i < vm->nr_devs && i < VM_DEVS_MAX && !ret; i++) {
+	for (unsigned i = 0; i < vm->nr_devs && i < VM_DEVS_MAX; i++) {
 		const struct vm_dev *d = &vm->devs[i];
 		Ferry__Mig__DeviceState *ds = &s->ds[s->n];
 		uint8_t *buf = NULL;

@@ -472,14 +472,12 @@ int stream_read_preamble(struct stream_reader *r, uint32_t *flags)
 /* How reading a body went, besides a negative errno. */
 enum { BODY_OK = 0, BODY_SHORT = 1, BODY_BAD_SUM = 2, BODY_BAD = 3 /* r->err set */ };
 
-/* Body and padding into r->buf, which grows to the largest record seen. */
-static int read_body(struct stream_reader *r, uint64_t padded)
+/* r->buf of at least size bytes; it grows to the largest record seen. */
+static int buf_reserve(struct stream_reader *r, uint64_t size)
 {
-	ssize_t n;
-
 	/* Allocate even for an empty body: callers get a real pointer. */
-	if (padded > r->cap || !r->buf) {
-		uint64_t cap = MAX(padded, (uint64_t)STREAM_PAGE_SIZE);
+	if (size > r->cap || !r->buf) {
+		uint64_t cap = MAX(size, (uint64_t)STREAM_PAGE_SIZE);
 		uint8_t *b = realloc(r->buf, cap);
 
 		if (!b)
@@ -487,11 +485,26 @@ static int read_body(struct stream_reader *r, uint64_t padded)
 		r->buf = b;
 		r->cap = cap;
 	}
-	n = stream_in(r, r->buf, padded);
+	return 0;
+}
+
+/* len more bytes of the body into r->buf at at; BODY_OK, BODY_SHORT or -errno. */
+static int read_body_part(struct stream_reader *r, uint64_t at, uint64_t len)
+{
+	ssize_t n = stream_in(r, r->buf + at, len);
+
 	if (n < 0)
 		return (int)n;
 	r->off += (uint64_t)n;
-	return (uint64_t)n == padded ? BODY_OK : BODY_SHORT;
+	return (uint64_t)n == len ? BODY_OK : BODY_SHORT;
+}
+
+/* Body and padding into r->buf. */
+static int read_body(struct stream_reader *r, uint64_t padded)
+{
+	int rc = buf_reserve(r, padded);
+
+	return rc ? rc : read_body_part(r, 0, padded);
 }
 
 /* Scattered reads: all of iov (BODY_OK), BODY_SHORT, or a negative errno. */
@@ -511,17 +524,6 @@ static int stream_in_v(struct stream_reader *r, const struct iovec *iov, int n)
 			return BODY_SHORT;
 	}
 	return BODY_OK;
-}
-
-/* len more bytes of the body into r->buf at at; BODY_OK, BODY_SHORT or -errno. */
-static int read_body_part(struct stream_reader *r, uint64_t at, uint64_t len)
-{
-	ssize_t n = stream_in(r, r->buf + at, len);
-
-	if (n < 0)
-		return (int)n;
-	r->off += (uint64_t)n;
-	return (uint64_t)n == len ? BODY_OK : BODY_SHORT;
 }
 
 /* Data pages per readv in a direct read: hashed right after, while in cache. */
@@ -556,15 +558,10 @@ static int read_hashed_direct(struct stream_reader *r, const struct stream_rec_h
 	char why[160];
 	int rc;
 
-	if (r->cap < STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX) {
-		uint8_t *b = realloc(r->buf, STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX);
-
-		if (!b)
-			return -ENOMEM;
-		r->buf = b;
-		r->cap = STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX;
-	}
-	rc = read_body_part(r, 0, STREAM_PAGE_HDR_LEN);
+	/* The largest prefix: every entry and every hash. */
+	rc = buf_reserve(r, STREAM_PAGE_HDR_LEN + 16ull * STREAM_PAGES_MAX);
+	if (!rc)
+		rc = read_body_part(r, 0, STREAM_PAGE_HDR_LEN);
 	if (rc)
 		return rc;
 	prefix = stream_page_hashed_covered(r->buf, h->length);

@@ -26,9 +26,6 @@ extern const struct xport_limits xport_limits;
 /* iovecs per sendmsg() (an array on the stack, hence a constant) */
 #define XPORT_IOV_BATCH 256
 
-/* r bytes of v[*i..n) went: step *i and the partly done piece past them. */
-void xport_iov_advance(struct iovec *v, int n, int *i, size_t r);
-
 /* ---- errors: one line, "KIND PEER: what" ---- */
 
 /* snprintf into an XPORT_ERR_LEN buffer; NULL err is allowed. */

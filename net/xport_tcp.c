@@ -1,8 +1,8 @@
 /*
  * Plain TCP: sendmsg() with MSG_NOSIGNAL for buffers, sendfile() for pages
- * straight from the guest-RAM memfd, recv()/recvmsg() with MSG_WAITALL. The socket is
- * blocking; xport_set_timeout() bounds every call with SO_RCVTIMEO and
- * SO_SNDTIMEO, and a timeout reads as -ETIMEDOUT.
+ * straight from the guest-RAM memfd, recv()/recvmsg() with MSG_WAITALL. The
+ * socket is blocking; xport_set_timeout() bounds every call with SO_RCVTIMEO
+ * and SO_SNDTIMEO, and a timeout reads as -ETIMEDOUT.
  */
 #include "net/xport_impl.h"
 
@@ -18,6 +18,20 @@
 static int io_errno(int e)
 {
 	return e == EAGAIN ? -ETIMEDOUT : -e;
+}
+
+/* r bytes of v[*i..n) went: step *i and the partly done piece past them. */
+static void iov_advance(struct iovec *v, int n, int *i, size_t r)
+{
+	while (r > 0 && *i < n) {
+		size_t take = r < v[*i].iov_len ? r : v[*i].iov_len;
+
+		v[*i].iov_base = (char *)v[*i].iov_base + take;
+		v[*i].iov_len -= take;
+		r -= take;
+		if (!v[*i].iov_len)
+			(*i)++;
+	}
 }
 
 /*
@@ -54,7 +68,7 @@ static int tcp_iov(struct xport *x, const struct iovec *iov, int iovcnt, bool in
 				x->bytes_received += (uint64_t)r;
 			else
 				x->bytes_sent += (uint64_t)r;
-			xport_iov_advance(v, n, &i, (size_t)r);
+			iov_advance(v, n, &i, (size_t)r);
 		}
 	}
 	return 0;

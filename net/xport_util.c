@@ -151,19 +151,6 @@ void xport_sock_tune(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
 }
 
-void xport_iov_advance(struct iovec *v, int n, int *i, size_t r)
-{
-	while (r > 0 && *i < n) {
-		size_t take = r < v[*i].iov_len ? r : v[*i].iov_len;
-
-		v[*i].iov_base = (char *)v[*i].iov_base + take;
-		v[*i].iov_len -= take;
-		r -= take;
-		if (!v[*i].iov_len)
-			(*i)++;
-	}
-}
-
 void xport_fmt_peer(char *out, size_t len, const char *host, unsigned port)
 {
 	if (strchr(host, ':'))

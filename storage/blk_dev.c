@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/hcall.h"
@@ -575,33 +574,18 @@ int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *
 	unsigned n;
 	int ret = blk_state_parse(version, data, len, specs, sizes, &n, err, err_len);
 
+	/*
+	 * An image file must open here, with the same size: the common mistake
+	 * is storage that is not shared. Opening takes no lock (the source
+	 * holds it). An NBD export is not connected to now: a server that
+	 * takes one client at a time (qemu-nbd's default) is the source's
+	 * until switchover.
+	 */
 	for (unsigned i = 0; !ret && i < n; i++) {
 		struct blk_disk d = { .index = i };
 
-		/*
-		 * An image file must open here, with the same size: the common
-		 * mistake is storage that is not shared. Opening takes no lock
-		 * (the source holds it). An NBD export is not connected to now:
-		 * a server that takes one client at a time (qemu-nbd's default)
-		 * is the source's until switchover.
-		 */
-		struct stat st;
-
 		if (specs[i].kind != BLK_FILE)
 			continue;
-		/* The path came off the network: open nothing but a regular file. */
-		if (stat(specs[i].target, &st)) {
-			ret = -errno;
-			snprintf(err, err_len, "disk %u: %.300s: %s", i, specs[i].target,
-				 strerror(-ret));
-			break;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			ret = -EINVAL;
-			snprintf(err, err_len, "disk %u: %.300s: not a regular file", i,
-				 specs[i].target);
-			break;
-		}
 		ret = blk_disk_open(&d, &specs[i], err, err_len);
 		if (!ret)
 			ret = size_differs(i, &specs[i], d.size, sizes[i], err, err_len);

@@ -17,6 +17,16 @@ static int file_open(struct blk_disk *d, char *err, size_t len)
 {
 	struct stat st;
 
+	/*
+	 * The path may have come off the network (a migration's precheck or
+	 * device state): open nothing but a regular file, not even a device
+	 * node; fstat below covers a swap between the two.
+	 */
+	if (!stat(d->spec.target, &st) && !S_ISREG(st.st_mode)) {
+		snprintf(err, len, "disk %u: %.300s: not a regular file", d->index,
+			 d->spec.target);
+		return -EINVAL;
+	}
 	d->fd = open(d->spec.target, O_RDWR | O_CLOEXEC);
 	if (d->fd < 0) {
 		snprintf(err, len, "disk %u: %.300s: %s", d->index, d->spec.target,
