@@ -36,6 +36,7 @@
 
 #include "core/mem.h"
 #include "core/util.h"
+#include "migrate/mig.h"
 #include "migrate/mig_live.h"
 #include "migrate/stream.h"
 #include "net/xport.h"
@@ -72,29 +73,38 @@ static uint8_t *ram_alloc(uint64_t bytes)
 	return p;
 }
 
-/* The destination's side: a child process, RAM already faulted in. */
+/*
+ * The destination's side: a child process, RAM already faulted in. Pages
+ * go through the loader's own sink (mig_page_sink_apply), as in vmon.
+ */
 static int receive(struct bench *b, enum mode m, struct xport *x)
 {
 	struct stream_reader r;
 	struct stream_io io;
 	struct stream_page_run run;
-	const uint8_t *page;
+	struct mig_page_sink sink = {
+		.ram = b->dst,
+		.touched = calloc(b->pages / 64 + 1, sizeof(uint64_t)),
+		.owed = calloc(b->pages / 64 + 1, sizeof(uint64_t)),
+	};
 	const void *body;
-	uint64_t got = 0, pfn, len, torn = 0;
+	uint64_t len;
 	uint32_t flags, type;
 	int ret;
 
+	if (!sink.touched || !sink.owed)
+		die("receive", "out of memory");
 	if (m == M_RAW) {
-		for (uint64_t off = 0; off < b->bytes; off += CHUNK)
-			if (xport_recv(x, b->dst + off, CHUNK))
-				return 1;
-		return 0;
+		ret = 0;
+		for (uint64_t off = 0; off < b->bytes && !ret; off += CHUNK)
+			ret = xport_recv(x, b->dst + off, CHUNK);
+		goto out;
 	}
 	mig_xport_io(x, &io);
 	stream_reader_init(&r, -1);
 	r.io = &io;
 	ret = stream_read_preamble(&r, &flags);
-	while (!ret && got < b->pages) {
+	while (!ret && sink.pages < b->pages) {
 		ret = stream_read_record(&r, &type, &body, &len);
 		if (ret || (type != STREAM_REC_PAGE_HASHED && type != STREAM_REC_PAGE_DATA))
 			continue;
@@ -104,18 +114,17 @@ static int receive(struct bench *b, enum mode m, struct xport *x)
 			r.page_ram_pages = b->pages;
 		}
 		ret = stream_read_pages(&r, body, len, b->pages, &run);
-		while (!ret && stream_page_next(&run, &pfn, &page)) {
-			torn += !stream_page_intact(&run, page);
-			if (page && page != b->dst + pfn * PG)
-				memcpy(b->dst + pfn * PG, page, PG);
-			got++;
-		}
+		if (!ret)
+			mig_page_sink_apply(&sink, &run);
 	}
-	if (ret || torn)
-		fprintf(stderr, "page_bench: receive: %s (%llu torn)\n",
-			ret ? r.err : "torn pages", (unsigned long long)torn);
+	if (ret || sink.nr_owed)
+		fprintf(stderr, "page_bench: receive: %s (%llu pages owed)\n",
+			ret ? r.err : "torn pages", (unsigned long long)sink.nr_owed);
 	stream_reader_destroy(&r);
-	return ret || torn;
+out:
+	free(sink.touched);
+	free(sink.owed);
+	return ret || sink.nr_owed;
 }
 
 static int send_pages(struct bench *b, enum mode m, struct xport *x)
