@@ -74,6 +74,10 @@ enum gabi_hcall_nr {
 	GABI_HC_BLK_INFO      = 6, /* a0 = disk, a1 = gpa of gabi_blk_info     */
 	GABI_HC_BLK_SUBMIT    = 7, /* a0 = disk, a1 = gpa of gabi_blk_req;
 	                            * 0 = queued, completes later (done = 1)  */
+	GABI_HC_BLK_RING      = 8, /* a0 = disk, a1 = gpa of gabi_blk_ring:
+	                            * requests from then on without an exit   */
+	GABI_HC_BLK_KICK      = 9, /* a0 = disk: wake its ring's poller (only
+	                            * needed when the ring says need_kick)    */
 	GABI_HC_NR_MAX
 };
 
@@ -133,5 +137,28 @@ struct gabi_blk_req {
 };
 
 _Static_assert(sizeof(struct gabi_blk_req) == 64, "gabi_blk_req is 64 bytes");
+
+/*
+ * A disk's submission ring (docs/guest-abi.md, "The submission ring"): the
+ * guest fills a slot, names it in sq[tail % GABI_BLK_RING_SIZE], then
+ * raises tail; a monitor thread polls tail, so a request costs no exit.
+ * After raising tail the guest fences (mfence) and reads need_kick: 1 means
+ * the poller went to sleep and wants blk_kick. Completion is the slot's
+ * done, as for blk_submit. Counters are free-running.
+ */
+#define GABI_BLK_RING_SIZE 64u
+
+struct gabi_blk_ring {
+	uint32_t tail;          /* guest: entries published */
+	uint32_t head;          /* monitor: entries taken */
+	uint32_t need_kick;     /* monitor: 1 = blk_kick after raising tail */
+	uint32_t size;          /* monitor: GABI_BLK_RING_SIZE */
+	uint32_t reserved[12];
+	uint16_t sq[GABI_BLK_RING_SIZE];   /* guest: the slot of each entry */
+	uint8_t pad[64];
+	struct gabi_blk_req slot[GABI_BLK_RING_SIZE];
+};
+
+_Static_assert(sizeof(struct gabi_blk_ring) == 256 + 64 * 64, "gabi_blk_ring layout");
 
 #endif

@@ -112,6 +112,8 @@ static const hcall_fn hcall_ops[GABI_HC_NR_MAX] = {
 	[GABI_HC_PUBLISH]       = hc_publish,
 	[GABI_HC_BLK_INFO]      = hc_blk,
 	[GABI_HC_BLK_SUBMIT]    = hc_blk,
+	[GABI_HC_BLK_RING]      = hc_blk,
+	[GABI_HC_BLK_KICK]      = hc_blk,
 };
 
 void hcall_handle(struct vcpu *v)

@@ -65,6 +65,16 @@ static int check_blk_submit(const struct hcall_req *r, uint64_t mem)
 	return check_blk(r, mem, 64, sizeof(struct gabi_blk_req));
 }
 
+static int check_blk_ring(const struct hcall_req *r, uint64_t mem)
+{
+	return check_blk(r, mem, 64, sizeof(struct gabi_blk_ring));
+}
+
+static int check_blk_kick(const struct hcall_req *r, uint64_t mem)
+{
+	return r->args[0] < GABI_BLK_MAX_DISKS ? 0 : -ENODEV;
+}
+
 static const struct {
 	const char *name;
 	int (*check)(const struct hcall_req *r, uint64_t mem_size);
@@ -76,6 +86,8 @@ static const struct {
 	[GABI_HC_PUBLISH]       = { "publish",       check_publish },
 	[GABI_HC_BLK_INFO]      = { "blk_info",      check_blk_info },
 	[GABI_HC_BLK_SUBMIT]    = { "blk_submit",    check_blk_submit },
+	[GABI_HC_BLK_RING]      = { "blk_ring",      check_blk_ring },
+	[GABI_HC_BLK_KICK]      = { "blk_kick",      check_blk_kick },
 };
 
 const char *hcall_name(uint64_t nr)

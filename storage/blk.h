@@ -21,6 +21,7 @@ struct blk_defaults {
 	unsigned workers;          /* I/O threads per VM */
 	unsigned reconnect_tries;  /* per vmon ctl resume */
 	unsigned reconnect_wait_ms;
+	unsigned ring_poll_us;     /* a ring's poller spins this long after its last work, µs */
 };
 extern const struct blk_defaults blk_defaults;
 
@@ -41,6 +42,12 @@ struct blk_disk;
 
 struct blk_backend_ops {
 	const char *name;
+	/*
+	 * Requests are quick and local enough for the ring's poller to run
+	 * them itself (no hand-off to an I/O thread): a file, not a network
+	 * round trip.
+	 */
+	bool poll_inline;
 	/* Open (no ownership yet) and learn the size. */
 	int (*open)(struct blk_disk *d, char *err, size_t err_len);
 	int (*pread)(struct blk_disk *d, void *buf, uint64_t len, uint64_t off);
@@ -68,6 +75,9 @@ struct blk_disk_stats {
 	uint64_t errors;           /* requests that ended with an error status */
 	uint64_t reconnects;
 	uint64_t inline_done;      /* requests done at submit without blocking */
+	uint64_t ring_taken;       /* requests taken from the disk's ring */
+	uint64_t ring_kicks;       /* blk_kick hypercalls: the poller was asleep */
+	uint64_t ring_errors;      /* ring entries naming no slot */
 };
 
 struct blk_disk {

@@ -21,37 +21,13 @@
 #include "core/hcall.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "storage/blk_dev.h"
 
-#define BLK_QUEUE_MAX (GABI_BLK_MAX_DISKS * GABI_BLK_QUEUE_DEPTH)
-#define BLK_WORKERS_MAX 16
-#define BLK_STATE_VERSION 1
+#define BLK_STATE_VERSION      1   /* disks only */
+#define BLK_STATE_VERSION_RING 2   /* disks, then "ring DISK GPA HEAD" lines */
 #define BLK_DEV_NAME "blk"
 
-struct blk_job {
-	unsigned disk;
-	uint64_t gpa;            /* the request in guest RAM */
-	struct gabi_blk_req q;   /* the validated copy */
-};
-
-struct blk_dev {
-	struct vm *vm;
-	unsigned nr_disks;
-	struct blk_disk disks[GABI_BLK_MAX_DISKS];
-	pthread_mutex_t lock;
-	pthread_cond_t work;     /* a job was queued, or stopping */
-	pthread_cond_t idle;     /* nothing in flight any more */
-	struct blk_job queue[BLK_QUEUE_MAX];
-	unsigned head, count;
-	unsigned inflight;       /* queued or running */
-	unsigned per_disk[GABI_BLK_MAX_DISKS]; /* queued, running or held */
-	struct blk_job held[BLK_QUEUE_MAX];
-	unsigned nr_held;
-	bool stopping;
-	unsigned nr_workers;
-	pthread_t workers[BLK_WORKERS_MAX];
-};
-
-static void blk_complete(struct blk_dev *dev, const struct blk_job *j, int64_t res)
+void blk_complete(struct blk_dev *dev, const struct blk_job *j, int64_t res)
 {
 	uint32_t one = 1;
 
@@ -112,8 +88,7 @@ static int blk_io(struct blk_dev *dev, struct blk_disk *d, const struct gabi_blk
 	}
 }
 
-/* Run one job; false when the storage is gone and the job must be held. */
-static bool blk_run(struct blk_dev *dev, const struct blk_job *j, char *reason, size_t len)
+bool blk_run(struct blk_dev *dev, const struct blk_job *j, char *reason, size_t len)
 {
 	struct blk_disk *d = &dev->disks[j->disk];
 	bool gone;
@@ -148,6 +123,38 @@ static bool blk_run(struct blk_dev *dev, const struct blk_job *j, char *reason, 
 	return true;
 }
 
+void blk_job_finish(struct blk_dev *dev, const struct blk_job *j, bool done,
+		    const char *reason)
+{
+	if (!done)
+		dev->held[dev->nr_held++] = *j;
+	else if (j->ring)
+		dev->rings[j->disk].inflight--;
+	else
+		dev->per_disk[j->disk]--;
+	/* A ring at its limit waits for this completion (the poller's own need not). */
+	if (done && j->ring && dev->poller_started &&
+	    !pthread_equal(pthread_self(), dev->poller)) {
+		dev->kicked = true;
+		pthread_cond_signal(&dev->kick);
+	}
+	if (!--dev->inflight)
+		pthread_cond_broadcast(&dev->idle);
+	if (reason[0]) {
+		pthread_mutex_unlock(&dev->lock);
+		vm_pause_for(dev->vm, reason);
+		pthread_mutex_lock(&dev->lock);
+	}
+}
+
+void blk_enqueue(struct blk_dev *dev, const struct blk_job *j)
+{
+	dev->queue[(dev->head + dev->count) % BLK_QUEUE_MAX] = *j;
+	dev->count++;
+	dev->inflight++;
+	pthread_cond_signal(&dev->work);
+}
+
 static void *blk_worker(void *arg)
 {
 	struct blk_dev *dev = arg;
@@ -168,17 +175,7 @@ static void *blk_worker(void *arg)
 		pthread_mutex_unlock(&dev->lock);
 		done = blk_run(dev, &j, reason, sizeof(reason));
 		pthread_mutex_lock(&dev->lock);
-		if (done)
-			dev->per_disk[j.disk]--;
-		else
-			dev->held[dev->nr_held++] = j;
-		if (!--dev->inflight)
-			pthread_cond_broadcast(&dev->idle);
-		if (reason[0]) {
-			pthread_mutex_unlock(&dev->lock);
-			vm_pause_for(dev->vm, reason);
-			pthread_mutex_lock(&dev->lock);
-		}
+		blk_job_finish(dev, &j, done, reason);
 	}
 	pthread_mutex_unlock(&dev->lock);
 	return NULL;
@@ -243,11 +240,8 @@ static int64_t blk_submit(struct blk_dev *dev, unsigned disk, uint64_t gpa)
 	else if (dev->per_disk[disk] >= GABI_BLK_QUEUE_DEPTH)
 		ret = -EAGAIN;
 	if (!ret) {
-		dev->queue[(dev->head + dev->count) % BLK_QUEUE_MAX] = j;
-		dev->count++;
-		dev->inflight++;
 		dev->per_disk[disk]++;
-		pthread_cond_signal(&dev->work);
+		blk_enqueue(dev, &j);
 	}
 	pthread_mutex_unlock(&dev->lock);
 	return ret;
@@ -262,6 +256,13 @@ static int64_t blk_hcall(void *ctx, struct vcpu *v, uint64_t nr, const uint64_t 
 		return -ENODEV;
 	if (nr == GABI_HC_BLK_SUBMIT)
 		return blk_submit(dev, (unsigned)a[0], a[1]);
+	if (nr == GABI_HC_BLK_RING)
+		return blk_ring_setup(dev, (unsigned)a[0], a[1]);
+	if (nr == GABI_HC_BLK_KICK) {
+		__atomic_add_fetch(&dev->disks[a[0]].stats.ring_kicks, 1, __ATOMIC_RELAXED);
+		blk_ring_kick(dev);
+		return 0;
+	}
 	info = (struct gabi_blk_info){
 		.size = dev->disks[a[0]].size,
 		.block_size = GABI_BLK_SECTOR,
@@ -272,13 +273,23 @@ static int64_t blk_hcall(void *ctx, struct vcpu *v, uint64_t nr, const uint64_t 
 	return vm_write_guest(dev->vm, a[1], &info, sizeof(info));
 }
 
+/*
+ * The vCPUs are parked: take what the rings still hold (a guest may have
+ * raised tail just before the pause, without its kick), then wait for
+ * everything in flight.
+ */
 static void blk_drain(void *ctx)
 {
 	struct blk_dev *dev = ctx;
 
 	pthread_mutex_lock(&dev->lock);
-	while (dev->inflight)
+	__atomic_add_fetch(&dev->draining, 1, __ATOMIC_RELEASE);
+	while (dev->inflight || !blk_rings_drained(dev)) {
+		dev->kicked = true;
+		pthread_cond_signal(&dev->kick);
 		pthread_cond_wait(&dev->idle, &dev->lock);
+	}
+	__atomic_sub_fetch(&dev->draining, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&dev->lock);
 }
 
@@ -322,6 +333,8 @@ static int blk_acquire(void *ctx, char *err, size_t len)
 			return ret;
 		}
 	}
+	/* The poller serves owned disks only: it may have work now. */
+	blk_ring_kick(dev);
 	return 0;
 }
 
@@ -359,23 +372,25 @@ static int blk_resume(void *ctx, char *err, size_t len)
 		pthread_mutex_unlock(&dev->lock);
 	}
 	pthread_mutex_lock(&dev->lock);
-	for (unsigned i = 0; i < dev->nr_held; i++) {
-		dev->queue[(dev->head + dev->count) % BLK_QUEUE_MAX] = dev->held[i];
-		dev->count++;
-		dev->inflight++;
-	}
+	for (unsigned i = 0; i < dev->nr_held; i++)
+		blk_enqueue(dev, &dev->held[i]);
 	dev->nr_held = 0;
 	pthread_cond_broadcast(&dev->work);
 	pthread_mutex_unlock(&dev->lock);
 	return 0;
 }
 
-/* DEVICE_STATE: one line per disk, "SIZE SPEC\n". */
+/*
+ * DEVICE_STATE: one line per disk, "SIZE SPEC\n"; version 2 adds one
+ * "ring DISK GPA HEAD\n" per ring the guest set up. A VM without rings
+ * keeps version 1, which destinations from before the rings understand.
+ */
 static int blk_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 {
 	struct blk_dev *dev = ctx;
-	size_t cap = dev->nr_disks * (BLK_SPEC_MAX + 32) + 1, off = 0;
+	size_t cap = dev->nr_disks * (BLK_SPEC_MAX + 32) + GABI_BLK_MAX_DISKS * 64 + 1, off = 0;
 	char *out = malloc(cap);
+	bool rings = false;
 
 	if (!out)
 		return -ENOMEM;
@@ -383,7 +398,18 @@ static int blk_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 		off += (size_t)snprintf(out + off, cap - off, "%llu %s\n",
 					(unsigned long long)dev->disks[i].size,
 					dev->disks[i].spec.spec);
-	*version = BLK_STATE_VERSION;
+	pthread_mutex_lock(&dev->lock);
+	for (unsigned i = 0; i < dev->nr_disks; i++) {
+		const struct blk_ring *r = &dev->rings[i];
+
+		if (!r->armed)
+			continue;
+		rings = true;
+		off += (size_t)snprintf(out + off, cap - off, "ring %u %llu %u\n", i,
+					(unsigned long long)r->gpa, r->head);
+	}
+	pthread_mutex_unlock(&dev->lock);
+	*version = rings ? BLK_STATE_VERSION_RING : BLK_STATE_VERSION;
 	*buf = (uint8_t *)out;
 	*len = off;
 	return 0;
@@ -405,6 +431,9 @@ static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
 			{ "io_errors", __atomic_load_n(&d->stats.errors, __ATOMIC_RELAXED) },
 			{ "reconnects", d->stats.reconnects },
 			{ "inline_done", __atomic_load_n(&d->stats.inline_done, __ATOMIC_RELAXED) },
+			{ "ring_taken", __atomic_load_n(&d->stats.ring_taken, __ATOMIC_RELAXED) },
+			{ "ring_kicks", __atomic_load_n(&d->stats.ring_kicks, __ATOMIC_RELAXED) },
+			{ "ring_errors", __atomic_load_n(&d->stats.ring_errors, __ATOMIC_RELAXED) },
 			{ "owned", d->owned },
 			{ "unreachable", d->gone },
 		};
@@ -421,6 +450,8 @@ static void blk_destroy(void *ctx)
 {
 	struct blk_dev *dev = ctx;
 
+	/* The poller first: it queues work for the I/O threads. */
+	blk_ring_stop(dev);
 	pthread_mutex_lock(&dev->lock);
 	dev->stopping = true;
 	pthread_cond_broadcast(&dev->work);
@@ -431,6 +462,7 @@ static void blk_destroy(void *ctx)
 		blk_disk_close(&dev->disks[i]);
 	pthread_cond_destroy(&dev->work);
 	pthread_cond_destroy(&dev->idle);
+	pthread_cond_destroy(&dev->kick);
 	pthread_mutex_destroy(&dev->lock);
 	free(dev);
 }
@@ -487,6 +519,7 @@ int blk_dev_create(struct vm *vm, const struct blk_spec *specs, unsigned n,
 	pthread_mutex_init(&dev->lock, NULL);
 	pthread_cond_init(&dev->work, NULL);
 	pthread_cond_init(&dev->idle, NULL);
+	pthread_cond_init(&dev->kick, NULL);
 	for (unsigned i = 0; i < n && !ret; i++) {
 		dev->disks[i].index = i;
 		ret = blk_disk_open(&dev->disks[i], &specs[i], err, err_len);
@@ -506,16 +539,52 @@ int blk_dev_create(struct vm *vm, const struct blk_spec *specs, unsigned n,
 	return ret;
 }
 
-/* DEVICE_STATE's lines, "SIZE SPEC": the disks a VM had, and their sizes. */
-static int blk_state_parse(uint32_t version, const uint8_t *data, size_t len,
-			   struct blk_spec *specs, uint64_t *sizes, unsigned *n,
-			   char *err, size_t err_len)
-{
-	char text[GABI_BLK_MAX_DISKS * (BLK_SPEC_MAX + 32)], *line, *save = NULL;
+/* DEVICE_STATE, parsed: the disks a VM had, their sizes, its rings. */
+struct blk_state {
+	unsigned n;
+	struct blk_spec specs[GABI_BLK_MAX_DISKS];
+	uint64_t sizes[GABI_BLK_MAX_DISKS];
+	unsigned nr_rings;
+	struct { unsigned disk; uint64_t gpa; uint32_t head; } rings[GABI_BLK_MAX_DISKS];
+};
 
-	*n = 0;
-	if (version != BLK_STATE_VERSION || len >= sizeof(text) ||
-	    (len && memchr(data, 0, len))) {
+/* "ring DISK GPA HEAD", decimal, nothing else; 0 or -EBADMSG. */
+static int ring_line_parse(const char *line, struct blk_state *st)
+{
+	unsigned long long v[3];
+	const char *p = line + strlen("ring");
+
+	for (unsigned k = 0; k < 3; k++) {
+		char *end;
+
+		if (*p != ' ' || p[1] < '0' || p[1] > '9')
+			return -EBADMSG;
+		errno = 0;
+		v[k] = strtoull(p + 1, &end, 10);
+		if (errno)
+			return -EBADMSG;
+		p = end;
+	}
+	if (*p || v[0] >= st->n || v[2] > UINT32_MAX)
+		return -EBADMSG;
+	for (unsigned i = 0; i < st->nr_rings; i++)
+		if (st->rings[i].disk == v[0])
+			return -EBADMSG;
+	st->rings[st->nr_rings].disk = (unsigned)v[0];
+	st->rings[st->nr_rings].gpa = v[1];
+	st->rings[st->nr_rings].head = (uint32_t)v[2];
+	st->nr_rings++;
+	return 0;
+}
+
+static int blk_state_parse(uint32_t version, const uint8_t *data, size_t len,
+			   struct blk_state *st, char *err, size_t err_len)
+{
+	char text[GABI_BLK_MAX_DISKS * (BLK_SPEC_MAX + 32 + 64)], *line, *save = NULL;
+
+	memset(st, 0, sizeof(*st));
+	if ((version != BLK_STATE_VERSION && version != BLK_STATE_VERSION_RING) ||
+	    len >= sizeof(text) || (len && memchr(data, 0, len))) {
 		snprintf(err, err_len, "disk state: version %u, %zu bytes: not understood",
 			 version, len);
 		return -EBADMSG;
@@ -527,12 +596,22 @@ static int blk_state_parse(uint32_t version, const uint8_t *data, size_t len,
 		char *sp = strchr(line, ' '), why[BLK_ERR_LEN];
 		unsigned long long size;
 
-		if (*n >= GABI_BLK_MAX_DISKS || !sp || sscanf(line, "%llu ", &size) != 1 ||
-		    blk_spec_parse(sp + 1, &specs[*n], why, sizeof(why))) {
-			snprintf(err, err_len, "disk state: disk %u is not valid", *n);
+		if (version == BLK_STATE_VERSION_RING && !strncmp(line, "ring ", 5)) {
+			if (ring_line_parse(line, st)) {
+				snprintf(err, err_len, "disk state: ring line %u is not valid",
+					 st->nr_rings);
+				return -EBADMSG;
+			}
+			continue;
+		}
+		/* Disks come first: a ring names one of them. */
+		if (st->nr_rings || st->n >= GABI_BLK_MAX_DISKS || !sp ||
+		    sscanf(line, "%llu ", &size) != 1 ||
+		    blk_spec_parse(sp + 1, &st->specs[st->n], why, sizeof(why))) {
+			snprintf(err, err_len, "disk state: disk %u is not valid", st->n);
 			return -EBADMSG;
 		}
-		sizes[(*n)++] = size;
+		st->sizes[st->n++] = size;
 	}
 	return 0;
 }
@@ -547,33 +626,40 @@ static int size_differs(unsigned i, const struct blk_spec *spec, uint64_t here,
 	return -EBADMSG;
 }
 
-/* A VM arriving in a stream: open the disks it had, the same sizes. */
+/* A VM arriving in a stream: open the disks it had, the same sizes; its rings. */
 static int blk_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t err_len)
 {
-	struct blk_spec specs[GABI_BLK_MAX_DISKS];
-	uint64_t sizes[GABI_BLK_MAX_DISKS];
-	unsigned n;
-	int ret = blk_state_parse(version, data, len, specs, sizes, &n, err, err_len);
+	struct blk_state *st = malloc(sizeof(*st));
+	struct blk_dev *dev = NULL;
+	int ret;
 
+	if (!st)
+		return -ENOMEM;
+	ret = blk_state_parse(version, data, len, st, err, err_len);
 	if (!ret)
-		ret = blk_dev_create(vm, specs, n, err, err_len);
-	for (unsigned i = 0; !ret && i < n; i++) {
-		struct blk_dev *dev = vm->devs[vm->nr_devs - 1].ctx;
-
-		ret = size_differs(i, &specs[i], dev->disks[i].size, sizes[i], err, err_len);
-	}
+		ret = blk_dev_create(vm, st->specs, st->n, err, err_len);
+	if (!ret && st->n)
+		dev = vm->devs[vm->nr_devs - 1].ctx;
+	for (unsigned i = 0; !ret && i < st->n; i++)
+		ret = size_differs(i, &st->specs[i], dev->disks[i].size, st->sizes[i], err,
+				   err_len);
+	for (unsigned i = 0; !ret && dev && i < st->nr_rings; i++)
+		ret = blk_ring_load(dev, st->rings[i].disk, st->rings[i].gpa, st->rings[i].head,
+				    err, err_len);
+	free(st);
 	return ret;
 }
 
 int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *err,
 		       size_t err_len)
 {
-	struct blk_spec specs[GABI_BLK_MAX_DISKS];
-	uint64_t sizes[GABI_BLK_MAX_DISKS];
-	unsigned n;
-	int ret = blk_state_parse(version, data, len, specs, sizes, &n, err, err_len);
+	struct blk_state *st = malloc(sizeof(*st));
+	int ret;
 
+	if (!st)
+		return -ENOMEM;
+	ret = blk_state_parse(version, data, len, st, err, err_len);
 	/*
 	 * An image file must open here, with the same size: the common mistake
 	 * is storage that is not shared. Opening takes no lock (the source
@@ -581,16 +667,17 @@ int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *
 	 * takes one client at a time (qemu-nbd's default) is the source's
 	 * until switchover.
 	 */
-	for (unsigned i = 0; !ret && i < n; i++) {
+	for (unsigned i = 0; !ret && i < st->n; i++) {
 		struct blk_disk d = { .index = i };
 
-		if (specs[i].kind != BLK_FILE)
+		if (st->specs[i].kind != BLK_FILE)
 			continue;
-		ret = blk_disk_open(&d, &specs[i], err, err_len);
+		ret = blk_disk_open(&d, &st->specs[i], err, err_len);
 		if (!ret)
-			ret = size_differs(i, &specs[i], d.size, sizes[i], err, err_len);
+			ret = size_differs(i, &st->specs[i], d.size, st->sizes[i], err, err_len);
 		blk_disk_close(&d);
 	}
+	free(st);
 	return ret;
 }
 

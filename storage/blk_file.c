@@ -123,6 +123,7 @@ static void file_close(struct blk_disk *d)
 
 const struct blk_backend_ops blk_file_ops = {
 	.name = "file",
+	.poll_inline = true,
 	.open = file_open,
 	.pread = file_pread,
 	.pwrite = file_pwrite,

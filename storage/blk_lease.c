@@ -133,7 +133,7 @@ int blk_lease_acquire(struct blk_disk *d, char *err, size_t len)
 			log_warn("disk %u: lease file %s: cannot note the owner: %s", d->index,
 				 d->spec.lease, strerror(errno));
 	}
-	d->owned = true;
+	__atomic_store_n(&d->owned, true, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -143,5 +143,5 @@ void blk_lease_release(struct blk_disk *d)
 		return;
 	if (lease_lock(d->lock_fd, F_UNLCK))
 		log_err("disk %u: unlock: %s", d->index, strerror(errno));
-	d->owned = false;
+	__atomic_store_n(&d->owned, false, __ATOMIC_RELEASE);
 }

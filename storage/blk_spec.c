@@ -9,6 +9,7 @@ const struct blk_defaults blk_defaults = {
 	.workers = 4,
 	.reconnect_tries = 5,
 	.reconnect_wait_ms = 200,
+	.ring_poll_us = 200,
 };
 
 int blk_spec_parse(const char *s, struct blk_spec *out, char *err, size_t err_len)

@@ -2,8 +2,9 @@
 # A blkwriter guest writes its log continuously to a file disk while it is
 # migrated 10 times between vmons on this host; afterwards the log verifies
 # (no gap, duplicate or torn block, on the image and from a guest) and every
-# write acknowledged to the guest is on the image. A snapshot/restore of a
-# VM with a disk too.
+# write acknowledged to the guest is on the image. Then 5 more with the
+# guest's requests through the submission ring. A source killed
+# mid-migration too.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/disk_lib.sh"
 require_kvm
@@ -21,6 +22,24 @@ ios=$(value "$CUR" io_errors)
 check "no I/O errors ($ios)" [ "$ios" = 0 ]
 stop_and_check "$CUR" "$CURPID" "$IMG"
 guest_verify "$IMG"
+
+# The same through the disk's submission ring: the ring (its head, its
+# entries in flight) moves with the RAM and the device state, and the
+# destination's poller takes over from the source's.
+echo "== 5 migrations of a writer using the submission ring"
+IMGR="$TMP/disk-ring.img"
+truncate -s 16M "$IMGR"
+start_writer r "$IMGR" "n=0 ring=1"
+check "the ring writer runs and acknowledges writes" advancing r acked
+check "its requests go through the ring" [ "$(value r disk0.ring_taken)" -gt 0 ]
+hop_many 5 r "$SPID"
+check "5 hops completed ($HOPS)" [ "$HOPS" -eq 5 ]
+check "the guest still writes after the last hop" advancing "$CUR" acked
+taken=$(value "$CUR" disk0.ring_taken)
+check "the last destination serves the ring ($taken taken)" [ "$taken" -gt 0 ]
+check "no ring faults" [ "$(value "$CUR" disk0.ring_errors)" = 0 ]
+stop_and_check "$CUR" "$CURPID" "$IMGR"
+guest_verify "$IMGR"
 
 # A source killed during a migration (whatever the phase the kill lands
 # in): its lock dies with it, the guest runs in one place at most, and

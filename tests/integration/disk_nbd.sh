@@ -14,7 +14,7 @@ start_nbdkit "$IMG"
 DISK="nbd://127.0.0.1:$NBDPORT,lease=$LEASE"
 
 echo "== 6 migrations of a writing guest, NBD disk"
-start_writer w "$DISK" "n=0"
+start_writer w "$DISK" "n=0 ring=1"   # through the submission ring: its NBD hand-off too
 check "the writer runs on NBD" advancing w acked
 hop_many 6 w "$SPID"
 check "6 hops completed ($HOPS)" [ "$HOPS" -eq 6 ]

@@ -17,7 +17,9 @@
  * (exit 0) or the first fault (exit 1). Live value "last_seq".
  *
  * Args: mode (write), disk (0), slots (0 = the whole disk), n (0 = for
- * ever), rate (blocks per second, 0 = flat out), flush_every (0).
+ * ever), rate (blocks per second, 0 = flat out), flush_every (0), ring (0):
+ * with ring=1 every request goes through the disk's submission ring (no
+ * exit per request) instead of the blk_submit hypercall.
  */
 #include "rt.h"
 #include "storage/blklog.h"
@@ -34,7 +36,8 @@ static volatile uint64_t acked, io_errors, last_seq;
 static struct rt_stall stall;
 
 static const char *const known_args[] = {
-	"mode", "disk", "slots", "n", "rate", "flush_every", "pattern", "sync", "qd", NULL
+	"mode", "disk", "slots", "n", "rate", "flush_every", "pattern", "sync", "qd", "ring",
+	NULL
 };
 
 #define LAT_BUCKETS 20000u   /* 1 us each; the last one holds everything slower */
@@ -42,6 +45,27 @@ static const char *const known_args[] = {
 static uint32_t lat_hist[LAT_BUCKETS];
 static struct gabi_blk_req qreq[QD_MAX] RT_ALIGNED(64);
 static uint64_t qstart[QD_MAX];
+static struct gabi_blk_ring ring RT_ALIGNED(64);
+static int use_ring;
+
+/* Request k of those in flight: a ring slot, or a request of our own. */
+static struct gabi_blk_req *req_at(unsigned k)
+{
+	return use_ring ? &ring.slot[k] : k ? &qreq[k] : &req;
+}
+
+/* docs/guest-abi.md, "The submission ring": name the slot, raise tail, kick if asked. */
+static void ring_publish(unsigned disk, struct gabi_blk_req *q)
+{
+	uint32_t tail = RT_READ_ONCE(ring.tail);
+
+	RT_WRITE_ONCE(ring.sq[tail % GABI_BLK_RING_SIZE], (uint16_t)(q - ring.slot));
+	rt_compiler_barrier();
+	RT_WRITE_ONCE(ring.tail, tail + 1);
+	__asm__ volatile("mfence" ::: "memory");
+	if (RT_READ_ONCE(ring.need_kick))
+		rt_hcall(GABI_HC_BLK_KICK, disk, 0, 0);
+}
 
 /* Queue one request (retrying while the queue is full). */
 static void blk_submit(struct gabi_blk_req *q, unsigned disk, uint32_t op, uint64_t off,
@@ -57,6 +81,10 @@ static void blk_submit(struct gabi_blk_req *q, unsigned disk, uint32_t op, uint6
 	q->result = 0;
 	RT_WRITE_ONCE(q->done, 0);
 	rt_compiler_barrier();
+	if (use_ring) {
+		ring_publish(disk, q);
+		return;
+	}
 	for (;;) {
 		ret = rt_hcall(GABI_HC_BLK_SUBMIT, disk, (uint64_t)q, 0);
 		if (ret != -11) /* -EAGAIN: the queue is full */
@@ -70,11 +98,12 @@ static void blk_submit(struct gabi_blk_req *q, unsigned disk, uint32_t op, uint6
 /* Submit and wait; the request's result (bytes or -errno). */
 static int64_t blk_do(unsigned disk, uint32_t op, uint64_t off, void *buf, uint64_t len)
 {
+	struct gabi_blk_req *q = req_at(0);
 	uint64_t spin_until;
 
-	blk_submit(&req, disk, op, off, buf, len);
+	blk_submit(q, disk, op, off, buf, len);
 	spin_until = rt_rdtsc() + rt_ns_to_tsc(SPIN_NS);
-	while (!RT_READ_ONCE(req.done)) {
+	while (!RT_READ_ONCE(q->done)) {
 		rt_stall_tick(&stall);
 		if (rt_rdtsc() < spin_until)
 			rt_cpu_relax();
@@ -83,7 +112,7 @@ static int64_t blk_do(unsigned disk, uint32_t op, uint64_t off, void *buf, uint6
 			rt_sleep_ns(SLEEP_NS);
 	}
 	rt_compiler_barrier();
-	return RT_READ_ONCE(req.result);
+	return RT_READ_ONCE(q->result);
 }
 
 static int do_write(unsigned disk, uint64_t slots)
@@ -193,7 +222,7 @@ static int do_bench(unsigned disk, uint64_t slots)
 	/* qd > 1: keep qd writes in flight, each slot resubmitted when done. */
 	for (uint64_t i = 0, done = 0; qd > 1 && done < n;) {
 		for (unsigned k = 0; k < qd; k++) {
-			struct gabi_blk_req *q = &qreq[k];
+			struct gabi_blk_req *q = req_at(k);
 
 			if (qstart[k] && !RT_READ_ONCE(q->done))
 				continue;
@@ -233,9 +262,9 @@ static int do_bench(unsigned disk, uint64_t slots)
 		lat_hist[ns / 1000 < LAT_BUCKETS ? ns / 1000 : LAT_BUCKETS - 1]++;
 	}
 	t0 = rt_tsc_to_ns(rt_rdtsc() - t0);
-	rt_printf("blkwriter: bench %s%s qd%lu: %lu writes in %lu us: %lu IOPS, %lu MiB/s, "
+	rt_printf("blkwriter: bench %s%s qd%lu%s: %lu writes in %lu us: %lu IOPS, %lu MiB/s, "
 		  "latency avg %lu us p50 %lu us p99 %lu us, errors %lu\n", pattern,
-		  sync ? "+flush" : "", (unsigned long)qd, (unsigned long)n, (unsigned long)(t0 / 1000),
+		  sync ? "+flush" : "", (unsigned long)qd, use_ring ? " ring" : "", (unsigned long)n, (unsigned long)(t0 / 1000),
 		  (unsigned long)(n * RT_NS_PER_SEC / (t0 ? t0 : 1)),
 		  (unsigned long)(n * BLKLOG_BLOCK * RT_NS_PER_SEC / (t0 ? t0 : 1) >> 20),
 		  (unsigned long)(sum_ns / n / 1000), (unsigned long)lat_pct(n, 50),
@@ -264,6 +293,9 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 		slots = info.size / BLKLOG_BLOCK;
 	if (!slots)
 		rt_die(2, "blkwriter: disk %u is smaller than one block\n", disk);
+	use_ring = (int)rt_arg_u64("ring", 0);
+	if (use_ring && (ret = rt_hcall(GABI_HC_BLK_RING, disk, (uint64_t)&ring, 0)))
+		rt_die(2, "blkwriter: disk %u: blk_ring: %ld\n", disk, (long)ret);
 	if (!strcmp(mode, "write"))
 		return do_write(disk, slots);
 	if (!strcmp(mode, "verify"))
