@@ -42,11 +42,29 @@ static uint64_t vcpu_rip(struct vcpu *v)
 	return regs.rip;
 }
 
+/*
+ * KVM on AMD (SVM) resets a vCPU on a shutdown before it exits to us, so
+ * its registers hold the reset state, not the guest's: real mode, where a
+ * microguest never is. Intel and PVM keep the state.
+ */
+static bool vcpu_was_reset(struct vcpu *v)
+{
+	struct kvm_sregs sregs;
+
+	return !ioctl(v->fd, KVM_GET_SREGS, &sregs) && !(sregs.cr0 & 1);
+}
+
 /* Stop the VM because of what this vCPU did; the message names it all. */
 static void vcpu_crash(struct vcpu *v, const char *what)
 {
 	uint32_t reason = v->run->exit_reason;
 
+	if (reason == KVM_EXIT_SHUTDOWN && vcpu_was_reset(v)) {
+		vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
+			  "vCPU %u: %s (%s); RIP not known: this host's KVM (AMD SVM) "
+			  "resets the vCPU on a shutdown", v->index, what, kvm_exit_name(reason));
+		return;
+	}
 	vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
 		  "vCPU %u: %s (%s) at RIP 0x%" PRIx64, v->index, what,
 		  kvm_exit_name(reason), vcpu_rip(v));

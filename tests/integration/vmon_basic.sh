@@ -19,11 +19,16 @@ for mode in pf ud gp de; do
 	set -e
 	check "crash mode=$mode exits 3 (got $rc)" [ "$rc" -eq 3 ]
 	check "crash mode=$mode names the exit and the vCPU" \
-		grep -q "vCPU 0: triple fault (KVM_EXIT_SHUTDOWN) at RIP 0x" "$TMP/crash.err"
-	rip=$(sed -n 's/.*at RIP \(0x[0-9a-f]*\).*/\1/p' "$TMP/crash.err")
+		grep -q "vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)" "$TMP/crash.err"
 	guest=$(sed -n 's/^crash: fault at \(0x[0-9a-f]*\).*/\1/p' "$TMP/crash.out")
-	check "crash mode=$mode: RIP $rip is where the guest faulted ($guest)" \
-		[ -n "$rip" ] && [ "$rip" = "$guest" ]
+	if grep -q "RIP not known: this host's KVM (AMD SVM) resets" "$TMP/crash.err"; then
+		# AMD: KVM reset the vCPU before the exit; vmon says so instead of a wrong RIP.
+		echo "   crash mode=$mode: on this AMD host the RIP is lost (guest said $guest)"
+	else
+		rip=$(sed -n 's/.*at RIP \(0x[0-9a-f]*\).*/\1/p' "$TMP/crash.err")
+		check "crash mode=$mode: RIP $rip is where the guest faulted ($guest)" \
+			test -n "$rip" -a "$rip" = "$guest"
+	fi
 done
 
 "$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --args "n=0 interval_ms=1000" \
