@@ -68,6 +68,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	}
+	case GABI_HC_BLK_RING:
+		check(r.args[0] < GABI_BLK_MAX_DISKS && r.args[1] % 64 == 0);
+		check(r.args[1] <= mem && sizeof(struct gabi_blk_ring) <= mem - r.args[1]);
+		break;
+	case GABI_HC_BLK_KICK:
+		check(r.args[0] < GABI_BLK_MAX_DISKS);
+		break;
 	default:
 		abort(); /* decoded a number it should have refused */
 	}

@@ -38,6 +38,15 @@ static void test_blk_decode(void **state)
 	assert_int_equal(decode(GABI_HC_BLK_INFO, 0, 0x500000), 0);
 	assert_int_equal(decode(GABI_HC_BLK_INFO, GABI_BLK_MAX_DISKS, 0x500000), -ENODEV);
 	assert_int_equal(decode(GABI_HC_BLK_INFO, 0, 0x500004), -EINVAL);
+	/* The ring: 64-byte aligned, all of it inside RAM; the kick: a disk number. */
+	assert_int_equal(decode(GABI_HC_BLK_RING, 0, 0x800000), 0);
+	assert_int_equal(decode(GABI_HC_BLK_RING, 0, 0x800020), -EINVAL);
+	assert_int_equal(decode(GABI_HC_BLK_RING, 0, MEM - sizeof(struct gabi_blk_ring)), 0);
+	assert_int_equal(decode(GABI_HC_BLK_RING, 0, MEM - sizeof(struct gabi_blk_ring) + 64),
+			 -EFAULT);
+	assert_int_equal(decode(GABI_HC_BLK_RING, GABI_BLK_MAX_DISKS, 0x800000), -ENODEV);
+	assert_int_equal(decode(GABI_HC_BLK_KICK, GABI_BLK_MAX_DISKS - 1, 0), 0);
+	assert_int_equal(decode(GABI_HC_BLK_KICK, GABI_BLK_MAX_DISKS, 0), -ENODEV);
 	assert_int_equal(decode(GABI_HC_BLK_INFO, 0, MEM - 16), -EFAULT);
 	assert_int_equal(decode(GABI_HC_BLK_SUBMIT, 7, 0x500040), 0);
 	assert_int_equal(decode(GABI_HC_BLK_SUBMIT, 0, 0x500020), -EINVAL);
