@@ -32,9 +32,10 @@ for mode in pf ud gp de; do
 done
 
 "$VMON" run --guest "$FERRY_GUESTS/counter" --mem 64M --args "n=0 interval_ms=1000" \
-	>/dev/null 2>"$TMP/sig.err" &
+	>"$TMP/sig.out" 2>"$TMP/sig.err" &
 pid=$!; PIDS="$PIDS $pid"
-sleep 0.5
+# Once the guest runs (its first line): a slow host may still be setting up at 0.5 s.
+wait_for "[ -s '$TMP/sig.out' ]" 30 || true
 kill -TERM "$pid"
 set +e; wait "$pid"; rc=$?; set -e
 check "SIGTERM stops the VM with status 0 (got $rc)" [ "$rc" -eq 0 ]
