@@ -450,12 +450,13 @@ static void blk_destroy(void *ctx)
 {
 	struct blk_dev *dev = ctx;
 
-	/* The poller first: it queues work for the I/O threads. */
-	blk_ring_stop(dev);
+	/* One flag stops all: the poller reads it without the lock. */
 	pthread_mutex_lock(&dev->lock);
-	dev->stopping = true;
+	__atomic_store_n(&dev->stopping, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&dev->work);
+	pthread_cond_signal(&dev->kick);
 	pthread_mutex_unlock(&dev->lock);
+	blk_ring_stop(dev);
 	for (unsigned i = 0; i < dev->nr_workers; i++)
 		pthread_join(dev->workers[i], NULL);
 	for (unsigned i = 0; i < dev->nr_disks; i++)

@@ -82,6 +82,7 @@ int blk_ring_load(struct blk_dev *dev, unsigned disk, uint64_t gpa, uint32_t hea
 void blk_ring_kick(struct blk_dev *dev);
 /* True when every ring the poller may serve has nothing left to take. */
 bool blk_rings_drained(struct blk_dev *dev);
+/* After dev->stopping is set and the poller kicked: wait for it to end. */
 void blk_ring_stop(struct blk_dev *dev);
 
 #endif

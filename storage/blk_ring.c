@@ -116,6 +116,9 @@ static void ring_take(struct blk_dev *dev, unsigned i)
 	bool done;
 
 	r->head++;
+	/* Before the I/O: a guest that sees its slot done sees it taken too. */
+	vm_write_guest(dev->vm, r->gpa + offsetof(struct gabi_blk_ring, head), &r->head,
+		       sizeof(r->head));
 	if (slot >= RING_SZ) {
 		__atomic_add_fetch(&d->stats.ring_errors, 1, __ATOMIC_RELAXED);
 		if (!r->fault_logged)
@@ -154,22 +157,12 @@ static unsigned rings_pass(struct blk_dev *dev)
 	unsigned taken = 0;
 
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
-		struct blk_ring *r = &dev->rings[i];
-		unsigned n = 0;
-		uint32_t head;
-
 		pthread_mutex_lock(&dev->lock);
 		while (!dev->stopping && ring_ready(dev, i)) {
 			ring_take(dev, i);
-			n++;
+			taken++;
 		}
-		head = r->head;
-		/* The guest may read head (how far we got); it travels with the RAM. */
-		if (n)
-			vm_write_guest(dev->vm, r->gpa + offsetof(struct gabi_blk_ring, head),
-				       &head, sizeof(head));
 		pthread_mutex_unlock(&dev->lock);
-		taken += n;
 	}
 	return taken;
 }
@@ -229,6 +222,19 @@ static int poller_start(struct blk_dev *dev)
 	return ret;
 }
 
+/* Under dev->lock: the ring goes live from head, its poller running. */
+static int ring_arm(struct blk_dev *dev, struct blk_ring *r, uint64_t gpa,
+		    struct gabi_blk_ring *hva, uint32_t head)
+{
+	int ret;
+
+	*r = (struct blk_ring){ .gpa = gpa, .hva = hva, .head = head };
+	ret = poller_start(dev);
+	if (!ret)
+		__atomic_store_n(&r->armed, true, __ATOMIC_RELEASE);
+	return ret;
+}
+
 int64_t blk_ring_setup(struct blk_dev *dev, unsigned disk, uint64_t gpa)
 {
 	struct blk_ring *r = &dev->rings[disk];
@@ -245,14 +251,11 @@ int64_t blk_ring_setup(struct blk_dev *dev, unsigned disk, uint64_t gpa)
 	}
 	/* Entries published before the ring existed are not ours. */
 	tail = __atomic_load_n(&hva->tail, __ATOMIC_ACQUIRE);
-	*r = (struct blk_ring){ .gpa = gpa, .hva = hva, .head = tail };
 	vm_write_guest(dev->vm, gpa + offsetof(struct gabi_blk_ring, head), &tail, sizeof(tail));
 	vm_write_guest(dev->vm, gpa + offsetof(struct gabi_blk_ring, need_kick), &zero,
 		       sizeof(zero));
 	vm_write_guest(dev->vm, gpa + offsetof(struct gabi_blk_ring, size), &size, sizeof(size));
-	ret = poller_start(dev);
-	if (!ret)
-		__atomic_store_n(&r->armed, true, __ATOMIC_RELEASE);
+	ret = ring_arm(dev, r, gpa, hva, tail);
 out:
 	pthread_mutex_unlock(&dev->lock);
 	return ret;
@@ -272,11 +275,8 @@ int blk_ring_load(struct blk_dev *dev, unsigned disk, uint64_t gpa, uint32_t hea
 		return -EBADMSG;
 	}
 	pthread_mutex_lock(&dev->lock);
-	*r = (struct blk_ring){ .gpa = gpa, .hva = hva, .head = head };
-	ret = poller_start(dev);
-	if (!ret)
-		__atomic_store_n(&r->armed, true, __ATOMIC_RELEASE);
-	else
+	ret = ring_arm(dev, r, gpa, hva, head);
+	if (ret)
 		snprintf(err, err_len, "disk ring poller: %s", strerror(-ret));
 	pthread_mutex_unlock(&dev->lock);
 	return ret;
@@ -295,8 +295,6 @@ void blk_ring_stop(struct blk_dev *dev)
 	bool started;
 
 	pthread_mutex_lock(&dev->lock);
-	__atomic_store_n(&dev->stopping, true, __ATOMIC_RELEASE);
-	pthread_cond_signal(&dev->kick);
 	started = dev->poller_started;
 	dev->poller_started = false;
 	pthread_mutex_unlock(&dev->lock);
