@@ -160,12 +160,17 @@ static void migration_json(struct json *j, const Ferry__Ctl__MigrationInfo *m)
 		json_u64(j, "zero_pages", r->zero_pages);
 		json_u64(j, "bytes", r->bytes);
 		json_double(j, "duration_ms", (double)r->duration_ns / 1e6);
+		json_double(j, "send_ms", (double)r->send_ns / 1e6);
 		json_u64(j, "dirty_pages", r->dirty_pages);
 		json_u64(j, "throttle_pct", r->throttle_pct);
 		json_str(j, "decision", r->decision);
 		json_obj_end(j);
 	}
 	json_arr_end(j);
+	json_obj_begin(j, "timeline_ms");
+	for (size_t i = 0; i < m->n_timeline; i++)
+		json_double(j, m->timeline[i]->name, (double)m->timeline[i]->at_ns / 1e6);
+	json_obj_end(j);
 	json_obj_end(j);
 }
 
@@ -192,11 +197,17 @@ static void migration_text(FILE *f, const Ferry__Ctl__MigrationInfo *m)
 	for (size_t i = 0; i < m->n_rounds; i++) {
 		const Ferry__Ctl__MigRound *r = m->rounds[i];
 
-		fprintf(f, "  round %u: %llu pages (%llu zero) in %.1f ms, %llu dirtied%s: %s\n",
+		fprintf(f, "  round %u: %llu pages (%llu zero) in %.1f ms (%.1f sending), "
+			"%llu dirtied%s: %s\n",
 			r->round, (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
-			(double)r->duration_ns / 1e6, (unsigned long long)r->dirty_pages,
+			(double)r->duration_ns / 1e6, (double)r->send_ns / 1e6,
+			(unsigned long long)r->dirty_pages,
 			r->throttle_pct ? " (throttled)" : "", r->decision);
 	}
+	for (size_t i = 0; i < m->n_timeline; i++)
+		fprintf(f, "%s%s %.1f%s", i ? ", " : "  timeline (ms from the start): ",
+			m->timeline[i]->name, (double)m->timeline[i]->at_ns / 1e6,
+			i + 1 == m->n_timeline ? "\n" : "");
 	if (m->state != FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED && m->message && *m->message)
 		fprintf(f, "  %s\n", m->message);
 }

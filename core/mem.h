@@ -34,6 +34,11 @@ struct guest_mem {
 	uint64_t size;
 	uint8_t *base;
 	unsigned flags;
+	/*
+	 * With MEM_PREALLOC: what the kernel's first write to a page of this
+	 * RAM costs over a second one, ns per page (mem_cold_write_ns).
+	 */
+	int64_t cold_write_ns;
 	unsigned nr_regions;
 	struct mem_region regions[MEM_MAX_REGIONS];
 };
@@ -41,6 +46,13 @@ struct guest_mem {
 int mem_create(struct guest_mem *m, uint64_t size, unsigned flags);
 /* Touch fresh (all-zero) RAM once from the kernel and from user code. */
 int mem_warm(uint8_t *base, uint64_t size);
+/*
+ * What the kernel pays to write a page of fresh (all-zero) RAM the first
+ * time over the second, in ns per page: the median of 4 groups of 32
+ * pages at the top of [base, base + size), which it leaves zero and warm.
+ * A few ns on most hosts, microseconds on some virtualised ones. -errno.
+ */
+int64_t mem_cold_write_ns(uint8_t *base, uint64_t size);
 void mem_destroy(struct guest_mem *m);
 /* Register (or re-register with new flags) every region with KVM. */
 int mem_register(struct guest_mem *m, int vm_fd, bool log_dirty);

@@ -51,6 +51,17 @@ struct mig_page_sink {
  */
 void mig_page_sink_apply(struct mig_page_sink *s, struct stream_page_run *run);
 
+/*
+ * A single connection's pages go straight from the socket into guest RAM,
+ * except where the kernel's first write to a page of that RAM is dear
+ * (mem->cold_write_ns above MIG_RECV_COLD_NS_MAX): straight in, the kernel's
+ * copy and then the hash each pay a first touch; through a buffer that
+ * stays in cache, only our copy out of it does (docs/benchmarks.md).
+ * FERRY_MIG_RECV_BUFFERED=1 or =0 in the environment decides instead.
+ */
+#define MIG_RECV_COLD_NS_MAX 1000
+bool mig_recv_buffered(const struct guest_mem *mem);
+
 struct mig_load_opts {
 	enum dirty_mode dirty_mode;
 	unsigned mem_flags;

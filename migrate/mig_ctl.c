@@ -17,6 +17,8 @@ static __thread struct mig_progress mig_ctl_prog;
 static __thread Ferry__Ctl__MigrationInfo mig_ctl_mi;
 static __thread Ferry__Ctl__MigRound mig_ctl_rounds[MIG_MAX_ROUNDS_KEPT];
 static __thread Ferry__Ctl__MigRound *mig_ctl_round_ptrs[MIG_MAX_ROUNDS_KEPT];
+static __thread Ferry__Ctl__MigMark mig_ctl_marks[MIG_MARK_NR];
+static __thread Ferry__Ctl__MigMark *mig_ctl_mark_ptrs[MIG_MARK_NR];
 
 static void mig_ctl_do_save(struct vm *vm, const Ferry__Ctl__Save *req,
 			    Ferry__Ctl__Response *resp)
@@ -89,6 +91,7 @@ Ferry__Ctl__MigrationInfo *mig_ctl_info(struct mig_ctl *c)
 		r->zero_pages = p->rounds[i].r.zero_pages;
 		r->bytes = p->rounds[i].r.bytes_sent;
 		r->duration_ns = p->rounds[i].r.duration_ns;
+		r->send_ns = p->rounds[i].r.send_ns;
 		r->dirty_pages = p->rounds[i].r.dirty_pages;
 		r->throttle_pct = p->rounds[i].r.throttle_pct;
 		r->decision = p->rounds[i].decision;
@@ -96,6 +99,18 @@ Ferry__Ctl__MigrationInfo *mig_ctl_info(struct mig_ctl *c)
 	}
 	mi->n_rounds = p->nr_rounds;
 	mi->rounds = mig_ctl_round_ptrs;
+	mi->n_timeline = 0;
+	for (unsigned k = 0; k < MIG_MARK_NR; k++) {
+		Ferry__Ctl__MigMark *mk = &mig_ctl_marks[mi->n_timeline];
+
+		if (!p->marks_ns[k])
+			continue;
+		ferry__ctl__mig_mark__init(mk);
+		mk->name = (char *)mig_mark_names[k];
+		mk->at_ns = p->marks_ns[k];
+		mig_ctl_mark_ptrs[mi->n_timeline++] = mk;
+	}
+	mi->timeline = mig_ctl_mark_ptrs;
 	if (p->state == MIG_JOB_COMPLETED || p->state == MIG_JOB_FAILED ||
 	    p->state == MIG_JOB_CANCELLED || p->state == MIG_JOB_PREDICTED)
 		__atomic_store_n(&c->final_seen, true, __ATOMIC_RELEASE);

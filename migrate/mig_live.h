@@ -61,6 +61,24 @@ struct mig_round_info {
 	char decision[MIG_REASON_LEN];
 };
 
+/*
+ * Moments of a migration, so that its time can be accounted for: each is
+ * stamped (ns after the start) when reached, and stays 0 otherwise.
+ */
+enum mig_mark {
+	MIG_MARK_CONNECTED,         /* the transport is up (TLS: after its handshake) */
+	MIG_MARK_ACCEPTED,          /* the destination's precheck accepted */
+	MIG_MARK_TRACKING,          /* data connections open, dirty tracking on */
+	MIG_MARK_PRECOPY_DONE,      /* the policy ended the rounds */
+	MIG_MARK_PAUSED,            /* the vCPUs stopped */
+	MIG_MARK_QUIESCED,          /* disks drained and flushed */
+	MIG_MARK_SENT,              /* the last pages, vCPU and device state sent */
+	MIG_MARK_ACKED,             /* the destination loaded and checked them */
+	MIG_MARK_RESUMED,           /* the destination runs the guest */
+	MIG_MARK_NR
+};
+extern const char *const mig_mark_names[MIG_MARK_NR];
+
 /* Progress and result, readable at any time under lock. */
 struct mig_progress {
 	enum mig_job_state state;
@@ -78,6 +96,7 @@ struct mig_progress {
 	unsigned nr_rounds;
 	struct mig_round_info rounds[MIG_MAX_ROUNDS_KEPT];
 	struct mig_prediction prediction;
+	uint64_t marks_ns[MIG_MARK_NR];
 };
 
 struct mig_job {

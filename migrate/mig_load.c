@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "migrate/mig_state.h"
 
@@ -35,6 +36,7 @@ struct mig_loader {
 	struct mig_page_sink sink;
 	bool final_fence;       /* data connections: all their pages are in */
 	bool pages_done;
+	bool recv_decided;      /* straight into RAM or buffered: chosen once */
 };
 
 static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
@@ -386,6 +388,15 @@ out:
 	return ret;
 }
 
+bool mig_recv_buffered(const struct guest_mem *mem)
+{
+	const char *v = getenv("FERRY_MIG_RECV_BUFFERED");
+
+	if (v && (!strcmp(v, "1") || !strcmp(v, "0")))
+		return *v == '1';
+	return mem->cold_write_ns > MIG_RECV_COLD_NS_MAX;
+}
+
 int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 		    struct vm **vmp, struct mig_load_result *res, char *err)
 {
@@ -486,10 +497,17 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 			snprintf(err, MIG_ERR_LEN, "unexpected record type 0x%x", type);
 			ret = -EBADMSG;
 		}
-		/* The pages of a single connection go straight into guest RAM. */
-		if (!ret && l->vm && !o->lanes && !r->page_ram) {
-			r->page_ram = l->vm->mem.base;
-			r->page_ram_pages = mem_pages(&l->vm->mem);
+		/* The pages of a single connection: straight into guest RAM? */
+		if (!ret && l->vm && !o->lanes && !l->recv_decided) {
+			l->recv_decided = true;
+			if (mig_recv_buffered(&l->vm->mem)) {
+				log_info("incoming: pages go through a buffer (a first write to "
+					 "this RAM costs the kernel %lld ns a page)",
+					 (long long)l->vm->mem.cold_write_ns);
+			} else {
+				r->page_ram = l->vm->mem.base;
+				r->page_ram_pages = mem_pages(&l->vm->mem);
+			}
 		}
 		if (ret) {
 			char what[MIG_ERR_LEN];

@@ -28,6 +28,18 @@
 #include "migrate/mig_proto.h"
 #include "migrate/mig_throttle.h"
 
+const char *const mig_mark_names[MIG_MARK_NR] = {
+	[MIG_MARK_CONNECTED] = "connected",
+	[MIG_MARK_ACCEPTED] = "accepted",
+	[MIG_MARK_TRACKING] = "tracking",
+	[MIG_MARK_PRECOPY_DONE] = "precopy_done",
+	[MIG_MARK_PAUSED] = "paused",
+	[MIG_MARK_QUIESCED] = "quiesced",
+	[MIG_MARK_SENT] = "sent",
+	[MIG_MARK_ACKED] = "acked",
+	[MIG_MARK_RESUMED] = "resumed",
+};
+
 const char *mig_job_state_name(enum mig_job_state s)
 {
 	static const char *const names[] = {
@@ -74,6 +86,21 @@ static void prog_set(struct mig_job *job, enum mig_job_state st, const char *pha
 	job->prog.state = st;
 	snprintf(job->prog.phase, sizeof(job->prog.phase), "%s", phase);
 	pthread_mutex_unlock(&job->lock);
+}
+
+/* Stamp a moment, from the start that total_ms counts from. Lock held. */
+static void mig_mark_locked(struct mig_job *job, enum mig_mark k)
+{
+	uint64_t t = now_ns() - job->prog.start_ns;
+
+	job->prog.marks_ns[k] = t ? t : 1;
+}
+
+static void mig_mark(struct mig_run *m, enum mig_mark k)
+{
+	pthread_mutex_lock(&m->job->lock);
+	mig_mark_locked(m->job, k);
+	pthread_mutex_unlock(&m->job->lock);
 }
 
 static bool cancelled(struct mig_job *job)
@@ -425,6 +452,7 @@ static int mig_precopy(struct mig_run *m)
 		ret = mig_send_set(m, &rd, false);
 		if (ret)
 			break;
+		rd.send_ns = now_ns() - t0;
 		ret = dirty_harvest(m->vm->dirty, &m->set);
 		if (ret) {
 			snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
@@ -441,6 +469,7 @@ static int mig_precopy(struct mig_run *m)
 			mig_throttle_set(&m->throttle, d.throttle_pct);
 			break;
 		case MIG_STOP_AND_COPY:
+			mig_mark(m, MIG_MARK_PRECOPY_DONE);
 			return 0;
 		case MIG_ABORT:
 			snprintf(m->err, MIG_ERR_LEN, "%s", d.reason);
@@ -471,10 +500,12 @@ static int mig_switchover(struct mig_run *m)
 	}
 	m->paused = true;
 	m->pause_realtime_ns = realtime_ns();
+	mig_mark(m, MIG_MARK_PAUSED);
 	/* Disks: no I/O in flight, everything acknowledged flushed (or we stay). */
 	ret = vm_devs_quiesce(m->vm, m->err, MIG_ERR_LEN);
 	if (ret)
 		return ret;
+	mig_mark(m, MIG_MARK_QUIESCED);
 	/*
 	 * The set still holds what the last round's harvest found; add what
 	 * was dirtied since, up to the pause. (Harvesting into the set itself
@@ -505,6 +536,7 @@ static int mig_switchover(struct mig_run *m)
 	ret = mig_write_tail(m->vm, &m->w, &to, m->err);
 	if (ret)
 		return ret;
+	mig_mark(m, MIG_MARK_SENT);
 	xport_set_timeout(m->x, MIG_SWITCHOVER_ACK_MS);
 	ret = mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, why);
 	if (ret) {
@@ -521,6 +553,7 @@ static int mig_switchover(struct mig_run *m)
 		return -EPROTO;
 	}
 	protobuf_c_message_free_unpacked(msg, NULL);
+	mig_mark(m, MIG_MARK_ACKED);
 	pthread_mutex_lock(&job->lock);
 	job->acked = true;     /* from here on no watchdog may cut the line */
 	pthread_mutex_unlock(&job->lock);
@@ -550,6 +583,7 @@ static void mig_commit(struct mig_run *m)
 
 		job->prog.downtime_ms = resumed > m->pause_realtime_ns ?
 			(double)(resumed - m->pause_realtime_ns) / 1e6 : 0;
+		mig_mark_locked(job, MIG_MARK_RESUMED);
 	} else {
 		/* The guest is stopped here and maybe not yet running there. */
 		snprintf(job->prog.message, sizeof(job->prog.message),
@@ -778,8 +812,12 @@ static void *mig_job_thread(void *arg)
 		goto out;
 
 	ret = mig_connect(m);
-	if (!ret)
+	if (!ret) {
+		mig_mark(m, MIG_MARK_CONNECTED);
 		ret = mig_handshake(m);
+	}
+	if (!ret)
+		mig_mark(m, MIG_MARK_ACCEPTED);
 	if (!ret && job->p.dry_run) {
 		ret = mig_dry_run(m);
 		mig_throttle_stop(&m->throttle);
@@ -819,6 +857,7 @@ static void *mig_job_thread(void *arg)
 		goto out;
 	}
 	m->tracking = true;
+	mig_mark(m, MIG_MARK_TRACKING);
 	t_transfer = now_ns();
 	ret = mig_write_head(m->vm, &m->w, true, m->err);
 	if (!ret)

@@ -62,6 +62,7 @@ struct mig_round {
 	uint64_t zero_pages;
 	uint64_t bytes_sent;        /* on the wire */
 	uint64_t duration_ns;
+	uint64_t send_ns;           /* of duration_ns, sending (the rest: the harvest) */
 	uint64_t dirty_pages;       /* pages dirtied while it ran: the next round's work */
 	unsigned throttle_pct;      /* throttle in force during the round */
 };

@@ -22,6 +22,7 @@ struct blk_defaults {
 	unsigned reconnect_tries;  /* per vmon ctl resume */
 	unsigned reconnect_wait_ms;
 	unsigned ring_poll_us;     /* a ring's poller spins this long after its last work, µs */
+	unsigned probe_wait_ms;    /* a precheck waits this long for a disk's storage */
 };
 extern const struct blk_defaults blk_defaults;
 
@@ -50,6 +51,13 @@ struct blk_backend_ops {
 	bool poll_inline;
 	/* Open (no ownership yet) and learn the size. */
 	int (*open)(struct blk_disk *d, char *err, size_t err_len);
+	/*
+	 * A migration's precheck: would the disk open here, and how big is
+	 * it? Like open, but it takes no lock, creates nothing and gives up
+	 * after blk_defaults.probe_wait_ms. -EINPROGRESS: the storage is
+	 * there but could not say its size in time. close() afterwards.
+	 */
+	int (*probe)(struct blk_disk *d, char *err, size_t err_len);
 	int (*pread)(struct blk_disk *d, void *buf, uint64_t len, uint64_t off);
 	int (*pwrite)(struct blk_disk *d, const void *buf, uint64_t len, uint64_t off);
 	int (*flush)(struct blk_disk *d);
@@ -98,6 +106,8 @@ struct blk_disk {
 
 /* Open a disk from its spec (no lock taken). */
 int blk_disk_open(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len);
+/* The backend's probe instead (see blk_backend_ops.probe); blk_disk_close after. */
+int blk_disk_probe(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len);
 void blk_disk_close(struct blk_disk *d);
 
 /*
@@ -120,8 +130,9 @@ int blk_dev_create(struct vm *vm, const struct blk_spec *specs, unsigned n,
 /* The device kind for incoming streams (vm_dev_type_register it). */
 extern const struct vm_dev_type blk_dev_type;
 /*
- * Its precheck: would the disks of this state open here? Image files are
- * opened (no lock) and their sizes compared; NBD exports are only parsed.
+ * Its precheck: would the disks of this state open here, the same sizes?
+ * Image files are opened, NBD lease files too, and NBD servers asked for
+ * the export's size; no lock is taken.
  */
 int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *err,
 		       size_t err_len);

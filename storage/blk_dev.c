@@ -22,9 +22,8 @@
 #include "core/log.h"
 #include "core/vm.h"
 #include "storage/blk_dev.h"
+#include "storage/blk_state.h"
 
-#define BLK_STATE_VERSION      1   /* disks only */
-#define BLK_STATE_VERSION_RING 2   /* disks, then "ring DISK GPA HEAD" lines */
 #define BLK_DEV_NAME "blk"
 
 void blk_complete(struct blk_dev *dev, const struct blk_job *j, int64_t res)
@@ -380,39 +379,35 @@ static int blk_resume(void *ctx, char *err, size_t len)
 	return 0;
 }
 
-/*
- * DEVICE_STATE: one line per disk, "SIZE SPEC\n"; version 2 adds one
- * "ring DISK GPA HEAD\n" per ring the guest set up. A VM without rings
- * keeps version 1, which destinations from before the rings understand.
- */
+/* DEVICE_STATE (storage/blk_state.h): the disks, their sizes and rings. */
 static int blk_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 {
 	struct blk_dev *dev = ctx;
-	size_t cap = dev->nr_disks * (BLK_SPEC_MAX + 32) + GABI_BLK_MAX_DISKS * 64 + 1, off = 0;
-	char *out = malloc(cap);
-	bool rings = false;
+	struct blk_state *st = calloc(1, sizeof(*st));
+	int ret;
 
-	if (!out)
+	if (!st)
 		return -ENOMEM;
-	for (unsigned i = 0; i < dev->nr_disks; i++)
-		off += (size_t)snprintf(out + off, cap - off, "%llu %s\n",
-					(unsigned long long)dev->disks[i].size,
-					dev->disks[i].spec.spec);
+	st->n = dev->nr_disks;
+	for (unsigned i = 0; i < dev->nr_disks; i++) {
+		st->specs[i] = dev->disks[i].spec;
+		st->sizes[i] = dev->disks[i].size;
+	}
 	pthread_mutex_lock(&dev->lock);
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		const struct blk_ring *r = &dev->rings[i];
 
 		if (!r->armed)
 			continue;
-		rings = true;
-		off += (size_t)snprintf(out + off, cap - off, "ring %u %llu %u\n", i,
-					(unsigned long long)r->gpa, r->head);
+		st->rings[st->nr_rings].disk = i;
+		st->rings[st->nr_rings].gpa = r->gpa;
+		st->rings[st->nr_rings].head = r->head;
+		st->nr_rings++;
 	}
 	pthread_mutex_unlock(&dev->lock);
-	*version = rings ? BLK_STATE_VERSION_RING : BLK_STATE_VERSION;
-	*buf = (uint8_t *)out;
-	*len = off;
-	return 0;
+	ret = blk_state_format(st, version, buf, len);
+	free(st);
+	return ret;
 }
 
 static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
@@ -481,7 +476,7 @@ static const struct vm_dev_ops blk_dev_ops = {
 	.destroy = blk_destroy,
 };
 
-int blk_disk_open(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len)
+static void disk_init(struct blk_disk *d, const struct blk_spec *spec)
 {
 	unsigned index = d->index;
 
@@ -490,7 +485,18 @@ int blk_disk_open(struct blk_disk *d, const struct blk_spec *spec, char *err, si
 	d->spec = *spec;
 	d->fd = d->lock_fd = -1;
 	d->ops = spec->kind == BLK_NBD ? &blk_nbd_ops : &blk_file_ops;
+}
+
+int blk_disk_open(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len)
+{
+	disk_init(d, spec);
 	return d->ops->open(d, err, len);
+}
+
+int blk_disk_probe(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len)
+{
+	disk_init(d, spec);
+	return d->ops->probe(d, err, len);
 }
 
 void blk_disk_close(struct blk_disk *d)
@@ -540,83 +546,6 @@ int blk_dev_create(struct vm *vm, const struct blk_spec *specs, unsigned n,
 	return ret;
 }
 
-/* DEVICE_STATE, parsed: the disks a VM had, their sizes, its rings. */
-struct blk_state {
-	unsigned n;
-	struct blk_spec specs[GABI_BLK_MAX_DISKS];
-	uint64_t sizes[GABI_BLK_MAX_DISKS];
-	unsigned nr_rings;
-	struct { unsigned disk; uint64_t gpa; uint32_t head; } rings[GABI_BLK_MAX_DISKS];
-};
-
-/* "ring DISK GPA HEAD", decimal, nothing else; 0 or -EBADMSG. */
-static int ring_line_parse(const char *line, struct blk_state *st)
-{
-	unsigned long long v[3];
-	const char *p = line + strlen("ring");
-
-	for (unsigned k = 0; k < 3; k++) {
-		char *end;
-
-		if (*p != ' ' || p[1] < '0' || p[1] > '9')
-			return -EBADMSG;
-		errno = 0;
-		v[k] = strtoull(p + 1, &end, 10);
-		if (errno)
-			return -EBADMSG;
-		p = end;
-	}
-	if (*p || v[0] >= st->n || v[2] > UINT32_MAX)
-		return -EBADMSG;
-	for (unsigned i = 0; i < st->nr_rings; i++)
-		if (st->rings[i].disk == v[0])
-			return -EBADMSG;
-	st->rings[st->nr_rings].disk = (unsigned)v[0];
-	st->rings[st->nr_rings].gpa = v[1];
-	st->rings[st->nr_rings].head = (uint32_t)v[2];
-	st->nr_rings++;
-	return 0;
-}
-
-static int blk_state_parse(uint32_t version, const uint8_t *data, size_t len,
-			   struct blk_state *st, char *err, size_t err_len)
-{
-	char text[GABI_BLK_MAX_DISKS * (BLK_SPEC_MAX + 32 + 64)], *line, *save = NULL;
-
-	memset(st, 0, sizeof(*st));
-	if ((version != BLK_STATE_VERSION && version != BLK_STATE_VERSION_RING) ||
-	    len >= sizeof(text) || (len && memchr(data, 0, len))) {
-		snprintf(err, err_len, "disk state: version %u, %zu bytes: not understood",
-			 version, len);
-		return -EBADMSG;
-	}
-	if (len)
-		memcpy(text, data, len);
-	text[len] = 0;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *sp = strchr(line, ' '), why[BLK_ERR_LEN];
-		unsigned long long size;
-
-		if (version == BLK_STATE_VERSION_RING && !strncmp(line, "ring ", 5)) {
-			if (ring_line_parse(line, st)) {
-				snprintf(err, err_len, "disk state: ring line %u is not valid",
-					 st->nr_rings);
-				return -EBADMSG;
-			}
-			continue;
-		}
-		/* Disks come first: a ring names one of them. */
-		if (st->nr_rings || st->n >= GABI_BLK_MAX_DISKS || !sp ||
-		    sscanf(line, "%llu ", &size) != 1 ||
-		    blk_spec_parse(sp + 1, &st->specs[st->n], why, sizeof(why))) {
-			snprintf(err, err_len, "disk state: disk %u is not valid", st->n);
-			return -EBADMSG;
-		}
-		st->sizes[st->n++] = size;
-	}
-	return 0;
-}
-
 static int size_differs(unsigned i, const struct blk_spec *spec, uint64_t here,
 			uint64_t there, char *err, size_t err_len)
 {
@@ -662,20 +591,22 @@ int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *
 		return -ENOMEM;
 	ret = blk_state_parse(version, data, len, st, err, err_len);
 	/*
-	 * An image file must open here, with the same size: the common mistake
-	 * is storage that is not shared. Opening takes no lock (the source
-	 * holds it). An NBD export is not connected to now: a server that
-	 * takes one client at a time (qemu-nbd's default) is the source's
-	 * until switchover.
+	 * Every disk must open here, with the same size: the common mistakes
+	 * are storage that is not shared and a server this host cannot reach.
+	 * No lock is taken (the source holds it).
 	 */
 	for (unsigned i = 0; !ret && i < st->n; i++) {
 		struct blk_disk d = { .index = i };
 
-		if (st->specs[i].kind != BLK_FILE)
-			continue;
-		ret = blk_disk_open(&d, &st->specs[i], err, err_len);
-		if (!ret)
+		ret = blk_disk_probe(&d, &st->specs[i], err, err_len);
+		if (ret == -EINPROGRESS) {
+			log_info("precheck: disk %u (%s): the NBD server took the connection "
+				 "but gave no size in %u ms (one client at a time?); size not "
+				 "checked", i, st->specs[i].target, blk_defaults.probe_wait_ms);
+			ret = 0;
+		} else if (!ret) {
 			ret = size_differs(i, &st->specs[i], d.size, st->sizes[i], err, err_len);
+		}
 		blk_disk_close(&d);
 	}
 	free(st);

@@ -11,6 +11,8 @@
 #include <libnbd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static int nbd_err(void)
@@ -67,6 +69,77 @@ static int nbd_open_disk(struct blk_disk *d, char *err, size_t len)
 	return nbd_connect_disk(d, err, len);
 }
 
+/*
+ * The precheck's look at the export: the lease file must already exist
+ * (the source made it, so a missing one means storage that is not shared
+ * with this host) and the server must answer with the export's size. Its
+ * own connection, asynchronous so that it gives up in time: a server that
+ * takes one client at a time (qemu-nbd's default) keeps this one waiting
+ * for the source's to end, which is no reason to refuse.
+ */
+static int nbd_probe_disk(struct blk_disk *d, char *err, size_t len)
+{
+	struct nbd_handle *h;
+	struct timespec t0, t;
+	int ret = 0, left;
+
+	d->lock_fd = open(d->spec.lease, O_RDWR | O_CLOEXEC);
+	if (d->lock_fd < 0) {
+		ret = -errno;
+		snprintf(err, len, "disk %u: lease file %.300s: %s%s", d->index, d->spec.lease,
+			 strerror(errno), errno == ENOENT ?
+			 " (the source has it: is this host's storage shared with it?)" : "");
+		return ret;
+	}
+	h = nbd_create();
+	if (!h) {
+		snprintf(err, len, "disk %u: libnbd: %s", d->index, nbd_get_error());
+		return -ENOMEM;
+	}
+	d->nbd = h;
+	if (nbd_aio_connect_uri(h, d->spec.target) == -1)
+		goto dead;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (nbd_aio_is_connecting(h) == 1) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = (int)blk_defaults.probe_wait_ms -
+		       (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			break;
+		if (nbd_poll(h, left) == -1)
+			goto dead;
+	}
+	if (nbd_aio_is_ready(h) == 1) {
+		int64_t size = nbd_get_size(h);
+
+		if (size < 0)
+			goto dead;
+		d->size = (uint64_t)size & ~(uint64_t)(GABI_BLK_SECTOR - 1);
+		return 0;
+	}
+	if (nbd_aio_is_connecting(h) == 1) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = nbd_aio_get_fd(h);
+
+		/*
+		 * The TCP connection is up: the server is there but busy. (Not
+		 * libnbd's connection state, which moves on to the NBD magic
+		 * while the connect is still in progress.)
+		 */
+		if (fd >= 0 && !getpeername(fd, (struct sockaddr *)&peer, &plen))
+			return -EINPROGRESS;
+		snprintf(err, len, "disk %u: %.200s: no answer in %u ms", d->index,
+			 d->spec.target, blk_defaults.probe_wait_ms);
+		return -ETIMEDOUT;
+	}
+dead:
+	ret = nbd_err();
+	snprintf(err, len, "disk %u: %.200s: %s", d->index, d->spec.target,
+		 nbd_get_error() ? nbd_get_error() : "the connection failed");
+	return ret;
+}
+
 static int nbd_read(struct blk_disk *d, void *buf, uint64_t len, uint64_t off)
 {
 	return nbd_pread(d->nbd, buf, len, off, 0) == -1 ? nbd_err() : 0;
@@ -112,6 +185,7 @@ static void nbd_close_disk(struct blk_disk *d)
 const struct blk_backend_ops blk_nbd_ops = {
 	.name = "nbd",
 	.open = nbd_open_disk,
+	.probe = nbd_probe_disk,
 	.pread = nbd_read,
 	.pwrite = nbd_write,
 	.flush = nbd_flush_disk,

@@ -1,4 +1,9 @@
-/* Parsing --disk: a path, or nbd://HOST:PORT/EXPORT,lease=PATH. */
+/*
+ * Parsing --disk: an absolute path, or nbd://HOST:PORT/EXPORT,lease=PATH
+ * with an absolute PATH. Relative paths are refused rather than resolved:
+ * a spec travels to a migration's destination, whose working directory is
+ * not the source's, and the same name there may be another image.
+ */
 #include "storage/blk.h"
 
 #include <errno.h>
@@ -10,6 +15,7 @@ const struct blk_defaults blk_defaults = {
 	.reconnect_tries = 5,
 	.reconnect_wait_ms = 200,
 	.ring_poll_us = 200,
+	.probe_wait_ms = 3000,
 };
 
 int blk_spec_parse(const char *s, struct blk_spec *out, char *err, size_t err_len)
@@ -30,6 +36,11 @@ int blk_spec_parse(const char *s, struct blk_spec *out, char *err, size_t err_le
 		snprintf(out->target, sizeof(out->target), "%s", s);
 		if (strchr(s, '\n')) {
 			snprintf(err, err_len, "path has a newline");
+			return -EINVAL;
+		}
+		if (s[0] != '/') {
+			snprintf(err, err_len, "'%.200s': the path must be absolute (a "
+				 "migration's destination opens the same path)", s);
 			return -EINVAL;
 		}
 		return 0;
@@ -60,6 +71,11 @@ int blk_spec_parse(const char *s, struct blk_spec *out, char *err, size_t err_le
 	if (!out->lease[0]) {
 		snprintf(err, err_len, "%.200s: an NBD disk needs ,lease=PATH (a file on "
 			 "shared storage whose lock says who may write the export)", out->target);
+		return -EINVAL;
+	}
+	if (out->lease[0] != '/') {
+		snprintf(err, err_len, "lease=%.200s: the path must be absolute (a "
+			 "migration's destination takes the same lease)", out->lease);
 		return -EINVAL;
 	}
 	if (strchr(s, '\n')) {

@@ -146,10 +146,14 @@ static struct result run(struct bench *b, enum way w, bool rnd, bool sync, uint6
 static int bench_open(struct bench *b, const char *dir, char *err, size_t len)
 {
 	static char img[4096];
+	char *abs = realpath(dir, NULL);  /* a disk's path is absolute */
 	struct blk_spec spec;
 	int fd;
 
-	snprintf(img, sizeof(img), "%s/blk_path_bench.img", dir);
+	if (!abs)
+		return snprintf(err, len, "%s: %s", dir, strerror(errno)), -errno;
+	snprintf(img, sizeof(img), "%s/blk_path_bench.img", abs);
+	free(abs);
 	b->img = img;
 	fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || ftruncate(fd, DISK)) {

@@ -13,6 +13,10 @@
  *             as before direct receive
  *   copied    PAGE_DATA (FERRY_MIG_PAGE_COPY=1): each page copied before
  *             the record is hashed
+ *   auto      PAGE_HASHED, received as vmon's loader chooses for this RAM
+ *             (mig_recv_buffered): straight in (as hashed), or through a
+ *             buffer (as buffered) where the kernel's first write to a page
+ *             of it is dear
  *
  * This is S2 of migrate_bench with everything else taken away (no vmon, no
  * handshake, no dirty tracking): what the stream costs on this machine.
@@ -25,6 +29,8 @@
  * -w warms that RAM first, as vmon --warm-ram does (mem_warm).
  *
  *   page_bench [-s MiB] [-r RUNS] [-m MODE,...] [-t TLSDIR] [-f [-w]]
+ *
+ * Without -m every mode runs but auto, which is one of hashed and buffered.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,11 +50,12 @@
 #define CHUNK (1u << 20)
 #define PG STREAM_PAGE_SIZE
 
-enum mode { M_RAW, M_HASHED, M_BUFFERED, M_COPIED, M_NR };
-static const char *const mode_name[M_NR] = { "raw", "hashed", "buffered", "copied" };
+enum mode { M_RAW, M_HASHED, M_BUFFERED, M_COPIED, M_AUTO, M_NR };
+static const char *const mode_name[M_NR] = { "raw", "hashed", "buffered", "copied", "auto" };
 
 struct bench {
 	uint8_t *src, *dst;
+	struct guest_mem dst_mem;  /* -f: the receiver's RAM, made as vmon makes it */
 	uint64_t bytes, pages;
 	const char *tls_dir;
 	struct xport_tls tls;
@@ -109,7 +116,8 @@ static int receive(struct bench *b, enum mode m, struct xport *x)
 		if (ret || (type != STREAM_REC_PAGE_HASHED && type != STREAM_REC_PAGE_DATA))
 			continue;
 		/* As the loader does once the VM exists (single connection). */
-		if (m == M_HASHED && !r.page_ram) {
+		if ((m == M_HASHED || (m == M_AUTO && !mig_recv_buffered(&b->dst_mem))) &&
+		    !r.page_ram) {
 			r.page_ram = b->dst;
 			r.page_ram_pages = b->pages;
 		}
@@ -143,7 +151,7 @@ static int send_pages(struct bench *b, enum mode m, struct xport *x)
 	mig_xport_io(x, &io);
 	stream_writer_init(&w, -1);
 	w.io = &io;
-	w.hashed = m != M_COPIED;
+	w.hashed = m != M_COPIED;  /* buffered and auto differ at the receiver only */
 	/* The order a reader wants before pages; the bodies are not read. */
 	ret = stream_write_preamble(&w, STREAM_F_LIVE);
 	if (!ret)
@@ -177,17 +185,17 @@ static void receiver(struct bench *b, const struct xport_addr *addr, unsigned n)
 	struct xport *x;
 
 	if (b->fresh) {
-		/* As vmon --incoming makes guest RAM: a memfd, populated. */
-		int fd = memfd_create("page_bench", MFD_CLOEXEC);
+		/* As vmon --incoming makes guest RAM: a memfd, populated (warmed). */
+		int ret = mem_create(&b->dst_mem, b->bytes,
+				     MEM_PREALLOC | (b->warm ? MEM_WARM : 0));
 
-		if (fd < 0 || ftruncate(fd, (off_t)b->bytes))
-			die("memfd", strerror(errno));
-		b->dst = mmap(NULL, b->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (b->dst == MAP_FAILED ||
-		    madvise(b->dst, b->bytes, MADV_POPULATE_WRITE))
-			die("guest RAM", strerror(errno));
-		if (b->warm && mem_warm(b->dst, b->bytes))
-			die("guest RAM", "cannot warm it");
+		if (ret)
+			die("guest RAM", strerror(-ret));
+		b->dst = b->dst_mem.base;
+		fprintf(stderr, "page_bench: receiver: a first write to its RAM costs the kernel "
+			"%lld ns a page more: auto receives %s\n",
+			(long long)b->dst_mem.cold_write_ns,
+			mig_recv_buffered(&b->dst_mem) ? "through a buffer" : "straight into it");
 	} else {
 		for (uint64_t off = 0; off < b->bytes; off += PG)
 			b->dst[off] = 0;
@@ -271,13 +279,13 @@ int main(int argc, char **argv)
 				for (i = 0; i < M_NR && strcmp(s, mode_name[i]); i++)
 					;
 				if (i == M_NR)
-					die("-m", "modes are raw, hashed, buffered, copied");
+					die("-m", "modes are raw, hashed, buffered, copied, auto");
 				want[i] = true;
 			}
 			break;
 		default:
 			fprintf(stderr, "usage: page_bench [-s MiB] [-r RUNS] "
-				"[-m raw,hashed,buffered,copied] [-t TLSDIR] [-f [-w]]\n"
+				"[-m raw,hashed,buffered,copied,auto] [-t TLSDIR] [-f [-w]]\n"
 				"  -f  a fresh receiver per run, its RAM a new memfd "
 				"populated as vmon --incoming does\n"
 				"  -w  and warmed as vmon --warm-ram does (mem_warm)\n");

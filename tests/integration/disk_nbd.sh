@@ -2,7 +2,8 @@
 # The NBD backend (nbdkit on 127.0.0.1): a blkwriter migrated back and forth
 # writes on; stopping the server pauses the VM with a reason in vmon ctl
 # status (no spinning); resume fails while the server is down and works
-# once it is back, and the log continues without loss.
+# once it is back, and the log continues without loss. While the server is
+# down, a migration is refused in its precheck, naming the server.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/disk_lib.sh"
 require_kvm
@@ -34,6 +35,16 @@ check "no request failed to the guest ($exits1)" [ "$exits1" = 0 ]
 rc=0; out=$("$VMON" ctl "$TMP/$CUR.sock" resume 2>&1) || rc=$?
 check "resume fails while the server is down ($rc)" [ "$rc" != 0 ]
 check "and the VM stays paused" grep -q paused <<<"$("$VMON" ctl "$TMP/$CUR.sock" status)"
+start_dest "$CUR-nonbd" || bad "the destination did not start"
+migrate "$CUR" "$DPORT"
+echo "   $(tail -1 <<<"$MOUT")"
+check "a migration is refused in the precheck ($MRC)" \
+	bash -c '[ "$0" != 0 ] && grep -q precheck <<<"$1"' "$MRC" "$MOUT"
+check "the refusal names the unreachable server" grep -q "127.0.0.1:$NBDPORT.*refused" <<<"$MOUT"
+exit_status "$DPID" 10
+check "the destination exits without the VM ($XRC)" \
+	bash -c '[ "$0" != 0 ] && [ "$0" != running ]' "$XRC"
+check "the source still owns the disk" [ "$(value "$CUR" disk0.owned)" = 1 ]
 
 echo "== the server is back: resume reconnects and the log goes on"
 REUSE_PORT=1 start_nbdkit "$IMG"

@@ -5,8 +5,17 @@ FERRY_GUESTS=${FERRY_GUESTS:?run me from ctest (FERRY_GUESTS unset)}
 VMON="$FERRY_BIN/vmon"
 TMP=$(mktemp -d /tmp/ferry-test.XXXXXX)
 PIDS=""
+# FERRY_TEST_KEEP=DIR: keep every test's logs (*.err, *.out, *.log) in
+# DIR/NAME.XXXXXX, for a failure that is hard to reproduce.
 cleanup() {
 	for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+	if [ -n "${FERRY_TEST_KEEP:-}" ]; then
+		local keep
+		mkdir -p "$FERRY_TEST_KEEP"
+		keep=$(mktemp -d "$FERRY_TEST_KEEP/$(basename "$0" .sh).XXXXXX")
+		find "$TMP" -maxdepth 1 -type f \( -name '*.err' -o -name '*.out' -o -name '*.log' \) \
+			-exec cp {} "$keep/" \; 2>/dev/null || true
+	fi
 	rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -136,6 +136,16 @@ import json, sys
 m = json.load(open('$TMP/m2.json'))['migration']
 print('   state %s, rounds %s, downtime %s ms, pages %s: %s' % (m['state'], m['rounds'], m['downtime_ms'], m['pages'], m['message']))
 sys.exit(0 if m['state'] == 'completed' and m['rounds'] >= 1 and m['downtime_ms'] > 0 and m['pages'] > 0 else 1)"
+check "the timeline has every step, in order, within total_ms" python3 -c "
+import json, sys
+m = json.load(open('$TMP/m2.json'))['migration']
+t = m['timeline_ms']
+print('   ' + ', '.join('%s %.1f' % kv for kv in t.items()) + ' (total %.1f ms)' % m['total_ms'])
+want = ['connected', 'accepted', 'tracking', 'precopy_done', 'paused', 'quiesced', 'sent', 'acked', 'resumed']
+v = [t.get(k, -1) for k in want]
+r1 = m['round_stats'][0]
+sys.exit(0 if list(t) == want and all(0 < a <= b for a, b in zip(v, v[1:])) and
+         v[-1] <= m['total_ms'] and 0 < r1['send_ms'] <= r1['duration_ms'] else 1)"
 exit_status "$s2pid" 10; rc=$XRC
 check "the source exits 0 ($rc)" [ "$rc" = 0 ]
 check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2.err"

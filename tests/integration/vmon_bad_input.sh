@@ -50,6 +50,9 @@ expect_usage_error "unknown short option" "unknown option '-x'" run --guest "$G"
 expect_usage_error "option without value" "needs a value" run --guest "$G" --mem
 expect_usage_error "stray argument" "unexpected argument" run --guest "$G" --mem 64M extra
 expect_usage_error "guest args too long" "longer than 1023" run --guest "$G" --mem 64M --args "$(head -c 2000 /dev/zero | tr '\0' x)"
+expect_usage_error "--disk relative, missing" "disk nope.img: No such file or directory" run --guest "$G" --mem 64M --disk nope.img
+expect_usage_error "--disk NBD, relative lease" "lease=l.lease: the path must be absolute" run --guest "$G" --mem 64M --disk "nbd://127.0.0.1:1/e,lease=l.lease"
+expect_usage_error "--disk NBD without a lease" "needs ,lease=PATH" run --guest "$G" --mem 64M --disk "nbd://127.0.0.1:1/e"
 expect_usage_error "ctl without command" "needs SOCKET" ctl /tmp/x
 expect_usage_error "ctl unknown command" "unknown ctl command" ctl /tmp/x explode
 

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,11 +76,38 @@ static void test_warm_zeroes(void **state)
 	mem_destroy(&m);
 }
 
+/*
+ * The cold-write probe: it runs at every preallocation, writes zeros into
+ * the top 512 KiB only (so only fresh RAM), and refuses RAM too small to
+ * sample. Its figure depends on the host; it is never negative.
+ */
+static void test_cold_write_probe(void **state)
+{
+	struct guest_mem m;
+	int64_t c;
+
+	(void)state;
+	assert_int_equal(mem_create(&m, SIZE, MEM_PREALLOC), 0);
+	assert_true(m.cold_write_ns >= 0);
+	memset(m.base, 0xa5, SIZE);
+	c = mem_cold_write_ns(m.base, SIZE);
+	assert_true(c >= 0);
+	expect_zero(m.base + SIZE - (512u << 10), 512u << 10);
+	assert_int_equal(m.base[SIZE - (512u << 10) - 1], 0xa5);
+	assert_int_equal(mem_cold_write_ns(m.base, (512u << 10) - 4096), -EINVAL);
+	mem_destroy(&m);
+	/* without prealloc there is nothing to probe yet */
+	assert_int_equal(mem_create(&m, SIZE, 0), 0);
+	assert_int_equal(m.cold_write_ns, 0);
+	mem_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_warm_zeroes),
+		cmocka_unit_test(test_cold_write_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

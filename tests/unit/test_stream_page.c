@@ -447,6 +447,29 @@ static void test_sink_direct_torn(void **state)
 	free(src);
 }
 
+/*
+ * Straight into RAM or through a buffer: by the RAM's cold-write cost,
+ * unless FERRY_MIG_RECV_BUFFERED says 0 or 1.
+ */
+static void test_recv_buffered_choice(void **state)
+{
+	struct guest_mem cheap = { .cold_write_ns = 120 }, dear = { .cold_write_ns = 6000 };
+
+	(void)state;
+	unsetenv("FERRY_MIG_RECV_BUFFERED");
+	assert_false(mig_recv_buffered(&cheap));
+	assert_true(mig_recv_buffered(&dear));
+	assert_false(mig_recv_buffered(&(struct guest_mem){ .cold_write_ns = MIG_RECV_COLD_NS_MAX }));
+	setenv("FERRY_MIG_RECV_BUFFERED", "0", 1);
+	assert_false(mig_recv_buffered(&dear));
+	setenv("FERRY_MIG_RECV_BUFFERED", "1", 1);
+	assert_true(mig_recv_buffered(&cheap));
+	setenv("FERRY_MIG_RECV_BUFFERED", "yes", 1);  /* not 0 or 1: vmon chooses */
+	assert_false(mig_recv_buffered(&cheap));
+	assert_true(mig_recv_buffered(&dear));
+	unsetenv("FERRY_MIG_RECV_BUFFERED");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_writer_written_map),
 		cmocka_unit_test(test_reader_direct),
 		cmocka_unit_test(test_sink_direct_torn),
+		cmocka_unit_test(test_recv_buffered_choice),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
