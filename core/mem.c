@@ -24,37 +24,6 @@
  * copies a page in, the hash then reads it. Paying them here, at start-up,
  * takes them off the migration. Only for fresh RAM: it writes zeros.
  */
-int mem_warm(uint8_t *base, uint64_t size)
-{
-	const size_t chunk = 1u << 20;
-	volatile uint8_t sink = 0;
-	int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC), ret = 0;
-
-	if (fd < 0)
-		return -errno;
-	/* The kernel's side: read() writes every page through its mapping. */
-	for (uint64_t off = 0; off < size && !ret; ) {
-		size_t want = (size_t)MIN((uint64_t)chunk, size - off);
-		ssize_t n = read(fd, base + off, want);
-
-		if (n > 0)
-			off += (uint64_t)n;
-		else if (n == 0)
-			ret = -EIO;
-		else if (errno != EINTR)
-			ret = -errno;
-	}
-	close(fd);
-	/* User code's side: one read per cache line, as the hash will. */
-	for (uint64_t off = 0; off < size && !ret; off += 64)
-		sink ^= base[off];
-	(void)sink;
-	return ret;
-}
-
-#define PROBE_GROUPS 4
-#define PROBE_PAGES  32u
-
 static int read_zero(int fd, uint8_t *p, size_t len)
 {
 	while (len) {
@@ -69,6 +38,26 @@ static int read_zero(int fd, uint8_t *p, size_t len)
 	}
 	return 0;
 }
+
+int mem_warm(uint8_t *base, uint64_t size)
+{
+	volatile uint8_t sink = 0;
+	int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	/* The kernel's side: read() writes every page through its mapping. */
+	ret = read_zero(fd, base, size);
+	close(fd);
+	/* User code's side: one read per cache line, as the hash will. */
+	for (uint64_t off = 0; off < size && !ret; off += 64)
+		sink ^= base[off];
+	(void)sink;
+	return ret;
+}
+
+#define PROBE_GROUPS 4
+#define PROBE_PAGES  32u
 
 int64_t mem_cold_write_ns(uint8_t *base, uint64_t size)
 {

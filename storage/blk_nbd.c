@@ -12,8 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "core/util.h"
 
 static int nbd_err(void)
 {
@@ -80,8 +81,8 @@ static int nbd_open_disk(struct blk_disk *d, char *err, size_t len)
 static int nbd_probe_disk(struct blk_disk *d, char *err, size_t len)
 {
 	struct nbd_handle *h;
-	struct timespec t0, t;
-	int ret = 0, left;
+	uint64_t deadline;
+	int ret = 0;
 
 	d->lock_fd = open(d->spec.lease, O_RDWR | O_CLOEXEC);
 	if (d->lock_fd < 0) {
@@ -99,14 +100,13 @@ static int nbd_probe_disk(struct blk_disk *d, char *err, size_t len)
 	d->nbd = h;
 	if (nbd_aio_connect_uri(h, d->spec.target) == -1)
 		goto dead;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	deadline = now_ns() + blk_defaults.probe_wait_ms * 1000000ull;
 	while (nbd_aio_is_connecting(h) == 1) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = (int)blk_defaults.probe_wait_ms -
-		       (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0)
+		uint64_t t = now_ns();
+
+		if (t >= deadline)
 			break;
-		if (nbd_poll(h, left) == -1)
+		if (nbd_poll(h, (int)((deadline - t + 999999) / 1000000)) == -1)
 			goto dead;
 	}
 	if (nbd_aio_is_ready(h) == 1) {
