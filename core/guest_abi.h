@@ -21,6 +21,8 @@
 #define GABI_GDT_GPA        0x00001000ull /* GDT, read-only to the guest   */
 #define GABI_BOOT_GPA       0x00002000ull /* struct gabi_boot, read-only   */
 #define GABI_SHARED_GPA     0x00003000ull /* one page, guest read/write    */
+#define GABI_EXC_TSS_GPA    0x00004000ull /* vCPUs' TSSs, monitor's only   */
+#define GABI_EXC_STACK_GPA  0x00005000ull /* exception stacks, likewise    */
 #define GABI_HCALL_GPA      0x00010000ull /* one page per vCPU, read/write */
 #define GABI_PT_GPA         0x00100000ull /* page tables, read-only        */
 #define GABI_PT_END         0x00200000ull
@@ -62,6 +64,11 @@ struct gabi_boot {
  *   errno value on failure.
  */
 #define GABI_DOORBELL_PORT 0xf5u
+/*
+ * Exception landings (core/x86_exc.h): vector v's stub, at CPL 0, does
+ * "outb %al, $(GABI_EXC_PORT_BASE + v)". Guests must not use these ports.
+ */
+#define GABI_EXC_PORT_BASE 0xc0u
 
 enum gabi_hcall_nr {
 	GABI_HC_CONSOLE_WRITE = 1, /* a0 = gpa, a1 = len; ret = bytes written */

@@ -9,6 +9,7 @@
 #include "core/kvm.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "core/x86_exc.h"
 
 bool vm_vcpu_checkpoint(struct vcpu *v)
 {
@@ -70,9 +71,46 @@ static void vcpu_crash(struct vcpu *v, const char *what)
 		  kvm_exit_name(reason), vcpu_rip(v));
 }
 
+/*
+ * A guest exception landed on its stub (x86_exc.h). False if the "out"
+ * came from guest code instead (CPL 3): that is just an unknown port.
+ */
+static bool vcpu_exception(struct vcpu *v, unsigned vector)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	uint64_t frame[6];
+	struct x86_exc e;
+	unsigned words = x86_exc_frame_words(vector);
+	const void *p;
+	char what[256];
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) || ioctl(v->fd, KVM_GET_REGS, &regs)) {
+		vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
+			  "vCPU %u: guest exception, vector %u (its state is unreadable: %s)",
+			  v->index, vector, strerror(errno));
+		return true;
+	}
+	if (sregs.cs.selector & 3)
+		return false;
+	p = mem_ptr(&v->vm->mem, regs.rsp, words * sizeof(uint64_t));
+	if (!p) {
+		vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
+			  "vCPU %u: guest exception, vector %u (no frame at RSP 0x%llx)",
+			  v->index, vector, (unsigned long long)regs.rsp);
+		return true;
+	}
+	memcpy(frame, p, words * sizeof(uint64_t));
+	x86_exc_decode(&e, vector, frame, sregs.cr2);
+	x86_exc_describe(&e, what, sizeof(what));
+	vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH, "vCPU %u: %s", v->index, what);
+	return true;
+}
+
 static bool vcpu_handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
+	unsigned vector;
 	char what[160];
 
 	v->stats.exits++;
@@ -85,6 +123,9 @@ static bool vcpu_handle_exit(struct vcpu *v)
 			hcall_handle(v);
 			return true;
 		}
+		if (run->io.direction == KVM_EXIT_IO_OUT &&
+		    x86_exc_port(run->io.port, &vector) && vcpu_exception(v, vector))
+			return false;
 		snprintf(what, sizeof(what), "unhandled port I/O: %s port 0x%x, %u bytes",
 			 run->io.direction == KVM_EXIT_IO_OUT ? "out to" : "in from",
 			 run->io.port, run->io.size);

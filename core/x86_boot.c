@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 
 #include "core/util.h"
+#include "core/x86_exc.h"
 
 #define PTE_P   (1ull << 0)
 #define PTE_W   (1ull << 1)
@@ -44,6 +45,11 @@ static uint64_t low_page_flags(uint64_t gpa, unsigned nr_vcpus)
 		return PTE_P | PTE_U;
 	if (gpa == GABI_SHARED_GPA)
 		return PTE_P | PTE_W | PTE_U;
+	/* Exception landings (x86_exc.h): the CPU's, not the guest's. */
+	if (gpa == GABI_EXC_TSS_GPA)
+		return PTE_P;
+	if (gpa == GABI_EXC_STACK_GPA)
+		return PTE_P | PTE_W;
 	if (gpa >= GABI_HCALL_GPA && gpa < GABI_HCALL_GPA + nr_vcpus * GABI_PAGE_SIZE)
 		return PTE_P | PTE_W | PTE_U;
 	if (gpa >= GABI_PT_GPA && gpa < GABI_PT_END)
@@ -54,14 +60,17 @@ static uint64_t low_page_flags(uint64_t gpa, unsigned nr_vcpus)
 static void gdt_setup(uint8_t *ram)
 {
 	uint64_t *gdt = (uint64_t *)(ram + GABI_GDT_GPA);
-	uint64_t tss = GABI_GDT_GPA + 0x800;
+	uint64_t tss = x86_exc_tss_base(0);
 
 	memset(gdt, 0, GABI_PAGE_SIZE);
 	gdt[1] = 0x00af9b000000ffffull; /* 0x08: kernel code, unused by guests */
 	gdt[2] = 0x00cf93000000ffffull; /* 0x10: kernel data */
 	gdt[5] = 0x00cff3000000ffffull; /* 0x2b: user data */
 	gdt[6] = 0x00affb000000ffffull; /* 0x33: user code, 64-bit */
-	/* 0x38: an available 64-bit TSS; VMX wants a usable TR at entry. */
+	/*
+	 * 0x38: an available 64-bit TSS (VMX wants a usable TR at entry); it
+	 * names vCPU 0's, the others' TR bases point at their own.
+	 */
 	gdt[7] = 0x67 | ((tss & 0xffffff) << 16) | (0x89ull << 40) |
 		 ((tss >> 24) & 0xff) << 56;
 	gdt[8] = tss >> 32;
@@ -106,6 +115,7 @@ int x86_boot_setup(struct guest_mem *m, const struct x86_boot_params *p)
 	}
 
 	gdt_setup(ram);
+	x86_exc_setup(ram, p->nr_vcpus);
 
 	memset(boot, 0, GABI_PAGE_SIZE);
 	boot->magic = GABI_BOOT_MAGIC;
@@ -147,14 +157,14 @@ int x86_vcpu_setup(int fd, unsigned index, uint64_t rip, uint64_t xcr0,
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss =
 		user_seg(X86_USER_DS, false);
 	sregs.tr = (struct kvm_segment){
-		.base = GABI_GDT_GPA + 0x800, .limit = 0x67,
+		.base = x86_exc_tss_base(index), .limit = 0x67,
 		.selector = X86_TSS_SEL, .type = 11, .present = 1,
 	};
 	sregs.ldt = (struct kvm_segment){ .type = 2, .unusable = 1 };
 	sregs.gdt.base = GABI_GDT_GPA;
 	sregs.gdt.limit = 9 * 8 - 1;
-	sregs.idt.base = 0;
-	sregs.idt.limit = 0; /* no IDT: any exception is a triple fault */
+	sregs.idt.base = x86_exc_idt_base();
+	sregs.idt.limit = x86_exc_idt_limit();
 	sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
 	sregs.cr3 = PT_PML4;
 	sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | (osxsave ? CR4_OSXSAVE : 0);

@@ -1,13 +1,16 @@
 /*
  * crash: faults on purpose, to test how the monitor reports a guest that
- * dies (PVM: any exception is a triple fault, KVM_EXIT_SHUTDOWN).
+ * dies: through the exception landings (core/x86_exc.h) on VMX and SVM, or
+ * as a triple fault (KVM_EXIT_SHUTDOWN) where the host does not deliver
+ * exceptions through the guest's IDT.
  *
  * Arg mode: pf (default: write to 0x10, page 0 is unmapped), ud (ud2),
- * gp (hlt at CPL 3; note cli would not fault: IOPL is 3), de (divide by 0).
+ * gp (hlt at CPL 3; note cli would not fault: IOPL is 3), de (divide by 0),
+ * port (an out to the #PF landing's port from CPL 3: not an exception).
  * Prints "crash: faulting on purpose (mode=<m>)" and "crash: fault at <p>":
  * the faulting instruction is the first one of its function, so <p> is
- * exactly the RIP the monitor should report. Only vCPU 0 crashes; the
- * others park. Exit code 1 if the instruction did not fault, 2 on a bad mode.
+ * exactly the RIP the monitor should report. Arg cpu (default 0) names
+ * the one vCPU that crashes; the others park. Exit code 1 if the instruction did not fault, 2 on a bad mode.
  */
 #include "rt.h"
 
@@ -16,6 +19,7 @@ void crash_pf(void);
 void crash_ud(void);
 void crash_gp(void);
 void crash_de(uint32_t zero);
+void crash_port(void);
 
 __asm__(
 	".pushsection .text.crash, \"ax\", @progbits\n"
@@ -43,9 +47,15 @@ __asm__(
 	"	divl %edi\n"
 	"	ret\n"
 	".size crash_de, . - crash_de\n"
+	".globl crash_port\n"
+	".type crash_port, @function\n"
+	"crash_port:\n"
+	"	outb %al, $0xce\n"
+	"	ret\n"
+	".size crash_port, . - crash_port\n"
 	".popsection\n");
 
-static const char *const known_args[] = { "mode", NULL };
+static const char *const known_args[] = { "mode", "cpu", NULL };
 
 int guest_main(unsigned cpu, const struct gabi_boot *boot)
 {
@@ -54,7 +64,10 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 
 	rt_args_check("crash", known_args);
 	rt_arg_str("mode", mode, sizeof(mode), "pf");
-	if (cpu != 0)
+	if (rt_arg_u64("cpu", 0) >= boot->nr_vcpus)
+		rt_die(2, "crash: cpu=%llu but only %u vCPUs\n",
+		       (unsigned long long)rt_arg_u64("cpu", 0), boot->nr_vcpus);
+	if (cpu != rt_arg_u64("cpu", 0))
 		rt_park();
 
 	if (!strcmp(mode, "pf"))
@@ -65,8 +78,10 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 		at = (void *)crash_gp;
 	else if (!strcmp(mode, "de"))
 		at = (void *)crash_de;
+	else if (!strcmp(mode, "port"))
+		at = (void *)crash_port;
 	else
-		rt_die(2, "crash: unknown mode \"%s\" (pf, ud, gp, de)\n", mode);
+		rt_die(2, "crash: unknown mode \"%s\" (pf, ud, gp, de, port)\n", mode);
 
 	rt_printf("crash: faulting on purpose (mode=%s)\n", mode);
 	rt_printf("crash: fault at %p\n", at);
