@@ -581,34 +581,70 @@ static int blk_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t
 	return ret;
 }
 
+struct probe_job {
+	struct blk_disk d;
+	const struct blk_spec *spec;
+	pthread_t thread;
+	bool threaded;
+	int ret;
+	char err[BLK_ERR_LEN];
+};
+
+static void *probe_run(void *arg)
+{
+	struct probe_job *j = arg;
+
+	j->ret = blk_disk_probe(&j->d, j->spec, j->err, sizeof(j->err));
+	return NULL;
+}
+
 int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *err,
 		       size_t err_len)
 {
 	struct blk_state *st = malloc(sizeof(*st));
+	struct probe_job *jobs = NULL;
 	int ret;
 
 	if (!st)
 		return -ENOMEM;
 	ret = blk_state_parse(version, data, len, st, err, err_len);
+	if (!ret && st->n && !(jobs = calloc(st->n, sizeof(*jobs))))
+		ret = -ENOMEM;
 	/*
 	 * Every disk must open here, with the same size: the common mistakes
 	 * are storage that is not shared and a server this host cannot reach.
-	 * No lock is taken (the source holds it).
+	 * No lock is taken (the source holds it). All at once, so that a VM
+	 * with several unreachable servers waits one probe_wait_ms, not one
+	 * each; inline where no thread can be had.
 	 */
 	for (unsigned i = 0; !ret && i < st->n; i++) {
-		struct blk_disk d = { .index = i };
+		jobs[i].d.index = i;
+		jobs[i].spec = &st->specs[i];
+		jobs[i].threaded = !pthread_create(&jobs[i].thread, NULL, probe_run, &jobs[i]);
+		if (!jobs[i].threaded)
+			probe_run(&jobs[i]);
+	}
+	for (unsigned i = 0; !ret && i < st->n; i++)
+		if (jobs[i].threaded)
+			pthread_join(jobs[i].thread, NULL);
+	/* The first disk that fails, in order, is the one named. */
+	for (unsigned i = 0; !ret && i < st->n; i++) {
+		struct probe_job *j = &jobs[i];
 
-		ret = blk_disk_probe(&d, &st->specs[i], err, err_len);
-		if (ret == -EINPROGRESS) {
+		if (j->ret == -EINPROGRESS) {
 			log_info("precheck: disk %u (%s): the NBD server took the connection "
 				 "but gave no size in %u ms (one client at a time?); size not "
 				 "checked", i, st->specs[i].target, blk_defaults.probe_wait_ms);
-			ret = 0;
-		} else if (!ret) {
-			ret = size_differs(i, &st->specs[i], d.size, st->sizes[i], err, err_len);
+		} else if (j->ret) {
+			ret = j->ret;
+			snprintf(err, err_len, "%s", j->err);
+		} else {
+			ret = size_differs(i, &st->specs[i], j->d.size, st->sizes[i], err, err_len);
 		}
-		blk_disk_close(&d);
 	}
+	for (unsigned i = 0; jobs && i < st->n; i++)
+		blk_disk_close(&jobs[i].d);
+	free(jobs);
 	free(st);
 	return ret;
 }
