@@ -9,6 +9,7 @@
 #include "core/kvm.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "core/x86_boot.h"
 #include "core/x86_exc.h"
 
 bool vm_vcpu_checkpoint(struct vcpu *v)
@@ -55,20 +56,49 @@ static bool vcpu_was_reset(struct vcpu *v)
 	return !ioctl(v->fd, KVM_GET_SREGS, &sregs) && !(sregs.cr0 & 1);
 }
 
+/*
+ * A triple fault with the landings in place means the delivery itself
+ * failed: say whether what the CPU needed for it is intact, and what it
+ * pushed before it gave up, since AMD leaves no registers to read.
+ */
+static void vcpu_shutdown_postmortem(struct vcpu *v, char *buf, size_t len)
+{
+	char why[200];
+	struct x86_exc e;
+	int n;
+
+	if (x86_boot_check(&v->vm->mem, v->vm->nr_vcpus, why, sizeof(why)))
+		n = snprintf(buf, len, "; %s", why);
+	else
+		n = snprintf(buf, len, "; page tables, GDT, IDT and TSSs intact");
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (x86_exc_stack_frame(v->vm->mem.base, v->index, &e))
+		snprintf(buf + n, len - (size_t)n, "; its exception stack holds a frame: RIP 0x%llx, "
+			 "CS 0x%llx, RFLAGS 0x%llx, RSP 0x%llx", (unsigned long long)e.rip,
+			 (unsigned long long)e.cs, (unsigned long long)e.rflags,
+			 (unsigned long long)e.rsp);
+	else
+		snprintf(buf + n, len - (size_t)n, "; nothing was pushed on its exception stack");
+}
+
 /* Stop the VM because of what this vCPU did; the message names it all. */
 static void vcpu_crash(struct vcpu *v, const char *what)
 {
 	uint32_t reason = v->run->exit_reason;
+	char pm[512] = "";
 
+	if (reason == KVM_EXIT_SHUTDOWN)
+		vcpu_shutdown_postmortem(v, pm, sizeof(pm));
 	if (reason == KVM_EXIT_SHUTDOWN && vcpu_was_reset(v)) {
 		vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
 			  "vCPU %u: %s (%s); RIP not known: this host's KVM (AMD SVM) "
-			  "resets the vCPU on a shutdown", v->index, what, kvm_exit_name(reason));
+			  "resets the vCPU on a shutdown%s", v->index, what, kvm_exit_name(reason), pm);
 		return;
 	}
 	vm_finish(v->vm, VM_CRASHED, VM_EXIT_CRASH,
-		  "vCPU %u: %s (%s) at RIP 0x%" PRIx64, v->index, what,
-		  kvm_exit_name(reason), vcpu_rip(v));
+		  "vCPU %u: %s (%s) at RIP 0x%" PRIx64 "%s", v->index, what,
+		  kvm_exit_name(reason), vcpu_rip(v), pm);
 }
 
 /*

@@ -1,6 +1,8 @@
 #include "core/x86_boot.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -133,6 +135,47 @@ int x86_boot_setup(struct guest_mem *m, const struct x86_boot_params *p)
 	memset(ram + GABI_SHARED_GPA, 0, GABI_PAGE_SIZE);
 	memset(ram + GABI_HCALL_GPA, 0, p->nr_vcpus * GABI_PAGE_SIZE);
 	return 0;
+}
+
+int x86_boot_check(const struct guest_mem *m, unsigned nr_vcpus, char *buf, size_t len)
+{
+	static const struct { uint64_t from, to; uint64_t mask; const char *what; } areas[] = {
+		{ GABI_PT_GPA, GABI_PT_END, ~0x60ull, "page tables" }, /* A and D bits */
+		{ GABI_GDT_GPA, GABI_GDT_GPA + GABI_PAGE_SIZE, ~0ull, "GDT/IDT page" },
+		{ GABI_EXC_TSS_GPA, GABI_EXC_TSS_GPA + GABI_PAGE_SIZE, ~0ull, "TSS page" },
+	};
+	struct x86_boot_params p = { .nr_vcpus = nr_vcpus };
+	struct guest_mem want = { .size = m->size };
+	int ret = 0;
+
+	want.base = calloc(1, GABI_PT_END);
+	if (!want.base)
+		return -ENOMEM;
+	ret = x86_boot_setup(&want, &p);
+	for (unsigned a = 0; !ret && a < ARRAY_SIZE(areas); a++) {
+		unsigned bad = 0;
+		uint64_t first = 0, got = 0, exp = 0;
+
+		for (uint64_t off = areas[a].from; off < areas[a].to; off += 8) {
+			uint64_t g, w;
+
+			memcpy(&g, m->base + off, 8);
+			memcpy(&w, want.base + off, 8);
+			if ((g ^ w) & areas[a].mask) {
+				if (!bad++)
+					first = off, got = g, exp = w;
+			}
+		}
+		if (bad) {
+			snprintf(buf, len, "%s: %u words differ from what vmon wrote, the first at "
+				 "0x%llx (0x%llx, wrote 0x%llx)", areas[a].what, bad,
+				 (unsigned long long)first, (unsigned long long)got,
+				 (unsigned long long)exp);
+			ret = -EFAULT;
+		}
+	}
+	free(want.base);
+	return ret;
 }
 
 static struct kvm_segment user_seg(uint16_t sel, bool code)

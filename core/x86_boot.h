@@ -7,6 +7,7 @@
 #ifndef FERRY_X86_BOOT_H
 #define FERRY_X86_BOOT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/guest_abi.h"
@@ -25,6 +26,14 @@ struct x86_boot_params {
 
 /* Lay out page tables, GDT and boot page in guest RAM. */
 int x86_boot_setup(struct guest_mem *m, const struct x86_boot_params *p);
+/*
+ * Compare what the CPU needs to deliver an exception (page tables, GDT
+ * with IDT and stubs, TSSs) with what x86_boot_setup wrote; accessed and
+ * dirty bits aside. 0 if intact, else -EFAULT with the first difference
+ * in buf. For a post-mortem: a guest cannot write these pages, so a
+ * difference is a write by the monitor or the host.
+ */
+int x86_boot_check(const struct guest_mem *m, unsigned nr_vcpus, char *buf, size_t len);
 /* Set sregs, regs and XCR0 of one vCPU for entry at rip. */
 int x86_vcpu_setup(int vcpu_fd, unsigned index, uint64_t rip, uint64_t xcr0,
 		   bool osxsave, bool nx);

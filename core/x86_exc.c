@@ -153,3 +153,26 @@ int x86_exc_describe(const struct x86_exc *e, char *buf, size_t len)
 			      (unsigned long long)e->cr2);
 	return n;
 }
+
+bool x86_exc_stack_frame(const uint8_t *ram, unsigned index, struct x86_exc *e)
+{
+	uint64_t top = GABI_EXC_STACK_GPA + (uint64_t)(index + 1) * STACK_PER_VCPU;
+	uint64_t w[5];
+	bool any = false;
+
+	memset(e, 0, sizeof(*e));
+	if (index >= GABI_MAX_VCPUS)
+		return false;
+	memcpy(w, ram + top - sizeof(w), sizeof(w));
+	for (unsigned i = 0; i < 5; i++)
+		any |= w[i] != 0;
+	if (!any)
+		return false;
+	e->vector = ~0u;
+	e->rip = w[0];
+	e->cs = w[1];
+	e->rflags = w[2];
+	e->rsp = w[3];
+	e->ss = w[4];
+	return true;
+}

@@ -42,6 +42,12 @@ struct x86_exc {
 /* Decode a frame of x86_exc_frame_words(vector) words read at the RSP. */
 void x86_exc_decode(struct x86_exc *e, unsigned vector, const uint64_t *frame,
 		    uint64_t cr2);
+/*
+ * After a triple fault, what the CPU left on vCPU index's exception stack:
+ * true and the first frame's RIP, CS, RFLAGS, RSP and SS in *e (vector
+ * unknown) if a delivery got as far as pushing one.
+ */
+bool x86_exc_stack_frame(const uint8_t *ram, unsigned index, struct x86_exc *e);
 /* One line: "#PF (page fault, error 0x6: ...) at RIP 0x..., address 0x...". */
 int x86_exc_describe(const struct x86_exc *e, char *buf, size_t len);
 

@@ -10,9 +10,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/x86_boot.h"
 #include "core/x86_exc.h"
 
 #define RAM (64u << 10)
@@ -142,6 +144,51 @@ static void test_describe(void **state)
 	assert_int_equal(buf[20], 'x');
 }
 
+/* The post-mortem after a triple fault: intact, corrupted, a frame left. */
+static void test_postmortem(void **state)
+{
+	struct guest_mem m = { .size = GABI_MIN_MEM };
+	struct x86_boot_params p = { .nr_vcpus = 2 };
+	struct x86_exc e;
+	char buf[256];
+	uint64_t *pte, save, *slot;
+
+	(void)state;
+	m.base = calloc(1, m.size);
+	assert_non_null(m.base);
+	assert_int_equal(x86_boot_setup(&m, &p), 0);
+	assert_int_equal(x86_boot_check(&m, 2, buf, sizeof(buf)), 0);
+
+	/* The CPU's accessed and dirty bits are not damage. */
+	pte = (uint64_t *)(m.base + GABI_PT_GPA + 0x2000) + 1;  /* the GDT page's PTE */
+	save = *pte;
+	*pte |= 0x60;
+	assert_int_equal(x86_boot_check(&m, 2, buf, sizeof(buf)), 0);
+	*pte = save & ~1ull;                                     /* not present */
+	assert_int_equal(x86_boot_check(&m, 2, buf, sizeof(buf)), -EFAULT);
+	assert_non_null(strstr(buf, "page tables: 1 words differ"));
+	assert_non_null(strstr(buf, "the first at 0x102008"));
+	*pte = save;
+	m.base[GABI_EXC_TSS_GPA + 0x68 + 4] ^= 0x10;            /* vCPU 1's rsp0 */
+	assert_int_equal(x86_boot_check(&m, 2, buf, sizeof(buf)), -EFAULT);
+	assert_non_null(strstr(buf, "TSS page"));
+	m.base[GABI_EXC_TSS_GPA + 0x68 + 4] ^= 0x10;
+	memset(m.base + GABI_GDT_GPA + 0x200, 0, 16);            /* gate 0 gone */
+	assert_int_equal(x86_boot_check(&m, 2, buf, sizeof(buf)), -EFAULT);
+	assert_non_null(strstr(buf, "GDT/IDT page"));
+
+	/* A delivery that pushed a frame and then failed. */
+	assert_false(x86_exc_stack_frame(m.base, 1, &e));
+	slot = (uint64_t *)(m.base + GABI_EXC_STACK_GPA + 2 * 128) - 5;
+	slot[0] = 0x401234, slot[1] = 0x33, slot[2] = 0x3202, slot[3] = 0x20fff8, slot[4] = 0x2b;
+	assert_false(x86_exc_stack_frame(m.base, 0, &e));
+	assert_true(x86_exc_stack_frame(m.base, 1, &e));
+	assert_int_equal(e.rip, 0x401234);
+	assert_int_equal(e.rsp, 0x20fff8);
+	assert_false(x86_exc_stack_frame(m.base, GABI_MAX_VCPUS, &e));
+	free(m.base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -149,6 +196,7 @@ int main(void)
 		cmocka_unit_test(test_each_vcpu_has_its_stack),
 		cmocka_unit_test(test_ports),
 		cmocka_unit_test(test_describe),
+		cmocka_unit_test(test_postmortem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
