@@ -131,6 +131,7 @@ static int mig_handshake(struct mig_run *m)
 	struct mig_cpu_pack *cp = calloc(1, sizeof(*cp));
 	struct mig_dev_states devs;
 	ProtobufCMessage *msg = NULL;
+	const char *page_copy;
 	Ferry__Mig__Verdict *v;
 	int ret;
 
@@ -147,8 +148,8 @@ static int mig_handshake(struct mig_run *m)
 	h.dry_run = m->job->p.dry_run;
 	h.live_version = MIG_LIVE_VERSION;
 	/* FERRY_MIG_PAGE_COPY=1: PAGE_DATA, copied, as protocol 1 (A/B benchmarks). */
-	h.hashed_pages = !getenv("FERRY_MIG_PAGE_COPY") ||
-		strcmp(getenv("FERRY_MIG_PAGE_COPY"), "1");
+	page_copy = getenv("FERRY_MIG_PAGE_COPY");
+	h.hashed_pages = !page_copy || strcmp(page_copy, "1");
 	h.connections = m->job->p.connections;
 	/* The disks: the destination must be able to open them (precheck). */
 	ret = mig_dev_states_pack(m->vm, &devs);

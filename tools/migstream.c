@@ -62,7 +62,7 @@ static int verify(const char *path, bool dump)
 		goto out;
 	}
 	if (dump)
-		printf("%8u  preamble  version %u, %s\n", 0, r.version,
+		printf("%8u  preamble  version %u, %s\n", 0u, r.version,
 		       flags & STREAM_F_LIVE ? "live" : "snapshot");
 	for (;;) {
 		ProtobufCMessage *m = NULL;

@@ -227,6 +227,8 @@ static int do_bench(unsigned disk, uint64_t slots)
 	blklog_fill(block, 1, 0, slots);
 	if (qd < 1 || qd > QD_MAX || (qd > 1 && sync))
 		rt_die(2, "blkwriter: qd must be 1..%u (1 with sync=1)\n", QD_MAX);
+	if (n < 1)
+		rt_die(2, "blkwriter: bench needs n >= 1 writes\n");
 	t0 = rt_rdtsc();
 	/* qd > 1: keep qd writes in flight, each slot resubmitted when done. */
 	for (uint64_t i = 0, done = 0; qd > 1 && done < n;) {
