@@ -111,7 +111,7 @@ static uint64_t opt_u64(const char *opt, const char *v, uint64_t max)
 static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__Migrate *mg)
 {
 	if (argc < 4 || argv[3][0] == '-')
-		vmon_usage_error("ctl migrate needs a destination tcp:HOST:PORT");
+		vmon_usage_error("ctl migrate needs a destination tcp:HOST:PORT or rdma:HOST:PORT");
 	mg->uri = argv[3];
 	for (int i = 4; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -4,12 +4,10 @@
  * is always a TCP socket first; TLS (xport_tls.c) runs its handshake on it
  * inside connect/accept, plain TCP (xport_tcp.c) uses it as it is.
  *
- * RDMA plugs in here later: "rdma:HOST:PORT" in xport_addr_parse(), an
- * XPORT_RDMA branch in xport_connect()/xport_listen()/xport_accept() that
- * goes through librdmacm (rdma_resolve_addr/route, rdma_connect/accept)
- * instead of a socket, and an xport_rdma.c with its own ops: send_file()
- * there registers the guest-RAM mapping once and posts RDMA writes from it.
- * x->fd would be the completion channel's fd, so poll() still works.
+ * RDMA ("rdma:HOST:PORT") starts the same way: the TCP connection is made
+ * here, then xport_rdma.c holds its rendezvous on it and opens the queue
+ * pair beside it through librdmacm; the listener has an RDMA listener on
+ * the same address next to its socket.
  */
 #include "net/xport_impl.h"
 
@@ -84,18 +82,17 @@ int xport_addr_parse(const char *uri, struct xport_addr *out, char *err)
 		xport_errf(err, "address is empty (expected tcp:HOST:PORT)");
 		return -EINVAL;
 	}
-	if (strncmp(uri, "tcp:", 4)) {
-		const char *colon = strchr(uri, ':');
-
-		if (colon && colon - uri < 16 && strncmp(uri, "rdma:", 5) == 0)
-			xport_errf(err, "address '%s': transport rdma is not "
-				   "supported yet (expected tcp:HOST:PORT)", uri);
-		else
-			xport_errf(err, "address '%s' does not start with tcp: "
-				   "(expected tcp:HOST:PORT)", uri);
+	if (!strncmp(uri, "tcp:", 4)) {
+		out->kind = XPORT_TCP;
+		h = uri + 4;
+	} else if (!strncmp(uri, "rdma:", 5)) {
+		out->kind = XPORT_RDMA;
+		h = uri + 5;
+	} else {
+		xport_errf(err, "address '%s' does not start with tcp: or rdma: "
+			   "(expected tcp:HOST:PORT)", uri);
 		return -EINVAL;
 	}
-	h = uri + 4;
 	if (*h == '[') {
 		h++;
 		hend = strchr(h, ']');
@@ -223,13 +220,26 @@ struct xport_listener {
 	int fd;
 	uint16_t port;
 	SSL_CTX *ctx;                    /* NULL: plain TCP */
+	struct xport_rdma_listener *rdma; /* rdma: the queue pairs' listener */
 	char peer_name[XPORT_HOST_MAX];
 	char name[XPORT_HOST_MAX + 8];  /* "host:port" we listen on */
 };
 
-static const char *kind_name(const struct xport_tls *tls)
+static const char *kind_name(const struct xport_addr *addr, const struct xport_tls *tls)
 {
+	if (addr->kind == XPORT_RDMA)
+		return "rdma";
 	return tls ? "tls" : "tcp";
+}
+
+static int rdma_no_tls(const struct xport_addr *addr, const struct xport_tls *tls,
+		       const char *peer, char *err)
+{
+	if (addr->kind != XPORT_RDMA || !tls)
+		return 0;
+	xport_errf(err, "rdma %s: TLS over RDMA is not supported (use tcp: with "
+		   "certificates, or rdma: on a fabric you trust)", peer);
+	return -EPROTONOSUPPORT;
 }
 
 static int resolve(const struct xport_addr *addr, bool passive,
@@ -290,14 +300,18 @@ fail:
 	return ret;
 }
 
-/* The connected socket becomes a transport: TCP as is, or TLS. */
-static int establish(int fd, SSL_CTX *ctx, bool server, const char *peer,
-		     const char *peer_name, int64_t deadline,
+/* The connected socket becomes a transport: TCP as is, TLS, or RDMA's life line. */
+static int establish(int fd, SSL_CTX *ctx, struct xport_rdma_listener *rdma, bool rdma_client,
+		     bool server, const char *peer, const char *peer_name, int64_t deadline,
 		     struct xport **out, char *err)
 {
 	char eb[96];
 	int ret;
 
+	if (rdma)
+		return xport_rdma_server(rdma, fd, peer, deadline, out, err);
+	if (rdma_client)
+		return xport_rdma_client(fd, peer, deadline, out, err);
 	if (ctx)
 		return xport_tls_new(ctx, server, fd, peer, peer_name,
 				     deadline, out, err);
@@ -319,7 +333,7 @@ static int64_t handshake_deadline(int timeout_ms)
 int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
 		  int timeout_ms, struct xport **out, char *err)
 {
-	const char *kname = kind_name(tls);
+	const char *kname = kind_name(addr, tls);
 	struct addrinfo *res = NULL;
 	SSL_CTX *ctx = NULL;
 	char peer[XPORT_HOST_MAX + 8];
@@ -333,6 +347,9 @@ int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
 		xport_errf(err, "%s %s: cannot connect to port 0", kname, peer);
 		return -EINVAL;
 	}
+	ret = rdma_no_tls(addr, tls, peer, err);
+	if (ret)
+		return ret;
 	if (tls) {
 		ret = xport_tls_ctx_new(tls, false, &ctx, err);
 		if (ret)
@@ -359,10 +376,10 @@ int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
 				   xport_strerror(-ret, eb, sizeof(eb)));
 		goto out;
 	}
-	if (tls && timeout_ms < 0)
+	if ((tls || addr->kind == XPORT_RDMA) && timeout_ms < 0)
 		deadline = handshake_deadline(timeout_ms);
-	ret = establish(fd, ctx, false, peer, tls ? tls->peer_name : NULL,
-			deadline, out, err);
+	ret = establish(fd, ctx, NULL, addr->kind == XPORT_RDMA, false, peer,
+			tls ? tls->peer_name : NULL, deadline, out, err);
 	if (ret)
 		close(fd);
 out:
@@ -375,7 +392,7 @@ out:
 int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
 		 struct xport_listener **out, char *err)
 {
-	const char *kname = kind_name(tls);
+	const char *kname = kind_name(addr, tls);
 	struct xport_listener *l;
 	struct addrinfo *res = NULL;
 	union {
@@ -395,6 +412,9 @@ int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
 	}
 	l->fd = -1;
 	xport_fmt_peer(l->name, sizeof(l->name), addr->host, addr->port);
+	ret = rdma_no_tls(addr, tls, l->name, err);
+	if (ret)
+		goto fail;
 	if (tls) {
 		ret = xport_tls_ctx_new(tls, true, &l->ctx, err);
 		if (ret)
@@ -431,6 +451,11 @@ int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
 	if (getsockname(l->fd, &sa.sa, &sl) == 0)
 		l->port = ntohs(sa.sa.sa_family == AF_INET6 ? sa.in6.sin6_port :
 				sa.in.sin_port);
+	if (addr->kind == XPORT_RDMA) {
+		ret = xport_rdma_listen(&sa.sa, l->name, &l->rdma, err);
+		if (ret)
+			goto fail;
+	}
 	freeaddrinfo(res);
 	*out = l;
 	return 0;
@@ -468,7 +493,7 @@ static void fmt_sockaddr(const struct sockaddr *sa, char *out, size_t len)
 int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 		 char *err)
 {
-	const char *kname = l->ctx ? "tls" : "tcp";
+	const char *kname = l->rdma ? "rdma" : l->ctx ? "tls" : "tcp";
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	char peer[XPORT_HOST_MAX + 8];
@@ -505,7 +530,7 @@ int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 	fmt_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
 	/* Re-applied: not every option is inherited on every kernel. */
 	xport_sock_tune(fd);
-	ret = establish(fd, l->ctx, true, peer,
+	ret = establish(fd, l->ctx, l->rdma, false, true, peer,
 			l->peer_name[0] ? l->peer_name : NULL,
 			handshake_deadline(timeout_ms), out, err);
 	if (ret)
@@ -520,6 +545,7 @@ void xport_listener_close(struct xport_listener *l)
 	if (l->fd >= 0)
 		close(l->fd);
 	xport_tls_ctx_free(l->ctx);
+	xport_rdma_listener_close(l->rdma);
 	free(l);
 }
 
@@ -535,6 +561,7 @@ int xport_set_timeout(struct xport *x, int timeout_ms)
 			   x->ops->name, x->peer, timeout_ms);
 		return -EINVAL;
 	}
+	x->timeout_ms = timeout_ms;
 	if (setsockopt(x->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    setsockopt(x->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
 		return xport_fail(x, -errno, "set timeout");

@@ -23,18 +23,29 @@
 enum xport_kind {
 	XPORT_TCP = 1,
 	XPORT_TLS,
-	XPORT_RDMA, /* reserved: libibverbs/librdmacm, not implemented yet */
+	XPORT_RDMA, /* librdmacm + libibverbs, beside a TCP life line */
 };
 
 /*
- * "tcp:HOST:PORT" (HOST may be a name, an IPv4 address or [IPv6]; host is
- * stored without the brackets). Port 0 parses (listen on any free port);
- * connect refuses it. err (XPORT_ERR_LEN, may be NULL) gets one line.
+ * "tcp:HOST:PORT" or "rdma:HOST:PORT" (HOST may be a name, an IPv4 address
+ * or [IPv6]; host is stored without the brackets). Port 0 parses (listen on
+ * any free port); connect refuses it. err (XPORT_ERR_LEN, may be NULL) gets
+ * one line. kind 0 (an address made by hand) is TCP.
+ *
+ * rdma: the bytes go over an RDMA reliable connection to HOST; a TCP
+ * connection to HOST:PORT carries the rendezvous and stays open beside it,
+ * so x->fd is a TCP socket for poll() and shutdown() as with tcp:. HOST
+ * must be an address of an RDMA device (RoCE: of its network interface).
+ * TLS over rdma: is refused.
  */
 struct xport_addr {
 	char host[XPORT_HOST_MAX];
 	uint16_t port;
+	enum xport_kind kind;
 };
+
+/* Any RDMA device on this host: how many; names (may be NULL) lists them. */
+int xport_rdma_devices(char *names, size_t len);
 
 int xport_addr_parse(const char *uri, struct xport_addr *out, char *err);
 
@@ -101,6 +112,7 @@ struct xport {
 	char err[XPORT_ERR_LEN];       /* the last error, one line */
 	uint64_t bytes_sent;
 	uint64_t bytes_received;
+	int timeout_ms;         /* xport_set_timeout's, 0 = none */
 };
 
 /*

@@ -85,4 +85,21 @@ int xport_tls_new(struct ssl_ctx_st *ctx, bool server, int fd,
 		  const char *peer, const char *peer_name, int64_t deadline,
 		  struct xport **out, char *err);
 
+/*
+ * RDMA (xport_rdma.c): a queue pair beside a TCP connection that carries
+ * the rendezvous and stays as the life line. The listener binds an RDMA
+ * listener to the TCP listener's address (sa, any port).
+ */
+struct xport_rdma_listener;
+struct sockaddr;
+
+int xport_rdma_listen(const struct sockaddr *sa, const char *name,
+		      struct xport_rdma_listener **out, char *err);
+void xport_rdma_listener_close(struct xport_rdma_listener *l);
+/* On a connected TCP socket (non-blocking); take fd only on success. */
+int xport_rdma_client(int fd, const char *peer, int64_t deadline, struct xport **out,
+		      char *err);
+int xport_rdma_server(struct xport_rdma_listener *l, int fd, const char *peer,
+		      int64_t deadline, struct xport **out, char *err);
+
 #endif

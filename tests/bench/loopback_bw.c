@@ -1,8 +1,10 @@
 /*
  * loopback_bw: the baseline the migration benchmark compares against. One
  * process sends 1 GiB to another over 127.0.0.1 in 1 MiB writes, through
- * the same transports the migration uses (plain TCP, and TLS with -t DIR),
- * and prints MB/s. The receiver only reads: this is the link, not a VM.
+ * the same transports the migration uses (plain TCP, TLS with -t DIR, and
+ * RDMA with -r ADDR, an address of an RDMA device here: both ends then
+ * meet there instead of on 127.0.0.1), and prints MB/s. The receiver only
+ * reads: this is the link, not a VM.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,14 +28,25 @@ int main(int argc, char **argv)
 	char err[XPORT_ERR_LEN];
 	const char *tls_dir = NULL;
 	uint8_t *buf;
-	int c, status;
+	int c, status, pfd[2];
 	pid_t pid;
 
-	while ((c = getopt(argc, argv, "t:s:")) != -1) {
-		if (c == 't')
+	while ((c = getopt(argc, argv, "t:s:r:")) != -1) {
+		switch (c) {
+		case 't':
 			tls_dir = optarg;
-		else if (c == 's')
+			break;
+		case 'r':
+			snprintf(addr.host, sizeof(addr.host), "%s", optarg);
+			addr.kind = XPORT_RDMA;
+			break;
+		case 's':
 			total = strtoull(optarg, NULL, 10) << 20;
+			break;
+		default:
+			fprintf(stderr, "usage: loopback_bw [-t TLS_DIR | -r RDMA_ADDR] [-s MiB]\n");
+			return 2;
+		}
 	}
 	if (tls_dir && xport_tls_from_dir(tls_dir, &tls, err)) {
 		fprintf(stderr, "loopback_bw: %s\n", err);
@@ -44,14 +57,27 @@ int main(int argc, char **argv)
 		return 1;
 	for (unsigned i = 0; i < CHUNK; i++)
 		buf[i] = (uint8_t)(i * 131 + 7);
-	if (xport_listen(&addr, tls_dir ? &tls : NULL, &l, err)) {
-		fprintf(stderr, "loopback_bw: %s\n", err);
+	/*
+	 * Fork before any transport exists: a child may not use the RDMA
+	 * devices its parent opened (the kernel refuses it). The child
+	 * listens and receives, and tells its port through a pipe.
+	 */
+	if (pipe(pfd))
 		return 1;
-	}
-	addr.port = xport_listener_port(l);
 	pid = fork();
+	if (pid < 0)
+		return 1;
 	if (pid == 0) {
-		if (xport_connect(&addr, tls_dir ? &tls : NULL, 10000, &x, err)) {
+		uint16_t port;
+
+		close(pfd[0]);
+		if (xport_listen(&addr, tls_dir ? &tls : NULL, &l, err)) {
+			fprintf(stderr, "loopback_bw: %s\n", err);
+			_exit(1);
+		}
+		port = xport_listener_port(l);
+		if (write(pfd[1], &port, sizeof(port)) != (ssize_t)sizeof(port) ||
+		    xport_accept(l, 10000, &x, err)) {
 			fprintf(stderr, "loopback_bw: %s\n", err);
 			_exit(1);
 		}
@@ -60,9 +86,16 @@ int main(int argc, char **argv)
 				_exit(1);
 		xport_send(x, "k", 1);
 		xport_close(x);
+		xport_listener_close(l);
 		_exit(0);
 	}
-	if (xport_accept(l, 10000, &x, err)) {
+	close(pfd[1]);
+	if (read(pfd[0], &addr.port, sizeof(addr.port)) != (ssize_t)sizeof(addr.port)) {
+		fprintf(stderr, "loopback_bw: the receiver did not start\n");
+		waitpid(pid, &status, 0);
+		return 1;
+	}
+	if (xport_connect(&addr, tls_dir ? &tls : NULL, 10000, &x, err)) {
 		fprintf(stderr, "loopback_bw: %s\n", err);
 		return 1;
 	}
@@ -75,7 +108,6 @@ int main(int argc, char **argv)
 	xport_recv(x, buf, 1);      /* the receiver has everything */
 	printf("%.1f\n", (double)total / ((double)(now_ns() - t0) / 1e9) / 1e6);
 	xport_close(x);
-	xport_listener_close(l);
 	waitpid(pid, &status, 0);
 	return 0;
 }

@@ -6,6 +6,12 @@
  * certificate, the wrong peer name, a key that does not match. A server
  * thread accepts; the main thread connects. The TLS tests make their own
  * CA with tools/mkcerts.sh and are skipped without the openssl CLI.
+ *
+ * The RDMA tests run the same data paths over rdma: where this host has an
+ * RDMA device with an IPv4 address (FERRY_RDMA_ADDR, or the first found in
+ * /sys/class/infiniband; tools/rdma-lab makes a soft-RoCE one), and are
+ * skipped, saying so, where it has none. What needs no device (refusals,
+ * the error on a host without one) runs everywhere.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +19,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +41,13 @@
 #endif
 
 #define MiB (1024u * 1024u)
+
+/* Where the data-path tests connect: loopback TCP, or an RDMA device's address. */
+static struct {
+	const char *scheme;     /* "tcp" or "rdma" */
+	char host[64];
+	enum xport_kind kind;
+} via = { "tcp", "127.0.0.1", XPORT_TCP };
 
 static char tmpdir[64];
 static bool have_certs;
@@ -128,8 +145,12 @@ static void server_start_ms(struct server *s, const struct xport_tls *tls,
 	memset(s, 0, sizeof(*s));
 	s->fn = fn;
 	s->accept_timeout_ms = accept_timeout_ms;
-	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
-	assert_int_equal(xport_listen(&a, tls, &s->l, err), 0);
+	char uri[96];
+
+	snprintf(uri, sizeof(uri), "%s:%s:0", via.scheme, via.host);
+	assert_int_equal(xport_addr_parse(uri, &a, err), 0);
+	if (xport_listen(&a, tls, &s->l, err))
+		fail_msg("listen %s: %s", uri, err);
 	assert_true(xport_listener_port(s->l) > 0);
 	assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
 }
@@ -150,8 +171,9 @@ static void server_join(struct server *s)
 static int client_connect(struct server *s, const struct xport_tls *tls,
 			  struct xport **x, char *err)
 {
-	struct xport_addr a = { .host = "127.0.0.1" };
+	struct xport_addr a = { .kind = via.kind };
 
+	snprintf(a.host, sizeof(a.host), "%s", via.host);
 	a.port = xport_listener_port(s->l);
 	return xport_connect(&a, tls, 5000, x, err);
 }
@@ -267,14 +289,23 @@ static void test_addr_good(void **state)
 	/* Port 0: "any" for listen; connect refuses it. */
 	assert_int_equal(xport_addr_parse("tcp:localhost:0", &a, err), 0);
 	assert_int_equal(a.port, 0);
+	assert_int_equal(a.kind, XPORT_TCP);
+	assert_int_equal(xport_addr_parse("rdma:10.0.0.7:4444", &a, err), 0);
+	assert_int_equal(a.kind, XPORT_RDMA);
+	assert_string_equal(a.host, "10.0.0.7");
+	assert_int_equal(a.port, 4444);
+	assert_int_equal(xport_addr_parse("rdma:[fe80::2]:9", &a, err), 0);
+	assert_int_equal(a.kind, XPORT_RDMA);
+	assert_string_equal(a.host, "fe80::2");
 }
 
 static void test_addr_bad(void **state)
 {
 	static const struct { const char *uri, *says; } bad[] = {
 		{ "", "empty" },
-		{ "udp:1.2.3.4:5", "tcp:" },
-		{ "rdma:1.2.3.4:5", "rdma is not supported" },
+		{ "udp:1.2.3.4:5", "tcp: or rdma:" },
+		{ "rdma:1.2.3.4", "no port" },
+		{ "rdma:[::1]80", "after ']'" },
 		{ "tcp:", "no port" },
 		{ "tcp:host", "no port" },
 		{ "tcp:host:", "no port" },
@@ -368,8 +399,8 @@ static void roundtrip(const struct xport_tls *stls,
 	server_start(&s, stls, serve_echo);
 	if (client_connect(&s, ctls, &x, err))
 		fail_msg("connect: %s", err);
-	assert_int_equal(x->kind, ctls ? XPORT_TLS : XPORT_TCP);
-	assert_string_equal(x->ops->name, ctls ? "tls" : "tcp");
+	assert_int_equal(x->kind, ctls ? XPORT_TLS : via.kind);
+	assert_string_equal(x->ops->name, ctls ? "tls" : via.scheme);
 	echo_once(x, 1, 1);
 	echo_once(x, 4096, 2);
 	echo_once(x, 3 * MiB + 17, 3);
@@ -493,7 +524,7 @@ static void eof_test(const struct xport_tls *stls,
 	/* The default action of SIGPIPE kills: surviving is the test. */
 	signal(SIGPIPE, SIG_DFL);
 	server_start(&s, stls, NULL);
-	snprintf(want, sizeof(want), "%s 127.0.0.1:%u: ", ctls ? "tls" : "tcp",
+	snprintf(want, sizeof(want), "%s %s:%u: ", ctls ? "tls" : via.scheme, via.host,
 		 (unsigned)xport_listener_port(s.l));
 	if (client_connect(&s, ctls, &x, err))
 		fail_msg("connect: %s", err);
@@ -963,6 +994,239 @@ static void test_tls_handshake_timeout(void **state)
 
 /* ---- throughput, for information ---- */
 
+/* ---- RDMA ---- */
+
+/* The IPv4 address of netdev, or false. */
+static bool netdev_ipv4(const char *netdev, char *out, size_t len)
+{
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+
+	if (getifaddrs(&ifs))
+		return false;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+		    strcmp(i->ifa_name, netdev))
+			continue;
+		found = inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr,
+				  out, (socklen_t)len) != NULL;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+/*
+ * An address of an RDMA device: FERRY_RDMA_ADDR, else the IPv4 address of
+ * the network interface under the first RDMA device that has one (RoCE).
+ */
+static bool rdma_addr(char *out, size_t len)
+{
+	const char *env = getenv("FERRY_RDMA_ADDR");
+	DIR *d;
+	struct dirent *e;
+	bool found = false;
+
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return true;
+	}
+	d = opendir("/sys/class/infiniband");
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		char path[512], netdev[64] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/gid_attrs/ndevs/0",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(netdev, sizeof(netdev), f))
+			netdev[strcspn(netdev, "\n")] = 0;
+		fclose(f);
+		found = netdev[0] && netdev_ipv4(netdev, out, len);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Point the shared data-path tests at RDMA, or skip saying why. */
+#define VIA_RDMA()                                                                  \
+	do {                                                                        \
+		char names_[128];                                                   \
+		if (!xport_rdma_devices(names_, sizeof(names_))) {                  \
+			print_message("no RDMA device on this host: skipped "       \
+				      "(tools/rdma-lab makes a soft-RoCE one)\n");  \
+			skip();                                                     \
+		}                                                                   \
+		if (!rdma_addr(via.host, sizeof(via.host))) {                       \
+			print_message("RDMA device(s) %s, none with an IPv4 "       \
+				      "address: skipped (set FERRY_RDMA_ADDR)\n", names_); \
+			skip();                                                     \
+		}                                                                   \
+		via.scheme = "rdma";                                                \
+		via.kind = XPORT_RDMA;                                              \
+	} while (0)
+
+static int via_reset(void **state)
+{
+	via.scheme = "tcp";
+	snprintf(via.host, sizeof(via.host), "127.0.0.1");
+	via.kind = XPORT_TCP;
+	return 0;
+}
+
+static void test_rdma_roundtrip(void **state)
+{
+	VIA_RDMA();
+	roundtrip(NULL, NULL);
+}
+
+static void test_rdma_sendv(void **state)
+{
+	VIA_RDMA();
+	sendv_test(NULL, NULL);
+}
+
+static void test_rdma_send_file(void **state)
+{
+	VIA_RDMA();
+	send_file_test(NULL, NULL);
+}
+
+static void test_rdma_recv_eof(void **state)
+{
+	VIA_RDMA();
+	eof_test(NULL, NULL);
+}
+
+static void test_rdma_recv_timeout(void **state)
+{
+	VIA_RDMA();
+	recv_timeout_test(NULL, NULL);
+}
+
+static void test_rdma_send_timeout(void **state)
+{
+	VIA_RDMA();
+	send_timeout_test(NULL, NULL);
+}
+
+struct blocked {
+	struct xport *x;
+	int ret;
+};
+
+static void *recv_blocked(void *arg)
+{
+	struct blocked *b = arg;
+	uint8_t byte;
+
+	b->ret = xport_recv(b->x, &byte, 1);
+	return NULL;
+}
+
+/* A cancel shuts x->fd down from another thread: a blocked receive returns. */
+static void test_rdma_shutdown_unblocks(void **state)
+{
+	struct server s;
+	struct blocked b = { 0 };
+	pthread_t th;
+	char err[XPORT_ERR_LEN];
+	double t0;
+
+	VIA_RDMA();
+	server_start(&s, NULL, serve_wait_eof);
+	if (client_connect(&s, NULL, &b.x, err))
+		fail_msg("connect: %s", err);
+	assert_int_equal(pthread_create(&th, NULL, recv_blocked, &b), 0);
+	usleep(200000);
+	t0 = now_s();
+	assert_int_equal(shutdown(b.x->fd, SHUT_RDWR), 0);
+	pthread_join(th, NULL);
+	assert_true(now_s() - t0 < 2.0);
+	assert_int_equal(b.ret, -EPIPE);
+	xport_close(b.x);
+	server_join(&s);
+}
+
+/* rdma: against tcp: either way round: refused, in words, not a hang. */
+static void test_rdma_vs_tcp(void **state)
+{
+	static const char hello[] = "a stream preamble, not the RDMA rendezvous";
+	struct server s;
+	struct xport_addr a = { .kind = XPORT_RDMA };
+	struct xport *x;
+	char err[XPORT_ERR_LEN];
+
+	VIA_RDMA();
+	/* An rdma: client at a tcp: listener that reads and hangs up. */
+	via_reset(NULL);
+	server_start(&s, NULL, serve_read_and_close);
+	snprintf(a.host, sizeof(a.host), "127.0.0.1");
+	a.port = xport_listener_port(s.l);
+	assert_true(xport_connect(&a, NULL, 5000, &x, err) < 0);
+	server_join(&s);
+	print_message("  rdma client, tcp server: %s\n", err);
+	assert_non_null(strstr(err, "rendezvous"));
+
+	/* A tcp: client at an rdma: listener. */
+	VIA_RDMA();
+	server_start(&s, NULL, NULL);
+	a.kind = XPORT_TCP;
+	snprintf(a.host, sizeof(a.host), "%s", via.host);
+	a.port = xport_listener_port(s.l);
+	assert_int_equal(xport_connect(&a, NULL, 5000, &x, err), 0);
+	assert_int_equal(xport_send(x, hello, sizeof(hello)), 0);
+	server_join(&s);
+	xport_close(x);
+	print_message("  tcp client, rdma server: %s\n", s.err);
+	assert_int_equal(s.accept_rc, -EPROTO);
+	assert_non_null(strstr(s.err, "does not speak Ferry's RDMA rendezvous"));
+}
+
+/* Needs no device: TLS over rdma: is refused on both sides, saying so. */
+static void test_rdma_tls_refused(void **state)
+{
+	struct xport_listener *l = NULL;
+	struct xport_addr a;
+	struct xport *x = NULL;
+	char err[XPORT_ERR_LEN];
+
+	NEED_CERTS();
+	assert_int_equal(xport_addr_parse("rdma:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, &nodes.srv, &l, err), -EPROTONOSUPPORT);
+	assert_null(l);
+	assert_non_null(strstr(err, "TLS over RDMA is not supported"));
+	a.port = 9;
+	assert_int_equal(xport_connect(&a, &nodes.cli, 1000, &x, err), -EPROTONOSUPPORT);
+	assert_null(x);
+	assert_non_null(strstr(err, "TLS over RDMA is not supported"));
+}
+
+/* Where there is no RDMA device, listening on rdma: says so and holds nothing. */
+static void test_rdma_no_device(void **state)
+{
+	struct xport_listener *l = NULL;
+	struct xport_addr a;
+	char err[XPORT_ERR_LEN] = "", names[128];
+
+	if (xport_rdma_devices(names, sizeof(names))) {
+		print_message("this host has RDMA device(s) %s: the test of a host "
+			      "without one is skipped\n", names);
+		skip();
+	}
+	assert_int_equal(xport_addr_parse("rdma:127.0.0.1:0", &a, err), 0);
+	assert_true(xport_listen(&a, NULL, &l, err) < 0);
+	assert_null(l);
+	print_message("  %s\n", err);
+	assert_non_null(strstr(err, "no RDMA device"));
+	assert_int_equal(strncmp(err, "rdma 127.0.0.1:0: ", 18), 0);
+}
+
 static double cpu_s(void)
 {
 	struct timespec ts;
@@ -1075,6 +1339,16 @@ int main(void)
 		cmocka_unit_test(test_tls_key_mismatch),
 		cmocka_unit_test(test_tls_vs_plain),
 		cmocka_unit_test(test_tls_handshake_timeout),
+		cmocka_unit_test(test_rdma_no_device),
+		cmocka_unit_test(test_rdma_tls_refused),
+		cmocka_unit_test_teardown(test_rdma_roundtrip, via_reset),
+		cmocka_unit_test_teardown(test_rdma_sendv, via_reset),
+		cmocka_unit_test_teardown(test_rdma_send_file, via_reset),
+		cmocka_unit_test_teardown(test_rdma_recv_eof, via_reset),
+		cmocka_unit_test_teardown(test_rdma_recv_timeout, via_reset),
+		cmocka_unit_test_teardown(test_rdma_send_timeout, via_reset),
+		cmocka_unit_test_teardown(test_rdma_shutdown_unblocks, via_reset),
+		cmocka_unit_test_teardown(test_rdma_vs_tcp, via_reset),
 		cmocka_unit_test(test_throughput),
 	};
 
