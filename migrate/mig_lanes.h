@@ -63,10 +63,11 @@ struct mig_lanes_rx;
 
 /*
  * Accept the n data connections of the migration whose control connection
- * came from ctl_peer ("host:port") with token, within timeout_ms. Strays
- * (another host, a wrong token or lane) are closed and logged.
+ * (ctl, from ctl->peer) brought token, within timeout_ms. Strays (another
+ * host, a wrong token or lane) are closed and logged. A source that hangs
+ * up the control connection meanwhile (a cancel) ends the wait at once.
  */
-int mig_lanes_rx_accept(struct xport_listener *l, const char *ctl_peer, unsigned n,
+int mig_lanes_rx_accept(struct xport_listener *l, struct xport *ctl, unsigned n,
 			const uint8_t *token, int timeout_ms, struct mig_lanes_rx **out,
 			char *err);
 /* Start receiving into vm's RAM; *hooks is what mig_load_stream needs. */

@@ -8,6 +8,7 @@
 #include "migrate/mig_lanes.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,10 +98,43 @@ out:
 	return lane;
 }
 
-int mig_lanes_rx_accept(struct xport_listener *l, const char *ctl_peer, unsigned n,
+/*
+ * Wait for a data connection to knock (1), the source to hang up the
+ * control connection (-ECONNABORTED) or left_ms to pass (-ETIMEDOUT); 0:
+ * look again. Bytes on the control connection are the source going on:
+ * only its end counts.
+ */
+static int lane_knock(struct xport_listener *l, struct xport *ctl, bool *watch_ctl,
+		      int left_ms)
+{
+	struct pollfd p[2] = {
+		{ .fd = xport_listener_fd(l), .events = POLLIN },
+		{ .fd = ctl->fd, .events = POLLIN },
+	};
+	int n = poll(p, *watch_ctl ? 2 : 1, left_ms);
+	ssize_t r;
+	char b;
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (!n)
+		return -ETIMEDOUT;
+	if (p[0].revents)
+		return 1;
+	r = recv(ctl->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (r > 0)
+		*watch_ctl = false;
+	else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+		return -ECONNABORTED;
+	return 0;
+}
+
+int mig_lanes_rx_accept(struct xport_listener *l, struct xport *ctl, unsigned n,
 			const uint8_t *token, int timeout_ms, struct mig_lanes_rx **out,
 			char *err)
 {
+	const char *ctl_peer = ctl->peer;
+	bool watch_ctl = true;
 	struct mig_lanes_rx *rx = calloc(1, sizeof(*rx));
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	pthread_condattr_t ca;
@@ -123,11 +157,23 @@ int mig_lanes_rx_accept(struct xport_listener *l, const char *ctl_peer, unsigned
 		uint64_t now = now_ns();
 		char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN];
 		struct xport *x;
-		int lane, left_ms = now < deadline ? (int)((deadline - now) / 1000000ull) : 0;
+		int lane, knock, left_ms = now < deadline ? (int)((deadline - now) / 1000000ull) : 0;
 
-		if (!left_ms || xport_accept(l, left_ms, &x, xerr)) {
-			snprintf(err, MIG_ERR_LEN, "%u of %u data connections joined within %d s%s%s",
-				 have, n, timeout_ms / 1000, left_ms ? ": " : "", left_ms ? xerr : "");
+		knock = left_ms ? lane_knock(l, ctl, &watch_ctl, left_ms) : -ETIMEDOUT;
+		if (knock == -ECONNABORTED) {
+			snprintf(err, MIG_ERR_LEN, "the source closed the control connection when "
+				 "%u of %u data connections had joined", have, n);
+			mig_lanes_rx_close(rx);
+			return knock;
+		}
+		if (!knock)
+			continue;
+		if (knock < 0 || xport_accept(l, left_ms, &x, xerr)) {
+			if (knock < 0)
+				snprintf(xerr, sizeof(xerr), "%s", knock == -ETIMEDOUT ?
+					 "no more came" : strerror(-knock));
+			snprintf(err, MIG_ERR_LEN, "%u of %u data connections joined within %d s: %s",
+				 have, n, timeout_ms / 1000, xerr);
 			mig_lanes_rx_close(rx);
 			return -ETIMEDOUT;
 		}

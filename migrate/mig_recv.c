@@ -270,7 +270,7 @@ again:
 
 	/* Live protocol 2: the data connections join on the same listener. */
 	if (conns > 1) {
-		ret = mig_lanes_rx_accept(l, x->peer, conns, token, MIG_HANDSHAKE_TIMEOUT_MS,
+		ret = mig_lanes_rx_accept(l, x, conns, token, MIG_HANDSHAKE_TIMEOUT_MS,
 					  &lanes, why);
 		if (!ret)
 			ret = mig_lanes_rx_start(lanes, vm, &lane_hooks, why);

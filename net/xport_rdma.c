@@ -49,6 +49,8 @@
 #define RDMA_EOF_GRACE_MS 50
 /* close(): how long queued sends get to reach the peer. */
 #define RDMA_CLOSE_DRAIN_MS 2000
+/* close(): how long the device gets to hand back every work request. */
+#define RDMA_FLUSH_WAIT_MS 1000
 
 static const char rdma_magic[16] = "FERRY-RDMA-1\0\0\0";
 
@@ -83,6 +85,7 @@ struct rdma_conn {
 	bool recv_full[RDMA_NSLOT];
 	unsigned recv_cur;
 	size_t recv_off;
+	unsigned recv_posted;   /* receive WRs the device still holds */
 	bool connected;
 	bool peer_gone;         /* the life line or the CM said so */
 	int failed;             /* a completion error: the QP is dead */
@@ -109,11 +112,45 @@ static int post_recv(struct rdma_conn *c, unsigned slot)
 		.lkey = c->recv_mr->lkey,
 	};
 	struct ibv_recv_wr wr = { .wr_id = slot, .sg_list = &sge, .num_sge = 1 }, *bad;
+	int rc = ibv_post_recv(c->id->qp, &wr, &bad);
 
-	return -ibv_post_recv(c->id->qp, &wr, &bad);
+	c->recv_posted += !rc;
+	return -rc;
 }
 
 #define WR_SEND (1ull << 32)
+
+/* A work request is back from the device, done or flushed. */
+static void wr_done(struct rdma_conn *c, const struct ibv_wc *wc)
+{
+	if (wc->wr_id & WR_SEND)
+		c->send_inflight--;
+	else
+		c->recv_posted--;
+}
+
+/*
+ * After the QP has gone to the error state: every work request comes back,
+ * flushed, before the memory it names is let go. The kernel should not
+ * need that, but a driver that still wrote into a receive slot after its
+ * MR was gone would write into freed pages (see tools/nested-kvm/README.md
+ * on the soft-RoCE panics).
+ */
+static void wr_flush_wait(struct rdma_conn *c, int64_t deadline)
+{
+	struct ibv_wc wc[16];
+
+	while ((c->recv_posted || c->send_inflight) && xport_remaining_ms(deadline) != 0) {
+		int n = ibv_poll_cq(c->cq, 16, wc);
+
+		if (n < 0)
+			return;
+		for (int i = 0; i < n; i++)
+			wr_done(c, &wc[i]);
+		if (!n)
+			usleep(1000);
+	}
+}
 
 /* Take what the CQ holds: 1 if anything came, 0 if not, -errno on a dead QP. */
 static int cq_drain(struct xport *x, struct rdma_conn *c)
@@ -125,6 +162,7 @@ static int cq_drain(struct xport *x, struct rdma_conn *c)
 		return c->failed;
 	while ((n = ibv_poll_cq(c->cq, 16, wc)) > 0) {
 		for (int i = 0; i < n; i++) {
+			wr_done(c, &wc[i]);
 			if (wc[i].status != IBV_WC_SUCCESS) {
 				/* Flushes follow the first error: name that one. */
 				if (!c->failed)
@@ -135,9 +173,7 @@ static int cq_drain(struct xport *x, struct rdma_conn *c)
 				continue;
 			}
 			got = 1;
-			if (wc[i].wr_id & WR_SEND) {
-				c->send_inflight--;
-			} else {
+			if (!(wc[i].wr_id & WR_SEND)) {
 				unsigned s = (unsigned)wc[i].wr_id;
 
 				c->recv_len[s] = wc[i].byte_len;
@@ -430,8 +466,13 @@ static void conn_free(struct rdma_conn *c)
 {
 	if (!c)
 		return;
-	if (c->qp)
+	if (c->qp) {
+		struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
+
+		ibv_modify_qp(c->id->qp, &a, IBV_QP_STATE);
+		wr_flush_wait(c, xport_deadline(RDMA_FLUSH_WAIT_MS));
 		rdma_destroy_qp(c->id);
+	}
 	if (c->send_mr)
 		ibv_dereg_mr(c->send_mr);
 	if (c->recv_mr)

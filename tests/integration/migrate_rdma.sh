@@ -5,8 +5,9 @@
 # Both ends use the same device and address (a NIC loops it back).
 # A running 2-vCPU counter whose console stays 1..N, a dirtier with
 # --verify over 2 data connections, 6 hops back and forth, a tcp:
-# destination and TLS refused in words, and a destination killed mid-round:
-# the source keeps running. Skips (77) without KVM or without a device.
+# destination and TLS refused in words, a destination killed mid-round and
+# a migrate-cancel: the source keeps running. Skips (77) without KVM or
+# without a device.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/vm_lib.sh"
 require_kvm
@@ -150,15 +151,55 @@ timeout 90 "$VMON" ctl "$TMP/s5.sock" migrate "$DURI" --wait \
 	--bandwidth 200 >"$TMP/m5.out" 2>&1 &
 mpid=$!
 check "the migration reaches its rounds" wait_for \
-	"'$VMON' ctl '$TMP/s5.sock' migrate-status 2>/dev/null | grep -q precopy" 20
+	"'$VMON' ctl '$TMP/s5.sock' migrate-status 2>/dev/null | grep -q '^migration to $DURI: precopy'" 20
 kill -9 "$d5pid"
 wait "$mpid" || MRC=$?
 tail -2 "$TMP/m5.out" | sed 's/^/   /'
 check "the migration fails (rc $MRC)" [ "$MRC" -ne 0 ]
 check "the source guest keeps running" advancing s5 pages_written
+stop_vm s4 "$s4pid"
+echo "-- $(elapsed)"
+
+# cancel_case NAME STATE: start a migration of s5 with 2 data connections to
+# a fresh rdma: destination, cancel it once migrate-status shows STATE
+# (handshake: the source may be opening its data connections; precopy: the
+# rounds), then check both sides.
+cancel_case() {
+	local name=$1 state=$2 mpid t dt
+	start_dest "$name" rdma
+	local dpid=$DPID
+	MRC=0
+	timeout 90 "$VMON" ctl "$TMP/s5.sock" migrate "$DURI" --wait --connections 2 \
+		--bandwidth 200 >"$TMP/$name.mig" 2>&1 &
+	mpid=$!
+	if [ "$state" = handshake ]; then
+		check "$name: the migration starts its handshake" wait_for \
+			"'$VMON' ctl '$TMP/s5.sock' migrate-status 2>/dev/null | grep -q '^migration to $DURI: setup.*phase handshake'" 20
+	else
+		check "$name: the migration reaches its rounds" wait_for \
+			"'$VMON' ctl '$TMP/s5.sock' migrate-status 2>/dev/null | grep -q '^migration to $DURI: precopy'" 20
+	fi
+	check "$name: migrate-cancel succeeds" "$VMON" ctl "$TMP/s5.sock" migrate-cancel
+	t=$(date +%s)
+	wait "$mpid" || MRC=$?
+	dt=$(( $(date +%s) - t ))
+	tail -1 "$TMP/$name.mig" | sed 's/^/   /'
+	check "$name: migrate --wait fails within 10 s of the cancel ($dt s, rc $MRC)" \
+		[ "$MRC" -ne 0 -a "$dt" -le 10 ]
+	check "$name:   ...saying it was cancelled" grep -qi cancel "$TMP/$name.mig"
+	# vmon --incoming exits 1 for a failed migration: the guest never ran there.
+	exit_status "$dpid" 10
+	tail -1 "$TMP/$name.err" | sed 's/^/   destination: /'
+	check "$name: the destination exits 1 within 10 s, the guest never ran there ($XRC)" \
+		[ "$XRC" = 1 ]
+	check "$name: the source guest keeps running" advancing s5 pages_written
+}
+
+echo "== 6: migrate-cancel over rdma (2 data connections), in the handshake and in the rounds"
+cancel_case d6a handshake
+cancel_case d6b precopy
 stop_vm s5 "$s5pid"
 check "the source stops cleanly afterwards ($XRC)" [ "$XRC" = 0 ]
-stop_vm s4 "$s4pid"
 echo "-- $(elapsed)"
 
 finish

@@ -1,0 +1,200 @@
+/*
+ * The destination's wait for a migration's data connections
+ * (mig_lanes_rx_accept) over loopback TCP, with the source's side
+ * (mig_lanes_tx_open) in a thread: lanes that JOIN with the token are
+ * taken, a wrong token is not, and a source that hangs up the control
+ * connection ends the wait at once instead of after the timeout, while
+ * bytes on it do not.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate/mig_lanes.h"
+
+static const uint8_t token[MIG_LANE_TOKEN_LEN] = "sixteen bytes!!";
+
+struct side {
+	struct xport_listener *l;
+	struct xport *ctl;      /* the destination's end of the control connection */
+	int ctl_peer;           /* the source's end */
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void side_open(struct side *s)
+{
+	struct xport_addr a;
+	char err[XPORT_ERR_LEN];
+	int sv[2];
+
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &a, err), 0);
+	assert_int_equal(xport_listen(&a, NULL, &s->l, err), 0);
+	/* The lanes must come from the control connection's host. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(xport_wrap_fd(sv[0], "127.0.0.1:1", &s->ctl, err), 0);
+	s->ctl_peer = sv[1];
+}
+
+static void side_close(struct side *s)
+{
+	xport_close(s->ctl);
+	if (s->ctl_peer >= 0)
+		close(s->ctl_peer);
+	xport_listener_close(s->l);
+}
+
+struct source {
+	struct xport_addr addr;
+	const uint8_t *token;
+	unsigned n;
+	int ret;
+	char err[MIG_ERR_LEN];
+	struct mig_lanes_tx *t;
+};
+
+static void *source_main(void *arg)
+{
+	struct source *src = arg;
+	int fds[MIG_CONN_MAX];
+
+	src->ret = mig_lanes_tx_open(&src->addr, NULL, src->n, src->token, true, 5000,
+				     &src->t, fds, src->err);
+	return NULL;
+}
+
+static void source_start(struct source *src, pthread_t *th, const struct side *s,
+			 const uint8_t *tok, unsigned n)
+{
+	memset(src, 0, sizeof(*src));
+	snprintf(src->addr.host, sizeof(src->addr.host), "127.0.0.1");
+	src->addr.port = xport_listener_port(s->l);
+	src->token = tok;
+	src->n = n;
+	assert_int_equal(pthread_create(th, NULL, source_main, src), 0);
+}
+
+static void test_lanes_join(void **state)
+{
+	struct side s;
+	struct source src;
+	struct mig_lanes_rx *rx = NULL;
+	char err[MIG_ERR_LEN] = "";
+	pthread_t th;
+
+	(void)state;
+	side_open(&s);
+	source_start(&src, &th, &s, token, 3);
+	if (mig_lanes_rx_accept(s.l, s.ctl, 3, token, 5000, &rx, err))
+		fail_msg("accept: %s", err);
+	pthread_join(th, NULL);
+	assert_int_equal(src.ret, 0);
+	mig_lanes_rx_close(rx);
+	mig_lanes_tx_close(src.t);
+	side_close(&s);
+}
+
+/* A connection with another migration's token is closed; the wait goes on. */
+static void test_lanes_wrong_token(void **state)
+{
+	static const uint8_t other[MIG_LANE_TOKEN_LEN] = "another token!!";
+	struct side s;
+	struct source src;
+	struct mig_lanes_rx *rx = NULL;
+	char err[MIG_ERR_LEN] = "";
+	pthread_t th;
+	double t0 = now_s();
+
+	(void)state;
+	side_open(&s);
+	source_start(&src, &th, &s, other, 1);
+	assert_int_equal(mig_lanes_rx_accept(s.l, s.ctl, 1, token, 1000, &rx, err), -ETIMEDOUT);
+	assert_null(rx);
+	assert_true(now_s() - t0 >= 0.9);
+	print_message("  %s\n", err);
+	assert_non_null(strstr(err, "0 of 1 data connections joined within 1 s"));
+	pthread_join(th, NULL);
+	mig_lanes_tx_close(src.t);
+	side_close(&s);
+}
+
+/*
+ * mig_lanes_rx_accept for 2 lanes that never come: it returns want_rc
+ * within [min_s, max_s) with an error that says want.
+ */
+static void accept_none(struct side *s, int timeout_ms, int want_rc, double min_s,
+			double max_s, const char *want)
+{
+	struct mig_lanes_rx *rx = NULL;
+	char err[MIG_ERR_LEN] = "";
+	double t0 = now_s(), dt;
+
+	assert_int_equal(mig_lanes_rx_accept(s->l, s->ctl, 2, token, timeout_ms, &rx, err),
+			 want_rc);
+	dt = now_s() - t0;
+	print_message("  %.2f s: %s\n", dt, err);
+	assert_null(rx);
+	assert_true(dt >= min_s && dt < max_s);
+	assert_non_null(strstr(err, want));
+}
+
+/* The source hangs up the control connection: the wait ends at once. */
+static void test_lanes_ctl_closed(void **state)
+{
+	struct side s;
+
+	(void)state;
+	side_open(&s);
+	close(s.ctl_peer);
+	s.ctl_peer = -1;
+	/*
+	 * recv() at EOF returns 0 and leaves errno alone: in vmon it still
+	 * held EAGAIN from a non-blocking socket, and the end was taken for
+	 * "nothing yet" until the timeout. Set the trap again.
+	 */
+	errno = EAGAIN;
+	accept_none(&s, 10000, -ECONNABORTED, 0, 1.0,
+		    "the source closed the control connection when 0 of 2");
+	side_close(&s);
+}
+
+/* Bytes on the control connection are the source going on, not its end. */
+static void test_lanes_ctl_bytes(void **state)
+{
+	struct side s;
+
+	(void)state;
+	side_open(&s);
+	assert_int_equal(write(s.ctl_peer, "x", 1), 1);
+	accept_none(&s, 1000, -ETIMEDOUT, 0.9, 5.0,
+		    "0 of 2 data connections joined within 1 s: no more came");
+	side_close(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lanes_join),
+		cmocka_unit_test(test_lanes_wrong_token),
+		cmocka_unit_test(test_lanes_ctl_closed),
+		cmocka_unit_test(test_lanes_ctl_bytes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
