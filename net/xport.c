@@ -451,6 +451,13 @@ int xport_listen(const struct xport_addr *addr, const struct xport_tls *tls,
 	if (getsockname(l->fd, &sa.sa, &sl) == 0)
 		l->port = ntohs(sa.sa.sa_family == AF_INET6 ? sa.in6.sin6_port :
 				sa.in.sin_port);
+	else if (addr->kind == XPORT_RDMA) {
+		/* The RDMA listener binds to the address the socket got. */
+		ret = -errno;
+		xport_errf(err, "%s %s: listen: %s", kname, l->name,
+			   xport_strerror(-ret, eb, sizeof(eb)));
+		goto fail;
+	}
 	if (addr->kind == XPORT_RDMA) {
 		ret = xport_rdma_listen(&sa.sa, l->name, &l->rdma, err);
 		if (ret)
