@@ -29,7 +29,6 @@
 #include "net/xport_impl.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -518,11 +517,6 @@ static const struct xport_ops rdma_ops = {
 	.close = rdma_close,
 };
 
-static const char *cm_event_name(enum rdma_cm_event_type t)
-{
-	return rdma_event_str(t);
-}
-
 /*
  * The next CM event on ech by the deadline: 0 with *ev (ack it), or
  * -ETIMEDOUT / -errno.
@@ -572,17 +566,10 @@ static int cm_expect(struct rdma_conn *c, enum rdma_cm_event_type want, int64_t 
 		xport_errf(err, "rdma %s: %s: the peer refused the RDMA connection", peer, what);
 		return -ECONNREFUSED;
 	default:
-		xport_errf(err, "rdma %s: %s: %s (status %d)", peer, what, cm_event_name(got),
+		xport_errf(err, "rdma %s: %s: %s (status %d)", peer, what, rdma_event_str(got),
 			   status);
 		return -ECONNREFUSED;
 	}
-}
-
-static int set_nonblock_fd(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) ? -errno : 0;
 }
 
 static int conn_new(struct rdma_conn **out, const char *peer, char *err)
@@ -603,7 +590,7 @@ static int conn_new(struct rdma_conn **out, const char *peer, char *err)
 			   xport_strerror(e, eb, sizeof(eb)));
 		return -(e ? e : ENODEV);
 	}
-	return set_nonblock_fd(c->ech->fd);
+	return xport_set_nonblock(c->ech->fd, true);
 }
 
 /* The verbs resources of a connection whose id knows its device. */
@@ -631,7 +618,7 @@ static int conn_setup(struct rdma_conn *c, const char *peer, char *err)
 		goto fail;
 	what = "completion channel";
 	c->cch = ibv_create_comp_channel(dev);
-	if (!c->cch || set_nonblock_fd(c->cch->fd))
+	if (!c->cch || xport_set_nonblock(c->cch->fd, true))
 		goto fail;
 	what = "completion queue";
 	c->cq = ibv_create_cq(dev, 2 * RDMA_NSLOT + 2, NULL, c->cch, 0);
@@ -840,7 +827,7 @@ int xport_rdma_listen(const struct sockaddr *sa, const char *name,
 			   name, xport_strerror(-ret, eb, sizeof(eb)));
 		goto fail;
 	}
-	ret = set_nonblock_fd(l->ech->fd);
+	ret = xport_set_nonblock(l->ech->fd, true);
 	if (ret)
 		goto fail;
 	if (rdma_create_id(l->ech, &l->id, NULL, RDMA_PS_TCP)) {
