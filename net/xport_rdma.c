@@ -448,17 +448,6 @@ static int rdma_recv(struct xport *x, void *buf, size_t len)
 	return 0;
 }
 
-static int rdma_recvv(struct xport *x, const struct iovec *iov, int iovcnt)
-{
-	for (int i = 0; i < iovcnt; i++) {
-		int ret = rdma_recv(x, iov[i].iov_base, iov[i].iov_len);
-
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 /* ---- set-up and tear-down ---- */
 
 static void conn_free(struct rdma_conn *c)
@@ -512,7 +501,7 @@ static const struct xport_ops rdma_ops = {
 	.sendv = rdma_sendv,
 	.send_file = rdma_send_file,
 	.recv = rdma_recv,
-	.recvv = rdma_recvv,
+	/* .recvv NULL: xport_recvv calls recv per piece, all this would do. */
 	.flush = rdma_flush,
 	.close = rdma_close,
 };
