@@ -211,6 +211,14 @@ again:
 		goto out;
 	}
 	snprintf(res->source, sizeof(res->source), "%s", x->peer);
+	/* An rdma: source waits for a rendezvous reply and sends no HELLO. */
+	if (x->kind == XPORT_TCP && xport_rdma_knocking(x->fd, MIG_RDMA_KNOCK_MS) == 1) {
+		ret = -EPROTO;
+		snprintf(err, MIG_ERR_LEN, "handshake: from %s: the source migrates over rdma: "
+			 "and this destination listens on tcp: (start it with --incoming "
+			 "rdma:HOST:PORT, or migrate to tcp:)", x->peer);
+		goto out;
+	}
 	xport_set_timeout(x, MIG_IO_TIMEOUT_MS);
 	mig_xport_io(x, &io);
 	w.io = &io;

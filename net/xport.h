@@ -47,6 +47,16 @@ struct xport_addr {
 /* Any RDMA device on this host: how many; names (may be NULL) lists them. */
 int xport_rdma_devices(char *names, size_t len);
 
+/*
+ * Whether the first bytes waiting on a connected socket are an rdma:
+ * client's rendezvous (1) or not (0), looking without taking them and for
+ * at most timeout_ms; -errno if the socket failed. A tcp: listener that an
+ * rdma: source reached would otherwise wait for a handshake the source
+ * never sends, while the source waits for a rendezvous reply, until both
+ * time out.
+ */
+int xport_rdma_knocking(int fd, int timeout_ms);
+
 int xport_addr_parse(const char *uri, struct xport_addr *out, char *err);
 
 /*

@@ -942,6 +942,41 @@ fail:
 	return ret;
 }
 
+int xport_rdma_knocking(int fd, int timeout_ms)
+{
+	int64_t deadline = xport_deadline(timeout_ms);
+	char b[sizeof(rdma_magic)];
+
+	for (;;) {
+		ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+		int ret;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		if (n == 0)
+			return 0;
+		/* A Ferry stream differs from the magic in its first bytes. */
+		if (n > 0 && memcmp(b, rdma_magic, (size_t)n))
+			return 0;
+		if (n == (ssize_t)sizeof(b))
+			return 1;
+		/* A prefix of the magic, or nothing yet: more is coming. */
+		if (xport_remaining_ms(deadline) == 0)
+			return 0;
+		if (n > 0) {
+			usleep(1000);   /* poll() would return at once on what is there */
+			continue;
+		}
+		ret = xport_poll(fd, POLLIN, deadline);
+		if (ret == -ETIMEDOUT)
+			return 0;
+		if (ret)
+			return ret;
+	}
+}
+
 int xport_rdma_devices(char *names, size_t len)
 {
 	int n = 0;

@@ -17,6 +17,20 @@ value() { # value SOCKNAME VALUE: a guest value from stats -o json (-1 if none)
 		"import json,sys; print(json.load(sys.stdin)['values'].get('$2', -1))" 2>/dev/null ||
 		echo -1
 }
+# vm_diag NAME PID: what a vmon that stopped answering or advancing is
+# doing: the end of its log and each thread's state and kernel wait, for a
+# failure too rare to rerun with more logging.
+vm_diag() {
+	local t
+	echo "   --- $1 (pid $2): the end of its log"
+	tail -5 "$TMP/$1.err" 2>/dev/null | sed 's/^/   /'
+	for t in /proc/"$2"/task/*; do
+		[ -d "$t" ] || continue
+		echo "   thread $(basename "$t") $(cat "$t/comm" 2>/dev/null):" \
+			"state $(awk '{print $3}' "$t/stat" 2>/dev/null)," \
+			"waiting in $(cat "$t/wchan" 2>/dev/null)"
+	done
+}
 advancing() { # advancing SOCKNAME VALUE: it grows within 10 s
 	local v0; v0=$(value "$1" "$2")
 	[ "$v0" -ge 0 ] && wait_for "[ \$(value $1 $2) -gt $v0 ]" 10

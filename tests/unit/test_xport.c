@@ -31,6 +31,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1207,6 +1209,54 @@ static void test_rdma_tls_refused(void **state)
 	assert_non_null(strstr(err, "TLS over RDMA is not supported"));
 }
 
+/*
+ * Needs no device: a tcp: listener tells an rdma: client's rendezvous from
+ * a Ferry stream by its first bytes, whether they come at once, in pieces
+ * or not at all, and takes none of them.
+ */
+static void test_rdma_knocking(void **state)
+{
+	static const char magic[16] = "FERRY-RDMA-1\0\0\0";
+	static const uint8_t hello[24] = { 0x00, 0x01, 0x00, 0x00, 8 };
+	char back[16];
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], magic, sizeof(magic)), sizeof(magic));
+	assert_int_equal(xport_rdma_knocking(sv[0], 1000), 1);
+	assert_int_equal(read(sv[0], back, sizeof(back)), sizeof(back));   /* still there */
+	assert_memory_equal(back, magic, sizeof(magic));
+
+	assert_int_equal(write(sv[1], hello, sizeof(hello)), sizeof(hello));
+	assert_int_equal(xport_rdma_knocking(sv[0], 1000), 0);
+	assert_int_equal(read(sv[0], back, sizeof(back)), sizeof(back));
+	assert_int_equal(read(sv[0], back, 8), 8);
+
+	/* A prefix, then the rest 30 ms later: still the magic. */
+	assert_int_equal(write(sv[1], magic, 7), 7);
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		usleep(30000);
+		_exit(write(sv[1], magic + 7, sizeof(magic) - 7) == sizeof(magic) - 7 ? 0 : 1);
+	}
+	assert_int_equal(xport_rdma_knocking(sv[0], 2000), 1);
+	assert_int_equal(read(sv[0], back, sizeof(back)), sizeof(back));
+	waitpid(pid, NULL, 0);
+
+	/* A prefix that never ends, and silence: "no" once the time is up. */
+	assert_int_equal(write(sv[1], magic, 5), 5);
+	assert_int_equal(xport_rdma_knocking(sv[0], 50), 0);
+	assert_int_equal(read(sv[0], back, 5), 5);
+	assert_int_equal(xport_rdma_knocking(sv[0], 50), 0);
+
+	/* The peer gone with nothing sent. */
+	close(sv[1]);
+	assert_int_equal(xport_rdma_knocking(sv[0], 1000), 0);
+	close(sv[0]);
+}
+
 /* Where there is no RDMA device, listening on rdma: says so and holds nothing. */
 static void test_rdma_no_device(void **state)
 {
@@ -1341,6 +1391,7 @@ int main(void)
 		cmocka_unit_test(test_tls_handshake_timeout),
 		cmocka_unit_test(test_rdma_no_device),
 		cmocka_unit_test(test_rdma_tls_refused),
+		cmocka_unit_test(test_rdma_knocking),
 		cmocka_unit_test_teardown(test_rdma_roundtrip, via_reset),
 		cmocka_unit_test_teardown(test_rdma_sendv, via_reset),
 		cmocka_unit_test_teardown(test_rdma_send_file, via_reset),
