@@ -174,8 +174,8 @@ class Peer:
             return []
 
     def run_one(self, guest_args, downtime_ms, dirties, limit_s, bandwidth=0, tls=False):
-        """One migration; bandwidth in bytes/s, 0 for no cap; tls: TLS 1.3
-        with certificates checked both ways, as vmon's --tls-dir."""
+        """One migration; bandwidth in bytes/s, 0 for no cap; tls: TLS (gnutls's
+        defaults) with certificates checked both ways, as vmon's --tls-dir."""
         if tls and not self.tls_dir:
             self.tls_dir = make_tls(os.path.join(self.tmp, "qemu-tls"))
         tag = "qemu-%d" % time.monotonic_ns()
@@ -216,7 +216,9 @@ class Peer:
                     return {"converged": False, "throttle": throttle,
                             "total_ms": (time.monotonic() - t0) * 1e3,
                             "rounds": info.get("ram", {}).get("dirty-sync-count", 0)}
-                time.sleep(0.002)
+                # QEMU times itself (total-time, downtime): polling only
+                # samples the throttle, and must not take a core from it.
+                time.sleep(0.02)
             if st != "completed":
                 raise QmpError("QEMU migration %s: %s" % (st, info.get("error-desc", "")))
             end = time.monotonic() + 10
