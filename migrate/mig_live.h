@@ -25,8 +25,11 @@
 #define MIG_HANDSHAKE_TIMEOUT_MS 30000
 #define MIG_ACK_TIMEOUT_MS 60000
 #define MIG_IO_TIMEOUT_MS 30000
-/* How long a tcp: destination looks for an rdma: source's rendezvous. */
-#define MIG_RDMA_KNOCK_MS 5000
+/*
+ * How long a destination waits for a new connection's first bytes: a
+ * source sends its HELLO (or an rdma: source its rendezvous) at once.
+ */
+#define MIG_FIRST_BYTES_MS 5000
 /* The guest is paused while we wait for the ACK: wait this long at most. */
 #define MIG_SWITCHOVER_ACK_MS 10000
 /* With timeout-action force, how long the forced stop-and-copy may take. */

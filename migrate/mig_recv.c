@@ -169,6 +169,30 @@ static void mig_send_ack(struct stream_writer *w, bool ok, const char *phase,
 	mig_send_msg(w, STREAM_REC_ACK, &a.base);
 }
 
+/* Per connection: what the next source starts afresh with. */
+static void incoming_reset(struct xport **x, struct stream_writer *w,
+			   struct stream_reader *hr, struct stream_reader *sr)
+{
+	xport_close(*x);
+	*x = NULL;
+	stream_writer_destroy(w);
+	stream_reader_destroy(hr);
+	stream_reader_destroy(sr);
+	stream_writer_init(w, -1);
+	stream_reader_init(hr, -1);
+	stream_reader_init(sr, -1);
+}
+
+/* What is left of the wait for a source: -1 for ever, else ms (0: over). */
+static int incoming_left_ms(uint64_t deadline_ns)
+{
+	uint64_t now = now_ns();
+
+	if (!deadline_ns)
+		return -1;
+	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
 int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		 struct mig_incoming_result *res, char *err)
 {
@@ -186,9 +210,12 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	struct mig_load_opts lo = o->load;
 	uint8_t token[MIG_LANE_TOKEN_LEN];
 	unsigned conns = 1;
-	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN];
+	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN], dropped_why[MIG_ERR_LEN] = "";
+	uint64_t deadline_ns = o->accept_timeout_ms < 0 ? 0 :
+		now_ns() + (uint64_t)o->accept_timeout_ms * 1000000ull;
+	unsigned dropped = 0;
 	bool dry_run = false;
-	int ret;
+	int ret, knock, left_ms;
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
@@ -205,21 +232,47 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	if (o->listening)
 		o->listening(o->ctx, xport_listener_port(l));
 again:
-	ret = xport_accept(l, o->accept_timeout_ms, &x, xerr);
+	/*
+	 * Until its HELLO, a connection is nobody's migration: one that fails
+	 * before (a port scan, a health check, a wrong certificate or
+	 * transport) is dropped with a line in the log, and the source that
+	 * is expected can still come within the same time.
+	 */
+	left_ms = incoming_left_ms(deadline_ns);
+	ret = left_ms ? xport_accept(l, left_ms, &x, xerr) : -ETIMEDOUT;
+	if (ret && left_ms && xport_accept_failed_peer(l)) {
+		snprintf(why, sizeof(why), "%s", xerr);
+		goto drop;
+	}
 	if (ret) {
-		snprintf(err, MIG_ERR_LEN, "incoming: %s", xerr);
+		/* The whole wait, not what was left of it after a drop. */
+		if (ret == -ETIMEDOUT)
+			snprintf(xerr, sizeof(xerr), "no source connected within %d ms",
+				 o->accept_timeout_ms);
+		if (dropped)
+			snprintf(err, MIG_ERR_LEN, "incoming: %.200s; %u connection%s dropped "
+				 "before a HELLO, the last: %.200s", xerr, dropped,
+				 dropped > 1 ? "s were" : " was", dropped_why);
+		else
+			snprintf(err, MIG_ERR_LEN, "incoming: %s", xerr);
 		goto out;
 	}
 	snprintf(res->source, sizeof(res->source), "%s", x->peer);
 	/* An rdma: source waits for a rendezvous reply and sends no HELLO. */
-	if (x->kind == XPORT_TCP && xport_rdma_knocking(x->fd, MIG_RDMA_KNOCK_MS) == 1) {
-		ret = -EPROTO;
-		snprintf(err, MIG_ERR_LEN, "handshake: from %s: the source migrates over rdma: "
-			 "and this destination listens on tcp: (start it with --incoming "
-			 "rdma:HOST:PORT, or migrate to tcp:)", x->peer);
-		goto out;
+	knock = x->kind == XPORT_TCP ? xport_rdma_knocking(x->fd, MIG_FIRST_BYTES_MS) : 0;
+	if (knock == 1) {
+		snprintf(why, sizeof(why), "the source migrates over rdma: and this destination "
+			 "listens on tcp: (start it with --incoming rdma:HOST:PORT, or migrate "
+			 "to tcp:)");
+		goto drop;
 	}
-	xport_set_timeout(x, MIG_IO_TIMEOUT_MS);
+	if (knock == -ETIMEDOUT) {
+		/* A source sends its HELLO at once; do not let a mute peer hold the port. */
+		snprintf(why, sizeof(why), "sent no HELLO within %d ms", MIG_FIRST_BYTES_MS);
+		goto drop;
+	}
+	/* The HELLO is one small frame, written at once after the first bytes. */
+	xport_set_timeout(x, MIG_FIRST_BYTES_MS);
 	mig_xport_io(x, &io);
 	w.io = &io;
 	hr.io = &io;
@@ -227,10 +280,9 @@ again:
 
 	/* Handshake. */
 	ret = mig_recv_msg(&hr, STREAM_REC_HELLO, &ferry__mig__hello__descriptor, &msg, why);
-	if (ret) {
-		snprintf(err, MIG_ERR_LEN, "handshake: from %s: %.300s", x->peer, why);
-		goto out;
-	}
+	if (ret)
+		goto drop;
+	xport_set_timeout(x, MIG_IO_TIMEOUT_MS);
 	ret = mig_precheck(o, (Ferry__Mig__Hello *)msg, &vm, &rf);
 	dry_run = ((Ferry__Mig__Hello *)msg)->dry_run;
 	conns = ((Ferry__Mig__Hello *)msg)->connections ? ((Ferry__Mig__Hello *)msg)->connections : 1;
@@ -262,14 +314,7 @@ again:
 		/* Same listener, fresh everything else. */
 		vm_destroy(vm);
 		vm = NULL;
-		xport_close(x);
-		x = NULL;
-		stream_writer_destroy(&w);
-		stream_reader_destroy(&hr);
-		stream_reader_destroy(&sr);
-		stream_writer_init(&w, -1);
-		stream_reader_init(&hr, -1);
-		stream_reader_init(&sr, -1);
+		incoming_reset(&x, &w, &hr, &sr);
 		memset(res, 0, sizeof(*res));
 		rf.n = 0;
 		dry_run = false;
@@ -335,6 +380,23 @@ again:
 	*out = vm;
 	vm = NULL;
 	ret = 0;
+	goto out;
+
+drop:
+	/* Name the peer: xport_accept's words already do, ours do not. */
+	if (x) {
+		char tmp[MIG_ERR_LEN];
+
+		snprintf(tmp, sizeof(tmp), "from %s: %.300s", x->peer, why);
+		snprintf(why, sizeof(why), "%s", tmp);
+	}
+	log_warn("incoming: dropped a connection before its HELLO: %s; still waiting "
+		 "for the source", why);
+	snprintf(dropped_why, sizeof(dropped_why), "%s", why);
+	dropped++;
+	incoming_reset(&x, &w, &hr, &sr);
+	memset(res, 0, sizeof(*res));
+	goto again;
 out:
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);

@@ -223,6 +223,7 @@ struct xport_listener {
 	struct xport_rdma_listener *rdma; /* rdma: the queue pairs' listener */
 	char peer_name[XPORT_HOST_MAX];
 	char name[XPORT_HOST_MAX + 8];  /* "host:port" we listen on */
+	char failed_peer[XPORT_HOST_MAX + 8]; /* the last accept's, if its handshake failed */
 };
 
 static const char *kind_name(const struct xport_addr *addr, const struct xport_tls *tls)
@@ -509,6 +510,7 @@ int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 	int fd, ret;
 
 	*out = NULL;
+	l->failed_peer[0] = 0;
 	for (;;) {
 		ret = xport_poll(l->fd, POLLIN, deadline);
 		if (ret == -ETIMEDOUT) {
@@ -537,12 +539,21 @@ int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 	fmt_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
 	/* Re-applied: not every option is inherited on every kernel. */
 	xport_sock_tune(fd);
+	/* One client's handshake never takes all of a long wait for clients. */
 	ret = establish(fd, l->ctx, l->rdma, false, true, peer,
 			l->peer_name[0] ? l->peer_name : NULL,
-			handshake_deadline(timeout_ms), out, err);
-	if (ret)
+			handshake_deadline(timeout_ms > 0 && timeout_ms < xport_limits.handshake_ms ?
+					   timeout_ms : -1), out, err);
+	if (ret) {
 		close(fd);
+		snprintf(l->failed_peer, sizeof(l->failed_peer), "%s", peer);
+	}
 	return ret;
+}
+
+const char *xport_accept_failed_peer(const struct xport_listener *l)
+{
+	return l->failed_peer[0] ? l->failed_peer : NULL;
 }
 
 void xport_listener_close(struct xport_listener *l)

@@ -49,11 +49,12 @@ int xport_rdma_devices(char *names, size_t len);
 
 /*
  * Whether the first bytes waiting on a connected socket are an rdma:
- * client's rendezvous (1) or not (0), looking without taking them and for
- * at most timeout_ms; -errno if the socket failed. A tcp: listener that an
- * rdma: source reached would otherwise wait for a handshake the source
- * never sends, while the source waits for a rendezvous reply, until both
- * time out.
+ * client's rendezvous (1) or not (0: other bytes, or the peer closed),
+ * looking without taking them and for at most timeout_ms; -ETIMEDOUT if
+ * the peer sent nothing, or only a beginning of the rendezvous, by then;
+ * -errno if the socket failed. A tcp: listener that an rdma: source
+ * reached would otherwise wait for a handshake the source never sends,
+ * while the source waits for a rendezvous reply, until both time out.
  */
 int xport_rdma_knocking(int fd, int timeout_ms);
 
@@ -160,6 +161,12 @@ uint16_t xport_listener_port(const struct xport_listener *l);
 int xport_listener_fd(const struct xport_listener *l);
 int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 		 char *err);
+/*
+ * After xport_accept failed: the peer whose handshake (TLS, or the RDMA
+ * rendezvous) failed, or NULL if the listener itself failed or timed out.
+ * A server tells one bad client from a dead listener by it.
+ */
+const char *xport_accept_failed_peer(const struct xport_listener *l);
 void xport_listener_close(struct xport_listener *l);
 
 /*

@@ -964,14 +964,12 @@ int xport_rdma_knocking(int fd, int timeout_ms)
 			return 1;
 		/* A prefix of the magic, or nothing yet: more is coming. */
 		if (xport_remaining_ms(deadline) == 0)
-			return 0;
+			return -ETIMEDOUT;
 		if (n > 0) {
 			usleep(1000);   /* poll() would return at once on what is there */
 			continue;
 		}
 		ret = xport_poll(fd, POLLIN, deadline);
-		if (ret == -ETIMEDOUT)
-			return 0;
 		if (ret)
 			return ret;
 	}

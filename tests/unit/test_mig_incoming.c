@@ -1,0 +1,214 @@
+/*
+ * The destination's wait for a source (mig_incoming) against connections
+ * that are no migration: a peer that hangs up at once (a port scan), one
+ * that sends garbage, an rdma: source's rendezvous on a tcp: listener and a
+ * peer that says nothing. Each is dropped and closed, the listener stays
+ * open for the next, and the wait ends at its own deadline, counting them.
+ * Nothing here reaches a HELLO, so no VM is built: no /dev/kvm needed.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/vm.h"
+#include "migrate/mig_live.h"
+
+#define WAIT_MS 7000   /* MIG_FIRST_BYTES_MS for the mute peer, and some */
+
+struct dest {
+	struct mig_incoming_opts o;
+	pthread_t th;
+	pthread_mutex_t lock;
+	uint16_t port;
+	int ret;
+	bool done;
+	double secs;
+	char err[MIG_ERR_LEN];
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_listening(void *ctx, uint16_t port)
+{
+	struct dest *d = ctx;
+
+	pthread_mutex_lock(&d->lock);
+	d->port = port;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void *dest_main(void *arg)
+{
+	struct dest *d = arg;
+	struct mig_incoming_result res;
+	struct vm *vm = NULL;
+	double t0 = now_s();
+	int ret = mig_incoming(&d->o, &vm, &res, d->err);
+
+	assert_null(vm);
+	pthread_mutex_lock(&d->lock);
+	d->ret = ret;
+	d->secs = now_s() - t0;
+	d->done = true;
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+static bool dest_done(struct dest *d)
+{
+	bool done;
+
+	pthread_mutex_lock(&d->lock);
+	done = d->done;
+	pthread_mutex_unlock(&d->lock);
+	return done;
+}
+
+static uint16_t dest_start(struct dest *d, int wait_ms)
+{
+	char err[XPORT_ERR_LEN];
+	uint16_t port = 0;
+
+	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->lock, NULL);
+	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &d->o.addr, err), 0);
+	d->o.accept_timeout_ms = wait_ms;
+	d->o.listening = on_listening;
+	d->o.ctx = d;
+	assert_int_equal(pthread_create(&d->th, NULL, dest_main, d), 0);
+	for (int i = 0; i < 2000 && !port; i++) {
+		pthread_mutex_lock(&d->lock);
+		port = d->port;
+		pthread_mutex_unlock(&d->lock);
+		if (!port)
+			usleep(1000);
+	}
+	assert_true(port > 0);
+	return port;
+}
+
+static int peer_connect(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* The destination closes our connection within timeout_ms: EOF or a reset. */
+static void peer_sees_close(int fd, int timeout_ms)
+{
+	double t0 = now_s();
+	char b[256];
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = timeout_ms - (int)((now_s() - t0) * 1000);
+		ssize_t n;
+
+		if (left <= 0)
+			fail_msg("the destination kept the connection for %d ms", timeout_ms);
+		if (poll(&p, 1, left) <= 0)
+			continue;
+		n = recv(fd, b, sizeof(b), 0);
+		if (n <= 0)
+			break;
+	}
+	close(fd);
+}
+
+static void test_incoming_drops_strays(void **state)
+{
+	static const char rdma_magic[16] = "FERRY-RDMA-1\0\0\0";
+	static const char junk[] = "GET / HTTP/1.0\r\n\r\n and then some more bytes";
+	struct dest d;
+	uint16_t port;
+	double t0;
+	int fd;
+
+	(void)state;
+	port = dest_start(&d, WAIT_MS);
+
+	/* A port scan: connect, hang up. */
+	close(peer_connect(port));
+
+	/* Garbage where the stream's first frame should be. */
+	fd = peer_connect(port);
+	assert_int_equal(send(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	peer_sees_close(fd, 3000);
+
+	/* An rdma: source at a tcp: destination. */
+	fd = peer_connect(port);
+	assert_int_equal(send(fd, rdma_magic, sizeof(rdma_magic), 0), (ssize_t)sizeof(rdma_magic));
+	peer_sees_close(fd, 3000);
+	assert_false(dest_done(&d));
+
+	/* A mute peer is let go after MIG_FIRST_BYTES_MS, not the HELLO's 30 s. */
+	t0 = now_s();
+	fd = peer_connect(port);
+	peer_sees_close(fd, MIG_FIRST_BYTES_MS + 1500);
+	assert_true(now_s() - t0 >= MIG_FIRST_BYTES_MS / 1000.0 - 0.1);
+	assert_false(dest_done(&d));
+
+	/* Still listening: a stray that starts a frame and hangs up. */
+	fd = peer_connect(port);
+	assert_int_equal(send(fd, junk, 8, 0), 8);
+	shutdown(fd, SHUT_WR);
+	peer_sees_close(fd, 3000);
+
+	pthread_join(d.th, NULL);
+	print_message("  after %.1f s: %s\n", d.secs, d.err);
+	assert_int_equal(d.ret, -ETIMEDOUT);
+	/* The whole wait, from the first accept, not from the last stray. */
+	assert_true(d.secs >= WAIT_MS / 1000.0 - 0.1 && d.secs < WAIT_MS / 1000.0 + 2);
+	assert_non_null(strstr(d.err, "no source connected within 7000 ms"));
+	assert_non_null(strstr(d.err, "5 connections were dropped before a HELLO"));
+	assert_non_null(strstr(d.err, "127.0.0.1:"));
+	pthread_mutex_destroy(&d.lock);
+}
+
+/* Nobody at all: the plain time-out, with nothing about drops. */
+static void test_incoming_nobody(void **state)
+{
+	struct dest d;
+
+	(void)state;
+	dest_start(&d, 300);
+	pthread_join(d.th, NULL);
+	assert_int_equal(d.ret, -ETIMEDOUT);
+	assert_non_null(strstr(d.err, "incoming: no source connected within 300 ms"));
+	assert_null(strstr(d.err, "dropped"));
+	pthread_mutex_destroy(&d.lock);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_incoming_drops_strays),
+		cmocka_unit_test(test_incoming_nobody),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
