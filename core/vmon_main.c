@@ -468,6 +468,7 @@ static int vmon_run(int argc, char **argv)
 	pthread_t sig_thread;
 	sigset_t set;
 	int ret, status;
+	bool mig_busy;
 
 	vmon_parse_run(argc, argv, &r);
 	vm_dev_type_register(&blk_dev_type);
@@ -554,15 +555,20 @@ static int vmon_run(int argc, char **argv)
 				strerror(-ret));
 	}
 	status = vm_wait(r.vm);
+	/* The guest ended with a migration under way: it ends now, and says why. */
+	mig_busy = mig_ctl_running(&mc);
 
 	if (r.vm->state == VM_CRASHED)
 		fprintf(stderr, "vmon: %s: %s\n", r.cfg.name, r.vm->reason);
 	else
 		log_info("%s: %s", r.cfg.name, r.vm->reason);
 
-	/* Migrated away: let a waiting client read the result, then go. */
+	/*
+	 * Migrated away, or the guest died during a migration: let a waiting
+	 * client (migrate --wait) read the result, then go.
+	 */
 	mig_job_join(&mc.job);
-	for (int i = 0; i < 50 && r.control && mig_ctl_migrated(&mc) &&
+	for (int i = 0; i < 50 && r.control && (mig_ctl_migrated(&mc) || mig_busy) &&
 	     !__atomic_load_n(&mc.final_seen, __ATOMIC_ACQUIRE); i++)
 		usleep(100000);
 

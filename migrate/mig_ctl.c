@@ -207,6 +207,15 @@ bool mig_ctl_migrated(struct mig_ctl *c)
 	return p.state == MIG_JOB_COMPLETED;
 }
 
+bool mig_ctl_running(struct mig_ctl *c)
+{
+	struct mig_progress p;
+
+	mig_job_progress(&c->job, &p);
+	return p.state == MIG_JOB_SETUP || p.state == MIG_JOB_PRECOPY ||
+	       p.state == MIG_JOB_SWITCHOVER;
+}
+
 void mig_ctl_destroy(struct mig_ctl *c)
 {
 	mig_job_join(&c->job);

@@ -16,6 +16,8 @@ struct mig_ctl {
 
 /* Whether this VM was migrated away (and the result was read or not). */
 bool mig_ctl_migrated(struct mig_ctl *c);
+/* Whether a migration is under way (its result not final yet). */
+bool mig_ctl_running(struct mig_ctl *c);
 
 void mig_ctl_init(struct mig_ctl *c, struct dirty_rate *rate, uint64_t sample_ms);
 /* Wait for a migration thread that may still be finishing. */

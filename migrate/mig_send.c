@@ -108,6 +108,34 @@ static bool cancelled(struct mig_job *job)
 	return __atomic_load_n(&job->cancel, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * The guest crashed or stopped under the migration: there is nothing left
+ * worth moving, and "cannot pause" would hide why. It stays here, as it
+ * ended, for the operator to look at.
+ */
+static bool guest_gone_now(struct vm *vm, enum vm_state *st, char *reason)
+{
+	pthread_mutex_lock(&vm->lock);
+	*st = vm->state;
+	if (reason)
+		snprintf(reason, VM_ERR_LEN, "%s", vm->reason);
+	pthread_mutex_unlock(&vm->lock);
+	return *st == VM_CRASHED || *st == VM_STOPPED;
+}
+
+static int mig_guest_gone(struct mig_run *m)
+{
+	enum vm_state st;
+	char reason[VM_ERR_LEN];
+
+	if (!guest_gone_now(m->vm, &st, reason))
+		return 0;
+	snprintf(m->err, MIG_ERR_LEN, "the guest %s during the migration%s%.300s; it was "
+		 "not moved", st == VM_CRASHED ? "crashed" : "stopped", reason[0] ? ": " : "",
+		 reason);
+	return -ESRCH;
+}
+
 /* A peer that stops reading must not outlast the migration's own limit. */
 static int mig_io_timeout_ms(const struct mig_job *job)
 {
@@ -302,12 +330,15 @@ static void mig_totals(const struct mig_run *m, struct mig_lane_count *t)
 
 static bool lanes_stop(void *ctx)
 {
-	return cancelled(ctx);
+	struct mig_run *m = ctx;
+	enum vm_state st;
+
+	return cancelled(m->job) || guest_gone_now(m->vm, &st, NULL);
 }
 
 static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)
 {
-	struct mig_job *job = ctx;
+	struct mig_job *job = ((struct mig_run *)ctx)->job;
 
 	pthread_mutex_lock(&job->lock);
 	job->prog.round_sent += pages;
@@ -320,7 +351,7 @@ static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)
 static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool final)
 {
 	const struct mig_lanes_tx_hooks hooks = {
-		.stop = lanes_stop, .progress = lanes_progress, .ctx = m->job,
+		.stop = lanes_stop, .progress = lanes_progress, .ctx = m,
 	};
 	struct mig_lane_count c0, c1;
 	int ret;
@@ -335,8 +366,11 @@ static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool fina
 		ret = mig_lanes_tx_fence(m->lanes, &m->w, rd->round, final);
 	mig_totals(m, &c1);
 	rd->bytes_sent = c1.bytes - c0.bytes;
-	if (ret == -ECANCELED)
-		return ret;
+	if (ret == -ECANCELED) {
+		int gone = mig_guest_gone(m);
+
+		return gone ? gone : ret;
+	}
 	if (ret && !m->err[0])
 		snprintf(m->err, MIG_ERR_LEN, "send FENCE: %s", m->x->err[0] ? m->x->err :
 			 strerror(-ret));
@@ -384,6 +418,9 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 		pthread_mutex_unlock(&job->lock);
 		if (cancelled(job))
 			return -ECANCELED;
+		ret = mig_guest_gone(m);
+		if (ret)
+			return ret;
 	}
 	if (n) {
 		ret = stream_write_pages(&m->w, pfns, n, m->vm->mem.base);
@@ -450,6 +487,9 @@ static int mig_precopy(struct mig_run *m)
 		pthread_mutex_lock(&job->lock);
 		job->prog.round = round;
 		pthread_mutex_unlock(&job->lock);
+		ret = mig_guest_gone(m);
+		if (ret)
+			break;
 		ret = mig_send_set(m, &rd, false);
 		if (ret)
 			break;
@@ -495,6 +535,10 @@ static int mig_switchover(struct mig_run *m)
 	mig_throttle_set(&m->throttle, 0);
 	ret = vm_pause(m->vm);
 	if (ret) {
+		int gone = mig_guest_gone(m);
+
+		if (gone)
+			return gone;
 		snprintf(m->err, MIG_ERR_LEN, "cannot pause the guest: %s",
 			 strerror(-ret));
 		return ret;

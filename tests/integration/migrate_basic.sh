@@ -4,7 +4,7 @@
 # hops back and forth, both vCPUs alive afterwards, TLS (a source from
 # another CA refused, and the destination then takes the right one), a
 # CPU-model refusal, a dead destination, a second migrate while one runs,
-# and migrate-status.
+# migrate-status, and a guest that crashes during its migration.
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -378,6 +378,34 @@ check "the guest counts on the destination" advancing d5z count
 stop_vm d5z "$d5zpid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
 console_ok "console across refusals, failures and the migration" "$TMP/s5.out" "$TMP/d5z.out"
+echo "-- $(elapsed)"
+
+# --- 10: the guest dies during its migration: the migration ends at once,
+# saying so (not "cannot pause"), the client still gets the result, and the
+# dead guest runs nowhere. 512 MiB at 1 Mbit/s: round 1 alone takes ~8 s of
+# zero-page markers, and the guest faults 3 s after it says so. Once over
+# the control connection, once over 2 data connections.
+echo "== 10: the guest crashes during its migration"
+for conns in 1 2; do
+	start_src "s10c$conns" crash 512M 1 "mode=ud after_ms=3000"
+	s10pid=$SPID
+	check "the guest arms its crash" wait_for "grep -q 'faulting in 3000 ms' '$TMP/s10c$conns.out'" 10
+	start_dest "d10c$conns"
+	d10pid=$DPID
+	t=$(date +%s)
+	migrate "s10c$conns" "$DPORT" --wait --bandwidth 1 --connections "$conns"
+	dt=$(( $(date +%s) - t ))
+	echo "$MOUT" | tail -3
+	check "--connections $conns: migrate --wait fails (rc $MRC)" [ "$MRC" -ne 0 ]
+	check "  ...saying the guest crashed during the migration" \
+		grep -q "the guest crashed during the migration: .*#UD" <<<"$MOUT"
+	check "  ...within 7 s, not after round 1's 8 s ($dt s)" [ "$dt" -le 7 ]
+	exit_status "$s10pid" 15; rc=$XRC
+	check "the source vmon exits 3, as for any crash ($rc)" [ "$rc" = 3 ]
+	exit_status "$d10pid" 15; rc=$XRC
+	check "the destination exits non-zero ($rc)" test "$rc" != running -a "$rc" != 0
+	check "  ...never having run the guest" bash -c "! grep -q 'crash:' '$TMP/d10c$conns.out'"
+done
 echo "-- $(elapsed)"
 
 finish

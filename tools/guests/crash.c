@@ -10,7 +10,10 @@
  * Prints "crash: faulting on purpose (mode=<m>)" and "crash: fault at <p>":
  * the faulting instruction is the first one of its function, so <p> is
  * exactly the RIP the monitor should report. Arg cpu (default 0) names
- * the one vCPU that crashes; the others park. Exit code 1 if the instruction did not fault, 2 on a bad mode.
+ * the one vCPU that crashes; the others park. Arg after_ms (default 0)
+ * waits that long first, printing "crash: faulting in <n> ms", so that a
+ * guest can die during something else (a migration). Exit code 1 if the
+ * instruction did not fault, 2 on a bad mode.
  */
 #include "rt.h"
 
@@ -55,7 +58,7 @@ __asm__(
 	".size crash_port, . - crash_port\n"
 	".popsection\n");
 
-static const char *const known_args[] = { "mode", "cpu", NULL };
+static const char *const known_args[] = { "mode", "cpu", "after_ms", NULL };
 
 int guest_main(unsigned cpu, const struct gabi_boot *boot)
 {
@@ -83,6 +86,14 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 	else
 		rt_die(2, "crash: unknown mode \"%s\" (pf, ud, gp, de, port)\n", mode);
 
+	if (rt_arg_u64("after_ms", 0)) {
+		uint64_t ms = rt_arg_u64("after_ms", 0);
+
+		if (ms > 60000)
+			rt_die(2, "crash: after_ms %llu > 60000\n", (unsigned long long)ms);
+		rt_printf("crash: faulting in %llu ms\n", (unsigned long long)ms);
+		rt_sleep_ns(ms * 1000000ull);
+	}
 	rt_printf("crash: faulting on purpose (mode=%s)\n", mode);
 	rt_printf("crash: fault at %p\n", at);
 	if (at == (void *)crash_de)
