@@ -390,10 +390,13 @@ drop:
 		snprintf(tmp, sizeof(tmp), "from %s: %.300s", x->peer, why);
 		snprintf(why, sizeof(why), "%s", tmp);
 	}
-	log_warn("incoming: dropped a connection before its HELLO: %s; still waiting "
-		 "for the source", why);
-	snprintf(dropped_why, sizeof(dropped_why), "%s", why);
 	dropped++;
+	/* A flood of strays must not flood the log: the first ten, then every 100th. */
+	if (dropped <= 10 || dropped % 100 == 0)
+		log_warn("incoming: dropped a connection before its HELLO: %s; still waiting "
+			 "for the source%s", why, dropped == 10 ? " (from now on, one line in "
+			 "100 of these)" : "");
+	snprintf(dropped_why, sizeof(dropped_why), "%s", why);
 	incoming_reset(&x, &w, &hr, &sr);
 	memset(res, 0, sizeof(*res));
 	goto again;

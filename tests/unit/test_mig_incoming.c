@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -117,26 +118,30 @@ static int peer_connect(uint16_t port)
 	return fd;
 }
 
-/* The destination closes our connection within timeout_ms: EOF or a reset. */
-static void peer_sees_close(int fd, int timeout_ms)
+/* Whether the destination closes our connection (EOF or a reset) within timeout_ms. */
+static bool peer_closed_within(int fd, int timeout_ms)
 {
 	double t0 = now_s();
 	char b[256];
+	bool closed = false;
 
-	for (;;) {
+	while (!closed) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int left = timeout_ms - (int)((now_s() - t0) * 1000);
-		ssize_t n;
 
 		if (left <= 0)
-			fail_msg("the destination kept the connection for %d ms", timeout_ms);
-		if (poll(&p, 1, left) <= 0)
-			continue;
-		n = recv(fd, b, sizeof(b), 0);
-		if (n <= 0)
 			break;
+		if (poll(&p, 1, left) > 0)
+			closed = recv(fd, b, sizeof(b), 0) <= 0;
 	}
 	close(fd);
+	return closed;
+}
+
+static void peer_sees_close(int fd, int timeout_ms)
+{
+	if (!peer_closed_within(fd, timeout_ms))
+		fail_msg("the destination kept the connection for %d ms", timeout_ms);
 }
 
 static void test_incoming_drops_strays(void **state)
@@ -189,6 +194,46 @@ static void test_incoming_drops_strays(void **state)
 	pthread_mutex_destroy(&d.lock);
 }
 
+/* A flood of strays: all dropped and counted, but the log gets 12 lines, not 250. */
+static void test_incoming_flood(void **state)
+{
+	struct dest d;
+	uint16_t port;
+	char line[1024], path[] = "/tmp/test_mig_incoming.XXXXXX";
+	int saved = dup(STDERR_FILENO), logfd = mkstemp(path), lines = 0, kept = 0;
+	FILE *f;
+
+	(void)state;
+	assert_true(saved >= 0 && logfd >= 0);
+	unlink(path);
+	fflush(stderr);
+	assert_int_equal(dup2(logfd, STDERR_FILENO), STDERR_FILENO);
+	port = dest_start(&d, 3000);
+	/* No assertion while stderr is the log: cmocka would print into it. */
+	for (int i = 0; i < 250; i++) {
+		int fd = peer_connect(port);
+
+		shutdown(fd, SHUT_WR);   /* a port scan: connect, hang up */
+		kept += !peer_closed_within(fd, 2000);
+	}
+	pthread_join(d.th, NULL);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	assert_int_equal(kept, 0);
+	print_message("  %s\n", d.err);
+	assert_int_equal(d.ret, -ETIMEDOUT);
+	assert_non_null(strstr(d.err, "250 connections were dropped before a HELLO"));
+	f = fdopen(logfd, "r");
+	assert_non_null(f);
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		lines += strstr(line, "dropped a connection before its HELLO") != NULL;
+	fclose(f);
+	assert_int_equal(lines, 10 + 2);   /* 1..10, 100, 200 */
+	pthread_mutex_destroy(&d.lock);
+}
+
 /* Nobody at all: the plain time-out, with nothing about drops. */
 static void test_incoming_nobody(void **state)
 {
@@ -207,6 +252,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_incoming_drops_strays),
+		cmocka_unit_test(test_incoming_flood),
 		cmocka_unit_test(test_incoming_nobody),
 	};
 
