@@ -458,6 +458,7 @@ static int apply_mig_begin(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	m->source = cl_strdup(vm->host);
 	m->destination = cl_strdup(c->destination);
 	m->downtime_ms = c->downtime_ms;
+	m->bandwidth_mbps = c->bandwidth_mbps;
 	m->dry_run = c->dry_run;
 	vm->migration = m;
 	return 0;

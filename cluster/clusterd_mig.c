@@ -211,6 +211,7 @@ struct follow_job {
 	uint64_t id;
 	char uri[256];
 	uint64_t downtime_ms;
+	uint64_t bandwidth_mbps;
 	bool dry_run;
 	uint64_t began_ns;
 };
@@ -291,6 +292,7 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	mg.uri = j->uri;
 	mg.tls_dir = stat(j->a->tls_dir, &sb) ? "" : j->a->tls_dir;
 	mg.downtime_ms = j->downtime_ms;
+	mg.bandwidth_mbps = j->bandwidth_mbps;
 	mg.dry_run = j->dry_run;
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE;
 	req.migrate = &mg;
@@ -366,6 +368,7 @@ static void follow_start(struct agent *a, Ferry__Cluster__Vm *vm, struct local_v
 	j->lv = lv;
 	j->id = vm->migration->id;
 	j->downtime_ms = vm->migration->downtime_ms;
+	j->bandwidth_mbps = vm->migration->bandwidth_mbps;
 	j->dry_run = vm->migration->dry_run;
 	j->began_ns = lv->mig_began_ns ? lv->mig_began_ns : now_ns();
 	snprintf(j->vm, sizeof(j->vm), "%s", vm->name);

@@ -236,6 +236,7 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	c.vm = m->vm;
 	c.destination = m->host;
 	c.downtime_ms = m->downtime_ms;
+	c.bandwidth_mbps = m->bandwidth_mbps;
 	c.dry_run = m->dry_run;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;

@@ -31,10 +31,12 @@ static const char usage[] =
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
-"  migrate VM HOST [--downtime-ms N] [--dry-run] [--no-wait]\n"
+"  migrate VM HOST [--downtime-ms N] [--bandwidth MBITS] [--dry-run] [--no-wait]\n"
 "                                live-migrate VM to HOST: prechecked (CPU model,\n"
 "                                memory, host state) before any page moves; a\n"
 "                                progress line on a terminal, then the result.\n"
+"                                --bandwidth: cap its stream at MBITS Mbit/s\n"
+"                                (default: no cap), to spare a shared link.\n"
 "                                --dry-run: the precheck verdict and vmon's\n"
 "                                prediction (time, downtime), nothing moves\n"
 "  host maintenance HOST enter|exit [--force-stop] [--no-wait]\n"
@@ -606,6 +608,7 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "downtime-ms", required_argument, NULL, 'd' },
+		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "no-wait", no_argument, NULL, 'w' },
 		{ 0 },
@@ -626,6 +629,12 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
 			if (parse_u64(optarg, 1, 60000, &v))
 				return die_usage("migrate: --downtime-ms: not 1..60000: %s", optarg);
 			m.downtime_ms = v;
+			break;
+		case 'b':
+			if (parse_u64(optarg, 1, 10000000, &v))
+				return die_usage("migrate: --bandwidth: not 1..10000000 Mbit/s: %s",
+						 optarg);
+			m.bandwidth_mbps = v;
 			break;
 		case 'n': m.dry_run = true; break;
 		case 'w': wait = false; break;

@@ -98,16 +98,24 @@ static int start(Ferry__Cluster__State *st, const char *name, const char *host)
 	return run(st, &cmd);
 }
 
-static int begin(Ferry__Cluster__State *st, const char *vm, const char *dest)
+static int begin_opts(Ferry__Cluster__State *st, const char *vm, const char *dest,
+		      uint64_t downtime_ms, uint64_t bandwidth_mbps)
 {
 	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
 	c.vm = (char *)vm;
 	c.destination = (char *)dest;
+	c.downtime_ms = downtime_ms;
+	c.bandwidth_mbps = bandwidth_mbps;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;
 	return run(st, &cmd);
+}
+
+static int begin(Ferry__Cluster__State *st, const char *vm, const char *dest)
+{
+	return begin_opts(st, vm, dest, 0, 0);
 }
 
 static int end(Ferry__Cluster__State *st, const char *vm, uint64_t id, bool ok)
@@ -216,7 +224,10 @@ static void test_migration(void **unused)
 	assert_string_equal(vm->last_migration->destination, "host2");
 	assert_int_equal(vm->generation, 1);
 	/* again, and this time it lands */
-	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	/* The operator's limits ride in the replicated migration, for the source's agent. */
+	assert_int_equal(begin_opts(st, "vm1", "host2", 20, 800), 0);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->downtime_ms, 20);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->bandwidth_mbps, 800);
 	id = cl_state_vm(st, "vm1")->migration->id;
 	assert_int_equal(end(st, "vm1", id, true), 0);
 	vm = cl_state_vm(st, "vm1");
