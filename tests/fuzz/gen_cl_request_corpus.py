@@ -52,6 +52,7 @@ SEEDS = {
     "vm_create": ld(VM_CREATE, vm()),
     "vm_start": ld(VM_START, ld(1, "vm1")),
     "migrate": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(3, 300)),
+    "migrate_capped": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(5, 800)),
     "host_mode": ld(HOST_MODE, ld(1, "host1") + vint(2, 1)),
     "revoke": ld(REVOKE, ld(1, "c95c179dd3cd0986671ececa53d139d4") + ld(2, "admin")),
     "vm_start_host": ld(VM_START, ld(1, "vm1") + ld(2, "host3")),
