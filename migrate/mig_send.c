@@ -113,23 +113,22 @@ static bool cancelled(struct mig_job *job)
  * worth moving, and "cannot pause" would hide why. It stays here, as it
  * ended, for the operator to look at.
  */
-static bool guest_gone_now(struct vm *vm, enum vm_state *st, char *reason)
+static bool vm_state_over(enum vm_state st)
 {
-	pthread_mutex_lock(&vm->lock);
-	*st = vm->state;
-	if (reason)
-		snprintf(reason, VM_ERR_LEN, "%s", vm->reason);
-	pthread_mutex_unlock(&vm->lock);
-	return *st == VM_CRASHED || *st == VM_STOPPED;
+	return st == VM_CRASHED || st == VM_STOPPED;
 }
 
 static int mig_guest_gone(struct mig_run *m)
 {
-	enum vm_state st;
+	enum vm_state st = vm_get_state(m->vm);
 	char reason[VM_ERR_LEN];
 
-	if (!guest_gone_now(m->vm, &st, reason))
+	if (!vm_state_over(st))
 		return 0;
+	/* Both final: the reason is the one written with this state. */
+	pthread_mutex_lock(&m->vm->lock);
+	snprintf(reason, sizeof(reason), "%s", m->vm->reason);
+	pthread_mutex_unlock(&m->vm->lock);
 	snprintf(m->err, MIG_ERR_LEN, "the guest %s during the migration%s%.300s; it was "
 		 "not moved", st == VM_CRASHED ? "crashed" : "stopped", reason[0] ? ": " : "",
 		 reason);
@@ -331,9 +330,8 @@ static void mig_totals(const struct mig_run *m, struct mig_lane_count *t)
 static bool lanes_stop(void *ctx)
 {
 	struct mig_run *m = ctx;
-	enum vm_state st;
 
-	return cancelled(m->job) || guest_gone_now(m->vm, &st, NULL);
+	return cancelled(m->job) || vm_state_over(vm_get_state(m->vm));
 }
 
 static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)

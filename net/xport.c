@@ -325,10 +325,11 @@ static int establish(int fd, SSL_CTX *ctx, struct xport_rdma_listener *rdma, boo
 	return xport_tcp_new(fd, peer, out, err);
 }
 
+/* A caller's time for a handshake, never more than the limit's. */
 static int64_t handshake_deadline(int timeout_ms)
 {
-	return xport_deadline(timeout_ms > 0 ? timeout_ms :
-			      xport_limits.handshake_ms);
+	return xport_deadline(timeout_ms > 0 && timeout_ms < xport_limits.handshake_ms ?
+			      timeout_ms : xport_limits.handshake_ms);
 }
 
 int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
@@ -542,8 +543,7 @@ int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 	/* One client's handshake never takes all of a long wait for clients. */
 	ret = establish(fd, l->ctx, l->rdma, false, true, peer,
 			l->peer_name[0] ? l->peer_name : NULL,
-			handshake_deadline(timeout_ms > 0 && timeout_ms < xport_limits.handshake_ms ?
-					   timeout_ms : -1), out, err);
+			handshake_deadline(timeout_ms), out, err);
 	if (ret) {
 		close(fd);
 		snprintf(l->failed_peer, sizeof(l->failed_peer), "%s", peer);
