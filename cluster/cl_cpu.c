@@ -70,7 +70,8 @@ static int fset_baseline(const Ferry__Cluster__State *st, struct fset *s)
 	if (rc)
 		return rc;
 	for (size_t i = 0; st && i < st->n_hosts; i++) {
-		if (!st->hosts[i]->inventory)
+		/* A witness has no KVM, hence no features, and runs nothing. */
+		if (!st->hosts[i]->inventory || st->hosts[i]->witness)
 			continue;
 		fset_and_inventory(s, st->hosts[i]->inventory);
 		any = true;

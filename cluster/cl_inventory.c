@@ -77,35 +77,47 @@ out:
 	return rc;
 }
 
-int cl_inventory_probe(const char *hide, Ferry__Cluster__Inventory **out,
-		       char *err, size_t err_len)
+/* The KVM part: CPUID features and the TSC frequency. */
+static int probe_kvm(const char *hide, Ferry__Cluster__Inventory *inv, char *err, size_t err_len)
 {
-	Ferry__Cluster__Inventory *inv = NULL;
-	struct utsname u;
-	int kvm_fd, rc;
+	int kvm_fd = kvm_open(), rc;
 
-	kvm_fd = kvm_open();
 	if (kvm_fd < 0) {
 		rc = kvm_fd == -ENOENT || kvm_fd == -ENXIO || kvm_fd == -ENODEV ? -ENODEV : kvm_fd;
 		snprintf(err, err_len, "%s: %s%s", KVM_DEV_PATH, strerror(-kvm_fd),
-			 rc == -ENODEV ? " (no KVM on this host: is the kvm module loaded?)" : "");
+			 rc == -ENODEV ? " (no KVM on this host: is the kvm module loaded?"
+			 " A node without KVM can only be a witness: clusterd --witness)" : "");
 		return rc;
 	}
-	inv = CL_NEW(Ferry__Cluster__Inventory, ferry__cluster__inventory__init);
-	if (!inv) {
-		rc = -ENOMEM;
-		snprintf(err, err_len, "out of memory");
-		goto out;
-	}
 	rc = probe_cpuid(kvm_fd, hide, inv, err, err_len);
-	if (rc)
-		goto out;
-	rc = kvm_tsc_khz(kvm_fd, &inv->tsc_khz);
-	if (rc) {
-		snprintf(err, err_len, "KVM_GET_TSC_KHZ on a scratch VM: %s", strerror(-rc));
-		goto out;
+	if (!rc) {
+		rc = kvm_tsc_khz(kvm_fd, &inv->tsc_khz);
+		if (rc)
+			snprintf(err, err_len, "KVM_GET_TSC_KHZ on a scratch VM: %s", strerror(-rc));
 	}
-	inv->mem_bytes = mem_total_bytes();
+	close(kvm_fd);
+	return rc;
+}
+
+int cl_inventory_probe(const char *hide, bool witness, Ferry__Cluster__Inventory **out,
+		       char *err, size_t err_len)
+{
+	Ferry__Cluster__Inventory *inv = CL_NEW(Ferry__Cluster__Inventory,
+						ferry__cluster__inventory__init);
+	struct utsname u;
+	int rc = 0;
+
+	if (!inv) {
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	if (!witness) {
+		rc = probe_kvm(hide, inv, err, err_len);
+		if (rc)
+			goto out;
+		/* A witness offers no memory to guests: the planner skips it. */
+		inv->mem_bytes = mem_total_bytes();
+	}
 	inv->cpus = cpu_count();
 	inv->kernel = cl_strdup(uname(&u) ? "" : u.release);
 	if (!inv->kernel) {
@@ -117,7 +129,6 @@ int cl_inventory_probe(const char *hide, Ferry__Cluster__Inventory **out,
 	inv = NULL;
 out:
 	CL_FREE(inv);
-	close(kvm_fd);
 	return rc;
 }
 

@@ -336,7 +336,7 @@ static void build_hosts(struct cl_plan_input *in)
 			ph->mem_bytes = ho->inventory->mem_bytes;
 		}
 		ph->active = ho->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE &&
-			     ph->cpus > 0 && ph->mem_bytes > 0;
+			     !ho->witness && ph->cpus > 0 && ph->mem_bytes > 0;
 	}
 }
 

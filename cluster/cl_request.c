@@ -298,6 +298,20 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 		for (size_t i = 0; !c->failed && i < r->rule_add->n_hosts; i++)
 			req_name(c, "host", r->rule_add->hosts[i], false);
 		break;
+	case FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET:
+		c->what = "config set";
+		req_body(c, r->config_set);
+		if (c->failed)
+			break;
+		/* Keys and ranges are the state machine's to judge (cl_settings.c). */
+		if (!r->config_set->n_items || r->config_set->n_items > 16)
+			req_fail(c, "1..16 settings at once");
+		for (size_t i = 0; !c->failed && i < r->config_set->n_items; i++) {
+			req_body(c, r->config_set->items[i]);
+			if (!c->failed)
+				req_name(c, "key", r->config_set->items[i]->key, false);
+		}
+		break;
 	default:
 		c->what = "request";
 		req_fail(c, "no command (or one this agent does not know)");

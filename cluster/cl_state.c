@@ -12,6 +12,7 @@
 #include "cl_plan.h"
 #include "cl_msg.h"
 #include "cl_state.h"
+#include "cl_settings.h"
 #include "core/util.h"
 
 #define MEM_MIN_BYTES (8ull << 20)
@@ -211,6 +212,9 @@ int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm
 	if (!h)
 		return refuse(-ENOENT, err, err_len, "%s: %s: no such host %s", what,
 			      vm->name, name);
+	if (h->witness)
+		return refuse(-EPERM, err, err_len, "%s: %s: host %s is a witness: it runs no VMs",
+			      what, vm->name, name);
 	if (h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
 		return refuse(-EBUSY, err, err_len,
 			      "%s: %s: host %s is in maintenance mode", what, vm->name, name);
@@ -252,6 +256,11 @@ static int apply_host_join(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (!copy)
 		return -ENOMEM;
 	h = cl_state_host(st, in->name);
+	if (h && in->witness && !h->witness && cl_state_host_mem_used(st, in->name)) {
+		CL_FREE(copy);
+		return refuse(-EBUSY, err, err_len, "host join: %s: VMs are placed on it, and a "
+			      "witness runs none; stop or move them first", in->name);
+	}
 	if (h) {
 		/* The mode is the operator's, not the joining node's. */
 		copy->mode = h->mode;
@@ -457,8 +466,11 @@ static int apply_mig_begin(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	m->id = st->seq + 1;
 	m->source = cl_strdup(vm->host);
 	m->destination = cl_strdup(c->destination);
-	m->downtime_ms = c->downtime_ms;
-	m->bandwidth_mbps = c->bandwidth_mbps;
+	/* Fixed here, at the start: a later `config set` leaves it alone. */
+	m->downtime_ms = c->downtime_ms ? c->downtime_ms :
+			 cl_setting_raw(st, cl_setting_find("migration-downtime-ms"));
+	m->bandwidth_mbps = c->bandwidth_mbps ? c->bandwidth_mbps :
+			    cl_setting_raw(st, cl_setting_find("migration-bandwidth-mbps"));
 	m->dry_run = c->dry_run;
 	vm->migration = m;
 	return 0;
@@ -594,6 +606,25 @@ static int apply_balance_mode(Ferry__Cluster__State *st, const Ferry__Cluster__C
 	return 0;
 }
 
+const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto)
+{
+	for (size_t i = 0; i < st->n_hosts; i++)
+		if (st->hosts[i]->agent_proto < proto)
+			return st->hosts[i];
+	return NULL;
+}
+
+static int apply_config_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			    char *err, size_t err_len)
+{
+	const Ferry__Cluster__Host *old = cl_state_host_below(st, CL_PROTO_SETTINGS);
+
+	if (old)
+		return refuse(-EPROTO, err, err_len, "config: the agent of %s predates cluster "
+			      "settings and could not apply them; upgrade it first", old->name);
+	return cl_settings_set(st, cmd->config_set, err, err_len);
+}
+
 typedef int (*apply_fn)(Ferry__Cluster__State *, const Ferry__Cluster__Command *,
 			char *, size_t);
 
@@ -612,7 +643,29 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_RULE_ADD] = apply_rule_add,
 	[FERRY__CLUSTER__COMMAND__OP_RULE_DELETE] = apply_rule_delete,
 	[FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE] = apply_balance_mode,
+	[FERRY__CLUSTER__COMMAND__OP_CONFIG_SET] = apply_config_set,
 };
+
+static void config_text(const Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
+			char *t, size_t len)
+{
+	size_t u = snprintf(t, len, "config:");
+
+	for (size_t i = 0; i < c->n_items && u < len; i++) {
+		const struct cl_setting *k = cl_setting_find(c->items[i]->key);
+
+		if (!k)
+			continue;
+		u += snprintf(t + u, len - u, "%s %s %s", i ? ";" : "", k->key,
+			      c->items[i]->value ? "set to" : "back to its default");
+		if (u < len && (c->items[i]->value || k->def))
+			u += snprintf(t + u, len - u, " %llu%s%s",
+				      (unsigned long long)cl_setting_value(st, k),
+				      *k->unit ? " " : "", k->unit);
+		else if (u < len)
+			u += snprintf(t + u, len - u, " (none)");
+	}
+}
 
 /* What a command did, for the event log (after it was applied). */
 static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Command *c,
@@ -668,6 +721,9 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE:
 		snprintf(t, len, "balancer: %s", modes[c->balance_mode->mode]);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_CONFIG_SET:
+		config_text(st, c->config_set, t, len);
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_REVOKE:
 		snprintf(t, len, "certificate %s (%s) revoked", c->revoke->serial, c->revoke->name);

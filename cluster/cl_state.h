@@ -17,6 +17,18 @@
 #include "cluster.pb-c.h"
 
 #define CL_ERR_LEN 512
+
+/*
+ * The commands this build's state machine applies. Agents report it when
+ * they join (Host.agent_proto). An agent of an older build cannot apply a
+ * newer command, and its copy of the state would fall behind its peers',
+ * so a command newer than some host's agent is refused by every node
+ * alike (the old agent refuses it as unknown).
+ */
+#define CL_PROTO_SETTINGS 2   /* CmdConfigSet and Host.witness; before: up to CmdBalanceMode */
+#define CL_STATE_PROTO CL_PROTO_SETTINGS
+/* A host whose agent applies less than proto, or NULL. */
+const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto);
 #define CL_EVENTS_MAX 200   /* the state keeps the last this many events */
 
 Ferry__Cluster__State *cl_state_new(const char *cluster_name);

@@ -42,6 +42,9 @@ static const char usage[] =
 "                     cluster's balancer is automatic (default 60)\n"
 "  --cpuid-hide LIST  pretend this host lacks these CPUID features (tests of\n"
 "                     mixed clusters on one machine); every vmon gets it too\n"
+"  --witness          a node that runs no VMs and needs no KVM: its vote\n"
+"                     settles quorum (a third vote for two hosts) and it\n"
+"                     keeps a copy of the state and answers clusterctl\n"
 "  --log-level LEVEL  error, warning, info or debug (default info)\n"
 "  --log-syslog       log to syslog instead of stderr\n"
 "  SIGTERM or SIGINT stop the agent; the VMs keep running and a restarted\n"
@@ -72,6 +75,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "vmon", required_argument, NULL, 'v' },
 		{ "cpuid-hide", required_argument, NULL, 'H' },
+		{ "witness", no_argument, NULL, 'W' },
 		{ "cluster", required_argument, NULL, 'c' },
 		{ "balance-interval-s", required_argument, NULL, 'B' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -101,6 +105,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			break;
 		case 'v': snprintf(a->vmon, sizeof(a->vmon), "%s", optarg); break;
 		case 'H': snprintf(a->hide, sizeof(a->hide), "%s", optarg); break;
+		case 'W': a->witness = true; break;
 		case 'c': snprintf(a->cluster, sizeof(a->cluster), "%s", optarg); break;
 		case 'B':
 			if (parse_u64(optarg, 1, 86400, &a->plan_cfg.interval_s)) {
@@ -178,7 +183,7 @@ static int agent_setup(struct agent *a)
 		return ret;
 	}
 	agent_publish_revoked(a);
-	ret = cl_inventory_probe(a->hide, &a->inv, err, sizeof(err));
+	ret = cl_inventory_probe(a->hide, a->witness, &a->inv, err, sizeof(err));
 	if (ret) {
 		log_err("inventory: %s", err);
 		return ret;
@@ -229,10 +234,13 @@ static void agent_join(struct agent *a)
 	me.address = a->address;
 	me.nodeid = a->nodeid;
 	me.agent_port = a->port;
+	me.agent_proto = CL_STATE_PROTO;
+	me.witness = a->witness;
 	me.inventory = a->inv;
 	me.mode = h ? h->mode : FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
 	same = h && cur && h->nodeid == me.nodeid && !strcmp(h->address, me.address) &&
-	       h->agent_port == me.agent_port &&
+	       h->agent_port == me.agent_port && h->agent_proto == me.agent_proto &&
+	       h->witness == me.witness &&
 	       ferry__cluster__inventory__get_packed_size(cur) ==
 	       ferry__cluster__inventory__get_packed_size(a->inv);
 	if (same) {
@@ -253,8 +261,15 @@ static void agent_join(struct agent *a)
 	cmd.host_join = &c;
 	if (!agent_propose_async(a, &cmd)) {
 		a->joined_seq = a->st->seq + 1;
-		log_info("joining the cluster as %s (node %u, %s)", a->name, a->nodeid, a->address);
+		log_info("joining the cluster as %s (node %u, %s%s)", a->name, a->nodeid, a->address,
+			 a->witness ? ", a witness" : "");
 	}
+	/* No rule of ours can stop an older agent: only its upgrade can. */
+	h = a->witness ? cl_state_host_below(a->st, CL_PROTO_SETTINGS) : NULL;
+	if (h && strcmp(h->name, a->name))
+		log_warn("the agent of %s predates witnesses: it would accept a VM placed on this "
+			 "witness, and its copy of the state would then differ; upgrade it",
+			 h->name);
 }
 
 static void corosync_connect(struct agent *a)

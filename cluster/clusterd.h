@@ -80,6 +80,7 @@ struct agent {
 	uint16_t port;
 	char vmon[PATH_MAX];
 	char hide[1024];
+	bool witness;          /* --witness: no KVM, no VMs; a vote and the state */
 	Ferry__Cluster__Inventory *inv;
 
 	/* corosync */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cl_plan.h"
+#include "cl_settings.h"
 #include "clusterd.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -38,6 +39,7 @@ const char *agent_leader_name(const struct agent *a)
 int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size_t err_len)
 {
 	struct cl_plan_vm_figs *figs;
+	struct cl_plan_config cfg;
 	size_t n = 0, cap = 0;
 	int ret;
 
@@ -55,7 +57,8 @@ int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size
 			figs[n].dirty_pages_per_s = l->dirty_pages_per_s;
 			n++;
 		}
-	ret = cl_plan_input_build(in, a->st, figs, n, realtime_ns() / 1000000, &a->plan_cfg,
+	cl_settings_plan_config(a->st, &a->plan_cfg, &cfg);
+	ret = cl_plan_input_build(in, a->st, figs, n, realtime_ns() / 1000000, &cfg,
 				  err, err_len);
 	free(figs);
 	if (!ret)

@@ -514,6 +514,17 @@ static void do_evacuation(struct agent *a, const Ferry__Cluster__Request *q, R *
 	r->host = CL_DUP(Ferry__Cluster__Host, h);
 }
 
+static void do_config_set(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_CONFIG_SET;
+	cmd.config_set = q->config_set;
+	propose(a, &cmd, r);
+	if (!r->error)
+		r->state = CL_DUP(Ferry__Cluster__State, a->st);
+}
+
 typedef void (*req_fn)(struct agent *, const Ferry__Cluster__Request *, R *);
 
 static const req_fn req_ops[] = {
@@ -539,6 +550,7 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_EVENTS] = do_status,
 	[FERRY__CLUSTER__REQUEST__CMD_MAINTENANCE] = do_maintenance,
 	[FERRY__CLUSTER__REQUEST__CMD_EVACUATION] = do_evacuation,
+	[FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET] = do_config_set,
 };
 
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,

@@ -12,6 +12,8 @@
 #include "cluster/cl_net.h"
 #include "cluster/cl_pki.h"
 #include "cluster/cl_plan.h"
+#include "cluster/cl_settings.h"
+#include "cluster/cl_state.h"
 #include "core/util.h"
 #include "tools/clusterctl.h"
 
@@ -36,7 +38,9 @@ static const char usage[] =
 "                                memory, host state) before any page moves; a\n"
 "                                progress line on a terminal, then the result.\n"
 "                                --bandwidth: cap its stream at MBITS Mbit/s\n"
-"                                (default: no cap), to spare a shared link.\n"
+"                                (default: the cluster's migration-bandwidth-mbps,\n"
+"                                none unless set), to spare a shared link.\n"
+"                                --downtime-ms: default migration-downtime-ms\n"
 "                                --dry-run: the precheck verdict and vmon's\n"
 "                                prediction (time, downtime), nothing moves\n"
 "  host maintenance HOST enter|exit [--force-stop] [--no-wait]\n"
@@ -54,6 +58,12 @@ static const char usage[] =
 "                                host-must, host-must-not (hard), host-should,\n"
 "                                host-should-not (soft; with --hosts)\n"
 "  rule list | rule delete NAME\n"
+"  config show                   the cluster-wide settings, set or default\n"
+"  config set KEY VALUE [KEY VALUE]...\n"
+"                                change settings for the whole cluster, all or\n"
+"                                none (VALUE default: back to the default);\n"
+"                                e.g. migration-bandwidth-mbps caps every\n"
+"                                migration that names no --bandwidth\n"
 "  events                        what the cluster did (the last 200 events)\n"
 "  cpu baseline                  the cluster CPU model: features all hosts share\n"
 "  cpu check VM HOST             can HOST run VM's CPU model? (exit 1 if not)\n"
@@ -181,6 +191,13 @@ static const Ferry__Cluster__HostLoad *load_of(const Ferry__Cluster__Response *r
 	return NULL;
 }
 
+static const char *host_mode(const Ferry__Cluster__Host *h)
+{
+	return h->witness ? "witness" :
+	       h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ? "maintenance" :
+	       "active";
+}
+
 static void print_hosts(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__State *st = r->state;
@@ -200,9 +217,7 @@ static void print_hosts(const Ferry__Cluster__Response *r)
 			fmt_size(h->inventory->mem_bytes, mem, sizeof(mem));
 		fmt_size(l ? l->vm_mem_bytes : 0, used, sizeof(used));
 		printf("%-12s %-7s %-12s %-15s %5u %10s %10s %6.2f %4u\n", h->name,
-		       is_online(r, h->name) ? "online" : "down",
-		       h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ? "maintenance" :
-		       "active", h->address, h->inventory ? h->inventory->cpus : 0, mem, used,
+		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address, h->inventory ? h->inventory->cpus : 0, mem, used,
 		       l ? l->cpu_load : 0.0, vms);
 	}
 }
@@ -260,8 +275,9 @@ static void print_host(const Ferry__Cluster__Response *r)
 	printf("host:       %s (%s)\n", h->name, is_online(r, h->name) ? "online" : "down");
 	printf("address:    %s, agent port %u, corosync node %u\n", h->address,
 	       h->agent_port, h->nodeid);
-	printf("mode:       %s\n", h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ?
-	       "maintenance" : "active");
+	printf("mode:       %s%s\n", host_mode(h), h->witness ? " (runs no VMs)" : "");
+	printf("agent:      applies protocol %u%s\n", h->agent_proto,
+	       h->agent_proto < CL_STATE_PROTO ? " (older than this clusterctl's)" : "");
 	if (inv) {
 		printf("cpus:       %u, TSC %llu kHz, memory %s, kernel %s\n", inv->cpus,
 		       (unsigned long long)inv->tsc_khz, mem, inv->kernel);
@@ -379,6 +395,61 @@ static void print_events(const Ferry__Cluster__Response *r)
 		printf("%s.%03llu  #%-5llu %s\n", when, (unsigned long long)(e->unix_ms % 1000),
 		       (unsigned long long)e->seq, e->text);
 	}
+}
+
+static void setting_value(const Ferry__Cluster__State *st, const struct cl_setting *k,
+			  char *buf, size_t len)
+{
+	uint64_t v = cl_setting_value(st, k);
+
+	if (v)
+		snprintf(buf, len, "%llu%s%s", (unsigned long long)v, *k->unit ? " " : "", k->unit);
+	else
+		snprintf(buf, len, "none");
+}
+
+static void print_settings(const Ferry__Cluster__Response *r)
+{
+	char v[64];
+
+	for (size_t i = 0; r->state && i < cl_settings_n; i++) {
+		const struct cl_setting *k = &cl_settings[i];
+
+		setting_value(r->state, k, v, sizeof(v));
+		printf("%-26s %-16s %s\n    %s\n", k->key, v,
+		       cl_setting_raw(r->state, k) ? "(set)" : "(default)", k->help);
+	}
+}
+
+/* --help: the keys from the table itself, so the text cannot drift. */
+static void print_setting_keys(void)
+{
+	printf("\nSettings (config set KEY VALUE; VALUE default restores the default):\n");
+	for (size_t i = 0; i < cl_settings_n; i++) {
+		const struct cl_setting *k = &cl_settings[i];
+
+		printf("  %-26s %llu..%llu%s%s, default %s", k->key, (unsigned long long)k->min,
+		       (unsigned long long)k->max, *k->unit ? " " : "", k->unit,
+		       k->def ? "" : "none");
+		if (k->def)
+			printf("%llu", (unsigned long long)k->def);
+		printf("\n      %s\n", k->help);
+	}
+}
+
+/* Effective values rather than the raw message, where 0 means "default". */
+static void print_settings_json(const Ferry__Cluster__State *st)
+{
+	printf("{\"settings\":[");
+	for (size_t i = 0; i < cl_settings_n; i++) {
+		const struct cl_setting *k = &cl_settings[i];
+
+		printf("%s{\"key\":\"%s\",\"value\":%llu,\"default\":%llu,\"set\":%s,"
+		       "\"unit\":\"%s\"}", i ? "," : "", k->key,
+		       (unsigned long long)cl_setting_value(st, k), (unsigned long long)k->def,
+		       cl_setting_raw(st, k) ? "true" : "false", k->unit);
+	}
+	printf("]}\n");
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -686,6 +757,59 @@ static int cmd_migrate(struct ctl *c, int argc, char **argv)
 	}
 }
 
+static int cmd_config(struct ctl *c, int argc, char **argv)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Empty empty = FERRY__CLUSTER__EMPTY__INIT;
+	Ferry__Cluster__CmdConfigSet set = FERRY__CLUSTER__CMD_CONFIG_SET__INIT;
+	Ferry__Cluster__ConfigItem *items = NULL, **ptrs = NULL;
+	Ferry__Cluster__Response *r;
+	int status;
+
+	if (argc == 1 && !strcmp(argv[0], "show")) {
+		REQ(status, STATUS, &empty);
+	} else if (argc >= 3 && argc % 2 == 1 && !strcmp(argv[0], "set")) {
+		set.n_items = (argc - 1) / 2;
+		items = calloc(set.n_items, sizeof(*items));
+		ptrs = calloc(set.n_items, sizeof(*ptrs));
+		if (!items || !ptrs) {
+			free(items);
+			free(ptrs);
+			return 1;
+		}
+		for (size_t i = 0; i < set.n_items; i++) {
+			const char *val = argv[2 + 2 * i];
+
+			ferry__cluster__config_item__init(&items[i]);
+			items[i].key = argv[1 + 2 * i];
+			ptrs[i] = &items[i];
+			if (strcmp(val, "default") &&
+			    parse_u64(val, 1, UINT64_MAX, &items[i].value)) {
+				status = die_usage("config set: %s: not a number above 0 or 'default': %s",
+						   argv[1 + 2 * i], val);
+				free(items);
+				free(ptrs);
+				return status;
+			}
+		}
+		set.items = ptrs;
+		REQ(config_set, CONFIG_SET, &set);
+	} else {
+		return die_usage("config: expected show, or set KEY VALUE [KEY VALUE]...");
+	}
+	r = call(c, &req, &status);
+	free(items);
+	free(ptrs);
+	if (!r)
+		return status;
+	if (c->json && !r->error && r->state) {
+		print_settings_json(r->state);
+		CL_FREE(r);
+		return 0;
+	}
+	return finish(c, r, print_settings);
+}
+
 static int cmd_balance(struct ctl *c, int argc, char **argv)
 {
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
@@ -968,6 +1092,7 @@ int main(int argc, char **argv)
 
 		if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
 			fputs(usage, stdout);
+			print_setting_keys();
 			return 0;
 		} else if (!strcmp(o, "--socket") && has) {
 			c.socket = argv[++i];
@@ -1001,6 +1126,8 @@ int main(int argc, char **argv)
 		status = cmd_balance(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "rule")) {
 		status = cmd_rule(&c, n - 2, args + 2);
+	} else if (!strcmp(args[1], "config")) {
+		status = cmd_config(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "events") && n == 2) {
 		REQ(events, EVENTS, &empty);
 		status = simple(&c, &req, print_events);

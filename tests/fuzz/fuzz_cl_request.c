@@ -50,6 +50,11 @@ static void check_accepted(const Ferry__Cluster__Request *r)
 		check(strlen(r->revoke->serial) >= 1 &&
 		      strlen(r->revoke->serial) <= 40);
 		break;
+	case FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET:
+		check(r->config_set->n_items >= 1 && r->config_set->n_items <= 16);
+		for (size_t i = 0; i < r->config_set->n_items; i++)
+			check_name(r->config_set->items[i]->key);
+		break;
 	case FERRY__CLUSTER__REQUEST__CMD__NOT_SET:
 		abort();
 	default:

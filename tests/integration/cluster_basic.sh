@@ -2,28 +2,14 @@
 # The cluster on a 3-node lab (tools/lab): create and start a VM, migrate it
 # while it runs (placement updated on every node, the count going on without
 # a reset or a gap), CPU-model refusals before any page moves, bad input,
-# mutual TLS with a foreign and a revoked certificate, malformed frames.
+# the cluster's bandwidth cap reaching vmon. What needs no guest (settings'
+# checks, mutual TLS, malformed frames) is cluster_witness.sh's.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 TMPD=$(mktemp -d /tmp/ferry-cluster-test.XXXXXX)
 trap 'rc=$?; set +e; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
 
-ctl() { lab_exec "$@" >/dev/null 2>&1; }
-# ctl_json HOST ARGS...: clusterctl -o json on HOST
-ctl_json() { local h=$1; shift; lab_exec "$h" clusterctl -o json "$@"; }
-# json_get EXPR: evaluate EXPR on the JSON document on stdin (as j)
-json_get() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
-# fails HOST EXPECTED-TEXT ARGS...: clusterctl must exit 1 saying EXPECTED-TEXT
-fails() {
-	local h=$1 want=$2 out rc
-	shift 2
-	out=$(lab_exec "$h" clusterctl "$@" 2>&1) && rc=0 || rc=$?
-	if [ "$rc" -ne 1 ] || ! grep -qF -- "$want" <<<"$out"; then
-		echo "  clusterctl $*: exit $rc: $out (wanted exit 1 and '$want')"
-		return 1
-	fi
-	echo "  clusterctl $*: $out"
-}
+# ctl, ctl_json, json_get, fails: lab_lib.sh
 # Complete lines only: a guest may be halfway through a line when we read.
 console() {
 	python3 -c 'import sys
@@ -127,62 +113,39 @@ check "vm1 counts after 4 migrations" wait_for 5 "counting" count_grows
 check "the count never reset, skipped or repeated" counts_continuous
 echo "  last count $(last_count)"
 
+echo "== cluster settings"
+check "config set on host2" ctl host2 clusterctl config set migration-bandwidth-mbps 1
+for h in host1 host3; do
+	check "$h has the cap" wait_for 5 "the cap on $h" lab_setting_is $h migration-bandwidth-mbps "1 set"
+done
+
 echo "== one migration at a time"
-# Capped at 1 Mbit/s, the first stays in flight for about a second (64 MiB
-# of zero-page markers alone), however fast this host is.
-ctl host1 clusterctl migrate vm1 host2 --no-wait --bandwidth 1
-check "a second migration of a migrating VM is refused" \
-	fails host3 "already in flight" migrate vm1 host2
+# The cluster's cap of 1 Mbit/s keeps the first in flight for about a
+# second (64 MiB of zero-page markers alone), however fast this host is.
+# The second is asked in the same shell as the first, at once: under TCG a
+# lab_exec alone can take longer than the capped migration.
+out=$(lab_exec host1 sh -c 'clusterctl migrate vm1 host2 --no-wait >/dev/null &&
+	exec clusterctl migrate vm1 host2' 2>&1) && rc=0 || rc=$?
+echo "  the second: $out"
+check "a second migration of a migrating VM is refused ($rc)" \
+	bash -c '[ "$0" = 1 ] && grep -qF "already in flight" <<<"$1"' "$rc" "$out"
 check "the first one lands" wait_for 20 "placement" placement_on_all vm1 host2
-# The cap reached the source's vmon: its stream went at 1 Mbit/s or less.
+# The cap reached the source's vmon: its stream went at about 1 Mbit/s.
+# vmon paces after each record, so the last record and the vCPU state go
+# at once: over a migration of a second or so (~150 KB) that tail adds up
+# to 15 % (1.148 Mbit/s seen under TCG). Uncapped, even TCG moves it at
+# hundreds of Mbit/s.
 rate=$(ctl_json host3 vm show vm1 | json_get \
 	'"%.3f" % (j["vm"]["last_migration"]["bytes"] * 8 / 1e3 / j["vm"]["last_migration"]["total_ms"])')
-echo "  the capped migration: $rate Mbit/s"
-check "the capped migration kept to 1 Mbit/s ($rate)" python3 -c "import sys; sys.exit(not 0 < $rate <= 1.05)"
+echo "  the migration under the cluster's cap: $rate Mbit/s"
+check "the capped migration kept to about 1 Mbit/s ($rate)" python3 -c "import sys; sys.exit(not 0 < $rate <= 1.5)"
+check "config set back to the default" ctl host3 clusterctl config set migration-bandwidth-mbps default
+check "host1 has no cap again" wait_for 5 "no cap on host1" \
+	lab_setting_is host1 migration-bandwidth-mbps "0 default"
 out=$(lab_exec host1 clusterctl migrate vm1 host1 --bandwidth 0 2>&1) && rc=0 || rc=$?
 echo "  --bandwidth 0: $(head -1 <<<"$out")"
 check "a bad --bandwidth is a usage error ($rc)" \
 	bash -c '[ "$0" = 2 ] && grep -q -- "--bandwidth: not 1..10000000" <<<"$1"' "$rc" "$out"
-
-echo "== TLS"
-admin="$LAB_DIR/ca/admin"
-addr=$(lab_exec host1 sh -c 'ip -4 -o addr show dev eth0' | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p')
-check "clusterctl over mutual TLS" ctl host2 clusterctl --connect "$addr" --tls-dir "$admin" status
-"$FERRY_BIN/clusterctl" cluster init --dir "$TMPD/other-ca" --name other >/dev/null
-out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$TMPD/other-ca/admin" status 2>&1) && rc=0 || rc=$?
-echo "  another CA: $out"
-check "a server certificate from another CA is refused" test "$rc" = 1
-# Our CA to check the agent, a certificate from another CA to show it.
-mkdir -p "$TMPD/mixed"
-cp "$admin/ca.pem" "$TMPD/mixed/ca.pem"
-cp "$TMPD/other-ca/admin/cert.pem" "$TMPD/other-ca/admin/key.pem" "$TMPD/mixed/"
-out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$TMPD/mixed" status 2>&1) && rc=0 || rc=$?
-echo "  client from another CA: $out"
-check "a client certificate from another CA is refused" test "$rc" = 1
-"$FERRY_BIN/clusterctl" node add intruder 10.0.0.99 --dir "$LAB_DIR/ca" >/dev/null
-check "a node certificate of the cluster is accepted" ctl host2 clusterctl --connect "$addr" \
-	--tls-dir "$LAB_DIR/ca/nodes/intruder" status
-check "node revoke" ctl host3 clusterctl node revoke intruder --dir "$LAB_DIR/ca"
-out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$LAB_DIR/ca/nodes/intruder" status 2>&1) && rc=0 || rc=$?
-echo "  revoked: $out"
-check "a revoked certificate is refused" bash -c "[ $rc = 1 ] && grep -q revoked <<<'$out'"
-
-echo "== malformed requests"
-python3 - "$LAB_DIR/host1/clusterd.sock" <<'PY'
-import socket, struct, sys
-for payload in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b"\x00\x00\x00\x03\x08\x96", b"\x00\x00"):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    s.connect(sys.argv[1])
-    s.sendall(payload)
-    s.shutdown(socket.SHUT_WR)
-    try:
-        s.recv(4096)
-    except OSError:
-        pass
-    s.close()
-PY
-check "the agent survives garbage on its socket" ctl host1 clusterctl status
 
 echo "== stop and delete"
 check "delete of a running VM is refused" fails host1 "stop it first" vm delete vm1

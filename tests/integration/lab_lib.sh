@@ -11,6 +11,10 @@
 #                                     print MESSAGE and return 1; WAITED_MS
 #                                     holds how long it took
 #   ok / bad / check / finish         as in lib.sh
+#   ctl, ctl_json, json_get, fails    clusterctl in a node, quiet, as JSON,
+#                                     or expected to refuse with a message
+#   lab_setting, lab_setting_is       a cluster setting as a node has it
+#   lab_events_have HOST TEXT         the event log names TEXT
 #
 # Each test gets its own lab name ("t<pid>"), directory and subnet, so it
 # cannot collide with a demo lab (default name "ferry", 10.77.0) or with
@@ -50,6 +54,31 @@ lab_up() { # N [options]
 }
 lab_down() { "$LAB_TOOL" down --name "$LAB_NAME"; }
 lab_exec() { "$LAB_TOOL" exec --name "$LAB_NAME" "$@"; }
+# ctl HOST CMD...: CMD in HOST's namespace, quiet (its status says)
+ctl() { lab_exec "$@" >/dev/null 2>&1; }
+# ctl_json HOST ARGS...: clusterctl -o json on HOST
+ctl_json() { local h=$1; shift; lab_exec "$h" clusterctl -o json "$@"; }
+# json_get EXPR: evaluate EXPR on the JSON document on stdin (as j)
+json_get() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+# fails HOST EXPECTED-TEXT ARGS...: clusterctl must exit 1 saying EXPECTED-TEXT
+fails() {
+	local h=$1 want=$2 out rc
+	shift 2
+	out=$(lab_exec "$h" clusterctl "$@" 2>&1) && rc=0 || rc=$?
+	if [ "$rc" -ne 1 ] || ! grep -qF -- "$want" <<<"$out"; then
+		echo "  clusterctl $*: exit $rc: $out (wanted exit 1 and '$want')"
+		return 1
+	fi
+	echo "  clusterctl $*: $out"
+}
+# lab_setting HOST KEY: "VALUE set|default", the cluster setting as HOST's agent has it
+lab_setting() {
+	lab_exec "$1" clusterctl -o json config show | python3 -c 'import json, sys
+print(" ".join("%d %s" % (s["value"], "set" if s["set"] else "default")
+               for s in json.load(sys.stdin)["settings"] if s["key"] == sys.argv[1]))' "$2"
+}
+lab_setting_is() { [ "$(lab_setting "$1" "$2")" = "$3" ]; } # HOST KEY "VALUE set|default"
+lab_events_have() { local out; out=$(lab_exec "$1" clusterctl events) && grep -qF -- "$2" <<<"$out"; }
 
 LAB_T0=$(date +%s%3N)
 lab_elapsed_ms() { echo $(($(date +%s%3N) - LAB_T0)); }

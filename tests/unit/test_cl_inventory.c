@@ -49,10 +49,11 @@ static void test_probe(void **state)
 	int rc;
 
 	(void)state;
-	rc = cl_inventory_probe(NULL, &inv, err, sizeof(err));
+	rc = cl_inventory_probe(NULL, false, &inv, err, sizeof(err));
 	if (!kvm_present()) {
 		assert_int_equal(rc, -ENODEV);
 		assert_non_null(strstr(err, "/dev/kvm"));
+		assert_non_null(strstr(err, "clusterd --witness"));
 		skip();
 	}
 	if (rc)
@@ -69,6 +70,23 @@ static void test_probe(void **state)
 	CL_FREE(inv);
 }
 
+/* A witness needs no KVM: CPUs and kernel only, no memory for guests. */
+static void test_probe_witness(void **state)
+{
+	Ferry__Cluster__Inventory *inv = NULL;
+	struct utsname u;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(cl_inventory_probe(NULL, true, &inv, err, sizeof(err)), 0);
+	assert_int_equal(inv->mem_bytes, 0);
+	assert_int_equal(inv->n_cpu_features, 0);
+	assert_int_equal(inv->cpus, (uint32_t)sysconf(_SC_NPROCESSORS_ONLN));
+	assert_int_equal(uname(&u), 0);
+	assert_string_equal(inv->kernel, u.release);
+	CL_FREE(inv);
+}
+
 static void test_probe_hide(void **state)
 {
 	Ferry__Cluster__Inventory *all = NULL, *hid = NULL;
@@ -77,8 +95,8 @@ static void test_probe_hide(void **state)
 	(void)state;
 	if (!kvm_present())
 		skip();
-	assert_int_equal(cl_inventory_probe(NULL, &all, err, sizeof(err)), 0);
-	assert_int_equal(cl_inventory_probe("avx2, sse4_2", &hid, err, sizeof(err)), 0);
+	assert_int_equal(cl_inventory_probe(NULL, false, &all, err, sizeof(err)), 0);
+	assert_int_equal(cl_inventory_probe("avx2, sse4_2", false, &hid, err, sizeof(err)), 0);
 	assert_false(have(hid, "avx2"));
 	assert_false(have(hid, "sse4_2"));
 	assert_true(have(hid, "sse2"));
@@ -96,7 +114,7 @@ static void test_probe_bad_hide(void **state)
 	(void)state;
 	if (!kvm_present())
 		skip();
-	assert_int_equal(cl_inventory_probe("sse2,warp_drive", &inv, err, sizeof(err)), -EINVAL);
+	assert_int_equal(cl_inventory_probe("sse2,warp_drive", false, &inv, err, sizeof(err)), -EINVAL);
 	assert_null(inv);
 	assert_non_null(strstr(err, "warp_drive"));
 }
@@ -106,6 +124,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_probe),
+		cmocka_unit_test(test_probe_witness),
 		cmocka_unit_test(test_probe_hide),
 		cmocka_unit_test(test_probe_bad_hide),
 	};

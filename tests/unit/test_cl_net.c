@@ -250,6 +250,43 @@ static void test_decode_bad(void **state)
 	assert_false(vm_create_ok(&vm, err, sizeof(err)));
 }
 
+/* config set: its shape here; keys and ranges are cl_settings' (test_cl_state). */
+static void test_decode_config_set(void **state)
+{
+	Ferry__Cluster__Request r = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__CmdConfigSet c = FERRY__CLUSTER__CMD_CONFIG_SET__INIT;
+	Ferry__Cluster__ConfigItem it[17], *v[17];
+	Ferry__Cluster__Request *got;
+	char err[256];
+
+	for (int i = 0; i < 17; i++) {
+		ferry__cluster__config_item__init(&it[i]);
+		it[i].key = "link-mbps";
+		it[i].value = 1000;
+		v[i] = &it[i];
+	}
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET;
+	r.config_set = &c;
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "config set: 1..16 settings at once");
+	c.items = v;
+	c.n_items = 2;
+	got = decode(&r, err, sizeof(err));
+	assert_non_null(got);
+	assert_int_equal(got->config_set->n_items, 2);
+	assert_int_equal(got->config_set->items[1]->value, 1000);
+	CL_FREE(got);
+	c.n_items = 17;
+	assert_null(decode(&r, err, sizeof(err)));
+	c.n_items = 1;
+	it[0].key = "";
+	assert_null(decode(&r, err, sizeof(err)));
+	it[0].key = "a;b";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "config set: key 'a;b' is not valid "
+			    "(1..63 of A-Z a-z 0-9 _ . -)");
+}
+
 /* ---- servers ---- */
 
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -448,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_frame_bad),
 		cmocka_unit_test(test_decode_good),
 		cmocka_unit_test(test_decode_bad),
+		cmocka_unit_test(test_decode_config_set),
 		cmocka_unit_test(test_unix_server),
 		cmocka_unit_test(test_tls_server),
 	};

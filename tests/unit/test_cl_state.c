@@ -18,7 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cl_cpu.h"
 #include "cl_msg.h"
+#include "cl_settings.h"
 #include "cl_state.h"
 #include "cl_sync.h"
 #include "net/xport.h"
@@ -41,8 +43,8 @@ static int run(Ferry__Cluster__State *st, Ferry__Cluster__Command *cmd)
 	return cl_state_apply(st, cmd, err, sizeof(err));
 }
 
-static int join(Ferry__Cluster__State *st, const char *name, uint32_t id,
-		const char *const *feats, uint64_t mem)
+static int join_as(Ferry__Cluster__State *st, const char *name, uint32_t id,
+		   const char *const *feats, uint64_t mem, bool witness)
 {
 	Ferry__Cluster__Inventory inv = FERRY__CLUSTER__INVENTORY__INIT;
 	Ferry__Cluster__Host h = FERRY__CLUSTER__HOST__INIT;
@@ -58,12 +60,20 @@ static int join(Ferry__Cluster__State *st, const char *name, uint32_t id,
 	inv.cpus = 2;
 	h.name = (char *)name;
 	h.address = "10.0.0.1";
+	h.agent_proto = CL_STATE_PROTO;
+	h.witness = witness;
 	h.nodeid = id;
 	h.inventory = &inv;
 	c.host = &h;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_JOIN;
 	cmd.host_join = &c;
 	return run(st, &cmd);
+}
+
+static int join(Ferry__Cluster__State *st, const char *name, uint32_t id,
+		const char *const *feats, uint64_t mem)
+{
+	return join_as(st, name, id, feats, mem, false);
 }
 
 static int create(Ferry__Cluster__State *st, const char *name, const char *model,
@@ -234,6 +244,155 @@ static void test_migration(void **unused)
 	assert_string_equal(vm->host, "host2");
 	assert_int_equal(vm->generation, 2);
 	assert_int_equal(end(st, "vm1", id, true), -ESTALE);   /* said twice */
+	CL_FREE(st);
+}
+
+/* key, value pairs up to a NULL key */
+static int config_set(Ferry__Cluster__State *st, ...)
+{
+	Ferry__Cluster__ConfigItem items[8], *ptrs[8];
+	Ferry__Cluster__CmdConfigSet c = FERRY__CLUSTER__CMD_CONFIG_SET__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	const char *key;
+	va_list ap;
+
+	va_start(ap, st);
+	while ((key = va_arg(ap, const char *)) && c.n_items < 8) {
+		ferry__cluster__config_item__init(&items[c.n_items]);
+		items[c.n_items].key = (char *)key;
+		items[c.n_items].value = va_arg(ap, uint64_t);
+		ptrs[c.n_items] = &items[c.n_items];
+		c.n_items++;
+	}
+	va_end(ap);
+	c.items = ptrs;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_CONFIG_SET;
+	cmd.config_set = &c;
+	return run(st, &cmd);
+}
+
+static void test_settings(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3(), *back;
+	struct cl_plan_config base, cfg;
+	uint64_t seq, id;
+	uint8_t *buf;
+	size_t len;
+
+	/* Nothing set: the built-in defaults, and no cap. */
+	assert_int_equal(cl_setting_get(st, "migration-bandwidth-mbps"), 0);
+	assert_int_equal(cl_setting_get(st, "migration-downtime-ms"), 30);
+	assert_int_equal(cl_setting_get(st, "link-mbps"), CL_PLAN_DEFAULT_LINK_MBPS);
+	assert_null(cl_setting_find("bandwidth"));
+
+	/* Refusals change nothing, and a bad item spoils the whole command. */
+	seq = st->seq;
+	/* An agent that could not apply them: nobody does, or its copy would lag. */
+	cl_state_host(st, "host2")->agent_proto = 1;
+	assert_int_equal(config_set(st, "link-mbps", (uint64_t)10000, NULL), -EPROTO);
+	assert_string_equal(err, "config: the agent of host2 predates cluster settings and "
+			    "could not apply them; upgrade it first");
+	cl_state_host(st, "host2")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(config_set(st, "bandwidth", (uint64_t)5, NULL), -ENOENT);
+	assert_string_equal(err, "config: no such setting 'bandwidth'");
+	assert_int_equal(config_set(st, "link-mbps", (uint64_t)10000,
+				    "max-migrations-per-host", (uint64_t)65, NULL), -EINVAL);
+	assert_string_equal(err, "config: max-migrations-per-host: 65 is not in 1..64");
+	assert_int_equal(config_set(st, "link-mbps", (uint64_t)10000, "link-mbps", (uint64_t)5,
+				    NULL), -EINVAL);
+	assert_string_equal(err, "config: link-mbps is set twice");
+	assert_int_equal(config_set(st, NULL), -EINVAL);
+	assert_int_equal(st->seq, seq);
+	assert_int_equal(cl_setting_get(st, "link-mbps"), CL_PLAN_DEFAULT_LINK_MBPS);
+
+	assert_int_equal(config_set(st, "migration-bandwidth-mbps", (uint64_t)1000,
+				    "migration-downtime-ms", (uint64_t)50, NULL), 0);
+	assert_int_equal(st->seq, seq + 1);
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "config: migration-bandwidth-mbps set to 1000 Mbit/s;"
+			    " migration-downtime-ms set to 50 ms");
+
+	/* A migration that names no limits takes the cluster's, fixed at its start. */
+	assert_int_equal(create(st, "vm1", "x86-64-v3", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->bandwidth_mbps, 1000);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->downtime_ms, 50);
+	assert_int_equal(config_set(st, "migration-bandwidth-mbps", (uint64_t)10, NULL), 0);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->bandwidth_mbps, 1000);
+	id = cl_state_vm(st, "vm1")->migration->id;
+	assert_int_equal(end(st, "vm1", id, true), 0);
+	/* One that names its own keeps them. */
+	assert_int_equal(begin_opts(st, "vm1", "host1", 20, 800), 0);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->bandwidth_mbps, 800);
+	assert_int_equal(cl_state_vm(st, "vm1")->migration->downtime_ms, 20);
+
+	/* The planner sees them: a capped stream, the link, the limits. */
+	cl_plan_defaults(&base);
+	base.interval_s = 5;
+	assert_int_equal(config_set(st, "link-mbps", (uint64_t)10000, "max-migrations-per-host",
+				    (uint64_t)4, "holddown-s", (uint64_t)60, NULL), 0);
+	cl_settings_plan_config(st, &base, &cfg);
+	assert_int_equal(cfg.stream_mbps, 10);
+	assert_int_equal(cfg.link_mbps, 10000);
+	assert_int_equal(cfg.max_mig_per_host, 4);
+	assert_int_equal(cfg.max_mig_cluster, CL_PLAN_DEFAULT_MAX_MIG_CLUSTER);
+	assert_int_equal(cfg.holddown_s, 60);
+	assert_int_equal(cfg.downtime_ms, 50);
+	assert_int_equal(cfg.interval_s, 5);   /* the agent's own */
+
+	/* Back to the default; and the settings survive packing. */
+	assert_int_equal(config_set(st, "migration-bandwidth-mbps", (uint64_t)0, NULL), 0);
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "config: migration-bandwidth-mbps back to its default (none)");
+	assert_int_equal(cl_setting_get(st, "migration-bandwidth-mbps"), 0);
+	cl_settings_plan_config(st, &base, &cfg);
+	assert_int_equal(cfg.stream_mbps, CL_PLAN_DEFAULT_STREAM_MBPS);
+	len = ferry__cluster__state__get_packed_size(st);
+	buf = malloc(len);
+	assert_non_null(buf);
+	ferry__cluster__state__pack(st, buf);
+	back = ferry__cluster__state__unpack(NULL, len, buf);
+	assert_non_null(back);
+	assert_int_equal(cl_setting_get(back, "link-mbps"), 10000);
+	assert_int_equal(cl_setting_get(back, "migration-downtime-ms"), 50);
+	ferry__cluster__state__free_unpacked(back, NULL);
+	free(buf);
+	CL_FREE(st);
+}
+
+/* A witness votes and keeps the state; it takes no VM and leaves the
+ * cluster's CPU model alone (it has no KVM, hence no features). */
+static void test_witness(void **unused)
+{
+	static const char *const none[] = { NULL };
+	Ferry__Cluster__State *st = cluster3();
+	const char **before, **after;
+	size_t n_before, n_after;
+
+	assert_int_equal(cl_cpu_baseline(st, &before, &n_before), 0);
+	assert_int_equal(join_as(st, "wit", 4, none, 0, true), 0);
+	assert_true(cl_state_host(st, "wit")->witness);
+	assert_int_equal(cl_cpu_baseline(st, &after, &n_after), 0);
+	assert_int_equal(n_after, n_before);
+	assert_true(n_after > 0);
+	free(before);
+	free(after);
+
+	assert_int_equal(create(st, "vm1", "cluster", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "wit"), -EPERM);
+	assert_string_equal(err, "vm start: vm1: host wit is a witness: it runs no VMs");
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	assert_int_equal(begin(st, "vm1", "wit"), -EPERM);
+	assert_string_equal(err, "migrate: vm1: host wit is a witness: it runs no VMs");
+
+	/* A host with a VM on it cannot turn witness under it; an empty one can. */
+	assert_int_equal(join_as(st, "host1", 1, none, 0, true), -EBUSY);
+	assert_string_equal(err, "host join: host1: VMs are placed on it, and a witness runs "
+			    "none; stop or move them first");
+	assert_false(cl_state_host(st, "host1")->witness);
+	assert_int_equal(join_as(st, "host2", 2, none, 0, true), 0);
+	assert_true(cl_state_host(st, "host2")->witness);
 	CL_FREE(st);
 }
 
@@ -539,6 +698,8 @@ int main(void)
 		cmocka_unit_test(test_revoked_file),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_rules_events),
+		cmocka_unit_test(test_settings),
+		cmocka_unit_test(test_witness),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,117 @@
+/* Cluster-wide settings: the table, their checks, and what they feed. */
+#include "cl_settings.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_msg.h"
+
+#define S(field) offsetof(Ferry__Cluster__Settings, field)
+
+const struct cl_setting cl_settings[] = {
+	{ "migration-bandwidth-mbps", "Mbit/s", 1, 10000000, 0, S(migration_bandwidth_mbps),
+	  "caps every migration that names no --bandwidth, the planner's too" },
+	{ "migration-downtime-ms", "ms", 1, 60000, CL_PLAN_DEFAULT_DOWNTIME_MS,
+	  S(migration_downtime_ms),
+	  "downtime target of a migration that names no --downtime-ms" },
+	{ "link-mbps", "Mbit/s", 1, 10000000, CL_PLAN_DEFAULT_LINK_MBPS, S(link_mbps),
+	  "a host's migration link, shared by its migrations (planner)" },
+	{ "max-migrations-per-host", "", 1, 64, CL_PLAN_DEFAULT_MAX_MIG_PER_HOST,
+	  S(max_mig_per_host),
+	  "migrations one host takes part in at once (planner)" },
+	{ "max-migrations", "", 1, 1024, CL_PLAN_DEFAULT_MAX_MIG_CLUSTER, S(max_mig_cluster),
+	  "migrations in the whole cluster at once (planner)" },
+	{ "holddown-s", "s", 1, 7 * 86400, CL_PLAN_DEFAULT_HOLDDOWN_S, S(holddown_s),
+	  "the balancer leaves a VM this long after it moved" },
+	{ "cpu-cap-pct", "%", 1, 1000, CL_PLAN_DEFAULT_CPU_CAP_PCT, S(cpu_cap_pct),
+	  "CPU demand a target may reach, in % of its CPUs (planner)" },
+};
+const size_t cl_settings_n = sizeof(cl_settings) / sizeof(cl_settings[0]);
+
+const struct cl_setting *cl_setting_find(const char *key)
+{
+	for (size_t i = 0; i < cl_settings_n; i++)
+		if (!strcmp(cl_settings[i].key, key))
+			return &cl_settings[i];
+	return NULL;
+}
+
+static uint64_t *field(Ferry__Cluster__Settings *s, const struct cl_setting *k)
+{
+	return (uint64_t *)((char *)s + k->offset);
+}
+
+uint64_t cl_setting_raw(const Ferry__Cluster__State *st, const struct cl_setting *k)
+{
+	return st->settings ? *field(st->settings, k) : 0;
+}
+
+uint64_t cl_setting_value(const Ferry__Cluster__State *st, const struct cl_setting *k)
+{
+	uint64_t v = cl_setting_raw(st, k);
+
+	return v ? v : k->def;
+}
+
+uint64_t cl_setting_get(const Ferry__Cluster__State *st, const char *key)
+{
+	const struct cl_setting *k = cl_setting_find(key);
+
+	return k ? cl_setting_value(st, k) : 0;
+}
+
+int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
+		    char *err, size_t err_len)
+{
+	if (!c->n_items) {
+		snprintf(err, err_len, "config: nothing to set");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->n_items; i++) {
+		const Ferry__Cluster__ConfigItem *it = c->items[i];
+		const struct cl_setting *k = cl_setting_find(it->key);
+
+		if (!k) {
+			snprintf(err, err_len, "config: no such setting '%s'", it->key);
+			return -ENOENT;
+		}
+		if (it->value && (it->value < k->min || it->value > k->max)) {
+			snprintf(err, err_len, "config: %s: %llu is not in %llu..%llu%s%s", k->key,
+				 (unsigned long long)it->value, (unsigned long long)k->min,
+				 (unsigned long long)k->max, *k->unit ? " " : "", k->unit);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(c->items[j]->key, it->key)) {
+				snprintf(err, err_len, "config: %s is set twice", k->key);
+				return -EINVAL;
+			}
+	}
+	if (!st->settings) {
+		st->settings = CL_NEW(Ferry__Cluster__Settings, ferry__cluster__settings__init);
+		if (!st->settings)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->n_items; i++)
+		*field(st->settings, cl_setting_find(c->items[i]->key)) = c->items[i]->value;
+	return 0;
+}
+
+void cl_settings_plan_config(const Ferry__Cluster__State *st, const struct cl_plan_config *base,
+			     struct cl_plan_config *out)
+{
+	uint64_t cap = cl_setting_get(st, "migration-bandwidth-mbps");
+
+	*out = *base;
+	out->link_mbps = cl_setting_get(st, "link-mbps");
+	out->max_mig_per_host = cl_setting_get(st, "max-migrations-per-host");
+	out->max_mig_cluster = cl_setting_get(st, "max-migrations");
+	out->holddown_s = cl_setting_get(st, "holddown-s");
+	out->cpu_cap_pct = cl_setting_get(st, "cpu-cap-pct");
+	out->downtime_ms = cl_setting_get(st, "migration-downtime-ms");
+	/* A capped stream pushes no more than its cap, whatever the link. */
+	if (cap && cap < out->stream_mbps)
+		out->stream_mbps = cap;
+}

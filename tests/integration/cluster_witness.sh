@@ -1,0 +1,106 @@
+#!/bin/bash
+# A lab of three witnesses (clusterd --witness): agents that need no KVM
+# and run no VM, so this runs on any Linux with corosync. What it shows is
+# the cluster without guests: witnesses take no VM and say so; the
+# cluster-wide settings (clusterctl config) are replicated, checked all or
+# none, logged, and survive an agent's restart; mutual TLS refuses a
+# foreign or revoked certificate; garbage on the socket harms nothing.
+LAB_NO_KVM=1 # witnesses only: no guest runs here
+export FERRY_CLUSTERD_ARGS="--witness"
+. "$(dirname "$0")/lab_lib.sh"
+TMPD=$(mktemp -d /tmp/ferry-witness-test.XXXXXX)
+trap 'rc=$?; set +e; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
+
+# ctl, ctl_json, json_get, fails: lab_lib.sh
+seq_of() { ctl_json "$1" status | json_get 'j["state"]["seq"]'; }
+
+lab_up 3
+
+echo "== witnesses"
+check "every node sees 3 witnesses" bash -c "[ \"\$('$LAB_TOOL' exec --name '$LAB_NAME' host2 \
+	clusterctl host list | grep -c ' online  witness ')\" = 3 ]"
+check "host show says it runs no VMs" bash -c "'$LAB_TOOL' exec --name '$LAB_NAME' host1 \
+	clusterctl host show host3 | grep -q 'witness (runs no VMs)'"
+# Only the state holds it: a witness never runs it, so any file will do.
+check "vm create" ctl host1 clusterctl vm create vm1 --guest /bin/true --mem 64M
+check "vm start on a witness is refused, named" \
+	fails host2 "vm start: vm1: host host1 is a witness: it runs no VMs" vm start vm1 --host host1
+check "vm start with no host finds none, saying why" \
+	fails host3 "vm start: vm1: no host can run it: host host1 is a witness" vm start vm1
+
+echo "== cluster settings"
+check "config set on host2" ctl host2 clusterctl config set migration-bandwidth-mbps 2000 \
+	max-migrations-per-host 1
+for h in host1 host3; do
+	check "$h has the cap" wait_for 5 "the cap on $h" lab_setting_is $h migration-bandwidth-mbps "2000 set"
+	check "$h has the concurrency" wait_for 5 "the limit on $h" lab_setting_is $h max-migrations-per-host "1 set"
+done
+seq=$(seq_of host1)
+check "a value out of range is refused, named" \
+	fails host1 "config: max-migrations: 5000 is not in 1..1024" config set link-mbps 900 max-migrations 5000
+check "an unknown setting is refused" fails host3 "no such setting 'bandwidth'" config set bandwidth 5
+check "a key set twice is refused" fails host2 "link-mbps is set twice" config set link-mbps 1 link-mbps 2
+check "and none changed anything" lab_setting_is host3 link-mbps "25000 default"
+check "nor the state's seq" test "$(seq_of host2)" = "$seq"
+out=$(lab_exec host1 clusterctl config set link-mbps 0 2>&1) && rc=0 || rc=$?
+check "config set KEY 0 is a usage error ($rc)" bash -c '[ "$0" = 2 ] && grep -q "default" <<<"$1"' "$rc" "$out"
+out=$(lab_exec host1 clusterctl config set link-mbps 2>&1) && rc=0 || rc=$?
+check "config set KEY with no value is a usage error ($rc)" test "$rc" = 2
+check "the events name the change" \
+	lab_events_have host3 "config: migration-bandwidth-mbps set to 2000 Mbit/s; max-migrations-per-host set to 1"
+check "text output marks it set" bash -c "'$LAB_TOOL' exec --name '$LAB_NAME' host1 clusterctl config show |
+	grep -q '^migration-bandwidth-mbps *2000 Mbit/s *(set)'"
+
+echo "== an agent restarted keeps them"
+lab kill host3 --agent
+check "host3's agent is back" lab start host3
+check "host3 still has the cap" wait_for 10 "the cap on host3" lab_setting_is host3 migration-bandwidth-mbps "2000 set"
+check "config set back to the default" ctl host3 clusterctl config set migration-bandwidth-mbps default
+check "host1 has no cap again" wait_for 5 "no cap on host1" lab_setting_is host1 migration-bandwidth-mbps "0 default"
+check "and the event says so" lab_events_have host2 "config: migration-bandwidth-mbps back to its default (none)"
+
+echo "== TLS"
+admin="$LAB_DIR/ca/admin"
+addr=$(lab_exec host1 sh -c 'ip -4 -o addr show dev eth0' | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p')
+check "clusterctl over mutual TLS" ctl host2 clusterctl --connect "$addr" --tls-dir "$admin" status
+check "config show over mutual TLS" ctl host2 clusterctl --connect "$addr" --tls-dir "$admin" config show
+"$FERRY_BIN/clusterctl" cluster init --dir "$TMPD/other-ca" --name other >/dev/null
+out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$TMPD/other-ca/admin" status 2>&1) && rc=0 || rc=$?
+echo "  another CA: $out"
+check "a server certificate from another CA is refused" test "$rc" = 1
+# Our CA to check the agent, a certificate from another CA to show it.
+mkdir -p "$TMPD/mixed"
+cp "$admin/ca.pem" "$TMPD/mixed/ca.pem"
+cp "$TMPD/other-ca/admin/cert.pem" "$TMPD/other-ca/admin/key.pem" "$TMPD/mixed/"
+out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$TMPD/mixed" config set link-mbps 1 2>&1) && rc=0 || rc=$?
+echo "  client from another CA: $out"
+check "a client certificate from another CA is refused" test "$rc" = 1
+check "and changed nothing" lab_setting_is host1 link-mbps "25000 default"
+"$FERRY_BIN/clusterctl" node add intruder 10.0.0.99 --dir "$LAB_DIR/ca" >/dev/null
+check "a node certificate of the cluster is accepted" ctl host2 clusterctl --connect "$addr" \
+	--tls-dir "$LAB_DIR/ca/nodes/intruder" status
+check "node revoke" ctl host3 clusterctl node revoke intruder --dir "$LAB_DIR/ca"
+out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$LAB_DIR/ca/nodes/intruder" status 2>&1) && rc=0 || rc=$?
+echo "  revoked: $out"
+check "a revoked certificate is refused" bash -c "[ $rc = 1 ] && grep -q revoked <<<'$out'"
+
+echo "== malformed requests"
+python3 - "$LAB_DIR/host1/clusterd.sock" <<'PY'
+import socket, struct, sys
+for payload in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b"\x00\x00\x00\x03\x08\x96", b"\x00\x00",
+                # config_set with one item whose key is not a name
+                b"\x00\x00\x00\x0a\xba\x01\x07\x0a\x05\x0a\x03a;b"):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sys.argv[1])
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    try:
+        s.recv(4096)
+    except OSError:
+        pass
+    s.close()
+PY
+check "the agent survives garbage on its socket" ctl host1 clusterctl status
+check "and the settings are as they were" lab_setting_is host1 max-migrations-per-host "1 set"
+finish
