@@ -180,6 +180,7 @@ static const struct {
 	NAME_CMD(MIGRATE_STATUS, "migrate status", "vm", migrate_status),
 	NAME_CMD(RULE_DELETE, "rule delete", "rule", rule_delete),
 	NAME_CMD(EVACUATION, "evacuation", "host", evacuation),
+	NAME_CMD(HOST_REMOVE, "host remove", "host", host_remove),
 #undef NAME_CMD
 };
 

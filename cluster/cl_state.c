@@ -606,10 +606,12 @@ static int apply_balance_mode(Ferry__Cluster__State *st, const Ferry__Cluster__C
 	return 0;
 }
 
-const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto)
+const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
+						const char *except)
 {
 	for (size_t i = 0; i < st->n_hosts; i++)
-		if (st->hosts[i]->agent_proto < proto)
+		if (st->hosts[i]->agent_proto < proto &&
+		    (!except || strcmp(st->hosts[i]->name, except)))
 			return st->hosts[i];
 	return NULL;
 }
@@ -617,12 +619,46 @@ const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st,
 static int apply_config_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			    char *err, size_t err_len)
 {
-	const Ferry__Cluster__Host *old = cl_state_host_below(st, CL_PROTO_SETTINGS);
+	const Ferry__Cluster__Host *old = cl_state_host_below(st, CL_PROTO_2, NULL);
 
 	if (old)
 		return refuse(-EPROTO, err, err_len, "config: the agent of %s predates cluster "
 			      "settings and could not apply them; upgrade it first", old->name);
 	return cl_settings_set(st, cmd->config_set, err, err_len);
+}
+
+static int apply_host_remove(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			     char *err, size_t err_len)
+{
+	const char *name = cmd->host_remove->host;
+	Ferry__Cluster__Host *h = cl_state_host(st, name);
+	const Ferry__Cluster__Host *old;
+	size_t i;
+
+	if (!h)
+		return refuse(-ENOENT, err, err_len, "host remove: no such host %s", name);
+	/* The host itself may be old: it is gone and applies nothing any more. */
+	old = cl_state_host_below(st, CL_PROTO_2, name);
+	if (old)
+		return refuse(-EPROTO, err, err_len, "host remove: the agent of %s predates it "
+			      "and could not apply it; upgrade it first", old->name);
+	for (i = 0; i < st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = st->vms[i];
+
+		if (vm->migration && (!strcmp(vm->migration->source, name) ||
+				      !strcmp(vm->migration->destination, name)))
+			return refuse(-EBUSY, err, err_len, "host remove: %s: %s is migrating "
+				      "from or to it", name, vm->name);
+		if (vm_running(vm) && !strcmp(vm->host, name))
+			return refuse(-EBUSY, err, err_len, "host remove: %s: %s is placed on it; "
+				      "stop or move it first", name, vm->name);
+	}
+	for (i = 0; st->hosts[i] != h; i++)
+		;
+	memmove(&st->hosts[i], &st->hosts[i + 1], (st->n_hosts - i - 1) * sizeof(*st->hosts));
+	st->n_hosts--;
+	CL_FREE(h);
+	return 0;
 }
 
 typedef int (*apply_fn)(Ferry__Cluster__State *, const Ferry__Cluster__Command *,
@@ -644,6 +680,7 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_RULE_DELETE] = apply_rule_delete,
 	[FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE] = apply_balance_mode,
 	[FERRY__CLUSTER__COMMAND__OP_CONFIG_SET] = apply_config_set,
+	[FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE] = apply_host_remove,
 };
 
 static void config_text(const Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
@@ -724,6 +761,9 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_CONFIG_SET:
 		config_text(st, c->config_set, t, len);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE:
+		snprintf(t, len, "host %s removed", c->host_remove->host);
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_REVOKE:
 		snprintf(t, len, "certificate %s (%s) revoked", c->revoke->serial, c->revoke->name);

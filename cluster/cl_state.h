@@ -25,10 +25,11 @@
  * so a command newer than some host's agent is refused by every node
  * alike (the old agent refuses it as unknown).
  */
-#define CL_PROTO_SETTINGS 2   /* CmdConfigSet and Host.witness; before: up to CmdBalanceMode */
-#define CL_STATE_PROTO CL_PROTO_SETTINGS
-/* A host whose agent applies less than proto, or NULL. */
-const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto);
+#define CL_PROTO_2 2   /* CmdConfigSet, Host.witness, CmdHostRemove; 1: up to CmdBalanceMode */
+#define CL_STATE_PROTO CL_PROTO_2
+/* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
+const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
+						const char *except);
 #define CL_EVENTS_MAX 200   /* the state keeps the last this many events */
 
 Ferry__Cluster__State *cl_state_new(const char *cluster_name);

@@ -265,8 +265,8 @@ static void agent_join(struct agent *a)
 			 a->witness ? ", a witness" : "");
 	}
 	/* No rule of ours can stop an older agent: only its upgrade can. */
-	h = a->witness ? cl_state_host_below(a->st, CL_PROTO_SETTINGS) : NULL;
-	if (h && strcmp(h->name, a->name))
+	h = a->witness ? cl_state_host_below(a->st, CL_PROTO_2, a->name) : NULL;
+	if (h)
 		log_warn("the agent of %s predates witnesses: it would accept a VM placed on this "
 			 "witness, and its copy of the state would then differ; upgrade it",
 			 h->name);

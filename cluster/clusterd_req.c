@@ -311,6 +311,31 @@ static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r
 	propose(a, &cmd, r);
 }
 
+/*
+ * Only a host that is down may go: one that is up would join again at
+ * once. Membership is not part of the state, so this check is the
+ * agent's, before it proposes; the state machine checks the rest.
+ */
+static void do_host_remove(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdHostRemove c = FERRY__CLUSTER__CMD_HOST_REMOVE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	const char *host = q->host_remove->name;
+	char msg[CL_ERR_LEN];
+
+	if (cl_state_host(a->st, host) && (!strcmp(host, a->name) || agent_online(a, host))) {
+		snprintf(msg, sizeof(msg), "host remove: %s is online: stop its clusterd and "
+			 "corosync first (and take it out of corosync.conf, or it joins again)",
+			 host);
+		fail(r, -EBUSY, msg);
+		return;
+	}
+	c.host = (char *)host;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE;
+	cmd.host_remove = &c;
+	propose(a, &cmd, r);
+}
+
 static void do_revoke(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__CmdRevoke c = FERRY__CLUSTER__CMD_REVOKE__INIT;
@@ -551,6 +576,7 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_MAINTENANCE] = do_maintenance,
 	[FERRY__CLUSTER__REQUEST__CMD_EVACUATION] = do_evacuation,
 	[FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET] = do_config_set,
+	[FERRY__CLUSTER__REQUEST__CMD_HOST_REMOVE] = do_host_remove,
 };
 
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,

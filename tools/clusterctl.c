@@ -25,6 +25,8 @@ static const char usage[] =
 "  status                        this node's view: quorum, members, hosts, VMs\n"
 "  host list | host show HOST\n"
 "  host mode HOST active|maintenance\n"
+"  host remove HOST              forget a host that left for good: it must be\n"
+"                                down, with no VM placed on it or migrating\n"
 "  vm create NAME --guest IMAGE --mem SIZE [--vcpus N] [--args STR]\n"
 "            [--cpu-model host|cluster|x86-64-v1..v4] [--disk SPEC]...\n"
 "            (default vcpus 1, model cluster: what every current host has;\n"
@@ -487,6 +489,11 @@ static int cmd_host(struct ctl *c, int argc, char **argv)
 		REQ(host_show, HOST_SHOW, &name);
 		return simple(c, &req, print_host);
 	}
+	if (argc == 2 && !strcmp(argv[0], "remove")) {
+		name.name = argv[1];
+		REQ(host_remove, HOST_REMOVE, &name);
+		return simple(c, &req, print_nothing);
+	}
 	if (argc == 3 && !strcmp(argv[0], "mode")) {
 		mode.host = argv[1];
 		if (!strcmp(argv[2], "maintenance"))
@@ -511,7 +518,8 @@ static int cmd_host(struct ctl *c, int argc, char **argv)
 			return die_usage("host maintenance: enter or exit, not '%s'", argv[2]);
 		return maintenance(c, argv[1], !strcmp(argv[2], "enter"), force, wait);
 	}
-	return die_usage("host: expected list, show HOST, mode HOST MODE or maintenance HOST enter|exit");
+	return die_usage("host: expected list, show HOST, mode HOST MODE, remove HOST or "
+			 "maintenance HOST enter|exit");
 }
 
 static int vm_create(struct ctl *c, int argc, char **argv)

@@ -3,8 +3,10 @@
 # and run no VM, so this runs on any Linux with corosync. What it shows is
 # the cluster without guests: witnesses take no VM and say so; the
 # cluster-wide settings (clusterctl config) are replicated, checked all or
-# none, logged, and survive an agent's restart; mutual TLS refuses a
-# foreign or revoked certificate; garbage on the socket harms nothing.
+# none, logged, and survive an agent's restart; a host that is down and
+# empty can be removed (and joins again when it comes back); mutual TLS
+# refuses a foreign or revoked certificate; garbage on the socket harms
+# nothing.
 LAB_NO_KVM=1 # witnesses only: no guest runs here
 export FERRY_CLUSTERD_ARGS="--witness"
 . "$(dirname "$0")/lab_lib.sh"
@@ -58,6 +60,20 @@ check "host3 still has the cap" wait_for 10 "the cap on host3" lab_setting_is ho
 check "config set back to the default" ctl host3 clusterctl config set migration-bandwidth-mbps default
 check "host1 has no cap again" wait_for 5 "no cap on host1" lab_setting_is host1 migration-bandwidth-mbps "0 default"
 check "and the event says so" lab_events_have host2 "config: migration-bandwidth-mbps back to its default (none)"
+
+echo "== a host that left for good"
+host_down() { lab_exec "$1" clusterctl host list | grep -q "^$2 *down "; }
+hosts_are() { [ "$(ctl_json "$1" host list | json_get 'len(j["state"]["hosts"])')" = "$2" ]; }
+check "removing an online host is refused" fails host1 "host remove: host2 is online" host remove host2
+check "removing the agent's own host is refused" fails host1 "host remove: host1 is online" host remove host1
+check "removing an unknown host is refused" fails host1 "no such host host7" host remove host7
+lab kill host3
+check "host1 sees host3 down" wait_for 10 "host3 down" host_down host1 host3
+check "host remove host3" ctl host1 clusterctl host remove host3
+check "host2 has 2 hosts left" wait_for 5 "2 hosts" hosts_are host2 2
+check "the event names it" lab_events_have host2 "host host3 removed"
+check "host3 started again" lab start host3
+check "and joins again (as docs/cluster.md says)" wait_for 20 "3 hosts" hosts_are host1 3
 
 echo "== TLS"
 admin="$LAB_DIR/ca/admin"

@@ -212,6 +212,13 @@ static void test_decode_bad(void **state)
 			    "(1..63 of A-Z a-z 0-9 _ . -)");
 	n.name = "a234567890123456789012345678901234567890123456789012345678901234";
 	assert_null(decode(&r, err, sizeof(err)));
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_HOST_REMOVE;
+	r.host_remove = &n;
+	n.name = "../x";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "host remove: host '../x' is not valid "
+			    "(1..63 of A-Z a-z 0-9 _ . -)");
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_STOP;
 	m.vm = "vm1";
 	m.host = "h\n1";
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_MIGRATE;

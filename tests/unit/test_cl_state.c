@@ -396,6 +396,52 @@ static void test_witness(void **unused)
 	CL_FREE(st);
 }
 
+static int host_remove(Ferry__Cluster__State *st, const char *host)
+{
+	Ferry__Cluster__CmdHostRemove c = FERRY__CLUSTER__CMD_HOST_REMOVE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.host = (char *)host;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE;
+	cmd.host_remove = &c;
+	return run(st, &cmd);
+}
+
+static void test_host_remove(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	uint64_t seq;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "host3"), 0);
+	seq = st->seq;
+	assert_int_equal(host_remove(st, "host9"), -ENOENT);
+	assert_string_equal(err, "host remove: no such host host9");
+	assert_int_equal(host_remove(st, "host3"), -EBUSY);
+	assert_string_equal(err, "host remove: host3: vm1 is placed on it; stop or move it first");
+	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	assert_int_equal(host_remove(st, "host2"), -EBUSY);
+	assert_string_equal(err, "host remove: host2: vm1 is migrating from or to it");
+	/* Another host's old agent could not apply it; the host that goes may be old. */
+	cl_state_host(st, "host2")->agent_proto = 1;
+	cl_state_host(st, "host1")->agent_proto = 1;
+	assert_int_equal(host_remove(st, "host1"), -EPROTO);
+	assert_string_equal(err, "host remove: the agent of host2 predates it and could not "
+			    "apply it; upgrade it first");
+	cl_state_host(st, "host2")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(st->seq, seq + 1);   /* the begin alone */
+
+	assert_int_equal(host_remove(st, "host1"), 0);
+	assert_null(cl_state_host(st, "host1"));
+	assert_int_equal(st->n_hosts, 2);
+	assert_string_equal(st->hosts[0]->name, "host2");
+	assert_string_equal(st->events[st->n_events - 1]->text, "host host1 removed");
+	/* It may join again, as a new host. */
+	assert_int_equal(join(st, "host1", 1, feats_v3, 1ull << 30), 0);
+	assert_int_equal(st->n_hosts, 3);
+	CL_FREE(st);
+}
+
 static void test_maintenance_stop_delete(void **unused)
 {
 	Ferry__Cluster__State *st = cluster3();
@@ -700,6 +746,7 @@ int main(void)
 		cmocka_unit_test(test_rules_events),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_witness),
+		cmocka_unit_test(test_host_remove),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
