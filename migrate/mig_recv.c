@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm_dev.h"
+#include "migrate/mig_door.h"
 #include "migrate/mig_lanes.h"
 #include "migrate/mig_proto.h"
 
@@ -183,16 +184,6 @@ static void incoming_reset(struct xport **x, struct stream_writer *w,
 	stream_reader_init(sr, -1);
 }
 
-/* What is left of the wait for a source: -1 for ever, else ms (0: over). */
-static int incoming_left_ms(uint64_t deadline_ns)
-{
-	uint64_t now = now_ns();
-
-	if (!deadline_ns)
-		return -1;
-	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
-}
-
 int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		 struct mig_incoming_result *res, char *err)
 {
@@ -210,12 +201,13 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	struct mig_load_opts lo = o->load;
 	uint8_t token[MIG_LANE_TOKEN_LEN];
 	unsigned conns = 1;
-	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN], dropped_why[MIG_ERR_LEN] = "";
+	char xerr[XPORT_ERR_LEN], why[MIG_ERR_LEN];
 	uint64_t deadline_ns = o->accept_timeout_ms < 0 ? 0 :
 		now_ns() + (uint64_t)o->accept_timeout_ms * 1000000ull;
-	unsigned dropped = 0;
+	struct mig_door_drops drops = { .n = 0 };
+	struct mig_door_guest guest;
 	bool dry_run = false;
-	int ret, knock, left_ms;
+	int ret;
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
@@ -232,56 +224,31 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 	if (o->listening)
 		o->listening(o->ctx, xport_listener_port(l));
 again:
-	/*
-	 * Until its HELLO, a connection is nobody's migration: one that fails
-	 * before (a port scan, a health check, a wrong certificate or
-	 * transport) is dropped with a line in the log, and the source that
-	 * is expected can still come within the same time.
-	 */
-	left_ms = incoming_left_ms(deadline_ns);
-	ret = left_ms ? xport_accept(l, left_ms, &x, xerr) : -ETIMEDOUT;
-	if (ret && left_ms && xport_accept_failed_peer(l)) {
-		snprintf(why, sizeof(why), "%s", xerr);
-		goto drop;
-	}
+	/* Strays are the door's business: it returns with a HELLO or not at all. */
+	ret = mig_door_wait(l, deadline_ns, &drops, &guest, xerr);
 	if (ret) {
 		/* The whole wait, not what was left of it after a drop. */
 		if (ret == -ETIMEDOUT)
 			snprintf(xerr, sizeof(xerr), "no source connected within %d ms",
 				 o->accept_timeout_ms);
-		if (dropped)
+		if (drops.n)
 			snprintf(err, MIG_ERR_LEN, "incoming: %.200s; %u connection%s dropped "
-				 "before a HELLO, the last: %.200s", xerr, dropped,
-				 dropped > 1 ? "s were" : " was", dropped_why);
+				 "before a HELLO, the last: %.200s", xerr, drops.n,
+				 drops.n > 1 ? "s were" : " was", drops.last);
 		else
 			snprintf(err, MIG_ERR_LEN, "incoming: %s", xerr);
 		goto out;
 	}
+	x = guest.x;
+	msg = &guest.hello->base;
 	snprintf(res->source, sizeof(res->source), "%s", x->peer);
-	/* An rdma: source waits for a rendezvous reply and sends no HELLO. */
-	knock = x->kind == XPORT_TCP ? xport_rdma_knocking(x->fd, MIG_FIRST_BYTES_MS) : 0;
-	if (knock == 1) {
-		snprintf(why, sizeof(why), "the source migrates over rdma: and this destination "
-			 "listens on tcp: (start it with --incoming rdma:HOST:PORT, or migrate "
-			 "to tcp:)");
-		goto drop;
-	}
-	if (knock == -ETIMEDOUT) {
-		/* A source sends its HELLO at once; do not let a mute peer hold the port. */
-		snprintf(why, sizeof(why), "sent no HELLO within %d ms", MIG_FIRST_BYTES_MS);
-		goto drop;
-	}
-	/* The HELLO is one small frame, written at once after the first bytes. */
-	xport_set_timeout(x, MIG_FIRST_BYTES_MS);
 	mig_xport_io(x, &io);
+	stream_reader_destroy(&hr);
+	hr = guest.hr;
 	w.io = &io;
 	hr.io = &io;
 	sr.io = &io;
 
-	/* Handshake. */
-	ret = mig_recv_msg(&hr, STREAM_REC_HELLO, &ferry__mig__hello__descriptor, &msg, why);
-	if (ret)
-		goto drop;
 	xport_set_timeout(x, MIG_IO_TIMEOUT_MS);
 	ret = mig_precheck(o, (Ferry__Mig__Hello *)msg, &vm, &rf);
 	dry_run = ((Ferry__Mig__Hello *)msg)->dry_run;
@@ -382,24 +349,6 @@ again:
 	ret = 0;
 	goto out;
 
-drop:
-	/* Name the peer: xport_accept's words already do, ours do not. */
-	if (x) {
-		char tmp[MIG_ERR_LEN];
-
-		snprintf(tmp, sizeof(tmp), "from %s: %.300s", x->peer, why);
-		snprintf(why, sizeof(why), "%s", tmp);
-	}
-	dropped++;
-	/* A flood of strays must not flood the log: the first ten, then every 100th. */
-	if (dropped <= 10 || dropped % 100 == 0)
-		log_warn("incoming: dropped a connection before its HELLO: %s; still waiting "
-			 "for the source%s", why, dropped == 10 ? " (from now on, one line in "
-			 "100 of these)" : "");
-	snprintf(dropped_why, sizeof(dropped_why), "%s", why);
-	incoming_reset(&x, &w, &hr, &sr);
-	memset(res, 0, sizeof(*res));
-	goto again;
 out:
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);

@@ -499,19 +499,17 @@ static void fmt_sockaddr(const struct sockaddr *sa, char *out, size_t len)
 	xport_fmt_peer(out, len, host, (unsigned)atoi(serv));
 }
 
-int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
-		 char *err)
+int xport_accept_fd(struct xport_listener *l, int timeout_ms, int *fdp, char *peer,
+		    size_t peer_len, char *err)
 {
 	const char *kname = l->rdma ? "rdma" : l->ctx ? "tls" : "tcp";
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char peer[XPORT_HOST_MAX + 8];
 	char eb[96];
 	int64_t deadline = xport_deadline(timeout_ms);
 	int fd, ret;
 
-	*out = NULL;
-	l->failed_peer[0] = 0;
+	*fdp = -1;
 	for (;;) {
 		ret = xport_poll(l->fd, POLLIN, deadline);
 		if (ret == -ETIMEDOUT) {
@@ -537,13 +535,39 @@ int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 			   xport_strerror(-ret, eb, sizeof(eb)));
 		return ret;
 	}
-	fmt_sockaddr((struct sockaddr *)&ss, peer, sizeof(peer));
+	fmt_sockaddr((struct sockaddr *)&ss, peer, peer_len);
 	/* Re-applied: not every option is inherited on every kernel. */
 	xport_sock_tune(fd);
+	*fdp = fd;
+	return 0;
+}
+
+int xport_accept_establish(struct xport_listener *l, int fd, const char *peer, int timeout_ms,
+			   struct xport **out, char *err)
+{
 	/* One client's handshake never takes all of a long wait for clients. */
-	ret = establish(fd, l->ctx, l->rdma, false, true, peer,
-			l->peer_name[0] ? l->peer_name : NULL,
-			handshake_deadline(timeout_ms), out, err);
+	return establish(fd, l->ctx, l->rdma, false, true, peer,
+			 l->peer_name[0] ? l->peer_name : NULL,
+			 handshake_deadline(timeout_ms), out, err);
+}
+
+bool xport_listener_serial(const struct xport_listener *l)
+{
+	return l->rdma != NULL;
+}
+
+int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
+		 char *err)
+{
+	char peer[XPORT_HOST_MAX + 8];
+	int fd, ret;
+
+	*out = NULL;
+	l->failed_peer[0] = 0;
+	ret = xport_accept_fd(l, timeout_ms, &fd, peer, sizeof(peer), err);
+	if (ret)
+		return ret;
+	ret = xport_accept_establish(l, fd, peer, timeout_ms, out, err);
 	if (ret) {
 		close(fd);
 		snprintf(l->failed_peer, sizeof(l->failed_peer), "%s", peer);

@@ -162,6 +162,22 @@ int xport_listener_fd(const struct xport_listener *l);
 int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 		 char *err);
 /*
+ * xport_accept in two halves, for a server that handshakes with several
+ * clients at once. xport_accept_fd takes the next client's socket (peer:
+ * its address) within timeout_ms. xport_accept_establish makes the
+ * transport on it (the TLS handshake, or the RDMA rendezvous) within
+ * timeout_ms, at most 30 s; when that fails the socket is still the
+ * caller's to close. Shut the socket down from another thread to end a
+ * handshake early. Several threads
+ * may establish at once on a TCP or TLS listener; an RDMA listener's
+ * rendezvous takes one client at a time (xport_listener_serial).
+ */
+int xport_accept_fd(struct xport_listener *l, int timeout_ms, int *fd, char *peer,
+		    size_t peer_len, char *err);
+int xport_accept_establish(struct xport_listener *l, int fd, const char *peer, int timeout_ms,
+			   struct xport **out, char *err);
+bool xport_listener_serial(const struct xport_listener *l);
+/*
  * After xport_accept failed: the peer whose handshake (TLS, or the RDMA
  * rendezvous) failed, or NULL if the listener itself failed or timed out.
  * A server tells one bad client from a dead listener by it.

@@ -4,7 +4,9 @@
  * that sends garbage, an rdma: source's rendezvous on a tcp: listener and a
  * peer that says nothing. Each is dropped and closed, the listener stays
  * open for the next, and the wait ends at its own deadline, counting them.
- * Nothing here reaches a HELLO, so no VM is built: no /dev/kvm needed.
+ * Strays are served side by side: a mute one does not keep a source
+ * waiting behind it. The sources here send a HELLO without a CPU model,
+ * which the precheck refuses before it builds a VM: no /dev/kvm needed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +27,9 @@
 
 #include "core/util.h"
 #include "core/vm.h"
+#include "migrate/mig_door.h"
 #include "migrate/mig_live.h"
+#include "migrate/mig_proto.h"
 
 #define WAIT_MS 7000   /* MIG_FIRST_BYTES_MS for the mute peer, and some */
 
@@ -226,6 +230,93 @@ static void test_incoming_flood(void **state)
 	pthread_mutex_destroy(&d.lock);
 }
 
+/*
+ * A source whose HELLO the precheck refuses before any VM is built (it
+ * names no CPU model). Returns the seconds from connect to the VERDICT,
+ * which must be a refusal naming that.
+ */
+static double source_refused(uint16_t port)
+{
+	Ferry__Mig__Hello h = FERRY__MIG__HELLO__INIT;
+	ProtobufCMessage *msg = NULL;
+	Ferry__Mig__Verdict *v;
+	struct stream_writer w;
+	struct stream_reader r;
+	char err[MIG_ERR_LEN];
+	double t0 = now_ns() / 1e9, secs;
+	int fd = peer_connect(port);
+
+	h.min_version = STREAM_VERSION;
+	h.max_version = STREAM_VERSION;
+	h.mem_bytes = 2 << 20;
+	h.nr_vcpus = 1;
+	h.vm_name = "t";
+	stream_writer_init(&w, fd);
+	stream_reader_init(&r, fd);
+	assert_int_equal(mig_send_msg(&w, STREAM_REC_HELLO, &h.base), 0);
+	if (mig_recv_msg(&r, STREAM_REC_VERDICT, &ferry__mig__verdict__descriptor, &msg, err))
+		fail_msg("no verdict: %s", err);
+	secs = now_ns() / 1e9 - t0;
+	v = (Ferry__Mig__Verdict *)msg;
+	assert_false(v->accept);
+	assert_true(v->n_refusals >= 1);
+	assert_non_null(strstr(v->refusals[0]->message, "no CPU model"));
+	protobuf_c_message_free_unpacked(msg, NULL);
+	stream_writer_destroy(&w);
+	stream_reader_destroy(&r);
+	close(fd);
+	return secs;
+}
+
+/* A mute peer that came first does not keep the source waiting behind it. */
+static void test_incoming_side_by_side(void **state)
+{
+	struct dest d;
+	uint16_t port;
+	double secs;
+	int mute;
+
+	(void)state;
+	port = dest_start(&d, 20000);
+	mute = peer_connect(port);
+	usleep(100 * 1000);   /* the door has it in hand */
+	secs = source_refused(port);
+	print_message("  the source's verdict came %.3f s after it connected\n", secs);
+	assert_true(secs < 1.0);
+	pthread_join(d.th, NULL);
+	assert_non_null(strstr(d.err, "precheck: refused the VM from 127.0.0.1:"));
+	assert_non_null(strstr(d.err, "no CPU model"));
+	/* Once a HELLO came, the door ended every other connection at once. */
+	peer_sees_close(mute, 1000);
+	pthread_mutex_destroy(&d.lock);
+}
+
+/* All slots held by mute peers: the source waits in the backlog for one, no longer. */
+static void test_incoming_slots_full(void **state)
+{
+	int mute[MIG_DOOR_SLOTS];
+	struct dest d;
+	uint16_t port;
+	double secs;
+
+	(void)state;
+	port = dest_start(&d, 20000);
+	for (int i = 0; i < MIG_DOOR_SLOTS; i++)
+		mute[i] = peer_connect(port);
+	usleep(200 * 1000);
+	secs = source_refused(port);
+	print_message("  with %d mute peers ahead, the verdict came after %.3f s\n",
+		      MIG_DOOR_SLOTS, secs);
+	/* The first slot frees when its peer's MIG_FIRST_BYTES_MS run out. */
+	assert_true(secs > MIG_FIRST_BYTES_MS / 1000.0 - 0.5);
+	assert_true(secs < MIG_FIRST_BYTES_MS / 1000.0 + 2.0);
+	pthread_join(d.th, NULL);
+	assert_non_null(strstr(d.err, "no CPU model"));
+	for (int i = 0; i < MIG_DOOR_SLOTS; i++)
+		peer_sees_close(mute[i], 1000);
+	pthread_mutex_destroy(&d.lock);
+}
+
 /* Nobody at all: the plain time-out, with nothing about drops. */
 static void test_incoming_nobody(void **state)
 {
@@ -246,6 +337,8 @@ int main(void)
 		cmocka_unit_test(test_incoming_drops_strays),
 		cmocka_unit_test(test_incoming_flood),
 		cmocka_unit_test(test_incoming_nobody),
+		cmocka_unit_test(test_incoming_side_by_side),
+		cmocka_unit_test(test_incoming_slots_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
