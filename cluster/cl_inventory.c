@@ -111,11 +111,11 @@ int cl_inventory_probe(const char *hide, bool witness, Ferry__Cluster__Inventory
 		snprintf(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
+	/* A witness has no features and offers no memory: nothing is placed there. */
 	if (!witness) {
 		rc = probe_kvm(hide, inv, err, err_len);
 		if (rc)
 			goto out;
-		/* A witness offers no memory to guests: the planner skips it. */
 		inv->mem_bytes = mem_total_bytes();
 	}
 	inv->cpus = cpu_count();

@@ -219,8 +219,8 @@ static void print_hosts(const Ferry__Cluster__Response *r)
 			fmt_size(h->inventory->mem_bytes, mem, sizeof(mem));
 		fmt_size(l ? l->vm_mem_bytes : 0, used, sizeof(used));
 		printf("%-12s %-7s %-12s %-15s %5u %10s %10s %6.2f %4u\n", h->name,
-		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address, h->inventory ? h->inventory->cpus : 0, mem, used,
-		       l ? l->cpu_load : 0.0, vms);
+		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address,
+		       h->inventory ? h->inventory->cpus : 0, mem, used, l ? l->cpu_load : 0.0, vms);
 	}
 }
 
