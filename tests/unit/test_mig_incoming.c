@@ -80,7 +80,8 @@ static bool dest_done(struct dest *d)
 	return done;
 }
 
-static uint16_t dest_start(struct dest *d, int wait_ms)
+/* tls_dir: a node's certificates, or NULL for plain TCP. */
+static uint16_t dest_start_tls(struct dest *d, int wait_ms, const char *tls_dir)
 {
 	char err[XPORT_ERR_LEN];
 	uint16_t port = 0;
@@ -88,6 +89,10 @@ static uint16_t dest_start(struct dest *d, int wait_ms)
 	memset(d, 0, sizeof(*d));
 	pthread_mutex_init(&d->lock, NULL);
 	assert_int_equal(xport_addr_parse("tcp:127.0.0.1:0", &d->o.addr, err), 0);
+	if (tls_dir) {
+		d->o.tls = true;
+		assert_int_equal(xport_tls_from_dir(tls_dir, &d->o.tls_cfg, err), 0);
+	}
 	d->o.accept_timeout_ms = wait_ms;
 	d->o.listening = on_listening;
 	d->o.ctx = d;
@@ -101,6 +106,11 @@ static uint16_t dest_start(struct dest *d, int wait_ms)
 	}
 	assert_true(port > 0);
 	return port;
+}
+
+static uint16_t dest_start(struct dest *d, int wait_ms)
+{
+	return dest_start_tls(d, wait_ms, NULL);
 }
 
 static int peer_connect(uint16_t port)
@@ -235,24 +245,33 @@ static void test_incoming_flood(void **state)
  * names no CPU model). Returns the seconds from connect to the VERDICT,
  * which must be a refusal naming that.
  */
-static double source_refused(uint16_t port)
+static double source_refused(uint16_t port, const struct xport_tls *tls)
 {
 	Ferry__Mig__Hello h = FERRY__MIG__HELLO__INIT;
 	ProtobufCMessage *msg = NULL;
 	Ferry__Mig__Verdict *v;
+	struct xport_addr addr;
+	struct xport *x = NULL;
+	struct stream_io io;
 	struct stream_writer w;
 	struct stream_reader r;
-	char err[MIG_ERR_LEN];
+	char err[MIG_ERR_LEN], uri[64];
 	double t0 = now_ns() / 1e9, secs;
-	int fd = peer_connect(port);
 
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+	assert_int_equal(xport_addr_parse(uri, &addr, err), 0);
+	if (xport_connect(&addr, tls, 5000, &x, err))
+		fail_msg("connect: %s", err);
 	h.min_version = STREAM_VERSION;
 	h.max_version = STREAM_VERSION;
 	h.mem_bytes = 2 << 20;
 	h.nr_vcpus = 1;
 	h.vm_name = "t";
-	stream_writer_init(&w, fd);
-	stream_reader_init(&r, fd);
+	mig_xport_io(x, &io);
+	stream_writer_init(&w, -1);
+	stream_reader_init(&r, -1);
+	w.io = &io;
+	r.io = &io;
 	assert_int_equal(mig_send_msg(&w, STREAM_REC_HELLO, &h.base), 0);
 	if (mig_recv_msg(&r, STREAM_REC_VERDICT, &ferry__mig__verdict__descriptor, &msg, err))
 		fail_msg("no verdict: %s", err);
@@ -264,7 +283,7 @@ static double source_refused(uint16_t port)
 	protobuf_c_message_free_unpacked(msg, NULL);
 	stream_writer_destroy(&w);
 	stream_reader_destroy(&r);
-	close(fd);
+	xport_close(x);
 	return secs;
 }
 
@@ -280,7 +299,7 @@ static void test_incoming_side_by_side(void **state)
 	port = dest_start(&d, 20000);
 	mute = peer_connect(port);
 	usleep(100 * 1000);   /* the door has it in hand */
-	secs = source_refused(port);
+	secs = source_refused(port, NULL);
 	print_message("  the source's verdict came %.3f s after it connected\n", secs);
 	assert_true(secs < 1.0);
 	pthread_join(d.th, NULL);
@@ -288,6 +307,43 @@ static void test_incoming_side_by_side(void **state)
 	assert_non_null(strstr(d.err, "no CPU model"));
 	/* Once a HELLO came, the door ended every other connection at once. */
 	peer_sees_close(mute, 1000);
+	pthread_mutex_destroy(&d.lock);
+}
+
+/*
+ * TLS: a peer that connects and never starts its handshake used to hold the
+ * destination for the handshake's 30 s, longer than a source's own.
+ */
+static void test_incoming_tls_stall(void **state)
+{
+	char dir[] = "/tmp/ferry-incoming-XXXXXX", cmd[512], err[XPORT_ERR_LEN], node[300];
+	struct xport_tls cli;
+	struct dest d;
+	uint16_t port;
+	double secs;
+	int stall;
+
+	(void)state;
+	if (system("command -v openssl >/dev/null 2>&1") != 0)
+		skip();
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd), "'%s/tools/mkcerts.sh' '%s' srv cli >/dev/null", FERRY_SRC_DIR,
+		 dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(node, sizeof(node), "%s/cli", dir);
+	assert_int_equal(xport_tls_from_dir(node, &cli, err), 0);
+	snprintf(node, sizeof(node), "%s/srv", dir);
+	port = dest_start_tls(&d, 40000, node);
+	stall = peer_connect(port);
+	usleep(100 * 1000);
+	secs = source_refused(port, &cli);
+	print_message("  behind a stalled TLS handshake, the verdict came after %.3f s\n", secs);
+	assert_true(secs < 2.0);
+	pthread_join(d.th, NULL);
+	assert_non_null(strstr(d.err, "no CPU model"));
+	peer_sees_close(stall, 1000);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
 	pthread_mutex_destroy(&d.lock);
 }
 
@@ -304,7 +360,7 @@ static void test_incoming_slots_full(void **state)
 	for (int i = 0; i < MIG_DOOR_SLOTS; i++)
 		mute[i] = peer_connect(port);
 	usleep(200 * 1000);
-	secs = source_refused(port);
+	secs = source_refused(port, NULL);
 	print_message("  with %d mute peers ahead, the verdict came after %.3f s\n",
 		      MIG_DOOR_SLOTS, secs);
 	/* The first slot frees when its peer's MIG_FIRST_BYTES_MS run out. */
@@ -338,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_incoming_flood),
 		cmocka_unit_test(test_incoming_nobody),
 		cmocka_unit_test(test_incoming_side_by_side),
+		cmocka_unit_test(test_incoming_tls_stall),
 		cmocka_unit_test(test_incoming_slots_full),
 	};
 
