@@ -71,7 +71,7 @@ static void door_drop(struct door *d, const char *why)
 static int conn_hello(struct door_conn *c, char *why, size_t why_len)
 {
 	struct door *d = c->d;
-	char xerr[XPORT_ERR_LEN];
+	char xerr[MIG_ERR_LEN];   /* mig_recv_msg's size; xport's words are shorter */
 	int left = door_left_ms(d->deadline_ns), knock, ret;
 
 	ret = xport_accept_establish(d->l, c->fd, c->peer, left, &c->x, xerr);
@@ -212,7 +212,7 @@ static void door_close(struct door *d)
 }
 
 int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_door_drops *drops,
-		  struct mig_door_guest *g, char *err)
+		  struct mig_door_guest *g, char *err, size_t err_len)
 {
 	struct door d = { .l = l, .deadline_ns = deadline_ns, .drops = drops };
 	bool serial = xport_listener_serial(l);
@@ -224,7 +224,7 @@ int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_doo
 	d.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d.wake < 0) {
 		ret = -errno;
-		snprintf(err, MIG_ERR_LEN, "incoming: eventfd: %s", strerror(-ret));
+		snprintf(err, err_len, "eventfd: %s", strerror(-ret));
 		goto out;
 	}
 	for (;;) {
@@ -248,7 +248,7 @@ int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_doo
 		}
 		if (poll(p, room ? 2 : 1, left) < 0 && errno != EINTR) {
 			ret = -errno;
-			snprintf(err, MIG_ERR_LEN, "incoming: poll: %s", strerror(-ret));
+			snprintf(err, err_len, "poll: %s", strerror(-ret));
 			break;
 		}
 		if (p[0].revents & POLLIN) {
@@ -262,13 +262,12 @@ int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_doo
 		if (ret == -ETIMEDOUT)
 			continue;   /* the client gave up before we took it */
 		if (ret) {
-			snprintf(err, MIG_ERR_LEN, "incoming: %s", xerr);
+			snprintf(err, err_len, "%s", xerr);
 			break;
 		}
 		ret = door_start(&d, fd, peer);
 		if (ret) {
-			snprintf(err, MIG_ERR_LEN, "incoming: no thread for %s: %s", peer,
-				 strerror(-ret));
+			snprintf(err, err_len, "no thread for %s: %s", peer, strerror(-ret));
 			break;
 		}
 	}

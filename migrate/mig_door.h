@@ -15,6 +15,7 @@
 #ifndef FERRY_MIG_DOOR_H
 #define FERRY_MIG_DOOR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "migrate/mig_state.h"
@@ -39,9 +40,10 @@ struct mig_door_guest {
 
 /*
  * Wait until deadline_ns (CLOCK_MONOTONIC; 0: for ever) for a HELLO on l.
- * 0 with *g filled; -ETIMEDOUT; or the listener's -errno with err set.
+ * 0 with *g filled; -ETIMEDOUT; or the listener's -errno with the cause
+ * in err.
  */
 int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_door_drops *drops,
-		  struct mig_door_guest *g, char *err);
+		  struct mig_door_guest *g, char *err, size_t err_len);
 
 #endif

@@ -225,7 +225,7 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		o->listening(o->ctx, xport_listener_port(l));
 again:
 	/* Strays are the door's business: it returns with a HELLO or not at all. */
-	ret = mig_door_wait(l, deadline_ns, &drops, &guest, xerr);
+	ret = mig_door_wait(l, deadline_ns, &drops, &guest, xerr, sizeof(xerr));
 	if (ret) {
 		/* The whole wait, not what was left of it after a drop. */
 		if (ret == -ETIMEDOUT)
