@@ -8,7 +8,6 @@
 # refuses a foreign or revoked certificate; garbage on the socket harms
 # nothing.
 LAB_NO_KVM=1 # witnesses only: no guest runs here
-export FERRY_CLUSTERD_ARGS="--witness"
 . "$(dirname "$0")/lab_lib.sh"
 TMPD=$(mktemp -d /tmp/ferry-witness-test.XXXXXX)
 trap 'rc=$?; set +e; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
@@ -16,7 +15,7 @@ trap 'rc=$?; set +e; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
 # ctl, ctl_json, json_get, fails: lab_lib.sh
 seq_of() { ctl_json "$1" status | json_get 'j["state"]["seq"]'; }
 
-lab_up 3
+lab_up 3 --witness host1 --witness host2 --witness host3
 
 echo "== witnesses"
 check "every node sees 3 witnesses" bash -c "[ \"\$('$LAB_TOOL' exec --name '$LAB_NAME' host2 \
@@ -74,6 +73,8 @@ check "host2 has 2 hosts left" wait_for 5 "2 hosts" hosts_are host2 2
 check "the event names it" lab_events_have host2 "host host3 removed"
 check "host3 started again" lab start host3
 check "and joins again (as docs/cluster.md says)" wait_for 20 "3 hosts" hosts_are host1 3
+check "still a witness (lab start keeps --witness)" bash -c "'$LAB_TOOL' exec --name '$LAB_NAME' host1 \
+	clusterctl host list | grep -q '^host3 .* witness '"
 
 echo "== TLS"
 admin="$LAB_DIR/ca/admin"
