@@ -19,6 +19,7 @@
 #include "cl_cpu.h"
 #include "cl_msg.h"
 #include "cl_plan.h"
+#include "cl_settings.h"
 #include "cl_state.h"
 #include "core/cpumodel.h"
 #include "migrate/policy.h"
@@ -516,6 +517,57 @@ static void test_evacuate_order_eta(void **state)
 	assert_true(fabs(f->plan.eta_ms - f->plan.naive_ms) < 1e-6 * f->plan.naive_ms);
 }
 
+/*
+ * The cluster's settings reach the planner as the agent builds its input
+ * (cl_settings_plan_config): one migration per host and a capped stream
+ * give one move at a time, each predicted at the cap. A witness is no
+ * target, even with room on it.
+ */
+static void test_evacuate_settings_witness(void **state)
+{
+	Ferry__Cluster__ConfigItem it[2], *v[2] = { &it[0], &it[1] };
+	Ferry__Cluster__CmdConfigSet set = FERRY__CLUSTER__CMD_CONFIG_SET__INIT;
+	struct fx *f = *state;
+	struct cl_plan_config base = f->cfg;
+	double uncapped_ms;
+	char err[256];
+
+	host_add(f->st, "src", 3, 64, 512);
+	host_add(f->st, "t1", 3, 64, 512);
+	host_add(f->st, "wit", 3, 64, 512)->witness = true;
+	vm_add(f->st, "a", "x86-64-v2", 4, "src");
+	vm_add(f->st, "b", "x86-64-v2", 4, "src");
+	fig(f, "a", 50, 0);
+	fig(f, "b", 50, 0);
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.concurrency, CL_PLAN_DEFAULT_MAX_MIG_PER_HOST);
+	uncapped_ms = f->plan.moves[0].cost.total_ms;
+	for (size_t i = 0; i < f->plan.n_moves; i++)
+		assert_string_equal(f->plan.moves[i].to, "t1");
+
+	ferry__cluster__config_item__init(&it[0]);
+	ferry__cluster__config_item__init(&it[1]);
+	it[0].key = "max-migrations-per-host";
+	it[0].value = 1;
+	it[1].key = "migration-bandwidth-mbps";
+	it[1].value = 1000;
+	set.items = v;
+	set.n_items = 2;
+	assert_int_equal(cl_settings_set(f->st, &set, err, sizeof(err)), 0);
+	cl_settings_plan_config(f->st, &base, &f->cfg);
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 2);
+	assert_int_equal(f->plan.concurrency, 1);
+	/* 4 GiB at 1 Gbit/s is over 30 s; the default stream is ten times faster. */
+	assert_true(f->plan.moves[0].cost.total_ms > 30000);
+	assert_true(f->plan.moves[0].cost.total_ms > 5 * uncapped_ms);
+	assert_true(f->plan.moves[1].start_ms >= f->plan.moves[0].end_ms);
+	for (size_t i = 0; i < f->plan.n_moves; i++)
+		assert_string_equal(f->plan.moves[i].to, "t1");
+}
+
 static void test_evacuate_affinity_unit(void **state)
 {
 	struct fx *f = *state;
@@ -558,6 +610,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_balance_fixed_point, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_settings_witness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_affinity_unit, setup, teardown),
 	};
 
