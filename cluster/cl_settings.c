@@ -10,25 +10,25 @@
 
 #define S(field) offsetof(Ferry__Cluster__Settings, field)
 
-const struct cl_setting cl_settings[] = {
-	{ "migration-bandwidth-mbps", "Mbit/s", 1, 10000000, 0, S(migration_bandwidth_mbps),
+const struct cl_setting cl_settings[CL_SET_NR] = {
+	[CL_SET_MIG_BANDWIDTH_MBPS] = { "migration-bandwidth-mbps", "Mbit/s", 1, 10000000, 0, S(migration_bandwidth_mbps),
 	  "caps every migration that names no --bandwidth, the planner's too" },
-	{ "migration-downtime-ms", "ms", 1, 60000, CL_PLAN_DEFAULT_DOWNTIME_MS,
+	[CL_SET_MIG_DOWNTIME_MS] = { "migration-downtime-ms", "ms", 1, 60000, CL_PLAN_DEFAULT_DOWNTIME_MS,
 	  S(migration_downtime_ms),
 	  "downtime target of a migration that names no --downtime-ms" },
-	{ "link-mbps", "Mbit/s", 1, 10000000, CL_PLAN_DEFAULT_LINK_MBPS, S(link_mbps),
+	[CL_SET_LINK_MBPS] = { "link-mbps", "Mbit/s", 1, 10000000, CL_PLAN_DEFAULT_LINK_MBPS, S(link_mbps),
 	  "a host's migration link, shared by its migrations (planner)" },
-	{ "max-migrations-per-host", "", 1, 64, CL_PLAN_DEFAULT_MAX_MIG_PER_HOST,
+	[CL_SET_MAX_MIG_PER_HOST] = { "max-migrations-per-host", "", 1, 64, CL_PLAN_DEFAULT_MAX_MIG_PER_HOST,
 	  S(max_mig_per_host),
 	  "migrations one host takes part in at once (planner)" },
-	{ "max-migrations", "", 1, 1024, CL_PLAN_DEFAULT_MAX_MIG_CLUSTER, S(max_mig_cluster),
+	[CL_SET_MAX_MIG] = { "max-migrations", "", 1, 1024, CL_PLAN_DEFAULT_MAX_MIG_CLUSTER, S(max_mig_cluster),
 	  "migrations in the whole cluster at once (planner)" },
-	{ "holddown-s", "s", 1, 7 * 86400, CL_PLAN_DEFAULT_HOLDDOWN_S, S(holddown_s),
+	[CL_SET_HOLDDOWN_S] = { "holddown-s", "s", 1, 7 * 86400, CL_PLAN_DEFAULT_HOLDDOWN_S, S(holddown_s),
 	  "the balancer leaves a VM this long after it moved" },
-	{ "cpu-cap-pct", "%", 1, 1000, CL_PLAN_DEFAULT_CPU_CAP_PCT, S(cpu_cap_pct),
+	[CL_SET_CPU_CAP_PCT] = { "cpu-cap-pct", "%", 1, 1000, CL_PLAN_DEFAULT_CPU_CAP_PCT, S(cpu_cap_pct),
 	  "CPU demand a target may reach, in % of its CPUs (planner)" },
 };
-const size_t cl_settings_n = sizeof(cl_settings) / sizeof(cl_settings[0]);
+const size_t cl_settings_n = CL_SET_NR;
 
 const struct cl_setting *cl_setting_find(const char *key)
 {
@@ -55,11 +55,18 @@ uint64_t cl_setting_value(const Ferry__Cluster__State *st, const struct cl_setti
 	return v ? v : k->def;
 }
 
-uint64_t cl_setting_get(const Ferry__Cluster__State *st, const char *key)
+const char *cl_setting_fmt(const struct cl_setting *k, uint64_t v, char *buf, size_t len)
 {
-	const struct cl_setting *k = cl_setting_find(key);
+	if (v)
+		snprintf(buf, len, "%llu%s%s", (unsigned long long)v, *k->unit ? " " : "", k->unit);
+	else
+		snprintf(buf, len, "none");
+	return buf;
+}
 
-	return k ? cl_setting_value(st, k) : 0;
+uint64_t cl_setting_get(const Ferry__Cluster__State *st, enum cl_setting_id id)
+{
+	return cl_setting_value(st, &cl_settings[id]);
 }
 
 int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
@@ -102,15 +109,15 @@ int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSe
 void cl_settings_plan_config(const Ferry__Cluster__State *st, const struct cl_plan_config *base,
 			     struct cl_plan_config *out)
 {
-	uint64_t cap = cl_setting_get(st, "migration-bandwidth-mbps");
+	uint64_t cap = cl_setting_get(st, CL_SET_MIG_BANDWIDTH_MBPS);
 
 	*out = *base;
-	out->link_mbps = cl_setting_get(st, "link-mbps");
-	out->max_mig_per_host = cl_setting_get(st, "max-migrations-per-host");
-	out->max_mig_cluster = cl_setting_get(st, "max-migrations");
-	out->holddown_s = cl_setting_get(st, "holddown-s");
-	out->cpu_cap_pct = cl_setting_get(st, "cpu-cap-pct");
-	out->downtime_ms = cl_setting_get(st, "migration-downtime-ms");
+	out->link_mbps = cl_setting_get(st, CL_SET_LINK_MBPS);
+	out->max_mig_per_host = cl_setting_get(st, CL_SET_MAX_MIG_PER_HOST);
+	out->max_mig_cluster = cl_setting_get(st, CL_SET_MAX_MIG);
+	out->holddown_s = cl_setting_get(st, CL_SET_HOLDDOWN_S);
+	out->cpu_cap_pct = cl_setting_get(st, CL_SET_CPU_CAP_PCT);
+	out->downtime_ms = cl_setting_get(st, CL_SET_MIG_DOWNTIME_MS);
 	/* A capped stream pushes no more than its cap, whatever the link. */
 	if (cap && cap < out->stream_mbps)
 		out->stream_mbps = cap;

@@ -18,6 +18,18 @@
 #include "cl_plan.h"
 #include "cluster.pb-c.h"
 
+/* The table's rows: code names a setting by these, users by its key. */
+enum cl_setting_id {
+	CL_SET_MIG_BANDWIDTH_MBPS,
+	CL_SET_MIG_DOWNTIME_MS,
+	CL_SET_LINK_MBPS,
+	CL_SET_MAX_MIG_PER_HOST,
+	CL_SET_MAX_MIG,
+	CL_SET_HOLDDOWN_S,
+	CL_SET_CPU_CAP_PCT,
+	CL_SET_NR
+};
+
 struct cl_setting {
 	const char *key;        /* as clusterctl config names it */
 	const char *unit;
@@ -27,7 +39,7 @@ struct cl_setting {
 	const char *help;
 };
 
-extern const struct cl_setting cl_settings[];
+extern const struct cl_setting cl_settings[CL_SET_NR];
 extern const size_t cl_settings_n;
 
 const struct cl_setting *cl_setting_find(const char *key);
@@ -35,7 +47,10 @@ const struct cl_setting *cl_setting_find(const char *key);
 uint64_t cl_setting_raw(const Ferry__Cluster__State *st, const struct cl_setting *k);
 /* What applies: the value set, else the default. */
 uint64_t cl_setting_value(const Ferry__Cluster__State *st, const struct cl_setting *k);
-uint64_t cl_setting_get(const Ferry__Cluster__State *st, const char *key);
+/* v with its unit ("1000 Mbit/s"), or "none" for 0. Returns buf. */
+const char *cl_setting_fmt(const struct cl_setting *k, uint64_t v, char *buf, size_t len);
+/* cl_setting_value of a row. */
+uint64_t cl_setting_get(const Ferry__Cluster__State *st, enum cl_setting_id id);
 
 /*
  * Apply a CmdConfigSet: every item is checked first (a known key, a value

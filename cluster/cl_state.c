@@ -16,6 +16,16 @@
 #include "core/util.h"
 
 #define MEM_MIN_BYTES (8ull << 20)
+
+/* Take message p out of the state's array v of n (p is in it), keeping the order, and free it. */
+#define REMOVE_FREE(v, n, p) do {                                              \
+	size_t _i = 0;                                                        \
+	while ((v)[_i] != (p))                                                \
+		_i++;                                                         \
+	memmove(&(v)[_i], &(v)[_i + 1], ((n) - _i - 1) * sizeof(*(v)));      \
+	(n)--;                                                                \
+	CL_FREE(p);                                                           \
+} while (0)
 #define MEM_MAX_BYTES (128ull << 30)
 #define VCPUS_MAX 32
 
@@ -401,18 +411,13 @@ static int apply_vm_delete(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 			   char *err, size_t err_len)
 {
 	Ferry__Cluster__Vm *vm = vm_get(st, "vm delete", cmd->vm_delete->name, err, err_len);
-	size_t i;
 
 	if (!vm)
 		return -ENOENT;
 	if (vm_running(vm))
 		return refuse(-EBUSY, err, err_len, "vm delete: %s: running on %s; stop it first",
 			      vm->name, vm->host);
-	for (i = 0; st->vms[i] != vm; i++)
-		;
-	memmove(&st->vms[i], &st->vms[i + 1], (st->n_vms - i - 1) * sizeof(*st->vms));
-	st->n_vms--;
-	CL_FREE(vm);
+	REMOVE_FREE(st->vms, st->n_vms, vm);
 	return 0;
 }
 
@@ -468,9 +473,9 @@ static int apply_mig_begin(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	m->destination = cl_strdup(c->destination);
 	/* Fixed here, at the start: a later `config set` leaves it alone. */
 	m->downtime_ms = c->downtime_ms ? c->downtime_ms :
-			 cl_setting_raw(st, cl_setting_find("migration-downtime-ms"));
+			 cl_setting_raw(st, &cl_settings[CL_SET_MIG_DOWNTIME_MS]);
 	m->bandwidth_mbps = c->bandwidth_mbps ? c->bandwidth_mbps :
-			    cl_setting_raw(st, cl_setting_find("migration-bandwidth-mbps"));
+			    cl_setting_raw(st, &cl_settings[CL_SET_MIG_BANDWIDTH_MBPS]);
 	m->dry_run = c->dry_run;
 	vm->migration = m;
 	return 0;
@@ -584,16 +589,11 @@ static int apply_rule_delete(Ferry__Cluster__State *st, const Ferry__Cluster__Co
 			     char *err, size_t err_len)
 {
 	Ferry__Cluster__Rule *r = rule_find(st, cmd->rule_delete->name);
-	size_t i;
 
 	if (!r)
 		return refuse(-ENOENT, err, err_len, "rule delete: no such rule %s",
 			      cmd->rule_delete->name);
-	for (i = 0; st->rules[i] != r; i++)
-		;
-	memmove(&st->rules[i], &st->rules[i + 1], (st->n_rules - i - 1) * sizeof(*st->rules));
-	st->n_rules--;
-	CL_FREE(r);
+	REMOVE_FREE(st->rules, st->n_rules, r);
 	return 0;
 }
 
@@ -633,7 +633,6 @@ static int apply_host_remove(Ferry__Cluster__State *st, const Ferry__Cluster__Co
 	const char *name = cmd->host_remove->host;
 	Ferry__Cluster__Host *h = cl_state_host(st, name);
 	const Ferry__Cluster__Host *old;
-	size_t i;
 
 	if (!h)
 		return refuse(-ENOENT, err, err_len, "host remove: no such host %s", name);
@@ -642,7 +641,7 @@ static int apply_host_remove(Ferry__Cluster__State *st, const Ferry__Cluster__Co
 	if (old)
 		return refuse(-EPROTO, err, err_len, "host remove: the agent of %s predates it "
 			      "and could not apply it; upgrade it first", old->name);
-	for (i = 0; i < st->n_vms; i++) {
+	for (size_t i = 0; i < st->n_vms; i++) {
 		const Ferry__Cluster__Vm *vm = st->vms[i];
 
 		if (vm->migration && (!strcmp(vm->migration->source, name) ||
@@ -653,11 +652,7 @@ static int apply_host_remove(Ferry__Cluster__State *st, const Ferry__Cluster__Co
 			return refuse(-EBUSY, err, err_len, "host remove: %s: %s is placed on it; "
 				      "stop or move it first", name, vm->name);
 	}
-	for (i = 0; st->hosts[i] != h; i++)
-		;
-	memmove(&st->hosts[i], &st->hosts[i + 1], (st->n_hosts - i - 1) * sizeof(*st->hosts));
-	st->n_hosts--;
-	CL_FREE(h);
+	REMOVE_FREE(st->hosts, st->n_hosts, h);
 	return 0;
 }
 
@@ -690,17 +685,15 @@ static void config_text(const Ferry__Cluster__State *st, const Ferry__Cluster__C
 
 	for (size_t i = 0; i < c->n_items && u < len; i++) {
 		const struct cl_setting *k = cl_setting_find(c->items[i]->key);
+		uint64_t v;
+		char vb[64];
 
 		if (!k)
 			continue;
-		u += snprintf(t + u, len - u, "%s %s %s", i ? ";" : "", k->key,
-			      c->items[i]->value ? "set to" : "back to its default");
-		if (u < len && (c->items[i]->value || k->def))
-			u += snprintf(t + u, len - u, " %llu%s%s",
-				      (unsigned long long)cl_setting_value(st, k),
-				      *k->unit ? " " : "", k->unit);
-		else if (u < len)
-			u += snprintf(t + u, len - u, " (none)");
+		v = cl_setting_value(st, k);
+		u += snprintf(t + u, len - u, "%s %s %s %s%s%s", i ? ";" : "", k->key,
+			      c->items[i]->value ? "set to" : "back to its default", v ? "" : "(",
+			      cl_setting_fmt(k, v, vb, sizeof(vb)), v ? "" : ")");
 	}
 }
 

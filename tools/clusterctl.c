@@ -399,17 +399,6 @@ static void print_events(const Ferry__Cluster__Response *r)
 	}
 }
 
-static void setting_value(const Ferry__Cluster__State *st, const struct cl_setting *k,
-			  char *buf, size_t len)
-{
-	uint64_t v = cl_setting_value(st, k);
-
-	if (v)
-		snprintf(buf, len, "%llu%s%s", (unsigned long long)v, *k->unit ? " " : "", k->unit);
-	else
-		snprintf(buf, len, "none");
-}
-
 static void print_settings(const Ferry__Cluster__Response *r)
 {
 	char v[64];
@@ -417,8 +406,8 @@ static void print_settings(const Ferry__Cluster__Response *r)
 	for (size_t i = 0; r->state && i < cl_settings_n; i++) {
 		const struct cl_setting *k = &cl_settings[i];
 
-		setting_value(r->state, k, v, sizeof(v));
-		printf("%-26s %-16s %s\n    %s\n", k->key, v,
+		printf("%-26s %-16s %s\n    %s\n", k->key,
+		       cl_setting_fmt(k, cl_setting_value(r->state, k), v, sizeof(v)),
 		       cl_setting_raw(r->state, k) ? "(set)" : "(default)", k->help);
 	}
 }

@@ -280,9 +280,9 @@ static void test_settings(void **unused)
 	size_t len;
 
 	/* Nothing set: the built-in defaults, and no cap. */
-	assert_int_equal(cl_setting_get(st, "migration-bandwidth-mbps"), 0);
-	assert_int_equal(cl_setting_get(st, "migration-downtime-ms"), 30);
-	assert_int_equal(cl_setting_get(st, "link-mbps"), CL_PLAN_DEFAULT_LINK_MBPS);
+	assert_int_equal(cl_setting_get(st, CL_SET_MIG_BANDWIDTH_MBPS), 0);
+	assert_int_equal(cl_setting_get(st, CL_SET_MIG_DOWNTIME_MS), 30);
+	assert_int_equal(cl_setting_get(st, CL_SET_LINK_MBPS), CL_PLAN_DEFAULT_LINK_MBPS);
 	assert_null(cl_setting_find("bandwidth"));
 
 	/* Refusals change nothing, and a bad item spoils the whole command. */
@@ -303,7 +303,7 @@ static void test_settings(void **unused)
 	assert_string_equal(err, "config: link-mbps is set twice");
 	assert_int_equal(config_set(st, NULL), -EINVAL);
 	assert_int_equal(st->seq, seq);
-	assert_int_equal(cl_setting_get(st, "link-mbps"), CL_PLAN_DEFAULT_LINK_MBPS);
+	assert_int_equal(cl_setting_get(st, CL_SET_LINK_MBPS), CL_PLAN_DEFAULT_LINK_MBPS);
 
 	assert_int_equal(config_set(st, "migration-bandwidth-mbps", (uint64_t)1000,
 				    "migration-downtime-ms", (uint64_t)50, NULL), 0);
@@ -345,7 +345,7 @@ static void test_settings(void **unused)
 	assert_int_equal(config_set(st, "migration-bandwidth-mbps", (uint64_t)0, NULL), 0);
 	assert_string_equal(st->events[st->n_events - 1]->text,
 			    "config: migration-bandwidth-mbps back to its default (none)");
-	assert_int_equal(cl_setting_get(st, "migration-bandwidth-mbps"), 0);
+	assert_int_equal(cl_setting_get(st, CL_SET_MIG_BANDWIDTH_MBPS), 0);
 	cl_settings_plan_config(st, &base, &cfg);
 	assert_int_equal(cfg.stream_mbps, CL_PLAN_DEFAULT_STREAM_MBPS);
 	len = ferry__cluster__state__get_packed_size(st);
@@ -354,8 +354,8 @@ static void test_settings(void **unused)
 	ferry__cluster__state__pack(st, buf);
 	back = ferry__cluster__state__unpack(NULL, len, buf);
 	assert_non_null(back);
-	assert_int_equal(cl_setting_get(back, "link-mbps"), 10000);
-	assert_int_equal(cl_setting_get(back, "migration-downtime-ms"), 50);
+	assert_int_equal(cl_setting_get(back, CL_SET_LINK_MBPS), 10000);
+	assert_int_equal(cl_setting_get(back, CL_SET_MIG_DOWNTIME_MS), 50);
 	ferry__cluster__state__free_unpacked(back, NULL);
 	free(buf);
 	CL_FREE(st);
