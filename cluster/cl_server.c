@@ -4,6 +4,12 @@
  * cluster's CA. One accept thread per listener, one thread per connection;
  * all of them are tracked so that cl_server_stop() can end and join them.
  *
+ * A TLS client's handshake runs on its connection's thread, not on the
+ * accept thread: a client that connects and stalls (or a port scanner)
+ * would otherwise hold every operator and every peer agent behind it for
+ * the whole handshake timeout. At most max_handshakes run at once; past
+ * that, clients wait in the listen backlog.
+ *
  * Stopping: an eventfd wakes the accept threads out of poll(), and
  * shutdown() of every connection's socket wakes its thread out of a
  * receive. A connection thread clears its fd under the lock before it
@@ -32,18 +38,24 @@ static const struct {
 	int frame_timeout_ms;   /* a frame that started must finish by then */
 	int handshake_ms;       /* TLS handshake of a new client */
 	int listen_backlog;
+	int max_handshakes;     /* TLS handshakes in progress at once */
+	int max_tls_conns;      /* TLS connections open at once */
 } srv_limits = {
 	.frame_timeout_ms = CL_CALL_TIMEOUT_MS,
 	.handshake_ms = 10000,
 	.listen_backlog = 16,
+	.max_handshakes = 16,
+	.max_tls_conns = 256,
 };
 
 struct cl_conn {
 	struct cl_server *s;
-	struct xport *x;
+	struct xport *x;        /* NULL while a TLS handshake is to be done */
 	int fd;                 /* for cl_server_stop's shutdown(); -1: closed */
+	char addr[XPORT_PEER_LEN];   /* the client's address, for TLS */
 	struct cl_peer peer;
 	pthread_t th;
+	bool counted;           /* one of the server's tls_conns */
 	bool done;
 	struct cl_conn *next;
 };
@@ -60,6 +72,9 @@ struct cl_server {
 	pthread_mutex_t lock;
 	bool stopping;
 	struct cl_conn *conns;
+	int handshakes;         /* TLS connections still in their handshake */
+	int tls_conns;          /* TLS connections past their handshake, admitted */
+	int slot_fd;            /* eventfd: a handshake ended */
 };
 
 /* ---- one connection ---- */
@@ -130,21 +145,31 @@ static int srv_serve_one(struct cl_conn *c)
 	return ret;
 }
 
+static int srv_tls_establish(struct cl_conn *c);
+
 static void *srv_conn_main(void *arg)
 {
 	struct cl_conn *c = arg;
-	struct xport *x = c->x;
-	int ret = xport_set_timeout(x, srv_limits.frame_timeout_ms);
+	struct xport *x;
+	int ret = c->x ? 0 : srv_tls_establish(c);
 
+	x = c->x;
+	if (!x)
+		goto out;   /* the handshake failed and closed the socket */
+	if (!ret)
+		ret = xport_set_timeout(x, srv_limits.frame_timeout_ms);
 	while (!ret && srv_wait_frame(c))
 		ret = srv_serve_one(c);
-	if (ret && ret != -EPIPE && ret != -ECONNRESET)
+	if (ret && ret != -EPIPE && ret != -ECONNRESET && ret != -EACCES)
 		log_debug("agent: %s: connection ends: %s", c->peer.name,
 			  x->err[0] ? x->err : strerror(-ret));
+out:
 	pthread_mutex_lock(&c->s->lock);
 	c->fd = -1;
 	c->x = NULL;
 	c->done = true;
+	if (c->counted)
+		c->s->tls_conns--;
 	pthread_mutex_unlock(&c->s->lock);
 	xport_close(x);
 	return NULL;
@@ -177,8 +202,13 @@ static void srv_reap(struct cl_server *s, bool all)
 	}
 }
 
-/* Hand an accepted connection its thread; takes x either way. */
-static void srv_spawn(struct cl_server *s, struct xport *x, const struct cl_peer *peer)
+/*
+ * Hand an accepted connection its thread. x is the transport, or NULL for
+ * a TLS client whose handshake the thread does on fd (addr: its address).
+ * Takes x, or fd, either way.
+ */
+static void srv_spawn(struct cl_server *s, struct xport *x, int fd, const char *addr,
+		      const struct cl_peer *peer)
 {
 	struct cl_conn *c = calloc(1, sizeof(*c));
 	int ret = -ENOMEM;
@@ -188,7 +218,8 @@ static void srv_spawn(struct cl_server *s, struct xport *x, const struct cl_peer
 		goto fail;
 	c->s = s;
 	c->x = x;
-	c->fd = x->fd;
+	c->fd = x ? x->fd : fd;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "");
 	c->peer = *peer;
 	pthread_mutex_lock(&s->lock);
 	ret = s->stopping ? -ESHUTDOWN : -pthread_create(&c->th, NULL,
@@ -196,6 +227,8 @@ static void srv_spawn(struct cl_server *s, struct xport *x, const struct cl_peer
 	if (!ret) {
 		c->next = s->conns;
 		s->conns = c;
+		if (!x)
+			s->handshakes++;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!ret)
@@ -203,9 +236,12 @@ static void srv_spawn(struct cl_server *s, struct xport *x, const struct cl_peer
 fail:
 	if (ret != -ESHUTDOWN)
 		log_warn("agent: %s: no thread for the connection: %s",
-			 peer->name, strerror(-ret));
+			 x ? peer->name : addr, strerror(-ret));
 	free(c);
-	xport_close(x);
+	if (x)
+		xport_close(x);
+	else
+		close(fd);
 }
 
 /* Poll a listening socket and the stop eventfd: true when a client waits. */
@@ -270,7 +306,7 @@ static void *srv_unix_main(void *arg)
 			xport_close(x);
 			continue;
 		}
-		srv_spawn(s, x, &peer);
+		srv_spawn(s, x, -1, NULL, &peer);
 	}
 	return NULL;
 }
@@ -338,40 +374,125 @@ fail:
 
 /* ---- TLS ---- */
 
+/* A handshake ended: free its slot, and wake the accept thread if it waited. */
+static void srv_handshake_done(struct cl_server *s)
+{
+	uint64_t one = 1;
+	bool wake;
+
+	pthread_mutex_lock(&s->lock);
+	wake = s->handshakes-- >= srv_limits.max_handshakes;
+	pthread_mutex_unlock(&s->lock);
+	if (wake && write(s->slot_fd, &one, sizeof(one)) < 0)
+		log_warn("agent: cannot wake the TLS listener: %s", strerror(errno));
+}
+
+/*
+ * On the connection's thread: the TLS handshake, then who the client is.
+ * On success c->x is the transport; when the handshake fails c->x stays
+ * NULL and the socket is closed. Any other failure leaves c->x for the
+ * caller to close.
+ */
+static int srv_tls_establish(struct cl_conn *c)
+{
+	struct cl_server *s = c->s;
+	char xerr[XPORT_ERR_LEN], reason[256];
+	struct cl_peer *peer = &c->peer;
+	struct xport *x = NULL;
+	bool full;
+	int ret = xport_accept_establish(s->tls_l, c->fd, c->addr, srv_limits.handshake_ms,
+					 &x, xerr);
+
+	pthread_mutex_lock(&s->lock);
+	if (ret) {
+		/* Forgotten before it is closed: stop shuts down only live sockets. */
+		close(c->fd);
+		c->fd = -1;
+	}
+	c->x = x;
+	full = s->tls_conns >= srv_limits.max_tls_conns;
+	if (!ret && !full) {
+		s->tls_conns++;
+		c->counted = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	srv_handshake_done(s);
+	if (ret) {
+		log_info("agent: %s", xerr);
+		return ret;
+	}
+	if (xport_tls_peer_identity(x, peer->name, sizeof(peer->name), peer->serial,
+				    sizeof(peer->serial))) {
+		log_warn("agent: %s: cannot read the peer's certificate", x->peer);
+		return -EACCES;
+	}
+	if (s->cfg.revoked && s->cfg.revoked(s->cfg.opaque, peer->serial)) {
+		log_warn("agent: refused %s from %s: certificate serial %s is revoked",
+			 peer->name, x->peer, peer->serial);
+		snprintf(reason, sizeof(reason), "agent: certificate %s (serial %s) is "
+			 "revoked", peer->name, peer->serial);
+		srv_send_error(x, -EACCES, reason);
+		return -EACCES;
+	}
+	if (full) {
+		log_warn("agent: refused %s from %s: %d TLS connections are open already",
+			 peer->name, x->peer, srv_limits.max_tls_conns);
+		snprintf(reason, sizeof(reason), "agent: too many connections (%d are open); "
+			 "try again later", srv_limits.max_tls_conns);
+		srv_send_error(x, -EBUSY, reason);
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* Wait for a client while a handshake slot is free, or for stop: true when one waits. */
+static bool srv_tls_wait(struct cl_server *s, int lfd)
+{
+	struct pollfd p[3] = {
+		{ .fd = s->stop_fd, .events = POLLIN },
+		{ .fd = s->slot_fd, .events = POLLIN },
+		{ .fd = lfd, .events = POLLIN },
+	};
+	uint64_t n;
+
+	for (;;) {
+		bool room;
+
+		pthread_mutex_lock(&s->lock);
+		room = s->handshakes < srv_limits.max_handshakes;
+		pthread_mutex_unlock(&s->lock);
+		if (poll(p, room ? 3 : 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (p[0].revents)
+			return false;
+		if ((p[1].revents & POLLIN) && read(s->slot_fd, &n, sizeof(n)) < 0)
+			return false;
+		if (room && (p[2].revents & POLLIN))
+			return true;
+	}
+}
+
 static void *srv_tls_main(void *arg)
 {
 	struct cl_server *s = arg;
 	int lfd = xport_listener_fd(s->tls_l);
 
-	while (srv_wait_client(s, lfd)) {
+	while (srv_tls_wait(s, lfd)) {
 		struct cl_peer peer = { .tls = true, .uid = (uid_t)-1 };
-		char xerr[XPORT_ERR_LEN], reason[256];
-		struct xport *x;
-		int ret = xport_accept(s->tls_l, srv_limits.handshake_ms, &x, xerr);
+		char xerr[XPORT_ERR_LEN], addr[XPORT_PEER_LEN];
+		int fd, ret = xport_accept_fd(s->tls_l, 0, &fd, addr, sizeof(addr), xerr);
 
+		if (ret == -ETIMEDOUT)
+			continue;   /* the client gave up before we took it */
 		if (ret) {
 			log_info("agent: %s", xerr);
 			srv_backoff(ret);
 			continue;
 		}
-		if (xport_tls_peer_identity(x, peer.name, sizeof(peer.name),
-					    peer.serial, sizeof(peer.serial))) {
-			log_warn("agent: %s: cannot read the peer's certificate",
-				 x->peer);
-			xport_close(x);
-			continue;
-		}
-		if (s->cfg.revoked && s->cfg.revoked(s->cfg.opaque, peer.serial)) {
-			log_warn("agent: refused %s from %s: certificate serial "
-				 "%s is revoked", peer.name, x->peer, peer.serial);
-			snprintf(reason, sizeof(reason), "agent: certificate "
-				 "%s (serial %s) is revoked", peer.name,
-				 peer.serial);
-			srv_send_error(x, -EACCES, reason);
-			xport_close(x);
-			continue;
-		}
-		srv_spawn(s, x, &peer);
+		srv_spawn(s, NULL, fd, addr, &peer);
 	}
 	return NULL;
 }
@@ -404,7 +525,8 @@ int cl_server_start(const struct cl_server_cfg *cfg, struct cl_server **out,
 	s->unix_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	s->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (s->stop_fd < 0) {
+	s->slot_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0 || s->slot_fd < 0) {
 		ret = -errno;
 		cl_errf(err, err_len, "agent: eventfd: %s", strerror(-ret));
 		goto fail;
@@ -475,6 +597,8 @@ void cl_server_stop(struct cl_server *s)
 	xport_listener_close(s->tls_l);
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
+	if (s->slot_fd >= 0)
+		close(s->slot_fd);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

@@ -24,7 +24,7 @@ struct door_conn {
 	bool busy;                 /* a thread runs for it */
 	bool done;                 /* and has finished: join it */
 	int fd;                    /* -1 once the thread closes it; under d->lock */
-	char peer[XPORT_HOST_MAX + 8];
+	char peer[XPORT_PEER_LEN];
 	struct xport *x;
 	struct stream_io io;
 	struct stream_reader hr;
@@ -216,7 +216,7 @@ int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_doo
 {
 	struct door d = { .l = l, .deadline_ns = deadline_ns, .drops = drops };
 	bool serial = xport_listener_serial(l);
-	char xerr[XPORT_ERR_LEN], peer[XPORT_HOST_MAX + 8];
+	char xerr[XPORT_ERR_LEN], peer[XPORT_PEER_LEN];
 	int ret, left, fd;
 
 	memset(g, 0, sizeof(*g));

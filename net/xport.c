@@ -222,8 +222,8 @@ struct xport_listener {
 	SSL_CTX *ctx;                    /* NULL: plain TCP */
 	struct xport_rdma_listener *rdma; /* rdma: the queue pairs' listener */
 	char peer_name[XPORT_HOST_MAX];
-	char name[XPORT_HOST_MAX + 8];  /* "host:port" we listen on */
-	char failed_peer[XPORT_HOST_MAX + 8]; /* the last accept's, if its handshake failed */
+	char name[XPORT_PEER_LEN];  /* "host:port" we listen on */
+	char failed_peer[XPORT_PEER_LEN]; /* the last accept's, if its handshake failed */
 };
 
 static const char *kind_name(const struct xport_addr *addr, const struct xport_tls *tls)
@@ -338,7 +338,7 @@ int xport_connect(const struct xport_addr *addr, const struct xport_tls *tls,
 	const char *kname = kind_name(addr, tls);
 	struct addrinfo *res = NULL;
 	SSL_CTX *ctx = NULL;
-	char peer[XPORT_HOST_MAX + 8];
+	char peer[XPORT_PEER_LEN];
 	char eb[96];
 	int64_t deadline = xport_deadline(timeout_ms);
 	int fd = -1, ret;
@@ -559,7 +559,7 @@ bool xport_listener_serial(const struct xport_listener *l)
 int xport_accept(struct xport_listener *l, int timeout_ms, struct xport **out,
 		 char *err)
 {
-	char peer[XPORT_HOST_MAX + 8];
+	char peer[XPORT_PEER_LEN];
 	int fd, ret;
 
 	*out = NULL;

@@ -19,6 +19,7 @@
 
 #define XPORT_ERR_LEN 256
 #define XPORT_HOST_MAX 256
+#define XPORT_PEER_LEN (XPORT_HOST_MAX + 8)   /* "host:port" */
 
 enum xport_kind {
 	XPORT_TCP = 1,
@@ -119,7 +120,7 @@ struct xport {
 	enum xport_kind kind;
 	int fd;                 /* the socket, for poll() */
 	void *priv;             /* implementation state (SSL *, ...) */
-	char peer[XPORT_HOST_MAX + 8]; /* "host:port" for messages */
+	char peer[XPORT_PEER_LEN]; /* "host:port" for messages */
 	char err[XPORT_ERR_LEN];       /* the last error, one line */
 	uint64_t bytes_sent;
 	uint64_t bytes_received;

@@ -3,7 +3,8 @@
  * frames over a socketpair, what cl_request_decode accepts and refuses,
  * and a real server on a UNIX socket and on mutual TLS with certificates
  * from cl_pki: answers, a client from another CA, a revoked certificate,
- * and a stop with clients still connected.
+ * clients that stall their handshake, and a stop with clients still
+ * connected.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include "cluster/cl_msg.h"
 #include "cluster/cl_net.h"
 #include "cluster/cl_pki.h"
+#include "core/util.h"
 
 #define MiB (1024ull * 1024)
 
@@ -401,6 +403,23 @@ static void tls_of(struct xport_tls *t, const char *rel)
 	assert_int_equal(xport_tls_from_dir(dir, t, err), 0);
 }
 
+/* A client that connects, asks, and is refused with error and words. */
+static void call_refused(const struct xport_addr *addr, struct xport_tls *t, int error,
+			 const char *words)
+{
+	char err[512], *msg;
+	struct xport *x;
+	int got = 0;
+
+	assert_int_equal(cl_connect_tls(addr, t, 5000, &x, err, sizeof(err)), 0);
+	msg = call_status(x, err, sizeof(err), &got);
+	assert_non_null(msg);
+	assert_int_equal(got, error);
+	assert_non_null(strstr(msg, words));
+	free(msg);
+	xport_close(x);
+}
+
 static void test_tls_server(void **state)
 {
 	struct xport_addr addr = { .host = "127.0.0.1" };
@@ -447,19 +466,153 @@ static void test_tls_server(void **state)
 
 	/* A revoked certificate. */
 	revoked_serial = serial;
-	assert_int_equal(cl_connect_tls(&addr, &adm, 5000, &x, err, sizeof(err)), 0);
-	msg = call_status(x, err, sizeof(err), &error);
-	assert_non_null(msg);
-	assert_int_equal(error, -EACCES);
-	assert_non_null(strstr(msg, "revoked"));
-	free(msg);
-	xport_close(x);
+	call_refused(&addr, &adm, -EACCES, "revoked");
 	revoked_serial = NULL;
 
 	/* Stop with an idle client connected. */
 	cl_server_stop(s);
 	assert_null(call_status(idle, err, sizeof(err), &error));
 	xport_close(idle);
+}
+
+/* A TCP connection to the server that never starts its TLS handshake. */
+static int mute_peer(const struct xport_addr *addr)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(addr->port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(inet_pton(AF_INET, addr->host, &sa.sin_addr), 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* How long an admin's connect and status call take, in ms; the call must succeed. */
+static uint64_t admin_call_ms(const struct xport_addr *addr, struct xport_tls *adm)
+{
+	uint64_t t0 = now_ns();
+	char err[512], *msg;
+	struct xport *x;
+	int error = 1;
+
+	assert_int_equal(cl_connect_tls(addr, adm, 5000, &x, err, sizeof(err)), 0);
+	msg = call_status(x, err, sizeof(err), &error);
+	assert_non_null(msg);
+	assert_int_equal(error, 0);
+	free(msg);
+	xport_close(x);
+	return (now_ns() - t0) / 1000000;
+}
+
+struct later_close {
+	int fd, after_ms;
+};
+
+static void *close_later(void *arg)
+{
+	struct later_close *lc = arg;
+
+	usleep(lc->after_ms * 1000);
+	close(lc->fd);
+	return NULL;
+}
+
+/* A TLS server as host1, and the admin's credentials to reach it. */
+static struct cl_server *tls_server_up(struct xport_addr *addr, struct xport_tls *srv,
+				       struct xport_tls *adm)
+{
+	struct cl_server_cfg cfg = { .handler = handler, .tls_addr = addr, .tls = srv };
+	struct cl_server *s;
+	char err[512];
+
+	tls_of(srv, "ca1/nodes/host1");
+	tls_of(adm, "ca1/admin");
+	snprintf(adm->peer_name, sizeof(adm->peer_name), "host1");
+	assert_int_equal(cl_server_start(&cfg, &s, err, sizeof(err)), 0);
+	addr->port = cl_server_tls_port(s);
+	return s;
+}
+
+/*
+ * Clients that connect and never handshake (a stalled peer, a port scanner)
+ * do not hold the others back: each handshake has its own thread. Serial
+ * handshakes would keep the admin waiting 10 s behind each mute peer.
+ * With all 16 handshake slots taken the next client waits in the backlog
+ * and is heard as soon as one frees.
+ */
+static void test_tls_stalled_handshakes(void **state)
+{
+	struct xport_addr addr = { .host = "127.0.0.1" };
+	struct later_close lc = { .after_ms = 300 };
+	struct xport_tls srv, adm;
+	struct cl_server *s = tls_server_up(&addr, &srv, &adm);
+	int mute[16];
+	uint64_t ms;
+	pthread_t th;
+
+
+	for (int i = 0; i < 3; i++)
+		mute[i] = mute_peer(&addr);
+	usleep(100 * 1000);   /* the server has taken them into their handshakes */
+	ms = admin_call_ms(&addr, &adm);
+	print_message("admin heard with 3 mute peers ahead: %llu ms\n", (unsigned long long)ms);
+	assert_true(ms < 2000);
+
+	for (int i = 3; i < 16; i++)
+		mute[i] = mute_peer(&addr);
+	usleep(100 * 1000);
+	lc.fd = mute[0];
+	assert_int_equal(pthread_create(&th, NULL, close_later, &lc), 0);
+	ms = admin_call_ms(&addr, &adm);
+	pthread_join(th, NULL);
+	print_message("admin heard with 16 mute peers ahead, one leaving after %d ms: %llu ms\n",
+		      lc.after_ms, (unsigned long long)ms);
+	assert_true(ms >= 250 && ms < 3000);
+
+	/* Stop with handshakes in progress: they end at once. */
+	for (int i = 1; i < 16; i++) {
+		close(mute[i]);
+		mute[i] = mute_peer(&addr);
+	}
+	usleep(100 * 1000);
+	ms = now_ns() / 1000000;
+	cl_server_stop(s);
+	ms = now_ns() / 1000000 - ms;
+	print_message("stop with 15 handshakes in progress: %llu ms\n", (unsigned long long)ms);
+	assert_true(ms < 2000);
+	for (int i = 1; i < 16; i++)
+		close(mute[i]);
+}
+
+/* 256 TLS connections open: the next is told so in words, and one closing makes room. */
+static void test_tls_too_many(void **state)
+{
+	struct xport_addr addr = { .host = "127.0.0.1" };
+	enum { OPEN = 256 };
+	struct xport_tls srv, adm;
+	struct cl_server *s = tls_server_up(&addr, &srv, &adm);
+	struct xport *open_x[OPEN];
+	char err[512];
+
+	for (int i = 0; i < OPEN; i++) {
+		char *msg;
+		int error = 1;
+
+		/* Answered: admitted, before the next one comes. */
+		assert_int_equal(cl_connect_tls(&addr, &adm, 5000, &open_x[i], err, sizeof(err)), 0);
+		msg = call_status(open_x[i], err, sizeof(err), &error);
+		assert_non_null(msg);
+		assert_int_equal(error, 0);
+		free(msg);
+	}
+	call_refused(&addr, &adm, -EBUSY, "too many connections (256 are open)");
+
+	xport_close(open_x[0]);
+	usleep(100 * 1000);   /* its thread has seen the close */
+	assert_true(admin_call_ms(&addr, &adm) < 2000);
+	cl_server_stop(s);
+	for (int i = 1; i < OPEN; i++)
+		xport_close(open_x[i]);
 }
 
 static int group_setup(void **state)
@@ -495,6 +648,8 @@ int main(void)
 		cmocka_unit_test(test_decode_config_set),
 		cmocka_unit_test(test_unix_server),
 		cmocka_unit_test(test_tls_server),
+		cmocka_unit_test(test_tls_stalled_handshakes),
+		cmocka_unit_test(test_tls_too_many),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
