@@ -27,6 +27,9 @@ const struct cl_setting cl_settings[CL_SET_NR] = {
 	  "the balancer leaves a VM this long after it moved" },
 	[CL_SET_CPU_CAP_PCT] = { "cpu-cap-pct", "%", 1, 1000, CL_PLAN_DEFAULT_CPU_CAP_PCT, S(cpu_cap_pct),
 	  "CPU demand a target may reach, in % of its CPUs (planner)" },
+	[CL_SET_HA_FENCE_S] = { "ha-fence-s", "s", 5, 3600, CL_HA_DEFAULT_FENCE_S, S(ha_fence_s),
+	  "an HA VM's vmon stops this long after its agent's last keepalive; the VM is "
+	  "recovered elsewhere 10 s later (fixed while HA VMs run)" },
 };
 const size_t cl_settings_n = CL_SET_NR;
 
@@ -69,9 +72,33 @@ uint64_t cl_setting_get(const Ferry__Cluster__State *st, enum cl_setting_id id)
 	return cl_setting_value(st, &cl_settings[id]);
 }
 
+/*
+ * Running HA vmons fence on the value they were started with, and the
+ * leader recovers on the value in the state: the two must not differ.
+ */
+static int fence_fixed(const Ferry__Cluster__State *st, const Ferry__Cluster__ConfigItem *it,
+		       char *err, size_t err_len)
+{
+	const struct cl_setting *k = &cl_settings[CL_SET_HA_FENCE_S];
+
+	if ((it->value ? it->value : k->def) == cl_setting_value(st, k))
+		return 0;
+	for (size_t i = 0; i < st->n_vms; i++)
+		if (st->vms[i]->ha &&
+		    st->vms[i]->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING) {
+			snprintf(err, err_len, "config: %s: HA VM %s runs, and its vmon fences on "
+				 "the value it started with; stop the HA VMs first", k->key,
+				 st->vms[i]->name);
+			return -EBUSY;
+		}
+	return 0;
+}
+
 int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
 		    char *err, size_t err_len)
 {
+	int ret = 0;
+
 	if (!c->n_items) {
 		snprintf(err, err_len, "config: nothing to set");
 		return -EINVAL;
@@ -95,6 +122,10 @@ int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSe
 				snprintf(err, err_len, "config: %s is set twice", k->key);
 				return -EINVAL;
 			}
+		if (k == &cl_settings[CL_SET_HA_FENCE_S])
+			ret = fence_fixed(st, it, err, err_len);
+		if (ret)
+			return ret;
 	}
 	if (!st->settings) {
 		st->settings = CL_NEW(Ferry__Cluster__Settings, ferry__cluster__settings__init);

@@ -18,6 +18,9 @@
 #include "cl_plan.h"
 #include "cluster.pb-c.h"
 
+#define CL_HA_DEFAULT_FENCE_S 30   /* an HA vmon stops this long after its agent's last keepalive */
+#define CL_HA_MARGIN_S 10          /* the leader waits fence + this before it recovers a VM */
+
 /* The table's rows: code names a setting by these, users by its key. */
 enum cl_setting_id {
 	CL_SET_MIG_BANDWIDTH_MBPS,
@@ -27,6 +30,7 @@ enum cl_setting_id {
 	CL_SET_MAX_MIG,
 	CL_SET_HOLDDOWN_S,
 	CL_SET_CPU_CAP_PCT,
+	CL_SET_HA_FENCE_S,
 	CL_SET_NR
 };
 

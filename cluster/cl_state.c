@@ -228,6 +228,10 @@ int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm
 	if (h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
 		return refuse(-EBUSY, err, err_len,
 			      "%s: %s: host %s is in maintenance mode", what, vm->name, name);
+	/* Its agent would not make the vmon fence itself: a recovery could run it twice. */
+	if (vm->ha && h->agent_proto < CL_PROTO_3)
+		return refuse(-EPROTO, err, err_len, "%s: %s: the agent of %s predates HA and "
+			      "could not fence an HA VM; upgrade it first", what, vm->name, name);
 	ret = cl_cpu_check(st, vm, h, missing, sizeof(missing));
 	if (ret == -ENOTSUP)
 		return refuse(ret, err, err_len, "%s: %s: %s lacks %s required by model %s",
@@ -314,6 +318,7 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 			   char *err, size_t err_len)
 {
 	const Ferry__Cluster__Vm *in = cmd->vm_create->vm;
+	const Ferry__Cluster__Host *old;
 	Ferry__Cluster__Vm *vm, **v;
 
 	if (!in || !*in->name)
@@ -335,6 +340,9 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 			      in->name, VCPUS_MAX);
 	if (!*in->guest)
 		return refuse(-EINVAL, err, err_len, "vm create: %s: no guest image", in->name);
+	if (in->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
+		return refuse(-EPROTO, err, err_len, "vm create: %s: the agent of %s predates HA; "
+			      "upgrade it first", in->name, old->name);
 	vm = CL_DUP(Ferry__Cluster__Vm, in);
 	v = realloc(st->vms, (st->n_vms + 1) * sizeof(*v));
 	if (!vm || !v) {
@@ -656,6 +664,46 @@ static int apply_host_remove(Ferry__Cluster__State *st, const Ferry__Cluster__Co
 	return 0;
 }
 
+/*
+ * HA: the leader saw vm's host lost for longer than the fence time, so
+ * the vmon there has stopped itself (or the host is down), and restarts
+ * the VM on host. The state cannot see the membership; it checks the
+ * rest, and that the leader decided on the VM as it is now.
+ */
+static int apply_vm_recover(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			    char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdVmRecover *c = cmd->vm_recover;
+	Ferry__Cluster__Vm *vm = vm_get(st, "recover", c->vm, err, err_len);
+	char why[CL_ERR_LEN];
+	int ret;
+
+	if (!vm)
+		return -ENOENT;
+	if (!vm->ha)
+		return refuse(-EPERM, err, err_len, "recover: %s: not an HA VM", vm->name);
+	if (!vm_running(vm) || strcmp(vm->host, c->from) || vm->generation != c->generation)
+		return refuse(-ESTALE, err, err_len, "recover: %s: no longer running on %s "
+			      "(generation %llu)", vm->name, c->from,
+			      (unsigned long long)c->generation);
+	if (vm->migration)
+		return refuse(-EBUSY, err, err_len, "recover: %s: a migration is in flight",
+			      vm->name);
+	if (!strcmp(c->host, c->from))
+		return refuse(-EINVAL, err, err_len, "recover: %s: %s is the lost host",
+			      vm->name, c->host);
+	ret = cl_state_host_fits(st, vm, "recover", c->host, err, err_len);
+	if (ret)
+		return ret;
+	snprintf(why, sizeof(why), "recovered on %s: host %s was lost for %llu s", c->host,
+		 c->from, (unsigned long long)(c->lost_ms / 1000));
+	cl_str_set(&vm->host, c->host);
+	cl_str_set(&vm->last_error, why);
+	vm->generation++;
+	vm->restarts = 0;
+	return 0;
+}
+
 typedef int (*apply_fn)(Ferry__Cluster__State *, const Ferry__Cluster__Command *,
 			char *, size_t);
 
@@ -676,6 +724,7 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_BALANCE_MODE] = apply_balance_mode,
 	[FERRY__CLUSTER__COMMAND__OP_CONFIG_SET] = apply_config_set,
 	[FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE] = apply_host_remove,
+	[FERRY__CLUSTER__COMMAND__OP_VM_RECOVER] = apply_vm_recover,
 };
 
 static void config_text(const Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
@@ -757,6 +806,10 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE:
 		snprintf(t, len, "host %s removed", c->host_remove->host);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_RECOVER:
+		vm = cl_state_vm(st, c->vm_recover->vm);
+		snprintf(t, len, "vm %s: %s", c->vm_recover->vm, vm ? vm->last_error : "recovered");
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_REVOKE:
 		snprintf(t, len, "certificate %s (%s) revoked", c->revoke->serial, c->revoke->name);

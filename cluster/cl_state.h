@@ -26,7 +26,8 @@
  * alike (the old agent refuses it as unknown).
  */
 #define CL_PROTO_2 2   /* CmdConfigSet, Host.witness, CmdHostRemove; 1: up to CmdBalanceMode */
-#define CL_STATE_PROTO CL_PROTO_2
+#define CL_PROTO_3 3   /* HA: Vm.ha, vmon --fence-s and keepalives, CmdVmRecover */
+#define CL_STATE_PROTO CL_PROTO_3
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);

@@ -124,7 +124,7 @@ int cl_vmon_fd(const struct cl_vmon *v)
 
 struct argv_buf {
 	char *argv[VMON_ARGV_MAX];
-	char num[3][24];   /* --mem, --vcpus, --incoming-timeout-s */
+	char num[4][24];   /* --mem, --vcpus, --incoming-timeout-s, --fence-s */
 	char *uri;
 	int n;
 };
@@ -173,6 +173,9 @@ static int argv_build(struct argv_buf *a, const struct cl_vmon_spec *s, const ch
 		for (size_t i = 0; i < s->n_disks; i++)
 			arg_opt(a, "--disk", s->disks[i]);
 	}
+	snprintf(a->num[3], sizeof(a->num[3]), "%u", s->fence_s);
+	if (s->fence_s)
+		arg_opt(a, "--fence-s", a->num[3]);
 	arg_opt(a, "--cpuid-hide", s->cpuid_hide);
 	arg_opt(a, "--control", sock);
 	a->argv[a->n] = NULL;

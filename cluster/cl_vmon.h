@@ -35,6 +35,7 @@ struct cl_vmon_spec {
 	char *const *disks;       /* --disk specs (run only: an incoming VM's come
 				   * with it in the stream) */
 	size_t n_disks;
+	unsigned fence_s;         /* --fence-s (HA VMs; 0: none) */
 	/* or wait for an incoming migration instead (guest/args unused) */
 	bool incoming;
 	const char *listen_host;  /* the address to listen on (port: any) */

@@ -313,7 +313,7 @@ static void corosync_lost(struct agent *a)
 
 static void agent_loop(struct agent *a, int sig_fd)
 {
-	uint64_t last_load = 0;
+	uint64_t last_load = 0, last_keepalive = 0;
 
 	pthread_mutex_lock(&a->lock);
 	while (!a->quit) {
@@ -372,6 +372,12 @@ static void agent_loop(struct agent *a, int sig_fd)
 			agent_join(a);
 		agent_reconcile(a);
 		agent_plan_tick(a);
+		agent_ha_tick(a);
+		if (a->cpg && a->sync.synced && a->quorate &&
+		    now_ns() - last_keepalive >= CL_KEEPALIVE_MS * 1000000ull) {
+			agent_keepalive(a);
+			last_keepalive = now_ns();
+		}
 		if (a->cpg && a->sync.synced && now_ns() - last_load > CL_LOAD_PERIOD_MS * 1000000ull) {
 			agent_send_load(a);
 			last_load = now_ns();

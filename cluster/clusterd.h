@@ -35,6 +35,7 @@
 #define CL_STOP_TIMEOUT_MS 5000
 #define CL_STATS_TIMEOUT_MS 100
 #define CL_HANDLED_MAX 64
+#define CL_KEEPALIVE_MS 1000
 
 /* A vmon of this node. */
 struct local_vm {
@@ -103,6 +104,10 @@ struct agent {
 	struct cl_plan_config plan_cfg;
 	struct cl_plan_memo *plan_memo;
 	uint64_t balanced_ns, evacuated_ns;
+	/* HA (clusterd_ha.c, the leader): hosts it has seen out of the membership */
+	struct ha_lost { char host[CL_NAME_MAX]; uint64_t since_ns; } *lost;
+	size_t n_lost;
+	uint64_t ha_ns;        /* the last HA round */
 	/* migration ids taken up here, so a reconcile starts each once */
 	uint64_t handled[CL_HANDLED_MAX];
 	unsigned handled_next;
@@ -144,6 +149,8 @@ void agent_adopt(struct agent *a);
 struct local_vm *agent_local(struct agent *a, const char *name, bool incoming);
 void agent_local_put(struct agent *a, struct local_vm *lv);
 void agent_send_load(struct agent *a);
+/* HA: keep this node's HA vmons from fencing (only while synced and quorate). */
+void agent_keepalive(struct agent *a);
 /* What every vmon of this node gets: program, run dir, name, vCPUs, mask. */
 void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 		     struct cl_vmon_spec *spec);
@@ -164,6 +171,9 @@ const char *agent_leader_name(const struct agent *a);
 int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size_t err_len);
 /* The leader's periodic work: evacuations every second, balancing rounds. */
 void agent_plan_tick(struct agent *a);
+
+/* clusterd_ha.c: the leader restarts the HA VMs of hosts lost past the fence time */
+void agent_ha_tick(struct agent *a);
 
 /* A detached worker thread. */
 int agent_spawn_thread(void *(*fn)(void *), void *arg);

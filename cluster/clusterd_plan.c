@@ -61,9 +61,14 @@ int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size
 	ret = cl_plan_input_build(in, a->st, figs, n, realtime_ns() / 1000000, &cfg,
 				  err, err_len);
 	free(figs);
-	if (!ret)
-		(*in)->memo = a->plan_memo;
-	return ret;
+	if (ret)
+		return ret;
+	(*in)->memo = a->plan_memo;
+	/* A host out of the membership takes nothing: its agent would not start it. */
+	for (size_t h = 0; h < (*in)->n_hosts; h++)
+		if (!agent_online(a, (*in)->hosts[h].name))
+			(*in)->hosts[h].active = false;
+	return 0;
 }
 
 static void move_start(struct agent *a, const struct cl_plan_move *m, const char *reason)

@@ -14,6 +14,7 @@
 
 #include "cl_cpu.h"
 #include "cl_inventory.h"
+#include "cl_settings.h"
 #include "clusterd.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -158,6 +159,7 @@ void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 	spec->name = vm->name;
 	spec->vcpus = vm->vcpus;
 	spec->cpuid_hide = a->hide;
+	spec->fence_s = vm->ha ? (unsigned)cl_setting_get(a->st, CL_SET_HA_FENCE_S) : 0;
 }
 
 static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
@@ -220,7 +222,9 @@ static bool exit_restartable(int status)
 		return true;   /* an adopted vmon: how it ended is unknown */
 	if (WIFSIGNALED(status))
 		return true;
-	return WIFEXITED(status) && (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4);
+	/* 5: fenced while this host was cut off; back in the cluster, it may run again. */
+	return WIFEXITED(status) && (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4 ||
+				     WEXITSTATUS(status) == 5);
 }
 
 void agent_vm_ended(struct agent *a, struct local_vm *lv)
@@ -337,6 +341,36 @@ static double vmon_dirty_rate(struct local_vm *lv)
 		rate = resp->stats->dirty->pages_per_s;
 	ferry__ctl__response__free_unpacked(resp, NULL);
 	return rate;
+}
+
+/*
+ * HA: tell each HA VM's vmon that this host is still in the quorate part
+ * of the cluster (the caller checks), so its fence does not stop it.
+ */
+void agent_keepalive(struct agent *a)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	char err[CL_ERR_LEN];
+
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_KEEPALIVE;
+	req.keepalive = &empty;
+	for (struct local_vm *lv = a->vms; lv; lv = lv->next) {
+		const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, lv->name);
+		Ferry__Ctl__Response *resp = NULL;
+
+		if (lv->ended || !vm || !vm->ha)
+			continue;
+		/* An incoming vmon answers once its VM arrived; until then it runs nothing. */
+		if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err))) {
+			if (!lv->incoming)
+				log_debug("%s: keepalive: %s", lv->name, err);
+			continue;
+		}
+		if (resp->error)
+			log_warn("%s: keepalive: %s", lv->name, resp->message);
+		ferry__ctl__response__free_unpacked(resp, NULL);
+	}
 }
 
 void agent_send_load(struct agent *a)

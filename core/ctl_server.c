@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/dirty_rate.h"
+#include "core/fence.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm.h"
@@ -79,6 +80,10 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 		 vm->state == VM_PAUSED || vm->state == VM_CREATED ? vm->pause_reason : vm->reason);
 	pthread_mutex_unlock(&vm->lock);
 	st->reason = ctl_tls.reason;
+	if (vm->fence) {
+		st->fence_s = fence_period_s(vm->fence);
+		st->fence_left_ms = fence_left_ms(vm->fence);
+	}
 }
 
 static void ctl_fill_stats(struct vm *vm, struct dirty_rate *rate,
@@ -179,6 +184,12 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ex
 		break;
 	case FERRY__CTL__REQUEST__CMD_STOP:
 		vm_stop(vm, "stopped by control request");
+		break;
+	case FERRY__CTL__REQUEST__CMD_KEEPALIVE:
+		if (vm->fence)
+			fence_renew(vm->fence);
+		else
+			ctl_error(resp, -ENOTSUP, "keepalive: this vmon runs without --fence-s");
 		break;
 	default:
 		if (!ext || !ext->handle(ext->opaque, vm, req, resp))

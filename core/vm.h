@@ -25,6 +25,7 @@ enum vm_exit_status {
 	VM_EXIT_USAGE = 2,    /* bad command line or configuration */
 	VM_EXIT_CRASH = 3,    /* triple fault or unhandled exit */
 	VM_EXIT_INTERNAL = 4, /* KVM or host failure */
+	VM_EXIT_FENCED = 5,   /* --fence-s: no keepalive from the node agent (core/fence.h) */
 };
 
 enum vm_state {
@@ -117,6 +118,8 @@ struct vm {
 	char reason[VM_ERR_LEN];   /* why it stopped or crashed */
 	char pause_reason[VM_ERR_LEN]; /* why a device paused it ("" = no device did) */
 	bool pause_pending;        /* vm_pause_for's thread is at work */
+
+	struct fence *fence;       /* --fence-s, or NULL; set before the control socket opens */
 
 	unsigned nr_devs;          /* disks: see core/vm_dev.h */
 	struct vm_dev devs[VM_DEVS_MAX];

@@ -211,9 +211,12 @@ int vmon_ctl_main(int argc, char **argv)
 	} else if (!strcmp(c.name, "migrate-cancel")) {
 		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_CANCEL;
 		c.req.migrate_cancel = &empty;
+	} else if (!strcmp(c.name, "keepalive")) {
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_KEEPALIVE;
+		c.req.keepalive = &empty;
 	} else {
 		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save, "
-				 "migrate, migrate-status, migrate-cancel)", c.name);
+				 "migrate, migrate-status, migrate-cancel, keepalive)", c.name);
 	}
 	for (int i = first_opt; i < argc; i++) {
 		if (!strcmp(c.name, "save") && !strcmp(argv[i], "--verify")) {

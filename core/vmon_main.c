@@ -11,6 +11,7 @@
 #include "core/ctl.h"
 #include "core/vmon.h"
 #include "core/dirty_rate.h"
+#include "core/fence.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm.h"
@@ -91,13 +92,18 @@ static const char vmon_usage[] =
 "                        kernel and from user space: where first touch stays\n"
 "                        slow (KVM on PVM), an incoming migration's pages then\n"
 "                        land at full speed; costs start-up time (off)\n"
+"  --fence-s N           stop the VM for good (exit status 5) when no keepalive\n"
+"                        came over the control socket for N seconds; the\n"
+"                        cluster agent sends them to an HA VM's vmon while\n"
+"                        its host is in the quorate part of the cluster\n"
 "  --log-level LEVEL     error, warning, info or debug (default warning)\n"
 "  --log-syslog          log to syslog instead of stderr\n"
 "  The guest console goes to standard output. SIGINT or SIGTERM stop the VM.\n"
 "  Exit status: the guest's exit code (0..255) when it exits; 0 when the VM\n"
 "  was stopped on request or migrated away; 2 bad usage or\n"
 "  configuration; 3 the guest crashed (triple fault, unhandled exit: the\n"
-"  message names the exit, the vCPU and the RIP); 4 a KVM or host failure.\n"
+"  message names the exit, the vCPU and the RIP); 4 a KVM or host failure;\n"
+"  5 fenced (--fence-s).\n"
 "\n"
 "vmon ctl SOCKET COMMAND: talk to a running vmon.\n"
 "  status                state, vCPUs, memory, CPU model, uptime, and why it\n"
@@ -105,6 +111,7 @@ static const char vmon_usage[] =
 "  pause | resume        stop all vCPUs outside the guest / let them run again\n"
 "                        (resume reconnects a disk that went away first)\n"
 "  stop                  stop the VM for good; vmon exits with status 0\n"
+"  keepalive             restart the --fence-s timer\n"
 "  stats                 per-vCPU exits, the guest's published values, the\n"
 "                        disks' counters and the measured dirty rate\n"
 "  save FILE             pause the VM, write it to FILE (a migration stream,\n"
@@ -119,7 +126,9 @@ static const char vmon_usage[] =
 "    --tls-dir DIR       TLS 1.3 with mutual certificates (as --tls-dir above;\n"
 "                        not with rdma:)\n"
 "    --downtime-ms N     downtime target of the stop-and-copy phase (30)\n"
-"    --bandwidth MBPS    cap, megabits per second (no cap)\n"
+"    --bandwidth MBPS    cap on the stream, megabits per second (no cap);\n"
+"                        the switchover's few KiB of vCPU and device state\n"
+"                        are not held back, to keep the downtime short\n"
 "    --timeout-s N       hard limit on the whole migration (300)\n"
 "    --timeout-action abort|force  at the limit: abort (the VM stays here,\n"
 "                        default) or force the stop-and-copy\n"
@@ -154,6 +163,7 @@ struct vmon_run {
 	const char *incoming;
 	const char *tls_dir;
 	uint64_t incoming_timeout_s;
+	uint64_t fence_s;           /* --fence-s: 0 none */
 	const char *control;
 	bool name_given;
 	uint64_t sample_ms;
@@ -286,13 +296,14 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 {
 	enum { O_GUEST = 256, O_RESTORE, O_INCOMING, O_TLSDIR, O_INTIMEOUT, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
 	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_WARM, O_LOG, O_SYSLOG, O_HELP,
-	       O_DISK };
+	       O_DISK, O_FENCE };
 	static const struct option opts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "restore", required_argument, NULL, O_RESTORE },
 		{ "incoming", required_argument, NULL, O_INCOMING },
 		{ "tls-dir", required_argument, NULL, O_TLSDIR },
 		{ "incoming-timeout-s", required_argument, NULL, O_INTIMEOUT },
+		{ "fence-s", required_argument, NULL, O_FENCE },
 		{ "args", required_argument, NULL, O_ARGS },
 		{ "mem", required_argument, NULL, O_MEM },
 		{ "vcpus", required_argument, NULL, O_VCPUS },
@@ -329,6 +340,11 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			break;
 		case O_INCOMING:
 			r->incoming = optarg;
+			break;
+		case O_FENCE:
+			if (parse_u64(optarg, 1, 86400, &r->fence_s))
+				vmon_usage_error("--fence-s: '%s' is not a number of seconds "
+						 "(1..86400)", optarg);
 			break;
 		case O_TLSDIR:
 			r->tls_dir = optarg;
@@ -525,6 +541,16 @@ static int vmon_run(int argc, char **argv)
 			return VM_EXIT_USAGE;
 		}
 	}
+	if (r.fence_s) {
+		ret = fence_start(r.vm, (unsigned)r.fence_s, &r.vm->fence);
+		if (ret) {
+			fprintf(stderr, "vmon: error: %s: --fence-s: %s\n", r.cfg.name, strerror(-ret));
+			vm_stop(r.vm, "no fence timer");
+			vm_wait(r.vm);
+			vm_destroy(r.vm);
+			return VM_EXIT_INTERNAL;
+		}
+	}
 	dirty_rate_init(&rate);
 	mig_ctl_init(&mc, &rate, r.sample_ms);
 	if (r.control) {
@@ -536,6 +562,7 @@ static int vmon_run(int argc, char **argv)
 				ret == -EEXIST ? "exists and is not a socket" : strerror(-ret));
 			vm_stop(r.vm, "control socket unavailable");
 			vm_wait(r.vm);
+			fence_stop(r.vm->fence);
 			vm_destroy(r.vm);
 			return VM_EXIT_USAGE;
 		}
@@ -576,6 +603,8 @@ static int vmon_run(int argc, char **argv)
 	pthread_join(sig_thread, NULL);
 	dirty_rate_stop(&rate);
 	ctl_server_stop(ctl);
+	fence_stop(r.vm->fence);
+	r.vm->fence = NULL;
 	dirty_rate_destroy(&rate);
 	mig_ctl_destroy(&mc);
 	vm_destroy(r.vm);

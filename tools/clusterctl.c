@@ -28,10 +28,13 @@ static const char usage[] =
 "  host remove HOST              forget a host that left for good: it must be\n"
 "                                down, with no VM placed on it or migrating\n"
 "  vm create NAME --guest IMAGE --mem SIZE [--vcpus N] [--args STR]\n"
-"            [--cpu-model host|cluster|x86-64-v1..v4] [--disk SPEC]...\n"
+"            [--cpu-model host|cluster|x86-64-v1..v4] [--disk SPEC]... [--ha]\n"
 "            (default vcpus 1, model cluster: what every current host has;\n"
 "            SPEC: a raw image PATH on shared storage, or\n"
-"            nbd://HOST:PORT/EXPORT,lease=PATH, as vmon --disk)\n"
+"            nbd://HOST:PORT/EXPORT,lease=PATH, as vmon --disk;\n"
+"            --ha: when its host leaves the cluster, its vmon there stops\n"
+"            itself after ha-fence-s and the VM restarts (boots again) on\n"
+"            another host 10 s later)\n"
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
@@ -312,6 +315,8 @@ static void print_vm(const Ferry__Cluster__Response *r)
 		       vm->host);
 	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
 	       vm->restarts);
+	printf("ha:         %s\n", vm->ha ? "yes: restarted on another host when its host is lost"
+				       : "no");
 	if (*vm->last_error)
 		printf("last:       %s\n", vm->last_error);
 	if (vm->migration)
@@ -520,6 +525,7 @@ static int vm_create(struct ctl *c, int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "cpu-model", required_argument, NULL, 'c' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "ha", no_argument, NULL, 'H' },
 		{ 0 },
 	};
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
@@ -556,6 +562,7 @@ static int vm_create(struct ctl *c, int argc, char **argv)
 			vm.vcpus = v;
 			break;
 		case 'c': vm.cpu_model = optarg; break;
+		case 'H': vm.ha = true; break;
 		case 'd':
 			if (vm.n_disks == 8)
 				return die_usage("vm create: at most 8 disks");

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cl_cpu.h"
+#include "cl_ha.h"
 #include "cl_msg.h"
 #include "cl_plan.h"
 #include "cl_settings.h"
@@ -568,6 +569,36 @@ static void test_evacuate_settings_witness(void **state)
 		assert_string_equal(f->plan.moves[i].to, "t1");
 }
 
+/*
+ * HA: the lost host's HA VMs go to hosts that are up; its other VMs are
+ * not restarted; one that fits nowhere is stuck, with why; a host that is
+ * down too takes nothing.
+ */
+static void test_ha_plan(void **state)
+{
+	struct fx *f = *state;
+
+	host_add(f->st, "lost", 3, 8, 64);
+	host_add(f->st, "up", 3, 8, 64);
+	host_add(f->st, "down", 3, 64, 512);
+	vm_add(f->st, "a", "x86-64-v2", 8, "lost")->ha = true;
+	vm_add(f->st, "b", "x86-64-v2", 8, "lost");
+	vm_add(f->st, "big", "x86-64-v2", 100, "lost")->ha = true;
+	vm_add(f->st, "other", "x86-64-v2", 8, "up")->ha = true;
+	build(f);
+	f->in->hosts[0].active = false;   /* as the agent marks hosts out of its view */
+	f->in->hosts[2].active = false;
+	assert_int_equal(cl_ha_plan(f->in, "lost", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 1);
+	assert_string_equal(move_of(&f->plan, "a")->to, "up");
+	assert_null(move_of(&f->plan, "b"));
+	assert_null(stuck_of(&f->plan, "b"));
+	assert_null(move_of(&f->plan, "other"));
+	assert_non_null(stuck_of(&f->plan, "big"));
+	assert_int_equal(stuck_of(&f->plan, "big")->why, CL_PLAN_WHY_NO_ROOM);
+	assert_int_equal(cl_ha_wait_ms(f->st), (CL_HA_DEFAULT_FENCE_S + CL_HA_MARGIN_S) * 1000);
+}
+
 static void test_evacuate_affinity_unit(void **state)
 {
 	struct fx *f = *state;
@@ -611,6 +642,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_evacuate_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_settings_witness, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ha_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_affinity_unit, setup, teardown),
 	};
 

@@ -76,8 +76,8 @@ static int join(Ferry__Cluster__State *st, const char *name, uint32_t id,
 	return join_as(st, name, id, feats, mem, false);
 }
 
-static int create(Ferry__Cluster__State *st, const char *name, const char *model,
-		  uint64_t mem)
+static int create_ha(Ferry__Cluster__State *st, const char *name, const char *model,
+		     uint64_t mem, bool ha)
 {
 	Ferry__Cluster__Vm vm = FERRY__CLUSTER__VM__INIT;
 	Ferry__Cluster__CmdVmCreate c = FERRY__CLUSTER__CMD_VM_CREATE__INIT;
@@ -90,10 +90,17 @@ static int create(Ferry__Cluster__State *st, const char *name, const char *model
 	vm.cpu_model = (char *)model;
 	vm.host = "host9";   /* not the creator's to set */
 	vm.desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+	vm.ha = ha;
 	c.vm = &vm;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_CREATE;
 	cmd.vm_create = &c;
 	return run(st, &cmd);
+}
+
+static int create(Ferry__Cluster__State *st, const char *name, const char *model,
+		  uint64_t mem)
+{
+	return create_ha(st, name, model, mem, false);
 }
 
 static int start(Ferry__Cluster__State *st, const char *name, const char *host)
@@ -442,6 +449,84 @@ static void test_host_remove(void **unused)
 	CL_FREE(st);
 }
 
+static int recover(Ferry__Cluster__State *st, const char *vm, const char *from,
+		   const char *to, uint64_t generation)
+{
+	Ferry__Cluster__CmdVmRecover c = FERRY__CLUSTER__CMD_VM_RECOVER__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.vm = (char *)vm;
+	c.from = (char *)from;
+	c.host = (char *)to;
+	c.generation = generation;
+	c.lost_ms = 40500;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_RECOVER;
+	cmd.vm_recover = &c;
+	return run(st, &cmd);
+}
+
+/*
+ * HA: a recovery moves the VM to its new host as a new run (generation),
+ * and only for an HA VM running on the lost host as the leader saw it; an
+ * agent that predates HA takes no HA VM; the fence time stays fixed while
+ * HA VMs run.
+ */
+static void test_ha(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+	uint64_t seq, gen;
+
+	assert_int_equal(create_ha(st, "ha1", "x86-64-v2", 64 << 20, true), 0);
+	assert_int_equal(create(st, "plain", "x86-64-v2", 64 << 20), 0);
+	vm = cl_state_vm(st, "ha1");
+	assert_true(vm->ha);
+	assert_int_equal(start(st, "plain", "host1"), 0);
+	seq = st->seq;
+	/* Not running: nothing to recover. */
+	assert_int_equal(recover(st, "ha1", "host1", "host2", vm->generation), -ESTALE);
+	assert_int_equal(start(st, "ha1", "host1"), 0);
+	gen = vm->generation;
+	seq = st->seq;
+	assert_int_equal(recover(st, "plain", "host1", "host2", 1), -EPERM);
+	assert_string_equal(err, "recover: plain: not an HA VM");
+	assert_int_equal(recover(st, "nope", "host1", "host2", 1), -ENOENT);
+	assert_int_equal(recover(st, "ha1", "host2", "host3", gen), -ESTALE);
+	assert_string_equal(err, "recover: ha1: no longer running on host2 (generation 1)");
+	assert_int_equal(recover(st, "ha1", "host1", "host2", gen - 1), -ESTALE);
+	assert_int_equal(recover(st, "ha1", "host1", "host1", gen), -EINVAL);
+	assert_int_equal(recover(st, "ha1", "host1", "host9", gen), -ENOENT);
+	/* The target's agent must fence it. */
+	cl_state_host(st, "host2")->agent_proto = CL_PROTO_2;
+	assert_int_equal(recover(st, "ha1", "host1", "host2", gen), -EPROTO);
+	assert_string_equal(err, "recover: ha1: the agent of host2 predates HA and could not "
+			    "fence an HA VM; upgrade it first");
+	/* Nor may another HA VM be created while it is old. */
+	assert_int_equal(create_ha(st, "ha2", "x86-64-v2", 64 << 20, true), -EPROTO);
+	assert_string_equal(err, "vm create: ha2: the agent of host2 predates HA; upgrade it first");
+	cl_state_host(st, "host2")->agent_proto = CL_STATE_PROTO;
+	/* The fence time is the vmons' too: fixed while an HA VM runs. */
+	assert_int_equal(config_set(st, "ha-fence-s", (uint64_t)10, NULL), -EBUSY);
+	assert_string_equal(err, "config: ha-fence-s: HA VM ha1 runs, and its vmon fences on the "
+			    "value it started with; stop the HA VMs first");
+	assert_int_equal(config_set(st, "ha-fence-s", (uint64_t)30, NULL), 0);   /* the same */
+	assert_int_equal(st->seq, seq + 1);
+
+	assert_int_equal(recover(st, "ha1", "host1", "host2", gen), 0);
+	assert_string_equal(vm->host, "host2");
+	assert_int_equal(vm->generation, gen + 1);
+	assert_int_equal(vm->desired, FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING);
+	assert_string_equal(vm->last_error, "recovered on host2: host host1 was lost for 40 s");
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "vm ha1: recovered on host2: host host1 was lost for 40 s");
+	/* The same decision again (a second leader, a retry) is stale now. */
+	assert_int_equal(recover(st, "ha1", "host1", "host3", gen), -ESTALE);
+	/* Migrating: left to the migration. */
+	assert_int_equal(begin(st, "ha1", "host3"), 0);
+	assert_int_equal(recover(st, "ha1", "host2", "host1", gen + 1), -EBUSY);
+	CL_FREE(st);
+}
+
 static void test_maintenance_stop_delete(void **unused)
 {
 	Ferry__Cluster__State *st = cluster3();
@@ -747,6 +832,7 @@ int main(void)
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_witness),
 		cmocka_unit_test(test_host_remove),
+		cmocka_unit_test(test_ha),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

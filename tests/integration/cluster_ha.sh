@@ -1,0 +1,101 @@
+#!/bin/bash
+# HA on a 3-node lab (docs/cluster.md, "HA"): host2, running an HA VM and
+# a plain one, is cut off from the others. Its HA vmon stops itself once
+# ha-fence-s passes without a keepalive; only then does the leader restart
+# the HA VM on a host that is up, as a new run; the plain VM runs on where
+# it was. When host2 is back, the VM runs once, where the cluster put it.
+# Then the agent of the host running the HA VM dies: the same, while its
+# corosync stays up.
+. "$(dirname "$0")/lab_lib.sh"
+GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
+FENCE_S=5
+
+members() { ctl_json "$1" status 2>/dev/null | json_get '" ".join(j["node"].get("members", []))'; }
+sees() { [ "$(members "$1")" = "$2" ]; }
+vm_field() { ctl_json "$1" vm show "$2" 2>/dev/null | json_get "$3"; }
+vm_host() { vm_field "$1" "$2" 'j["vm"].get("host", "")'; }
+vm_gen() { vm_field "$1" "$2" 'j["vm"].get("generation", 0)'; }
+# vmon processes of VM (by its --name) in HOST's namespace
+vmons_of() { local h=$1 vm=$2 n=0 p
+	for p in $(ip netns pids "$LAB_NAME-$h"); do
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "vmon run --name $vm " && n=$((n + 1))
+	done
+	echo $n; }
+vmons_everywhere() { echo $(($(vmons_of host1 "$1") + $(vmons_of host2 "$1") + $(vmons_of host3 "$1"))); }
+no_vmon() { [ "$(vmons_of "$1" "$2")" = 0 ]; }
+last_count() { sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' "$LAB_DIR/$1/run/$2.console" 2>/dev/null | tail -1; }
+counts_on() { local c; c=$(last_count "$1" "$2"); [ -n "$c" ] || return 1; sleep 0.5
+	[ "$(last_count "$1" "$2")" -gt "$c" ]; }
+shows_ha() { lab_exec host1 clusterctl vm show ha1 2>/dev/null | grep -q '^ha: *yes'; }
+fenced_vmon() { local p
+	for p in $(ip netns pids "$LAB_NAME-$1"); do
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--name $2 .*--fence-s $FENCE_S " &&
+			return 0
+	done
+	return 1; }
+cut_off() { ip -n "$LAB_NAME-sw" link set "h${1#host}" "$2"; }
+
+lab_up 3
+
+echo "== setup"
+check "ha-fence-s set to $FENCE_S" ctl host1 clusterctl config set ha-fence-s $FENCE_S
+check "ha1 (counter, --ha) created" ctl host1 clusterctl vm create ha1 --guest "$GUESTS/counter" \
+	--args "n=0 interval_ms=50" --mem 64M --ha
+check "plain (counter) created" ctl host1 clusterctl vm create plain --guest "$GUESTS/counter" \
+	--args "n=0 interval_ms=50" --mem 64M
+check "vm show says ha" shows_ha
+check "ha1 started on host2" ctl host1 clusterctl vm start ha1 --host host2
+check "plain started on host2" ctl host1 clusterctl vm start plain --host host2
+check "ha1 counts on host2" wait_for 30 "ha1 counting" counts_on host2 ha1
+check "plain counts on host2" wait_for 30 "plain counting" counts_on host2 plain
+check "ha1's vmon runs with --fence-s $FENCE_S" fenced_vmon host2 ha1
+check "ha-fence-s cannot change while ha1 runs" fails host1 "HA VM ha1 runs" config set ha-fence-s 20
+sleep $((FENCE_S + 2))
+check "keepalives keep ha1 running past the fence time" counts_on host2 ha1
+gen0=$(vm_gen host1 ha1)
+
+echo "== host2 is cut off from the others"
+t0=$(date +%s%3N)
+cut_off host2 down
+check "host1 sees host2 gone" wait_for 30 "host2's loss" sees host1 "host1 host3"
+check "plain runs on in the minority" counts_on host2 plain
+check "ha1's vmon on host2 fenced itself" wait_for $((FENCE_S + 30)) "the fence" no_vmon host2 ha1
+t_fence=$(($(date +%s%3N) - t0))
+check "its log says why" grep -q "fenced: no keepalive from the node agent for $FENCE_S s" \
+	"$LAB_DIR/host2/run/ha1.log"
+new_host() { local h; h=$(vm_host host1 ha1); [ "$h" = host1 ] || [ "$h" = host3 ]; }
+check "the leader restarted ha1 on a host that is up" wait_for 60 "ha1's recovery" new_host
+t_recover=$(($(date +%s%3N) - t0))
+nh=$(vm_host host1 ha1)
+echo "  fenced $t_fence ms after the cut, recovered on $nh after $t_recover ms"
+check "the fence came before the recovery" test "$t_fence" -lt "$t_recover"
+check "as a new run (generation $gen0 -> $((gen0 + 1)))" test "$(vm_gen host1 ha1)" = $((gen0 + 1))
+check "ha1 counts on $nh" wait_for 30 "ha1 on $nh" counts_on "$nh" ha1
+check "one ha1 vmon in the whole lab" test "$(vmons_everywhere ha1)" = 1
+check "plain stays placed on host2" test "$(vm_host host1 plain)" = host2
+check "the event log says so" lab_events_have host1 "vm ha1: recovered on $nh: host host2 was lost for"
+
+echo "== host2 comes back"
+cut_off host2 up
+check "host2 is back in the cluster" wait_for 60 "host2's return" sees host2 "host1 host2 host3"
+sleep 3
+check "host2 started no ha1" no_vmon host2 ha1
+check "still one ha1 vmon in the lab" test "$(vmons_everywhere ha1)" = 1
+check "ha1 counts on $nh" counts_on "$nh" ha1
+check "plain counts on host2" counts_on host2 plain
+
+echo "== the agent of $nh dies (its corosync stays)"
+gen1=$(vm_gen host2 ha1)
+lab kill "$nh" --agent >/dev/null
+check "ha1's vmon on $nh fenced itself" wait_for $((FENCE_S + 30)) "the fence" no_vmon "$nh" ha1
+moved() { local h; h=$(vm_host host2 ha1); [ -n "$h" ] && [ "$h" != "$nh" ]; }
+check "restarted elsewhere" wait_for 60 "ha1's recovery" moved
+nh2=$(vm_host host2 ha1)
+check "on $nh2, as run $((gen1 + 1))" test "$(vm_gen host2 ha1)" = $((gen1 + 1))
+check "ha1 counts on $nh2" wait_for 30 "ha1 on $nh2" counts_on "$nh2" ha1
+lab start "$nh" >/dev/null
+check "$nh's agent is back" wait_for 60 "$nh's agent" sees "$nh" "host1 host2 host3"
+sleep 3
+check "one ha1 vmon in the lab" test "$(vmons_everywhere ha1)" = 1
+
+finish
