@@ -36,6 +36,8 @@
 #define CL_STATS_TIMEOUT_MS 100
 #define CL_HANDLED_MAX 64
 #define CL_KEEPALIVE_MS 1000
+#define CL_UNREPORTED_MAX 64
+#define CL_UNREPORTED_RESEND_MS 5000
 
 /* A vmon of this node. */
 struct local_vm {
@@ -55,6 +57,20 @@ struct local_vm {
 	uint64_t cpu_ns;      /* and when that was (0: not yet sampled) */
 	int status;           /* wait status once ended (-1: unknown) */
 	uint64_t mig_began_ns; /* when a migration out of it began here */
+};
+
+/*
+ * The end of a vmon that the agent could not report (no quorum then). The
+ * VM is not started here again until the report went through and the
+ * cluster decided: a restart (a new generation), a stop, or, for an HA VM,
+ * a recovery elsewhere that made the report stale.
+ */
+struct unreported {
+	char name[CL_NAME_MAX];
+	uint64_t generation;
+	char reason[CL_ERR_LEN];
+	bool restart;
+	uint64_t sent_ns;     /* the last time the report was sent (0: never) */
 };
 
 struct pending {
@@ -108,6 +124,9 @@ struct agent {
 	struct ha_lost { char host[CL_NAME_MAX]; uint64_t since_ns; } *lost;
 	size_t n_lost;
 	uint64_t ha_ns;        /* the last HA round */
+	uint64_t ha_stuck_ns;  /* the last time VMs that fit nowhere were named */
+	struct unreported unrep[CL_UNREPORTED_MAX];
+	size_t n_unrep;
 	/* migration ids taken up here, so a reconcile starts each once */
 	uint64_t handled[CL_HANDLED_MAX];
 	unsigned handled_next;

@@ -17,6 +17,7 @@
 #include "core/util.h"
 
 #define HA_PERIOD_MS 1000
+#define HA_STUCK_LOG_MS 30000   /* a VM that fits nowhere is named this often */
 
 static bool has_ha_vm(const Ferry__Cluster__State *st, const char *host)
 {
@@ -87,9 +88,12 @@ static void recover_host(struct agent *a, const char *host, uint64_t lost_ms)
 					 vm->name, host, (unsigned long long)(lost_ms / 1000),
 					 plan.moves[i].to);
 		}
-		for (size_t i = 0; i < plan.n_stuck; i++)
-			log_warn("ha: %s: host %s is lost and it cannot restart anywhere: %s",
-				 plan.stuck[i].vm_name, host, plan.stuck[i].reason);
+		if (plan.n_stuck && now_ns() - a->ha_stuck_ns >= HA_STUCK_LOG_MS * 1000000ull) {
+			a->ha_stuck_ns = now_ns();
+			for (size_t i = 0; i < plan.n_stuck; i++)
+				log_warn("ha: %s: host %s is lost and it cannot restart anywhere: %s",
+					 plan.stuck[i].vm_name, host, plan.stuck[i].reason);
+		}
 		cl_plan_free(&plan);
 	}
 	cl_plan_input_free(in);

@@ -112,24 +112,87 @@ void agent_local_stop(struct agent *a, struct local_vm *lv, const char *why)
 	}
 }
 
-static void report_exit(struct agent *a, const Ferry__Cluster__Vm *vm, uint64_t generation,
-			const char *reason, bool restart)
+static bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm)
+{
+	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+	       !strcmp(vm->host, a->name);
+}
+
+static struct unreported *unrep_find(struct agent *a, const char *name)
+{
+	for (size_t i = 0; i < a->n_unrep; i++)
+		if (!strcmp(a->unrep[i].name, name))
+			return &a->unrep[i];
+	return NULL;
+}
+
+static void unrep_drop(struct agent *a, struct unreported *u)
+{
+	*u = a->unrep[--a->n_unrep];
+}
+
+/* 0 when the report went out (the cluster still decides on it). */
+static int report_send(struct agent *a, const char *name, uint64_t generation,
+		       const char *why, bool restart)
 {
 	Ferry__Cluster__CmdVmExited c = FERRY__CLUSTER__CMD_VM_EXITED__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
-	char why[CL_ERR_LEN];
 
-	snprintf(why, sizeof(why), "%s: %s", a->name, reason);
-	c.name = vm->name;
+	c.name = (char *)name;
 	c.host = a->name;
 	c.generation = generation;
-	c.reason = why;
+	c.reason = (char *)why;
 	c.restart = restart;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_EXITED;
 	cmd.vm_exited = &c;
+	return agent_propose_async(a, &cmd);
+}
+
+static void report_exit(struct agent *a, const Ferry__Cluster__Vm *vm, uint64_t generation,
+			const char *reason, bool restart)
+{
+	struct unreported *u = unrep_find(a, vm->name);
+	char why[CL_ERR_LEN];
+
+	snprintf(why, sizeof(why), "%s: %s", a->name, reason);
 	log_info("%s: %s%s", vm->name, why, restart ? "; restarting it" : "");
-	if (agent_propose_async(a, &cmd))
-		log_warn("%s: could not report its end now; will retry", vm->name);
+	if (!u && a->n_unrep < CL_UNREPORTED_MAX)
+		u = &a->unrep[a->n_unrep++];
+	if (!u) {
+		log_warn("%s: too many unreported ends; this one is lost", vm->name);
+		report_send(a, vm->name, generation, why, restart);
+		return;
+	}
+	/* Kept until the cluster decided (unrep_settle): a sent proposal may still be lost. */
+	snprintf(u->name, sizeof(u->name), "%s", vm->name);
+	u->generation = generation;
+	snprintf(u->reason, sizeof(u->reason), "%s", why);
+	u->restart = restart;
+	u->sent_ns = report_send(a, vm->name, generation, why, restart) ? 0 : now_ns();
+	if (!u->sent_ns)
+		log_warn("%s: could not report its end now; it does not start here again until "
+			 "the report went through and the cluster decided", vm->name);
+}
+
+/*
+ * Whether vm must wait for a report of its end here: true while the state
+ * still shows the generation that ended, resending it now and then.
+ */
+static bool unrep_settle(struct agent *a, const Ferry__Cluster__Vm *vm)
+{
+	struct unreported *u = unrep_find(a, vm->name);
+	uint64_t now = now_ns();
+
+	if (!u)
+		return false;
+	if (vm->generation != u->generation) {
+		unrep_drop(a, u);   /* decided: restarted, moved or recovered elsewhere */
+		return false;
+	}
+	if (a->quorate && (!u->sent_ns || now - u->sent_ns >= CL_UNREPORTED_RESEND_MS * 1000000ull) &&
+	    !report_send(a, u->name, u->generation, u->reason, u->restart))
+		u->sent_ns = now;
+	return true;
 }
 
 /* The last line vmon wrote to its log, for messages. */
@@ -209,11 +272,6 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 		 (unsigned long long)vm->generation, (int)cl_vmon_pid(v));
 }
 
-static bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm)
-{
-	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
-	       !strcmp(vm->host, a->name);
-}
 
 /* A crash is worth a restart; a guest that exited or a refusal is not. */
 static bool exit_restartable(int status)
@@ -265,7 +323,13 @@ void agent_reconcile(struct agent *a)
 		if (vm_mine(a, vm)) {
 			if (lv && lv->generation != vm->generation && !lv->following)
 				agent_local_stop(a, lv, "replaced by a new generation");
-			else if (!lv && !agent_local(a, vm->name, true) &&
+			/*
+			 * Never without quorum: the state may be stale, and the
+			 * majority may have restarted an HA VM elsewhere already
+			 * (this host's vmon fenced itself for that reason).
+			 */
+			else if (!lv && a->quorate && !unrep_settle(a, vm) &&
+				 !agent_local(a, vm->name, true) &&
 				 !(vm->migration && !strcmp(vm->migration->source, a->name)))
 				start_vm(a, vm);
 		} else if (lv && !lv->following && !lv->migrated) {
@@ -273,6 +337,15 @@ void agent_reconcile(struct agent *a)
 				   FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ?
 				   "the VM runs elsewhere" : "the VM is stopped");
 		}
+	}
+	/* Ends the cluster has decided on, one way or another. */
+	for (size_t i = 0; i < a->n_unrep;) {
+		const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, a->unrep[i].name);
+
+		if (!vm || !vm_mine(a, vm) || vm->generation != a->unrep[i].generation)
+			unrep_drop(a, &a->unrep[i]);
+		else
+			i++;
 	}
 	/* vmons of VMs the state no longer has */
 	for (struct local_vm *lv = a->vms; lv; lv = lv->next)

@@ -98,4 +98,27 @@ check "$nh's agent is back" wait_for 60 "$nh's agent" sees "$nh" "host1 host2 ho
 sleep 3
 check "one ha1 vmon in the lab" test "$(vmons_everywhere ha1)" = 1
 
+# Back before the recovery time, an HA VM whose vmon fenced is restarted in
+# place, but only after its host reported the end to the cluster (a new
+# generation): a recovery the leader might be deciding at that moment is
+# then stale, and never a second copy. Under emulation the rejoin may take
+# past the recovery time: then it was recovered elsewhere, also a new run.
+echo "== $nh2 is cut off until its HA vmon fences, then comes back"
+q=host1; [ "$nh2" = host1 ] && q=host2
+gen2=$(vm_gen $q ha1)
+t0=$(date +%s%3N)
+cut_off "$nh2" down
+check "ha1's vmon on $nh2 fenced itself" wait_for $((FENCE_S + 30)) "the fence" no_vmon "$nh2" ha1
+cut_off "$nh2" up
+check "$nh2 is back in the cluster" wait_for 60 "$nh2's return" sees "$nh2" "host1 host2 host3"
+echo "  back $(fmt_ms $(($(date +%s%3N) - t0))) after the cut"
+next_run() { [ "$(vm_gen $q ha1)" = $((gen2 + 1)) ]; }
+check "ha1 runs again, as run $((gen2 + 1))" wait_for 60 "ha1's new run" next_run
+nh3=$(vm_host $q ha1)
+echo "  ha1 now on $nh3 ($([ "$nh3" = "$nh2" ] && echo "restarted in place" || echo "recovered elsewhere"))"
+check "ha1 counts on $nh3" wait_for 30 "ha1 on $nh3" counts_on "$nh3" ha1
+sleep 3
+check "one ha1 vmon in the lab" test "$(vmons_everywhere ha1)" = 1
+check "still run $((gen2 + 1))" next_run
+
 finish
