@@ -42,13 +42,16 @@ static void lost_update(struct agent *a, uint64_t now)
 	for (size_t i = 0; i < a->st->n_hosts; i++) {
 		const char *name = a->st->hosts[i]->name;
 		uint64_t since = now;
+		bool known = false;
 
 		if (agent_online(a, name))
 			continue;
-		for (size_t k = 0; k < a->n_lost; k++)
-			if (!strcmp(a->lost[k].host, name))
+		for (size_t k = 0; k < a->n_lost && !known; k++)
+			if (!strcmp(a->lost[k].host, name)) {
 				since = a->lost[k].since_ns;
-		if (since == now)
+				known = true;
+			}
+		if (!known && has_ha_vm(a->st, name))
 			log_warn("ha: host %s is out of the cluster; its HA VMs restart elsewhere "
 				 "if it stays out for %llu s", name,
 				 (unsigned long long)(cl_ha_wait_ms(a->st) / 1000));

@@ -89,14 +89,13 @@ void fence_renew(struct fence *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
-uint64_t fence_left_ms(const struct fence *f)
+uint64_t fence_left_ms(struct fence *f)
 {
-	struct fence *m = (struct fence *)f;   /* the lock only */
 	uint64_t now = now_ns(), left;
 
-	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&f->lock);
 	left = f->fired || now >= f->deadline_ns ? 0 : (f->deadline_ns - now) / 1000000;
-	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&f->lock);
 	return left;
 }
 

@@ -18,7 +18,7 @@ struct fence;
 int fence_start(struct vm *vm, unsigned period_s, struct fence **out);
 void fence_renew(struct fence *f);
 /* ms left before it fires (0 once fired), and the period. */
-uint64_t fence_left_ms(const struct fence *f);
+uint64_t fence_left_ms(struct fence *f);
 unsigned fence_period_s(const struct fence *f);
 /* End the timer thread (NULL: nothing). */
 void fence_stop(struct fence *f);

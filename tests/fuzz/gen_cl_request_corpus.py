@@ -51,6 +51,8 @@ SEEDS = {
     "status": ld(STATUS, b""),
     "host_show": ld(HOST_SHOW, ld(1, "host1")),
     "vm_create": ld(VM_CREATE, vm()),
+    "vm_create_ha": ld(VM_CREATE, vm() + vint(15, 1)),
+    "config_set_fence": ld(CONFIG_SET, ld(1, ld(1, "ha-fence-s") + vint(2, 5))),
     "vm_start": ld(VM_START, ld(1, "vm1")),
     "migrate": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(3, 300)),
     "migrate_capped": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(5, 800)),
