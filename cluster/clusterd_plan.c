@@ -143,8 +143,10 @@ void agent_plan_tick(struct agent *a)
 		return;
 	if (now - a->evacuated_ns >= EVACUATE_PERIOD_MS * 1000000ull) {
 		a->evacuated_ns = now;
+		/* A host out of the membership has no agent to migrate its VMs: HA's part. */
 		for (size_t i = 0; i < a->st->n_hosts; i++)
-			if (a->st->hosts[i]->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
+			if (a->st->hosts[i]->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE &&
+			    agent_online(a, a->st->hosts[i]->name))
 				evacuate(a, a->st->hosts[i]->name);
 	}
 	if (a->st->balance_mode == FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC &&

@@ -239,9 +239,11 @@ static void print_vms(const Ferry__Cluster__Response *r)
 
 		fmt_size(vm->mem_bytes, mem, sizeof(mem));
 		if (vm->migration)
-			snprintf(note, sizeof(note), "to %s", vm->migration->destination);
-		else if (*vm->last_error)
-			snprintf(note, sizeof(note), "%s", vm->last_error);
+			snprintf(note, sizeof(note), "%sto %s", vm->ha ? "ha; " : "",
+				 vm->migration->destination);
+		else
+			snprintf(note, sizeof(note), "%s%s", vm->ha ? (*vm->last_error ? "ha; " : "ha")
+				 : "", vm->last_error);
 		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name, vm_state(vm),
 		       *vm->host ? vm->host : "-", mem, vm->vcpus, vm->cpu_model, note);
 	}

@@ -5,10 +5,14 @@
 # the HA VM on a host that is up, as a new run; the plain VM runs on where
 # it was. When host2 is back, the VM runs once, where the cluster put it.
 # Then the agent of the host running the HA VM dies: the same, while its
-# corosync stays up.
+# corosync stays up. The HA VM has a disk: each restart takes the disk's
+# lock, which only a fenced (gone) vmon gives up.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 FENCE_S=5
+SHARED=$(mktemp -d /tmp/ferry-shared.XXXXXX)
+trap 'rc=$?; set +e; rm -rf "$SHARED"; (exit $rc); lab_at_exit' EXIT
+truncate -s 16M "$SHARED/ha1.img"
 
 members() { ctl_json "$1" status 2>/dev/null | json_get '" ".join(j["node"].get("members", []))'; }
 sees() { [ "$(members "$1")" = "$2" ]; }
@@ -40,7 +44,7 @@ lab_up 3
 echo "== setup"
 check "ha-fence-s set to $FENCE_S" ctl host1 clusterctl config set ha-fence-s $FENCE_S
 check "ha1 (counter, --ha) created" ctl host1 clusterctl vm create ha1 --guest "$GUESTS/counter" \
-	--args "n=0 interval_ms=50" --mem 64M --ha
+	--args "n=0 interval_ms=50" --mem 64M --ha --disk "$SHARED/ha1.img"
 check "plain (counter) created" ctl host1 clusterctl vm create plain --guest "$GUESTS/counter" \
 	--args "n=0 interval_ms=50" --mem 64M
 check "vm show says ha" shows_ha
@@ -72,6 +76,8 @@ check "the fence came before the recovery" test "$t_fence" -lt "$t_recover"
 check "as a new run (generation $gen0 -> $((gen0 + 1)))" test "$(vm_gen host1 ha1)" = $((gen0 + 1))
 check "ha1 counts on $nh" wait_for 30 "ha1 on $nh" counts_on "$nh" ha1
 check "one ha1 vmon in the whole lab" test "$(vmons_everywhere ha1)" = 1
+disk_owner() { lab_exec host1 clusterctl vm show ha1 2>/dev/null | grep -q "disk 0: *$SHARED/ha1.img, owned by $1"; }
+check "its disk is $nh's now" disk_owner "$nh"
 check "plain stays placed on host2" test "$(vm_host host1 plain)" = host2
 check "the event log says so" lab_events_have host1 "vm ha1: recovered on $nh: host host2 was lost for"
 
