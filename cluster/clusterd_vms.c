@@ -272,7 +272,6 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 		 (unsigned long long)vm->generation, (int)cl_vmon_pid(v));
 }
 
-
 /* A crash is worth a restart; a guest that exited or a refusal is not. */
 static bool exit_restartable(int status)
 {

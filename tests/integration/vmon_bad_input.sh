@@ -53,6 +53,8 @@ expect_usage_error "guest args too long" "longer than 1023" run --guest "$G" --m
 expect_usage_error "--disk relative, missing" "disk nope.img: No such file or directory" run --guest "$G" --mem 64M --disk nope.img
 expect_usage_error "--disk NBD, relative lease" "lease=l.lease: the path must be absolute" run --guest "$G" --mem 64M --disk "nbd://127.0.0.1:1/e,lease=l.lease"
 expect_usage_error "--disk NBD without a lease" "needs ,lease=PATH" run --guest "$G" --mem 64M --disk "nbd://127.0.0.1:1/e"
+expect_usage_error "--fence-s not a number" "fence-s: 'soon' is not a number of seconds" run --guest "$G" --mem 64M --fence-s soon
+expect_usage_error "--fence-s 0" "fence-s: '0' is not a number of seconds (1..86400)" run --guest "$G" --mem 64M --fence-s 0
 expect_usage_error "ctl without command" "needs SOCKET" ctl /tmp/x
 expect_usage_error "ctl unknown command" "unknown ctl command" ctl /tmp/x explode
 
