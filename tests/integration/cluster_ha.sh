@@ -37,7 +37,7 @@ fenced_vmon() { local p
 			return 0
 	done
 	return 1; }
-cut_off() { ip -n "$LAB_NAME-sw" link set "h${1#host}" "$2"; }
+cut_off() { if [ "$2" = down ]; then lab cut "$1"; else lab heal "$1"; fi >/dev/null; }
 
 lab_up 3
 
