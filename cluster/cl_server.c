@@ -468,8 +468,10 @@ static bool srv_tls_wait(struct cl_server *s, int lfd)
 		}
 		if (p[0].revents)
 			return false;
-		if ((p[1].revents & POLLIN) && read(s->slot_fd, &n, sizeof(n)) < 0)
-			return false;
+		/* Only a reset of the counter: a failed read leaves it readable, no harm. */
+		if ((p[1].revents & POLLIN) && read(s->slot_fd, &n, sizeof(n)) < 0 &&
+		    errno != EAGAIN)
+			log_debug("agent: TLS listener: slot counter: %s", strerror(errno));
 		if (room && (p[2].revents & POLLIN))
 			return true;
 	}
