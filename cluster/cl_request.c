@@ -231,6 +231,15 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 		req_name(c, "vm", r->migrate->vm, false);
 		req_name(c, "host", r->migrate->host, false);
 		break;
+	case FERRY__CLUSTER__REQUEST__CMD_VM_SET:
+		c->what = "vm set";
+		req_body(c, r->vm_set);
+		if (c->failed)
+			break;
+		req_name(c, "vm", r->vm_set->name, false);
+		if (!r->vm_set->set_ha)
+			req_fail(c, "nothing to change");
+		break;
 	case FERRY__CLUSTER__REQUEST__CMD_VM_START:
 		c->what = "vm start";
 		req_body(c, r->vm_start);

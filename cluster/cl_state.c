@@ -704,6 +704,31 @@ static int apply_vm_recover(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 	return 0;
 }
 
+/*
+ * A running VM's vmon took its fence (or none) when it started: HA turns
+ * on or off with the next start, so only a stopped VM's may change.
+ */
+static int apply_vm_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdVmSet *c = cmd->vm_set;
+	Ferry__Cluster__Vm *vm = vm_get(st, "vm set", c->name, err, err_len);
+	const Ferry__Cluster__Host *old;
+
+	if (!vm)
+		return -ENOENT;
+	if (!c->set_ha)
+		return refuse(-EINVAL, err, err_len, "vm set: %s: nothing to change", vm->name);
+	if (vm_running(vm))
+		return refuse(-EBUSY, err, err_len, "vm set: %s: running on %s; stop it first "
+			      "(its vmon takes HA's fence when it starts)", vm->name, vm->host);
+	if (c->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
+		return refuse(-EPROTO, err, err_len, "vm set: %s: the agent of %s predates HA; "
+			      "upgrade it first", vm->name, old->name);
+	vm->ha = c->ha;
+	return 0;
+}
+
 typedef int (*apply_fn)(Ferry__Cluster__State *, const Ferry__Cluster__Command *,
 			char *, size_t);
 
@@ -725,6 +750,7 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_CONFIG_SET] = apply_config_set,
 	[FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE] = apply_host_remove,
 	[FERRY__CLUSTER__COMMAND__OP_VM_RECOVER] = apply_vm_recover,
+	[FERRY__CLUSTER__COMMAND__OP_VM_SET] = apply_vm_set,
 };
 
 static void config_text(const Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
@@ -806,6 +832,9 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE:
 		snprintf(t, len, "host %s removed", c->host_remove->host);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_SET:
+		snprintf(t, len, "vm %s: ha %s", c->vm_set->name, c->vm_set->ha ? "on" : "off");
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_VM_RECOVER:
 		vm = cl_state_vm(st, c->vm_recover->vm);

@@ -336,6 +336,15 @@ static void do_host_remove(struct agent *a, const Ferry__Cluster__Request *q, R 
 	propose(a, &cmd, r);
 }
 
+static void do_vm_set(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
+	cmd.vm_set = q->vm_set;
+	propose(a, &cmd, r);
+}
+
 static void do_revoke(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__CmdRevoke c = FERRY__CLUSTER__CMD_REVOKE__INIT;
@@ -577,6 +586,7 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_EVACUATION] = do_evacuation,
 	[FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET] = do_config_set,
 	[FERRY__CLUSTER__REQUEST__CMD_HOST_REMOVE] = do_host_remove,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_SET] = do_vm_set,
 };
 
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,

@@ -38,6 +38,8 @@ static const char usage[] =
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
+"  vm set NAME --ha on|off       HA for a stopped VM (it takes effect when the\n"
+"                                VM starts: its vmon's fence is set then)\n"
 "  migrate VM HOST [--downtime-ms N] [--bandwidth MBITS] [--dry-run] [--no-wait]\n"
 "                                live-migrate VM to HOST: prechecked (CPU model,\n"
 "                                memory, host state) before any page moves; a\n"
@@ -618,8 +620,20 @@ static int cmd_vm(struct ctl *c, int argc, char **argv)
 		REQ(vm_start, VM_START, &start);
 		return simple(c, &req, print_nothing);
 	}
+	if (!strcmp(verb, "set")) {
+		Ferry__Cluster__CmdVmSet set = FERRY__CLUSTER__CMD_VM_SET__INIT;
+
+		if (argc != 4 || strcmp(argv[2], "--ha") ||
+		    (strcmp(argv[3], "on") && strcmp(argv[3], "off")))
+			return die_usage("vm set: expected NAME --ha on|off");
+		set.name = argv[1];
+		set.set_ha = true;
+		set.ha = !strcmp(argv[3], "on");
+		REQ(vm_set, VM_SET, &set);
+		return simple(c, &req, print_nothing);
+	}
 	if (argc != 2)
-		return die_usage("vm: expected create, start, stop, delete, list or show "
+		return die_usage("vm: expected create, start, stop, delete, set, list or show "
 				 "(with a NAME)");
 	name.name = argv[1];
 	if (!strcmp(verb, "stop"))

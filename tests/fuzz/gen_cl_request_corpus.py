@@ -37,7 +37,7 @@ def ld(field, data):
 # Request.cmd fields
 STATUS, HOST_SHOW, VM_CREATE, VM_START, MIGRATE, HOST_MODE, REVOKE = 1, 3, 6, 7, 10, 14, 15
 BALANCE, RULE_ADD, RULE_DELETE, EVENTS, MAINTENANCE, EVACUATION = 16, 17, 18, 20, 21, 22
-CONFIG_SET, HOST_REMOVE = 23, 24
+CONFIG_SET, HOST_REMOVE, VM_SET = 23, 24, 25
 MiB = 1 << 20
 
 
@@ -71,6 +71,8 @@ SEEDS = {
                      ld(1, ld(1, "link-mbps"))),
     "config_set_empty": ld(CONFIG_SET, b""),
     "host_remove": ld(HOST_REMOVE, ld(1, "host3")),
+    "vm_set_ha": ld(VM_SET, ld(1, "vm1") + vint(2, 1) + vint(3, 1)),
+    "vm_set_nothing": ld(VM_SET, ld(1, "vm1")),
     "bad_name": ld(VM_START, ld(1, "a b")),
     "bad_mem": ld(VM_CREATE, vm(mem=65 * MiB)),
     "bad_vcpus": ld(VM_CREATE, vm(vcpus=33)),

@@ -28,6 +28,18 @@ check "vm start on a witness is refused, named" \
 	fails host2 "vm start: vm1: host host1 is a witness: it runs no VMs" vm start vm1 --host host1
 check "vm start with no host finds none, saying why" \
 	fails host3 "vm start: vm1: no host can run it: host host1 is a witness" vm start vm1
+ha_is() { lab_exec "$1" clusterctl vm show vm1 2>/dev/null | grep -q "^ha: *$2"; }
+check "vm set vm1 --ha on (stopped)" ctl host1 clusterctl vm set vm1 --ha on
+check "host2 sees it HA" ha_is host2 yes
+check "host3 sees it HA" ha_is host3 yes
+check "the event log says so" lab_events_have host3 "vm vm1: ha on"
+set_usage() { local out rc; out=$(lab_exec host2 clusterctl vm set vm1 2>&1) && rc=0 || rc=$?
+	echo "  clusterctl vm set vm1: exit $rc: $out" | head -1; [ "$rc" = 2 ] &&
+	grep -q "vm set: expected NAME --ha on|off" <<<"$out"; }
+check "vm set with nothing to set: a usage error (exit 2)" set_usage
+check "vm set on an unknown VM is refused" fails host2 "vm set: nope: no such VM" vm set nope --ha on
+check "vm set vm1 --ha off" ctl host2 clusterctl vm set vm1 --ha off
+check "and it is off" ha_is host1 no
 
 echo "== cluster settings"
 check "config set on host2" ctl host2 clusterctl config set migration-bandwidth-mbps 2000 \

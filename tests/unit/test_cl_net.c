@@ -191,6 +191,8 @@ static void test_decode_bad(void **state)
 	Ferry__Cluster__Request r = FERRY__CLUSTER__REQUEST__INIT;
 	Ferry__Cluster__Name n = FERRY__CLUSTER__NAME__INIT;
 	Ferry__Cluster__MigrateReq m = FERRY__CLUSTER__MIGRATE_REQ__INIT;
+	Ferry__Cluster__CmdVmSet set = FERRY__CLUSTER__CMD_VM_SET__INIT;
+	Ferry__Cluster__Request *ok;
 	Ferry__Cluster__Vm vm;
 	static char args[1100];
 	char err[256];
@@ -220,6 +222,20 @@ static void test_decode_bad(void **state)
 	assert_null(decode(&r, err, sizeof(err)));
 	assert_string_equal(err, "host remove: host '../x' is not valid "
 			    "(1..63 of A-Z a-z 0-9 _ . -)");
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_SET;
+	r.vm_set = &set;
+	set.name = "vm1";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "vm set: nothing to change");
+	set.set_ha = true;
+	set.name = "v m";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_non_null(strstr(err, "vm set: vm 'v m' is not valid"));
+	set.name = "vm1";
+	ok = decode(&r, err, sizeof(err));
+	assert_non_null(ok);
+	assert_true(ok->vm_set->set_ha);
+	CL_FREE(ok);
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_STOP;
 	m.vm = "vm1";
 	m.host = "h\n1";

@@ -527,6 +527,53 @@ static void test_ha(void **unused)
 	CL_FREE(st);
 }
 
+static int vm_set_ha(Ferry__Cluster__State *st, const char *vm, bool set, bool ha)
+{
+	Ferry__Cluster__CmdVmSet c = FERRY__CLUSTER__CMD_VM_SET__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.name = (char *)vm;
+	c.set_ha = set;
+	c.ha = ha;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
+	cmd.vm_set = &c;
+	return run(st, &cmd);
+}
+
+/* vm set --ha: only a stopped VM's (a running vmon took its fence, or none, at start). */
+static void test_vm_set_ha(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+	uint64_t seq;
+
+	assert_int_equal(create(st, "v", "x86-64-v2", 64 << 20), 0);
+	vm = cl_state_vm(st, "v");
+	assert_int_equal(start(st, "v", "host1"), 0);
+	seq = st->seq;
+	assert_int_equal(vm_set_ha(st, "v", true, true), -EBUSY);
+	assert_string_equal(err, "vm set: v: running on host1; stop it first (its vmon takes "
+			    "HA's fence when it starts)");
+	assert_int_equal(vm_set_ha(st, "nope", true, true), -ENOENT);
+	assert_int_equal(vm_set_ha(st, "v", false, true), -EINVAL);
+	assert_int_equal(st->seq, seq);
+	assert_false(vm->ha);
+
+	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_2;
+	assert_int_equal(vm_set_ha(st, "v", true, true), -EPROTO);
+	assert_string_equal(err, "vm set: v: the agent of host3 predates HA; upgrade it first");
+	assert_int_equal(vm_set_ha(st, "v", true, false), 0);   /* off needs no new agent */
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(vm_set_ha(st, "v", true, true), 0);
+	assert_true(vm->ha);
+	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha on");
+	assert_int_equal(vm_set_ha(st, "v", true, false), 0);
+	assert_false(vm->ha);
+	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha off");
+	CL_FREE(st);
+}
+
 static void test_maintenance_stop_delete(void **unused)
 {
 	Ferry__Cluster__State *st = cluster3();
@@ -833,6 +880,7 @@ int main(void)
 		cmocka_unit_test(test_witness),
 		cmocka_unit_test(test_host_remove),
 		cmocka_unit_test(test_ha),
+		cmocka_unit_test(test_vm_set_ha),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
