@@ -54,6 +54,8 @@ check "ha1 counts on host2" wait_for 30 "ha1 counting" counts_on host2 ha1
 check "plain counts on host2" wait_for 30 "plain counting" counts_on host2 plain
 check "ha1's vmon runs with --fence-s $FENCE_S" fenced_vmon host2 ha1
 check "ha-fence-s cannot change while ha1 runs" fails host1 "HA VM ha1 runs" config set ha-fence-s 20
+check "nor can HA be turned off while it runs" fails host3 "vm set: ha1: running on host2; stop it first" \
+	vm set ha1 --ha off
 sleep $((FENCE_S + 2))
 check "keepalives keep ha1 running past the fence time" counts_on host2 ha1
 gen0=$(vm_gen host1 ha1)
