@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cl_msg.h"
+#include "cl_state.h"
 
 #define S(field) offsetof(Ferry__Cluster__Settings, field)
 
@@ -80,18 +81,14 @@ static int fence_fixed(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		       char *err, size_t err_len)
 {
 	const struct cl_setting *k = &cl_settings[CL_SET_HA_FENCE_S];
+	const Ferry__Cluster__Vm *vm;
 
-	if ((it->value ? it->value : k->def) == cl_setting_value(st, k))
+	if ((it->value ? it->value : k->def) == cl_setting_value(st, k) ||
+	    !(vm = cl_state_ha_running(st, NULL)))
 		return 0;
-	for (size_t i = 0; i < st->n_vms; i++)
-		if (st->vms[i]->ha &&
-		    st->vms[i]->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING) {
-			snprintf(err, err_len, "config: %s: HA VM %s runs, and its vmon fences on "
-				 "the value it started with; stop the HA VMs first", k->key,
-				 st->vms[i]->name);
-			return -EBUSY;
-		}
-	return 0;
+	snprintf(err, err_len, "config: %s: HA VM %s runs, and its vmon fences on the value it "
+		 "started with; stop the HA VMs first", k->key, vm->name);
+	return -EBUSY;
 }
 
 int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,

@@ -180,6 +180,18 @@ uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *hos
 	return sum;
 }
 
+const Ferry__Cluster__Vm *cl_state_ha_running(const Ferry__Cluster__State *st, const char *host)
+{
+	for (size_t i = 0; i < st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = st->vms[i];
+
+		if (vm->ha && vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+		    (!host || !strcmp(vm->host, host)))
+			return vm;
+	}
+	return NULL;
+}
+
 bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial)
 {
 	for (size_t i = 0; i < st->n_revoked; i++)

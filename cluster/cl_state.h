@@ -45,6 +45,8 @@ Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, u
 /* Guest RAM of the VMs placed on host (running or arriving by migration). */
 uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host);
 bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial);
+/* The first HA VM that runs, placed on host (NULL: on any host), or NULL. */
+const Ferry__Cluster__Vm *cl_state_ha_running(const Ferry__Cluster__State *st, const char *host);
 /*
  * Write the revoked serials to path (replaced whole), in the format
  * struct xport_tls.revoked reads: the node's vmons refuse them on

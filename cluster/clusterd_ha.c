@@ -19,18 +19,6 @@
 #define HA_PERIOD_MS 1000
 #define HA_STUCK_LOG_MS 30000   /* a VM that fits nowhere is named this often */
 
-static bool has_ha_vm(const Ferry__Cluster__State *st, const char *host)
-{
-	for (size_t i = 0; i < st->n_vms; i++) {
-		const Ferry__Cluster__Vm *vm = st->vms[i];
-
-		if (vm->ha && vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
-		    !strcmp(vm->host, host))
-			return true;
-	}
-	return false;
-}
-
 /* Keep a->lost in step with the membership: hosts gone, and since when. */
 static void lost_update(struct agent *a, uint64_t now)
 {
@@ -51,7 +39,7 @@ static void lost_update(struct agent *a, uint64_t now)
 				since = a->lost[k].since_ns;
 				known = true;
 			}
-		if (!known && has_ha_vm(a->st, name))
+		if (!known && cl_state_ha_running(a->st, name))
 			log_warn("ha: host %s is out of the cluster; its HA VMs restart elsewhere "
 				 "if it stays out for %llu s", name,
 				 (unsigned long long)(cl_ha_wait_ms(a->st) / 1000));
@@ -116,6 +104,7 @@ void agent_ha_tick(struct agent *a)
 	lost_update(a, now);
 	wait_ns = cl_ha_wait_ms(a->st) * 1000000ull;
 	for (size_t i = 0; i < a->n_lost; i++)
-		if (now - a->lost[i].since_ns >= wait_ns && has_ha_vm(a->st, a->lost[i].host))
+		if (now - a->lost[i].since_ns >= wait_ns &&
+		    cl_state_ha_running(a->st, a->lost[i].host))
 			recover_host(a, a->lost[i].host, (now - a->lost[i].since_ns) / 1000000);
 }

@@ -183,12 +183,9 @@ static bool unrep_settle(struct agent *a, const Ferry__Cluster__Vm *vm)
 	struct unreported *u = unrep_find(a, vm->name);
 	uint64_t now = now_ns();
 
-	if (!u)
+	/* Another generation: decided (restarted, moved, recovered); the reconcile forgets it. */
+	if (!u || vm->generation != u->generation)
 		return false;
-	if (vm->generation != u->generation) {
-		unrep_drop(a, u);   /* decided: restarted, moved or recovered elsewhere */
-		return false;
-	}
 	if (a->quorate && (!u->sent_ns || now - u->sent_ns >= CL_UNREPORTED_RESEND_MS * 1000000ull) &&
 	    !report_send(a, u->name, u->generation, u->reason, u->restart))
 		u->sent_ns = now;
