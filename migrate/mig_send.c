@@ -1,86 +1,29 @@
 /*
- * The source side of a live migration, one job thread per migration:
+ * The source side of a live migration, phase by phase on the wire:
  *
  *   connect -> HELLO/VERDICT -> pre-copy rounds (harvest, send, ask the
  *   policy) -> pause -> last pages and state -> END -> ACK -> COMMIT
  *
  * The VM is the source's until the ACK: every failure before it resumes
  * the guest here (if we paused it), gives dirty tracking back to the
- * sampler and reports the phase and the cause. After the ACK the guest is
- * stopped for good, whatever happens to the COMMIT.
+ * sampler and reports the phase and the cause (mig_job.c). After the ACK
+ * the guest is stopped for good, whatever happens to the COMMIT.
  */
-#include "migrate/mig_live.h"
+#include "migrate/mig_send_int.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
-#include "migrate/mig_lanes.h"
 #include "migrate/mig_proto.h"
-#include "migrate/mig_throttle.h"
 
-const char *const mig_mark_names[MIG_MARK_NR] = {
-	[MIG_MARK_CONNECTED] = "connected",
-	[MIG_MARK_ACCEPTED] = "accepted",
-	[MIG_MARK_TRACKING] = "tracking",
-	[MIG_MARK_PRECOPY_DONE] = "precopy_done",
-	[MIG_MARK_PAUSED] = "paused",
-	[MIG_MARK_QUIESCED] = "quiesced",
-	[MIG_MARK_SENT] = "sent",
-	[MIG_MARK_ACKED] = "acked",
-	[MIG_MARK_RESUMED] = "resumed",
-};
-
-const char *mig_job_state_name(enum mig_job_state s)
-{
-	static const char *const names[] = {
-		[MIG_JOB_NONE] = "none", [MIG_JOB_SETUP] = "setup",
-		[MIG_JOB_PRECOPY] = "precopy", [MIG_JOB_SWITCHOVER] = "switchover",
-		[MIG_JOB_COMPLETED] = "completed", [MIG_JOB_FAILED] = "failed",
-		[MIG_JOB_CANCELLED] = "cancelled", [MIG_JOB_PREDICTED] = "predicted",
-	};
-
-	return s <= MIG_JOB_PREDICTED ? names[s] : "unknown";
-}
-
-void mig_params_defaults(struct mig_params *p)
-{
-	memset(p, 0, sizeof(*p));
-	mig_policy_defaults(&p->policy);
-	p->connections = 1;
-}
-
-/* Everything one run needs, on the job thread's stack. */
-struct mig_run {
-	struct mig_job *job;
-	struct vm *vm;
-	struct xport *x;
-	struct mig_lanes_tx *lanes; /* data connections (--connections > 1) */
-	uint8_t token[MIG_LANE_TOKEN_LEN];
-	struct stream_io io;
-	struct stream_writer w;
-	struct stream_reader r;
-	struct dirty_set set;
-	struct mig_throttle throttle;
-	bool hashed;        /* the destination takes PAGE_HASHED: no page copies */
-	bool tracking;      /* we took dirty tracking from the sampler */
-	bool paused;        /* we paused the guest */
-	bool acked;         /* the destination owns the guest now */
-	uint64_t pause_realtime_ns;
-	uint64_t t_start;
-	char err[MIG_ERR_LEN];
-};
-
-static void prog_set(struct mig_job *job, enum mig_job_state st, const char *phase)
+void mig_prog_set(struct mig_job *job, enum mig_job_state st, const char *phase)
 {
 	pthread_mutex_lock(&job->lock);
 	job->prog.state = st;
@@ -96,14 +39,14 @@ static void mig_mark_locked(struct mig_job *job, enum mig_mark k)
 	job->prog.marks_ns[k] = t ? t : 1;
 }
 
-static void mig_mark(struct mig_run *m, enum mig_mark k)
+void mig_mark(struct mig_run *m, enum mig_mark k)
 {
 	pthread_mutex_lock(&m->job->lock);
 	mig_mark_locked(m->job, k);
 	pthread_mutex_unlock(&m->job->lock);
 }
 
-static bool cancelled(struct mig_job *job)
+bool mig_cancelled(struct mig_job *job)
 {
 	return __atomic_load_n(&job->cancel, __ATOMIC_ACQUIRE);
 }
@@ -143,7 +86,7 @@ static int mig_io_timeout_ms(const struct mig_job *job)
 }
 
 /* Wake every blocked send or receive: a cancel, the watchdog. Lock held. */
-static void mig_shutdown_io(struct mig_job *job)
+void mig_shutdown_io(struct mig_job *job)
 {
 	if (job->io_fd >= 0)
 		shutdown(job->io_fd, SHUT_RDWR);
@@ -152,7 +95,7 @@ static void mig_shutdown_io(struct mig_job *job)
 }
 
 /* The HELLO: what the destination must be able to host. */
-static int mig_handshake(struct mig_run *m)
+int mig_handshake(struct mig_run *m)
 {
 	Ferry__Mig__Hello h = FERRY__MIG__HELLO__INIT;
 	struct mig_cpu_pack *cp = calloc(1, sizeof(*cp));
@@ -238,7 +181,7 @@ static int mig_handshake(struct mig_run *m)
 }
 
 /* Live protocol 2: the data connections, after an accepting VERDICT. */
-static int mig_open_lanes(struct mig_run *m)
+int mig_open_lanes(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct xport_addr addr;
@@ -263,10 +206,10 @@ static int mig_open_lanes(struct mig_run *m)
 	pthread_mutex_lock(&job->lock);
 	memcpy(job->lane_fds, fds, sizeof(fds[0]) * job->p.connections);
 	job->nr_lane_fds = job->p.connections;
-	if (cancelled(job) || job->timed_out)
+	if (mig_cancelled(job) || job->timed_out)
 		mig_shutdown_io(job);
 	pthread_mutex_unlock(&job->lock);
-	return cancelled(job) ? -ECANCELED : 0;
+	return mig_cancelled(job) ? -ECANCELED : 0;
 }
 
 /*
@@ -286,40 +229,8 @@ static void mig_pace(struct mig_run *m)
 		usleep((useconds_t)((due_ns - elapsed) / 1000));
 }
 
-/*
- * The watchdog: the migration's time limit holds even when the link
- * stalls (each send has its own timeout, but partial progress renews it).
- * Past the limit it shuts the connection, which ends the job; before the
- * ACK that leaves the guest running on the source.
- */
-static void *mig_watchdog(void *arg)
-{
-	struct mig_job *job = arg;
-	uint64_t limit_s = job->p.policy.timeout_s +
-		(job->p.policy.timeout_action == MIG_TIMEOUT_FORCE ? MIG_FORCE_GRACE_S : 0);
-	uint64_t deadline = job->prog.start_ns + limit_s * 1000000000ull;
-
-	while (now_ns() < deadline) {
-		enum mig_job_state st;
-
-		usleep(50000);
-		pthread_mutex_lock(&job->lock);
-		st = job->prog.state;
-		pthread_mutex_unlock(&job->lock);
-		if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY && st != MIG_JOB_SWITCHOVER)
-			return NULL;
-	}
-	pthread_mutex_lock(&job->lock);
-	if (!job->acked) {
-		job->timed_out = true;
-		mig_shutdown_io(job);
-	}
-	pthread_mutex_unlock(&job->lock);
-	return NULL;
-}
-
 /* What the stream carried so far, on the control and the data connections. */
-static void mig_totals(const struct mig_run *m, struct mig_lane_count *t)
+void mig_totals(const struct mig_run *m, struct mig_lane_count *t)
 {
 	mig_lanes_tx_total(m->lanes, t);
 	t->bytes += m->w.off;
@@ -331,7 +242,7 @@ static bool lanes_stop(void *ctx)
 {
 	struct mig_run *m = ctx;
 
-	return cancelled(m->job) || vm_state_over(vm_get_state(m->vm));
+	return mig_cancelled(m->job) || vm_state_over(vm_get_state(m->vm));
 }
 
 static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)
@@ -414,7 +325,7 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 		job->prog.pages = m->w.pages;
 		job->prog.zero_pages = m->w.zero_pages;
 		pthread_mutex_unlock(&job->lock);
-		if (cancelled(job))
+		if (mig_cancelled(job))
 			return -ECANCELED;
 		ret = mig_guest_gone(m);
 		if (ret)
@@ -468,7 +379,7 @@ static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
 }
 
 /* Pre-copy: rounds until the policy says stop (1) or abort (negative). */
-static int mig_precopy(struct mig_run *m)
+int mig_precopy(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct mig_policy_state ps;
@@ -519,7 +430,7 @@ static int mig_precopy(struct mig_run *m)
 }
 
 /* Stop-and-copy: the guest pauses here and resumes there. */
-static int mig_switchover(struct mig_run *m)
+int mig_switchover(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct mig_tail_opts to = { .verify = job->p.verify };
@@ -529,7 +440,7 @@ static int mig_switchover(struct mig_run *m)
 	char why[MIG_ERR_LEN];
 	int ret;
 
-	prog_set(job, MIG_JOB_SWITCHOVER, "switchover");
+	mig_prog_set(job, MIG_JOB_SWITCHOVER, "switchover");
 	mig_throttle_set(&m->throttle, 0);
 	ret = vm_pause(m->vm);
 	if (ret) {
@@ -605,7 +516,7 @@ static int mig_switchover(struct mig_run *m)
 }
 
 /* After the ACK: the guest is the destination's. Tell it to run. */
-static void mig_commit(struct mig_run *m)
+void mig_commit(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	Ferry__Mig__Empty e = FERRY__MIG__EMPTY__INIT;
@@ -642,7 +553,7 @@ static void mig_commit(struct mig_run *m)
 		protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static int mig_connect(struct mig_run *m)
+int mig_connect(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct xport_addr addr;
@@ -665,7 +576,7 @@ static int mig_connect(struct mig_run *m)
 	job->io_fd = m->x->fd;
 	snprintf(job->prog.phase, sizeof(job->prog.phase), "handshake");
 	pthread_mutex_unlock(&job->lock);
-	if (cancelled(job)) {
+	if (mig_cancelled(job)) {
 		shutdown(m->x->fd, SHUT_RDWR);
 		return -ECANCELED;
 	}
@@ -677,99 +588,6 @@ static int mig_connect(struct mig_run *m)
 }
 
 /*
- * A send failed: the destination probably said why before it hung up (an
- * ABORT naming a bad record). Read it if it is there, briefly.
- */
-static void mig_peer_reason(struct mig_run *m)
-{
-	struct pollfd pf = { .fd = m->x->fd, .events = POLLIN };
-	ProtobufCMessage *msg = NULL;
-	char why[MIG_ERR_LEN], mine[MIG_ERR_LEN];
-
-	if (poll(&pf, 1, 300) != 1 || !(pf.revents & POLLIN))
-		return;
-	xport_set_timeout(m->x, 300);
-	switch (mig_recv_msg(&m->r, STREAM_REC_ACK, &ferry__mig__ack__descriptor, &msg, why)) {
-	case 0:  /* a refusing ACK: the destination could not load what we sent */
-		if (((Ferry__Mig__Ack *)msg)->ok)
-			break;
-		snprintf(why, sizeof(why), "the destination refused: %.400s",
-			 ((Ferry__Mig__Ack *)msg)->message);
-		/* fall through */
-	case -ECONNABORTED:
-		snprintf(mine, sizeof(mine), "%s", m->err);
-		snprintf(m->err, MIG_ERR_LEN, "%.200s (%.300s)", mine, why);
-		break;
-	default:
-		break;
-	}
-	if (msg)
-		protobuf_c_message_free_unpacked(msg, NULL);
-}
-
-static void mig_finish(struct mig_run *m, int ret)
-{
-	struct mig_job *job = m->job;
-	enum mig_job_state st;
-
-	mig_throttle_stop(&m->throttle);
-	pthread_mutex_lock(&job->lock);
-	job->io_fd = -1;
-	job->nr_lane_fds = 0;
-	pthread_mutex_unlock(&job->lock);
-	/* Whatever broke after a cancel or the watchdog broke because of it. */
-	if (ret && !m->acked && m->x && !cancelled(job) && !job->timed_out &&
-	    ret != -ECONNABORTED && ret != -ENOTSUP)
-		mig_peer_reason(m);
-	if (ret && !m->acked && cancelled(job))
-		ret = -ECANCELED;
-	else if (ret && !m->acked && job->timed_out)
-		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the migration did not finish within "
-			 "%llu s; the VM runs on here", job->prog.phase,
-			 (unsigned long long)job->p.policy.timeout_s);
-	if (ret && !m->acked) {
-		/* Before the ACK the guest is ours: it runs on, here. */
-		if (m->x && ret != -ECONNABORTED)
-			mig_send_abort(&m->w, job->prog.phase, m->err);
-		if (m->paused)
-			vm_resume(m->vm);
-	}
-	if (m->tracking) {
-		dirty_stop(m->vm->dirty);
-		if (!m->acked && job->rate && job->sample_ms)
-			dirty_rate_start(job->rate, m->vm, job->sample_ms);
-	}
-	mig_lanes_tx_close(m->lanes);
-	xport_close(m->x);
-	stream_writer_destroy(&m->w);
-	stream_reader_destroy(&m->r);
-	dirty_set_free(&m->set);
-
-	st = !ret ? MIG_JOB_COMPLETED : ret == -ECANCELED ? MIG_JOB_CANCELLED : MIG_JOB_FAILED;
-	pthread_mutex_lock(&job->lock);
-	/* Every failure names its phase first. */
-	if (ret && ret != -ECANCELED &&
-	    strncmp(m->err, job->prog.phase, strlen(job->prog.phase))) {
-		char why[MIG_ERR_LEN];
-
-		snprintf(why, sizeof(why), "%s", m->err);
-		snprintf(m->err, MIG_ERR_LEN, "%s: %s", job->prog.phase, why);
-	}
-	job->prog.end_ns = now_ns();
-	if (ret == -ECANCELED)
-		snprintf(m->err, MIG_ERR_LEN, "cancelled during %s; the VM runs on here",
-			 job->prog.phase);
-	if (ret)
-		snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);
-	job->prog.state = st;
-	pthread_mutex_unlock(&job->lock);
-	if (ret)
-		log_err("%s: migration to %s failed: %s", m->vm->cfg.name, job->p.uri, m->err);
-	else
-		log_info("%s: migrated to %s", m->vm->cfg.name, job->p.uri);
-}
-
-/*
  * A dry run: the precheck has passed; measure the link with PROBE frames,
  * take the guest's dirty rate from the sampler and its non-zero pages from
  * RAM, and let the policy's predictor say how the real thing would go.
@@ -777,7 +595,7 @@ static void mig_finish(struct mig_run *m, int ret)
 #define MIG_PROBE_BYTES (1u << 20)
 #define MIG_PROBE_NS (200ull * 1000000ull)
 
-static int mig_dry_run(struct mig_run *m)
+int mig_dry_run(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct mig_workload wl = { 0 };
@@ -788,7 +606,7 @@ static int mig_dry_run(struct mig_run *m)
 
 	if (!buf)
 		return -ENOMEM;
-	prog_set(job, MIG_JOB_SETUP, "dry-run");
+	mig_prog_set(job, MIG_JOB_SETUP, "dry-run");
 	for (size_t i = 0; i < MIG_PROBE_BYTES; i++)
 		buf[i] = (uint8_t)(i * 131 + 7);  /* not compressible, not zero */
 	t0 = now_ns();
@@ -825,187 +643,4 @@ static int mig_dry_run(struct mig_run *m)
 out:
 	free(buf);
 	return ret;
-}
-
-static void *mig_job_thread(void *arg)
-{
-	struct mig_job *job = arg;
-	struct mig_run *m = calloc(1, sizeof(*m));
-	pthread_t watchdog;
-	bool have_watchdog = false;
-	struct mig_lane_count tot;
-	uint64_t t_transfer;
-	int ret;
-
-	if (!m) {
-		prog_set(job, MIG_JOB_FAILED, "setup");
-		return NULL;
-	}
-	m->job = job;
-	m->vm = job->vm;
-	m->t_start = now_ns();
-	if (job->p.policy.timeout_s &&
-	    !pthread_create(&watchdog, NULL, mig_watchdog, job))
-		have_watchdog = true;
-	stream_writer_init(&m->w, -1);
-	stream_reader_init(&m->r, -1);
-	mig_throttle_init(&m->throttle, m->vm);
-	ret = dirty_set_init(&m->set, m->vm->dirty->nr_pages);
-	if (ret)
-		goto out;
-
-	ret = mig_connect(m);
-	if (!ret) {
-		mig_mark(m, MIG_MARK_CONNECTED);
-		ret = mig_handshake(m);
-	}
-	if (!ret)
-		mig_mark(m, MIG_MARK_ACCEPTED);
-	if (!ret && job->p.dry_run) {
-		ret = mig_dry_run(m);
-		mig_throttle_stop(&m->throttle);
-		xport_close(m->x);
-		stream_writer_destroy(&m->w);
-		stream_reader_destroy(&m->r);
-		dirty_set_free(&m->set);
-		pthread_mutex_lock(&job->lock);
-		job->prog.end_ns = now_ns();
-		job->prog.state = ret ? MIG_JOB_FAILED : MIG_JOB_PREDICTED;
-		if (ret)
-			snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);
-		pthread_mutex_unlock(&job->lock);
-		free(m);
-		if (have_watchdog)
-			pthread_join(watchdog, NULL);
-		return NULL;
-	}
-	if (ret)
-		goto out;
-	/* The handshake's frames are not part of the stream's counts. */
-	stream_writer_destroy(&m->w);
-	stream_writer_init(&m->w, -1);
-	m->w.io = &m->io;
-	m->w.hashed = m->hashed;
-
-	ret = mig_open_lanes(m);
-	if (ret)
-		goto out;
-
-	prog_set(job, MIG_JOB_PRECOPY, "precopy");
-	if (job->rate)
-		dirty_rate_stop(job->rate);
-	ret = dirty_start(m->vm->dirty);
-	if (ret) {
-		snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
-		goto out;
-	}
-	m->tracking = true;
-	mig_mark(m, MIG_MARK_TRACKING);
-	t_transfer = now_ns();
-	ret = mig_write_head(m->vm, &m->w, true, m->err);
-	if (!ret)
-		ret = mig_precopy(m);
-	if (!ret && cancelled(job))
-		ret = -ECANCELED;
-	if (!ret)
-		ret = mig_switchover(m);
-	mig_totals(m, &tot);
-	pthread_mutex_lock(&job->lock);
-	job->prog.transfer_ns = now_ns() - t_transfer;
-	job->prog.bytes = tot.bytes;
-	job->prog.pages = tot.pages;
-	job->prog.zero_pages = tot.zero_pages;
-	pthread_mutex_unlock(&job->lock);
-	if (!ret)
-		mig_commit(m);
-out:
-	mig_finish(m, ret);
-	free(m);
-	if (have_watchdog)
-		pthread_join(watchdog, NULL);
-	return NULL;
-}
-
-int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
-		  uint64_t sample_ms, const struct mig_params *p, char *err)
-{
-	enum mig_job_state st;
-	int ret;
-
-	pthread_mutex_lock(&job->lock);
-	st = job->prog.state;
-	if (st == MIG_JOB_SETUP || st == MIG_JOB_PRECOPY || st == MIG_JOB_SWITCHOVER) {
-		pthread_mutex_unlock(&job->lock);
-		snprintf(err, MIG_ERR_LEN, "a migration of this VM is already in progress (%s)",
-			 mig_job_state_name(st));
-		return -EBUSY;
-	}
-	if (st == MIG_JOB_COMPLETED) {
-		pthread_mutex_unlock(&job->lock);
-		snprintf(err, MIG_ERR_LEN, "this VM has already been migrated away");
-		return -EALREADY;
-	}
-	if (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_PAUSED) {
-		pthread_mutex_unlock(&job->lock);
-		snprintf(err, MIG_ERR_LEN, "the VM is %s", vm_state_name(vm_get_state(vm)));
-		return -EINVAL;
-	}
-	if (job->thread_live) {
-		pthread_join(job->thread, NULL);
-		job->thread_live = false;
-	}
-	memset(&job->prog, 0, sizeof(job->prog));
-	job->prog.state = MIG_JOB_SETUP;
-	snprintf(job->prog.phase, sizeof(job->prog.phase), "connect");
-	snprintf(job->prog.destination, sizeof(job->prog.destination), "%s", p->uri);
-	job->prog.start_ns = now_ns();
-	job->vm = vm;
-	job->rate = rate;
-	job->sample_ms = sample_ms;
-	job->p = *p;
-	job->cancel = false;
-	job->timed_out = false;
-	job->acked = false;
-	job->io_fd = -1;
-	ret = -pthread_create(&job->thread, NULL, mig_job_thread, job);
-	if (ret) {
-		job->prog.state = MIG_JOB_FAILED;
-		snprintf(err, MIG_ERR_LEN, "cannot start the migration thread");
-	} else {
-		job->thread_live = true;
-	}
-	pthread_mutex_unlock(&job->lock);
-	return ret;
-}
-
-void mig_job_progress(struct mig_job *job, struct mig_progress *out)
-{
-	pthread_mutex_lock(&job->lock);
-	*out = job->prog;
-	pthread_mutex_unlock(&job->lock);
-}
-
-int mig_job_cancel(struct mig_job *job)
-{
-	enum mig_job_state st;
-
-	pthread_mutex_lock(&job->lock);
-	st = job->prog.state;
-	pthread_mutex_unlock(&job->lock);
-	if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY)
-		return st == MIG_JOB_SWITCHOVER ? -EBUSY : -ENOENT;
-	__atomic_store_n(&job->cancel, true, __ATOMIC_RELEASE);
-	/* Wake a thread blocked on the peer (a silent destination, say). */
-	pthread_mutex_lock(&job->lock);
-	mig_shutdown_io(job);
-	pthread_mutex_unlock(&job->lock);
-	return 0;
-}
-
-void mig_job_join(struct mig_job *job)
-{
-	if (job->thread_live) {
-		pthread_join(job->thread, NULL);
-		job->thread_live = false;
-	}
 }

@@ -1,0 +1,49 @@
+/*
+ * What the source side's files share (mig_send.c, mig_job.c): one run's
+ * state, and the phases the job thread calls in turn.
+ */
+#ifndef FERRY_MIG_SEND_INT_H
+#define FERRY_MIG_SEND_INT_H
+
+#include "migrate/mig_lanes.h"
+#include "migrate/mig_live.h"
+#include "migrate/mig_throttle.h"
+
+/* Everything one run needs, on the job thread's stack. */
+struct mig_run {
+	struct mig_job *job;
+	struct vm *vm;
+	struct xport *x;
+	struct mig_lanes_tx *lanes; /* data connections (--connections > 1) */
+	uint8_t token[MIG_LANE_TOKEN_LEN];
+	struct stream_io io;
+	struct stream_writer w;
+	struct stream_reader r;
+	struct dirty_set set;
+	struct mig_throttle throttle;
+	bool hashed;        /* the destination takes PAGE_HASHED: no page copies */
+	bool tracking;      /* we took dirty tracking from the sampler */
+	bool paused;        /* we paused the guest */
+	bool acked;         /* the destination owns the guest now */
+	uint64_t pause_realtime_ns;
+	uint64_t t_start;
+	char err[MIG_ERR_LEN];
+};
+
+void mig_prog_set(struct mig_job *job, enum mig_job_state st, const char *phase);
+void mig_mark(struct mig_run *m, enum mig_mark k);
+bool mig_cancelled(struct mig_job *job);
+void mig_shutdown_io(struct mig_job *job);
+void mig_totals(const struct mig_run *m, struct mig_lane_count *t);
+
+/* The phases (mig_send.c), in the order the job thread calls them. */
+int mig_connect(struct mig_run *m);
+int mig_handshake(struct mig_run *m);
+int mig_open_lanes(struct mig_run *m);
+int mig_precopy(struct mig_run *m);
+int mig_switchover(struct mig_run *m);
+void mig_commit(struct mig_run *m);
+/* Instead of the phases after the handshake (--dry-run). */
+int mig_dry_run(struct mig_run *m);
+
+#endif
