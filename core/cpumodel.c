@@ -30,9 +30,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/cpumodel_int.h"
 #include "core/util.h"
-
-#define LEAF_XSAVE 0xdu
 
 /* ---- The feature table ---- */
 
@@ -365,23 +364,6 @@ static const uint32_t amd_alias_bits = 0x0183f3ffu;
 
 /* ---- The models ---- */
 
-/* XSAVE state components (XCR0 bits), SDM vol. 1, 13.1 */
-#define XFEAT_X87       (1ull << 0)
-#define XFEAT_SSE       (1ull << 1)
-#define XFEAT_AVX       (1ull << 2)
-#define XFEAT_BNDREGS   (1ull << 3)
-#define XFEAT_BNDCSR    (1ull << 4)
-#define XFEAT_OPMASK    (1ull << 5)
-#define XFEAT_ZMM_HI256 (1ull << 6)
-#define XFEAT_HI16_ZMM  (1ull << 7)
-#define XFEAT_AVX512    (XFEAT_OPMASK | XFEAT_ZMM_HI256 | XFEAT_HI16_ZMM)
-#define XFEAT_TILECFG   (1ull << 17)
-#define XFEAT_TILEDATA  (1ull << 18)
-#define XFEAT_AMX       (XFEAT_TILECFG | XFEAT_TILEDATA)
-
-/* The legacy FXSAVE region plus the XSAVE header, SDM vol. 1, 13.4 */
-#define XSAVE_LEGACY_SIZE 576u
-
 struct cpumodel {
 	const char *name;
 	bool host;                      /* everything KVM offers, untouched */
@@ -526,82 +508,6 @@ const char *cpumodel_list(void)
 	return model_list;
 }
 
-/* ---- CPUID tables ---- */
-
-static size_t table_nent(const struct cpuid_table *t)
-{
-	return MIN((size_t)t->hdr.nent, (size_t)CPUID_MAX_ENTRIES);
-}
-
-/*
- * The entry KVM would use for CPUID(function, index): the index must match
- * only when the entry says it is significant (leaves with subleaves).
- */
-static int entry_index(const struct cpuid_table *t, uint32_t function,
-		       uint32_t index)
-{
-	size_t i, n = table_nent(t);
-
-	for (i = 0; i < n; i++) {
-		const struct kvm_cpuid_entry2 *e = &t->entries[i];
-
-		if (e->function != function)
-			continue;
-		if ((e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) &&
-		    e->index != index)
-			continue;
-		return (int)i;
-	}
-	return -1;
-}
-
-static const struct kvm_cpuid_entry2 *
-entry_get(const struct cpuid_table *t, uint32_t function, uint32_t index)
-{
-	int i = entry_index(t, function, index);
-
-	return i < 0 ? NULL : &t->entries[i];
-}
-
-static struct kvm_cpuid_entry2 *entry_mut(struct cpuid_table *t,
-					  uint32_t function, uint32_t index)
-{
-	return (struct kvm_cpuid_entry2 *)entry_get(t, function, index);
-}
-
-static uint32_t *reg_of(struct kvm_cpuid_entry2 *e, unsigned int reg)
-{
-	switch (reg) {
-	case CPU_EAX: return &e->eax;
-	case CPU_EBX: return &e->ebx;
-	case CPU_ECX: return &e->ecx;
-	default:      return &e->edx;
-	}
-}
-
-static uint32_t reg_val(const struct kvm_cpuid_entry2 *e, unsigned int reg)
-{
-	return *reg_of((struct kvm_cpuid_entry2 *)e, reg);
-}
-
-bool cpuid_has(const struct cpuid_table *t, const struct cpu_feature *f)
-{
-	const struct kvm_cpuid_entry2 *e;
-
-	if (!t || !f || f->bit > 31)
-		return false;
-	e = entry_get(t, f->leaf, f->subleaf);
-	return e && (reg_val(e, f->reg) >> f->bit & 1);
-}
-
-static void feature_clear(struct cpuid_table *t, const struct cpu_feature *f)
-{
-	struct kvm_cpuid_entry2 *e = entry_mut(t, f->leaf, f->subleaf);
-
-	if (e)
-		*reg_of(e, f->reg) &= ~(1u << f->bit);
-}
-
 /* ---- Feature sets ---- */
 
 struct featset {
@@ -683,116 +589,16 @@ static uint32_t fs_reg_mask(const struct featset *s, uint32_t leaf,
 
 /* ---- XSAVE (leaf 0DH) ---- */
 
-/* Host XCR0-capable components from CPUID.(0DH,0):EDX:EAX. */
-static bool host_xcr0(const struct cpuid_table *host, uint64_t *out)
-{
-	const struct kvm_cpuid_entry2 *e = entry_get(host, LEAF_XSAVE, 0);
-
-	if (!e)
-		return false;
-	*out = (uint64_t)e->edx << 32 | e->eax;
-	return true;
-}
-
-/*
- * Make a component set one XSETBV would accept and a guest can use: x87
- * always; AVX needs SSE; the three AVX-512 components and AMX's two come
- * together or not at all (SDM vol. 1, 13.3); a component above SSE needs
- * its size and offset in the host's leaf 0DH.
- */
-static uint64_t xcr0_sanitize(const struct cpuid_table *host, uint64_t x)
-{
-	unsigned int i;
-
-	for (i = 2; i < 64; i++) {
-		const struct kvm_cpuid_entry2 *e;
-
-		if (!(x >> i & 1))
-			continue;
-		e = entry_get(host, LEAF_XSAVE, i);
-		if (!e || !e->eax || e->index != i)
-			x &= ~(1ull << i);
-	}
-	x |= XFEAT_X87;
-	if (!(x & XFEAT_SSE))
-		x &= ~XFEAT_AVX;
-	if (!(x & XFEAT_AVX) || (x & XFEAT_AVX512) != XFEAT_AVX512)
-		x &= ~XFEAT_AVX512;
-	if ((x & XFEAT_AMX) != XFEAT_AMX)
-		x &= ~XFEAT_AMX;
-	if ((x & (XFEAT_BNDREGS | XFEAT_BNDCSR)) !=
-	    (XFEAT_BNDREGS | XFEAT_BNDCSR))
-		x &= ~(XFEAT_BNDREGS | XFEAT_BNDCSR);
-	return x;
-}
-
-/*
- * XSAVE area size (standard format) for the user components in x: the end of
- * the furthest component, at least the legacy region and header.
- */
-static uint32_t xsave_size(const struct cpuid_table *host, uint64_t x)
-{
-	uint32_t size = XSAVE_LEGACY_SIZE;
-	unsigned int i;
-
-	for (i = 2; i < 64; i++) {
-		const struct kvm_cpuid_entry2 *e;
-
-		if (!(x >> i & 1))
-			continue;
-		e = entry_get(host, LEAF_XSAVE, i);
-		if (e && e->ebx + e->eax > size)
-			size = e->ebx + e->eax;
-	}
-	return size;
-}
-
 uint64_t cpumodel_xcr0(const struct cpumodel *m, const struct cpuid_table *host)
 {
 	uint64_t hx;
 
 	/* Without leaf 0DH there is no XSETBV: XCR0 stays at its reset value. */
-	if (!m || !host || !host_xcr0(host, &hx))
+	if (!m || !host || !cpuid_host_xcr0(host, &hx))
 		return XFEAT_X87;
 	if (m->host)
-		return xcr0_sanitize(host, hx);
-	return xcr0_sanitize(host, hx & model_xcr0_bits(m));
-}
-
-/*
- * Clip leaf 0DH of out to the user components x (already sanitized against
- * host). No model exposes XSAVES, so no supervisor (IA32_XSS) component is
- * kept. The size is computed from host before out, which may be host, is
- * rewritten.
- */
-static void xsave_clip(const struct cpuid_table *host, struct cpuid_table *out,
-		       uint64_t x)
-{
-	uint32_t size = xsave_size(host, x);
-	size_t i, n = table_nent(out);
-
-	for (i = 0; i < n; i++) {
-		struct kvm_cpuid_entry2 *e = &out->entries[i];
-
-		if (e->function != LEAF_XSAVE)
-			continue;
-		if (e->index == 0) {
-			e->eax = (uint32_t)x;
-			e->edx = (uint32_t)(x >> 32);
-			e->ecx = size;
-			/* KVM recomputes EBX from the guest's XCR0. */
-			e->ebx = MIN(e->ebx, size);
-		} else if (e->index == 1) {
-			/* EAX: features, already filtered. ECX/EDX: IA32_XSS. */
-			e->ecx = 0;
-			e->edx = 0;
-			/* EBX: XSAVES/XSAVEC area size, meaningless without. */
-			if (!(e->eax & 0xau))
-				e->ebx = 0;
-		} else if (e->index >= 64 || !(x >> e->index & 1)) {
-			e->eax = e->ebx = e->ecx = e->edx = 0;
-		}
-	}
+		return cpuid_xcr0_sanitize(host, hx);
+	return cpuid_xcr0_sanitize(host, hx & model_xcr0_bits(m));
 }
 
 /* ---- Applying a model ---- */
@@ -814,7 +620,7 @@ static void missing_add(char *missing, const char *name)
 
 static void table_copy(struct cpuid_table *out, const struct cpuid_table *host)
 {
-	size_t n = table_nent(host);
+	size_t n = cpuid_table_nent(host);
 
 	if (out == host)
 		return;
@@ -867,12 +673,12 @@ int cpumodel_apply(const struct cpumodel *m, const struct cpuid_table *host,
 		return rc;
 
 	/* Everything read from host, read before out (maybe host) changes. */
-	he = entry_get(host, 0x80000001, 0);
+	he = cpuid_entry_get(host, 0x80000001, 0);
 	if (he)
 		host_ext_edx = he->edx;
-	clip_xsave = host_xcr0(host, &x);
+	clip_xsave = cpuid_host_xcr0(host, &x);
 	if (clip_xsave)
-		x = xcr0_sanitize(host, x & model_xcr0_bits(m));
+		x = cpuid_xcr0_sanitize(host, x & model_xcr0_bits(m));
 
 	table_copy(out, host);
 
@@ -882,30 +688,30 @@ int cpumodel_apply(const struct cpumodel *m, const struct cpuid_table *host,
 		uint32_t sub = whitelist_regs[i].subleaf;
 		unsigned int reg = whitelist_regs[i].reg;
 
-		e = entry_mut(out, leaf, sub);
+		e = cpuid_entry_mut(out, leaf, sub);
 		if (e)
-			*reg_of(e, reg) &= fs_reg_mask(&want, leaf, sub, reg) |
-					   fs_reg_mask(&base, leaf, sub, reg);
+			*cpuid_reg_of(e, reg) &= fs_reg_mask(&want, leaf, sub, reg) |
+						 fs_reg_mask(&base, leaf, sub, reg);
 	}
 	/* Known features anywhere else: hidden unless in the model. */
 	for (i = 0; i < NFEATURES; i++) {
 		if (!fs_has(&want, i) && !fs_has(&base, i))
-			feature_clear(out, &feature_table[i]);
+			cpuid_feature_clear(out, &feature_table[i]);
 	}
 	for (i = 0; i < ARRAY_SIZE(os_bits); i++) {
 		const struct cpu_feature *os = cpu_feature_find(os_bits[i].os);
 
 		if (os && !cpuid_has(out, cpu_feature_find(os_bits[i].cpu)))
-			feature_clear(out, os);
+			cpuid_feature_clear(out, os);
 	}
 	/* AMD's copies of leaf 1 EDX: as the host, within the model's. */
-	e = entry_mut(out, 0x80000001, 0);
-	he = entry_get(out, 0x1, 0);
+	e = cpuid_entry_mut(out, 0x80000001, 0);
+	he = cpuid_entry_get(out, 0x1, 0);
 	if (e)
 		e->edx |= host_ext_edx & amd_alias_bits & (he ? he->edx : 0);
 
 	if (clip_xsave)
-		xsave_clip(host, out, x);
+		cpuid_xsave_clip(host, out, x);
 	return 0;
 }
 
@@ -961,7 +767,7 @@ static int mask_one(const char *item, size_t len, void *arg)
 		return -EINVAL;
 	}
 	if (c->t)
-		feature_clear(c->t, &feature_table[i]);
+		cpuid_feature_clear(c->t, &feature_table[i]);
 	return 0;
 }
 
@@ -993,24 +799,4 @@ int cpuid_mask_features(struct cpuid_table *t, const char *list, char *why,
 		return rc;
 	c.t = t;
 	return list_each(list, mask_one, &c);
-}
-
-int cpuid_check_supported(const struct cpuid_table *guest,
-			  const struct cpuid_table *host, char *missing)
-{
-	size_t n, used = 0;
-	const struct cpu_feature *f = cpu_features(&n);
-	int ret = 0;
-
-	missing[0] = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!cpuid_has(guest, &f[i]) || cpuid_has(host, &f[i]))
-			continue;
-		ret = -ENOTSUP;
-		used += (size_t)snprintf(missing + used, CPUMODEL_MISSING_LEN - used, "%s%s",
-					 used ? "," : "", f[i].name);
-		if (used >= CPUMODEL_MISSING_LEN - 1)
-			break;
-	}
-	return ret;
 }
