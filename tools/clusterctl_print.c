@@ -1,0 +1,287 @@
+/* clusterctl's text output: what each answer prints without -o json. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster/cl_plan.h"
+#include "cluster/cl_settings.h"
+#include "cluster/cl_state.h"
+#include "core/util.h"
+#include "tools/clusterctl.h"
+
+static const char *vm_state(const Ferry__Cluster__Vm *vm)
+{
+	if (vm->migration)
+		return "migrating";
+	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ? "running" : "stopped";
+}
+
+static bool is_online(const Ferry__Cluster__Response *r, const char *host)
+{
+	for (size_t i = 0; i < r->n_online; i++)
+		if (!strcmp(r->online[i], host))
+			return true;
+	return false;
+}
+
+static const Ferry__Cluster__HostLoad *load_of(const Ferry__Cluster__Response *r, const char *host)
+{
+	for (size_t i = 0; i < r->n_loads; i++)
+		if (!strcmp(r->loads[i]->host, host))
+			return r->loads[i];
+	return NULL;
+}
+
+static const char *host_mode(const Ferry__Cluster__Host *h)
+{
+	return h->witness ? "witness" :
+	       h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ? "maintenance" :
+	       "active";
+}
+
+void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	printf("%-12s %-7s %-12s %-15s %5s %10s %10s %6s %4s\n", "HOST", "STATUS", "MODE",
+	       "ADDRESS", "CPUS", "MEM", "VM MEM", "LOAD", "VMS");
+	for (size_t i = 0; st && i < st->n_hosts; i++) {
+		const Ferry__Cluster__Host *h = st->hosts[i];
+		const Ferry__Cluster__HostLoad *l = load_of(r, h->name);
+		char mem[32] = "-", used[32];
+		unsigned vms = 0;
+
+		for (size_t k = 0; k < st->n_vms; k++)
+			vms += !strcmp(st->vms[k]->host, h->name) &&
+			       st->vms[k]->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+		if (h->inventory)
+			fmt_size(h->inventory->mem_bytes, mem, sizeof(mem));
+		fmt_size(l ? l->vm_mem_bytes : 0, used, sizeof(used));
+		printf("%-12s %-7s %-12s %-15s %5u %10s %10s %6.2f %4u\n", h->name,
+		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address,
+		       h->inventory ? h->inventory->cpus : 0, mem, used, l ? l->cpu_load : 0.0, vms);
+	}
+}
+
+void clusterctl_print_vms(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	printf("%-16s %-10s %-12s %10s %5s %-10s %s\n", "VM", "STATE", "HOST", "MEM", "VCPUS",
+	       "CPU MODEL", "NOTE");
+	for (size_t i = 0; st && i < st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = st->vms[i];
+		char mem[32], note[600] = "";
+
+		fmt_size(vm->mem_bytes, mem, sizeof(mem));
+		if (vm->migration)
+			snprintf(note, sizeof(note), "%sto %s", vm->ha ? "ha; " : "",
+				 vm->migration->destination);
+		else
+			snprintf(note, sizeof(note), "%s%s", vm->ha ? (*vm->last_error ? "ha; " : "ha")
+				 : "", vm->last_error);
+		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name, vm_state(vm),
+		       *vm->host ? vm->host : "-", mem, vm->vcpus, vm->cpu_model, note);
+	}
+}
+
+void clusterctl_print_status(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__NodeStatus *n = r->node;
+
+	if (n) {
+		printf("cluster %s, state seq %llu; this node: %s (corosync node %u)\n",
+		       r->state ? r->state->cluster_name : "?",
+		       r->state ? (unsigned long long)r->state->seq : 0ull, n->name, n->nodeid);
+		printf("quorum: %s (%u of %u votes, %u needed); synced: %s\n",
+		       n->quorate ? "yes" : "NO: changes are refused", n->votes,
+		       n->expected_votes, n->quorum, n->synced ? "yes" : "no");
+		printf("members:");
+		for (size_t i = 0; i < n->n_members; i++)
+			printf(" %s", n->members[i]);
+		printf("\n\n");
+	}
+	clusterctl_print_hosts(r);
+	printf("\n");
+	clusterctl_print_vms(r);
+}
+
+void clusterctl_print_host(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__Host *h = r->host;
+	const Ferry__Cluster__Inventory *inv = h->inventory;
+	const Ferry__Cluster__HostLoad *l = load_of(r, h->name);
+	char mem[32] = "-";
+
+	if (inv)
+		fmt_size(inv->mem_bytes, mem, sizeof(mem));
+	printf("host:       %s (%s)\n", h->name, is_online(r, h->name) ? "online" : "down");
+	printf("address:    %s, agent port %u, corosync node %u\n", h->address,
+	       h->agent_port, h->nodeid);
+	printf("mode:       %s%s\n", host_mode(h), h->witness ? " (runs no VMs)" : "");
+	printf("agent:      applies protocol %u%s\n", h->agent_proto,
+	       h->agent_proto < CL_STATE_PROTO ? " (older than this clusterctl's)" : "");
+	if (inv) {
+		printf("cpus:       %u, TSC %llu kHz, memory %s, kernel %s\n", inv->cpus,
+		       (unsigned long long)inv->tsc_khz, mem, inv->kernel);
+		printf("features:  ");
+		for (size_t i = 0; i < inv->n_cpu_features; i++)
+			printf(" %s", inv->cpu_features[i]);
+		printf("\n");
+	}
+	if (l) {
+		printf("load:       %.2f per CPU\n", l->cpu_load);
+		for (size_t i = 0; i < l->n_vms; i++)
+			printf("  vm %-16s pid %-7d %5.1f %% CPU  %s\n", l->vms[i]->name,
+			       l->vms[i]->pid, l->vms[i]->cpu_pct, l->vms[i]->state);
+	}
+}
+
+void clusterctl_print_vm(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__Vm *vm = r->vm;
+	const Ferry__Cluster__MigrationResult *m = vm->last_migration;
+	char mem[32];
+
+	fmt_size(vm->mem_bytes, mem, sizeof(mem));
+	printf("vm:         %s\n", vm->name);
+	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
+	printf("guest:      %s %s\n", vm->guest, vm->args);
+	printf("memory:     %s, %u vCPU(s), CPU model %s\n", mem, vm->vcpus, vm->cpu_model);
+	for (size_t i = 0; i < vm->n_disks; i++)
+		printf("disk %zu:     %s%s%s\n", i, vm->disks[i], *vm->host ? ", owned by " : "",
+		       vm->host);
+	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
+	       vm->restarts);
+	printf("ha:         %s\n", vm->ha ? "yes: restarted on another host when its host is lost"
+				       : "no");
+	if (*vm->last_error)
+		printf("last:       %s\n", vm->last_error);
+	if (vm->migration)
+		printf("migrating:  %s -> %s (migration %llu)\n", vm->migration->source,
+		       vm->migration->destination, (unsigned long long)vm->migration->id);
+	if (m)
+		printf("last migration: %s -> %s: %s\n", m->source, m->destination,
+		       m->ok ? (m->dry_run ? "dry run passed" : "done") : m->error);
+}
+
+void clusterctl_print_nothing(const Ferry__Cluster__Response *r)
+{
+}
+
+void clusterctl_print_baseline(const Ferry__Cluster__Response *r)
+{
+	printf("cluster CPU model (%zu features every host has):\n", r->cpu->n_features);
+	for (size_t i = 0; i < r->cpu->n_features; i++)
+		printf("%s%s", r->cpu->features[i], i + 1 < r->cpu->n_features ? " " : "\n");
+}
+
+static const char *mode_name(Ferry__Cluster__BalanceMode m)
+{
+	return m == FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_AUTOMATIC ? "automatic" :
+	       m == FERRY__CLUSTER__BALANCE_MODE__BALANCE_MODE_MANUAL ? "manual" : "off";
+}
+
+void clusterctl_print_plan(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__PlanInfo *p = r->plan;
+
+	if (!p)
+		return;
+	printf("balancer: %s, every %llu s, run by %s; %u migration(s) in flight\n",
+	       mode_name(p->mode), (unsigned long long)p->interval_s,
+	       *p->leader ? p->leader : "nobody (no quorum?)", p->in_flight);
+	if (!p->n_moves && !p->n_stuck && p->imbalance_before == 0 && p->imbalance_after == 0)
+		return;
+	printf("imbalance %.3f -> %.3f with %zu move(s)\n", p->imbalance_before,
+	       p->imbalance_after, p->n_moves);
+	for (size_t i = 0; i < p->n_moves; i++) {
+		const Ferry__Cluster__PlanMove *m = p->moves[i];
+
+		printf("  %-16s %s -> %s  (%.0f ms, downtime %.1f ms, %.1f MB)\n", m->vm, m->from,
+		       m->to, m->total_ms, m->downtime_ms, m->bytes / 1e6);
+	}
+}
+
+void clusterctl_print_rules(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	printf("%-16s %-16s %-30s %s\n", "RULE", "KIND", "VMS", "HOSTS");
+	for (size_t i = 0; st && i < st->n_rules; i++) {
+		const Ferry__Cluster__Rule *rule = st->rules[i];
+		char vms[512] = "", hosts[512] = "";
+		size_t u = 0;
+
+		for (size_t k = 0; k < rule->n_vms; k++)
+			u += snprintf(vms + u, u < sizeof(vms) ? sizeof(vms) - u : 0, "%s%s",
+				      k ? "," : "", rule->vms[k]);
+		u = 0;
+		for (size_t k = 0; k < rule->n_hosts; k++)
+			u += snprintf(hosts + u, u < sizeof(hosts) ? sizeof(hosts) - u : 0, "%s%s",
+				      k ? "," : "", rule->hosts[k]);
+		printf("%-16s %-16s %-30s %s\n", rule->name, cl_rule_kind_name(rule->kind), vms,
+		       *hosts ? hosts : "-");
+	}
+}
+
+void clusterctl_print_events(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__State *st = r->state;
+
+	for (size_t i = 0; st && i < st->n_events; i++) {
+		const Ferry__Cluster__Event *e = st->events[i];
+		time_t t = e->unix_ms / 1000;
+		struct tm tm;
+		char when[32];
+
+		localtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%F %T", &tm);
+		printf("%s.%03llu  #%-5llu %s\n", when, (unsigned long long)(e->unix_ms % 1000),
+		       (unsigned long long)e->seq, e->text);
+	}
+}
+
+void clusterctl_print_settings(const Ferry__Cluster__Response *r)
+{
+	char v[64];
+
+	for (size_t i = 0; r->state && i < cl_settings_n; i++) {
+		const struct cl_setting *k = &cl_settings[i];
+
+		printf("%-26s %-16s %s\n    %s\n", k->key,
+		       cl_setting_fmt(k, cl_setting_value(r->state, k), v, sizeof(v)),
+		       cl_setting_raw(r->state, k) ? "(set)" : "(default)", k->help);
+	}
+}
+
+/* --help: the keys from the table itself, so the text cannot drift. */
+void clusterctl_print_setting_keys(void)
+{
+	printf("\nSettings (config set KEY VALUE; VALUE default restores the default):\n");
+	for (size_t i = 0; i < cl_settings_n; i++) {
+		const struct cl_setting *k = &cl_settings[i];
+
+		printf("  %-26s %llu..%llu%s%s, default %s", k->key, (unsigned long long)k->min,
+		       (unsigned long long)k->max, *k->unit ? " " : "", k->unit,
+		       k->def ? "" : "none");
+		if (k->def)
+			printf("%llu", (unsigned long long)k->def);
+		printf("\n      %s\n", k->help);
+	}
+}
+
+/* Effective values rather than the raw message, where 0 means "default". */
+void clusterctl_print_settings_json(const Ferry__Cluster__State *st)
+{
+	printf("{\"settings\":[");
+	for (size_t i = 0; i < cl_settings_n; i++) {
+		const struct cl_setting *k = &cl_settings[i];
+
+		printf("%s{\"key\":\"%s\",\"value\":%llu,\"default\":%llu,\"set\":%s,"
+		       "\"unit\":\"%s\"}", i ? "," : "", k->key,
+		       (unsigned long long)cl_setting_value(st, k), (unsigned long long)k->def,
+		       cl_setting_raw(st, k) ? "true" : "false", k->unit);
+	}
+	printf("]}\n");
+}
