@@ -85,6 +85,11 @@ enum gabi_hcall_nr {
 	                            * requests from then on without an exit   */
 	GABI_HC_BLK_KICK      = 9, /* a0 = disk: wake its ring's poller (only
 	                            * needed when the ring says need_kick)    */
+	GABI_HC_NET_INFO      = 10, /* a0 = nic, a1 = gpa of gabi_net_info     */
+	GABI_HC_NET_SEND      = 11, /* a0 = nic, a1 = gpa, a2 = frame length;
+	                             * ret = length (the frame left)         */
+	GABI_HC_NET_RECV      = 12, /* a0 = nic, a1 = gpa, a2 = buffer length;
+	                             * ret = frame length, 0 = none waiting  */
 	GABI_HC_NR_MAX
 };
 
@@ -167,5 +172,26 @@ struct gabi_blk_ring {
 };
 
 _Static_assert(sizeof(struct gabi_blk_ring) == 256 + 64 * 64, "gabi_blk_ring layout");
+
+/*
+ * Network interfaces (docs/guest-abi.md, "Network interfaces"): Ethernet
+ * frames without the FCS, one per hypercall. net_recv never waits: 0 means
+ * no frame is queued (the guest sleeps a little and asks again). A frame
+ * longer than the buffer is dropped and reported as -EMSGSIZE. net_send
+ * refuses (-EPERM) a frame whose source address is not the NIC's.
+ */
+#define GABI_NET_MAX_NICS   4u
+#define GABI_NET_MIN_FRAME  14u     /* an Ethernet header                  */
+#define GABI_NET_MAX_FRAME  1518u   /* 1500 bytes of payload + 802.1Q tag  */
+
+struct gabi_net_info {
+	uint8_t mac[6];
+	uint16_t mtu;           /* 1500 */
+	uint32_t max_frame;     /* GABI_NET_MAX_FRAME */
+	uint32_t nr_nics;
+	uint32_t reserved;
+};
+
+_Static_assert(sizeof(struct gabi_net_info) == 20, "gabi_net_info layout");
 
 #endif

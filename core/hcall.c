@@ -98,10 +98,10 @@ static int64_t hc_publish(struct vcpu *v, const struct hcall_req *r)
 	return hc_set_value(v, r, true);
 }
 
-/* Disks live in storage/: the VM's devices take these. */
-static int64_t hc_blk(struct vcpu *v, const struct hcall_req *r)
+/* Disks live in storage/, NICs in net/: the VM's devices take these. */
+static int64_t hc_dev(struct vcpu *v, const struct hcall_req *r)
 {
-	return vm_devs_hcall(v, r->nr, r->args);
+	return vm_devs_hcall(v->vm, v, r->nr, r->args);
 }
 
 static const hcall_fn hcall_ops[GABI_HC_NR_MAX] = {
@@ -110,10 +110,13 @@ static const hcall_fn hcall_ops[GABI_HC_NR_MAX] = {
 	[GABI_HC_SLEEP]         = hc_sleep,
 	[GABI_HC_REPORT]        = hc_report,
 	[GABI_HC_PUBLISH]       = hc_publish,
-	[GABI_HC_BLK_INFO]      = hc_blk,
-	[GABI_HC_BLK_SUBMIT]    = hc_blk,
-	[GABI_HC_BLK_RING]      = hc_blk,
-	[GABI_HC_BLK_KICK]      = hc_blk,
+	[GABI_HC_BLK_INFO]      = hc_dev,
+	[GABI_HC_BLK_SUBMIT]    = hc_dev,
+	[GABI_HC_BLK_RING]      = hc_dev,
+	[GABI_HC_BLK_KICK]      = hc_dev,
+	[GABI_HC_NET_INFO]      = hc_dev,
+	[GABI_HC_NET_SEND]      = hc_dev,
+	[GABI_HC_NET_RECV]      = hc_dev,
 };
 
 void hcall_handle(struct vcpu *v)

@@ -75,6 +75,34 @@ static int check_blk_kick(const struct hcall_req *r, uint64_t mem)
 	return r->args[0] < GABI_BLK_MAX_DISKS ? 0 : -ENODEV;
 }
 
+static int check_net_info(const struct hcall_req *r, uint64_t mem)
+{
+	if (r->args[0] >= GABI_NET_MAX_NICS)
+		return -ENODEV;
+	if (r->args[1] % 4)
+		return -EINVAL;
+	return range_ok(r->args[1], sizeof(struct gabi_net_info), mem) ? 0 : -EFAULT;
+}
+
+static int check_net_send(const struct hcall_req *r, uint64_t mem)
+{
+	if (r->args[0] >= GABI_NET_MAX_NICS)
+		return -ENODEV;
+	if (r->args[2] < GABI_NET_MIN_FRAME || r->args[2] > GABI_NET_MAX_FRAME)
+		return -EINVAL;
+	return range_ok(r->args[1], r->args[2], mem) ? 0 : -EFAULT;
+}
+
+static int check_net_recv(const struct hcall_req *r, uint64_t mem)
+{
+	if (r->args[0] >= GABI_NET_MAX_NICS)
+		return -ENODEV;
+	/* Any frame may be the largest: a smaller buffer is a guest bug. */
+	if (r->args[2] < GABI_NET_MAX_FRAME)
+		return -EINVAL;
+	return range_ok(r->args[1], GABI_NET_MAX_FRAME, mem) ? 0 : -EFAULT;
+}
+
 static const struct {
 	const char *name;
 	int (*check)(const struct hcall_req *r, uint64_t mem_size);
@@ -88,6 +116,9 @@ static const struct {
 	[GABI_HC_BLK_SUBMIT]    = { "blk_submit",    check_blk_submit },
 	[GABI_HC_BLK_RING]      = { "blk_ring",      check_blk_ring },
 	[GABI_HC_BLK_KICK]      = { "blk_kick",      check_blk_kick },
+	[GABI_HC_NET_INFO]      = { "net_info",      check_net_info },
+	[GABI_HC_NET_SEND]      = { "net_send",      check_net_send },
+	[GABI_HC_NET_RECV]      = { "net_recv",      check_net_recv },
 };
 
 const char *hcall_name(uint64_t nr)

@@ -82,13 +82,14 @@ void vm_devs_destroy(struct vm *vm)
 	vm->nr_devs = 0;
 }
 
-int64_t vm_devs_hcall(struct vcpu *v, uint64_t nr, const uint64_t *args)
+int64_t vm_devs_hcall(struct vm *vm, struct vcpu *v, uint64_t nr, const uint64_t *args)
 {
-	struct vm *vm = v->vm;
+	for (unsigned i = 0; i < vm->nr_devs; i++) {
+		const struct vm_dev_ops *ops = vm->devs[i].ops;
 
-	for (unsigned i = 0; i < vm->nr_devs; i++)
-		if (vm->devs[i].ops->hcall)
-			return vm->devs[i].ops->hcall(vm->devs[i].ctx, v, nr, args);
+		if (ops->hcall && nr >= ops->hc_first && nr <= ops->hc_last)
+			return ops->hcall(vm->devs[i].ctx, v, nr, args);
+	}
 	return -ENODEV;
 }
 

@@ -1,5 +1,5 @@
 /*
- * Devices of a VM beyond its vCPUs (the disks of storage/). core/ knows
+ * Devices of a VM beyond its vCPUs (the disks of storage/, the NICs of net/). core/ knows
  * them only through this ops table, so the monitor's lifecycle (start,
  * pause, resume, switchover, destroy) can ask them to drain, flush, give up
  * or take ownership without core/ depending on the layers above it.
@@ -23,7 +23,9 @@ struct vm_dev_stat {
 
 struct vm_dev_ops {
 	const char *name;      /* its DEVICE_STATE name in a migration stream */
-	/* A hypercall the decoder routed to devices (GABI_HC_BLK_*). */
+	/* The hypercalls it takes: GABI_HC_BLK_* for disks, _NET_* for NICs. */
+	uint64_t hc_first, hc_last;
+	/* A decoded hypercall in [hc_first, hc_last]. */
 	int64_t (*hcall)(void *ctx, struct vcpu *v, uint64_t nr, const uint64_t *args);
 	/* VM paused (any pause, throttling too): wait for the work in flight. */
 	void (*drain)(void *ctx);
@@ -49,6 +51,7 @@ struct vm_dev {
 /* A kind of device that can arrive in a stream, by DEVICE_STATE name. */
 struct vm_dev_type {
 	const char *name;
+	const char *what;      /* a refusal's subject: "disk", "network" */
 	/* Build the device from its state and attach it to vm; -errno + err. */
 	int (*load)(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t err_len);
@@ -59,6 +62,14 @@ struct vm_dev_type {
 	 */
 	int (*precheck)(uint32_t version, const uint8_t *data, size_t len, char *err,
 			size_t err_len);
+	/*
+	 * Optional: once a migration's destination has built the VM, make the
+	 * device from the precheck's state and attach it, so the switchover
+	 * need not (a NIC's tap takes a millisecond or more to make). load()
+	 * then finds it, and checks that the final state is the same.
+	 */
+	int (*prepare)(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
+		       char *err, size_t err_len);
 };
 
 /* The VM owns ctx from here on (ops->destroy at vm_destroy). */
@@ -69,7 +80,8 @@ int vm_devs_acquire(struct vm *vm, char *err, size_t len);
 void vm_devs_release(struct vm *vm);
 int vm_devs_resume(struct vm *vm, char *err, size_t len);
 void vm_devs_destroy(struct vm *vm);
-int64_t vm_devs_hcall(struct vcpu *v, uint64_t nr, const uint64_t *args);
+/* The device whose range holds nr takes it; -ENODEV where none does. */
+int64_t vm_devs_hcall(struct vm *vm, struct vcpu *v, uint64_t nr, const uint64_t *args);
 unsigned vm_devs_stats(struct vm *vm, struct vm_dev_stat *out, unsigned max);
 
 /* The program registers the device kinds it links (before any stream). */

@@ -20,6 +20,7 @@
 #include "migrate/mig_live.h"
 #include "migrate/mig_snapshot.h"
 #include "migrate/mig_state.h"
+#include "net/nic.h"
 #include "storage/blk.h"
 
 
@@ -69,6 +70,14 @@ static const char vmon_usage[] =
 "                        disk in use elsewhere is refused (status 2, the holder\n"
 "                        named). With --incoming or --restore the disks come\n"
 "                        from the source\n"
+"  --net bridge=BR[,mac=MAC]  a network interface for the guest (repeatable,\n"
+"                        at most 4; the guest's NIC 0, 1, ...): a tap device\n"
+"                        made a port of the Linux bridge BR. MAC defaults to\n"
+"                        02:fe: and a hash of --name. A NIC follows its VM in\n"
+"                        a migration (the destination needs a bridge BR),\n"
+"                        which then announces the MAC (RARP) before the guest\n"
+"                        runs there. With --incoming or --restore the NICs\n"
+"                        come from the source; vmon needs CAP_NET_ADMIN\n"
 "  --args STR            argument string for the guest, at most 1023 bytes\n"
 "  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
 "                        (required with --guest)\n"
@@ -170,6 +179,8 @@ struct vmon_run {
 	struct vm *vm;
 	unsigned nr_disks;
 	struct blk_spec disks[GABI_BLK_MAX_DISKS];
+	unsigned nr_nics;
+	struct nic_spec nics[GABI_NET_MAX_NICS];
 };
 
 static void *vmon_signal_thread(void *arg)
@@ -296,7 +307,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 {
 	enum { O_GUEST = 256, O_RESTORE, O_INCOMING, O_TLSDIR, O_INTIMEOUT, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
 	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_WARM, O_LOG, O_SYSLOG, O_HELP,
-	       O_DISK, O_FENCE };
+	       O_DISK, O_FENCE, O_NET };
 	static const struct option opts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "restore", required_argument, NULL, O_RESTORE },
@@ -320,6 +331,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		{ "log-syslog", no_argument, NULL, O_SYSLOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "disk", required_argument, NULL, O_DISK },
+		{ "net", required_argument, NULL, O_NET },
 		{ 0 },
 	};
 	enum log_level level = LOGL_WARN;
@@ -437,12 +449,23 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			r->nr_disks++;
 			break;
 		}
+		case O_NET: {
+			char why[NIC_ERR_LEN];
+
+			if (r->nr_nics >= GABI_NET_MAX_NICS)
+				vmon_usage_error("--net: at most %u NICs", GABI_NET_MAX_NICS);
+			if (nic_spec_parse(optarg, &r->nics[r->nr_nics], why, sizeof(why)))
+				vmon_usage_error("--net %s: %s", optarg, why);
+			r->nr_nics++;
+			break;
+		}
 		default:
 			/* getopt sets optopt to a long option's value when its
 			 * argument is missing, to the character for an unknown
 			 * short option, and to 0 for an unknown long one. */
-			if (optopt >= O_GUEST && optopt < O_GUEST + (int)ARRAY_SIZE(opts) - 1)
-				vmon_usage_error("option --%s needs a value", opts[optopt - O_GUEST].name);
+			for (const struct option *o = opts; o->name; o++)
+				if (optopt && o->val == optopt)
+					vmon_usage_error("option --%s needs a value", o->name);
 			vmon_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
@@ -453,6 +476,10 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 	if (r->tls_dir && !r->incoming)
 		vmon_usage_error("--tls-dir goes with --incoming (for vmon ctl migrate, give it there)");
 	if (r->restore || r->incoming) {
+		if (r->nr_nics)
+			vmon_usage_error("%s takes the NICs from the %s; drop --net",
+					 r->restore ? "--restore" : "--incoming",
+					 r->restore ? "snapshot" : "source");
 		if (r->nr_disks)
 			vmon_usage_error("%s takes the disks from the %s; drop --disk",
 					 r->restore ? "--restore" : "--incoming",
@@ -469,6 +496,13 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			vmon_usage_error("vmon run needs --guest FILE (or --restore FILE)");
 		if (!have_mem)
 			vmon_usage_error("vmon run needs --mem SIZE");
+	}
+	/* A missing bridge is a usage error, found before any VM exists. */
+	for (unsigned i = 0; i < r->nr_nics; i++) {
+		char why[NIC_ERR_LEN];
+
+		if (nic_bridge_check(r->nics[i].bridge, why, sizeof(why)))
+			vmon_usage_error("--net bridge=%s: %s", r->nics[i].bridge, why);
 	}
 	r->name_given = name_given;
 	log_init("vmon", level, use_syslog);
@@ -488,6 +522,7 @@ static int vmon_run(int argc, char **argv)
 
 	vmon_parse_run(argc, argv, &r);
 	vm_dev_type_register(&blk_dev_type);
+	vm_dev_type_register(&nic_dev_type);
 
 	/* Only the signal thread takes these; vCPU threads inherit the mask. */
 	sigemptyset(&set);
@@ -525,6 +560,8 @@ static int vmon_run(int argc, char **argv)
 			return vmon_exit_for(ret);
 		}
 		ret = blk_dev_create(vm, r.disks, r.nr_disks, err, sizeof(err));
+		if (!ret)
+			ret = nic_dev_create(vm, r.nics, r.nr_nics, err, sizeof(err));
 		if (ret) {
 			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
 			vm_destroy(vm);

@@ -107,7 +107,7 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 			       d->name ? d->name : "?");
 		else if (t->precheck && t->precheck(d->version, d->data.data, d->data.len,
 						      err, sizeof(err)))
-			refuse(rf, "disk", "destination %s: %s", host, err);
+			refuse(rf, t->what, "destination %s: %s", host, err);
 	}
 	if (!h->cpu_model) {
 		refuse(rf, "cpu", "the source sent no CPU model");
@@ -137,6 +137,16 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 		       h->vm_name && *h->vm_name ? h->vm_name : "?");
 	else if (ret)
 		refuse(rf, ret == -ENOMEM ? "memory" : "setup", "destination %s: %s", host, err);
+	/* Devices that are slow to make are made now, not in the downtime. */
+	for (size_t i = 0; !ret && !h->dry_run && i < h->n_device_states; i++) {
+		const Ferry__Mig__DeviceState *d = h->device_states[i];
+		const struct vm_dev_type *t = vm_dev_type_find(d->name);
+
+		err[0] = 0;
+		if (t->prepare && t->prepare(*vmp, d->version, d->data.data, d->data.len, err,
+					     sizeof(err)))
+			refuse(rf, t->what, "destination %s: %s", host, err);
+	}
 	return ret;
 }
 

@@ -465,6 +465,8 @@ static void blk_destroy(void *ctx)
 
 static const struct vm_dev_ops blk_dev_ops = {
 	.name = BLK_DEV_NAME,
+	.hc_first = GABI_HC_BLK_INFO,
+	.hc_last = GABI_HC_BLK_KICK,
 	.hcall = blk_hcall,
 	.drain = blk_drain,
 	.quiesce = blk_quiesce,
@@ -651,6 +653,7 @@ int blk_state_precheck(uint32_t version, const uint8_t *data, size_t len, char *
 
 const struct vm_dev_type blk_dev_type = {
 	.name = BLK_DEV_NAME,
+	.what = "disk",
 	.load = blk_load,
 	.precheck = blk_state_precheck,
 };

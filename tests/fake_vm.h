@@ -9,8 +9,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/vm.h"
+#include "core/vm_dev.h"
 
 static inline struct vm *fake_vm_make(uint64_t mem_size)
 {
@@ -39,12 +41,30 @@ static inline void fake_vm_free(struct vm *vm)
 	free(vm);
 }
 
-/* A hypercall to the VM's first device, as the decoder would route it. */
+/* A hypercall to the VM's devices, as the decoder would route it. */
+static inline int64_t fake_vm_hcall3(struct vm *vm, uint64_t nr, uint64_t a0, uint64_t a1,
+				     uint64_t a2)
+{
+	uint64_t a[GABI_HC_NARGS] = { a0, a1, a2 };
+
+	return vm_devs_hcall(vm, NULL, nr, a);
+}
+
+/* A device counter by its vmon ctl stats name, or UINT64_MAX if none. */
+static inline uint64_t fake_vm_stat(struct vm *vm, const char *name)
+{
+	struct vm_dev_stat s[VM_DEV_STATS_MAX];
+	unsigned n = vm_devs_stats(vm, s, VM_DEV_STATS_MAX);
+
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(s[i].name, name))
+			return s[i].value;
+	return UINT64_MAX;
+}
+
 static inline int64_t fake_vm_hcall(struct vm *vm, uint64_t nr, uint64_t a0, uint64_t a1)
 {
-	uint64_t a[GABI_HC_NARGS] = { a0, a1 };
-
-	return vm->devs[0].ops->hcall(vm->devs[0].ctx, NULL, nr, a);
+	return fake_vm_hcall3(vm, nr, a0, a1, 0);
 }
 
 #endif

@@ -11,7 +11,7 @@ PKGS=(
 	libxxhash-dev
 	libnbd-dev liburing-dev nbdkit
 	corosync libcpg-dev libquorum-dev libvotequorum-dev libcmap-dev
-	libcorosync-common-dev libqb-dev iproute2 procps
+	libcorosync-common-dev libqb-dev iproute2 procps iputils-ping
 	clang llvm
 )
 missing=()

@@ -48,12 +48,23 @@ expect_usage_error "bad dirty mode" "not ring, bitmap or auto" run --guest "$G" 
 expect_usage_error "unknown option" "unknown option" run --guest "$G" --mem 64M --turbo
 expect_usage_error "unknown short option" "unknown option '-x'" run --guest "$G" --mem 64M -x
 expect_usage_error "option without value" "needs a value" run --guest "$G" --mem
+# Named right whatever the option's place in the table (--args was once
+# reported as --fence-s, and --disk as --help).
+expect_usage_error "--args without value" "option --args needs a value" run --guest "$G" --mem 64M --args
+expect_usage_error "--disk without value" "option --disk needs a value" run --guest "$G" --mem 64M --disk
+expect_usage_error "--net without value" "option --net needs a value" run --guest "$G" --mem 64M --net
 expect_usage_error "stray argument" "unexpected argument" run --guest "$G" --mem 64M extra
 expect_usage_error "guest args too long" "longer than 1023" run --guest "$G" --mem 64M --args "$(head -c 2000 /dev/zero | tr '\0' x)"
 expect_usage_error "--disk relative, missing" "disk nope.img: No such file or directory" run --guest "$G" --mem 64M --disk nope.img
 expect_usage_error "--disk NBD, relative lease" "lease=l.lease: the path must be absolute" run --guest "$G" --mem 64M --disk "nbd://127.0.0.1:1/e,lease=l.lease"
 expect_usage_error "--disk NBD without a lease" "needs ,lease=PATH" run --guest "$G" --mem 64M --disk "nbd://127.0.0.1:1/e"
 expect_usage_error "--fence-s not a number" "fence-s: 'soon' is not a number of seconds" run --guest "$G" --mem 64M --fence-s soon
+expect_usage_error "--net without a bridge" "names no bridge" run --guest "$G" --mem 64M --net mac=02:00:00:00:00:01
+expect_usage_error "--net multicast MAC" "not a unicast MAC address" run --guest "$G" --mem 64M --net bridge=br0,mac=01:00:5e:00:00:01
+expect_usage_error "--net unknown key" "unknown key 'vlan'" run --guest "$G" --mem 64M --net bridge=br0,vlan=3
+expect_usage_error "--net missing bridge" "bridge ferry-nobr does not exist on this host" run --guest "$G" --mem 64M --net bridge=ferry-nobr
+expect_usage_error "--net on a non-bridge" "lo is not a Linux bridge" run --guest "$G" --mem 64M --net bridge=lo
+expect_usage_error "--net with --incoming" "takes the NICs from the source; drop --net" run --incoming tcp:127.0.0.1:0 --net bridge=lo
 expect_usage_error "--fence-s 0" "fence-s: '0' is not a number of seconds (1..86400)" run --guest "$G" --mem 64M --fence-s 0
 expect_usage_error "ctl without command" "needs SOCKET" ctl /tmp/x
 expect_usage_error "ctl unknown command" "unknown ctl command" ctl /tmp/x explode

@@ -1,0 +1,181 @@
+/* A NIC's description: the --net option, and the state a migration carries. */
+#include "net/nic.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Exactly "xx:xx:xx:xx:xx:xx" (17 characters); lower case is what we write. */
+static int mac_parse(const char *s, size_t n, uint8_t mac[6])
+{
+	if (n != 17)
+		return -EINVAL;
+	for (unsigned i = 0; i < 6; i++) {
+		int hi = hex_digit(s[3 * i]), lo = hex_digit(s[3 * i + 1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
+			return -EINVAL;
+		mac[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+void nic_mac_format(const uint8_t mac[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+		 mac[4], mac[5]);
+}
+
+void nic_mac_derive(const char *vm_name, unsigned index, uint8_t mac[6])
+{
+	uint32_t h = 2166136261u;  /* FNV-1a: stable across hosts and builds */
+
+	for (const char *p = vm_name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	/* 02: locally administered, unicast; fe: ours, apart from QEMU's 52:54. */
+	mac[0] = 0x02;
+	mac[1] = 0xfe;
+	mac[2] = (uint8_t)(h >> 24);
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)((h & 0xfc) | (index & 3));
+}
+
+static int bridge_name_ok(const char *s, size_t n)
+{
+	if (!n || n >= IFNAMSIZ)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] == '/' || s[i] == ':' || s[i] == ',' || s[i] > '~')
+			return 0;
+	return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+static int mac_usable(const uint8_t mac[6])
+{
+	static const uint8_t zero[6];
+
+	return !(mac[0] & 1) && memcmp(mac, zero, 6);
+}
+
+int nic_spec_parse(const char *s, struct nic_spec *out, char *err, size_t len)
+{
+	struct nic_spec sp = { 0 };
+	const char *p = s;
+
+	while (*p) {
+		const char *end = strchr(p, ','), *eq;
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		eq = memchr(p, '=', n);
+		if (!eq) {
+			snprintf(err, len, "'%.*s' is not KEY=VALUE (bridge=BR[,mac=MAC])",
+				 (int)n, p);
+			return -EINVAL;
+		}
+		if (eq - p == 6 && !memcmp(p, "bridge", 6)) {
+			if (sp.bridge[0] || !bridge_name_ok(eq + 1, n - 7)) {
+				snprintf(err, len, "bridge=%.*s: %s", (int)(n - 7), eq + 1,
+					 sp.bridge[0] ? "given twice" :
+					 "not an interface name (1..15 characters)");
+				return -EINVAL;
+			}
+			memcpy(sp.bridge, eq + 1, n - 7);
+		} else if (eq - p == 3 && !memcmp(p, "mac", 3)) {
+			if (sp.mac_set || mac_parse(eq + 1, n - 4, sp.mac) || !mac_usable(sp.mac)) {
+				snprintf(err, len, "mac=%.*s: %s", (int)(n - 4), eq + 1,
+					 sp.mac_set ? "given twice" :
+					 "not a unicast MAC address (xx:xx:xx:xx:xx:xx)");
+				return -EINVAL;
+			}
+			sp.mac_set = 1;
+		} else {
+			snprintf(err, len, "unknown key '%.*s' (bridge=BR[,mac=MAC])",
+				 (int)(eq - p), p);
+			return -EINVAL;
+		}
+		p += n + (end ? 1 : 0);
+		if (end && !*p) {
+			snprintf(err, len, "'%s' ends in a comma", s);
+			return -EINVAL;
+		}
+	}
+	if (!sp.bridge[0]) {
+		snprintf(err, len, "'%s' names no bridge (bridge=BR[,mac=MAC])", s);
+		return -EINVAL;
+	}
+	*out = sp;
+	return 0;
+}
+
+int nic_state_format(const struct nic_state *st, uint8_t **buf, size_t *len)
+{
+	size_t cap = st->n * (18 + IFNAMSIZ + 1) + 1, off = 0;
+	char *out = malloc(cap);
+
+	if (!out)
+		return -ENOMEM;
+	for (unsigned i = 0; i < st->n; i++) {
+		char mac[18];
+
+		nic_mac_format(st->nics[i].mac, mac);
+		off += (size_t)snprintf(out + off, cap - off, "%s %s\n", mac,
+					st->nics[i].bridge);
+	}
+	*buf = (uint8_t *)out;
+	*len = off;
+	return 0;
+}
+
+int nic_state_parse(uint32_t version, const uint8_t *data, size_t len,
+		    struct nic_state *st, char *err, size_t err_len)
+{
+	const char *p = (const char *)data, *end = p + len;
+	struct nic_state out = { 0 };
+
+	if (version != NIC_STATE_VERSION) {
+		snprintf(err, err_len, "NIC state version %u (this vmon reads %u)", version,
+			 NIC_STATE_VERSION);
+		return -EBADMSG;
+	}
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		struct nic_spec *sp = &out.nics[out.n];
+		char mac[18];
+
+		if (!nl || out.n == GABI_NET_MAX_NICS || nl - p < 19 || p[17] != ' ' ||
+		    mac_parse(p, 17, sp->mac) || !mac_usable(sp->mac) ||
+		    !bridge_name_ok(p + 18, (size_t)(nl - p - 18))) {
+			snprintf(err, err_len, "NIC state line %u is malformed", out.n + 1);
+			return -EBADMSG;
+		}
+		/* One spelling only: what we write, so nothing else slips through. */
+		nic_mac_format(sp->mac, mac);
+		if (memcmp(mac, p, 17)) {
+			snprintf(err, err_len, "NIC state line %u is malformed", out.n + 1);
+			return -EBADMSG;
+		}
+		memcpy(sp->bridge, p + 18, (size_t)(nl - p - 18));
+		sp->mac_set = 1;
+		out.n++;
+		p = nl + 1;
+	}
+	if (!out.n) {
+		snprintf(err, err_len, "NIC state names no NIC");
+		return -EBADMSG;
+	}
+	*st = out;
+	return 0;
+}

@@ -1,0 +1,136 @@
+/* A NIC's host side: a tap device made a port of a bridge, and the announce. */
+#include "net/nic.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+const unsigned nic_announce_at_ms[NIC_ANNOUNCE_ROUNDS] = { 0, 50, 150, 300, 500 };
+
+/*
+ * Through netlink, not /sys/class/net: sysfs shows the network namespace
+ * it was mounted in, which need not be ours (unshare -n).
+ */
+int nic_bridge_check(const char *bridge, char *err, size_t len)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	struct rtnl_link *link = NULL;
+	const char *type;
+	int ret;
+
+	if (!sk) {
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
+	ret = nl_connect(sk, NETLINK_ROUTE);
+	if (ret) {
+		snprintf(err, len, "netlink: %s", nl_geterror(ret));
+		ret = -EIO;
+		goto out;
+	}
+	if (rtnl_link_get_kernel(sk, 0, bridge, &link)) {
+		snprintf(err, len, "bridge %s does not exist on this host", bridge);
+		ret = -ENODEV;
+		goto out;
+	}
+	type = rtnl_link_get_type(link);
+	if (!type || strcmp(type, "bridge")) {
+		snprintf(err, len, "%s is not a Linux bridge", bridge);
+		ret = -ENOTSUP;
+	}
+out:
+	rtnl_link_put(link);
+	nl_socket_free(sk);
+	return ret;
+}
+
+/* One RTM_SETLINK: the tap joins the bridge and comes up together. */
+static int tap_join(const char *bridge, const char *ifname, char *err, size_t len)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	struct rtnl_link *orig = NULL, *chg = NULL;
+	int ret, br_index = (int)if_nametoindex(bridge);
+
+	if (!br_index) {
+		snprintf(err, len, "bridge %s does not exist on this host", bridge);
+		ret = -ENODEV;
+		goto out;
+	}
+	if (!sk || !(chg = rtnl_link_alloc())) {
+		snprintf(err, len, "out of memory");
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = nl_connect(sk, NETLINK_ROUTE);
+	if (!ret)
+		ret = rtnl_link_get_kernel(sk, 0, ifname, &orig);
+	if (!ret) {
+		rtnl_link_set_master(chg, br_index);
+		rtnl_link_set_flags(chg, IFF_UP);
+		ret = rtnl_link_change(sk, orig, chg, 0);
+	}
+	if (ret) {
+		snprintf(err, len, "tap %s cannot join bridge %s: %s", ifname, bridge,
+			 nl_geterror(ret));
+		ret = -EIO;
+	}
+out:
+	rtnl_link_put(orig);
+	rtnl_link_put(chg);
+	nl_socket_free(sk);
+	return ret;
+}
+
+int nic_tap_open(const char *bridge, int *fd, char ifname[IFNAMSIZ], char *err,
+		 size_t len)
+{
+	struct ifreq ifr = { 0 };
+	int ret, tfd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	if (tfd < 0) {
+		ret = -errno;
+		snprintf(err, len, "/dev/net/tun: %s", strerror(errno));
+		return ret;
+	}
+	/* No packet info, no vnet header: the guest sees plain Ethernet frames. */
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	memcpy(ifr.ifr_name, NIC_TAP_TEMPLATE, sizeof(NIC_TAP_TEMPLATE));
+	if (ioctl(tfd, TUNSETIFF, &ifr)) {
+		ret = -errno;
+		snprintf(err, len, "cannot create a tap: %s%s", strerror(errno),
+			 errno == EPERM ? " (vmon needs CAP_NET_ADMIN for --net)" : "");
+		close(tfd);
+		return ret;
+	}
+	memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
+	ifname[IFNAMSIZ - 1] = 0;
+	ret = tap_join(bridge, ifname, err, len);
+	if (ret) {
+		close(tfd);  /* the tap goes with its last fd */
+		return ret;
+	}
+	*fd = tfd;
+	return 0;
+}
+
+void nic_rarp_frame(const uint8_t mac[6], uint8_t out[NIC_RARP_LEN])
+{
+	memset(out, 0, NIC_RARP_LEN);
+	memset(out, 0xff, 6);               /* broadcast */
+	memcpy(out + 6, mac, 6);
+	out[12] = 0x80;                     /* ethertype RARP, 0x8035 */
+	out[13] = 0x35;
+	out[15] = 1;                        /* hardware: Ethernet */
+	out[16] = 0x08;                     /* protocol: IPv4 */
+	out[18] = 6;
+	out[19] = 4;
+	out[21] = 3;                        /* reverse request */
+	memcpy(out + 22, mac, 6);           /* sender MAC; sender IP stays 0 */
+	memcpy(out + 32, mac, 6);           /* target MAC; target IP stays 0 */
+}
