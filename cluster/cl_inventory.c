@@ -14,6 +14,7 @@
 
 #include "cl_inventory.h"
 #include "cl_msg.h"
+#include "cl_nic.h"
 #include "core/cpumodel.h"
 #include "core/kvm.h"
 
@@ -117,6 +118,8 @@ int cl_inventory_probe(const char *hide, bool witness, Ferry__Cluster__Inventory
 		if (rc)
 			goto out;
 		inv->mem_bytes = mem_total_bytes();
+		/* The bridges VMs' NICs may join; re-read while the agent runs. */
+		cl_nic_bridges_refresh(inv);
 	}
 	inv->cpus = cpu_count();
 	inv->kernel = cl_strdup(uname(&u) ? "" : u.release);

@@ -11,7 +11,7 @@
  * Fill a heap-owned inventory: the CPUID features KVM supports
  * (KVM_GET_SUPPORTED_CPUID, minus hide: a comma-separated list of feature
  * names, for tests of mixed clusters), the TSC frequency, RAM, CPUs and the
- * kernel release. A witness (no KVM needed) reports only its CPUs and
+ * kernel release, and the Linux bridges. A witness (no KVM needed) reports only its CPUs and
  * kernel. 0 or -errno with the reason in err.
  */
 int cl_inventory_probe(const char *hide, bool witness, Ferry__Cluster__Inventory **out,

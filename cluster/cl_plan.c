@@ -11,11 +11,13 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cl_cpu.h"
+#include "cl_nic.h"
 #include "cl_plan_int.h"
 #include "migrate/policy.h"
 
@@ -286,6 +288,12 @@ bool cl_plan_compatible(const struct cl_plan_input *in, size_t vm, size_t host)
 	struct cl_plan_compat *c = in->compat;
 	size_t g = c->group[host];
 	uint8_t *k = &c->known[in->vms[vm].cpu_class * c->n_groups + g];
+	char bridge[IFNAMSIZ];
+
+	/* The NICs' bridges: few names, not worth a memo. */
+	if (in->vms[vm].vm->n_nets &&
+	    cl_nic_missing_bridge(in->vms[vm].vm, in->hosts[host].host, bridge) >= 0)
+		return false;
 
 	if (!*k) {
 		unsigned cls = in->vms[vm].cpu_class;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/nic.h"
+
 /* Limits of what a request may carry. */
 static const struct {
 	size_t name_max;
@@ -131,6 +133,16 @@ static void req_vm_create(struct req_check *c, const Ferry__Cluster__Vm *vm)
 		if (!vm->disks[i] || !*vm->disks[i])
 			req_fail(c, "an empty disk");
 		req_len(c, "disk", vm->disks[i], req_limits.guest_path_max);
+	}
+	if (vm->n_nets > GABI_NET_MAX_NICS)
+		req_fail(c, "at most %u NICs", GABI_NET_MAX_NICS);
+	for (size_t i = 0; i < vm->n_nets && !c->failed; i++) {
+		struct nic_spec sp;
+		char why[NIC_ERR_LEN];
+
+		if (!vm->nets[i] || nic_spec_parse(vm->nets[i], &sp, why, sizeof(why)))
+			req_fail(c, "net %.64s: %s", vm->nets[i] ? vm->nets[i] : "",
+				 vm->nets[i] ? why : "empty");
 	}
 	if (vm->mem_bytes < req_limits.vm_mem_min_bytes ||
 	    vm->mem_bytes > req_limits.vm_mem_max_bytes)

@@ -1,6 +1,7 @@
 /* The replicated cluster state and the commands that change it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "cl_cpu.h"
 #include "cl_plan.h"
 #include "cl_msg.h"
+#include "cl_nic.h"
 #include "cl_state.h"
 #include "cl_settings.h"
 #include "core/util.h"
@@ -227,9 +229,9 @@ int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm
 		     const char *what, const char *name, char *err, size_t err_len)
 {
 	const Ferry__Cluster__Host *h = cl_state_host(st, name);
-	char missing[CL_ERR_LEN];
+	char missing[CL_ERR_LEN], bridge[IFNAMSIZ];
 	uint64_t used;
-	int ret;
+	int ret, nic;
 
 	if (!h)
 		return refuse(-ENOENT, err, err_len, "%s: %s: no such host %s", what,
@@ -244,6 +246,14 @@ int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm
 	if (vm->ha && h->agent_proto < CL_PROTO_3)
 		return refuse(-EPROTO, err, err_len, "%s: %s: the agent of %s predates HA and "
 			      "could not fence an HA VM; upgrade it first", what, vm->name, name);
+	if (vm->n_nets && h->agent_proto < CL_PROTO_4)
+		return refuse(-EPROTO, err, err_len, "%s: %s: the agent of %s predates NICs and "
+			      "would start the VM without them; upgrade it first", what, vm->name,
+			      name);
+	nic = cl_nic_missing_bridge(vm, h, bridge);
+	if (nic >= 0)
+		return refuse(-ENODEV, err, err_len, "%s: %s: %s has no bridge %s for net%d",
+			      what, vm->name, name, bridge, nic);
 	ret = cl_cpu_check(st, vm, h, missing, sizeof(missing));
 	if (ret == -ENOTSUP)
 		return refuse(ret, err, err_len, "%s: %s: %s lacks %s required by model %s",
@@ -332,6 +342,8 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	const Ferry__Cluster__Vm *in = cmd->vm_create->vm;
 	const Ferry__Cluster__Host *old;
 	Ferry__Cluster__Vm *vm, **v;
+	char why[CL_ERR_LEN];
+	int ret;
 
 	if (!in || !*in->name)
 		return refuse(-EINVAL, err, err_len, "vm create: no VM");
@@ -355,6 +367,9 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (in->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
 		return refuse(-EPROTO, err, err_len, "vm create: %s: the agent of %s predates HA; "
 			      "upgrade it first", in->name, old->name);
+	if (in->n_nets && (old = cl_state_host_below(st, CL_PROTO_4, NULL)))
+		return refuse(-EPROTO, err, err_len, "vm create: %s: the agent of %s predates NICs; "
+			      "upgrade it first", in->name, old->name);
 	vm = CL_DUP(Ferry__Cluster__Vm, in);
 	v = realloc(st->vms, (st->n_vms + 1) * sizeof(*v));
 	if (!vm || !v) {
@@ -362,6 +377,12 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 		if (v)
 			st->vms = v;
 		return -ENOMEM;
+	}
+	st->vms = v;
+	ret = cl_nic_normalize(st, vm, why, sizeof(why));
+	if (ret) {
+		CL_FREE(vm);
+		return refuse(ret, err, err_len, "vm create: %s: %s", in->name, why);
 	}
 	/* What the cluster decides is not the creator's to set. */
 	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;

@@ -27,7 +27,8 @@
  */
 #define CL_PROTO_2 2   /* CmdConfigSet, Host.witness, CmdHostRemove; 1: up to CmdBalanceMode */
 #define CL_PROTO_3 3   /* HA: Vm.ha, vmon --fence-s and keepalives, CmdVmRecover */
-#define CL_STATE_PROTO CL_PROTO_3
+#define CL_PROTO_4 4   /* NICs: Vm.nets, Inventory.bridges */
+#define CL_STATE_PROTO CL_PROTO_4
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);

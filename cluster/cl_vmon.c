@@ -31,7 +31,7 @@
 
 extern char **environ;
 
-#define VMON_ARGV_MAX 40
+#define VMON_ARGV_MAX 56
 #define VMON_LOG_SCAN_MAX (256 * 1024)  /* bytes of one run's log we read */
 /* How often a wait looks again: a migration's start waits on it. */
 #define VMON_POLL_MS 2
@@ -172,6 +172,8 @@ static int argv_build(struct argv_buf *a, const struct cl_vmon_spec *s, const ch
 		arg_opt(a, "--args", s->args);
 		for (size_t i = 0; i < s->n_disks; i++)
 			arg_opt(a, "--disk", s->disks[i]);
+		for (size_t i = 0; i < s->n_nets; i++)
+			arg_opt(a, "--net", s->nets[i]);
 	}
 	snprintf(a->num[3], sizeof(a->num[3]), "%u", s->fence_s);
 	if (s->fence_s)

@@ -35,6 +35,8 @@ struct cl_vmon_spec {
 	char *const *disks;       /* --disk specs (run only: an incoming VM's come
 				   * with it in the stream) */
 	size_t n_disks;
+	char *const *nets;        /* --net specs (run only, as disks) */
+	size_t n_nets;
 	unsigned fence_s;         /* --fence-s (HA VMs; 0: none) */
 	/* or wait for an incoming migration instead (guest/args unused) */
 	bool incoming;

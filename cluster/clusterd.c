@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cl_inventory.h"
+#include "cl_nic.h"
 #include "clusterd.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -381,6 +382,11 @@ static void agent_loop(struct agent *a, int sig_fd)
 		if (a->cpg && a->sync.synced && now_ns() - last_load > CL_LOAD_PERIOD_MS * 1000000ull) {
 			agent_send_load(a);
 			last_load = now_ns();
+			/* A bridge added or removed: join again, with the new list. */
+			if (!a->witness && cl_nic_bridges_refresh(a->inv)) {
+				log_info("inventory: the host's bridges changed");
+				a->joined_seq = 0;
+			}
 		}
 	}
 	pthread_mutex_unlock(&a->lock);

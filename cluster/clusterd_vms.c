@@ -251,6 +251,8 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	spec.args = vm->args;
 	spec.disks = vm->disks;
 	spec.n_disks = vm->n_disks;
+	spec.nets = vm->nets;
+	spec.n_nets = vm->n_nets;
 	spec.mem_bytes = vm->mem_bytes;
 	spec.cpu_model = model;
 	spec.cpuid_hide = all_hide;

@@ -39,6 +39,14 @@ struct nic_spec {
 int nic_spec_parse(const char *s, struct nic_spec *out, char *err, size_t len);
 /* Does BR exist on this host, and is it a Linux bridge? 0 or -errno + err. */
 int nic_bridge_check(const char *bridge, char *err, size_t len);
+/*
+ * The names of this host's Linux bridges, sorted, at most max; their
+ * number in *n. 0 or -errno + err.
+ */
+int nic_bridges_list(char (*names)[IFNAMSIZ], unsigned max, unsigned *n, char *err,
+		     size_t len);
+/* "bridge=BR,mac=MAC": the form the cluster keeps (out: NIC_SPEC_MAX). */
+void nic_spec_format(const struct nic_spec *sp, char *out, size_t len);
 /* A stable, locally administered unicast MAC for (VM name, NIC index). */
 void nic_mac_derive(const char *vm_name, unsigned index, uint8_t mac[6]);
 /* "02:fe:..." into out (18 bytes). */

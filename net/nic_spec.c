@@ -120,6 +120,14 @@ int nic_spec_parse(const char *s, struct nic_spec *out, char *err, size_t len)
 	return 0;
 }
 
+void nic_spec_format(const struct nic_spec *sp, char *out, size_t len)
+{
+	char mac[18];
+
+	nic_mac_format(sp->mac, mac);
+	snprintf(out, len, "bridge=%s,mac=%s", sp->bridge, mac);
+}
+
 int nic_state_format(const struct nic_state *st, uint8_t **buf, size_t *len)
 {
 	size_t cap = st->n * (18 + IFNAMSIZ + 1) + 1, off = 0;

@@ -7,8 +7,10 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 const unsigned nic_announce_at_ms[NIC_ANNOUNCE_ROUNDS] = { 0, 50, 150, 300, 500 };
@@ -48,6 +50,45 @@ out:
 	rtnl_link_put(link);
 	nl_socket_free(sk);
 	return ret;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+int nic_bridges_list(char (*names)[IFNAMSIZ], unsigned max, unsigned *n, char *err,
+		     size_t len)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	struct nl_cache *cache = NULL;
+	struct nl_object *o;
+	int ret;
+
+	*n = 0;
+	if (!sk) {
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
+	ret = nl_connect(sk, NETLINK_ROUTE);
+	if (!ret)
+		ret = rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache);
+	if (ret) {
+		snprintf(err, len, "netlink: %s", nl_geterror(ret));
+		nl_socket_free(sk);
+		return -EIO;
+	}
+	for (o = nl_cache_get_first(cache); o && *n < max; o = nl_cache_get_next(o)) {
+		struct rtnl_link *l = (struct rtnl_link *)o;
+		const char *type = rtnl_link_get_type(l), *name = rtnl_link_get_name(l);
+
+		if (type && !strcmp(type, "bridge") && name && strlen(name) < IFNAMSIZ)
+			snprintf(names[(*n)++], IFNAMSIZ, "%s", name);
+	}
+	qsort(names, *n, IFNAMSIZ, name_cmp);
+	nl_cache_free(cache);
+	nl_socket_free(sk);
+	return 0;
 }
 
 /* One RTM_SETLINK: the tap joins the bridge and comes up together. */

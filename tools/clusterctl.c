@@ -11,6 +11,7 @@
 #include "cluster/cl_pki.h"
 #include "cluster/cl_plan.h"
 #include "core/util.h"
+#include "net/nic.h"
 #include "tools/clusterctl.h"
 
 static const char usage[] =
@@ -25,9 +26,13 @@ static const char usage[] =
 "                                down, with no VM placed on it or migrating\n"
 "  vm create NAME --guest IMAGE --mem SIZE [--vcpus N] [--args STR]\n"
 "            [--cpu-model host|cluster|x86-64-v1..v4] [--disk SPEC]... [--ha]\n"
+"            [--net bridge=BR[,mac=MAC]]...\n"
 "            (default vcpus 1, model cluster: what every current host has;\n"
 "            SPEC: a raw image PATH on shared storage, or\n"
 "            nbd://HOST:PORT/EXPORT,lease=PATH, as vmon --disk;\n"
+"            --net: a NIC on the Linux bridge BR (at most 4), as vmon --net;\n"
+"            the VM runs only on hosts that have BR, and the MAC, unless\n"
+"            given, is derived from NAME and must be unique in the cluster;\n"
 "            --ha: when its host leaves the cluster, its vmon there stops\n"
 "            itself after ha-fence-s and the VM restarts (boots again) on\n"
 "            another host 10 s later)\n"
@@ -235,11 +240,12 @@ static int vm_create(struct clusterctl *c, int argc, char **argv)
 		{ "cpu-model", required_argument, NULL, 'c' },
 		{ "disk", required_argument, NULL, 'd' },
 		{ "ha", no_argument, NULL, 'H' },
+		{ "net", required_argument, NULL, 'n' },
 		{ 0 },
 	};
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
 	Ferry__Cluster__Vm vm = FERRY__CLUSTER__VM__INIT;
-	char *disks[8];
+	char *disks[8], *nets[GABI_NET_MAX_NICS];
 	int status;
 	char guest[PATH_MAX];
 	uint64_t v;
@@ -274,6 +280,19 @@ static int vm_create(struct clusterctl *c, int argc, char **argv)
 			break;
 		case 'c': vm.cpu_model = optarg; break;
 		case 'H': vm.ha = true; break;
+		case 'n': {
+			struct nic_spec sp;
+			char why[NIC_ERR_LEN];
+
+			if (vm.n_nets == GABI_NET_MAX_NICS)
+				return clusterctl_die_usage("vm create: at most %u NICs",
+							    GABI_NET_MAX_NICS);
+			if (nic_spec_parse(optarg, &sp, why, sizeof(why)))
+				return clusterctl_die_usage("vm create: --net %s: %s", optarg, why);
+			nets[vm.n_nets++] = optarg;
+			vm.nets = nets;
+			break;
+		}
 		case 'd':
 			if (vm.n_disks == 8)
 				return clusterctl_die_usage("vm create: at most 8 disks");

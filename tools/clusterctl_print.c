@@ -127,7 +127,10 @@ void clusterctl_print_host(const Ferry__Cluster__Response *r)
 		printf("features:  ");
 		for (size_t i = 0; i < inv->n_cpu_features; i++)
 			printf(" %s", inv->cpu_features[i]);
-		printf("\n");
+		printf("\nbridges:   ");
+		for (size_t i = 0; i < inv->n_bridges; i++)
+			printf(" %s", inv->bridges[i]);
+		printf("%s\n", inv->n_bridges ? "" : " none (no VM with a NIC can run here)");
 	}
 	if (l) {
 		printf("load:       %.2f per CPU\n", l->cpu_load);
@@ -151,6 +154,8 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 	for (size_t i = 0; i < vm->n_disks; i++)
 		printf("disk %zu:     %s%s%s\n", i, vm->disks[i], *vm->host ? ", owned by " : "",
 		       vm->host);
+	for (size_t i = 0; i < vm->n_nets; i++)
+		printf("net %zu:      %s\n", i, vm->nets[i]);
 	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
 	       vm->restarts);
 	printf("ha:         %s\n", vm->ha ? "yes: restarted on another host when its host is lost"

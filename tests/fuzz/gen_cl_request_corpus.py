@@ -52,6 +52,9 @@ SEEDS = {
     "host_show": ld(HOST_SHOW, ld(1, "host1")),
     "vm_create": ld(VM_CREATE, vm()),
     "vm_create_ha": ld(VM_CREATE, vm() + vint(15, 1)),
+    "vm_create_nets": ld(VM_CREATE, vm() + ld(16, "bridge=vmbr0") +
+                         ld(16, "bridge=br1,mac=02:00:00:00:00:01")),
+    "vm_create_net_bad": ld(VM_CREATE, vm() + ld(16, "bridge=vmbr0,mac=01:00:5e:00:00:01")),
     "config_set_fence": ld(CONFIG_SET, ld(1, ld(1, "ha-fence-s") + vint(2, 5))),
     "vm_start": ld(VM_START, ld(1, "vm1")),
     "migrate": ld(MIGRATE, ld(1, "vm1") + ld(2, "host2") + vint(3, 300)),

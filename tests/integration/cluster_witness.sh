@@ -41,6 +41,24 @@ check "vm set on an unknown VM is refused" fails host2 "vm set: nope: no such VM
 check "vm set vm1 --ha off" ctl host2 clusterctl vm set vm1 --ha off
 check "and it is off" ha_is host1 no
 
+echo "== NICs in the state"
+check "vm create with a NIC" ctl host1 clusterctl vm create web --guest /bin/true --mem 64M \
+	--net bridge=vmbr0
+net_is() { lab_exec "$1" clusterctl vm show web 2>/dev/null | grep -q "^net 0: *bridge=vmbr0,mac=02:fe:"; }
+check "host3 sees its NIC, the MAC filled in" net_is host3
+mac=$(lab_exec host2 clusterctl vm show web | sed -n 's/^net 0: *bridge=vmbr0,mac=//p')
+check "a second VM may not take that MAC ($mac)" \
+	fails host2 "vm create: web2: net0: MAC $mac is taken by web's net0" \
+	vm create web2 --guest /bin/true --mem 64M --net "bridge=br1,mac=$mac"
+net_usage() { local out rc; out=$(lab_exec host2 clusterctl vm create w3 --guest /bin/true \
+	--mem 64M --net vmbr0 2>&1) && rc=0 || rc=$?
+	echo "  clusterctl vm create --net vmbr0: exit $rc: $out" | head -1; [ "$rc" = 2 ] &&
+	grep -q "is not KEY=VALUE" <<<"$out"; }
+check "--net without bridge=: a usage error (exit 2)" net_usage
+check "a witness says it has no bridge" bash -c "'$LAB_TOOL' exec --name '$LAB_NAME' host1 \
+	clusterctl host show host2 | grep -q '^bridges: *none'"
+check "vm delete web" ctl host3 clusterctl vm delete web
+
 echo "== cluster settings"
 check "config set on host2" ctl host2 clusterctl config set migration-bandwidth-mbps 2000 \
 	max-migrations-per-host 1

@@ -85,7 +85,7 @@ check "the migration is refused" [ "$MRC" -ne 0 ]
 check "... naming the bridge" grep -q "bridge br1 does not exist on this host" <<<"$MOUT"
 exit_status "$DPID" 10
 check "the destination never ran the guest (exit $XRC)" [ "$XRC" = 2 ]
-check "the VM runs on at the source" [ "$(status_json m | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = running ]
+check "the VM runs on at the source" [ "$(status_json m | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["state"])')" = running ]
 "$VMON" ctl "$TMP/m.sock" stop >/dev/null 2>&1 || true
 exit_status "$MPID" 10
 

@@ -273,6 +273,21 @@ static void test_decode_bad(void **state)
 	vm_good(&vm);
 	vm.guest = "";
 	assert_false(vm_create_ok(&vm, err, sizeof(err)));
+
+	/* NICs: vmon's --net syntax, at most 4. */
+	vm_good(&vm);
+	vm.nets = (char *[]){ "bridge=vmbr0", "bridge=br1,mac=02:00:00:00:00:01", "bridge=a",
+			      "bridge=b", "bridge=c" };
+	vm.n_nets = 4;
+	assert_true(vm_create_ok(&vm, err, sizeof(err)));
+	vm.n_nets = 5;
+	assert_false(vm_create_ok(&vm, err, sizeof(err)));
+	assert_non_null(strstr(err, "at most 4 NICs"));
+	vm.nets = (char *[]){ "bridge=vmbr0,mac=01:00:00:00:00:01" };
+	vm.n_nets = 1;
+	assert_false(vm_create_ok(&vm, err, sizeof(err)));
+	assert_non_null(strstr(err, "net bridge=vmbr0,mac=01:00:00:00:00:01: mac=01:00:00:00:00:01: "
+				    "not a unicast MAC address"));
 }
 
 /* config set: its shape here; keys and ranges are cl_settings' (test_cl_state). */

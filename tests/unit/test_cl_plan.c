@@ -599,6 +599,34 @@ static void test_ha_plan(void **state)
 	assert_int_equal(cl_ha_wait_ms(f->st), (CL_HA_DEFAULT_FENCE_S + CL_HA_MARGIN_S) * 1000);
 }
 
+/* A VM with a NIC goes only to a host with its bridge, whatever the room. */
+static void test_plan_bridges(void **state)
+{
+	struct fx *f = *state;
+	Ferry__Cluster__Vm *vm;
+
+	host_add(f->st, "src", 3, 8, 64);
+	host_add(f->st, "roomy", 3, 64, 512);
+	host_add(f->st, "tight", 3, 8, 64);
+	assert_int_equal(cl_strv_add(&f->st->hosts[2]->inventory->bridges,
+				     &f->st->hosts[2]->inventory->n_bridges, "vmbr0"), 0);
+	vm = vm_add(f->st, "web", "x86-64-v2", 8, "src");
+	assert_int_equal(cl_strv_add(&vm->nets, &vm->n_nets, "bridge=vmbr0,mac=02:fe:00:00:00:01"), 0);
+	vm_add(f->st, "batch", "x86-64-v2", 8, "src");
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_string_equal(move_of(&f->plan, "web")->to, "tight");
+	assert_string_equal(move_of(&f->plan, "batch")->to, "roomy");
+	/* No host with the bridge but the one being emptied: stuck, and said. */
+	free(f->st->hosts[2]->inventory->bridges[0]);
+	f->st->hosts[2]->inventory->n_bridges = 0;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_null(move_of(&f->plan, "web"));
+	assert_non_null(stuck_of(&f->plan, "web"));
+	assert_int_equal(stuck_of(&f->plan, "web")->why, CL_PLAN_WHY_NO_COMPATIBLE_HOST);
+}
+
 static void test_evacuate_affinity_unit(void **state)
 {
 	struct fx *f = *state;
@@ -643,6 +671,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_settings_witness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ha_plan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_bridges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_affinity_unit, setup, teardown),
 	};
 

@@ -23,6 +23,7 @@
 #include "cl_settings.h"
 #include "cl_state.h"
 #include "cl_sync.h"
+#include "net/nic.h"
 #include "net/xport.h"
 
 static const char *const feats_v3[] = {
@@ -527,6 +528,99 @@ static void test_ha(void **unused)
 	CL_FREE(st);
 }
 
+static int create_nets(Ferry__Cluster__State *st, const char *name, const char *const *nets)
+{
+	Ferry__Cluster__Vm vm = FERRY__CLUSTER__VM__INIT;
+	Ferry__Cluster__CmdVmCreate c = FERRY__CLUSTER__CMD_VM_CREATE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	vm.name = (char *)name;
+	vm.guest = "/guests/netecho";
+	vm.mem_bytes = 64 << 20;
+	vm.vcpus = 1;
+	vm.cpu_model = "x86-64-v2";
+	while (nets[vm.n_nets])
+		vm.n_nets++;
+	vm.nets = (char **)nets;
+	c.vm = &vm;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_CREATE;
+	cmd.vm_create = &c;
+	return run(st, &cmd);
+}
+
+static void bridges_set(Ferry__Cluster__State *st, const char *host, const char *const *br)
+{
+	Ferry__Cluster__Inventory *inv = cl_state_host(st, host)->inventory;
+
+	for (; *br; br++)
+		assert_int_equal(cl_strv_add(&inv->bridges, &inv->n_bridges, *br), 0);
+}
+
+/*
+ * NICs: their MACs filled in at create and unique in the cluster; a VM
+ * with NICs goes only where its bridges are, and never to an old agent.
+ */
+static void test_nets(void **unused)
+{
+	static const char *const br0[] = { "vmbr0", NULL }, *const both[] = { "br1", "vmbr0", NULL };
+	Ferry__Cluster__State *st = cluster3();
+	char want[NIC_SPEC_MAX], mac[18], taken[80], msg[128];
+	struct nic_spec sp = { .bridge = "vmbr0", .mac_set = 1 };
+	Ferry__Cluster__Vm *vm;
+	uint64_t seq;
+
+	bridges_set(st, "host1", br0);
+	bridges_set(st, "host2", both);
+	assert_int_equal(create_nets(st, "n1", (const char *const[]){ "bridge=vmbr0", NULL }), 0);
+	vm = cl_state_vm(st, "n1");
+	nic_mac_derive("n1", 0, sp.mac);
+	nic_spec_format(&sp, want, sizeof(want));
+	assert_int_equal(vm->n_nets, 1);
+	assert_string_equal(vm->nets[0], want);
+	nic_mac_format(sp.mac, mac);
+
+	seq = st->seq;
+	snprintf(taken, sizeof(taken), "bridge=br1,mac=%s", mac);
+	assert_int_equal(create_nets(st, "n2", (const char *const[]){ taken, NULL }), -EINVAL);
+	snprintf(msg, sizeof(msg), "vm create: n2: net0: MAC %s is taken by n1's net0", mac);
+	assert_string_equal(err, msg);
+	assert_int_equal(create_nets(st, "n2", (const char *const[]){ "vmbr0", NULL }), -EINVAL);
+	assert_string_equal(err, "vm create: n2: net0: 'vmbr0' is not KEY=VALUE (bridge=BR[,mac=MAC])");
+	assert_int_equal(create_nets(st, "n2", (const char *const[]){
+		"bridge=br1,mac=02:00:00:00:00:07", "bridge=vmbr0,mac=02:00:00:00:00:07", NULL }),
+		-EINVAL);
+	assert_string_equal(err, "vm create: n2: net1: MAC 02:00:00:00:00:07 is net0's too");
+	assert_int_equal(st->seq, seq);
+	assert_null(cl_state_vm(st, "n2"));
+	assert_int_equal(create_nets(st, "n2", (const char *const[]){
+		"bridge=br1,mac=02:00:00:00:00:07", "bridge=vmbr0", NULL }), 0);
+	assert_string_equal(cl_state_vm(st, "n2")->nets[0], "bridge=br1,mac=02:00:00:00:00:07");
+
+	/* Only where the bridges are. */
+	assert_int_equal(start(st, "n1", "host3"), -ENODEV);
+	assert_string_equal(err, "vm start: n1: host3 has no bridge vmbr0 for net0");
+	assert_int_equal(start(st, "n2", "host1"), -ENODEV);
+	assert_string_equal(err, "vm start: n2: host1 has no bridge br1 for net0");
+	assert_int_equal(start(st, "n1", "host1"), 0);
+	assert_int_equal(begin(st, "n1", "host3"), -ENODEV);
+	assert_int_equal(start(st, "n2", "host2"), 0);
+	/* A VM without NICs minds no bridges. */
+	assert_int_equal(create(st, "plain", "x86-64-v2", 64 << 20), 0);
+	assert_int_equal(start(st, "plain", "host3"), 0);
+
+	/* An old agent would start the VM without its NICs. */
+	cl_state_host(st, "host2")->agent_proto = CL_PROTO_3;
+	assert_int_equal(begin(st, "n1", "host2"), -EPROTO);
+	assert_string_equal(err, "migrate: n1: the agent of host2 predates NICs and would start "
+			    "the VM without them; upgrade it first");
+	assert_int_equal(create_nets(st, "n3", (const char *const[]){ "bridge=vmbr0", NULL }),
+			 -EPROTO);
+	assert_string_equal(err, "vm create: n3: the agent of host2 predates NICs; upgrade it first");
+	cl_state_host(st, "host2")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(begin(st, "n1", "host2"), 0);
+	CL_FREE(st);
+}
+
 static int vm_set_ha(Ferry__Cluster__State *st, const char *vm, bool set, bool ha)
 {
 	Ferry__Cluster__CmdVmSet c = FERRY__CLUSTER__CMD_VM_SET__INIT;
@@ -880,6 +974,7 @@ int main(void)
 		cmocka_unit_test(test_witness),
 		cmocka_unit_test(test_host_remove),
 		cmocka_unit_test(test_ha),
+		cmocka_unit_test(test_nets),
 		cmocka_unit_test(test_vm_set_ha),
 	};
 
