@@ -73,11 +73,12 @@ static const char vmon_usage[] =
 "  --net bridge=BR[,mac=MAC]  a network interface for the guest (repeatable,\n"
 "                        at most 4; the guest's NIC 0, 1, ...): a tap device\n"
 "                        made a port of the Linux bridge BR. MAC defaults to\n"
-"                        02:fe: and a hash of --name. A NIC follows its VM in\n"
-"                        a migration (the destination needs a bridge BR),\n"
-"                        which then announces the MAC (RARP) before the guest\n"
-"                        runs there. With --incoming or --restore the NICs\n"
-"                        come from the source; vmon needs CAP_NET_ADMIN\n"
+"                        02:fe: and a hash of --name (random without --name).\n"
+"                        A NIC follows its VM in a migration (the destination\n"
+"                        needs a bridge BR), which then announces the MAC\n"
+"                        (RARP) before the guest runs there. With --incoming\n"
+"                        or --restore the NICs come from the source; vmon\n"
+"                        needs CAP_NET_ADMIN\n"
 "  --args STR            argument string for the guest, at most 1023 bytes\n"
 "  --mem SIZE            guest RAM, a multiple of 2 MiB, 8M..128G, e.g. 64M, 1G\n"
 "                        (required with --guest)\n"
@@ -560,6 +561,13 @@ static int vmon_run(int argc, char **argv)
 			return vmon_exit_for(ret);
 		}
 		ret = blk_dev_create(vm, r.disks, r.nr_disks, err, sizeof(err));
+		/*
+		 * Every unnamed vmon is "vm": a MAC derived from that would be
+		 * the same for all of them, on the same bridge.
+		 */
+		for (unsigned i = 0; !ret && !r.name_given && i < r.nr_nics; i++)
+			if (!r.nics[i].mac_set && !(ret = nic_mac_random(r.nics[i].mac)))
+				r.nics[i].mac_set = 1;
 		if (!ret)
 			ret = nic_dev_create(vm, r.nics, r.nr_nics, err, sizeof(err));
 		if (ret) {

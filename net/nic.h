@@ -49,6 +49,8 @@ int nic_bridges_list(char (*names)[IFNAMSIZ], unsigned max, unsigned *n, char *e
 void nic_spec_format(const struct nic_spec *sp, char *out, size_t len);
 /* A stable, locally administered unicast MAC for (VM name, NIC index). */
 void nic_mac_derive(const char *vm_name, unsigned index, uint8_t mac[6]);
+/* The same prefix, the rest random: for a VM with no name to derive from. */
+int nic_mac_random(uint8_t mac[6]);
 /* "02:fe:..." into out (18 bytes). */
 void nic_mac_format(const uint8_t mac[6], char out[18]);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 static int hex_digit(char c)
 {
@@ -51,6 +52,15 @@ void nic_mac_derive(const char *vm_name, unsigned index, uint8_t mac[6])
 	mac[3] = (uint8_t)(h >> 16);
 	mac[4] = (uint8_t)(h >> 8);
 	mac[5] = (uint8_t)((h & 0xfc) | (index & 3));
+}
+
+int nic_mac_random(uint8_t mac[6])
+{
+	if (getrandom(mac + 2, 4, 0) != 4)
+		return -errno;
+	mac[0] = 0x02;
+	mac[1] = 0xfe;
+	return 0;
 }
 
 static int bridge_name_ok(const char *s, size_t n)

@@ -501,5 +501,8 @@ int main(void)
 		cmocka_unit_test(test_migrate_state),
 	};
 
-	return cmocka_run_group_tests(tests, ns_setup, NULL);
+	int failed = cmocka_run_group_tests(tests, ns_setup, NULL);
+
+	/* Half of it did not run: ctest says skipped (77), not passed. */
+	return failed ? failed : have_ns ? 0 : 77;
 }
