@@ -4,7 +4,9 @@ SIGTERM (or --seconds), and report how the echoes came back: as JSON on
 stdout, with the longest stretch without an echo (a migration's network
 outage, as a guest's peer sees it).
 
-usage: udp_echo_client.py HOST PORT [--interval-ms N] [--seconds S]
+usage: udp_echo_client.py HOST PORT [--interval-ms N] [--seconds S] [--ready]
+--ready: say "ready" on stderr once SIGTERM would be handled (a slow host
+may take a second to get there).
 """
 import argparse
 import json
@@ -29,9 +31,12 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--interval-ms", type=float, default=1.0)
     ap.add_argument("--seconds", type=float, default=0)
+    ap.add_argument("--ready", action="store_true")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    if a.ready:
+        print("ready", file=sys.stderr, flush=True)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect((a.host, a.port))
     s.setblocking(False)
