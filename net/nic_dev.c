@@ -397,6 +397,11 @@ static int nic_prepare(struct vm *vm, uint32_t version, const uint8_t *data, siz
 	struct nic_state st;
 	int ret = nic_state_parse(version, data, len, &st, err, err_len);
 
+	/* A second "net" state in one HELLO would make a second set of taps. */
+	if (!ret && nic_dev_of(vm)) {
+		snprintf(err, err_len, "the NICs' state came twice");
+		ret = -EBADMSG;
+	}
 	return ret ? ret : nic_dev_create(vm, st.nics, st.n, err, err_len);
 }
 

@@ -466,6 +466,9 @@ static void test_migrate_state(void **state)
 	dst = fake_vm_make(MEM);
 	assert_int_equal(nic_dev_type.prepare(dst, version, buf, len, err, sizeof(err)), 0);
 	assert_int_equal(dst->nr_devs, 1);
+	assert_int_equal(nic_dev_type.prepare(dst, version, buf, len, err, sizeof(err)), -EBADMSG);
+	assert_string_equal(err, "the NICs' state came twice");
+	assert_int_equal(dst->nr_devs, 1);
 	t0 = now_ns();
 	assert_int_equal(nic_dev_type.load(dst, version, buf, len, err, sizeof(err)), 0);
 	print_message("prepared NICs taken at switchover in %.3f ms\n", (now_ns() - t0) / 1e6);
