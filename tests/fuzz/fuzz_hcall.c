@@ -75,6 +75,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case GABI_HC_BLK_KICK:
 		check(r.args[0] < GABI_BLK_MAX_DISKS);
 		break;
+	case GABI_HC_NET_INFO:
+		check(r.args[0] < GABI_NET_MAX_NICS && r.args[1] % 4 == 0);
+		check(r.args[1] <= mem && sizeof(struct gabi_net_info) <= mem - r.args[1]);
+		break;
+	case GABI_HC_NET_SEND:
+		check(r.args[0] < GABI_NET_MAX_NICS);
+		check(r.args[2] >= GABI_NET_MIN_FRAME && r.args[2] <= GABI_NET_MAX_FRAME);
+		check(r.args[1] <= mem && r.args[2] <= mem - r.args[1]);
+		break;
+	case GABI_HC_NET_RECV:
+		/* Whatever frame comes fits: the handler writes up to the largest. */
+		check(r.args[0] < GABI_NET_MAX_NICS && r.args[2] >= GABI_NET_MAX_FRAME);
+		check(r.args[1] <= mem && GABI_NET_MAX_FRAME <= mem - r.args[1]);
+		break;
 	default:
 		abort(); /* decoded a number it should have refused */
 	}
