@@ -1,9 +1,11 @@
 /*
  * The maintenance evacuation (cl_plan_evacuate).
  *
- * Placement and order are separate questions. Placement goes biggest
- * first (first-fit decreasing on memory: the big VMs are the hard ones to
- * fit, the small ones fill the gaps), each unit to the host with the most
+ * Placement and order are separate questions. Placement goes by VM
+ * priority (Vm.priority: when not all fit, the higher get the room; HA
+ * restarts are placed the same way), then biggest first (first-fit
+ * decreasing on memory: the big VMs are the hard ones to fit, the small
+ * ones fill the gaps), each unit to the host with the most
  * soft rules satisfied, then the lowest resulting load. A unit is a VM, or
  * the VMs of the host that affinity rules bind together: they go to one
  * host, the one their partners elsewhere are on, if any.
@@ -24,6 +26,7 @@
 #include <string.h>
 
 #include "cl_plan_int.h"
+#include "cl_state.h"
 
 struct evac {
 	const struct cl_plan_input *in;
@@ -186,7 +189,11 @@ static int mem_desc(const void *a, const void *b, void *arg)
 	const struct evac *e = arg;
 	const struct cl_plan_vm *x = &e->in->vms[*(const size_t *)a];
 	const struct cl_plan_vm *y = &e->in->vms[*(const size_t *)b];
+	unsigned px = cl_priority_rank(x->vm->priority), py = cl_priority_rank(y->vm->priority);
 
+	/* When not all fit, the higher priority gets the room. */
+	if (px != py)
+		return px > py ? -1 : 1;
 	if (x->mem_bytes != y->mem_bytes)
 		return x->mem_bytes > y->mem_bytes ? -1 : 1;
 	if (x->cpu != y->cpu)

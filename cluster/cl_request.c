@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_state.h"
 #include "net/nic.h"
 
 /* Limits of what a request may carry. */
@@ -134,6 +135,8 @@ static void req_vm_create(struct req_check *c, const Ferry__Cluster__Vm *vm)
 			req_fail(c, "an empty disk");
 		req_len(c, "disk", vm->disks[i], req_limits.guest_path_max);
 	}
+	if (!cl_priority_name(vm->priority))
+		req_fail(c, "unknown priority %d", (int)vm->priority);
 	if (vm->n_nets > GABI_NET_MAX_NICS)
 		req_fail(c, "at most %u NICs", GABI_NET_MAX_NICS);
 	for (size_t i = 0; i < vm->n_nets && !c->failed; i++) {
@@ -249,8 +252,10 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 		if (c->failed)
 			break;
 		req_name(c, "vm", r->vm_set->name, false);
-		if (!r->vm_set->set_ha)
+		if (!r->vm_set->set_ha && !r->vm_set->set_priority)
 			req_fail(c, "nothing to change");
+		if (r->vm_set->set_priority && !cl_priority_name(r->vm_set->priority))
+			req_fail(c, "unknown priority %d", (int)r->vm_set->priority);
 		break;
 	case FERRY__CLUSTER__REQUEST__CMD_VM_START:
 		c->what = "vm start";

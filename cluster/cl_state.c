@@ -336,6 +336,38 @@ static int apply_host_mode(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	return 0;
 }
 
+const char *cl_priority_name(Ferry__Cluster__VmPriority p)
+{
+	switch (p) {
+	case FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW: return "low";
+	case FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM: return "medium";
+	case FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH: return "high";
+	default: return NULL;
+	}
+}
+
+unsigned cl_priority_rank(Ferry__Cluster__VmPriority p)
+{
+	return p == FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW ? 0 :
+	       p == FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH ? 2 : 1;
+}
+
+/* Checks shared by create and set: a known value, agents that keep it. */
+static int priority_check(const Ferry__Cluster__State *st, const char *what, const char *vm,
+			  Ferry__Cluster__VmPriority p, char *err, size_t err_len)
+{
+	const Ferry__Cluster__Host *old;
+
+	if (!cl_priority_name(p))
+		return refuse(-EINVAL, err, err_len, "%s: %s: unknown priority %d (low, medium, "
+			      "high)", what, vm, (int)p);
+	if (p != FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM &&
+	    (old = cl_state_host_below(st, CL_PROTO_5, NULL)))
+		return refuse(-EPROTO, err, err_len, "%s: %s: the agent of %s predates VM "
+			      "priorities; upgrade it first", what, vm, old->name);
+	return 0;
+}
+
 static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			   char *err, size_t err_len)
 {
@@ -367,6 +399,9 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (in->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
 		return refuse(-EPROTO, err, err_len, "vm create: %s: the agent of %s predates HA; "
 			      "upgrade it first", in->name, old->name);
+	ret = priority_check(st, "vm create", in->name, in->priority, err, err_len);
+	if (ret)
+		return ret;
 	if (in->n_nets && (old = cl_state_host_below(st, CL_PROTO_4, NULL)))
 		return refuse(-EPROTO, err, err_len, "vm create: %s: the agent of %s predates NICs; "
 			      "upgrade it first", in->name, old->name);
@@ -747,18 +782,28 @@ static int apply_vm_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command
 	const Ferry__Cluster__CmdVmSet *c = cmd->vm_set;
 	Ferry__Cluster__Vm *vm = vm_get(st, "vm set", c->name, err, err_len);
 	const Ferry__Cluster__Host *old;
+	int ret;
 
 	if (!vm)
 		return -ENOENT;
-	if (!c->set_ha)
+	if (!c->set_ha && !c->set_priority)
 		return refuse(-EINVAL, err, err_len, "vm set: %s: nothing to change", vm->name);
-	if (vm_running(vm))
+	if (c->set_ha && vm_running(vm))
 		return refuse(-EBUSY, err, err_len, "vm set: %s: running on %s; stop it first "
 			      "(its vmon takes HA's fence when it starts)", vm->name, vm->host);
-	if (c->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
+	if (c->set_ha && c->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
 		return refuse(-EPROTO, err, err_len, "vm set: %s: the agent of %s predates HA; "
 			      "upgrade it first", vm->name, old->name);
-	vm->ha = c->ha;
+	/* Only the planner reads it: it may change while the VM runs. */
+	if (c->set_priority) {
+		ret = priority_check(st, "vm set", vm->name, c->priority, err, err_len);
+		if (ret)
+			return ret;
+	}
+	if (c->set_ha)
+		vm->ha = c->ha;
+	if (c->set_priority)
+		vm->priority = c->priority;
 	return 0;
 }
 
@@ -867,7 +912,12 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		snprintf(t, len, "host %s removed", c->host_remove->host);
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_VM_SET:
-		snprintf(t, len, "vm %s: ha %s", c->vm_set->name, c->vm_set->ha ? "on" : "off");
+		snprintf(t, len, "vm %s:%s%s%s%s%s", c->vm_set->name,
+			 c->vm_set->set_ha ? " ha " : "",
+			 c->vm_set->set_ha ? (c->vm_set->ha ? "on" : "off") : "",
+			 c->vm_set->set_ha && c->vm_set->set_priority ? "," : "",
+			 c->vm_set->set_priority ? " priority " : "",
+			 c->vm_set->set_priority ? cl_priority_name(c->vm_set->priority) : "");
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_VM_RECOVER:
 		vm = cl_state_vm(st, c->vm_recover->vm);

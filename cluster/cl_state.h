@@ -28,7 +28,8 @@
 #define CL_PROTO_2 2   /* CmdConfigSet, Host.witness, CmdHostRemove; 1: up to CmdBalanceMode */
 #define CL_PROTO_3 3   /* HA: Vm.ha, vmon --fence-s and keepalives, CmdVmRecover */
 #define CL_PROTO_4 4   /* NICs: Vm.nets, Inventory.bridges */
-#define CL_STATE_PROTO CL_PROTO_4
+#define CL_PROTO_5 5   /* Vm.priority, CmdVmSet.set_priority */
+#define CL_STATE_PROTO CL_PROTO_5
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);
@@ -64,6 +65,10 @@ int cl_state_host_fits(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm
 		       const char *what, const char *host, char *err, size_t err_len);
 /* CPU models a VM may name. */
 bool cl_model_known(const char *model);
+/* "low", "medium", "high"; NULL for a value no build knows. */
+const char *cl_priority_name(Ferry__Cluster__VmPriority p);
+/* The order of placement: low 0, medium 1, high 2. */
+unsigned cl_priority_rank(Ferry__Cluster__VmPriority p);
 
 /*
  * Apply cmd: 0 with seq advanced, or -errno with the reason in err (as a

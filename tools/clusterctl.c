@@ -10,6 +10,7 @@
 #include "cluster/cl_net.h"
 #include "cluster/cl_pki.h"
 #include "cluster/cl_plan.h"
+#include "cluster/cl_state.h"
 #include "core/util.h"
 #include "net/nic.h"
 #include "tools/clusterctl.h"
@@ -26,7 +27,7 @@ static const char usage[] =
 "                                down, with no VM placed on it or migrating\n"
 "  vm create NAME --guest IMAGE --mem SIZE [--vcpus N] [--args STR]\n"
 "            [--cpu-model host|cluster|x86-64-v1..v4] [--disk SPEC]... [--ha]\n"
-"            [--net bridge=BR[,mac=MAC]]...\n"
+"            [--net bridge=BR[,mac=MAC]]... [--priority low|medium|high]\n"
 "            (default vcpus 1, model cluster: what every current host has;\n"
 "            SPEC: a raw image PATH on shared storage, or\n"
 "            nbd://HOST:PORT/EXPORT,lease=PATH, as vmon --disk;\n"
@@ -39,8 +40,12 @@ static const char usage[] =
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
-"  vm set NAME --ha on|off       HA for a stopped VM (it takes effect when the\n"
-"                                VM starts: its vmon's fence is set then)\n"
+"  vm set NAME [--ha on|off] [--priority low|medium|high]\n"
+"                                HA only for a stopped VM (it takes effect when\n"
+"                                the VM starts: its vmon's fence is set then);\n"
+"                                priority at any time: when not every VM fits,\n"
+"                                HA restarts and evacuations place the higher\n"
+"                                first (default medium)\n"
 "  migrate VM HOST [--downtime-ms N] [--bandwidth MBITS] [--dry-run] [--no-wait]\n"
 "                                live-migrate VM to HOST: prechecked (CPU model,\n"
 "                                memory, host state) before any page moves; a\n"
@@ -230,6 +235,22 @@ static int cmd_host(struct clusterctl *c, int argc, char **argv)
 				    "or maintenance HOST enter|exit");
 }
 
+static int priority_parse(const char *s, Ferry__Cluster__VmPriority *out)
+{
+	static const Ferry__Cluster__VmPriority all[] = {
+		FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW,
+		FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM,
+		FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH,
+	};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (!strcmp(s, cl_priority_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
 static int vm_create(struct clusterctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -241,6 +262,7 @@ static int vm_create(struct clusterctl *c, int argc, char **argv)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "ha", no_argument, NULL, 'H' },
 		{ "net", required_argument, NULL, 'n' },
+		{ "priority", required_argument, NULL, 'p' },
 		{ 0 },
 	};
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
@@ -280,6 +302,11 @@ static int vm_create(struct clusterctl *c, int argc, char **argv)
 			break;
 		case 'c': vm.cpu_model = optarg; break;
 		case 'H': vm.ha = true; break;
+		case 'p':
+			if (priority_parse(optarg, &vm.priority))
+				return clusterctl_die_usage("vm create: --priority: not low, medium "
+							    "or high: %s", optarg);
+			break;
 		case 'n': {
 			struct nic_spec sp;
 			char why[NIC_ERR_LEN];
@@ -348,13 +375,24 @@ static int cmd_vm(struct clusterctl *c, int argc, char **argv)
 	}
 	if (!strcmp(verb, "set")) {
 		Ferry__Cluster__CmdVmSet set = FERRY__CLUSTER__CMD_VM_SET__INIT;
+		static const char set_usage[] = "vm set: expected NAME [--ha on|off] "
+					    "[--priority low|medium|high]";
 
-		if (argc != 4 || strcmp(argv[2], "--ha") ||
-		    (strcmp(argv[3], "on") && strcmp(argv[3], "off")))
-			return clusterctl_die_usage("vm set: expected NAME --ha on|off");
+		if (argc < 4 || argc % 2)
+			return clusterctl_die_usage(set_usage);
 		set.name = argv[1];
-		set.set_ha = true;
-		set.ha = !strcmp(argv[3], "on");
+		for (int i = 2; i < argc; i += 2) {
+			if (!strcmp(argv[i], "--ha") && !set.set_ha &&
+			    (!strcmp(argv[i + 1], "on") || !strcmp(argv[i + 1], "off"))) {
+				set.set_ha = true;
+				set.ha = !strcmp(argv[i + 1], "on");
+			} else if (!strcmp(argv[i], "--priority") && !set.set_priority &&
+				   !priority_parse(argv[i + 1], &set.priority)) {
+				set.set_priority = true;
+			} else {
+				return clusterctl_die_usage(set_usage);
+			}
+		}
 		CLUSTERCTL_REQ(vm_set, VM_SET, &set);
 		return clusterctl_simple(c, &req, clusterctl_print_nothing);
 	}

@@ -160,6 +160,8 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 	       vm->restarts);
 	printf("ha:         %s\n", vm->ha ? "yes: restarted on another host when its host is lost"
 				       : "no");
+	printf("priority:   %s\n", cl_priority_name(vm->priority) ? cl_priority_name(vm->priority)
+								: "unknown");
 	if (*vm->last_error)
 		printf("last:       %s\n", vm->last_error);
 	if (vm->migration)

@@ -76,6 +76,8 @@ SEEDS = {
     "host_remove": ld(HOST_REMOVE, ld(1, "host3")),
     "vm_set_ha": ld(VM_SET, ld(1, "vm1") + vint(2, 1) + vint(3, 1)),
     "vm_set_nothing": ld(VM_SET, ld(1, "vm1")),
+    "vm_set_priority": ld(VM_SET, ld(1, "vm1") + vint(4, 1) + vint(5, 2)),
+    "vm_create_priority": ld(VM_CREATE, vm() + vint(17, 1)),
     "bad_name": ld(VM_START, ld(1, "a b")),
     "bad_mem": ld(VM_CREATE, vm(mem=65 * MiB)),
     "bad_vcpus": ld(VM_CREATE, vm(vcpus=33)),

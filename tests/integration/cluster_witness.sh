@@ -35,11 +35,19 @@ check "host3 sees it HA" ha_is host3 yes
 check "the event log says so" lab_events_have host3 "vm vm1: ha on"
 set_usage() { local out rc; out=$(lab_exec host2 clusterctl vm set vm1 2>&1) && rc=0 || rc=$?
 	echo "  clusterctl vm set vm1: exit $rc: $out" | head -1; [ "$rc" = 2 ] &&
-	grep -q "vm set: expected NAME --ha on|off" <<<"$out"; }
+	grep -q "vm set: expected NAME \[--ha on|off\]" <<<"$out"; }
 check "vm set with nothing to set: a usage error (exit 2)" set_usage
 check "vm set on an unknown VM is refused" fails host2 "vm set: nope: no such VM" vm set nope --ha on
 check "vm set vm1 --ha off" ctl host2 clusterctl vm set vm1 --ha off
 check "and it is off" ha_is host1 no
+prio_is() { lab_exec "$1" clusterctl vm show vm1 2>/dev/null | grep -q "^priority: *$2"; }
+check "a new VM's priority is medium" prio_is host2 medium
+check "vm set vm1 --priority high" ctl host3 clusterctl vm set vm1 --priority high
+check "host1 sees it high" prio_is host1 high
+check "the event log says so" lab_events_have host2 "vm vm1: priority high"
+prio_usage() { local out rc; out=$(lab_exec host2 clusterctl vm set vm1 --priority urgent 2>&1) &&
+	rc=0 || rc=$?; [ "$rc" = 2 ] && grep -q "vm set: expected NAME \[--ha on|off\]" <<<"$out"; }
+check "--priority urgent: a usage error (exit 2)" prio_usage
 
 echo "== NICs in the state"
 check "vm create with a NIC" ctl host1 clusterctl vm create web --guest /bin/true --mem 64M \

@@ -236,6 +236,17 @@ static void test_decode_bad(void **state)
 	assert_non_null(ok);
 	assert_true(ok->vm_set->set_ha);
 	CL_FREE(ok);
+	/* A priority alone is a change; one no build knows is refused. */
+	set.set_ha = false;
+	set.set_priority = true;
+	set.priority = FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH;
+	ok = decode(&r, err, sizeof(err));
+	assert_non_null(ok);
+	assert_int_equal(ok->vm_set->priority, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH);
+	CL_FREE(ok);
+	set.priority = (Ferry__Cluster__VmPriority)7;
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "vm set: unknown priority 7");
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_STOP;
 	m.vm = "vm1";
 	m.host = "h\n1";

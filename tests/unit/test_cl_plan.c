@@ -627,6 +627,34 @@ static void test_plan_bridges(void **state)
 	assert_int_equal(stuck_of(&f->plan, "web")->why, CL_PLAN_WHY_NO_COMPATIBLE_HOST);
 }
 
+/* Not all fit: the higher priority gets the room, even when smaller. */
+static void test_plan_priority(void **state)
+{
+	struct fx *f = *state;
+
+	host_add(f->st, "src", 3, 8, 64);
+	host_add(f->st, "t", 3, 8, 12);
+	vm_add(f->st, "big", "x86-64-v2", 12, "src");
+	vm_add(f->st, "small", "x86-64-v2", 8, "src");
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_string_equal(move_of(&f->plan, "big")->to, "t");   /* biggest first */
+	assert_non_null(stuck_of(&f->plan, "small"));
+	f->st->vms[1]->priority = FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_string_equal(move_of(&f->plan, "small")->to, "t");
+	assert_non_null(stuck_of(&f->plan, "big"));
+	/* HA restarts are placed the same way. */
+	f->st->vms[0]->ha = f->st->vms[1]->ha = true;
+	f->st->vms[1]->priority = FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW;
+	build(f);
+	f->in->hosts[0].active = false;
+	assert_int_equal(cl_ha_plan(f->in, "src", &f->plan), 0);
+	assert_string_equal(move_of(&f->plan, "big")->to, "t");
+	assert_non_null(stuck_of(&f->plan, "small"));
+}
+
 static void test_evacuate_affinity_unit(void **state)
 {
 	struct fx *f = *state;
@@ -672,6 +700,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_evacuate_settings_witness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ha_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_bridges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_priority, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_affinity_unit, setup, teardown),
 	};
 

@@ -621,17 +621,26 @@ static void test_nets(void **unused)
 	CL_FREE(st);
 }
 
-static int vm_set_ha(Ferry__Cluster__State *st, const char *vm, bool set, bool ha)
+/* vm set: HA when set_ha, the priority when set_prio. */
+static int vm_set(Ferry__Cluster__State *st, const char *vm, bool set_ha, bool ha,
+		  bool set_prio, Ferry__Cluster__VmPriority prio)
 {
 	Ferry__Cluster__CmdVmSet c = FERRY__CLUSTER__CMD_VM_SET__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
 	c.name = (char *)vm;
-	c.set_ha = set;
+	c.set_ha = set_ha;
 	c.ha = ha;
+	c.set_priority = set_prio;
+	c.priority = prio;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
 	cmd.vm_set = &c;
 	return run(st, &cmd);
+}
+
+static int vm_set_ha(Ferry__Cluster__State *st, const char *vm, bool set, bool ha)
+{
+	return vm_set(st, vm, set, ha, false, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM);
 }
 
 /* vm set --ha: only a stopped VM's (a running vmon took its fence, or none, at start). */
@@ -665,6 +674,53 @@ static void test_vm_set_ha(void **unused)
 	assert_int_equal(vm_set_ha(st, "v", true, false), 0);
 	assert_false(vm->ha);
 	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha off");
+	CL_FREE(st);
+}
+
+static int vm_set_priority(Ferry__Cluster__State *st, const char *vm,
+			   Ferry__Cluster__VmPriority p, bool ha_too)
+{
+	return vm_set(st, vm, ha_too, ha_too, true, p);
+}
+
+/* vm set --priority: at any time (only the planner reads it); checked. */
+static void test_vm_priority(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+	uint64_t seq;
+
+	assert_int_equal(create(st, "v", "x86-64-v2", 64 << 20), 0);
+	vm = cl_state_vm(st, "v");
+	assert_int_equal(vm->priority, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM);
+	assert_string_equal(cl_priority_name(vm->priority), "medium");
+	assert_int_equal(start(st, "v", "host1"), 0);
+	assert_int_equal(vm_set_priority(st, "v", FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH,
+					 false), 0);
+	assert_int_equal(vm->priority, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH);
+	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: priority high");
+	seq = st->seq;
+	/* With --ha in the same command, the running VM refuses both. */
+	assert_int_equal(vm_set_priority(st, "v", FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW,
+					 true), -EBUSY);
+	assert_int_equal(vm->priority, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH);
+	assert_int_equal(vm_set_priority(st, "v", (Ferry__Cluster__VmPriority)9, false), -EINVAL);
+	assert_string_equal(err, "vm set: v: unknown priority 9 (low, medium, high)");
+	/* An older agent would plan without it: only medium, the default, then. */
+	cl_state_host(st, "host2")->agent_proto = CL_PROTO_4;
+	assert_int_equal(vm_set_priority(st, "v", FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW,
+					 false), -EPROTO);
+	assert_string_equal(err, "vm set: v: the agent of host2 predates VM priorities; upgrade "
+			    "it first");
+	assert_int_equal(st->seq, seq);
+	assert_int_equal(vm_set_priority(st, "v", FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM,
+					 false), 0);
+	cl_state_host(st, "host2")->agent_proto = CL_STATE_PROTO;
+	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
+	assert_int_equal(vm_set_priority(st, "v", FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW,
+					 true), 0);
+	assert_true(vm->ha);
+	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha on, priority low");
 	CL_FREE(st);
 }
 
@@ -975,6 +1031,7 @@ int main(void)
 		cmocka_unit_test(test_host_remove),
 		cmocka_unit_test(test_ha),
 		cmocka_unit_test(test_nets),
+		cmocka_unit_test(test_vm_priority),
 		cmocka_unit_test(test_vm_set_ha),
 	};
 
