@@ -74,6 +74,11 @@ unsigned cl_priority_rank(Ferry__Cluster__VmPriority p);
  * Apply cmd: 0 with seq advanced, or -errno with the reason in err (as a
  * user reads it: "vm create: vm1: the name is taken") and st unchanged.
  */
+/*
+ * Log what cmd, just applied, did (cl_state_event.c); the last
+ * CL_EVENTS_MAX stay. Only cl_state_apply calls it.
+ */
+void cl_state_event_add(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd);
 int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 		   char *err, size_t err_len);
 
