@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <stdbool.h>
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 #include <stdio.h>
@@ -15,15 +16,10 @@
 
 const unsigned nic_announce_at_ms[NIC_ANNOUNCE_ROUNDS] = { 0, 50, 150, 300, 500 };
 
-/*
- * Through netlink, not /sys/class/net: sysfs shows the network namespace
- * it was mounted in, which need not be ours (unshare -n).
- */
-int nic_bridge_check(const char *bridge, char *err, size_t len)
+/* A connected NETLINK_ROUTE socket in *out; 0, or -errno + err. */
+static int route_open(struct nl_sock **out, char *err, size_t len)
 {
 	struct nl_sock *sk = nl_socket_alloc();
-	struct rtnl_link *link = NULL;
-	const char *type;
 	int ret;
 
 	if (!sk) {
@@ -33,20 +29,39 @@ int nic_bridge_check(const char *bridge, char *err, size_t len)
 	ret = nl_connect(sk, NETLINK_ROUTE);
 	if (ret) {
 		snprintf(err, len, "netlink: %s", nl_geterror(ret));
-		ret = -EIO;
-		goto out;
+		nl_socket_free(sk);
+		return -EIO;
 	}
+	*out = sk;
+	return 0;
+}
+
+static bool link_is_bridge(struct rtnl_link *l)
+{
+	const char *type = rtnl_link_get_type(l);
+
+	return type && !strcmp(type, "bridge");
+}
+
+/*
+ * Through netlink, not /sys/class/net: sysfs shows the network namespace
+ * it was mounted in, which need not be ours (unshare -n).
+ */
+int nic_bridge_check(const char *bridge, char *err, size_t len)
+{
+	struct nl_sock *sk;
+	struct rtnl_link *link = NULL;
+	int ret = route_open(&sk, err, len);
+
+	if (ret)
+		return ret;
 	if (rtnl_link_get_kernel(sk, 0, bridge, &link)) {
 		snprintf(err, len, "bridge %s does not exist on this host", bridge);
 		ret = -ENODEV;
-		goto out;
-	}
-	type = rtnl_link_get_type(link);
-	if (!type || strcmp(type, "bridge")) {
+	} else if (!link_is_bridge(link)) {
 		snprintf(err, len, "%s is not a Linux bridge", bridge);
 		ret = -ENOTSUP;
 	}
-out:
 	rtnl_link_put(link);
 	nl_socket_free(sk);
 	return ret;
@@ -60,19 +75,15 @@ static int name_cmp(const void *a, const void *b)
 int nic_bridges_list(char (*names)[IFNAMSIZ], unsigned max, unsigned *n, char *err,
 		     size_t len)
 {
-	struct nl_sock *sk = nl_socket_alloc();
+	struct nl_sock *sk;
 	struct nl_cache *cache = NULL;
 	struct nl_object *o;
-	int ret;
+	int ret = route_open(&sk, err, len);
 
 	*n = 0;
-	if (!sk) {
-		snprintf(err, len, "out of memory");
-		return -ENOMEM;
-	}
-	ret = nl_connect(sk, NETLINK_ROUTE);
-	if (!ret)
-		ret = rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache);
+	if (ret)
+		return ret;
+	ret = rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache);
 	if (ret) {
 		snprintf(err, len, "netlink: %s", nl_geterror(ret));
 		nl_socket_free(sk);
@@ -80,9 +91,9 @@ int nic_bridges_list(char (*names)[IFNAMSIZ], unsigned max, unsigned *n, char *e
 	}
 	for (o = nl_cache_get_first(cache); o && *n < max; o = nl_cache_get_next(o)) {
 		struct rtnl_link *l = (struct rtnl_link *)o;
-		const char *type = rtnl_link_get_type(l), *name = rtnl_link_get_name(l);
+		const char *name = rtnl_link_get_name(l);
 
-		if (type && !strcmp(type, "bridge") && name && strlen(name) < IFNAMSIZ)
+		if (link_is_bridge(l) && name && strlen(name) < IFNAMSIZ)
 			snprintf(names[(*n)++], IFNAMSIZ, "%s", name);
 	}
 	qsort(names, *n, IFNAMSIZ, name_cmp);
@@ -94,23 +105,27 @@ int nic_bridges_list(char (*names)[IFNAMSIZ], unsigned max, unsigned *n, char *e
 /* One RTM_SETLINK: the tap joins the bridge and comes up together. */
 static int tap_join(const char *bridge, const char *ifname, char *err, size_t len)
 {
-	struct nl_sock *sk = nl_socket_alloc();
+	struct nl_sock *sk = NULL;
 	struct rtnl_link *orig = NULL, *chg = NULL;
 	int ret, br_index = (int)if_nametoindex(bridge);
+	char why[NIC_ERR_LEN];
 
 	if (!br_index) {
 		snprintf(err, len, "bridge %s does not exist on this host", bridge);
-		ret = -ENODEV;
-		goto out;
+		return -ENODEV;
 	}
-	if (!sk || !(chg = rtnl_link_alloc())) {
+	ret = route_open(&sk, why, sizeof(why));
+	if (ret) {
+		snprintf(err, len, "tap %s cannot join bridge %s: %s", ifname, bridge, why);
+		return ret;
+	}
+	chg = rtnl_link_alloc();
+	if (!chg) {
 		snprintf(err, len, "out of memory");
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = nl_connect(sk, NETLINK_ROUTE);
-	if (!ret)
-		ret = rtnl_link_get_kernel(sk, 0, ifname, &orig);
+	ret = rtnl_link_get_kernel(sk, 0, ifname, &orig);
 	if (!ret) {
 		rtnl_link_set_master(chg, br_index);
 		rtnl_link_set_flags(chg, IFF_UP);
