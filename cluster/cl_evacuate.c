@@ -353,6 +353,20 @@ static long host_find(const struct cl_plan_input *in, const char *name)
 	return -1;
 }
 
+/*
+ * An operator cancelled its move off this host since the evacuation
+ * began: trying again would overrule them. Entering maintenance anew
+ * starts a new evacuation, which tries it again.
+ */
+static bool cancelled_here(const struct evac *e, const struct cl_plan_vm *pv)
+{
+	const Ferry__Cluster__MigrationResult *r = pv->vm->last_migration;
+	const struct cl_plan_host *h = &e->in->hosts[e->src];
+
+	return r && r->cancelled && !r->dry_run && h->host && !strcmp(r->source, h->name) &&
+	       r->ended_unix_ms >= h->host->mode_unix_ms;
+}
+
 /* VMs that cannot be planned because they are moving already; the rest in list. */
 static int collect(struct evac *e, struct cl_plan *out, size_t *list, size_t *n)
 {
@@ -364,7 +378,12 @@ static int collect(struct evac *e, struct cl_plan *out, size_t *list, size_t *n)
 		const struct cl_plan_vm *pv = &in->vms[v];
 		int ret = 0;
 
-		if (on_src(e, v)) {
+		if (on_src(e, v) && cancelled_here(e, pv)) {
+			snprintf(reason, sizeof(reason), "its migration to %s was cancelled by an "
+				 "operator; move or stop it by hand",
+				 pv->vm->last_migration->destination);
+			ret = stuck_add(e, out, v, CL_PLAN_WHY_CANCELLED, reason);
+		} else if (on_src(e, v)) {
 			list[(*n)++] = v;
 		} else if (pv->host == (int)e->src && pv->dest >= 0) {
 			snprintf(reason, sizeof(reason), "already migrating to %s",

@@ -10,7 +10,9 @@ int cl_ha_plan(struct cl_plan_input *in, const char *host, struct cl_plan *plan)
 	for (size_t v = 0; v < in->n_vms; v++) {
 		struct cl_plan_vm *pv = &in->vms[v];
 
-		if (pv->host >= 0 && !strcmp(in->hosts[pv->host].name, host) && !pv->vm->ha)
+		/* HA turned on while it ran, not yet armed there: it may still run. */
+		if (pv->host >= 0 && !strcmp(in->hosts[pv->host].name, host) &&
+		    (!pv->vm->ha || pv->vm->ha_unarmed))
 			pv->host = -1;
 	}
 	/*

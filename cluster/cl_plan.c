@@ -54,6 +54,7 @@ const char *cl_plan_why_name(enum cl_plan_why why)
 	case CL_PLAN_WHY_NO_ROOM: return "no room";
 	case CL_PLAN_WHY_RULE: return "rule";
 	case CL_PLAN_WHY_IN_FLIGHT: return "in flight";
+	case CL_PLAN_WHY_CANCELLED: return "cancelled";
 	}
 	return "?";
 }
@@ -375,8 +376,9 @@ static void build_vm(struct cl_plan_input *in, size_t v, const struct by_name *h
 	} else {
 		pv->cpu = vm->vcpus * CL_PLAN_UNKNOWN_CPU_PCT_PER_VCPU / 100.0;
 	}
-	if (vm->last_migration && vm->last_migration->ok && !vm->last_migration->dry_run &&
-	    vm->last_migration->ended_unix_ms > moved)
+	/* A move an operator cancelled is not proposed again before the hold-down either. */
+	if (vm->last_migration && (vm->last_migration->ok || vm->last_migration->cancelled) &&
+	    !vm->last_migration->dry_run && vm->last_migration->ended_unix_ms > moved)
 		moved = vm->last_migration->ended_unix_ms;
 	pv->held = moved && in->now_unix_ms < moved + in->cfg.holddown_s * 1000;
 	bw = (double)(in->cfg.stream_mbps < in->cfg.link_mbps ? in->cfg.stream_mbps

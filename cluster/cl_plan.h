@@ -174,6 +174,7 @@ enum cl_plan_why {
 	CL_PLAN_WHY_NO_ROOM,                /* compatible hosts allowed by the rules lack memory or CPU */
 	CL_PLAN_WHY_RULE,                   /* every compatible host is ruled out by a rule */
 	CL_PLAN_WHY_IN_FLIGHT,              /* a migration of it is already in flight */
+	CL_PLAN_WHY_CANCELLED,              /* an operator cancelled its move during this evacuation */
 };
 
 const char *cl_plan_why_name(enum cl_plan_why why);

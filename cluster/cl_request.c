@@ -193,6 +193,7 @@ static const struct {
 	NAME_CMD(VM_STOP, "vm stop", "vm", vm_stop),
 	NAME_CMD(VM_DELETE, "vm delete", "vm", vm_delete),
 	NAME_CMD(MIGRATE_STATUS, "migrate status", "vm", migrate_status),
+	NAME_CMD(MIGRATE_CANCEL, "migrate-cancel", "vm", migrate_cancel),
 	NAME_CMD(RULE_DELETE, "rule delete", "rule", rule_delete),
 	NAME_CMD(EVACUATION, "evacuation", "host", evacuation),
 	NAME_CMD(HOST_REMOVE, "host remove", "host", host_remove),

@@ -300,6 +300,7 @@ static int apply_host_join(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (h) {
 		/* The mode is the operator's, not the joining node's. */
 		copy->mode = h->mode;
+		copy->mode_unix_ms = h->mode_unix_ms;
 		for (size_t i = 0; i < st->n_hosts; i++)
 			if (st->hosts[i] == h)
 				st->hosts[i] = copy;
@@ -332,6 +333,8 @@ static int apply_host_mode(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (!h)
 		return refuse(-ENOENT, err, err_len, "host mode: no such host %s",
 			      cmd->host_mode->host);
+	if (h->mode != cmd->host_mode->mode)
+		h->mode_unix_ms = cmd->unix_ms;
 	h->mode = cmd->host_mode->mode;
 	return 0;
 }
@@ -461,6 +464,7 @@ static int apply_vm_start(Ferry__Cluster__State *st, const Ferry__Cluster__Comma
 	cl_str_set(&vm->host, cmd->vm_start->host);
 	cl_str_set(&vm->last_error, "");
 	vm->generation++;
+	vm->ha_unarmed = false;
 	vm->restarts = 0;
 	return 0;
 }
@@ -513,6 +517,7 @@ static int apply_vm_exited(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (c->restart) {
 		vm->restarts++;
 		vm->generation++;
+		vm->ha_unarmed = false;   /* the new vmon starts with the fence */
 	} else {
 		vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
 	}
@@ -599,17 +604,64 @@ static int apply_mig_end(Ferry__Cluster__State *st, const Ferry__Cluster__Comman
 		return -ENOMEM;
 	r->id = c->id;
 	r->dry_run = vm->migration->dry_run;
+	/* Whatever the source says failed it, the operator wanted it stopped. */
+	r->cancelled = !r->ok && vm->migration->cancel;
 	r->ended_unix_ms = cmd->unix_ms;
 	cl_str_set(&r->source, vm->migration->source);
 	cl_str_set(&r->destination, vm->migration->destination);
 	if (r->ok && !r->dry_run) {
 		cl_str_set(&vm->host, vm->migration->destination);
 		vm->generation++;
+		/* HA does not change during a migration: the destination had the fence. */
+		vm->ha_unarmed = false;
 	}
 	CL_FREE(vm->last_migration);
 	vm->last_migration = r;
 	CL_FREE(vm->migration);
 	vm->migration = NULL;
+	return 0;
+}
+
+/*
+ * Only the source's vmon can stop the stream; the state carries the
+ * request to its agent. A VM past its switchover still lands: the end
+ * reports what happened, not what was asked.
+ */
+static int apply_mig_cancel(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			    char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdMigCancel *c = cmd->mig_cancel;
+	Ferry__Cluster__Vm *vm = vm_get(st, "migrate-cancel", c->vm, err, err_len);
+	const Ferry__Cluster__Host *old;
+
+	if (!vm)
+		return -ENOENT;
+	if (!vm->migration)
+		return refuse(-ENOENT, err, err_len, "migrate-cancel: %s: no migration in flight",
+			      vm->name);
+	if (c->id && c->id != vm->migration->id)
+		return refuse(-ESTALE, err, err_len, "migrate-cancel: %s: migration %llu is not in "
+			      "flight (%llu is)", vm->name, (unsigned long long)c->id,
+			      (unsigned long long)vm->migration->id);
+	if ((old = cl_state_host_below(st, CL_PROTO_6, NULL)))
+		return refuse(-EPROTO, err, err_len, "migrate-cancel: %s: the agent of %s predates "
+			      "cancelling; upgrade it first", vm->name, old->name);
+	vm->migration->cancel = true;
+	return 0;
+}
+
+static int apply_vm_ha_armed(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			     char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdVmHaArmed *c = cmd->vm_ha_armed;
+	Ferry__Cluster__Vm *vm = vm_get(st, "ha armed", c->vm, err, err_len);
+
+	if (!vm)
+		return -ENOENT;
+	if (!vm->ha || !vm->ha_unarmed || !vm_running(vm) || vm->generation != c->generation)
+		return refuse(-ESTALE, err, err_len, "ha armed: %s: stale (generation %llu)",
+			      vm->name, (unsigned long long)c->generation);
+	vm->ha_unarmed = false;
 	return 0;
 }
 
@@ -757,6 +809,9 @@ static int apply_vm_recover(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 	if (vm->migration)
 		return refuse(-EBUSY, err, err_len, "recover: %s: a migration is in flight",
 			      vm->name);
+	if (vm->ha_unarmed)
+		return refuse(-EPERM, err, err_len, "recover: %s: HA was turned on while it ran, "
+			      "and its vmon on %s had not armed the fence yet", vm->name, c->from);
 	if (!strcmp(c->host, c->from))
 		return refuse(-EINVAL, err, err_len, "recover: %s: %s is the lost host",
 			      vm->name, c->host);
@@ -768,13 +823,16 @@ static int apply_vm_recover(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 	cl_str_set(&vm->host, c->host);
 	cl_str_set(&vm->last_error, why);
 	vm->generation++;
+	vm->ha_unarmed = false;
 	vm->restarts = 0;
 	return 0;
 }
 
 /*
- * A running VM's vmon took its fence (or none) when it started: HA turns
- * on or off with the next start, so only a stopped VM's may change.
+ * HA on a running VM: its vmon took no fence when it started, so the VM
+ * is not recovered elsewhere until its host's agent armed one (a host cut
+ * off meanwhile would run it on: two copies). HA off takes effect at once;
+ * the agent then disarms the fence.
  */
 static int apply_vm_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			char *err, size_t err_len)
@@ -788,9 +846,14 @@ static int apply_vm_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command
 		return -ENOENT;
 	if (!c->set_ha && !c->set_priority)
 		return refuse(-EINVAL, err, err_len, "vm set: %s: nothing to change", vm->name);
-	if (c->set_ha && vm_running(vm))
-		return refuse(-EBUSY, err, err_len, "vm set: %s: running on %s; stop it first "
-			      "(its vmon takes HA's fence when it starts)", vm->name, vm->host);
+	if (c->set_ha && vm_running(vm) && vm->migration)
+		return refuse(-EBUSY, err, err_len, "vm set: %s: migrating to %s; change HA once "
+			      "it has landed", vm->name, vm->migration->destination);
+	if (c->set_ha && vm_running(vm) && c->ha != vm->ha &&
+	    (old = cl_state_host_below(st, CL_PROTO_7, NULL)))
+		return refuse(-EPROTO, err, err_len, "vm set: %s: running on %s, and the agent of "
+			      "%s predates changing HA on a running VM; stop it first, or upgrade",
+			      vm->name, vm->host, old->name);
 	if (c->set_ha && c->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
 		return refuse(-EPROTO, err, err_len, "vm set: %s: the agent of %s predates HA; "
 			      "upgrade it first", vm->name, old->name);
@@ -800,8 +863,13 @@ static int apply_vm_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command
 		if (ret)
 			return ret;
 	}
-	if (c->set_ha)
+	if (c->set_ha) {
+		if (c->ha && !vm->ha && vm_running(vm))
+			vm->ha_unarmed = true;
+		if (!c->ha)
+			vm->ha_unarmed = false;
 		vm->ha = c->ha;
+	}
 	if (c->set_priority)
 		vm->priority = c->priority;
 	return 0;
@@ -829,6 +897,8 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_HOST_REMOVE] = apply_host_remove,
 	[FERRY__CLUSTER__COMMAND__OP_VM_RECOVER] = apply_vm_recover,
 	[FERRY__CLUSTER__COMMAND__OP_VM_SET] = apply_vm_set,
+	[FERRY__CLUSTER__COMMAND__OP_MIG_CANCEL] = apply_mig_cancel,
+	[FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED] = apply_vm_ha_armed,
 };
 
 int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,

@@ -72,6 +72,17 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 				 vm->last_migration->dry_run ? "dry run" : "migration",
 				 vm->last_migration->ok ? "done" : vm->last_migration->error);
 		break;
+	case FERRY__CLUSTER__COMMAND__OP_MIG_CANCEL:
+		vm = cl_state_vm(st, c->mig_cancel->vm);
+		if (vm && vm->migration)
+			snprintf(t, len, "vm %s: cancel of the migration %s -> %s asked",
+				 vm->name, vm->migration->source, vm->migration->destination);
+		break;
+	case FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED:
+		vm = cl_state_vm(st, c->vm_ha_armed->vm);
+		snprintf(t, len, "vm %s: HA armed (its vmon on %s fences itself)",
+			 c->vm_ha_armed->vm, vm ? vm->host : "?");
+		break;
 	case FERRY__CLUSTER__COMMAND__OP_RULE_ADD:
 		snprintf(t, len, "rule %s (%s) added", c->rule_add->rule->name,
 			 cl_rule_kind_name(c->rule_add->rule->kind));

@@ -57,6 +57,7 @@ struct local_vm {
 	uint64_t cpu_ns;      /* and when that was (0: not yet sampled) */
 	int status;           /* wait status once ended (-1: unknown) */
 	uint64_t mig_began_ns; /* when a migration out of it began here */
+	int fence_s;          /* its vmon's fence period: 0 none, -1 unknown (adopted) */
 };
 
 /*

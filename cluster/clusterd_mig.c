@@ -184,6 +184,7 @@ static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 	}
 	snprintf(lv->name, sizeof(lv->name), "%s", vm->name);
 	lv->v = v;
+	lv->fence_s = (int)spec.fence_s;
 	lv->incoming = true;
 	lv->mig_id = vm->migration->id;
 	lv->busy = 1;
@@ -279,6 +280,58 @@ static void result_from(Ferry__Cluster__MigrationResult *r, const struct follow_
 	r->prediction = mi->prediction;
 }
 
+/*
+ * Is vmon migrating to uri already, or has it done so? Each migration's
+ * destination vmon listens on a port of its own, so the address names the
+ * migration. Reporting such a one failed would be wrong twice: vmon goes
+ * on, and once it completes the destination's agent would stop the only
+ * vmon that runs the guest.
+ */
+static bool vmon_on_it(const Ferry__Ctl__MigrationInfo *mi, const char *uri)
+{
+	if (!mi || strcmp(mi->destination, uri))
+		return false;
+	return mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_SETUP ||
+	       mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_PRECOPY ||
+	       mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_SWITCHOVER ||
+	       mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
+	       mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED;
+}
+
+/* Has the cluster been asked to cancel this migration? */
+static bool cancel_asked(struct agent *a, const struct follow_job *j)
+{
+	const Ferry__Cluster__Vm *vm;
+	bool asked;
+
+	pthread_mutex_lock(&a->lock);
+	vm = cl_state_vm(a->st, j->vm);
+	asked = vm && vm->migration && vm->migration->id == j->id && vm->migration->cancel;
+	pthread_mutex_unlock(&a->lock);
+	return asked;
+}
+
+/* vmon refuses once the destination may have the guest; it lands then. */
+static void cancel_vmon(struct follow_job *j)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	char err[CL_ERR_LEN];
+
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_CANCEL;
+	req.migrate_cancel = &empty;
+	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err))) {
+		log_warn("migrate: %s: cannot ask vmon to cancel: %s", j->vm, err);
+		return;
+	}
+	if (resp->error)
+		log_warn("migrate: %s: vmon does not cancel: %s", j->vm, resp->message);
+	else
+		log_info("migrate: %s: cancelling, as asked", j->vm);
+	ferry__ctl__response__free_unpacked(resp, NULL);
+}
+
 /* Start the migration in vmon and poll it to the end; the final info. */
 static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t err_len)
 {
@@ -288,7 +341,23 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	Ferry__Ctl__Response *resp = NULL;
 	struct stat sb;
 	uint64_t last_progress = 0;
+	bool cancelled = false;
 
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
+	req.migrate_status = &empty;
+	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
+		return NULL;
+	if (vmon_on_it(resp->migration, j->uri)) {
+		/* An agent before this one (restarted since) told vmon: follow that. */
+		log_info("migrate: %s: vmon is already on it; following", j->vm);
+		goto follow;
+	}
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	resp = NULL;
+	if (cancel_asked(j->a, j)) {
+		snprintf(err, err_len, "cancelled before any page moved");
+		return NULL;
+	}
 	mg.uri = j->uri;
 	mg.tls_dir = stat(j->a->tls_dir, &sb) ? "" : j->a->tls_dir;
 	mg.downtime_ms = j->downtime_ms;
@@ -305,6 +374,7 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	}
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
 	req.migrate_status = &empty;
+follow:
 	for (;;) {
 		if (resp->migration && mig_final(resp->migration->state))
 			return resp;
@@ -314,6 +384,10 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 		}
 		ferry__ctl__response__free_unpacked(resp, NULL);
 		resp = NULL;
+		if (!cancelled && cancel_asked(j->a, j)) {
+			cancelled = true;
+			cancel_vmon(j);
+		}
 		sleep_ms(CL_FOLLOW_POLL_MS);
 		if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
 			return NULL;
@@ -451,10 +525,14 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 		return;
 	}
 	if (!strcmp(m->source, a->name)) {
-		/* Once followed, the follower alone reports the end. */
+		/* Once followed, the follower alone reports the end (and cancels). */
 		if (handled_has(a, m->id))
 			return;
-		if (run && *m->incoming_uri && handled_once(a, m->id))
+		/* Without the address no vmon was told; with it, the follower cancels. */
+		if (m->cancel && !*m->incoming_uri && handled_once(a, m->id))
+			mig_end_async(a, vm, false, "cancelled before any page moved; it runs on %s",
+				      a->name);
+		else if (run && *m->incoming_uri && handled_once(a, m->id))
 			follow_start(a, vm, run);
 		else if (!run)
 			mig_end_async(a, vm, false, "the source vmon on %s is gone", a->name);

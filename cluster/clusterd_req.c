@@ -250,6 +250,25 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	}
 }
 
+static void do_migrate_cancel(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdMigCancel c = FERRY__CLUSTER__CMD_MIG_CANCEL__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->migrate_cancel->name);
+
+	c.vm = q->migrate_cancel->name;
+	/* The one the operator saw: a migration begun since is not cancelled. */
+	c.id = vm && vm->migration ? vm->migration->id : 0;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_CANCEL;
+	cmd.mig_cancel = &c;
+	propose(a, &cmd, r);
+	vm = cl_state_vm(a->st, c.vm);
+	if (!r->error && vm) {
+		r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
+		r->migration_id = c.id;
+	}
+}
+
 static void do_cpu_baseline(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__CpuResult *c = CL_NEW(Ferry__Cluster__CpuResult,
@@ -587,6 +606,7 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET] = do_config_set,
 	[FERRY__CLUSTER__REQUEST__CMD_HOST_REMOVE] = do_host_remove,
 	[FERRY__CLUSTER__REQUEST__CMD_VM_SET] = do_vm_set,
+	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE_CANCEL] = do_migrate_cancel,
 };
 
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,

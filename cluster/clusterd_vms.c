@@ -42,6 +42,7 @@ static struct local_vm *local_add(struct agent *a, const char *name, struct cl_v
 		return NULL;
 	snprintf(lv->name, sizeof(lv->name), "%s", name);
 	lv->v = v;
+	lv->fence_s = -1;
 	lv->next = a->vms;
 	a->vms = lv;
 	agent_wake(a);
@@ -267,6 +268,7 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 		return;
 	}
 	lv->generation = vm->generation;
+	lv->fence_s = (int)spec.fence_s;
 	log_info("started %s (generation %llu, pid %d)", vm->name,
 		 (unsigned long long)vm->generation, (int)cl_vmon_pid(v));
 }
@@ -414,8 +416,70 @@ static double vmon_dirty_rate(struct local_vm *lv)
 	return rate;
 }
 
+/* Set vmon's fence to seconds (0: disarm), or ask what it is (seconds < 0). */
+static int vmon_fence(struct local_vm *lv, int seconds)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Fence f = FERRY__CTL__FENCE__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	char err[CL_ERR_LEN];
+	int ret;
+
+	if (seconds < 0) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
+		req.status = &empty;
+	} else {
+		f.seconds = (uint32_t)seconds;
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_FENCE;
+		req.fence = &f;
+	}
+	if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err))) {
+		log_warn("%s: fence: %s", lv->name, err);
+		return -EIO;
+	}
+	ret = resp->error;
+	if (ret)
+		log_warn("%s: fence: %s", lv->name, resp->message);
+	else
+		lv->fence_s = resp->status ? (int)resp->status->fence_s : seconds;
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	return ret;
+}
+
 /*
- * HA: tell each HA VM's vmon that this host is still in the quorate part
+ * HA changed while the VM runs here: arm its vmon's fence, then tell the
+ * cluster (only then may a recovery restart it elsewhere); or disarm it,
+ * the cluster having dropped HA already. Retried every keepalive period.
+ */
+static void fence_sync(struct agent *a, struct local_vm *lv, const Ferry__Cluster__Vm *vm)
+{
+	bool want = vm->ha && lv->generation == vm->generation && vm_mine(a, vm);
+	unsigned period = (unsigned)cl_setting_get(a->st, CL_SET_HA_FENCE_S);
+
+	if (lv->fence_s < 0 && vmon_fence(lv, -1))
+		return;
+	if (!want && lv->fence_s > 0 && !vmon_fence(lv, 0))
+		log_info("%s: HA is off: its vmon's fence is disarmed", vm->name);
+	/* Whatever the state believes, an HA VM's vmon here fences. */
+	if (want && !lv->fence_s && vmon_fence(lv, (int)period))
+		return;
+	if (want && vm->ha_unarmed) {
+		Ferry__Cluster__CmdVmHaArmed c = FERRY__CLUSTER__CMD_VM_HA_ARMED__INIT;
+		Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+		c.vm = vm->name;
+		c.generation = vm->generation;
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED;
+		cmd.vm_ha_armed = &c;
+		if (!agent_propose_async(a, &cmd))
+			log_info("%s: HA is on: its vmon's fence is armed (%u s)", vm->name,
+				 (unsigned)lv->fence_s);
+	}
+}
+
+/*
+ * HA: tell each fenced vmon that this host is still in the quorate part
  * of the cluster (the caller checks), so its fence does not stop it.
  */
 void agent_keepalive(struct agent *a)
@@ -430,7 +494,12 @@ void agent_keepalive(struct agent *a)
 		const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, lv->name);
 		Ferry__Ctl__Response *resp = NULL;
 
-		if (lv->ended || !vm || !vm->ha)
+		if (lv->ended || !vm)
+			continue;
+		/* An incoming vmon has the fence it was started with, HA being fixed meanwhile. */
+		if (!lv->incoming && !lv->stopping && !lv->migrated)
+			fence_sync(a, lv, vm);
+		if (lv->incoming ? !vm->ha : lv->fence_s <= 0)
 			continue;
 		/* An incoming vmon answers once its VM arrived; until then it runs nothing. */
 		if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err))) {

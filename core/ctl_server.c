@@ -156,6 +156,24 @@ static void ctl_error(Ferry__Ctl__Response *resp, int err, const char *what)
 	resp->message = msg;
 }
 
+/*
+ * Only this thread and the end of vmon_run (after this server stopped)
+ * touch vm->fence, so it may come and go here.
+ */
+static int ctl_fence(struct vm *vm, unsigned seconds)
+{
+	if (!seconds) {
+		fence_stop(vm->fence);
+		vm->fence = NULL;
+		return 0;
+	}
+	if (vm->fence) {
+		fence_set_period(vm->fence, seconds);
+		return 0;
+	}
+	return fence_start(vm, seconds, &vm->fence);
+}
+
 void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ext,
 		const Ferry__Ctl__Request *req, Ferry__Ctl__Response *resp)
 {
@@ -190,6 +208,11 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ex
 			fence_renew(vm->fence);
 		else
 			ctl_error(resp, -ENOTSUP, "keepalive: this vmon runs without --fence-s");
+		break;
+	case FERRY__CTL__REQUEST__CMD_FENCE:
+		ret = ctl_fence(vm, req->fence->seconds);
+		if (ret)
+			ctl_error(resp, ret, "fence: cannot start its timer");
 		break;
 	default:
 		if (!ext || !ext->handle(ext->opaque, vm, req, resp))

@@ -89,6 +89,16 @@ void fence_renew(struct fence *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
+void fence_set_period(struct fence *f, unsigned period_s)
+{
+	pthread_mutex_lock(&f->lock);
+	f->period_ns = period_s * 1000000000ull;
+	if (!f->fired)
+		f->deadline_ns = now_ns() + f->period_ns;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
 uint64_t fence_left_ms(struct fence *f)
 {
 	uint64_t now = now_ns(), left;

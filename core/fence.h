@@ -17,6 +17,8 @@ struct fence;
 /* Start the timer on vm (first deadline: period_s from now). 0 or -errno. */
 int fence_start(struct vm *vm, unsigned period_s, struct fence **out);
 void fence_renew(struct fence *f);
+/* A new period, the next deadline period_s from now (a keepalive with it). */
+void fence_set_period(struct fence *f, unsigned period_s);
 /* ms left before it fires (0 once fired), and the period. */
 uint64_t fence_left_ms(struct fence *f);
 unsigned fence_period_s(const struct fence *f);

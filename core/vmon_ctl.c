@@ -166,7 +166,9 @@ int vmon_ctl_main(int argc, char **argv)
 	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__Save save = FERRY__CTL__SAVE__INIT;
 	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
+	Ferry__Ctl__Fence fence = FERRY__CTL__FENCE__INIT;
 	Ferry__Ctl__Response *resp = NULL;
+	uint64_t fence_s;
 	struct ctl_cmd c = { .timeout_ms = CTL_TIMEOUT_MS };
 	int first_opt = 3, ret;
 	char err[256];
@@ -214,9 +216,16 @@ int vmon_ctl_main(int argc, char **argv)
 	} else if (!strcmp(c.name, "keepalive")) {
 		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_KEEPALIVE;
 		c.req.keepalive = &empty;
+	} else if (!strcmp(c.name, "fence")) {
+		if (argc < 4 || parse_u64(argv[3], 0, 86400, &fence_s))
+			vmon_usage_error("ctl fence needs SECONDS (0..86400; 0 disarms)");
+		fence.seconds = (uint32_t)fence_s;
+		first_opt = 4;
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_FENCE;
+		c.req.fence = &fence;
 	} else {
 		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save, "
-				 "migrate, migrate-status, migrate-cancel, keepalive)", c.name);
+				 "migrate, migrate-status, migrate-cancel, keepalive, fence)", c.name);
 	}
 	for (int i = first_opt; i < argc; i++) {
 		if (!strcmp(c.name, "save") && !strcmp(argv[i], "--verify")) {

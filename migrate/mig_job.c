@@ -124,7 +124,7 @@ static void mig_finish(struct mig_run *m, int ret)
 		ret = -ECANCELED;
 	else if (ret && !m->acked && job->timed_out)
 		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the migration did not finish within "
-			 "%llu s; the VM runs on here", job->prog.phase,
+			 "%llu s; the VM runs on at the source", job->prog.phase,
 			 (unsigned long long)job->p.policy.timeout_s);
 	if (ret && !m->acked) {
 		/* Before the ACK the guest is ours: it runs on, here. */
@@ -156,7 +156,7 @@ static void mig_finish(struct mig_run *m, int ret)
 	}
 	job->prog.end_ns = now_ns();
 	if (ret == -ECANCELED)
-		snprintf(m->err, MIG_ERR_LEN, "cancelled during %s; the VM runs on here",
+		snprintf(m->err, MIG_ERR_LEN, "cancelled during %s; the VM runs on at the source",
 			 job->prog.phase);
 	if (ret)
 		snprintf(job->prog.message, sizeof(job->prog.message), "%s", m->err);

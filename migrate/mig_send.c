@@ -214,7 +214,10 @@ int mig_open_lanes(struct mig_run *m)
 
 /*
  * --bandwidth: after each record, sleep until the bytes sent so far fit
- * the cap. The cap covers all the migration's bytes since it began.
+ * the cap. The cap covers the pages' bytes since the first record: time
+ * spent before it (a destination that takes seconds to get its RAM ready)
+ * is no credit, or the first round would go out at full speed over the
+ * link the cap is there to spare.
  */
 static void mig_pace(struct mig_run *m)
 {
@@ -223,7 +226,8 @@ static void mig_pace(struct mig_run *m)
 
 	if (!cap)
 		return;
-	due_ns = m->w.off * 8ull * 1000ull / cap; /* bytes at cap Mbit/s, in ns */
+	/* bytes at cap Mbit/s, in ns */
+	due_ns = (m->w.off - m->pace_b0) * 8ull * 1000ull / cap;
 	elapsed = now_ns() - m->t_start;
 	if (due_ns > elapsed)
 		usleep((useconds_t)((due_ns - elapsed) / 1000));
@@ -296,6 +300,11 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 
 	/* Up to date with the harvest that made m->set. */
 	m->w.written = dirty_written_map(m->vm->dirty);
+	if (!m->pacing) {
+		m->pacing = true;
+		m->t_start = now_ns();
+		m->pace_b0 = m->w.off;
+	}
 
 	pthread_mutex_lock(&job->lock);
 	job->prog.round_pages = m->set.count;

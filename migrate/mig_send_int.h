@@ -26,7 +26,9 @@ struct mig_run {
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */
 	uint64_t pause_realtime_ns;
-	uint64_t t_start;
+	uint64_t t_start;     /* --bandwidth counts from here: the first page record */
+	uint64_t pace_b0;     /* and the control connection's bytes before it */
+	bool pacing;          /* t_start and pace_b0 are set */
 	char err[MIG_ERR_LEN];
 };
 

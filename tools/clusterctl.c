@@ -41,9 +41,10 @@ static const char usage[] =
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
 "  vm set NAME [--ha on|off] [--priority low|medium|high]\n"
-"                                HA only for a stopped VM (it takes effect when\n"
-"                                the VM starts: its vmon's fence is set then);\n"
-"                                priority at any time: when not every VM fits,\n"
+"                                at any time, but not while VM migrates. HA on\n"
+"                                for a running VM protects it once its host's\n"
+"                                agent armed its vmon's fence (vm show says);\n"
+"                                priority: when not every VM fits,\n"
 "                                HA restarts and evacuations place the higher\n"
 "                                first (default medium)\n"
 "  migrate VM HOST [--downtime-ms N] [--bandwidth MBITS] [--dry-run] [--no-wait]\n"
@@ -56,6 +57,13 @@ static const char usage[] =
 "                                --downtime-ms: default migration-downtime-ms\n"
 "                                --dry-run: the precheck verdict and vmon's\n"
 "                                prediction (time, downtime), nothing moves\n"
+"                                Ctrl-C while it waits cancels the migration\n"
+"                                (a second Ctrl-C stops waiting)\n"
+"  migrate-cancel VM [--no-wait] cancel VM's migration in flight, whoever began\n"
+"                                it (an operator, the balancer, an evacuation):\n"
+"                                VM runs on at its source; exit 1 if it had\n"
+"                                already switched over. An evacuation leaves a\n"
+"                                VM whose move was cancelled where it is\n"
 "  host maintenance HOST enter|exit [--force-stop] [--no-wait]\n"
 "                                enter: no new VMs, and every VM leaves HOST\n"
 "                                (planned: compatible hosts with room, rules,\n"
@@ -680,6 +688,8 @@ int main(int argc, char **argv)
 		status = cmd_vm(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "migrate")) {
 		status = clusterctl_migrate(&c, n - 1, args + 1);
+	} else if (!strcmp(args[1], "migrate-cancel")) {
+		status = clusterctl_migrate_cancel(&c, n - 1, args + 1);
 	} else if (!strcmp(args[1], "balance")) {
 		status = cmd_balance(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "rule")) {

@@ -1,5 +1,9 @@
-/* clusterctl's commands that follow what they start to its end: migrate, host maintenance. */
+/*
+ * clusterctl's commands that follow what they start to its end: migrate,
+ * migrate-cancel, host maintenance.
+ */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,18 +17,21 @@ static double mono_ms(void)
 }
 
 static void progress_line(const Ferry__Cluster__Response *r, const char *vm,
-			  const char *host, double t0)
+			  const char *host, double t0, bool cancelling)
 {
 	const Ferry__Cluster__MigProgress *p = r->progress;
 
+	if (!*host && r->vm && r->vm->migration)
+		host = r->vm->migration->destination;
 	if (p)
 		fprintf(stderr, "\r\033[Kmigrate %s -> %s: %-10s round %u %5.1f%%  %7.0f MB/s  "
-			"dirty %6.0f pages/s  ETA %5.1f s  (%.1f s)", vm, host, p->state,
+			"dirty %6.0f pages/s  ETA %5.1f s  (%.1f s)%s", vm, host, p->state,
 			p->round, p->percent, p->bandwidth_bps / 1e6, p->dirty_pages_per_s,
-			p->eta_s, (mono_ms() - t0) / 1e3);
+			p->eta_s, (mono_ms() - t0) / 1e3, cancelling ? "  cancelling" : "");
 	else
-		fprintf(stderr, "\r\033[Kmigrate %s -> %s: preparing the destination  (%.1f s)",
-			vm, host, (mono_ms() - t0) / 1e3);
+		fprintf(stderr, "\r\033[Kmigrate %s -> %s: %s  (%.1f s)", vm, host,
+			cancelling ? "cancelling" : "preparing the destination",
+			(mono_ms() - t0) / 1e3);
 }
 
 static int migrate_result(struct clusterctl *c, Ferry__Cluster__Response *r, double t0)
@@ -54,6 +61,143 @@ static int migrate_result(struct clusterctl *c, Ferry__Cluster__Response *r, dou
 	return 0;
 }
 
+/* migrate-cancel's verdict: 0 when the VM stayed where it was. */
+static int cancel_result(struct clusterctl *c, Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__MigrationResult *m = r->vm->last_migration;
+
+	if (c->json)
+		cl_msg_json(stdout, &r->base);
+	if (m->ok && !m->dry_run) {
+		fprintf(stderr, "clusterctl: migrate-cancel: %s: too late: it had already switched "
+			"over, and runs on %s now\n", r->vm->name, m->destination);
+		return 1;
+	}
+	if (c->json)
+		return 0;
+	if (m->cancelled || m->dry_run)
+		printf("cancelled: %s stays on %s (its migration to %s stopped after %u round(s), "
+		       "%.1f MB sent)\n", r->vm->name, m->source, m->destination, m->rounds,
+		       m->bytes / 1e6);
+	else
+		printf("%s stays on %s: its migration failed before the cancel took effect: %s\n",
+		       r->vm->name, m->source, m->error);
+	return 0;
+}
+
+static volatile sig_atomic_t interrupts;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupts++;
+}
+
+static void print_cancel_asked(const Ferry__Cluster__Response *r)
+{
+	if (r->vm && r->vm->migration)
+		printf("cancel of %s's migration to %s asked\n", r->vm->name,
+		       r->vm->migration->destination);
+}
+
+/*
+ * Ask the cluster to cancel vm's migration; its id, or 0 with the error
+ * printed. With keep, the answer is the caller's to finish.
+ */
+static uint64_t cancel_ask(struct clusterctl *c, const char *vm, int *status,
+			   Ferry__Cluster__Response **keep)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	Ferry__Cluster__Response *r;
+	uint64_t id = 0;
+
+	name.name = (char *)vm;
+	CLUSTERCTL_REQ(migrate_cancel, MIGRATE_CANCEL, &name);
+	r = clusterctl_call(c, &req, status);
+	if (!r)
+		return 0;
+	if (r->error) {
+		*status = clusterctl_finish(c, r, clusterctl_print_nothing);
+		return 0;
+	}
+	id = r->migration_id;
+	if (keep)
+		*keep = r;
+	else
+		CL_FREE(r);
+	return id;
+}
+
+/*
+ * Poll vm until migration id has ended and print how. A first Ctrl-C asks
+ * the cluster to cancel it and goes on waiting for the outcome (as virsh
+ * does); a second one (the first, for migrate-cancel) stops waiting, the
+ * cancel standing.
+ */
+static int migrate_follow(struct clusterctl *c, const char *vm, const char *host, uint64_t id,
+			  double t0, bool cancelling)
+{
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
+	struct sigaction sa = { .sa_handler = on_interrupt, .sa_flags = SA_RESTART }, old;
+	bool tty = isatty(2) && !c->json, asked = cancelling;
+	Ferry__Cluster__Response *r;
+	int status;
+
+	name.name = (char *)vm;
+	CLUSTERCTL_REQ(migrate_status, MIGRATE_STATUS, &name);
+	sigemptyset(&sa.sa_mask);
+	interrupts = 0;
+	sigaction(SIGINT, &sa, &old);
+	for (;;) {
+		const struct timespec pause = { 0, 1000000 };
+
+		if (interrupts > 1 || (interrupts && cancelling)) {
+			fprintf(stderr, "\nclusterctl: stopped waiting; the cancel stands "
+				"(clusterctl vm show %s)\n", vm);
+			status = 130;
+			break;
+		}
+		if (interrupts && !asked) {
+			asked = true;
+			fprintf(stderr, "\nclusterctl: cancelling the migration of %s (Ctrl-C again "
+				"to stop waiting)\n", vm);
+			if (!cancel_ask(c, vm, &status, NULL))
+				fprintf(stderr, "clusterctl: waiting for the migration to end\n");
+		}
+		r = clusterctl_call(c, &req, &status);
+		if (!r)
+			break;
+		if (r->error) {
+			status = clusterctl_finish(c, r, clusterctl_print_nothing);
+			break;
+		}
+		if (r->vm && (!r->vm->migration || r->vm->migration->id != id) &&
+		    r->vm->last_migration && r->vm->last_migration->id == id) {
+			if (tty)
+				fprintf(stderr, "\r\033[K");
+			status = cancelling ? cancel_result(c, r) : migrate_result(c, r, t0);
+			CL_FREE(r);
+			break;
+		}
+		if (r->vm && !r->vm->migration && (!r->vm->last_migration ||
+						   r->vm->last_migration->id != id)) {
+			fprintf(stderr, "clusterctl: migrate: %s: the migration vanished from "
+				"the state (superseded?)\n", vm);
+			CL_FREE(r);
+			status = 1;
+			break;
+		}
+		if (tty)
+			progress_line(r, vm, host, t0, asked);
+		CL_FREE(r);
+		nanosleep(&pause, NULL);
+	}
+	sigaction(SIGINT, &old, NULL);
+	return status;
+}
+
 int clusterctl_migrate(struct clusterctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -65,9 +209,8 @@ int clusterctl_migrate(struct clusterctl *c, int argc, char **argv)
 	};
 	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
 	Ferry__Cluster__MigrateReq m = FERRY__CLUSTER__MIGRATE_REQ__INIT;
-	Ferry__Cluster__Name name = FERRY__CLUSTER__NAME__INIT;
 	Ferry__Cluster__Response *r;
-	bool wait = true, tty = isatty(2) && !c->json;
+	bool wait = true;
 	double t0 = mono_ms();
 	uint64_t id, v;
 	int o, status;
@@ -104,37 +247,35 @@ int clusterctl_migrate(struct clusterctl *c, int argc, char **argv)
 		return clusterctl_finish(c, r, clusterctl_print_nothing);
 	id = r->migration_id;
 	CL_FREE(r);
-	name.name = m.vm;
-	req = (Ferry__Cluster__Request)FERRY__CLUSTER__REQUEST__INIT;
-	CLUSTERCTL_REQ(migrate_status, MIGRATE_STATUS, &name);
-	for (;;) {
-		const struct timespec pause = { 0, 1000000 };
+	return migrate_follow(c, m.vm, m.host, id, t0, false);
+}
 
-		r = clusterctl_call(c, &req, &status);
-		if (!r)
-			return status;
-		if (r->error)
-			return clusterctl_finish(c, r, clusterctl_print_nothing);
-		if (r->vm && (!r->vm->migration || r->vm->migration->id != id) &&
-		    r->vm->last_migration && r->vm->last_migration->id == id) {
-			if (tty)
-				fprintf(stderr, "\r\033[K");
-			status = migrate_result(c, r, t0);
-			CL_FREE(r);
-			return status;
-		}
-		if (r->vm && !r->vm->migration && (!r->vm->last_migration ||
-						   r->vm->last_migration->id != id)) {
-			fprintf(stderr, "clusterctl: migrate: %s: the migration vanished from "
-				"the state (superseded?)\n", m.vm);
-			CL_FREE(r);
-			return 1;
-		}
-		if (tty)
-			progress_line(r, m.vm, m.host, t0);
-		CL_FREE(r);
-		nanosleep(&pause, NULL);
+int clusterctl_migrate_cancel(struct clusterctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "no-wait", no_argument, NULL, 'w' },
+		{ 0 },
+	};
+	Ferry__Cluster__Response *r = NULL;
+	bool wait = true;
+	uint64_t id;
+	int o, status = 1;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o != 'w')
+			return clusterctl_die_usage("migrate-cancel: bad option");
+		wait = false;
 	}
+	if (optind + 1 != argc)
+		return clusterctl_die_usage("migrate-cancel: expected VM");
+	id = cancel_ask(c, argv[optind], &status, &r);
+	if (!id)
+		return status;
+	if (!wait)
+		return clusterctl_finish(c, r, print_cancel_asked);
+	CL_FREE(r);
+	return migrate_follow(c, argv[optind], "", id, mono_ms(), true);
 }
 
 static int vm_stop_one(struct clusterctl *c, const char *vm)

@@ -75,8 +75,9 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 
 		fmt_size(vm->mem_bytes, mem, sizeof(mem));
 		if (vm->migration)
-			snprintf(note, sizeof(note), "%sto %s", vm->ha ? "ha; " : "",
-				 vm->migration->destination);
+			snprintf(note, sizeof(note), "%sto %s%s", vm->ha ? "ha; " : "",
+				 vm->migration->destination,
+				 vm->migration->cancel ? " (cancelling)" : "");
 		else
 			snprintf(note, sizeof(note), "%s%s", vm->ha ? (*vm->last_error ? "ha; " : "ha")
 				 : "", vm->last_error);
@@ -158,17 +159,21 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 		printf("net %zu:      %s\n", i, vm->nets[i]);
 	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
 	       vm->restarts);
-	printf("ha:         %s\n", vm->ha ? "yes: restarted on another host when its host is lost"
-				       : "no");
+	printf("ha:         %s\n", !vm->ha ? "no" : vm->ha_unarmed ?
+	       "yes, not armed yet: its host's agent arms its vmon's fence, then it is "
+	       "restarted on another host when its host is lost" :
+	       "yes: restarted on another host when its host is lost");
 	printf("priority:   %s\n", cl_priority_name(vm->priority) ? cl_priority_name(vm->priority)
 								: "unknown");
 	if (*vm->last_error)
 		printf("last:       %s\n", vm->last_error);
 	if (vm->migration)
-		printf("migrating:  %s -> %s (migration %llu)\n", vm->migration->source,
-		       vm->migration->destination, (unsigned long long)vm->migration->id);
+		printf("migrating:  %s -> %s (migration %llu)%s\n", vm->migration->source,
+		       vm->migration->destination, (unsigned long long)vm->migration->id,
+		       vm->migration->cancel ? ", cancelling" : "");
 	if (m)
-		printf("last migration: %s -> %s: %s\n", m->source, m->destination,
+		printf("last migration: %s -> %s: %s%s\n", m->source, m->destination,
+		       m->cancelled ? "cancelled: " : "",
 		       m->ok ? (m->dry_run ? "dry run passed" : "done") : m->error);
 }
 

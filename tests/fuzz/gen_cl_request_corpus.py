@@ -37,7 +37,7 @@ def ld(field, data):
 # Request.cmd fields
 STATUS, HOST_SHOW, VM_CREATE, VM_START, MIGRATE, HOST_MODE, REVOKE = 1, 3, 6, 7, 10, 14, 15
 BALANCE, RULE_ADD, RULE_DELETE, EVENTS, MAINTENANCE, EVACUATION = 16, 17, 18, 20, 21, 22
-CONFIG_SET, HOST_REMOVE, VM_SET = 23, 24, 25
+CONFIG_SET, HOST_REMOVE, VM_SET, MIGRATE_CANCEL = 23, 24, 25, 26
 MiB = 1 << 20
 
 
@@ -78,6 +78,8 @@ SEEDS = {
     "vm_set_nothing": ld(VM_SET, ld(1, "vm1")),
     "vm_set_priority": ld(VM_SET, ld(1, "vm1") + vint(4, 1) + vint(5, 2)),
     "vm_create_priority": ld(VM_CREATE, vm() + vint(17, 1)),
+    "migrate_cancel": ld(MIGRATE_CANCEL, ld(1, "vm1")),
+    "migrate_cancel_bad": ld(MIGRATE_CANCEL, ld(1, "../vm1")),
     "bad_name": ld(VM_START, ld(1, "a b")),
     "bad_mem": ld(VM_CREATE, vm(mem=65 * MiB)),
     "bad_vcpus": ld(VM_CREATE, vm(vcpus=33)),

@@ -6,7 +6,9 @@
 # it was. When host2 is back, the VM runs once, where the cluster put it.
 # Then the agent of the host running the HA VM dies: the same, while its
 # corosync stays up. The HA VM has a disk: each restart takes the disk's
-# lock, which only a fenced (gone) vmon gives up.
+# lock, which only a fenced (gone) vmon gives up. Last, HA is turned on
+# for a running VM (its host's agent arms the fence; a cut then recovers
+# it), and off again (the fence is disarmed).
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 FENCE_S=5
@@ -54,8 +56,6 @@ check "ha1 counts on host2" wait_for 30 "ha1 counting" counts_on host2 ha1
 check "plain counts on host2" wait_for 30 "plain counting" counts_on host2 plain
 check "ha1's vmon runs with --fence-s $FENCE_S" fenced_vmon host2 ha1
 check "ha-fence-s cannot change while ha1 runs" fails host1 "HA VM ha1 runs" config set ha-fence-s 20
-check "nor can HA be turned off while it runs" fails host3 "vm set: ha1: running on host2; stop it first" \
-	vm set ha1 --ha off
 sleep $((FENCE_S + 2))
 check "keepalives keep ha1 running past the fence time" counts_on host2 ha1
 gen0=$(vm_gen host1 ha1)
@@ -128,5 +128,42 @@ check "ha1 counts on $nh3" wait_for 30 "ha1 on $nh3" counts_on "$nh3" ha1
 sleep 3
 check "one ha1 vmon in the lab" test "$(vmons_everywhere ha1)" = 1
 check "still run $((gen2 + 1))" next_run
+
+# HA changed while a VM runs: on, it protects the VM once the host's agent
+# armed its vmon's fence (and the cluster knows); off, the fence goes.
+echo "== HA turned on and off while a VM runs"
+r=host1; [ "$nh3" = host1 ] && r=host2
+fence_of() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/$1/run/late.sock" status -o json 2>/dev/null |
+	json_get 'j["status"].get("fence_s", 0)'; }
+fence_is() { [ "$(fence_of "$1")" = "$2" ]; }
+armed() { lab_exec $r clusterctl vm show late 2>/dev/null | grep -q '^ha: *yes: restarted'; }
+check "late (counter, no HA) created" ctl $r clusterctl vm create late --guest "$GUESTS/counter" \
+	--args "n=0 interval_ms=50" --mem 32M
+check "late started on $nh3" ctl $r clusterctl vm start late --host "$nh3"
+check "late counts on $nh3" wait_for 30 "late counting" counts_on "$nh3" late
+check "its vmon has no fence" fence_is "$nh3" 0
+check "vm set late --ha on while it runs" ctl $r clusterctl vm set late --ha on
+check "its host's agent armed the fence, and the cluster knows" wait_for 20 "late armed" armed
+check "late's vmon now fences at $FENCE_S s" fence_is "$nh3" $FENCE_S
+check "the event log says so" lab_events_have $r "vm late: HA armed"
+sleep $((FENCE_S + 2))
+check "keepalives keep late running past the fence time" counts_on "$nh3" late
+gen3=$(vm_gen $r late)
+cut_off "$nh3" down
+check "cut off, late's vmon on $nh3 fenced itself" wait_for $((FENCE_S + 30)) "the fence" \
+	no_vmon "$nh3" late
+late_moved() { local h; h=$(vm_host $r late); [ -n "$h" ] && [ "$h" != "$nh3" ]; }
+check "and the leader restarted it elsewhere" wait_for 60 "late's recovery" late_moved
+nh4=$(vm_host $r late)
+check "on $nh4, as run $((gen3 + 1))" test "$(vm_gen $r late)" = $((gen3 + 1))
+check "late counts on $nh4" wait_for 30 "late on $nh4" counts_on "$nh4" late
+cut_off "$nh3" up
+check "$nh3 is back" wait_for 60 "$nh3's return" sees "$nh3" "host1 host2 host3"
+check "late's new vmon took the fence at start" fence_is "$nh4" $FENCE_S
+check "vm set late --ha off while it runs" ctl $r clusterctl vm set late --ha off
+check "its fence is disarmed" wait_for 10 "late disarmed" fence_is "$nh4" 0
+sleep $((FENCE_S + 2))
+check "late runs on without keepalives" counts_on "$nh4" late
+check "one late vmon in the lab" test "$(vmons_everywhere late)" = 1
 
 finish

@@ -49,6 +49,15 @@ prio_usage() { local out rc; out=$(lab_exec host2 clusterctl vm set vm1 --priori
 	rc=0 || rc=$?; [ "$rc" = 2 ] && grep -q "vm set: expected NAME \[--ha on|off\]" <<<"$out"; }
 check "--priority urgent: a usage error (exit 2)" prio_usage
 
+echo "== migrate-cancel without a migration"
+check "cancel on a VM that is not migrating is refused" \
+	fails host1 "migrate-cancel: vm1: no migration in flight" migrate-cancel vm1
+check "cancel on an unknown VM is refused" fails host2 "migrate-cancel: nope: no such VM" \
+	migrate-cancel nope
+cancel_usage() { local out rc; out=$(lab_exec host2 clusterctl migrate-cancel 2>&1) && rc=0 ||
+	rc=$?; [ "$rc" = 2 ] && grep -q "migrate-cancel: expected VM" <<<"$out"; }
+check "migrate-cancel without a VM: a usage error (exit 2)" cancel_usage
+
 echo "== NICs in the state"
 check "vm create with a NIC" ctl host1 clusterctl vm create web --guest /bin/true --mem 64M \
 	--net bridge=vmbr0

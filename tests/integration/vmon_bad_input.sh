@@ -68,5 +68,7 @@ expect_usage_error "--net with --incoming" "takes the NICs from the source; drop
 expect_usage_error "--fence-s 0" "fence-s: '0' is not a number of seconds (1..86400)" run --guest "$G" --mem 64M --fence-s 0
 expect_usage_error "ctl without command" "needs SOCKET" ctl /tmp/x
 expect_usage_error "ctl unknown command" "unknown ctl command" ctl /tmp/x explode
+expect_usage_error "ctl fence without seconds" "ctl fence needs SECONDS" ctl /tmp/x fence
+expect_usage_error "ctl fence not a number" "ctl fence needs SECONDS (0..86400; 0 disarms)" ctl /tmp/x fence soon
 
 finish

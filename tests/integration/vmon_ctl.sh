@@ -1,7 +1,8 @@
 #!/bin/bash
 # The control socket: status, pause/resume (the guest really stops and its
 # count continues without a gap), stats with guest values and the dirty
-# rate, stop; bad requests and a busy socket path.
+# rate, stop; bad requests and a busy socket path; the fence armed and
+# disarmed at run time.
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -106,6 +107,31 @@ rate_ok() {
 check "stats report a dirty rate near the guest's 5000 pages/s" wait_for rate_ok 10
 "$VMON" ctl "$SOCK" stats | grep '^dirty' || true
 "$VMON" ctl "$SOCK" stop >/dev/null
+
+# The fence armed at run time (HA turned on for a running VM): a
+# keepalive holds it off, fence 0 disarms it, and unrenewed it stops the
+# VM for good with status 5, as --fence-s does.
+"$VMON" run --name fv --guest "$FERRY_GUESTS/counter" --mem 16M --control "$SOCK" \
+	--args "n=0 interval_ms=50" >/dev/null 2>"$TMP/fence.err" &
+pid=$!; PIDS="$PIDS $pid"
+wait_for "[ -S '$SOCK' ]" 10
+fence_s() { "$VMON" ctl "$SOCK" status -o json | python3 -c \
+	"import json,sys; print(json.load(sys.stdin)['status'].get('fence_s', 0))"; }
+check "no fence without --fence-s" [ "$(fence_s)" = 0 ]
+set +e; out=$("$VMON" ctl "$SOCK" keepalive 2>&1); rc=$?; set -e
+check "a keepalive without a fence is refused (rc $rc)" \
+	bash -c '[ "$0" = 1 ] && grep -q "runs without --fence-s" <<<"$1"' "$rc" "$out"
+check "fence 5 arms it" "$VMON" ctl "$SOCK" fence 5
+check "status shows it" [ "$(fence_s)" = 5 ]
+for i in 1 2 3 4 5 6 7 8; do "$VMON" ctl "$SOCK" keepalive >/dev/null 2>&1 || break; sleep 1; done
+check "keepalives hold it off past 5 s" kill -0 "$pid"
+check "fence 0 disarms it" "$VMON" ctl "$SOCK" fence 0
+sleep 3
+check "disarmed, it runs on without keepalives" kill -0 "$pid"
+check "fence 1 arms it again" "$VMON" ctl "$SOCK" fence 1
+set +e; timeout 10 tail --pid="$pid" -f /dev/null; wait "$pid"; rc=$?; set -e
+check "unrenewed, it stops the VM with status 5 (rc $rc)" [ "$rc" -eq 5 ]
+check "  ...saying why" grep -q "fenced: no keepalive from the node agent for 1 s" "$TMP/fence.err"
 
 set +e
 "$VMON" ctl "$TMP/nothing.sock" status 2>"$TMP/ctl.err"

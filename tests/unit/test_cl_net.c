@@ -222,6 +222,17 @@ static void test_decode_bad(void **state)
 	assert_null(decode(&r, err, sizeof(err)));
 	assert_string_equal(err, "host remove: host '../x' is not valid "
 			    "(1..63 of A-Z a-z 0-9 _ . -)");
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_MIGRATE_CANCEL;
+	r.migrate_cancel = &n;
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "migrate-cancel: vm '../x' is not valid "
+			    "(1..63 of A-Z a-z 0-9 _ . -)");
+	n.name = "vm1";
+	ok = decode(&r, err, sizeof(err));
+	assert_non_null(ok);
+	assert_string_equal(ok->migrate_cancel->name, "vm1");
+	CL_FREE(ok);
+	n.name = "../x";
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_SET;
 	r.vm_set = &set;
 	set.name = "vm1";

@@ -397,6 +397,15 @@ static void test_balance_holddown(void **state)
 	assert_int_equal(f->plan.n_moves, 1);
 	assert_string_not_equal(f->plan.moves[0].vm_name, "d");
 	assert_string_not_equal(f->plan.moves[0].vm_name, "c");
+	/* A move an operator cancelled holds too; one that failed by itself does not. */
+	f->st->vms[2]->last_migration->ok = false;
+	f->st->vms[2]->last_migration->cancelled = true;
+	build(f);
+	assert_true(f->in->vms[2].held);
+	f->st->vms[2]->last_migration->cancelled = false;
+	build(f);
+	assert_false(f->in->vms[2].held);
+	f->st->vms[2]->last_migration->ok = true;
 	/* Past the hold-down the cheapest moves again. */
 	f->figs[3].moved_unix_ms = NOW - CL_PLAN_DEFAULT_HOLDDOWN_S * 1000 - 1;
 	build(f);
@@ -474,6 +483,41 @@ static void test_evacuate_partial(void **state)
 	assert_int_equal(stuck_of(&f->plan, "moving")->why, CL_PLAN_WHY_IN_FLIGHT);
 	for (size_t i = 0; i < f->plan.n_moves; i++)
 		assert_string_not_equal(f->plan.moves[i].to, "maint");
+}
+
+/* A move off the host that an operator cancelled is not tried again in this evacuation. */
+static void test_evacuate_cancelled(void **state)
+{
+	struct fx *f = *state;
+	Ferry__Cluster__MigrationResult *r;
+	const struct cl_plan_stuck *s;
+	Ferry__Cluster__Host *src;
+
+	src = host_add(f->st, "src", 4, 32, 256);
+	src->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	src->mode_unix_ms = NOW - 60000;
+	host_add(f->st, "b", 4, 32, 256);
+	vm_add(f->st, "v1", "x86-64-v1", 2, "src");
+	r = vm_add(f->st, "v2", "x86-64-v1", 2, "src")->last_migration =
+		CL_NEW(Ferry__Cluster__MigrationResult, ferry__cluster__migration_result__init);
+	r->cancelled = true;
+	r->source = cl_strdup("src");
+	r->destination = cl_strdup("b");
+	r->ended_unix_ms = NOW - 1000;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 1);
+	assert_string_equal(f->plan.moves[0].vm_name, "v1");
+	s = stuck_of(&f->plan, "v2");
+	assert_int_equal(s->why, CL_PLAN_WHY_CANCELLED);
+	assert_string_equal(s->reason, "evacuate: v2: its migration to b was cancelled by an "
+			    "operator; move or stop it by hand");
+	/* Cancelled before this evacuation began: it goes like the rest. */
+	src->mode_unix_ms = NOW;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 2);
+	assert_int_equal(f->plan.n_stuck, 0);
 }
 
 static void test_evacuate_order_eta(void **state)
@@ -694,6 +738,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cpu_memo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_holddown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_fixed_point, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),

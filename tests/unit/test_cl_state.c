@@ -255,6 +255,72 @@ static void test_migration(void **unused)
 	CL_FREE(st);
 }
 
+static int cancel(Ferry__Cluster__State *st, const char *vm, uint64_t id)
+{
+	Ferry__Cluster__CmdMigCancel c = FERRY__CLUSTER__CMD_MIG_CANCEL__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.vm = (char *)vm;
+	c.id = id;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_CANCEL;
+	cmd.mig_cancel = &c;
+	return run(st, &cmd);
+}
+
+/*
+ * A cancel is a request carried to the source: the migration stays in
+ * flight until its end, and the end says whether it was cancelled.
+ */
+static void test_mig_cancel(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+	uint64_t id, seq;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v3", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	seq = st->seq;
+	assert_int_equal(cancel(st, "vm1", 0), -ENOENT);
+	assert_string_equal(err, "migrate-cancel: vm1: no migration in flight");
+	assert_int_equal(cancel(st, "vm9", 0), -ENOENT);
+	assert_string_equal(err, "migrate-cancel: vm9: no such VM");
+	assert_int_equal(st->seq, seq);
+	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	vm = cl_state_vm(st, "vm1");
+	id = vm->migration->id;
+	/* The one the operator saw, or none: a newer migration is left alone. */
+	assert_int_equal(cancel(st, "vm1", id + 1), -ESTALE);
+	assert_non_null(strstr(err, "is not in flight"));
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_5;
+	assert_int_equal(cancel(st, "vm1", id), -EPROTO);
+	assert_string_equal(err, "migrate-cancel: vm1: the agent of host3 predates cancelling; "
+			    "upgrade it first");
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	assert_false(vm->migration->cancel);
+	assert_int_equal(cancel(st, "vm1", id), 0);
+	assert_true(vm->migration->cancel);
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "vm vm1: cancel of the migration host1 -> host2 asked");
+	assert_int_equal(cancel(st, "vm1", 0), 0);    /* asked twice: the same */
+	assert_non_null(vm->migration);
+	assert_int_equal(end(st, "vm1", id, false), 0);
+	assert_true(vm->last_migration->cancelled);
+	assert_string_equal(vm->host, "host1");
+	assert_int_equal(cancel(st, "vm1", id), -ENOENT);
+	/* Past the switchover it lands anyway, and is not called cancelled. */
+	assert_int_equal(begin(st, "vm1", "host2"), 0);
+	id = vm->migration->id;
+	assert_int_equal(cancel(st, "vm1", id), 0);
+	assert_int_equal(end(st, "vm1", id, true), 0);
+	assert_false(vm->last_migration->cancelled);
+	assert_string_equal(vm->host, "host2");
+	/* A failure without a cancel is not one either. */
+	assert_int_equal(begin(st, "vm1", "host1"), 0);
+	assert_int_equal(end(st, "vm1", vm->migration->id, false), 0);
+	assert_false(vm->last_migration->cancelled);
+	CL_FREE(st);
+}
+
 /* key, value pairs up to a NULL key */
 static int config_set(Ferry__Cluster__State *st, ...)
 {
@@ -643,25 +709,82 @@ static int vm_set_ha(Ferry__Cluster__State *st, const char *vm, bool set, bool h
 	return vm_set(st, vm, set, ha, false, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM);
 }
 
-/* vm set --ha: only a stopped VM's (a running vmon took its fence, or none, at start). */
+static int ha_armed(Ferry__Cluster__State *st, const char *vm, uint64_t generation)
+{
+	Ferry__Cluster__CmdVmHaArmed c = FERRY__CLUSTER__CMD_VM_HA_ARMED__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.vm = (char *)vm;
+	c.generation = generation;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED;
+	cmd.vm_ha_armed = &c;
+	return run(st, &cmd);
+}
+
+/*
+ * vm set --ha: a stopped VM's takes effect when it starts; a running VM's
+ * HA protects it only once its host's agent armed its vmon's fence, and
+ * never changes during a migration.
+ */
 static void test_vm_set_ha(void **unused)
 {
 	Ferry__Cluster__State *st = cluster3();
 	Ferry__Cluster__Vm *vm;
-	uint64_t seq;
+	uint64_t seq, id;
 
 	assert_int_equal(create(st, "v", "x86-64-v2", 64 << 20), 0);
 	vm = cl_state_vm(st, "v");
 	assert_int_equal(start(st, "v", "host1"), 0);
 	seq = st->seq;
-	assert_int_equal(vm_set_ha(st, "v", true, true), -EBUSY);
-	assert_string_equal(err, "vm set: v: running on host1; stop it first (its vmon takes "
-			    "HA's fence when it starts)");
 	assert_int_equal(vm_set_ha(st, "nope", true, true), -ENOENT);
 	assert_int_equal(vm_set_ha(st, "v", false, true), -EINVAL);
-	assert_int_equal(st->seq, seq);
-	assert_false(vm->ha);
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_6;
+	assert_int_equal(vm_set_ha(st, "v", true, true), -EPROTO);
+	assert_string_equal(err, "vm set: v: running on host1, and the agent of host3 predates "
+			    "changing HA on a running VM; stop it first, or upgrade");
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(begin(st, "v", "host2"), 0);
+	id = vm->migration->id;
+	assert_int_equal(vm_set_ha(st, "v", true, true), -EBUSY);
+	assert_string_equal(err, "vm set: v: migrating to host2; change HA once it has landed");
+	assert_int_equal(end(st, "v", id, false), 0);
+	seq = st->seq;
 
+	/* On while it runs: HA, but no recovery before its vmon is armed. */
+	assert_int_equal(vm_set_ha(st, "v", true, true), 0);
+	assert_true(vm->ha);
+	assert_true(vm->ha_unarmed);
+	assert_int_equal(recover(st, "v", "host1", "host2", vm->generation), -EPERM);
+	assert_string_equal(err, "recover: v: HA was turned on while it ran, and its vmon on "
+			    "host1 had not armed the fence yet");
+	assert_int_equal(ha_armed(st, "v", vm->generation + 1), -ESTALE);
+	assert_int_equal(ha_armed(st, "v", vm->generation), 0);
+	assert_false(vm->ha_unarmed);
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "vm v: HA armed (its vmon on host1 fences itself)");
+	assert_int_equal(ha_armed(st, "v", vm->generation), -ESTALE);   /* said twice */
+	assert_int_equal(st->seq, seq + 2);
+	assert_int_equal(recover(st, "v", "host1", "host2", vm->generation), 0);
+	assert_string_equal(vm->host, "host2");
+
+	/* Off while it runs: at once (the agent disarms the fence after). */
+	assert_int_equal(vm_set_ha(st, "v", true, false), 0);
+	assert_false(vm->ha);
+	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha off");
+	/* On again: a new vmon (here a migration's) starts with the fence. */
+	assert_int_equal(vm_set_ha(st, "v", true, true), 0);
+	assert_true(vm->ha_unarmed);
+	assert_int_equal(begin(st, "v", "host1"), 0);
+	assert_int_equal(end(st, "v", vm->migration->id, true), 0);
+	assert_false(vm->ha_unarmed);
+	/* Off then on while it runs, once more, then off: unarmed goes with HA. */
+	assert_int_equal(vm_set_ha(st, "v", true, false), 0);
+	assert_int_equal(vm_set_ha(st, "v", true, true), 0);
+	assert_true(vm->ha_unarmed);
+	assert_int_equal(vm_set_ha(st, "v", true, false), 0);
+	assert_false(vm->ha_unarmed);
+
+	/* A stopped VM's takes effect at its next start. */
 	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
 	cl_state_host(st, "host3")->agent_proto = CL_PROTO_2;
 	assert_int_equal(vm_set_ha(st, "v", true, true), -EPROTO);
@@ -670,10 +793,8 @@ static void test_vm_set_ha(void **unused)
 	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
 	assert_int_equal(vm_set_ha(st, "v", true, true), 0);
 	assert_true(vm->ha);
+	assert_false(vm->ha_unarmed);
 	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha on");
-	assert_int_equal(vm_set_ha(st, "v", true, false), 0);
-	assert_false(vm->ha);
-	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: ha off");
 	CL_FREE(st);
 }
 
@@ -699,11 +820,13 @@ static void test_vm_priority(void **unused)
 					 false), 0);
 	assert_int_equal(vm->priority, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH);
 	assert_string_equal(st->events[st->n_events - 1]->text, "vm v: priority high");
-	seq = st->seq;
-	/* With --ha in the same command, the running VM refuses both. */
+	/* With --ha in the same command on a migrating VM, both are refused. */
+	assert_int_equal(begin(st, "v", "host2"), 0);
 	assert_int_equal(vm_set_priority(st, "v", FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_LOW,
 					 true), -EBUSY);
 	assert_int_equal(vm->priority, FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_HIGH);
+	assert_int_equal(end(st, "v", vm->migration->id, false), 0);
+	seq = st->seq;
 	assert_int_equal(vm_set_priority(st, "v", (Ferry__Cluster__VmPriority)9, false), -EINVAL);
 	assert_string_equal(err, "vm set: v: unknown priority 9 (low, medium, high)");
 	/* An older agent would plan without it: only medium, the default, then. */
@@ -737,13 +860,21 @@ static void test_maintenance_stop_delete(void **unused)
 	hm.mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
 	cmd.host_mode = &hm;
+	cmd.unix_ms = 1000;
 	assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(cl_state_host(st, "host2")->mode_unix_ms, 1000);
+	/* Said again, the evacuation's start stays where it was. */
+	cmd.unix_ms = 2000;
+	assert_int_equal(run(st, &cmd), 0);
+	assert_int_equal(cl_state_host(st, "host2")->mode_unix_ms, 1000);
+	cmd.unix_ms = 0;
 	assert_int_equal(start(st, "vm1", "host2"), -EBUSY);
 	assert_non_null(strstr(err, "maintenance"));
 	/* a rejoining node does not undo the operator's mode */
 	assert_int_equal(join(st, "host2", 2, feats_v3, 1ull << 30), 0);
 	assert_int_equal(cl_state_host(st, "host2")->mode,
 			 FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE);
+	assert_int_equal(cl_state_host(st, "host2")->mode_unix_ms, 1000);
 	assert_int_equal(start(st, "vm1", "host3"), 0);   /* cluster = v2 here */
 
 	del.name = "vm1";
@@ -1020,6 +1151,7 @@ int main(void)
 		cmocka_unit_test(test_create_start),
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_migration),
+		cmocka_unit_test(test_mig_cancel),
 		cmocka_unit_test(test_maintenance_stop_delete),
 		cmocka_unit_test(test_exited),
 		cmocka_unit_test(test_deterministic_and_persisted),
