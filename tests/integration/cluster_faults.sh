@@ -122,10 +122,6 @@ echo "  $out"
 check "migrate-cancel: mid stays on host1 (exit $rc)" \
 	bash -c '[ "$0" = 0 ] && grep -q "cancelled: mid stays on host1" <<<"$1"' "$rc" "$out"
 check "it says what had been sent" bash -c 'grep -q "round(s), [1-9][0-9.]* MB sent" <<<"$0"' "$out"
-# 10 Mbit/s from the first page: seconds, not the whole 96 MiB (the cap
-# once counted from the start, and a slow handshake became a burst).
-mb=$(sed -n 's/.*round(s), \([0-9]*\)[0-9.]* MB sent.*/\1/p' <<<"$out")
-check "the cap held: ${mb:-?} MB went, far from 96" test "${mb:-99}" -lt 30
 check "every node has it on host1, and host3 no copy" wait_for 10 "mid home" mid_home
 check "the result says cancelled" \
 	test "$(vm_field host2 mid 'j["vm"]["last_migration"].get("cancelled", False)')" = True
