@@ -639,9 +639,10 @@ static int apply_mig_cancel(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 	if (!vm->migration)
 		return refuse(-ENOENT, err, err_len, "migrate-cancel: %s: no migration in flight",
 			      vm->name);
-	if (c->id && c->id != vm->migration->id)
-		return refuse(-ESTALE, err, err_len, "migrate-cancel: %s: migration %llu is not in "
-			      "flight (%llu is)", vm->name, (unsigned long long)c->id,
+	/* Only the one the operator saw: a migration begun since goes on. */
+	if (c->id != vm->migration->id)
+		return refuse(-ESTALE, err, err_len, "migrate-cancel: %s: migration %llu began "
+			      "after the cancel was asked; it goes on", vm->name,
 			      (unsigned long long)vm->migration->id);
 	if ((old = cl_state_host_below(st, CL_PROTO_6, NULL)))
 		return refuse(-EPROTO, err, err_len, "migrate-cancel: %s: the agent of %s predates "
