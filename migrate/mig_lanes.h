@@ -43,10 +43,24 @@ int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls
 		      unsigned n, const uint8_t *token, bool hashed, int io_timeout_ms,
 		      struct mig_lanes_tx **out, int *fds, char *err);
 /*
+ * --bandwidth is a token bucket MIG_PACE_BURST_NS deep: a sender that paces
+ * due_ns worth of bytes from t_start, and found now that it fell behind
+ * (it did not send: a harvest, a slow peer), keeps at most that much credit.
+ * Returns the start to pace from.
+ */
+#define MIG_PACE_BURST_NS (50ull * 1000 * 1000)
+static inline uint64_t mig_pace_start(uint64_t t_start, uint64_t due_ns, uint64_t now)
+{
+	if (now > t_start + due_ns + MIG_PACE_BURST_NS)
+		return now - due_ns - MIG_PACE_BURST_NS;
+	return t_start;
+}
+
+/*
  * Send the pages of set from vm's RAM, each on its lane, with one thread
  * per lane; return when every lane has written its share or one failed
  * (its pages are dirtied again). bw_cap_mbps (0: none) is shared by the
- * lanes and counts from t_start_ns.
+ * lanes and counts from t_start_ns (each lane keeps its own bucket).
  */
 int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, struct vm *vm,
 		       uint64_t bw_cap_mbps, uint64_t t_start_ns,

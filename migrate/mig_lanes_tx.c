@@ -21,6 +21,7 @@ struct tx_lane {
 	struct stream_io io;
 	struct stream_writer w;
 	pthread_t thread;
+	uint64_t t_start;   /* its share of --bandwidth counts from here */
 	int ret;
 	char err[MIG_ERR_LEN];
 };
@@ -31,7 +32,7 @@ struct mig_lanes_tx {
 	/* The round in progress. */
 	const struct dirty_set *set;
 	struct vm *vm;
-	uint64_t cap_mbps, t_start;
+	uint64_t cap_mbps;
 	const struct mig_lanes_tx_hooks *hooks;
 	bool stop;                  /* atomic: a lane failed or a cancel came */
 };
@@ -91,14 +92,15 @@ int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls
 static void lane_pace(struct tx_lane *ln)
 {
 	struct mig_lanes_tx *t = ln->t;
-	uint64_t due_ns, elapsed;
+	uint64_t due_ns, now;
 
 	if (!t->cap_mbps)
 		return;
 	due_ns = ln->w.off * 8ull * 1000ull * t->n / t->cap_mbps;
-	elapsed = now_ns() - t->t_start;
-	if (due_ns > elapsed)
-		usleep((useconds_t)((due_ns - elapsed) / 1000));
+	now = now_ns();
+	ln->t_start = mig_pace_start(ln->t_start, due_ns, now);
+	if (ln->t_start + due_ns > now)
+		usleep((useconds_t)((ln->t_start + due_ns - now) / 1000));
 }
 
 /* The set pfns of stripe c: at most MIG_LANE_STRIPE_PAGES. */
@@ -170,12 +172,12 @@ int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, stru
 	t->set = set;
 	t->vm = vm;
 	t->cap_mbps = bw_cap_mbps;
-	t->t_start = t_start_ns;
 	t->hooks = hooks;
 	t->stop = false;
 	for (unsigned i = 0; i < t->n; i++) {
 		t->lane[i].ret = 0;
 		t->lane[i].err[0] = 0;
+		t->lane[i].t_start = t_start_ns;
 		t->lane[i].w.written = dirty_written_map(vm->dirty);
 		if (pthread_create(&t->lane[i].thread, NULL, tx_lane_thread, &t->lane[i])) {
 			__atomic_store_n(&t->stop, true, __ATOMIC_RELEASE);

@@ -217,20 +217,39 @@ int mig_open_lanes(struct mig_run *m)
  * the cap. The cap covers the pages' bytes since the first record: time
  * spent before it (a destination that takes seconds to get its RAM ready)
  * is no credit, or the first round would go out at full speed over the
- * link the cap is there to spare.
+ * link the cap is there to spare. Nor is time the sender spent not
+ * sending since, beyond MIG_PACE_BURST_NS (mig_pace_start): a cap is a rate
+ * over any stretch of the migration, not an average since its first page.
  */
 static void mig_pace(struct mig_run *m)
 {
 	uint64_t cap = m->job->p.policy.bandwidth_mbps;
-	uint64_t due_ns, elapsed;
+	uint64_t due_ns, now;
 
 	if (!cap)
 		return;
 	/* bytes at cap Mbit/s, in ns */
 	due_ns = (m->w.off - m->pace_b0) * 8ull * 1000ull / cap;
-	elapsed = now_ns() - m->t_start;
-	if (due_ns > elapsed)
-		usleep((useconds_t)((due_ns - elapsed) / 1000));
+	now = now_ns();
+	m->t_start = mig_pace_start(m->t_start, due_ns, now);
+	if (m->t_start + due_ns > now)
+		usleep((useconds_t)((m->t_start + due_ns - now) / 1000));
+}
+
+/*
+ * Between rounds (the harvest, the policy's decision) the same: the lanes
+ * pace their bytes from m->t_start, so move it as mig_pace would.
+ */
+static void mig_pace_round(struct mig_run *m)
+{
+	uint64_t cap = m->job->p.policy.bandwidth_mbps;
+	struct mig_lane_count t;
+
+	if (!cap)
+		return;
+	mig_totals(m, &t);
+	m->t_start = mig_pace_start(m->t_start, (t.bytes - m->pace_b0) * 8ull * 1000ull / cap,
+				    now_ns());
 }
 
 /* What the stream carried so far, on the control and the data connections. */
@@ -304,6 +323,8 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 		m->pacing = true;
 		m->t_start = now_ns();
 		m->pace_b0 = m->w.off;
+	} else {
+		mig_pace_round(m);
 	}
 
 	pthread_mutex_lock(&job->lock);

@@ -134,6 +134,22 @@ for x in r:
     print('   round %d: %d pages, %d dirtied, throttle %d%%' % (x['round'], x['pages'], x['dirty_pages'], x['throttle_pct']))
 top = max(x['throttle_pct'] for x in r)
 sys.exit(0 if m['state'] == 'completed' and top > 0 and r[-1]['dirty_pages'] < r[0]['dirty_pages'] else 1)"
+# --bandwidth is a rate over any stretch, not an average since the start:
+# a round sends at most 80 Mbit/s over its sending time, plus the bucket
+# (50 ms at the cap) and the one record (2 MiB) that goes before the first
+# sleep; 10 % for timer slack.
+check "every round kept to the cap of 10 MB/s" python3 -c "
+import json, sys
+m = json.load(open('$TMP/m2b.json'))['migration']
+cap = 80e6 / 8
+bad = 0
+for x in m['round_stats']:
+    s = x['send_ms'] / 1e3
+    allow = cap * (s + 0.05) * 1.1 + (2 << 20)
+    print('   round %d: %.2f MB in %.0f ms: %.1f MB/s' % (x['round'], x['bytes'] / 1e6, s * 1e3,
+          x['bytes'] / 1e6 / s if s else 0))
+    bad += x['bytes'] > allow
+sys.exit(1 if bad else 0)"
 exit_status "$s2bpid" 10; rc=$XRC
 check "the source exits 0 ($rc)" [ "$rc" = 0 ]
 check "the guest runs on, unthrottled, at the destination" advancing d2b pages_written

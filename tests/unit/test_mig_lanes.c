@@ -180,6 +180,31 @@ static void test_lanes_ctl_bytes(void **state)
 	side_close(&s);
 }
 
+/*
+ * --bandwidth's bucket: a sender on time or ahead keeps its start; one that
+ * fell behind (idle between rounds, a stalled peer) keeps 50 ms of credit
+ * and no more, so what it sends next goes out at the cap after that burst.
+ */
+static void test_pace_bucket(void **state)
+{
+	const uint64_t ms = 1000000ull;
+
+	(void)state;
+	/* ahead of the cap: it will sleep; nothing moves */
+	assert_int_equal(mig_pace_start(1000 * ms, 300 * ms, 1200 * ms), 1000 * ms);
+	/* behind by 40 ms: within the bucket */
+	assert_int_equal(mig_pace_start(1000 * ms, 300 * ms, 1340 * ms), 1000 * ms);
+	/* behind by exactly the bucket */
+	assert_int_equal(mig_pace_start(1000 * ms, 300 * ms, 1350 * ms), 1000 * ms);
+	/* idle for 2 s: only 50 ms of it is credit */
+	assert_int_equal(mig_pace_start(1000 * ms, 300 * ms, 3300 * ms), 2950 * ms);
+	/* and then on time: the 2 s are gone for good */
+	assert_int_equal(mig_pace_start(2950 * ms, 350 * ms, 3300 * ms), 2950 * ms);
+	/* nothing sent yet */
+	assert_int_equal(mig_pace_start(1000 * ms, 0, 1010 * ms), 1000 * ms);
+	assert_int_equal(mig_pace_start(1000 * ms, 0, 2000 * ms), 1950 * ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_lanes_wrong_token),
 		cmocka_unit_test(test_lanes_ctl_closed),
 		cmocka_unit_test(test_lanes_ctl_bytes),
+		cmocka_unit_test(test_pace_bucket),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
