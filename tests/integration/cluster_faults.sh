@@ -5,8 +5,9 @@
 # gets them), a migration's destination node dies mid-way (the VM runs on
 # at the source and every node agrees), an operator cancels a migration
 # (clusterctl migrate-cancel, and Ctrl-C on clusterctl migrate: the VM
-# stays, every node agrees), and an agent dies (its VMs run on; the
-# restarted agent adopts them).
+# stays, every node agrees), an agent dies (its VMs run on; the
+# restarted agent adopts them), and a migration's source node dies
+# mid-way (the migration is void, the destination runs no copy).
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 
@@ -137,17 +138,17 @@ check "cancelled at once (exit $rc)" bash -c '[ "$0" = 0 ] && grep -q "mid stays
 	"$rc" "$out"
 check "mid home again" wait_for 10 "mid home" mid_home
 echo "== Ctrl-C on clusterctl migrate cancels it"
-lab_exec host2 clusterctl migrate mid host3 --bandwidth 10 >"$LAB_DIR/ctrlc.out" 2>&1 &
+lab_exec host2 clusterctl migrate mid host3 --bandwidth 10 >"$LAB_DIR/host2/ctrlc.out" 2>&1 &
 mpid=$!
 check "under way again" wait_for 30 "mid's destination ready" mig_is host1 mid ready
 cpid=$(pgrep -f "clusterctl migrate mid host3" | while read -r p; do
 	[ "$(cat /proc/$p/comm)" = clusterctl ] && echo "$p"; done | head -1)
 kill -INT "$cpid"
 wait "$mpid" && rc=0 || rc=$?
-echo "  $(tr '\n' ' ' <"$LAB_DIR/ctrlc.out")"
+echo "  $(tr '\n' ' ' <"$LAB_DIR/host2/ctrlc.out")"
 check "clusterctl says it cancels, and exits 1 on the cancelled migration ($rc)" \
 	bash -c '[ "$0" = 1 ] && grep -q "cancelling the migration of mid" "$1" &&
-		tail -1 "$1" | grep -q "cancelled during"' "$rc" "$LAB_DIR/ctrlc.out"
+		tail -1 "$1" | grep -q "cancelled during"' "$rc" "$LAB_DIR/host2/ctrlc.out"
 check "mid home after Ctrl-C" wait_for 10 "mid home" mid_home
 check "mid's vmon on host1 still runs" mid_runs
 
@@ -158,6 +159,32 @@ lab start host1 >/dev/null
 check "the restarted agent adopts vm1" wait_for 10 "adopted" grep -q "adopted vm1" "$LAB_DIR/host1/clusterd.log"
 check "vm1 moves to host3 from the adopted vmon" ctl host2 clusterctl migrate vm1 host3
 check "vm1 counts on host3" wait_for 5 "counting" count_grows
+
+echo "== a migration's source dies mid-way"
+# mid again, to host2 at 10 Mbit/s; then host1, mid's vmon with it, dies
+# mid-stream. The guest is gone with its host; what must not happen is a
+# half-loaded copy running on host2, or a state that places mid there.
+ctl host3 clusterctl migrate mid host2 --bandwidth 10 --no-wait
+check "mid's migration to host2 is under way" wait_for 30 "mid's destination ready" \
+	mig_is host1 mid ready
+check "and sending pages" wait_for 60 "1 MB sent" streaming
+node_dies host1
+check "the migration ends, failed" wait_for 20 "migration over" mig_is host2 mid "over failed"
+err=$(vm_field host2 mid 'j["vm"]["last_migration"]["error"]')
+echo "  $err"
+check "  ...saying the source left" grep -q "source host1 left the cluster" <<<"$err"
+check "host3 agrees: mid on host1, no migration" \
+	test "$(vm_field host3 mid 'j["vm"]["host"] + "/" + str("migration" in j["vm"])')" = host1/False
+check "host2 stops the copy it was loading" wait_for 10 "no mid on host2" \
+	bash -c "! pgrep -f -- '--control $LAB_DIR/host2/run/mid[.]' >/dev/null"
+lab start host1 >/dev/null
+check "host1 rejoins" wait_for 20 "3 members everywhere" synced3
+check "host1 agrees" wait_for 5 "host1's view" mig_is host1 mid "over failed"
+# As after any crash of its host: back, host1 starts the VMs placed on it
+# afresh (the guest's RAM died with it).
+check "host1 starts mid again, from its image" wait_for 20 "mid restarted on host1" mid_runs
+check "exactly one vmon runs mid" test "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/mid[.]")" = 1
+check "vm1 counts on host3 all along" count_grows
 
 echo "== the whole cluster restarts"
 seq1=$(seq_of host2)
