@@ -14,11 +14,11 @@ truncate -s 16M "$IMG"
 start_nbdkit "$IMG"
 DISK="nbd://127.0.0.1:$NBDPORT,lease=$LEASE"
 
-echo "== 6 migrations of a writing guest, NBD disk"
+echo "== 10 migrations of a writing guest, NBD disk (as disk_migrate does on a file)"
 start_writer w "$DISK" "n=0 ring=1"   # through the submission ring: its NBD hand-off too
 check "the writer runs on NBD" advancing w acked
-hop_many 6 w "$SPID"
-check "6 hops completed ($HOPS)" [ "$HOPS" -eq 6 ]
+hop_many 10 w "$SPID"
+check "10 hops completed ($HOPS)" [ "$HOPS" -eq 10 ]
 check "the guest still writes after the last hop" advancing "$CUR" acked
 check "the lease file names the last owner" grep -q "pid $CURPID" "$LEASE"
 
