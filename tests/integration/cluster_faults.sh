@@ -19,19 +19,6 @@ seq_of() { ctl_json "$1" status | json_get 'j["state"]["seq"]'; }
 quorate() { [ "$(ctl_json "$1" status | json_get 'j["node"]["quorate"]')" = True ]; }
 not_quorate() { ! quorate "$1"; }
 sees_only() { [ "$(members "$1")" = "$2" ]; }
-# migration_state HOST VM: "none ok|failed" once over, "ready" once the
-# destination listens, else "begun"
-mig_phase() {
-	ctl_json "$1" vm show "$2" | python3 -c '
-import json, sys
-v = json.load(sys.stdin)["vm"]
-m = v.get("migration")
-if m is None:
-    print("over", "ok" if v.get("last_migration", {}).get("ok") else "failed")
-else:
-    print("ready" if m.get("incoming_uri") else "begun")'
-}
-mig_is() { [ "$(mig_phase "$1" "$2")" = "$3" ]; }
 synced3() { for h in host1 host2 host3; do [ "$(members $h)" = "host1 host2 host3" ] || return 1; done; }
 last_count() { sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' "$LAB_DIR"/host*/run/vm1.console | sort -n | tail -1; }
 count_grows() { local c; c=$(last_count); sleep 0.4; [ "$(last_count)" -gt "$c" ]; }
@@ -111,8 +98,6 @@ mid_home() { # every node: mid on host1, no migration, no copy of it on host3
 	! ls "$LAB_DIR/host3/run/" | grep -q '^mid.*sock'
 }
 mid_runs() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/host1/run/mid.sock" status | grep -qi running; }
-# sent_bytes HOST VM: bytes the migration in flight has sent, from its progress
-sent_bytes() { ctl_json "$1" vm show "$2" | json_get 'j.get("progress", {}).get("bytes", 0)'; }
 streaming() { [ "$(sent_bytes host1 mid)" -gt 1000000 ]; }
 ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
 check "mid's migration to host3 is under way" wait_for 30 "mid's destination ready" \

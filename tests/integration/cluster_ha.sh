@@ -8,7 +8,8 @@
 # corosync stays up. The HA VM has a disk: each restart takes the disk's
 # lock, which only a fenced (gone) vmon gives up. Last, HA is turned on
 # for a running VM (its host's agent arms the fence; a cut then recovers
-# it), and off again (the fence is disarmed).
+# it), and off again (the fence is disarmed). Then an HA VM's migration
+# source is cut off mid-stream: void, fenced, recovered once.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 FENCE_S=5
@@ -165,5 +166,37 @@ check "its fence is disarmed" wait_for 10 "late disarmed" fence_is "$nh4" 0
 sleep $((FENCE_S + 2))
 check "late runs on without keepalives" counts_on "$nh4" late
 check "one late vmon in the lab" test "$(vmons_everywhere late)" = 1
+
+# An HA VM whose migration's source is cut off mid-stream: the migration is
+# void (its destination keeps no copy), the source's vmon fences, and the
+# VM is recovered as from any lost host: one run of it, never two.
+echo "== an HA VM's migration source is cut off mid-way"
+check "mover (dirtier, 64 MiB, --ha) created" ctl host3 clusterctl vm create mover \
+	--guest "$GUESTS/dirtier" --args "ws=33554432 rate=2000 fill=1" --mem 64M --ha
+check "mover started on host1" ctl host3 clusterctl vm start mover --host host1
+check "mover filled its memory" wait_for 60 "mover's fill" \
+	grep -q "filled" "$LAB_DIR/host1/run/mover.console"
+gen4=$(vm_gen host3 mover)
+ctl host3 clusterctl migrate mover host2 --bandwidth 10 --no-wait
+check "its migration to host2 is under way" wait_for 30 "mover's destination ready" \
+	mig_is host3 mover ready
+mover_streams() { [ "$(sent_bytes host1 mover)" -gt 1000000 ]; }
+check "and sending pages" wait_for 60 "1 MB sent" mover_streams
+t0=$(date +%s%3N)
+cut_off host1 down
+check "the migration ends, void" wait_for 30 "the migration's end" mig_is host3 mover "over failed"
+echo "  $(vm_field host3 mover 'j["vm"]["last_migration"]["error"]')"
+check "host2 keeps no copy" wait_for 10 "no mover on host2" no_vmon host2 mover
+check "mover's vmon on host1 fenced itself" wait_for $((FENCE_S + 30)) "the fence" no_vmon host1 mover
+mover_back() { [ "$(vm_gen host3 mover)" = $((gen4 + 1)) ] && [ "$(vm_host host3 mover)" != host1 ]; }
+check "the leader restarted it on a host that is up, as run $((gen4 + 1))" \
+	wait_for 60 "mover's recovery" mover_back
+nh5=$(vm_host host3 mover)
+echo "  recovered on $nh5 $(fmt_ms $(($(date +%s%3N) - t0))) after the cut"
+check "one mover vmon in the lab" test "$(vmons_everywhere mover)" = 1
+cut_off host1 up
+check "host1 is back" wait_for 60 "host1's return" sees host1 "host1 host2 host3"
+sleep 3
+check "host1 started no mover; still one in the lab" test "$(vmons_everywhere mover)" = 1
 
 finish

@@ -78,6 +78,21 @@ print(" ".join("%d %s" % (s["value"], "set" if s["set"] else "default")
                for s in json.load(sys.stdin)["settings"] if s["key"] == sys.argv[1]))' "$2"
 }
 lab_setting_is() { [ "$(lab_setting "$1" "$2")" = "$3" ]; } # HOST KEY "VALUE set|default"
+# mig_phase HOST VM: "over ok|failed" once over, "ready" once the
+# destination listens, else "begun"
+mig_phase() {
+	ctl_json "$1" vm show "$2" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)["vm"]
+m = v.get("migration")
+if m is None:
+    print("over", "ok" if v.get("last_migration", {}).get("ok") else "failed")
+else:
+    print("ready" if m.get("incoming_uri") else "begun")'
+}
+mig_is() { [ "$(mig_phase "$1" "$2")" = "$3" ]; }
+# sent_bytes HOST VM: bytes the migration in flight has sent, from its progress
+sent_bytes() { ctl_json "$1" vm show "$2" | json_get 'j.get("progress", {}).get("bytes", 0)'; }
 lab_events_have() { local out; out=$(lab_exec "$1" clusterctl events) && grep -qF -- "$2" <<<"$out"; }
 
 LAB_T0=$(date +%s%3N)

@@ -107,6 +107,9 @@ rate_ok() {
 check "stats report a dirty rate near the guest's 5000 pages/s" wait_for rate_ok 10
 "$VMON" ctl "$SOCK" stats | grep '^dirty' || true
 "$VMON" ctl "$SOCK" stop >/dev/null
+# Gone, and its socket with it, before the next vmon binds the same path:
+# otherwise the wait below may find the old socket and ask a dying vmon.
+wait "$pid" 2>/dev/null || true
 
 # The fence armed at run time (HA turned on for a running VM): a
 # keepalive holds it off, fence 0 disarms it, and unrenewed it stops the
