@@ -633,6 +633,8 @@ static int vmon_run(int argc, char **argv)
 	status = vm_wait(r.vm);
 	/* The guest ended with a migration under way: it ends now, and says why. */
 	mig_busy = mig_ctl_running(&mc);
+	if (mig_busy)
+		mig_job_guest_ended(&mc.job);
 
 	if (r.vm->state == VM_CRASHED)
 		fprintf(stderr, "vmon: %s: %s\n", r.cfg.name, r.vm->reason);

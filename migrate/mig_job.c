@@ -118,9 +118,12 @@ static void mig_finish(struct mig_run *m, int ret)
 	pthread_mutex_unlock(&job->lock);
 	/* Whatever broke after a cancel or the watchdog broke because of it. */
 	if (ret && !m->acked && m->x && !mig_cancelled(job) && !job->timed_out &&
-	    ret != -ECONNABORTED && ret != -ENOTSUP)
+	    !job->guest_ended && ret != -ECONNABORTED && ret != -ENOTSUP)
 		mig_peer_reason(m);
-	if (ret && !m->acked && mig_cancelled(job))
+	/* And what broke after the guest ended and the I/O was woken for it. */
+	if (ret && !m->acked && job->guest_ended && mig_guest_gone(m))
+		ret = -ESRCH;
+	else if (ret && !m->acked && mig_cancelled(job))
 		ret = -ECANCELED;
 	else if (ret && !m->acked && job->timed_out)
 		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the migration did not finish within "
@@ -306,6 +309,7 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 	job->p = *p;
 	job->cancel = false;
 	job->timed_out = false;
+	job->guest_ended = false;
 	job->acked = false;
 	job->io_fd = -1;
 	ret = -pthread_create(&job->thread, NULL, mig_job_thread, job);
@@ -341,6 +345,17 @@ int mig_job_cancel(struct mig_job *job)
 	mig_shutdown_io(job);
 	pthread_mutex_unlock(&job->lock);
 	return 0;
+}
+
+void mig_job_guest_ended(struct mig_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	if (!job->acked && (job->prog.state == MIG_JOB_SETUP ||
+			    job->prog.state == MIG_JOB_PRECOPY)) {
+		job->guest_ended = true;
+		mig_shutdown_io(job);
+	}
+	pthread_mutex_unlock(&job->lock);
 }
 
 void mig_job_join(struct mig_job *job)

@@ -116,6 +116,7 @@ struct mig_job {
 	int lane_fds[MIG_CONN_MAX];    /* the data connections' sockets */
 	unsigned nr_lane_fds;
 	bool timed_out;                /* the watchdog ended it */
+	bool guest_ended;              /* the guest ended here first (mig_job_guest_ended) */
 	bool acked;                    /* past the ACK: the watchdog keeps out */
 	pthread_mutex_t lock;
 	struct mig_progress prog;
@@ -132,6 +133,14 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 void mig_job_progress(struct mig_job *job, struct mig_progress *out);
 /* Ask a running job to stop; it leaves the VM running on the source. */
 int mig_job_cancel(struct mig_job *job);
+/*
+ * The guest ended on its own (a fence, a crash, a stop) during pre-copy:
+ * wake the job's blocked I/O so that it ends now, naming that cause. Its
+ * peer may be unreachable (a fenced host is cut off), and waiting out the
+ * I/O timeout would keep this process, and the disk locks it holds, for
+ * up to 30 s after the guest stopped.
+ */
+void mig_job_guest_ended(struct mig_job *job);
 /* Wait for the job's thread (at exit). */
 void mig_job_join(struct mig_job *job);
 

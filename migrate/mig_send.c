@@ -61,7 +61,7 @@ static bool vm_state_over(enum vm_state st)
 	return st == VM_CRASHED || st == VM_STOPPED;
 }
 
-static int mig_guest_gone(struct mig_run *m)
+int mig_guest_gone(struct mig_run *m)
 {
 	enum vm_state st = vm_get_state(m->vm);
 	char reason[VM_ERR_LEN];

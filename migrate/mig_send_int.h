@@ -37,6 +37,8 @@ void mig_mark(struct mig_run *m, enum mig_mark k);
 bool mig_cancelled(struct mig_job *job);
 void mig_shutdown_io(struct mig_job *job);
 void mig_totals(const struct mig_run *m, struct mig_lane_count *t);
+/* -ESRCH, with m->err saying why, when the guest ended here (crash, stop); else 0. */
+int mig_guest_gone(struct mig_run *m);
 
 /* The phases (mig_send.c), in the order the job thread calls them. */
 int mig_connect(struct mig_run *m);

@@ -334,6 +334,40 @@ PY
 check "lost_commit: the count goes on without a gap or a repeat" lost_ok
 "$VMON" ctl "$TMP/lost_commit.dst.sock" stop >/dev/null 2>&1 || true
 
+# The source's host cut off mid-migration, as the cluster's HA sees it: its
+# peer reads nothing more and its agent's keepalives stop, so the fence
+# stops the guest while the migration is blocked in send. The vmon must end
+# then, not after the 30 s I/O timeout: until it exits it holds the VM's
+# disk locks, which the VM's recovery on another host needs.
+echo "--- fenced_stall"
+FSOCK="$TMP/fenced.sock"
+"$VMON" run --name vm4 --guest "$FERRY_GUESTS/dirtier" --mem 256M --fence-s 3 \
+	--control "$FSOCK" --args "ws=200M" >"$TMP/fenced.out" 2>"$TMP/fenced.err" &
+FPID=$!; PIDS="$PIDS $FPID"
+wait_for "[ -S '$FSOCK' ]" 10 || true
+( while kill -0 "$FPID" 2>/dev/null; do "$VMON" ctl "$FSOCK" keepalive >/dev/null 2>&1
+	sleep 0.3; done ) &
+KPID=$!
+check "fenced_stall: the dirtier fills, kept alive" wait_for "[ \$(value '$FSOCK' filled) = 1 ]" 20
+start_dst fenced_stall
+fdpid=$DPID
+start_proxy fenced_stall --fault stall --at PAGE_HASHED --nth 10 --kill-pid "$fdpid"
+kill "$KPID" 2>/dev/null; wait "$KPID" 2>/dev/null || true
+t_ka=$(date +%s.%N)
+migrate fenced_stall "$FSOCK" "$PXPORT"
+sed 's/^/    migrate: /' "$TMP/fenced_stall.mig"
+rc=running
+if wait_for "! alive $FPID" 40; then set +e; wait "$FPID"; rc=$?; set -e; fi
+t_end=$(since "$t_ka")
+check "fenced_stall: the proxy stalled the stream" grep -q 'migproxy: fault stall' "$TMP/fenced_stall.px.err"
+check "fenced_stall: migrate fails (rc $MRC)" [ "$MRC" -ne 0 -a "$MRC" -ne 124 ]
+check "fenced_stall: it says the guest stopped, fenced" \
+	grep -q "the guest stopped during the migration: fenced" "$TMP/fenced_stall.mig"
+check "fenced_stall: the vmon exits 5, as fenced ($rc)" [ "$rc" = 5 ]
+check "fenced_stall: within 10 s of the last keepalive, not the I/O timeout's 30 ($t_end s)" \
+	python3 -c "import sys; sys.exit(0 if float('$t_end') <= 10 else 1)"
+dst_done fenced_stall "$fdpid"
+
 # Destinations that were still waiting for their peer: they must give up.
 for e in $LATE; do
 	n=${e%%:*}; pid=${e##*:}
