@@ -110,18 +110,20 @@ static void mig_finish(struct mig_run *m, int ret)
 {
 	struct mig_job *job = m->job;
 	enum mig_job_state st;
+	bool ended;
 
 	mig_throttle_stop(&m->throttle);
 	pthread_mutex_lock(&job->lock);
 	job->io_fd = -1;
 	job->nr_lane_fds = 0;
+	ended = job->guest_ended;
 	pthread_mutex_unlock(&job->lock);
 	/* Whatever broke after a cancel or the watchdog broke because of it. */
 	if (ret && !m->acked && m->x && !mig_cancelled(job) && !job->timed_out &&
-	    !job->guest_ended && ret != -ECONNABORTED && ret != -ENOTSUP)
+	    !ended && ret != -ECONNABORTED && ret != -ENOTSUP)
 		mig_peer_reason(m);
 	/* And what broke after the guest ended and the I/O was woken for it. */
-	if (ret && !m->acked && job->guest_ended && mig_guest_gone(m))
+	if (ret && !m->acked && ended && mig_guest_gone(m))
 		ret = -ESRCH;
 	else if (ret && !m->acked && mig_cancelled(job))
 		ret = -ECANCELED;

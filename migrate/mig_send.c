@@ -206,7 +206,7 @@ int mig_open_lanes(struct mig_run *m)
 	pthread_mutex_lock(&job->lock);
 	memcpy(job->lane_fds, fds, sizeof(fds[0]) * job->p.connections);
 	job->nr_lane_fds = job->p.connections;
-	if (mig_cancelled(job) || job->timed_out)
+	if (mig_cancelled(job) || job->timed_out || job->guest_ended)
 		mig_shutdown_io(job);
 	pthread_mutex_unlock(&job->lock);
 	return mig_cancelled(job) ? -ECANCELED : 0;
@@ -605,6 +605,9 @@ int mig_connect(struct mig_run *m)
 	pthread_mutex_lock(&job->lock);
 	job->io_fd = m->x->fd;
 	snprintf(job->prog.phase, sizeof(job->prog.phase), "handshake");
+	/* The guest ended while we connected: mig_job_guest_ended found no socket. */
+	if (job->guest_ended)
+		mig_shutdown_io(job);
 	pthread_mutex_unlock(&job->lock);
 	if (mig_cancelled(job)) {
 		shutdown(m->x->fd, SHUT_RDWR);
