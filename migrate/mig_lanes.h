@@ -56,6 +56,19 @@ static inline uint64_t mig_pace_start(uint64_t t_start, uint64_t due_ns, uint64_
 	return t_start;
 }
 
+/* How long bytes take at cap_mbps Mbit/s, in ns. */
+static inline uint64_t mig_pace_due_ns(uint64_t bytes, uint64_t cap_mbps)
+{
+	return bytes * 8ull * 1000ull / cap_mbps;
+}
+
+/*
+ * Sleep until bytes, sent since *t_start, fit cap_mbps (0: no cap), first
+ * moving *t_start as mig_pace_start says. The control connection and each
+ * lane pace themselves with it.
+ */
+void mig_pace_sleep(uint64_t *t_start, uint64_t bytes, uint64_t cap_mbps);
+
 /*
  * Send the pages of set from vm's RAM, each on its lane, with one thread
  * per lane; return when every lane has written its share or one failed

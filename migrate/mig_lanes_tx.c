@@ -88,19 +88,17 @@ int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls
 	return 0;
 }
 
-/* Sleep until this lane's bytes fit its share of the cap. */
-static void lane_pace(struct tx_lane *ln)
+void mig_pace_sleep(uint64_t *t_start, uint64_t bytes, uint64_t cap_mbps)
 {
-	struct mig_lanes_tx *t = ln->t;
 	uint64_t due_ns, now;
 
-	if (!t->cap_mbps)
+	if (!cap_mbps)
 		return;
-	due_ns = ln->w.off * 8ull * 1000ull * t->n / t->cap_mbps;
+	due_ns = mig_pace_due_ns(bytes, cap_mbps);
 	now = now_ns();
-	ln->t_start = mig_pace_start(ln->t_start, due_ns, now);
-	if (ln->t_start + due_ns > now)
-		usleep((useconds_t)((ln->t_start + due_ns - now) / 1000));
+	*t_start = mig_pace_start(*t_start, due_ns, now);
+	if (*t_start + due_ns > now)
+		usleep((useconds_t)((*t_start + due_ns - now) / 1000));
 }
 
 /* The set pfns of stripe c: at most MIG_LANE_STRIPE_PAGES. */
@@ -157,7 +155,8 @@ static void *tx_lane_thread(void *arg)
 		}
 		if (t->hooks->progress)
 			t->hooks->progress(t->hooks->ctx, n, ln->w.off - off0);
-		lane_pace(ln);
+		/* this lane's bytes against its share of the cap */
+		mig_pace_sleep(&ln->t_start, ln->w.off * t->n, t->cap_mbps);
 	}
 	return NULL;
 }

@@ -94,6 +94,16 @@ void mig_shutdown_io(struct mig_job *job)
 		shutdown(job->lane_fds[i], SHUT_RDWR);
 }
 
+/*
+ * Sockets just registered: shut them down too if a stop came while they
+ * were being opened (it found nothing to shut down then). Lock held.
+ */
+static void mig_shutdown_io_late(struct mig_job *job)
+{
+	if (mig_cancelled(job) || job->timed_out || job->guest_ended)
+		mig_shutdown_io(job);
+}
+
 /* The HELLO: what the destination must be able to host. */
 int mig_handshake(struct mig_run *m)
 {
@@ -206,8 +216,7 @@ int mig_open_lanes(struct mig_run *m)
 	pthread_mutex_lock(&job->lock);
 	memcpy(job->lane_fds, fds, sizeof(fds[0]) * job->p.connections);
 	job->nr_lane_fds = job->p.connections;
-	if (mig_cancelled(job) || job->timed_out || job->guest_ended)
-		mig_shutdown_io(job);
+	mig_shutdown_io_late(job);
 	pthread_mutex_unlock(&job->lock);
 	return mig_cancelled(job) ? -ECANCELED : 0;
 }
@@ -223,17 +232,7 @@ int mig_open_lanes(struct mig_run *m)
  */
 static void mig_pace(struct mig_run *m)
 {
-	uint64_t cap = m->job->p.policy.bandwidth_mbps;
-	uint64_t due_ns, now;
-
-	if (!cap)
-		return;
-	/* bytes at cap Mbit/s, in ns */
-	due_ns = (m->w.off - m->pace_b0) * 8ull * 1000ull / cap;
-	now = now_ns();
-	m->t_start = mig_pace_start(m->t_start, due_ns, now);
-	if (m->t_start + due_ns > now)
-		usleep((useconds_t)((m->t_start + due_ns - now) / 1000));
+	mig_pace_sleep(&m->t_start, m->w.off - m->pace_b0, m->job->p.policy.bandwidth_mbps);
 }
 
 /*
@@ -248,7 +247,7 @@ static void mig_pace_round(struct mig_run *m)
 	if (!cap)
 		return;
 	mig_totals(m, &t);
-	m->t_start = mig_pace_start(m->t_start, (t.bytes - m->pace_b0) * 8ull * 1000ull / cap,
+	m->t_start = mig_pace_start(m->t_start, mig_pace_due_ns(t.bytes - m->pace_b0, cap),
 				    now_ns());
 }
 
@@ -605,9 +604,7 @@ int mig_connect(struct mig_run *m)
 	pthread_mutex_lock(&job->lock);
 	job->io_fd = m->x->fd;
 	snprintf(job->prog.phase, sizeof(job->prog.phase), "handshake");
-	/* The guest ended while we connected: mig_job_guest_ended found no socket. */
-	if (job->guest_ended)
-		mig_shutdown_io(job);
+	mig_shutdown_io_late(job);
 	pthread_mutex_unlock(&job->lock);
 	if (mig_cancelled(job)) {
 		shutdown(m->x->fd, SHUT_RDWR);

@@ -180,8 +180,7 @@ gen4=$(vm_gen host3 mover)
 ctl host3 clusterctl migrate mover host2 --bandwidth 10 --no-wait
 check "its migration to host2 is under way" wait_for 30 "mover's destination ready" \
 	mig_is host3 mover ready
-mover_streams() { [ "$(sent_bytes host1 mover)" -gt 1000000 ]; }
-check "and sending pages" wait_for 60 "1 MB sent" mover_streams
+check "and sending pages" wait_for 60 "1 MB sent" sent_over host1 mover 1000000
 t0=$(date +%s%3N)
 cut_off host1 down
 check "the migration ends, void" wait_for 30 "the migration's end" mig_is host3 mover "over failed"

@@ -93,6 +93,8 @@ else:
 mig_is() { [ "$(mig_phase "$1" "$2")" = "$3" ]; }
 # sent_bytes HOST VM: bytes the migration in flight has sent, from its progress
 sent_bytes() { ctl_json "$1" vm show "$2" | json_get 'j.get("progress", {}).get("bytes", 0)'; }
+# sent_over HOST VM BYTES: the migration in flight has sent more than BYTES
+sent_over() { [ "$(sent_bytes "$1" "$2")" -gt "$3" ]; }
 lab_events_have() { local out; out=$(lab_exec "$1" clusterctl events) && grep -qF -- "$2" <<<"$out"; }
 
 LAB_T0=$(date +%s%3N)
