@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "core/hcall.h"
 #include "core/vm_dev.h"
 #include "core/util.h"
+#include "migrate/hash.h"
 
 void mig_pack_config(const struct vm *vm, struct mig_config_pack *p)
 {

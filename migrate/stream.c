@@ -11,10 +11,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define XXH_STATIC_LINKING_ONLY   /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #include "core/util.h"
+#include "migrate/hash.h"
 #include "migrate/stream.h"
 
 /*

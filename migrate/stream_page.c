@@ -9,11 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #include "core/mem.h"
 #include "core/util.h"
+#include "migrate/hash.h"
 #include "migrate/stream.h"
 
 /* Zero for sure: the written map says so, or the page itself. */

@@ -8,7 +8,11 @@
  * Expected bytes are computed here with libxxhash directly over the spec's
  * layout, not with the library's helpers: the spec is the oracle.
  */
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t, for the dispatch test */
 #include "stream_test.h"
+/* Both forms side by side: plain XXH3_* and the explicit _dispatch ones. */
+#define XXH_DISPATCH_DISABLE_REPLACE
+#include <xxh_x86dispatch.h>
 
 /* ---- the round trip ---- */
 
@@ -211,6 +215,42 @@ static void test_wire_layout(void **state)
 	assert_int_equal(w.records, 1);
 	stream_writer_destroy(&w);
 	close(fd);
+}
+
+/*
+ * migrate/hash.h routes XXH3 through libxxhash's run-time dispatch (AVX2 or
+ * AVX-512 where the CPU has them). A stream must hash the same on every
+ * host: the dispatched functions must give the plain build's values, one
+ * shot and in pieces, on every length class XXH3 treats apart.
+ */
+static void test_hash_dispatch_agrees(void **state)
+{
+	static const size_t lens[] = { 0, 1, 3, 4, 8, 9, 16, 17, 128, 129, 240, 241,
+				       1023, 1024, 4096, 4097, 65536 + 5 };
+	size_t max = 65536 + 5;
+	uint8_t *buf = malloc(max);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < max; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		buf[i] = (uint8_t)x;
+	}
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		XXH3_state_t st;
+		uint64_t want = XXH3_64bits(buf, lens[i]);
+
+		assert_true(XXH3_64bits_dispatch(buf, lens[i]) == want);
+		XXH3_INITSTATE(&st);
+		XXH3_64bits_reset(&st);
+		for (size_t off = 0; off < lens[i]; off += 1000)
+			XXH3_64bits_update_dispatch(&st, buf + off,
+						    lens[i] - off < 1000 ? lens[i] - off : 1000);
+		assert_true(XXH3_64bits_digest(&st) == want);
+		assert_true(XXH3_128bits_dispatch(buf, lens[i]).low64 ==
+			    XXH3_128bits(buf, lens[i]).low64);
+	}
+	free(buf);
 }
 
 /* A pipe: nothing seeks, the unknown record is hashed away in chunks. */
@@ -641,6 +681,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_wire_layout),
+		cmocka_unit_test(test_hash_dispatch_agrees),
 		cmocka_unit_test(test_roundtrip_pipe_unknown_optional),
 		cmocka_unit_test(test_bad_magic),
 		cmocka_unit_test(test_newer_version),
