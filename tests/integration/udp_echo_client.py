@@ -43,6 +43,7 @@ def main():
     start = time.monotonic()
     seq = 0
     seen = set()
+    send_errors = {}
     dup = 0
     last_echo = None
     max_gap = 0.0
@@ -54,8 +55,9 @@ def main():
         if now >= next_send:
             try:
                 s.send(struct.pack("!Qd", seq, now) + b"ferry-echo" * 4)
-            except OSError:
-                pass  # no route yet (ARP failed): counted as lost
+            except OSError as e:
+                # No route yet (ARP failed): counted as lost, and by cause.
+                send_errors[e.strerror] = send_errors.get(e.strerror, 0) + 1
             seq += 1
             next_send += a.interval_ms / 1000.0
             if next_send < now:
@@ -99,7 +101,14 @@ def main():
                 if n in seen:
                     dup += 1
                 seen.add(n)
+    # Where the losses lie: before the first echo, after the last, or
+    # between (only those can be the migration's).
+    head = min(seen) if seen else seq
+    tail = seq - 1 - max(seen) if seen else 0
     json.dump({"sent": seq, "received": len(seen), "lost": seq - len(seen),
+               "lost_before_first": head, "lost_after_last": tail,
+               "lost_between": seq - len(seen) - head - tail,
+               "send_errors": send_errors,
                "duplicates": dup, "max_gap_ms": round(max_gap, 1),
                "gaps_over_20ms": len(gaps),
                "largest_gaps_ms": sorted(gaps, reverse=True)[:6],
