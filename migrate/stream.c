@@ -11,7 +11,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-
 #include "core/util.h"
 #include "migrate/hash.h"
 #include "migrate/stream.h"

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "core/mem.h"
 #include "core/util.h"
 #include "migrate/hash.h"
