@@ -26,6 +26,13 @@ void vm_devs_drain(struct vm *vm)
 			vm->devs[i].ops->drain(vm->devs[i].ctx);
 }
 
+void vm_devs_round_end(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devs; i++)
+		if (vm->devs[i].ops->round_end)
+			vm->devs[i].ops->round_end(vm->devs[i].ctx);
+}
+
 int vm_devs_quiesce(struct vm *vm, char *err, size_t len)
 {
 	for (unsigned i = 0; i < vm->nr_devs; i++) {

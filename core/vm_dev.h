@@ -34,6 +34,12 @@ struct vm_dev_ops {
 	/* Exclusive ownership (disk leases): idempotent both ways. */
 	int (*acquire)(void *ctx, char *err, size_t len);
 	void (*release)(void *ctx);
+	/*
+	 * The end of each pre-copy round (a ROUND record), on the source and
+	 * on the destination: a NIC sorts out which frames the source's guest
+	 * read. Optional.
+	 */
+	void (*round_end)(void *ctx);
 	/* Before a paused VM runs again: retry what stalled (reconnect). */
 	int (*resume)(void *ctx, char *err, size_t len);
 	/* DEVICE_STATE bytes (malloc'ed) for the stream. */
@@ -78,6 +84,7 @@ void vm_devs_drain(struct vm *vm);
 int vm_devs_quiesce(struct vm *vm, char *err, size_t len);
 int vm_devs_acquire(struct vm *vm, char *err, size_t len);
 void vm_devs_release(struct vm *vm);
+void vm_devs_round_end(struct vm *vm);
 int vm_devs_resume(struct vm *vm, char *err, size_t len);
 void vm_devs_destroy(struct vm *vm);
 /* The device whose range holds nr takes it; -ENODEV where none does. */

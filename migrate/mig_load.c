@@ -430,8 +430,13 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 		}
 		switch (type) {
 		case STREAM_REC_STREAM_HEADER:
-		case STREAM_REC_ROUND:
 			ret = 0; /* informational */
+			break;
+		case STREAM_REC_ROUND:
+			/* The source ended a round: the NICs sort their input. */
+			if (l->vm)
+				vm_devs_round_end(l->vm);
+			ret = 0;
 			break;
 		case STREAM_REC_VM_CONFIG:
 			ret = load_config(l, body, len);

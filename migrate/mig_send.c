@@ -402,6 +402,7 @@ static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
 	ri.duration_ns = rd->duration_ns;
 	ri.dirty_pages = rd->dirty_pages;
 	stream_write_pb(&m->w, STREAM_REC_ROUND, &ri.base);
+	vm_devs_round_end(m->vm);
 	log_info("%s: migration round %u: %llu pages in %.1f ms, %llu dirtied: %s",
 		 m->vm->cfg.name, rd->round, (unsigned long long)rd->pages_sent,
 		 (double)rd->duration_ns / 1e6, (unsigned long long)rd->dirty_pages, d->reason);

@@ -17,7 +17,15 @@
 #include "core/vm_dev.h"
 
 #define NIC_DEV_NAME     "net"
-#define NIC_STATE_VERSION 1u
+/*
+ * 2: version 1, the frames the source's taps held unread ("rx" lines) and
+ * the frames its guest read in the last two rounds ("seen" lines).
+ */
+#define NIC_STATE_VERSION 2u
+/* Frames a switchover carries from the source's taps, all NICs together. */
+#define NIC_CARRY_MAX    16
+/* Frames the source's guest read, by hash, that a switchover names. */
+#define NIC_SEEN_MAX     256
 #define NIC_ERR_LEN      256
 /* "bridge=" + a name + ",mac=" + 17 */
 #define NIC_SPEC_MAX     64
@@ -54,13 +62,35 @@ int nic_mac_random(uint8_t mac[6]);
 /* "02:fe:..." into out (18 bytes). */
 void nic_mac_format(const uint8_t mac[6], char out[18]);
 
-/* The NICs' DEVICE_STATE: a line "MAC BRIDGE" per NIC, 1..GABI_NET_MAX_NICS. */
+/* A frame that reached the source's tap and that its guest never read. */
+struct nic_frame {
+	unsigned nic;
+	uint16_t len;            /* 14..GABI_NET_MAX_FRAME */
+	uint8_t data[GABI_NET_MAX_FRAME];
+};
+
+/* A frame the source's guest read: its NIC and nic_frame_hash(). */
+struct nic_seen {
+	unsigned nic;
+	uint64_t hash;
+};
+
+/*
+ * The NICs' DEVICE_STATE: a line "MAC BRIDGE" per NIC, 1..GABI_NET_MAX_NICS,
+ * then (version 2) a line "rx N HEX" per carried frame, in arrival order,
+ * then a line "seen N HASH" per frame read, oldest first.
+ */
 struct nic_state {
 	unsigned n;
 	struct nic_spec nics[GABI_NET_MAX_NICS];
+	unsigned nframes;
+	struct nic_frame frames[NIC_CARRY_MAX];
+	unsigned nseen;
+	struct nic_seen seen[NIC_SEEN_MAX];
 };
 int nic_state_format(const struct nic_state *st, uint8_t **buf, size_t *len);
-/* -EBADMSG + err for anything nic_state_format would not write. */
+/* -EBADMSG + err for anything nic_state_format would not write (st is then
+ * half filled: callers parse into a state of their own). */
 int nic_state_parse(uint32_t version, const uint8_t *data, size_t len,
 		    struct nic_state *st, char *err, size_t err_len);
 

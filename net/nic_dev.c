@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm.h"
+#include "net/nic_carry.h"
 
 /* Largest frame a tap hands over: its MTU could be raised up to 64 KiB. */
 #define TAP_READ_MAX 65536
@@ -23,14 +24,14 @@
 enum nic_counter {
 	NC_RX_FRAMES, NC_RX_BYTES, NC_RX_TOO_LONG, NC_RX_STALE,
 	NC_TX_FRAMES, NC_TX_BYTES, NC_TX_FAILED, NC_TX_REFUSED,
-	NC_ANNOUNCES,
+	NC_ANNOUNCES, NC_RX_CARRIED,
 	NC_MAX
 };
 
 static const char *const nic_counter_names[NC_MAX] = {
 	"rx_frames", "rx_bytes", "rx_too_long", "rx_stale",
 	"tx_frames", "tx_bytes", "tx_failed", "tx_refused",
-	"announces",
+	"announces", "rx_carried",
 };
 
 struct nic {
@@ -52,6 +53,9 @@ struct nic_dev {
 	bool stop;
 	bool owned;              /* acquired, not released since */
 	bool announce_due;       /* the next acquire announces */
+	bool rounds_seen;        /* a destination: a pre-copy round ended */
+	unsigned carry_hint;     /* carry.q_n, read without the lock */
+	struct nic_carry carry;  /* under lock */
 	unsigned next_round;     /* NIC_ANNOUNCE_ROUNDS: no announce under way */
 	uint64_t announce_t0;    /* now_ns() of round 0 */
 };
@@ -103,13 +107,29 @@ static int64_t net_send(struct nic_dev *dev, const uint64_t *args)
 	return (int64_t)len;
 }
 
+/* The oldest frame carried for NIC i into frame: its length, or 0. */
+static ssize_t carry_take(struct nic_dev *dev, unsigned i, uint8_t *frame)
+{
+	size_t n;
+
+	if (!__atomic_load_n(&dev->carry_hint, __ATOMIC_RELAXED))
+		return 0;
+	pthread_mutex_lock(&dev->lock);
+	n = nic_carry_pop(&dev->carry, i, frame);
+	__atomic_store_n(&dev->carry_hint, dev->carry.q_n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&dev->lock);
+	return (ssize_t)n;
+}
+
 static int64_t net_recv(struct nic_dev *dev, const uint64_t *args)
 {
 	struct nic *nic = &dev->nics[args[0]];
 	uint8_t frame[TAP_READ_MAX];
-	ssize_t n = read(nic->fd, frame, sizeof(frame));
+	ssize_t n = carry_take(dev, (unsigned)args[0], frame);
 	int ret;
 
+	if (!n)
+		n = read(nic->fd, frame, sizeof(frame));
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	if (n > GABI_NET_MAX_FRAME) {
@@ -120,6 +140,10 @@ static int64_t net_recv(struct nic_dev *dev, const uint64_t *args)
 	ret = vm_write_guest(dev->vm, args[1], frame, (uint64_t)n);
 	if (ret)
 		return ret;
+	/* A switchover names what the guest read (nic_carry.h). */
+	pthread_mutex_lock(&dev->lock);
+	nic_carry_log(&dev->carry, (unsigned)args[0], frame, (size_t)n);
+	pthread_mutex_unlock(&dev->lock);
 	count_add(nic, NC_RX_FRAMES, 1);
 	count_add(nic, NC_RX_BYTES, (uint64_t)n);
 	return n;
@@ -184,21 +208,118 @@ static void *nic_announcer(void *arg)
 }
 
 /*
+ * Read NIC i's tap: each frame a guest could take to keep(dev, i, frame,
+ * len), until the tap is empty or keep says stop (nonzero).
+ */
+static void tap_drain(struct nic_dev *dev, unsigned i,
+		      int (*keep)(struct nic_dev *, unsigned, const uint8_t *, size_t))
+{
+	struct nic *nic = &dev->nics[i];
+	uint8_t frame[TAP_READ_MAX];
+	ssize_t n;
+
+	while ((n = read(nic->fd, frame, sizeof(frame))) > 0) {
+		if (n > GABI_NET_MAX_FRAME)
+			count_add(nic, NC_RX_TOO_LONG, 1);
+		else if (n >= 14 && keep(dev, i, frame, (size_t)n))
+			break;
+	}
+}
+
+static int keep_none(struct nic_dev *dev, unsigned i, const uint8_t *f, size_t len)
+{
+	(void)f;
+	(void)len;
+	count_add(&dev->nics[i], NC_RX_STALE, 1);
+	return 0;
+}
+
+static int keep_held(struct nic_dev *dev, unsigned i, const uint8_t *f, size_t len)
+{
+	count_add(&dev->nics[i], NC_RX_STALE, nic_carry_hold(&dev->carry, i, f, len));
+	return 0;
+}
+
+/* Up to NIC_CARRY_MAX, the rest stays queued. */
+static int keep_carried(struct nic_dev *dev, unsigned i, const uint8_t *f, size_t len)
+{
+	if (nic_carry_push(&dev->carry, NIC_CARRY_MAX, i, f, len))
+		return 1;
+	count_add(&dev->nics[i], NC_RX_CARRIED, 1);
+	return 0;
+}
+
+static void count_stale(struct nic_dev *dev, const uint64_t *stale)
+{
+	for (unsigned i = 0; i < dev->n; i++)
+		count_add(&dev->nics[i], NC_RX_STALE, stale[i]);
+}
+
+/*
+ * After each pre-copy round (the ROUND record). A source notes it: what
+ * its guest reads from here on is named at the switchover. A destination
+ * keeps what queued on its taps in this round, some of which the source's
+ * guest may not have read, and drops what it kept before.
+ */
+static void nic_round_end(void *ctx)
+{
+	struct nic_dev *dev = ctx;
+	uint64_t stale[GABI_NET_MAX_NICS] = { 0 };
+
+	pthread_mutex_lock(&dev->lock);
+	if (dev->owned) {
+		nic_carry_round(&dev->carry);
+	} else {
+		nic_carry_hold_drop(&dev->carry, stale);
+		count_stale(dev, stale);
+		for (unsigned i = 0; i < dev->n; i++)
+			tap_drain(dev, i, keep_held);
+		dev->rounds_seen = true;
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/*
+ * A source at switchover, its vCPUs paused: what its taps hold now reached
+ * this host, and its guest never read it (unicast the bridge still sends
+ * here, broadcasts of a stall). The state carries it; should the
+ * migration fail, the guest here reads it first.
+ */
+static int nic_quiesce(void *ctx, char *err, size_t len)
+{
+	struct nic_dev *dev = ctx;
+
+	(void)err;
+	(void)len;
+	pthread_mutex_lock(&dev->lock);
+	for (unsigned i = 0; i < dev->n; i++)
+		tap_drain(dev, i, keep_carried);
+	__atomic_store_n(&dev->carry_hint, dev->carry.q_n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+/*
  * The VM gains its NICs: at its first start, on a migration's destination,
  * and on a source that takes them back. Frames queued while nobody read
- * the tap are stale (the guest ran elsewhere, or not yet); then the first
- * announce goes out before any vCPU runs, the rest from the announcer.
+ * the tap are stale (the guest ran elsewhere, or not yet) unless the
+ * stream's last round dropped them already; then the first announce goes
+ * out before any vCPU runs, the rest from the announcer.
  */
 static int nic_acquire(void *ctx, char *err, size_t len)
 {
 	struct nic_dev *dev = ctx;
-	uint8_t frame[TAP_READ_MAX];
+
+	uint64_t stale[GABI_NET_MAX_NICS] = { 0 };
 
 	pthread_mutex_lock(&dev->lock);
+	/* Held for a switchover that did not come (load takes it otherwise). */
+	nic_carry_hold_drop(&dev->carry, stale);
+	count_stale(dev, stale);
 	if (!dev->owned && dev->announce_due) {
-		for (unsigned i = 0; i < dev->n; i++)
-			while (read(dev->nics[i].fd, frame, sizeof(frame)) > 0)
-				count_add(&dev->nics[i], NC_RX_STALE, 1);
+		/* Without a round's end, all of it is from before. */
+		for (unsigned i = 0; !dev->rounds_seen && i < dev->n; i++)
+			tap_drain(dev, i, keep_none);
 		dev->next_round = 0;
 		dev->announce_t0 = now_ns();
 		announce_round(dev);
@@ -206,6 +327,7 @@ static int nic_acquire(void *ctx, char *err, size_t len)
 		pthread_cond_signal(&dev->cond);
 	}
 	dev->owned = true;
+	dev->rounds_seen = false;
 	pthread_mutex_unlock(&dev->lock);
 	return 0;
 }
@@ -230,6 +352,9 @@ static int nic_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 
 	for (unsigned i = 0; i < dev->n; i++)
 		st.nics[i] = dev->nics[i].spec;
+	pthread_mutex_lock(&dev->lock);
+	nic_carry_save(&dev->carry, &st);
+	pthread_mutex_unlock(&dev->lock);
 	*version = NIC_STATE_VERSION;
 	return nic_state_format(&st, buf, len);
 }
@@ -272,7 +397,9 @@ static const struct vm_dev_ops nic_dev_ops = {
 	.hc_first = GABI_HC_NET_INFO,
 	.hc_last = GABI_HC_NET_RECV,
 	.hcall = nic_hcall,
+	.quiesce = nic_quiesce,
 	.acquire = nic_acquire,
+	.round_end = nic_round_end,
 	.release = nic_release,
 	.save = nic_save,
 	.stats = nic_stats,
@@ -370,12 +497,14 @@ static struct nic_dev *nic_dev_of(struct vm *vm)
 static int nic_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t err_len)
 {
+	uint64_t stale[GABI_NET_MAX_NICS] = { 0 };
 	struct nic_state st;
 	struct nic_dev *dev = nic_dev_of(vm);
 	int ret = nic_state_parse(version, data, len, &st, err, err_len);
 
 	if (ret)
 		return ret;
+	/* A restore: frames saved with a snapshot are long stale. */
 	if (!dev)
 		return nic_dev_create(vm, st.nics, st.n, err, err_len);
 	/* Made at the precheck (nic_prepare): it must be what the source has. */
@@ -385,6 +514,19 @@ static int nic_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t
 		if (memcmp(dev->nics[i].spec.mac, st.nics[i].mac, 6) ||
 		    strcmp(dev->nics[i].spec.bridge, st.nics[i].bridge))
 			goto changed;
+	/*
+	 * The source's frames first, then what reached us in our last round
+	 * and since that the source's guest did not read (nic_carry.h).
+	 */
+	pthread_mutex_lock(&dev->lock);
+	for (unsigned i = 0; dev->rounds_seen && i < dev->n; i++)
+		tap_drain(dev, i, keep_held);
+	nic_carry_merge(&dev->carry, &st, stale);
+	count_stale(dev, stale);
+	for (unsigned f = 0; f < st.nframes; f++)
+		count_add(&dev->nics[st.frames[f].nic], NC_RX_CARRIED, 1);
+	__atomic_store_n(&dev->carry_hint, dev->carry.q_n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&dev->lock);
 	return 0;
 changed:
 	snprintf(err, err_len, "the VM's NICs changed during the migration");

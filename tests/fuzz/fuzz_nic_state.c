@@ -32,8 +32,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(memchr(err, '\0', sizeof(err)) && err[0] != '\0');
 		return 0;
 	}
-	fuzz_assert((data[0] & 3) == NIC_STATE_VERSION);
+	fuzz_assert((data[0] & 3) >= 1 && (data[0] & 3) <= NIC_STATE_VERSION);
 	fuzz_assert(st.n >= 1 && st.n <= GABI_NET_MAX_NICS);
+	fuzz_assert(st.nframes <= NIC_CARRY_MAX);
+	fuzz_assert(st.nseen <= NIC_SEEN_MAX);
+	fuzz_assert((!st.nframes && !st.nseen) || (data[0] & 3) >= 2);
+	for (unsigned s = 0; s < st.nseen; s++)
+		fuzz_assert(st.seen[s].nic < st.n);
+	for (unsigned f = 0; f < st.nframes; f++)
+		fuzz_assert(st.frames[f].nic < st.n && st.frames[f].len >= 14 &&
+			    st.frames[f].len <= GABI_NET_MAX_FRAME);
 	for (unsigned i = 0; i < st.n; i++) {
 		size_t bl = strnlen(st.nics[i].bridge, sizeof(st.nics[i].bridge));
 

@@ -19,6 +19,9 @@ require_kvm
 CLIENT="$(dirname "$0")/udp_echo_client.py"
 MAC=02:fe:00:00:00:02
 ip link set lo up
+# No address set on purpose: br0 takes its lowest tap's MAC and changes it
+# as vmons come and go, flushing the host's neighbours mid-migration (the
+# worst case; docs/networking.md asks operators to fix it).
 ip link add br0 type bridge
 ip link set br0 up
 ip addr add 10.77.0.1/24 dev br0
@@ -49,12 +52,16 @@ check "6 hops completed ($HOPS)" [ "$HOPS" -eq 6 ]
 sleep 1
 kill -TERM "$UPID"; wait "$UPID" || true
 echo "   udp echo: $(cat "$TMP/udp.json")"
-read -r sent recv gap <<<"$(python3 -c "
+read -r sent recv gap after <<<"$(python3 -c "
 import json; j = json.load(open('$TMP/udp.json'))
-print(j['sent'], j['received'], j['max_gap_ms'])")"
-check "echoes came back through all of it ($recv of $sent)" [ "$recv" -gt $((sent / 2)) ]
+print(j['sent'], j['received'], j['max_gap_ms'], j['lost_after_last'])")"
+# A few datagrams per hop fall in the downtime; an ARP request lost there
+# cost a second (500 datagrams), one never answered again all the rest.
+check "echoes came back through all of it ($recv of $sent)" [ "$recv" -ge $((sent - 150)) ]
+check "the echoes went on after the last hop (lost after it: $after)" [ "$after" -le 5 ]
 check "the guest on the last vmon answers" [ "$(value "$CUR" udp)" -gt 0 ]
-check "the longest echo gap is finite (${gap} ms)" python3 -c "import sys; sys.exit(not 0 < $gap < 5000)"
+check "no hop cut the echoes for long (longest gap ${gap} ms)" \
+	python3 -c "import sys; sys.exit(not 0 < $gap < 500)"
 check "one tap is left ($(taps))" [ "$(taps)" -eq 1 ]
 dev=$(fdb_dev)
 check "the bridge sends the MAC to that tap ($dev)" bash -c "ip -o link show master br0 | grep -q ': $dev:'"

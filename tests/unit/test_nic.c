@@ -24,6 +24,7 @@
 
 #include "core/util.h"
 #include "net/nic.h"
+#include "net/nic_carry.h"
 #include "tests/fake_vm.h"
 
 #define MEM (16ull << 20)
@@ -113,13 +114,94 @@ static void test_state(void **state)
 	assert_int_equal(len, strlen(good));
 	assert_memory_equal(buf, good, len);
 	free(buf);
-	assert_int_equal(nic_state_parse(2, (const uint8_t *)good, strlen(good), &st, err,
+	assert_int_equal(nic_state_parse(3, (const uint8_t *)good, strlen(good), &st, err,
 					 sizeof(err)), -EBADMSG);
-	assert_non_null(strstr(err, "version 2"));
+	assert_non_null(strstr(err, "version 3"));
 	for (unsigned i = 0; bad[i]; i++)
 		if (nic_state_parse(1, (const uint8_t *)bad[i], strlen(bad[i]), &st, err,
+				    sizeof(err)) != -EBADMSG ||
+		    nic_state_parse(2, (const uint8_t *)bad[i], strlen(bad[i]), &st, err,
 				    sizeof(err)) != -EBADMSG)
 			fail_msg("state '%s' was taken", bad[i]);
+}
+
+#define HDR14 "ffffffffffff021122334455" "0806"
+/* Version 2: the frames the source's taps held, after the NICs. */
+static void test_state_frames(void **state)
+{
+	static const char *const bad[] = {
+		"rx 0 " HDR14 "\n02:11:22:33:44:55 br0\n",          /* before the NICs */
+		"02:11:22:33:44:55 br0\nrx 1 " HDR14 "\n",          /* no NIC 1 */
+		"02:11:22:33:44:55 br0\nrx 0 " HDR14 "0\n",         /* odd length */
+		"02:11:22:33:44:55 br0\nrx 0 ffffffffffff0211223344550806\n" /* 14 ok */
+		"rx 0 ffff\n",                                        /* too short */
+		"02:11:22:33:44:55 br0\nrx 0 FFFFFFFFFFFF021122334455" "0806\n",
+		"02:11:22:33:44:55 br0\nrx 0  " HDR14 "\n",
+		"02:11:22:33:44:55 br0\nrx 0 " HDR14,                /* no newline */
+		"02:11:22:33:44:55 br0\nrx 0 " HDR14 "\n02:11:22:33:44:56 br0\n",
+		"02:11:22:33:44:55 br0\nseen 0 0123456789abcdef\nrx 0 " HDR14 "\n",
+		"02:11:22:33:44:55 br0\nseen 0 0123456789ABCDEF\n",
+		"02:11:22:33:44:55 br0\nseen 0 0123456789abcde\n",
+		"02:11:22:33:44:55 br0\nseen 0 0123456789abcdef0\n",
+		"02:11:22:33:44:55 br0\nseen 1 0123456789abcdef\n",
+		"seen 0 0123456789abcdef\n02:11:22:33:44:55 br0\n",
+		"02:11:22:33:44:55 br0\nseen 0 0123456789abcdef\n02:11:22:33:44:56 br0\n",
+		NULL,
+	};
+	const char *good = "02:11:22:33:44:55 br0\n02:fe:00:00:00:01 vmbr1\n"
+			   "rx 1 " HDR14 "0001\nrx 0 " HDR14 "\n"
+			   "seen 1 0123456789abcdef\nseen 0 ffffffffffffffff\n";
+	struct nic_state st;
+	char err[NIC_ERR_LEN], *many;
+	uint8_t *buf;
+	size_t len, off;
+
+	assert_int_equal(nic_state_parse(2, (const uint8_t *)good, strlen(good), &st, err,
+					 sizeof(err)), 0);
+	assert_int_equal(st.n, 2);
+	assert_int_equal(st.nframes, 2);
+	assert_int_equal(st.frames[0].nic, 1);
+	assert_int_equal(st.frames[0].len, 16);
+	assert_int_equal(st.frames[0].data[12] << 8 | st.frames[0].data[13], 0x0806);
+	assert_int_equal(st.frames[0].data[15], 1);
+	assert_int_equal(st.frames[1].nic, 0);
+	assert_int_equal(st.frames[1].len, 14);
+	assert_int_equal(st.nseen, 2);
+	assert_int_equal(st.seen[0].nic, 1);
+	assert_true(st.seen[0].hash == 0x0123456789abcdefull);
+	assert_true(st.seen[1].hash == ~0ull);
+	assert_int_equal(nic_state_format(&st, &buf, &len), 0);
+	assert_int_equal(len, strlen(good));
+	assert_memory_equal(buf, good, len);
+	free(buf);
+	/* Version 1 has no frames. */
+	assert_int_equal(nic_state_parse(1, (const uint8_t *)good, strlen(good), &st, err,
+					 sizeof(err)), -EBADMSG);
+	for (unsigned i = 0; bad[i]; i++)
+		if (nic_state_parse(2, (const uint8_t *)bad[i], strlen(bad[i]), &st, err,
+				    sizeof(err)) != -EBADMSG)
+			fail_msg("state '%s' was taken", bad[i]);
+	/* At most NIC_CARRY_MAX frames, each of at most GABI_NET_MAX_FRAME. */
+	many = malloc(64 + (NIC_CARRY_MAX + 1) * (6 + 2 * GABI_NET_MAX_FRAME + 2));
+	assert_non_null(many);
+	off = (size_t)sprintf(many, "02:11:22:33:44:55 br0\n");
+	for (unsigned f = 0; f <= NIC_CARRY_MAX; f++) {
+		off += (size_t)sprintf(many + off, "rx 0 ");
+		memset(many + off, 'a', 2 * GABI_NET_MAX_FRAME);
+		off += 2 * GABI_NET_MAX_FRAME;
+		many[off++] = '\n';
+		many[off] = 0;
+		assert_int_equal(nic_state_parse(2, (const uint8_t *)many, off, &st, err,
+						 sizeof(err)), f < NIC_CARRY_MAX ? 0 : -EBADMSG);
+	}
+	assert_non_null(strstr(err, "frame line 17"));
+	off = (size_t)sprintf(many, "02:11:22:33:44:55 br0\nrx 0 ");
+	memset(many + off, 'a', 2 * GABI_NET_MAX_FRAME + 2);
+	off += 2 * GABI_NET_MAX_FRAME + 2;
+	many[off++] = '\n';
+	assert_int_equal(nic_state_parse(2, (const uint8_t *)many, off, &st, err, sizeof(err)),
+			 -EBADMSG);
+	free(many);
 }
 
 static void test_rarp(void **state)
@@ -273,6 +355,16 @@ static int64_t recv_type(struct vm *vm, uint16_t type, unsigned ms)
 	return 0;
 }
 
+/* A frame of ethertype type from a peer on the bridge to mac, len bytes. */
+static void peer_send(int pfd, uint8_t *buf, const uint8_t mac[6], uint16_t type, size_t len)
+{
+	memcpy(buf, mac, 6);
+	memcpy(buf + 6, "\x02\x99\x99\x99\x99\x01", 6);
+	buf[12] = type >> 8;
+	buf[13] = type & 0xff;
+	assert_int_equal(send(pfd, buf, len, 0), (ssize_t)len);
+}
+
 static void test_bridge_check(void **state)
 {
 	char err[NIC_ERR_LEN];
@@ -341,14 +433,10 @@ static void test_frames_both_ways(void **state)
 
 	/* Bridge to guest: the bridge knows the MAC is behind the tap. */
 	assert_false(recv_type(vm, 0x88b5, 0));
-	memcpy(buf, mac_a, 6);
-	memcpy(buf + 6, "\x02\x99\x99\x99\x99\x01", 6);
-	buf[12] = 0x88;
-	buf[13] = 0xb5;
 	memcpy(buf + 14, "to the guest", 12);
 	rx0 = stat_of(vm, "net0.rx_frames");
 	bytes0 = stat_of(vm, "net0.rx_bytes");
-	assert_int_equal(send(pfd, buf, 64, 0), 64);
+	peer_send(pfd, buf, mac_a, 0x88b5, 64);
 	assert_int_equal(recv_type(vm, 0x88b5, 100), 64);
 	assert_memory_equal(guest, buf, 64);
 	assert_true(stat_of(vm, "net0.rx_frames") >= rx0 + 1);
@@ -400,11 +488,7 @@ static void test_announce_rounds(void **state)
 	/* Handed over: the rounds stop at once, and frames queue unread. */
 	assert_int_equal(vm_devs_acquire(vm, err, sizeof(err)), 0);
 	vm_devs_release(vm);
-	memcpy(buf, mac, 6);
-	memcpy(buf + 6, "\x02\x99\x99\x99\x99\x01", 6);
-	buf[12] = 0x88;
-	buf[13] = 0xb5;
-	assert_int_equal(send(pfd, buf, 60, 0), 60);
+	peer_send(pfd, buf, mac, 0x88b5, 60);
 	usleep(20 * 1000);
 	/*
 	 * Taken back: the queued frame is stale (with whatever the host's
@@ -417,6 +501,180 @@ static void test_announce_rounds(void **state)
 	assert_int_equal(stat_of(vm, "net0.announces"), NIC_ANNOUNCE_ROUNDS + 1);
 	close(pfd);
 	fake_vm_free(vm);
+}
+
+/*
+ * The test's ethertypes (0x88b5..0x88b8) the guest reads, in order, until
+ * nothing came for 100 ms; other frames (the host's own) are skipped.
+ */
+static unsigned recv_ours(struct vm *vm, uint16_t *types, unsigned max)
+{
+	const uint8_t *g = mem_ptr(&vm->mem, FRAME_GPA, GABI_NET_MAX_FRAME);
+	uint64_t quiet = now_ns() + 100 * 1000000ull;
+	unsigned k = 0;
+
+	while (now_ns() < quiet) {
+		int64_t n = fake_vm_hcall3(vm, GABI_HC_NET_RECV, 0, FRAME_GPA,
+					   GABI_NET_MAX_FRAME);
+		uint16_t type = n >= 14 ? (uint16_t)(g[12] << 8 | g[13]) : 0;
+
+		if (!n) {
+			usleep(1000);
+			continue;
+		}
+		quiet = now_ns() + 100 * 1000000ull;
+		if (type >= 0x88b5 && type <= 0x88b8 && k < max)
+			types[k++] = type;
+	}
+	return k;
+}
+
+/* The bookkeeping alone (net/nic_carry.h), without taps. */
+static void test_carry_book(void **state)
+{
+	static struct nic_carry c;
+	static struct nic_state st;
+	uint64_t stale[GABI_NET_MAX_NICS] = { 0 };
+	uint8_t f[3][60] = { { 0 } }, out[GABI_NET_MAX_FRAME];
+
+	for (unsigned i = 0; i < 3; i++)
+		f[i][12] = (uint8_t)(0x10 + i);
+	/*
+	 * An ARP request asked twice, identical bytes: the source's guest
+	 * read the first; the destination holds both. It reads the second.
+	 */
+	nic_carry_log(&c, 0, f[0], 60);
+	nic_carry_hold(&c, 0, f[0], 60);
+	nic_carry_hold(&c, 0, f[0], 60);
+	nic_carry_save(&c, &st);
+	assert_int_equal(st.nseen, 1);
+	assert_int_equal(st.nframes, 0);
+	nic_carry_merge(&c, &st, stale);
+	assert_int_equal(stale[0], 1);
+	assert_int_equal(nic_carry_pop(&c, 0, out), 60);
+	assert_int_equal(nic_carry_pop(&c, 0, out), 0);
+
+	/* Only the last two rounds are named: the destination holds one. */
+	memset(&c, 0, sizeof(c));
+	nic_carry_log(&c, 0, f[0], 60);
+	nic_carry_round(&c);
+	nic_carry_log(&c, 1, f[1], 60);
+	nic_carry_round(&c);
+	nic_carry_log(&c, 0, f[2], 60);
+	nic_carry_save(&c, &st);
+	assert_int_equal(st.nseen, 2);
+	assert_int_equal(st.seen[0].nic, 1);
+	assert_true(st.seen[0].hash == nic_frame_hash(f[1], 60));
+	assert_true(st.seen[1].hash == nic_frame_hash(f[2], 60));
+
+	/* A frame on NIC 1 does not strike the same bytes on NIC 0. */
+	memset(&c, 0, sizeof(c));
+	memset(stale, 0, sizeof(stale));
+	nic_carry_push(&c, NIC_CARRY_MAX, 1, f[1], 60);     /* carried */
+	nic_carry_save(&c, &st);
+	memset(&c, 0, sizeof(c));
+	nic_carry_hold(&c, 0, f[1], 60);
+	nic_carry_hold(&c, 1, f[1], 60);
+	nic_carry_merge(&c, &st, stale);
+	assert_int_equal(stale[0], 0);
+	assert_int_equal(stale[1], 1);
+	assert_int_equal(nic_carry_pop(&c, 0, out), 60);
+	assert_int_equal(nic_carry_pop(&c, 1, out), 60);
+	assert_int_equal(nic_carry_pop(&c, 1, out), 0);
+
+	/* A round holds the newest NIC_HOLD_MAX; a new round drops them. */
+	memset(&c, 0, sizeof(c));
+	memset(stale, 0, sizeof(stale));
+	for (unsigned k = 0; k < NIC_HOLD_MAX + 6; k++) {
+		f[0][20] = (uint8_t)k;
+		stale[0] += nic_carry_hold(&c, 0, f[0], 60);
+	}
+	assert_int_equal(stale[0], 6);
+	nic_carry_hold_drop(&c, stale);
+	assert_int_equal(stale[0], 6 + NIC_HOLD_MAX);
+	assert_int_equal(c.hold_n, 0);
+	for (unsigned k = 0; k < NIC_HOLD_MAX + 6; k++) {
+		f[0][20] = (uint8_t)k;
+		nic_carry_hold(&c, 0, f[0], 60);
+	}
+	memset(&st, 0, sizeof(st));
+	nic_carry_merge(&c, &st, stale);
+	assert_int_equal(c.q_n, NIC_HOLD_MAX);
+	assert_int_equal(nic_carry_pop(&c, 0, out), 60);
+	assert_int_equal(out[20], 6);                     /* the oldest went */
+}
+
+/*
+ * No frame that reached either host is lost at the switchover, and none
+ * is read twice, whenever the destination ends its round: what the source's
+ * guest read is struck out, what its taps held unread crosses in the
+ * state, what reached only the destination is kept. A failed migration's
+ * source reads what it carried; a restored snapshot reads none of it.
+ */
+static void test_carry(void **state)
+{
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	static const uint16_t want[3] = { 0x88b6, 0x88b7, 0x88b8 };
+	struct nic_spec sp = { .bridge = "br0", .mac_set = 1 };
+	struct vm *src, *dst, *snap;
+	char err[NIC_ERR_LEN];
+	uint8_t buf[64] = { 0 }, *hello, *st;
+	uint16_t got[8];
+	uint32_t version;
+	size_t len;
+	int pfd;
+
+	NEED_NS();
+	memcpy(sp.mac, mac_a, 6);
+	src = fake_vm_make(MEM);
+	dst = fake_vm_make(MEM);
+	assert_int_equal(nic_dev_create(src, &sp, 1, err, sizeof(err)), 0);
+	assert_int_equal(vm_devs_acquire(src, err, sizeof(err)), 0);
+	assert_int_equal(src->devs[0].ops->save(src->devs[0].ctx, &version, &hello, &len), 0);
+	assert_int_equal(nic_dev_type.prepare(dst, version, hello, len, err, sizeof(err)), 0);
+	free(hello);
+	pfd = packet_socket("br0");
+	usleep(20 * 1000);
+
+	/* Pre-copy: a broadcast both get, read by the source's guest. */
+	peer_send(pfd, buf, bcast, 0x88b5, 60);
+	assert_int_equal(recv_ours(src, got, 8), 1);
+	vm_devs_round_end(src);                    /* the last ROUND written */
+	/* The source's guest stalls: unicast (the bridge knows: the source), a broadcast. */
+	peer_send(pfd, buf, mac_a, 0x88b6, 60);
+	peer_send(pfd, buf, bcast, 0x88b7, 60);
+	usleep(20 * 1000);
+	assert_int_equal(vm_devs_quiesce(src, err, sizeof(err)), 0);   /* paused */
+	assert_true(stat_of(src, "net0.rx_carried") >= 2);
+	/* After the pause, before the destination reads the ROUND. */
+	peer_send(pfd, buf, bcast, 0x88b8, 60);
+	usleep(20 * 1000);
+	vm_devs_round_end(dst);
+	assert_int_equal(src->devs[0].ops->save(src->devs[0].ctx, &version, &st, &len), 0);
+	assert_int_equal(version, 2);
+	assert_non_null(memmem(st, len, "\nrx 0 ", 6));
+	assert_non_null(memmem(st, len, "\nseen 0 ", 8));
+	assert_int_equal(nic_dev_type.load(dst, version, st, len, err, sizeof(err)), 0);
+	assert_true(stat_of(dst, "net0.rx_carried") >= 2);
+	assert_true(stat_of(dst, "net0.rx_stale") >= 2);     /* 0x88b5 and 0x88b7 */
+	assert_int_equal(vm_devs_acquire(dst, err, sizeof(err)), 0);
+	assert_int_equal(recv_ours(dst, got, 8), 3);
+	assert_memory_equal(got, want, sizeof(want));
+
+	/* Had the migration failed: the source's guest reads them first. */
+	assert_int_equal(recv_ours(src, got, 8), 3);
+	assert_memory_equal(got, want, sizeof(want));
+	fake_vm_free(dst);
+
+	/* A snapshot's frames are long stale: a restore drops them. */
+	snap = fake_vm_make(MEM);
+	assert_int_equal(nic_dev_type.load(snap, version, st, len, err, sizeof(err)), 0);
+	assert_int_equal(vm_devs_acquire(snap, err, sizeof(err)), 0);
+	assert_int_equal(recv_ours(snap, got, 8), 0);
+	free(st);
+	close(pfd);
+	fake_vm_free(snap);
+	fake_vm_free(src);
 }
 
 /* What a migration does with the NICs: save here, check and load there. */
@@ -497,10 +755,13 @@ int main(void)
 		cmocka_unit_test(test_spec_parse),
 		cmocka_unit_test(test_mac_derive),
 		cmocka_unit_test(test_state),
+		cmocka_unit_test(test_state_frames),
 		cmocka_unit_test(test_rarp),
 		cmocka_unit_test(test_bridge_check),
 		cmocka_unit_test(test_frames_both_ways),
 		cmocka_unit_test(test_announce_rounds),
+		cmocka_unit_test(test_carry_book),
+		cmocka_unit_test(test_carry),
 		cmocka_unit_test(test_migrate_state),
 	};
 
