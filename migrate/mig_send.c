@@ -131,6 +131,11 @@ int mig_handshake(struct mig_run *m)
 	page_copy = getenv("FERRY_MIG_PAGE_COPY");
 	h.hashed_pages = !page_copy || strcmp(page_copy, "1");
 	h.connections = m->job->p.connections;
+	/*
+	 * A round for the NICs' bookkeeping: the destination's taps come
+	 * after this, so what the guest read before is nothing it holds.
+	 */
+	vm_devs_round_end(m->vm);
 	/* The disks: the destination must be able to open them (precheck). */
 	ret = mig_dev_states_pack(m->vm, &devs);
 	if (ret) {
@@ -484,6 +489,7 @@ int mig_switchover(struct mig_run *m)
 	}
 	m->paused = true;
 	m->pause_realtime_ns = realtime_ns();
+
 	mig_mark(m, MIG_MARK_PAUSED);
 	/* Disks: no I/O in flight, everything acknowledged flushed (or we stay). */
 	ret = vm_devs_quiesce(m->vm, m->err, MIG_ERR_LEN);
