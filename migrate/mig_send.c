@@ -489,7 +489,6 @@ int mig_switchover(struct mig_run *m)
 	}
 	m->paused = true;
 	m->pause_realtime_ns = realtime_ns();
-
 	mig_mark(m, MIG_MARK_PAUSED);
 	/* Disks: no I/O in flight, everything acknowledged flushed (or we stay). */
 	ret = vm_devs_quiesce(m->vm, m->err, MIG_ERR_LEN);

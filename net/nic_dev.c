@@ -241,13 +241,15 @@ static int keep_held(struct nic_dev *dev, unsigned i, const uint8_t *f, size_t l
 	return 0;
 }
 
-/* Up to NIC_CARRY_MAX, the rest stays queued. */
+/* Up to NIC_CARRY_MAX; once full, no more is read: the rest stays queued. */
 static int keep_carried(struct nic_dev *dev, unsigned i, const uint8_t *f, size_t len)
 {
-	if (nic_carry_push(&dev->carry, NIC_CARRY_MAX, i, f, len))
+	if (nic_carry_push(&dev->carry, NIC_CARRY_MAX, i, f, len)) {
+		count_add(&dev->nics[i], NC_RX_STALE, 1);
 		return 1;
+	}
 	count_add(&dev->nics[i], NC_RX_CARRIED, 1);
-	return 0;
+	return dev->carry.q_n >= NIC_CARRY_MAX;
 }
 
 static void count_stale(struct nic_dev *dev, const uint64_t *stale)
@@ -293,7 +295,7 @@ static int nic_quiesce(void *ctx, char *err, size_t len)
 	(void)err;
 	(void)len;
 	pthread_mutex_lock(&dev->lock);
-	for (unsigned i = 0; i < dev->n; i++)
+	for (unsigned i = 0; i < dev->n && dev->carry.q_n < NIC_CARRY_MAX; i++)
 		tap_drain(dev, i, keep_carried);
 	__atomic_store_n(&dev->carry_hint, dev->carry.q_n, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&dev->lock);
@@ -303,14 +305,13 @@ static int nic_quiesce(void *ctx, char *err, size_t len)
 /*
  * The VM gains its NICs: at its first start, on a migration's destination,
  * and on a source that takes them back. Frames queued while nobody read
- * the tap are stale (the guest ran elsewhere, or not yet) unless the
- * stream's last round dropped them already; then the first announce goes
- * out before any vCPU runs, the rest from the announcer.
+ * the tap are stale (the guest ran elsewhere, or not yet), unless a
+ * migration's rounds sorted them (nic_round_end, nic_load); then the first
+ * announce goes out before any vCPU runs, the rest from the announcer.
  */
 static int nic_acquire(void *ctx, char *err, size_t len)
 {
 	struct nic_dev *dev = ctx;
-
 	uint64_t stale[GABI_NET_MAX_NICS] = { 0 };
 
 	pthread_mutex_lock(&dev->lock);
@@ -525,6 +526,7 @@ static int nic_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t
 	uint64_t stale[GABI_NET_MAX_NICS] = { 0 };
 	struct nic_dev *dev = nic_dev_of(vm);
 	struct nic_state *st;
+	bool same;
 	int ret;
 
 	/* A restore: frames saved with a snapshot are long stale. */
@@ -536,13 +538,15 @@ static int nic_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t
 	if (ret)
 		goto out;
 	/* Made at the precheck (nic_prepare): it must be what the source has. */
-	for (unsigned i = 0; i < st->n; i++)
-		if (dev->n != st->n || memcmp(dev->nics[i].spec.mac, st->nics[i].mac, 6) ||
-		    strcmp(dev->nics[i].spec.bridge, st->nics[i].bridge)) {
-			snprintf(err, err_len, "the VM's NICs changed during the migration");
-			ret = -EBADMSG;
-			goto out;
-		}
+	same = dev->n == st->n;
+	for (unsigned i = 0; same && i < st->n; i++)
+		same = !memcmp(dev->nics[i].spec.mac, st->nics[i].mac, 6) &&
+		       !strcmp(dev->nics[i].spec.bridge, st->nics[i].bridge);
+	if (!same) {
+		snprintf(err, err_len, "the VM's NICs changed during the migration");
+		ret = -EBADMSG;
+		goto out;
+	}
 	/*
 	 * The source's frames first, then what reached us in our last round
 	 * and since that the source's guest did not read (nic_carry.h).

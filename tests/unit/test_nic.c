@@ -677,6 +677,51 @@ static void test_carry(void **state)
 	fake_vm_free(src);
 }
 
+/* A source carries NIC_CARRY_MAX frames; the rest stay queued, in order. */
+static void test_carry_bound(void **state)
+{
+	struct nic_spec sp = { .bridge = "br0", .mac_set = 1 };
+	const uint8_t *g;
+	char err[NIC_ERR_LEN];
+	uint8_t buf[64] = { 0 };
+	unsigned next = 0;
+	uint64_t quiet;
+	struct vm *src;
+	int pfd;
+
+	NEED_NS();
+	memcpy(sp.mac, mac_a, 6);
+	src = fake_vm_make(MEM);
+	g = mem_ptr(&src->mem, FRAME_GPA, GABI_NET_MAX_FRAME);
+	assert_int_equal(nic_dev_create(src, &sp, 1, err, sizeof(err)), 0);
+	assert_int_equal(vm_devs_acquire(src, err, sizeof(err)), 0);
+	pfd = packet_socket("br0");
+	usleep(20 * 1000);
+	for (unsigned k = 0; k < NIC_CARRY_MAX + 4; k++) {
+		buf[14] = (uint8_t)k;
+		peer_send(pfd, buf, mac_a, 0x88b5, 60);
+	}
+	usleep(20 * 1000);
+	assert_int_equal(vm_devs_quiesce(src, err, sizeof(err)), 0);
+	assert_int_equal(stat_of(src, "net0.rx_carried"), NIC_CARRY_MAX);
+	/* A failed migration: all of them, in the order they came. */
+	quiet = now_ns() + 100 * 1000000ull;
+	while (now_ns() < quiet) {
+		int64_t n = fake_vm_hcall3(src, GABI_HC_NET_RECV, 0, FRAME_GPA,
+					   GABI_NET_MAX_FRAME);
+
+		if (!n) {
+			usleep(1000);
+			continue;
+		}
+		if (n >= 15 && (g[12] << 8 | g[13]) == 0x88b5)
+			assert_int_equal(g[14], next++);
+	}
+	assert_int_equal(next, NIC_CARRY_MAX + 4);
+	close(pfd);
+	fake_vm_free(src);
+}
+
 /* What a migration does with the NICs: save here, check and load there. */
 static void test_migrate_state(void **state)
 {
@@ -762,6 +807,7 @@ int main(void)
 		cmocka_unit_test(test_announce_rounds),
 		cmocka_unit_test(test_carry_book),
 		cmocka_unit_test(test_carry),
+		cmocka_unit_test(test_carry_bound),
 		cmocka_unit_test(test_migrate_state),
 	};
 
