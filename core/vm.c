@@ -771,6 +771,21 @@ int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
 	return 0;
 }
 
+int vm_value_gpa(struct vm *vm, const char *name, uint64_t *gpa)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_values; i++)
+		if (vm->values[i].live_gpa && !strcmp(vm->values[i].name, name)) {
+			*gpa = vm->values[i].live_gpa;
+			ret = 0;
+			break;
+		}
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
 unsigned vm_values(struct vm *vm, struct vm_value *out, unsigned max)
 {
 	unsigned n;

@@ -161,6 +161,8 @@ enum vm_state vm_get_state(struct vm *vm);
 /* Write into guest RAM on the monitor's behalf, tracked as dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 
+/* The guest address of the published (live) value name: 0, or -ENOENT. */
+int vm_value_gpa(struct vm *vm, const char *name, uint64_t *gpa);
 /* Snapshot the guest's published values (live ones read now). */
 unsigned vm_values(struct vm *vm, struct vm_value *out, unsigned max);
 

@@ -464,6 +464,22 @@ int mig_precopy(struct mig_run *m)
 	return ret;
 }
 
+/*
+ * A guest that tracks its stalls (tools/guests/rt/rt.h) learns that a
+ * switchover began: the gap its first look after it sees is the downtime
+ * it observed ("switch_stall_ns"), without the host's noise of before.
+ * Written through the dirty map, so the final pages carry it.
+ */
+static void mig_stall_epoch(struct vm *vm)
+{
+	uint64_t gpa, epoch = realtime_ns(), zero = 0;
+
+	if (!vm_value_gpa(vm, "stall_epoch", &gpa))
+		vm_write_guest(vm, gpa, &epoch, sizeof(epoch));
+	if (!vm_value_gpa(vm, "switch_stall_ns", &gpa))
+		vm_write_guest(vm, gpa, &zero, sizeof(zero));
+}
+
 /* Stop-and-copy: the guest pauses here and resumes there. */
 int mig_switchover(struct mig_run *m)
 {
@@ -495,6 +511,7 @@ int mig_switchover(struct mig_run *m)
 	if (ret)
 		return ret;
 	mig_mark(m, MIG_MARK_QUIESCED);
+	mig_stall_epoch(m->vm);
 	/*
 	 * The set still holds what the last round's harvest found; add what
 	 * was dirtied since, up to the pause. (Harvesting into the set itself

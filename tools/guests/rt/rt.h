@@ -193,16 +193,28 @@ static inline uint64_t rt_rand_below(struct rt_rand *r, uint64_t n)
  * two consecutive ticks. When the VM is paused (or migrated) the gap
  * appears. Each vCPU has its own tracker; the runtime publishes the
  * largest gap of all trackers as the live value "max_stall_ns".
+ *
+ * That is the largest since the guest started, host noise included. So
+ * the runtime also publishes "stall_epoch", which vmon rewrites when it
+ * pauses a guest for a switchover: the first tick that sees a new epoch
+ * records its gap, the stall of that switchover as the guest saw it, in
+ * "switch_stall_ns" (the largest of the vCPUs'; vmon zeroes it with the
+ * epoch). docs/guest-abi.md, "Published values".
  */
 struct rt_stall {
 	uint64_t last;           /* TSC of the last tick                    */
 	uint64_t max_tsc;        /* largest gap of this tracker, TSC ticks  */
 	volatile uint64_t max_ns;/* the same in nanoseconds                 */
+	uint64_t epoch;          /* rt_stall_epoch at the last tick         */
 };
 
 extern volatile uint64_t rt_max_stall_ns; /* published as "max_stall_ns" */
+extern volatile uint64_t rt_stall_epoch;  /* "stall_epoch", vmon writes it */
+extern volatile uint64_t rt_switch_stall_ns; /* "switch_stall_ns" */
 
 void rt_stall_init(struct rt_stall *t);
+/* The first gap after vmon wrote a new epoch. */
+void rt__switch_note(struct rt_stall *t, uint64_t gap);
 
 static inline void rt__stall_note(struct rt_stall *t, uint64_t gap)
 {
@@ -224,6 +236,8 @@ static inline uint64_t rt_stall_tick(struct rt_stall *t)
 	uint64_t gap = now - t->last;
 
 	t->last = now;
+	if (rt_unlikely(t->epoch != rt_stall_epoch))
+		rt__switch_note(t, gap);
 	/* A TSC that went backwards is not a stall. */
 	if (rt_unlikely(gap > t->max_tsc) && (int64_t)gap > 0)
 		rt__stall_note(t, gap);
