@@ -199,7 +199,7 @@ static inline uint64_t rt_rand_below(struct rt_rand *r, uint64_t n)
  * pauses a guest for a switchover: the first tick that sees a new epoch
  * records its gap, the stall of that switchover as the guest saw it, in
  * "switch_stall_ns" (the largest of the vCPUs'; vmon zeroes it with the
- * epoch). docs/guest-abi.md, "Published values".
+ * epoch). docs/guest-abi.md, "Hypercalls", after the table.
  */
 struct rt_stall {
 	uint64_t last;           /* TSC of the last tick                    */
