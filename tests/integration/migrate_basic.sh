@@ -97,11 +97,12 @@ check "the destination's log says RAM verified" grep -q "RAM verified" "$TMP/d2.
 check "pages_written advances on the destination" advancing d2 pages_written
 # The guest's own view of this switchover, apart from its lifetime's worst.
 SW=$(value d2 switch_stall_ns); MX=$(value d2 max_stall_ns); EP=$(value d2 stall_epoch)
-# vmon stamps the resume a little after the guest may have run: half of it.
+# The guest has seen up to half a millisecond less than vmon's downtime
+# (docs/benchmarks.md): 2 ms of slack.
 check "the guest saw the switchover: ${SW} ns, about the downtime or more, at most its largest stall (${MX} ns)" python3 -c "
 import json, sys
 m = json.load(open('$TMP/m2.json'))['migration']
-sys.exit(0 if $EP > 0 and m['downtime_ms'] * 1e6 / 2 <= $SW <= $MX and $SW < 5e9 else 1)"
+sys.exit(0 if $EP > 0 and 0 < $SW <= $MX and $SW >= m['downtime_ms'] * 1e6 - 2e6 and $SW < 5e9 else 1)"
 stop_vm d2 "$d2pid"; rc=$XRC
 check "the destination stops with 0 ($rc)" [ "$rc" = 0 ]
 echo "-- $(elapsed)"
