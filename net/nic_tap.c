@@ -148,9 +148,9 @@ out:
 /*
  * A bridge whose address nobody set takes its lowest port's MAC, and
  * changes it as ports come and go. A change flushes the host's neighbour
- * entries on the bridge: peers there must resolve every VM again, and a
- * VM that has just migrated can stay unreachable (net_bench saw 0.5 s and
- * more in 2-4 of 10 runs). The kernel gives a tap a random MAC that may be
+ * entries on the bridge: the host must resolve every VM again, and an ARP
+ * request lost in a switchover cost a second (docs/networking.md). The
+ * kernel gives a tap a random MAC that may be
  * the lowest; fe:xx:xx:xx:xx:xx (locally administered, unicast) is above
  * any uplink's burned-in address, so a VM's tap never becomes the
  * bridge's address, as libvirt does for its taps.
