@@ -70,6 +70,8 @@ struct mig_load_opts {
 	const char *name;       /* override the VM's name; NULL keeps it */
 	struct guest_mem *premade; /* RAM faulted in ahead of time, or NULL */
 	const struct mig_page_lanes *lanes; /* pages on data connections, or NULL */
+	/* Live: where SYNCED answers the source's SYNC; NULL: SYNC is an error. */
+	struct stream_writer *reply;
 };
 
 /*

@@ -17,6 +17,7 @@ const char *const mig_mark_names[MIG_MARK_NR] = {
 	[MIG_MARK_ACCEPTED] = "accepted",
 	[MIG_MARK_TRACKING] = "tracking",
 	[MIG_MARK_PRECOPY_DONE] = "precopy_done",
+	[MIG_MARK_SYNCED] = "synced",
 	[MIG_MARK_PAUSED] = "paused",
 	[MIG_MARK_QUIESCED] = "quiesced",
 	[MIG_MARK_SENT] = "sent",

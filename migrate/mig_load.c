@@ -37,6 +37,7 @@ struct mig_loader {
 	bool final_fence;       /* data connections: all their pages are in */
 	bool pages_done;
 	bool recv_decided;      /* straight into RAM or buffered: chosen once */
+	bool synced;            /* the source's SYNC came and was answered */
 };
 
 static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
@@ -215,6 +216,37 @@ static int load_fence(struct mig_loader *l, const void *body, uint64_t len)
 		l->res->torn_pages += torn;
 	}
 	return 0;
+}
+
+/*
+ * The source waits, its guest still running, until we have loaded all it
+ * sent: whatever queued in the sockets and the cipher behind a slower
+ * reader is read now rather than inside the downtime.
+ */
+static int load_sync(struct mig_loader *l, const void *body, uint64_t len)
+{
+	Ferry__Mig__Sync reply = FERRY__MIG__SYNC__INIT;
+	ProtobufCMessage *m;
+	int ret;
+
+	if (!l->o->reply) {
+		snprintf(l->err, MIG_ERR_LEN, "SYNC outside a live migration");
+		return -EBADMSG;
+	}
+	if (l->synced) {
+		snprintf(l->err, MIG_ERR_LEN, "a second SYNC");
+		return -EBADMSG;
+	}
+	ret = mig_unpack(l, &ferry__mig__sync__descriptor, body, len, &m);
+	if (ret)
+		return ret;
+	reply.round = ((Ferry__Mig__Sync *)m)->round;
+	protobuf_c_message_free_unpacked(m, NULL);
+	l->synced = true;
+	ret = stream_write_pb(l->o->reply, STREAM_REC_SYNCED, &reply.base);
+	if (ret)
+		snprintf(l->err, MIG_ERR_LEN, "cannot answer SYNC: %s", strerror(-ret));
+	return ret;
 }
 
 static int load_vcpu(struct mig_loader *l, const void *body, uint64_t len)
@@ -456,6 +488,9 @@ int mig_load_stream(struct stream_reader *r, const struct mig_load_opts *o,
 			break;
 		case STREAM_REC_FENCE:
 			ret = load_fence(l, body, len);
+			break;
+		case STREAM_REC_SYNC:
+			ret = load_sync(l, body, len);
 			break;
 		case STREAM_REC_VCPU_STATE:
 			if (o->lanes && !l->final_fence) {

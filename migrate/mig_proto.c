@@ -39,6 +39,19 @@ int mig_recv_msg(struct stream_reader *r, uint32_t expect,
 		}
 		return -ECONNABORTED;
 	}
+	if (type == STREAM_REC_ACK && expect != STREAM_REC_ACK) {
+		/* A destination that failed a record says why in a refusing ACK. */
+		ProtobufCMessage *m;
+
+		if (!stream_pb_unpack(r, &ferry__mig__ack__descriptor, body, len, &m)) {
+			Ferry__Mig__Ack *a = (Ferry__Mig__Ack *)m;
+
+			snprintf(err, MIG_ERR_LEN, "the destination refused in %.32s: %.400s",
+				 a->phase, a->message);
+			protobuf_c_message_free_unpacked(m, NULL);
+			return -EPROTO;
+		}
+	}
 	if (type != expect) {
 		snprintf(err, MIG_ERR_LEN, "expected %s, got %s", stream_type_name(expect),
 			 stream_type_name(type) ? stream_type_name(type) : "an unknown message");

@@ -165,6 +165,7 @@ static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf,
 	v.live_version = MIG_LIVE_VERSION;
 	v.connections = rf->n ? 0 : connections;
 	v.hashed_pages = !rf->n;
+	v.sync = !rf->n;
 	return mig_send_msg(w, STREAM_REC_VERDICT, &v.base);
 }
 
@@ -313,6 +314,7 @@ again:
 	}
 
 	/* The stream: every page, then the state, then END. */
+	lo.reply = &w;
 	ret = mig_load_stream(&sr, &lo, &vm, &res->load, why);
 	if (ret && mig_lanes_rx_error(lanes) && !strstr(why, mig_lanes_rx_error(lanes))) {
 		/* The source may have given up because a data connection broke. */

@@ -191,6 +191,7 @@ int mig_handshake(struct mig_run *m)
 		ret = -ENOTSUP;
 	}
 	m->hashed = !ret && h.hashed_pages && v->hashed_pages;
+	m->sync = !ret && v->sync;
 	protobuf_c_message_free_unpacked(msg, NULL);
 	return ret;
 }
@@ -413,6 +414,44 @@ static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
 		 (double)rd->duration_ns / 1e6, (unsigned long long)rd->dirty_pages, d->reason);
 }
 
+/*
+ * The rounds are over: before pausing, let a slower destination load what
+ * still queues for it (docs/migration-stream.md, SYNC), so that it is not
+ * read inside the downtime. The guest runs meanwhile; what it dirties
+ * travels with the final pages.
+ */
+static int mig_sync(struct mig_run *m, unsigned round)
+{
+	Ferry__Mig__Sync s = FERRY__MIG__SYNC__INIT;
+	ProtobufCMessage *msg = NULL;
+	char why[MIG_ERR_LEN];
+	unsigned got;
+	int ret;
+
+	if (!m->sync)
+		return 0;
+	s.round = round;
+	ret = mig_send_msg(&m->w, STREAM_REC_SYNC, &s.base);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "send SYNC: %s", strerror(-ret));
+		return ret;
+	}
+	ret = mig_recv_msg(&m->r, STREAM_REC_SYNCED, &ferry__mig__sync__descriptor, &msg, why);
+	if (ret) {
+		snprintf(m->err, MIG_ERR_LEN, "waiting for the destination to catch up: %s", why);
+		return ret;
+	}
+	got = ((Ferry__Mig__Sync *)msg)->round;
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (got != round) {
+		snprintf(m->err, MIG_ERR_LEN, "the destination caught up with round %u, "
+			 "not round %u", got, round);
+		return -EPROTO;
+	}
+	mig_mark(m, MIG_MARK_SYNCED);
+	return 0;
+}
+
 /* Pre-copy: rounds until the policy says stop (1) or abort (negative). */
 int mig_precopy(struct mig_run *m)
 {
@@ -455,7 +494,7 @@ int mig_precopy(struct mig_run *m)
 			break;
 		case MIG_STOP_AND_COPY:
 			mig_mark(m, MIG_MARK_PRECOPY_DONE);
-			return 0;
+			return mig_sync(m, round);
 		case MIG_ABORT:
 			snprintf(m->err, MIG_ERR_LEN, "%s", d.reason);
 			return -ETIMEDOUT;

@@ -45,6 +45,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_FENCE,         "FENCE",         STREAM_PB_MAX, 3 },
 	{ STREAM_REC_PAGE_HASHED,   "PAGE_HASHED",   STREAM_PAGE_HASHED_MAX, 3 },
 	{ STREAM_REC_ROUND,         "ROUND",         STREAM_PB_MAX, 3 },
+	{ STREAM_REC_SYNC,          "SYNC",          STREAM_PB_MAX, 3 },
 	{ STREAM_REC_VCPU_STATE,    "VCPU_STATE",    STREAM_PB_MAX, 4 },
 	{ STREAM_REC_CLOCK,         "CLOCK",         STREAM_PB_MAX, 5 },
 	{ STREAM_REC_DEVICE_STATE,  "DEVICE_STATE",  STREAM_PB_MAX, 6 },
@@ -57,6 +58,7 @@ static const struct stream_type_info {
 	{ STREAM_REC_RESUMED,       "RESUMED",       STREAM_PB_MAX, -1 },
 	{ STREAM_REC_PROBE,         "PROBE",         STREAM_PB_MAX, -1 },
 	{ STREAM_REC_JOIN,          "JOIN",          STREAM_PB_MAX, -1 },
+	{ STREAM_REC_SYNCED,        "SYNCED",        STREAM_PB_MAX, -1 },
 };
 
 /*

@@ -145,6 +145,12 @@ static int verify(const char *path, bool dump)
 			ret = check_pb(&r, &ferry__mig__round_info__descriptor, body, len, &m);
 			s.rounds++;
 			break;
+		case STREAM_REC_SYNC:
+			/* Live only: the source waited here for the destination. */
+			ret = check_pb(&r, &ferry__mig__sync__descriptor, body, len, &m);
+			if (!ret && dump)
+				printf("  round %u", ((Ferry__Mig__Sync *)m)->round);
+			break;
 		case STREAM_REC_STREAM_HEADER:
 			ret = check_pb(&r, &ferry__mig__stream_header__descriptor, body, len, &m);
 			if (!ret && dump)

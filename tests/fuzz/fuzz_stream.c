@@ -333,12 +333,16 @@ static void run_stream(const uint8_t *data, size_t size, bool direct)
 		case STREAM_REC_END:
 			ret = fz_end(&r, &st, body, len);
 			break;
-		case STREAM_REC_FENCE: {
-			/* A live stream with parallel connections: a file has
-			 * none, and the loader refuses it without lanes. */
+		case STREAM_REC_FENCE:
+		case STREAM_REC_SYNC: {
+			/* Live only: FENCE with parallel connections, SYNC before the
+			 * pause. A file has neither, and the loader refuses them
+			 * without lanes or a peer to answer. */
 			ProtobufCMessage *m;
 
-			if (!stream_pb_unpack(&r, &ferry__mig__fence__descriptor, body, len, &m))
+			if (!stream_pb_unpack(&r, type == STREAM_REC_FENCE ?
+					      &ferry__mig__fence__descriptor :
+					      &ferry__mig__sync__descriptor, body, len, &m))
 				protobuf_c_message_free_unpacked(m, NULL);
 			ret = -EPROTO;
 			break;

@@ -5,9 +5,14 @@
  * a seed the fuzzer would rarely reach the reader's direct path (pages
  * read straight into guest RAM), which is the one that writes into RAM.
  *
- *   gen_stream_hashed SNAPSHOT OUT
+ * With --sync it also writes the SYNC a live source sends before its
+ * pause (after the last page record), as the control connection carries
+ * it: a file never holds one, and the loader must refuse it there.
+ *
+ *   gen_stream_hashed [--sync] SNAPSHOT OUT
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,12 +67,14 @@ int main(int argc, char **argv)
 	uint64_t nr_pages = 0, len;
 	uint32_t flags, type;
 	const void *body;
+	bool sync = argc == 4 && !strcmp(argv[1], "--sync");
 	int in, out, ret;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: gen_stream_hashed SNAPSHOT OUT\n");
+	if (argc != 3 && !sync) {
+		fprintf(stderr, "usage: gen_stream_hashed [--sync] SNAPSHOT OUT\n");
 		return 2;
 	}
+	argv += sync;
 	in = open(argv[1], O_RDONLY | O_CLOEXEC);
 	out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (in < 0 || out < 0) {
@@ -102,7 +109,15 @@ int main(int argc, char **argv)
 		}
 		if (type == STREAM_REC_PAGE_DATA && ram)
 			ret = copy_pages(&w, &r, ram, nr_pages, body, len);
-		else if (type == STREAM_REC_END)
+		else if (type == STREAM_REC_VCPU_STATE && sync) {
+			Ferry__Mig__Sync sy = FERRY__MIG__SYNC__INIT;
+
+			sync = false;
+			sy.round = 1;
+			ret = stream_write_pb(&w, STREAM_REC_SYNC, &sy.base);
+			if (!ret)
+				ret = stream_write_record(&w, type, body, len);
+		} else if (type == STREAM_REC_END)
 			ret = end_recounted(&w, body, len);
 		else
 			ret = stream_write_record(&w, type, body, len);

@@ -52,7 +52,7 @@ TYPES = {
     "END": 0xF, "ROUND": 0x80000010,
     "HELLO": 0x100, "VERDICT": 0x101, "ACK": 0x102, "COMMIT": 0x103,
     "ABORT": 0x104, "RESUMED": 0x105, "JOIN": 0x107, "FENCE": 0x8,
-    "PAGE_HASHED": 0x9,
+    "PAGE_HASHED": 0x9, "SYNC": 0xA, "SYNCED": 0x108,
 }
 NAMES = {v: k for k, v in TYPES.items()}
 FAULTS = ("none", "kill", "cut", "flip", "truncate", "stall")

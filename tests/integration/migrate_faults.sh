@@ -150,6 +150,12 @@ DEAD='closed|reset|broken pipe|connection|peer|eof'
 LATER='precopy|switchover'
 fault_case kill_hello handshake "$DEAD" -- --fault kill --at HELLO
 fault_case kill_pages "$LATER" "$DEAD" -- --fault kill --at PAGE_HASHED --nth 2
+# Killed when the source, its rounds over, waits for it to catch up (SYNC):
+# noticed in pre-copy, before any pause.
+fault_case kill_sync precopy "$DEAD" -- --fault kill --at SYNC
+# A SYNC the destination cannot trust: its refusal (an ACK) answers the
+# source's wait and names the record.
+fault_case flip_sync precopy 'SYNC.*checksum' -- --fault flip --at SYNC
 fault_case kill_vcpu switchover "$DEAD" -- --fault kill --at VCPU_STATE
 fault_case cut_pages "$LATER" "$DEAD" -- --fault cut --at PAGE_HASHED --nth 3
 # Page records are PAGE_HASHED: byte 20 of the body is in the pfn list,

@@ -256,6 +256,10 @@ printf 'This is a text file, not a Ferry snapshot.\nIt has two lines.\n' >"$TMP/
 restore_refused "$TMP/text.fsnap" "a text file" "not a Ferry migration stream" 2
 restore_refused "$TMP/empty.fsnap" "an empty file" "empty" 2
 restore_refused "$TMP/missing.fsnap" "a missing file" "No such file or directory" 2
+# A live stream's SYNC (docs/migration-stream.md): in a file no one waits
+# for the answer. migstream calls it sound; the loader refuses to restore it.
+restore_refused "$(dirname "$0")/../fuzz/corpus/stream/live_counter_8m_sync" \
+	"a live stream with SYNC" "SYNC at offset 75208: SYNC outside a live migration" -
 verify_refused "$TMP/text.fsnap" "a text file" "not a Ferry migration stream" 1
 verify_refused "$TMP/empty.fsnap" "an empty file" "empty" 1
 verify_refused "$TMP/missing.fsnap" "a missing file" "No such file or directory" 2

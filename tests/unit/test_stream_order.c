@@ -116,7 +116,7 @@ static void test_order_machine(void **state)
 		STREAM_REC_STREAM_HEADER, STREAM_REC_VM_CONFIG,
 		STREAM_REC_CPU_MODEL, STREAM_REC_ROUND, STREAM_REC_PAGE_DATA,
 		STREAM_REC_PAGE_DATA, STREAM_REC_OPTIONAL | 9, STREAM_REC_ROUND,
-		STREAM_REC_PAGE_DATA, STREAM_REC_VCPU_STATE,
+		STREAM_REC_PAGE_DATA, STREAM_REC_SYNC, STREAM_REC_VCPU_STATE,
 		STREAM_REC_VCPU_STATE, STREAM_REC_CLOCK,
 		STREAM_REC_DEVICE_STATE, STREAM_REC_DEVICE_STATE,
 		STREAM_REC_END,
@@ -143,7 +143,20 @@ static void test_order_machine(void **state)
 			 -EPROTO);
 	assert_string_equal(err, "stream: CPU_MODEL after ROUND at offset 7");
 
+	/* SYNC ends the pre-copy: never among the state */
+	stream_order_init(&o);
+	for (unsigned i = 0; i < 11; i++)
+		assert_int_equal(stream_order_check(&o, busy[i], i, err, sizeof(err)), 0);
+	assert_int_equal(busy[10], STREAM_REC_VCPU_STATE);
+	assert_int_equal(stream_order_check(&o, STREAM_REC_SYNC, 11, err, sizeof(err)),
+			 -EPROTO);
+	assert_string_equal(err, "stream: SYNC after VCPU_STATE at offset 11");
+	/* and its answer is no record of a stream */
+	assert_int_equal(stream_order_check(&o, STREAM_REC_SYNCED, 12, err, sizeof(err)),
+			 -EPROTO);
+
 	assert_string_equal(stream_type_name(STREAM_REC_ROUND), "ROUND");
+	assert_string_equal(stream_type_name(STREAM_REC_SYNCED), "SYNCED");
 	assert_null(stream_type_name(0x42));
 	assert_int_equal(stream_type_max_len(STREAM_REC_PAGE_DATA), 2101264);
 }
