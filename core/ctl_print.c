@@ -66,6 +66,7 @@ static void stats_json(struct json *j, const Ferry__Ctl__Stats *st)
 		json_str(j, "mode", st->dirty->mode);
 		json_bool(j, "tracking", st->dirty->tracking);
 		json_u64(j, "harvests", st->dirty->harvests);
+		json_u64(j, "samples", st->dirty->samples);
 		json_double(j, "pages_per_s", st->dirty->pages_per_s);
 		json_u64(j, "window_ns", st->dirty->window_ns);
 		json_u64(j, "monitor_pages", st->dirty->monitor_pages);
@@ -109,11 +110,12 @@ static void stats_text(FILE *f, const Ferry__Ctl__Stats *st)
 			(unsigned long long)st->devices[i]->value);
 	if (st->dirty)
 		fprintf(f, "dirty: %s, tracking %s, %.0f pages/s (%.1f MiB/s) over %.2f s, "
-			"%llu harvests, %llu monitor-dirtied pages\n",
+			"%llu harvests, %llu samples, %llu monitor-dirtied pages\n",
 			st->dirty->mode, st->dirty->tracking ? "on" : "off",
 			st->dirty->pages_per_s, st->dirty->pages_per_s * 4096.0 / 1048576.0,
 			(double)st->dirty->window_ns / 1e9,
 			(unsigned long long)st->dirty->harvests,
+			(unsigned long long)st->dirty->samples,
 			(unsigned long long)st->dirty->monitor_pages);
 }
 

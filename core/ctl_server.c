@@ -141,6 +141,7 @@ static void ctl_fill_stats(struct vm *vm, struct dirty_rate *rate,
 	s->dirty.mode = (char *)dirty_mode_name(vm->dirty_mode);
 	s->dirty.tracking = vm->dirty->tracking;
 	s->dirty.harvests = vm->dirty->stats.harvests;
+	s->dirty.samples = vm->dirty->stats.samples;
 	s->dirty.monitor_pages = __atomic_load_n(&vm->dirty->stats.monitor_pages,
 						 __ATOMIC_RELAXED);
 	s->dirty.pages_per_s = rate ? dirty_rate_get(rate, &s->dirty.window_ns) : 0;

@@ -219,6 +219,7 @@ int dirty_start(struct dirty *d)
 		if (ret)
 			goto out;
 		d->logging = true;
+		d->log_fresh = true;
 	}
 	/* The first harvest reports every page: see the contract in dirty.h. */
 	d->report_all = true;
@@ -290,9 +291,10 @@ int dirty_harvest(struct dirty *d, struct dirty_set *out)
 	}
 	bits_drain(d->ring_bits, out->bits, WORDS(d->nr_pages));
 	bits_drain(d->monitor_bits, out->bits, WORDS(d->nr_pages));
-	for (uint64_t w = 0; w < WORDS(d->nr_pages); w++)
+	for (uint64_t w = 0; !d->log_fresh && w < WORDS(d->nr_pages); w++)
 		if (out->bits[w])
 			__atomic_fetch_or(&d->written[w], out->bits[w], __ATOMIC_RELAXED);
+	d->log_fresh = false;
 	if (d->report_all) {
 		bits_set_all(out->bits, d->nr_pages);
 		d->report_all = false;
@@ -314,6 +316,35 @@ int dirty_harvest(struct dirty *d, struct dirty_set *out)
 	d->stats.harvests++;
 	d->stats.pages_harvested += out->count;
 out:
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+int dirty_sample(struct dirty *d, unsigned prev_stripe, unsigned stripe, uint64_t *hits)
+{
+	int ret;
+
+	*hits = 0;
+	if (prev_stripe >= DIRTY_STRIPES || stripe >= DIRTY_STRIPES)
+		return -EINVAL;
+	pthread_mutex_lock(&d->lock);
+	if (!d->tracking)
+		ret = -ENOTCONN;
+	else if (!d->ops->sample)
+		ret = -EOPNOTSUPP;
+	else if (d->log_fresh)
+		ret = -EAGAIN;   /* a full harvest first: INITIALLY_SET's marks are no writes */
+	else
+		ret = d->ops->sample(d, prev_stripe, stripe, hits);
+	/* The monitor's marks stay queued for the next harvest; the map has them now. */
+	for (uint64_t w = 0; !ret && w < WORDS(d->nr_pages); w++) {
+		uint64_t v = __atomic_load_n(&d->monitor_bits[w], __ATOMIC_ACQUIRE);
+
+		if (v)
+			__atomic_fetch_or(&d->written[w], v, __ATOMIC_RELAXED);
+	}
+	if (!ret)
+		d->stats.samples++;
 	pthread_mutex_unlock(&d->lock);
 	return ret;
 }

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 enum dirty_mode {
-	DIRTY_MODE_AUTO = 0, /* ring where KVM offers it, else bitmap */
+	DIRTY_MODE_AUTO = 0, /* bitmap with manual protection where offered, else ring */
 	DIRTY_MODE_BITMAP,
 	DIRTY_MODE_RING,
 };
@@ -93,10 +93,13 @@ struct dirty_ops {
 	const char *name;
 	/* OR the pages KVM saw written into out, and re-protect them. */
 	int (*collect)(struct dirty *d, uint64_t *out);
+	/* dirty_sample()'s work; NULL where the backend cannot (the ring). */
+	int (*sample)(struct dirty *d, unsigned prev_stripe, unsigned stripe, uint64_t *hits);
 };
 
 struct dirty_stats {
 	uint64_t harvests;
+	uint64_t samples;          /* dirty_sample() calls that succeeded */
 	uint64_t pages_harvested;
 	uint64_t monitor_pages;    /* pages marked through dirty_mark() */
 	uint64_t bad_ring_entries; /* entries naming no slot we know */
@@ -117,6 +120,12 @@ struct dirty {
 	bool tracking;              /* a consumer harvests (start..stop)    */
 	bool logging;               /* KVM logs writes (may outlive stop)   */
 	bool report_all;            /* the next harvest reports every page  */
+	/*
+	 * Logging just went on: what the next collect returns is not all
+	 * writes (the bitmap's INITIALLY_SET marks every page), so it stays
+	 * out of the written map; the scan that follows reads the pages.
+	 */
+	bool log_fresh;
 	/*
 	 * Pages that may hold data: OR of every harvest since logging went
 	 * on, plus what dirty_written_scan() found then. A page outside it
@@ -153,6 +162,28 @@ int dirty_attach_ring(struct dirty *d, unsigned vcpu, struct kvm_dirty_gfn *gfns
 int dirty_start(struct dirty *d);
 int dirty_stop(struct dirty *d);
 int dirty_harvest(struct dirty *d, struct dirty_set *out);
+
+/*
+ * The sampler's harvest, cheap for the guest (bitmap mode only).
+ *
+ * A harvest re-protects every page written since the one before, and each
+ * page's next write then costs the guest a fault (about 25 us under PVM):
+ * a guest that keeps writing many pages, harvested once a second for the
+ * dirty-rate figure, ran at a fraction of a percent of its speed for as
+ * long as it lived. This one reads what KVM logged into the written map
+ * and re-protects only the pages of one stripe of DIRTY_STRIPES (pfn %
+ * DIRTY_STRIPES == stripe): each page is re-protected once per
+ * DIRTY_STRIPES samples. *hits is the number of pages of prev_stripe
+ * (re-protected by the call before, or by a full harvest) written since:
+ * times DIRTY_STRIPES, an estimate of the pages written in the interval.
+ *
+ * Reports nothing to a consumer: the pages stay logged in KVM for the
+ * next dirty_harvest(), and the monitor's own marks stay queued for it.
+ * -EOPNOTSUPP in ring mode, whose ring resets re-protect all it collects;
+ * -EAGAIN before the first dirty_harvest() since logging went on.
+ */
+#define DIRTY_STRIPES 64u
+int dirty_sample(struct dirty *d, unsigned prev_stripe, unsigned stripe, uint64_t *hits);
 
 /*
  * Build the written map: with tracking on (so every later write is

@@ -11,6 +11,8 @@ static void *dirty_rate_thread(void *arg)
 {
 	struct dirty_rate *r = arg;
 	struct dirty *d = r->vm->dirty;
+	unsigned stripe = 0;   /* re-protected by the last harvest or sample */
+	bool striped = true;   /* dirty_sample() works here (bitmap mode) */
 	uint64_t last;
 	int ret;
 
@@ -26,7 +28,7 @@ static void *dirty_rate_thread(void *arg)
 	last = now_ns();
 	pthread_mutex_lock(&r->lock);
 	while (!ret && !r->stop) {
-		uint64_t deadline = last + r->interval_ns, now;
+		uint64_t deadline = last + r->interval_ns, now, count = 0;
 		struct timespec ts = {
 			.tv_sec = (time_t)(deadline / 1000000000ull),
 			.tv_nsec = (long)(deadline % 1000000000ull),
@@ -38,12 +40,32 @@ static void *dirty_rate_thread(void *arg)
 		if (now_ns() < deadline)
 			continue;
 		pthread_mutex_unlock(&r->lock);
-		ret = dirty_harvest(d, &r->set);
+		/*
+		 * A stripe of the pages, not all of them: a full harvest each
+		 * time re-protects every page the guest writes, and a busy
+		 * guest would pay a fault on each, every interval (dirty.h).
+		 */
+		if (striped) {
+			uint64_t hits;
+
+			ret = dirty_sample(d, stripe, (stripe + 1) % DIRTY_STRIPES, &hits);
+			count = hits * DIRTY_STRIPES;
+			stripe = (stripe + 1) % DIRTY_STRIPES;
+			if (ret == -EOPNOTSUPP) {
+				striped = false;
+				log_debug("dirty: %s mode: the sampler harvests all pages",
+					  dirty_mode_name(d->mode));
+			}
+		}
+		if (!striped) {
+			ret = dirty_harvest(d, &r->set);
+			count = r->set.count;
+		}
 		now = now_ns();
 		pthread_mutex_lock(&r->lock);
 		if (!ret) {
 			r->window_ns = now - last;
-			r->pages_per_s = (double)r->set.count * 1e9 / (double)r->window_ns;
+			r->pages_per_s = (double)count * 1e9 / (double)r->window_ns;
 		}
 		last = now;
 	}

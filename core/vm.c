@@ -208,8 +208,17 @@ static int vm_setup_dirty_mode(struct vm *vm, char *err)
 		cap = KVM_CAP_DIRTY_LOG_RING;
 		ring_max = kvm_cap(vm->vm_fd, cap);
 	}
+	/*
+	 * The bitmap where KVM lets us re-protect pages by hand: the
+	 * dirty-rate sampler then re-protects a stripe at a time and a busy
+	 * guest does not pay a write fault on every page it writes, every
+	 * interval, for as long as it runs (dirty_sample()). A ring's reset
+	 * re-protects all it collected. Migration does as well with either.
+	 */
 	if (mode == DIRTY_MODE_AUTO)
-		mode = ring_max > 0 ? DIRTY_MODE_RING : DIRTY_MODE_BITMAP;
+		mode = kvm_cap(vm->vm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
+		       KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE ? DIRTY_MODE_BITMAP :
+		       ring_max > 0 ? DIRTY_MODE_RING : DIRTY_MODE_BITMAP;
 
 	if (mode == DIRTY_MODE_RING) {
 		uint32_t entries = vm->cfg.dirty_ring_entries ?

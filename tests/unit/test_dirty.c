@@ -79,7 +79,16 @@ static int fake_reset_rings(void *ctx)
 
 static int fake_set_logging(void *ctx, bool on)
 {
-	((struct fake_kvm *)ctx)->logging = on;
+	struct fake_kvm *f = ctx;
+
+	/* KVM_DIRTY_LOG_INITIALLY_SET: logging on marks every page dirty. */
+	if (on && !f->logging) {
+		memset(f->bits[0], 0xff, sizeof(f->bits[0]));
+		memset(f->bits[1], 0, sizeof(f->bits[1]));
+		for (uint64_t p = 0; p < S1_PAGES; p++)
+			f->bits[1][p / 64] |= 1ull << (p % 64);
+	}
+	f->logging = on;
 	return 0;
 }
 
@@ -459,6 +468,96 @@ static void test_written_none(void **state)
 	dirty_destroy(d);
 }
 
+static bool kvm_logged(uint64_t pfn)
+{
+	uint32_t slot = pfn >= S1_FIRST;
+	uint64_t off = pfn - (slot ? S1_FIRST : 0);
+
+	return (fk.bits[slot][off / 64] >> (off % 64)) & 1;
+}
+
+/*
+ * The sampler's striped look: it counts the pages of the stripe the look
+ * before re-protected, re-protects only the next stripe's, puts every
+ * logged page into the written map and takes nothing from the consumer.
+ */
+static void test_sample_stripes(void **state)
+{
+	/* stripe 0: pfn % 64 == 0; stripe 1: pfn % 64 == 1 (slot 1 too) */
+	static const uint64_t s0[] = { 0, 64, 640, S1_FIRST, S1_FIRST + 128 };
+	static const uint64_t s1[] = { 1, 65, S1_FIRST + 1 };
+	static const uint64_t other[] = { 5, 700, S1_FIRST + 999 };
+	struct dirty *d = make(DIRTY_MODE_BITMAP);
+	struct dirty_set s;
+	uint64_t hits;
+
+	(void)state;
+	assert_int_equal(dirty_set_init(&s, NR_PAGES), 0);
+	start_clean(d, &s);         /* a full harvest: every page re-protected */
+	for (size_t i = 0; i < 5; i++)
+		guest_write(s0[i], 0);
+	for (size_t i = 0; i < 3; i++) {
+		guest_write(s1[i], 0);
+		guest_write(other[i], 0);
+	}
+	dirty_mark(d, 300ull * 4096, 1);
+	fk.clear_calls = 0;
+	assert_int_equal(dirty_sample(d, 0, 1, &hits), 0);
+	assert_int_equal(hits, 5);
+	assert_false(fk.bad_clear);
+	for (size_t i = 0; i < 3; i++) {
+		/* stripe 1 re-protected; everything else stays writable */
+		assert_false(kvm_logged(s1[i]));
+		assert_true(kvm_logged(other[i]));
+		assert_true(d->written[other[i] / 64] >> (other[i] % 64) & 1);
+		assert_true(d->written[s1[i] / 64] >> (s1[i] % 64) & 1);
+	}
+	for (size_t i = 0; i < 5; i++)
+		assert_true(kvm_logged(s0[i]));
+	assert_true(d->written[300 / 64] >> (300 % 64) & 1);
+	/* Only chunks with stripe-1 pages were cleared: slot 0's first, slot 1's first. */
+	assert_int_equal(fk.clear_calls, 2);
+
+	/* Next look: stripe 1's pages written since, not the ones before. */
+	guest_write(65, 0);
+	assert_int_equal(dirty_sample(d, 1, 2, &hits), 0);
+	assert_int_equal(hits, 1);
+	/* A writable page written again is no news for the stripe count. */
+	guest_write(5, 0);
+	assert_int_equal(dirty_sample(d, 2, 3, &hits), 0);
+	assert_int_equal(hits, 0);
+	assert_int_equal(d->stats.samples, 3);
+
+	/* The next consumer's harvest still sees what stayed logged, and the marks. */
+	assert_int_equal(dirty_harvest(d, &s), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_true(dirty_set_test(&s, other[i]));
+	assert_true(dirty_set_test(&s, 300));
+	assert_true(dirty_set_test(&s, 65));
+	assert_false(dirty_set_test(&s, 1));   /* re-protected by the sample, unwritten since */
+	dirty_set_free(&s);
+	dirty_destroy(d);
+}
+
+static void test_sample_refusals(void **state)
+{
+	struct dirty *d = make(DIRTY_MODE_RING);
+	uint64_t hits = 7;
+
+	(void)state;
+	assert_int_equal(dirty_sample(d, 0, 1, &hits), -ENOTCONN);
+	assert_int_equal(hits, 0);
+	assert_int_equal(dirty_start(d), 0);
+	/* a ring's reset re-protects all it collected: no stripes there */
+	assert_int_equal(dirty_sample(d, 0, 1, &hits), -EOPNOTSUPP);
+	dirty_destroy(d);
+	d = make(DIRTY_MODE_BITMAP);
+	assert_int_equal(dirty_start(d), 0);
+	assert_int_equal(dirty_sample(d, DIRTY_STRIPES, 0, &hits), -EINVAL);
+	assert_int_equal(dirty_sample(d, 0, DIRTY_STRIPES, &hits), -EINVAL);
+	dirty_destroy(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +574,8 @@ int main(void)
 		cmocka_unit_test(test_mode_names),
 		cmocka_unit_test(test_written_map),
 		cmocka_unit_test(test_written_none),
+		cmocka_unit_test(test_sample_stripes),
+		cmocka_unit_test(test_sample_refusals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
