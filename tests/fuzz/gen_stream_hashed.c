@@ -12,8 +12,8 @@
  *   gen_stream_hashed [--sync] SNAPSHOT OUT
  */
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
