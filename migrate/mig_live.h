@@ -74,8 +74,8 @@ enum mig_mark {
 	MIG_MARK_CONNECTED,         /* the transport is up (TLS: after its handshake) */
 	MIG_MARK_ACCEPTED,          /* the destination's precheck accepted */
 	MIG_MARK_TRACKING,          /* data connections open, dirty tracking on */
+	MIG_MARK_SYNCED,            /* the destination loaded the last round (SYNC) */
 	MIG_MARK_PRECOPY_DONE,      /* the policy ended the rounds */
-	MIG_MARK_SYNCED,            /* the destination loaded every round (SYNC) */
 	MIG_MARK_PAUSED,            /* the vCPUs stopped */
 	MIG_MARK_QUIESCED,          /* disks drained and flushed */
 	MIG_MARK_SENT,              /* the last pages, vCPU and device state sent */

@@ -37,7 +37,7 @@ struct mig_loader {
 	bool final_fence;       /* data connections: all their pages are in */
 	bool pages_done;
 	bool recv_decided;      /* straight into RAM or buffered: chosen once */
-	bool synced;            /* the source's SYNC came and was answered */
+	uint32_t sync_round;    /* the last SYNC answered: rounds only grow */
 };
 
 static int mig_unpack(struct mig_loader *l, const ProtobufCMessageDescriptor *d,
@@ -233,16 +233,17 @@ static int load_sync(struct mig_loader *l, const void *body, uint64_t len)
 		snprintf(l->err, MIG_ERR_LEN, "SYNC outside a live migration");
 		return -EBADMSG;
 	}
-	if (l->synced) {
-		snprintf(l->err, MIG_ERR_LEN, "a second SYNC");
-		return -EBADMSG;
-	}
 	ret = mig_unpack(l, &ferry__mig__sync__descriptor, body, len, &m);
 	if (ret)
 		return ret;
 	reply.round = ((Ferry__Mig__Sync *)m)->round;
 	protobuf_c_message_free_unpacked(m, NULL);
-	l->synced = true;
+	if (reply.round <= l->sync_round) {
+		snprintf(l->err, MIG_ERR_LEN, "SYNC of round %u after round %u", reply.round,
+			 l->sync_round);
+		return -EBADMSG;
+	}
+	l->sync_round = reply.round;
 	ret = stream_write_pb(l->o->reply, STREAM_REC_SYNCED, &reply.base);
 	if (ret)
 		snprintf(l->err, MIG_ERR_LEN, "cannot answer SYNC: %s", strerror(-ret));

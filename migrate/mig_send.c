@@ -415,10 +415,11 @@ static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
 }
 
 /*
- * The rounds are over: before pausing, let a slower destination load what
- * still queues for it (docs/migration-stream.md, SYNC), so that it is not
- * read inside the downtime. The guest runs meanwhile; what it dirties
- * travels with the final pages.
+ * A round's pages are written: before harvesting, let a slower destination
+ * load what still queues for it (docs/migration-stream.md, SYNC). The
+ * harvest then sees what the guest dirtied while it waited, the policy
+ * decides on that, and when it stops nothing is left queued to be read
+ * inside the downtime.
  */
 static int mig_sync(struct mig_run *m, unsigned round)
 {
@@ -477,6 +478,9 @@ int mig_precopy(struct mig_run *m)
 		if (ret)
 			break;
 		rd.send_ns = now_ns() - t0;
+		ret = mig_sync(m, round);
+		if (ret)
+			break;
 		ret = dirty_harvest(m->vm->dirty, &m->set);
 		if (ret) {
 			snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
@@ -494,7 +498,7 @@ int mig_precopy(struct mig_run *m)
 			break;
 		case MIG_STOP_AND_COPY:
 			mig_mark(m, MIG_MARK_PRECOPY_DONE);
-			return mig_sync(m, round);
+			return 0;
 		case MIG_ABORT:
 			snprintf(m->err, MIG_ERR_LEN, "%s", d.reason);
 			return -ETIMEDOUT;

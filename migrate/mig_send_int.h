@@ -22,7 +22,7 @@ struct mig_run {
 	struct dirty_set set;
 	struct mig_throttle throttle;
 	bool hashed;        /* the destination takes PAGE_HASHED: no page copies */
-	bool sync;          /* the destination answers SYNC: it catches up before the pause */
+	bool sync;          /* the destination answers SYNC: it catches up after each round */
 	bool tracking;      /* we took dirty tracking from the sampler */
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */

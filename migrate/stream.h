@@ -40,7 +40,7 @@
 #define STREAM_REC_DEVICE_STATE  0x00000007u
 #define STREAM_REC_FENCE         0x00000008u   /* live, parallel connections */
 #define STREAM_REC_PAGE_HASHED   0x00000009u   /* live: pages hashed one by one */
-#define STREAM_REC_SYNC          0x0000000Au   /* live: the source waits for SYNCED */
+#define STREAM_REC_SYNC          0x0000000Au   /* live: after a round, the source waits for SYNCED */
 #define STREAM_REC_END           0x0000000Fu
 #define STREAM_REC_ROUND         (STREAM_REC_OPTIONAL | 0x10u)
 /* Live protocol messages (part 2), framed like records, never in a stream. */

@@ -335,8 +335,8 @@ static void run_stream(const uint8_t *data, size_t size, bool direct)
 			break;
 		case STREAM_REC_FENCE:
 		case STREAM_REC_SYNC: {
-			/* Live only: FENCE with parallel connections, SYNC before the
-			 * pause. A file has neither, and the loader refuses them
+			/* Live only: FENCE with parallel connections, SYNC after a
+			 * round. A file has neither, and the loader refuses them
 			 * without lanes or a peer to answer. */
 			ProtobufCMessage *m;
 

@@ -5,9 +5,9 @@
  * a seed the fuzzer would rarely reach the reader's direct path (pages
  * read straight into guest RAM), which is the one that writes into RAM.
  *
- * With --sync it also writes the SYNC a live source sends before its
- * pause (after the last page record), as the control connection carries
- * it: a file never holds one, and the loader must refuse it there.
+ * With --sync it also writes the SYNC a live source sends after a round's
+ * pages (here after the last page record), as the control connection
+ * carries it: a file never holds one, and the loader must refuse it there.
  *
  *   gen_stream_hashed [--sync] SNAPSHOT OUT
  */

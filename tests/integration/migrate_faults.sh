@@ -150,8 +150,8 @@ DEAD='closed|reset|broken pipe|connection|peer|eof'
 LATER='precopy|switchover'
 fault_case kill_hello handshake "$DEAD" -- --fault kill --at HELLO
 fault_case kill_pages "$LATER" "$DEAD" -- --fault kill --at PAGE_HASHED --nth 2
-# Killed when the source, its rounds over, waits for it to catch up (SYNC):
-# noticed in pre-copy, before any pause.
+# Killed when the source, a round's pages written, waits for it to catch
+# up (SYNC): noticed in pre-copy, before any pause.
 fault_case kill_sync precopy "$DEAD" -- --fault kill --at SYNC
 # A SYNC the destination cannot trust: its refusal (an ACK) answers the
 # source's wait and names the record.
