@@ -202,6 +202,7 @@ static int vm_setup_dirty_mode(struct vm *vm, char *err)
 	enum dirty_mode mode = vm->cfg.dirty_mode;
 	uint32_t cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL;
 	int ring_max = kvm_cap(vm->vm_fd, cap);
+	int manual = kvm_cap(vm->vm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
 	int ret;
 
 	if (ring_max <= 0) {
@@ -216,8 +217,7 @@ static int vm_setup_dirty_mode(struct vm *vm, char *err)
 	 * re-protects all it collected. Migration does as well with either.
 	 */
 	if (mode == DIRTY_MODE_AUTO)
-		mode = kvm_cap(vm->vm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
-		       KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE ? DIRTY_MODE_BITMAP :
+		mode = manual & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE ? DIRTY_MODE_BITMAP :
 		       ring_max > 0 ? DIRTY_MODE_RING : DIRTY_MODE_BITMAP;
 
 	if (mode == DIRTY_MODE_RING) {
@@ -240,9 +240,7 @@ static int vm_setup_dirty_mode(struct vm *vm, char *err)
 		}
 		vm->cfg.dirty_ring_entries = entries;
 	} else {
-		int flags = kvm_cap(vm->vm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
-
-		if (!(flags & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
+		if (!(manual & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)) {
 			snprintf(err, VM_ERR_LEN, "KVM lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2");
 			return -ENOTSUP;
 		}
@@ -252,7 +250,7 @@ static int vm_setup_dirty_mode(struct vm *vm, char *err)
 		 * which is our contract anyway.
 		 */
 		ret = kvm_enable_cap(vm->vm_fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
-				     (uint64_t)flags & (KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE |
+				     (uint64_t)manual & (KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE |
 							KVM_DIRTY_LOG_INITIALLY_SET));
 		if (ret) {
 			snprintf(err, VM_ERR_LEN, "enable manual dirty log protect: %s",

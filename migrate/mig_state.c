@@ -8,7 +8,7 @@
 #include "core/hcall.h"
 #include "core/vm_dev.h"
 #include "core/util.h"
-#include "migrate/hash.h"
+#include "core/hash.h"
 
 void mig_pack_config(const struct vm *vm, struct mig_config_pack *p)
 {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
-#include "migrate/hash.h"
+#include "core/hash.h"
 #include "migrate/stream.h"
 
 /*

@@ -11,7 +11,7 @@
 
 #include "core/mem.h"
 #include "core/util.h"
-#include "migrate/hash.h"
+#include "core/hash.h"
 #include "migrate/stream.h"
 
 /* Zero for sure: the written map says so, or the page itself. */

@@ -1,5 +1,6 @@
 /*
- * xxHash for the stream's checksums and the verify digest.
+ * xxHash for the stream's checksums, the verify digest and the NICs'
+ * frame hashes (net/nic_carry.c).
  *
  * Debian builds libxxhash for baseline x86-64 (SSE2). Its plain entry
  * points hash 4 KiB pages at about 5 GB/s here, compute-bound, and the
@@ -9,8 +10,8 @@
  * stream's format does not change. tests/unit/test_stream.c checks that
  * the two agree.
  */
-#ifndef FERRY_MIGRATE_HASH_H
-#define FERRY_MIGRATE_HASH_H
+#ifndef FERRY_CORE_HASH_H
+#define FERRY_CORE_HASH_H
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
