@@ -128,8 +128,16 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 	cfg.mem_size = h->mem_bytes;
 	cfg.nr_vcpus = h->nr_vcpus;
 	mig_load_opts_apply(&o->load, &cfg);
-	/* A dry run must not use up the RAM a real migration will want. */
-	cfg.premade = h->dry_run ? NULL : o->load.premade;
+	/*
+	 * A dry run borrows the RAM made ahead for the real migration (it goes
+	 * back in mig_incoming), or maps RAM without faulting it in. Faulting a
+	 * second copy in took 1.1-1.6 s a GiB here, and would refuse a VM that
+	 * fits beside its premade RAM. The memory check above has counted it,
+	 * and the mapping still reserves huge pages.
+	 */
+	cfg.premade = o->load.premade;
+	if (h->dry_run)
+		cfg.mem_flags &= ~(unsigned)(MEM_PREALLOC | MEM_WARM);
 	/* Builds the VM and faults its RAM in: the pages will land in it. */
 	ret = vm_create_incoming(&cfg, model, &cpuid, xcr0, vmp, err);
 	if (ret == -ENOTSUP)
@@ -217,7 +225,7 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		now_ns() + (uint64_t)o->accept_timeout_ms * 1000000ull;
 	struct mig_door_drops drops = { .n = 0 };
 	struct mig_door_guest guest;
-	bool dry_run = false;
+	bool dry_run = false, lent = false;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
@@ -261,6 +269,7 @@ again:
 	sr.io = &io;
 
 	xport_set_timeout(x, MIG_IO_TIMEOUT_MS);
+	lent = o->load.premade && o->load.premade->base;
 	ret = mig_precheck(o, (Ferry__Mig__Hello *)msg, &vm, &rf);
 	dry_run = ((Ferry__Mig__Hello *)msg)->dry_run;
 	conns = ((Ferry__Mig__Hello *)msg)->connections ? ((Ferry__Mig__Hello *)msg)->connections : 1;
@@ -289,6 +298,11 @@ again:
 		while (!ret && type == STREAM_REC_PROBE);
 		log_info("incoming: dry run from %s finished; waiting for the next source",
 			 x->peer);
+		if (lent && !o->load.premade->base) {
+			*o->load.premade = vm->mem;
+			memset(&vm->mem, 0, sizeof(vm->mem));
+			vm->mem.memfd = -1;
+		}
 		/* Same listener, fresh everything else. */
 		vm_destroy(vm);
 		vm = NULL;

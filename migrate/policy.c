@@ -405,6 +405,7 @@ void mig_predict(const struct mig_policy_config *c, const struct mig_workload *w
 
 	simulate(c, w, bw, &sim);
 	out->rounds = sim.rounds;
+	sim.total_ms += w->setup_ms > 0 ? w->setup_ms : 0;
 	out->total_ms = sim.total_ms;
 	out->downtime_ms = sim.last == MIG_STOP_AND_COPY ? sim.downtime_ms : 0;
 	out->bytes = sim.bytes;

@@ -127,6 +127,7 @@ struct mig_workload {
 	uint64_t wss_pages;         /* distinct pages the guest dirties (upper bound of a round); 0 = mem_pages */
 	double bandwidth_Bps;       /* link estimate, bytes per second (capped by bandwidth_mbps) */
 	double zero_page_Bps;       /* zero pages handled per second * 4096; 0 = each costs MIG_ZERO_PAGE_BYTES on the link */
+	double setup_ms;            /* before the first page: connection and precheck; added to the total */
 };
 
 void mig_predict(const struct mig_policy_config *c, const struct mig_workload *w,

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Live migration between two vmon processes on this host: a counter guest
+# Live migration between two vmon processes on this host: a dry run (a
+# prediction, nothing moved, the destination left waiting), a counter guest
 # whose console stays 1..N across the move, a dirtier with --verify, 20
 # hops back and forth, both vCPUs alive afterwards, TLS (a source from
 # another CA refused, and the destination then takes the right one), a
@@ -48,13 +49,48 @@ echo "== 1: counter, 2 vCPUs, migrated while running"
 start_src s1 counter 64M 2 "n=0 interval_ms=20"
 check "source control socket appears" [ -S "$TMP/s1.sock" ]
 check "the source counts" wait_for "[ \$(value s1 count) -gt 5 ]" 10
-start_dest d1
+# RAM made ahead (--mem), as a planned migration has it; the dry run says
+# so at info.
+start_dest d1 --mem 64M --log-level info
 check "destination prints its port ($DPORT)" [ -n "$DPORT" ]
 d1pid=$DPID; s1pid=$SPID
+# A dry run first: a verdict and a prediction, nothing moved, and the same
+# destination then takes the real migration.
+before=$(value s1 count)
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }  # peak RSS, KiB
+ram_inode() { awk '/memfd:ferry-guest-ram/ {print $5; exit}' "/proc/$1/maps"; }
+hwm0=$(hwm "$d1pid"); ino0=$(ram_inode "$d1pid")
+migrate s1 "$DPORT" --dry-run --wait -o json
+hwm1=$(hwm "$d1pid")
+echo "$MOUT" > "$TMP/dry.json"
+check "migrate --dry-run exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
+check "  ...predicts: state predicted, precheck passed, a link estimate, convergence" python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))['migration']
+assert m['state'] == 'predicted', m['state']
+assert m['message'].startswith('precheck passed; link '), m['message']
+assert m['bandwidth_Bps'] > 0 and m['predicted_converges'] and m['predicted_total_ms'] > 0, m
+assert m['pages'] == 0 and m['rounds'] == 0, m
+st = json.load(open(sys.argv[1]))['status']['state']
+assert st == 'running', st
+" "$TMP/dry.json"
+check "  ...and the source still counts" wait_for "[ \$(value s1 count) -gt $before ]" 5
+check "  ...the destination waits for the next source" \
+	wait_for "grep -q 'dry run from .* finished; waiting for the next source' '$TMP/d1.err'" 5
+check "  ...and never ran the guest" no_counter_line "$TMP/d1.out"
+# It borrows the RAM made ahead instead of faulting a second 64 MiB in.
+check "  ...nor faulted in a second copy of its RAM (peak RSS $hwm0 -> $hwm1 KiB)" \
+	[ $((hwm1 - hwm0)) -lt 32768 ]
+migrate s1 "$DPORT" --dry-run
+check "migrate --dry-run without --wait prints the prediction too" \
+	grep -q "(dry run): converges in 1 round" <<<"$MOUT"
 migrate s1 "$DPORT" --wait
 echo "$MOUT"
 check "migrate --wait exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
 check "  ...and says completed" grep -q "completed" <<<"$MOUT"
+ino2=$(ram_inode "$d1pid")
+check "  ...into the RAM made ahead, which the dry run gave back (memfd inode $ino0 -> $ino2)" \
+	[ "${ino0:-none}" = "${ino2:-unset}" ]
 exit_status "$s1pid" 10; rc=$XRC
 check "the source vmon exits 0 after the migration ($rc)" [ "$rc" = 0 ]
 check "4: the destination's count (vCPU 0) advances" advancing d1 count
@@ -73,6 +109,14 @@ s2pid=$SPID
 check "the dirtier has filled its working set" wait_for "[ \$(value s2 filled) -eq 1 ]" 15
 start_dest d2 --log-level info
 d2pid=$DPID
+# Without RAM made ahead, a dry run maps RAM for its precheck and leaves it
+# unfaulted.
+hwm0=$(hwm "$d2pid")
+migrate s2 "$DPORT" --dry-run --wait
+hwm1=$(hwm "$d2pid")
+check "a dry run without RAM made ahead exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
+check "  ...and faults none in (peak RSS $hwm0 -> $hwm1 KiB, a 128 MiB guest)" \
+	[ $((hwm1 - hwm0)) -lt 65536 ]
 migrate s2 "$DPORT" --wait --verify -o json
 echo "$MOUT" > "$TMP/m2.json"
 check "migrate --verify -o json exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]

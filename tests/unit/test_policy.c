@@ -465,6 +465,33 @@ static void test_predict_random_idle_512m(void **state)
 		"converges in 1 round: about 216 ms in total, 1.0 ms downtime (target 30 ms)");
 }
 
+/* The dry run's measured connection and precheck count in the total only. */
+static void test_predict_setup_time(void **state)
+{
+	struct mig_policy_config c;
+	struct mig_workload w = { .mem_pages = 512 * MIB_PAGES,
+				  .nonzero_pages = 512 * MIB_PAGES,
+				  .bandwidth_Bps = 2.5e9 };
+	struct mig_prediction p0, p;
+
+	mig_policy_defaults(&c);
+	mig_predict(&c, &w, &p0);
+	w.setup_ms = 40;
+	mig_predict(&c, &w, &p);
+	check_prediction(&c, &p);
+	assert_float_equal(p.total_ms, p0.total_ms + 40, 1e-6);
+	assert_float_equal(p.downtime_ms, p0.downtime_ms, 1e-9);
+	assert_int_equal(p.rounds, p0.rounds);
+	assert_string_equal(p.summary,
+		"converges in 1 round: about 256 ms in total, 1.0 ms downtime (target 30 ms)");
+	/* And in how a migration that ends badly is told. */
+	w.dirty_pages_per_s = 1e8;
+	w.wss_pages = 0;
+	mig_predict(&c, &w, &p);
+	assert_false(p.converges);
+	assert_true(p.total_ms >= 40);
+}
+
 /*
  * A 64 MiB working set rewritten at full speed (5 M pages/s) in a 512 MiB
  * guest: every round dirties the whole set, so it stalls at once. What
@@ -660,6 +687,7 @@ int main(void)
 		cmocka_unit_test(test_max_rounds),
 		cmocka_unit_test(test_predict_idle_zero_guest),
 		cmocka_unit_test(test_predict_random_idle_512m),
+		cmocka_unit_test(test_predict_setup_time),
 		cmocka_unit_test(test_predict_hot_working_set),
 		cmocka_unit_test(test_predict_dirty_rate_above_link),
 		cmocka_unit_test(test_predict_always_ends),
