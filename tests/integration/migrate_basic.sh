@@ -112,11 +112,25 @@ d2pid=$DPID
 # Without RAM made ahead, a dry run maps RAM for its precheck and leaves it
 # unfaulted.
 hwm0=$(hwm "$d2pid")
-migrate s2 "$DPORT" --dry-run --wait
+samples() { "$VMON" ctl "$TMP/$1.sock" stats -o json | python3 -c \
+	"import json,sys; print(json.load(sys.stdin)['dirty'].get('samples', -1))"; }
+migrate s2 "$DPORT" --dry-run --wait -o json
 hwm1=$(hwm "$d2pid")
 check "a dry run without RAM made ahead exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
 check "  ...and faults none in (peak RSS $hwm0 -> $hwm1 KiB, a 128 MiB guest)" \
 	[ $((hwm1 - hwm0)) -lt 65536 ]
+# The forecast tracks the guest fully for a moment, as a round will: a
+# writing guest shows a tracked rate, and the sampler gets tracking back.
+check "  ...the forecast has the dirtier's tracked rate" python3 -c "
+import json, re, sys
+m = json.loads(sys.argv[1])['migration']['message']
+t = re.search(r'\((\d+) tracked\)', m)
+assert t and int(t.group(1)) > 0, m
+print('   ', m)
+" "$MOUT"
+s0=$(samples s2)
+check "  ...and the dirty-rate sampler runs again after it ($s0 samples so far)" \
+	wait_for "[ \$(samples s2) -gt $s0 ]" 5
 migrate s2 "$DPORT" --wait --verify -o json
 echo "$MOUT" > "$TMP/m2.json"
 check "migrate --verify -o json exits 0 (rc $MRC)" [ "$MRC" -eq 0 ]
