@@ -139,11 +139,8 @@ static void mig_finish(struct mig_run *m, int ret)
 		if (m->paused)
 			vm_resume(m->vm);
 	}
-	if (m->tracking) {
-		dirty_stop(m->vm->dirty);
-		if (!m->acked && job->rate && job->sample_ms)
-			dirty_rate_start(job->rate, m->vm, job->sample_ms);
-	}
+	if (m->tracking)
+		mig_tracking_give(m, !m->acked);
 	mig_lanes_tx_close(m->lanes);
 	xport_close(m->x);
 	stream_writer_destroy(&m->w);
@@ -239,14 +236,11 @@ static void *mig_job_thread(void *arg)
 		goto out;
 
 	mig_prog_set(job, MIG_JOB_PRECOPY, "precopy");
-	if (job->rate)
-		dirty_rate_stop(job->rate);
-	ret = dirty_start(m->vm->dirty);
+	ret = mig_tracking_take(m);
 	if (ret) {
 		snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
 		goto out;
 	}
-	m->tracking = true;
 	mig_mark(m, MIG_MARK_TRACKING);
 	t_transfer = now_ns();
 	ret = mig_write_head(m->vm, &m->w, true, m->err);

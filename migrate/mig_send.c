@@ -41,6 +41,31 @@ static void mig_mark_locked(struct mig_job *job, enum mig_mark k)
 	job->prog.marks_ns[k] = t ? t : 1;
 }
 
+void mig_tracking_give(struct mig_run *m, bool sampler)
+{
+	struct mig_job *job = m->job;
+
+	dirty_stop(m->vm->dirty);
+	m->tracking = false;
+	if (sampler && job->rate && job->sample_ms)
+		dirty_rate_start(job->rate, m->vm, job->sample_ms);
+}
+
+int mig_tracking_take(struct mig_run *m)
+{
+	int ret;
+
+	if (m->job->rate)
+		dirty_rate_stop(m->job->rate);
+	ret = dirty_start(m->vm->dirty);
+	if (ret) {
+		mig_tracking_give(m, true);
+		return ret;
+	}
+	m->tracking = true;
+	return 0;
+}
+
 void mig_mark(struct mig_run *m, enum mig_mark k)
 {
 	pthread_mutex_lock(&m->job->lock);
@@ -749,16 +774,13 @@ static double probe_hash_ns(const struct guest_mem *mem, const uint8_t *hot)
 static int probe_tracked_rate(struct mig_run *m, double *rate)
 {
 	struct dirty *d = m->vm->dirty;
-	struct mig_job *job = m->job;
 	struct timespec ts = { 0, (long)MIG_PROBE_TRACK_NS };
 	uint64_t t0;
 	int ret;
 
-	if (job->rate)
-		dirty_rate_stop(job->rate);
-	ret = dirty_start(d);
+	ret = mig_tracking_take(m);
 	if (ret)
-		goto out;
+		return ret;
 	/* Reports every page and protects them all: round 1's start. */
 	ret = dirty_harvest(d, &m->set);
 	t0 = now_ns();
@@ -771,10 +793,7 @@ static int probe_tracked_rate(struct mig_run *m, double *rate)
 	if (!ret)
 		*rate = (double)m->set.count * 1e9 / (double)(now_ns() - t0);
 	dirty_set_clear(&m->set);
-	dirty_stop(d);
-out:
-	if (job->rate && job->sample_ms)
-		dirty_rate_start(job->rate, m->vm, job->sample_ms);
+	mig_tracking_give(m, true);
 	return ret;
 }
 

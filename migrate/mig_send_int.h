@@ -38,6 +38,13 @@ void mig_mark(struct mig_run *m, enum mig_mark k);
 bool mig_cancelled(struct mig_job *job);
 void mig_shutdown_io(struct mig_job *job);
 void mig_totals(const struct mig_run *m, struct mig_lane_count *t);
+/*
+ * Dirty tracking, taken from the dirty-rate sampler (m->tracking) and given
+ * back; sampler false leaves the sampler off (the guest has gone). A take
+ * that fails gives it straight back: the sampler never stays stopped.
+ */
+int mig_tracking_take(struct mig_run *m);
+void mig_tracking_give(struct mig_run *m, bool sampler);
 /* -ESRCH, with m->err saying why, when the guest ended here (crash, stop); else 0. */
 int mig_guest_gone(struct mig_run *m);
 
