@@ -157,6 +157,15 @@ static void migration_json(struct json *j, const Ferry__Ctl__MigrationInfo *m)
 		json_double(j, "predicted_total_ms", m->predicted_total_ms);
 		json_str(j, "prediction", m->prediction);
 	}
+	if (m->downtime_target_ms) {  /* 0: no migration has run */
+		json_obj_begin(j, "settings");
+		json_u64(j, "downtime_target_ms", m->downtime_target_ms);
+		json_u64(j, "bandwidth_cap_mbps", m->bandwidth_cap_mbps);
+		json_u64(j, "timeout_s", m->timeout_s);
+		json_str(j, "timeout_action", m->timeout_force ? "force" : "abort");
+		json_u64(j, "changes", m->settings_changes);
+		json_obj_end(j);
+	}
 	json_arr_begin(j, "round_stats");
 	for (size_t i = 0; i < m->n_rounds; i++) {
 		const Ferry__Ctl__MigRound *r = m->rounds[i];
@@ -210,6 +219,19 @@ static void migration_text(FILE *f, const Ferry__Ctl__MigrationInfo *m)
 			(double)r->duration_ns / 1e6, (double)r->send_ns / 1e6,
 			(unsigned long long)r->dirty_pages,
 			r->throttle_pct ? " (throttled)" : "", r->decision);
+	}
+	if (m->downtime_target_ms) {
+		char cap[32];
+
+		if (m->bandwidth_cap_mbps)
+			snprintf(cap, sizeof(cap), "%llu Mbit/s",
+				 (unsigned long long)m->bandwidth_cap_mbps);
+		else
+			snprintf(cap, sizeof(cap), "none");
+		fprintf(f, "  settings: downtime target %llu ms, bandwidth cap %s, timeout %llu s "
+			"(then %s)%s\n", (unsigned long long)m->downtime_target_ms, cap,
+			(unsigned long long)m->timeout_s, m->timeout_force ? "force" : "abort",
+			m->settings_changes ? ", changed while it ran" : "");
 	}
 	for (size_t i = 0; i < m->n_timeline; i++)
 		fprintf(f, "%s%s %.1f%s", i ? ", " : "  timeline (ms from the start): ",

@@ -161,12 +161,52 @@ static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__
 		c->wait = true;
 }
 
+/* migrate-set: the options migrate takes that can change while it runs. */
+static void parse_migrate_set(struct ctl_cmd *c, int argc, char **argv,
+			      Ferry__Ctl__MigrateSet *ms)
+{
+	for (int i = 3; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--downtime-ms")) {
+			ms->set_downtime = true;
+			ms->downtime_ms = opt_u64(a, v, 3600000);
+			if (!ms->downtime_ms)
+				vmon_usage_error("--downtime-ms must be at least 1");
+		} else if (!strcmp(a, "--bandwidth")) {
+			ms->set_bandwidth = true;
+			ms->bandwidth_mbps = opt_u64(a, v, 10000000);
+		} else if (!strcmp(a, "--timeout-s")) {
+			ms->set_timeout = true;
+			ms->timeout_s = opt_u64(a, v, 86400);
+			if (!ms->timeout_s)
+				vmon_usage_error("--timeout-s must be at least 1");
+		} else if (!strcmp(a, "--timeout-action")) {
+			if (!v || (strcmp(v, "abort") && strcmp(v, "force")))
+				vmon_usage_error("--timeout-action is abort or force");
+			ms->set_timeout_action = true;
+			ms->timeout_force = !strcmp(v, "force");
+		} else if (!strcmp(a, "-o") && v) {
+			if (strcmp(v, "json") && strcmp(v, "text"))
+				vmon_usage_error("-o: '%s' is not json or text", v);
+			c->json = !strcmp(v, "json");
+		} else {
+			vmon_usage_error("migrate-set: unexpected argument '%s'", a);
+		}
+		i++;
+	}
+	if (!ms->set_downtime && !ms->set_bandwidth && !ms->set_timeout && !ms->set_timeout_action)
+		vmon_usage_error("migrate-set needs at least one of --downtime-ms, --bandwidth, "
+				 "--timeout-s, --timeout-action");
+}
+
 int vmon_ctl_main(int argc, char **argv)
 {
 	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__Save save = FERRY__CTL__SAVE__INIT;
 	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
 	Ferry__Ctl__Fence fence = FERRY__CTL__FENCE__INIT;
+	Ferry__Ctl__MigrateSet mset = FERRY__CTL__MIGRATE_SET__INIT;
 	Ferry__Ctl__Response *resp = NULL;
 	uint64_t fence_s;
 	struct ctl_cmd c = { .timeout_ms = CTL_TIMEOUT_MS };
@@ -210,6 +250,11 @@ int vmon_ctl_main(int argc, char **argv)
 	} else if (!strcmp(c.name, "migrate-status")) {
 		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
 		c.req.migrate_status = &empty;
+	} else if (!strcmp(c.name, "migrate-set")) {
+		parse_migrate_set(&c, argc, argv, &mset);
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_SET;
+		c.req.migrate_set = &mset;
+		first_opt = argc;
 	} else if (!strcmp(c.name, "migrate-cancel")) {
 		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_CANCEL;
 		c.req.migrate_cancel = &empty;
@@ -225,7 +270,7 @@ int vmon_ctl_main(int argc, char **argv)
 		c.req.fence = &fence;
 	} else {
 		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save, "
-				 "migrate, migrate-status, migrate-cancel, keepalive, fence)", c.name);
+				 "migrate, migrate-status, migrate-set, migrate-cancel, keepalive, fence)", c.name);
 	}
 	for (int i = first_opt; i < argc; i++) {
 		if (!strcmp(c.name, "save") && !strcmp(argv[i], "--verify")) {

@@ -111,6 +111,11 @@ Ferry__Ctl__MigrationInfo *mig_ctl_info(struct mig_ctl *c)
 		mig_ctl_mark_ptrs[mi->n_timeline++] = mk;
 	}
 	mi->timeline = mig_ctl_mark_ptrs;
+	mi->downtime_target_ms = p->policy.downtime_ms;
+	mi->bandwidth_cap_mbps = p->policy.bandwidth_mbps;
+	mi->timeout_s = p->policy.timeout_s;
+	mi->timeout_force = p->policy.timeout_action == MIG_TIMEOUT_FORCE;
+	mi->settings_changes = p->settings_changes;
 	if (p->state == MIG_JOB_COMPLETED || p->state == MIG_JOB_FAILED ||
 	    p->state == MIG_JOB_CANCELLED || p->state == MIG_JOB_PREDICTED)
 		__atomic_store_n(&c->final_seen, true, __ATOMIC_RELEASE);
@@ -158,6 +163,37 @@ static void mig_ctl_do_migrate(struct mig_ctl *c, struct vm *vm, const Ferry__Ct
 	resp->migration = mig_ctl_info(c);
 }
 
+static void mig_ctl_do_set(struct mig_ctl *c, const Ferry__Ctl__MigrateSet *req,
+			   Ferry__Ctl__Response *resp)
+{
+	struct mig_settings s = {
+		.set_downtime = req->set_downtime, .downtime_ms = req->downtime_ms,
+		.set_bandwidth = req->set_bandwidth, .bandwidth_mbps = req->bandwidth_mbps,
+		.set_timeout = req->set_timeout, .timeout_s = req->timeout_s,
+		.set_timeout_action = req->set_timeout_action,
+		.timeout_action = req->timeout_force ? MIG_TIMEOUT_FORCE : MIG_TIMEOUT_ABORT,
+	};
+	int ret;
+
+	/* The client checks these too; a request from elsewhere may not have. */
+	if ((s.set_downtime && !s.downtime_ms) || (s.set_timeout && !s.timeout_s)) {
+		resp->error = -EINVAL;
+		resp->message = "the downtime target and the timeout must be at least 1";
+		return;
+	}
+	if (!s.set_downtime && !s.set_bandwidth && !s.set_timeout && !s.set_timeout_action) {
+		resp->error = -EINVAL;
+		resp->message = "nothing to change";
+		return;
+	}
+	ret = mig_job_set(&c->job, &s, mig_ctl_msg);
+	if (ret) {
+		resp->error = ret;
+		resp->message = mig_ctl_msg;
+	}
+	resp->migration = mig_ctl_info(c);
+}
+
 static bool mig_ctl_handle(void *opaque, struct vm *vm, const Ferry__Ctl__Request *req,
 			   Ferry__Ctl__Response *resp)
 {
@@ -173,6 +209,9 @@ static bool mig_ctl_handle(void *opaque, struct vm *vm, const Ferry__Ctl__Reques
 		return true;
 	case FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS:
 		resp->migration = mig_ctl_info(c);
+		return true;
+	case FERRY__CTL__REQUEST__CMD_MIGRATE_SET:
+		mig_ctl_do_set(c, req->migrate_set, resp);
 		return true;
 	case FERRY__CTL__REQUEST__CMD_MIGRATE_CANCEL:
 		ret = mig_job_cancel(&c->job);

@@ -53,19 +53,22 @@ void mig_params_defaults(struct mig_params *p)
 static void *mig_watchdog(void *arg)
 {
 	struct mig_job *job = arg;
-	uint64_t limit_s = job->p.policy.timeout_s +
-		(job->p.policy.timeout_action == MIG_TIMEOUT_FORCE ? MIG_FORCE_GRACE_S : 0);
-	uint64_t deadline = job->prog.start_ns + limit_s * 1000000000ull;
 
-	while (now_ns() < deadline) {
+	for (;;) {
 		enum mig_job_state st;
+		uint64_t limit_s;
 
 		usleep(50000);
+		/* migrate-set may have moved the limit. */
 		pthread_mutex_lock(&job->lock);
 		st = job->prog.state;
+		limit_s = job->p.policy.timeout_s +
+			(job->p.policy.timeout_action == MIG_TIMEOUT_FORCE ? MIG_FORCE_GRACE_S : 0);
 		pthread_mutex_unlock(&job->lock);
 		if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY && st != MIG_JOB_SWITCHOVER)
 			return NULL;
+		if (now_ns() >= job->prog.start_ns + limit_s * 1000000000ull)
+			break;
 	}
 	pthread_mutex_lock(&job->lock);
 	if (!job->acked) {
@@ -74,6 +77,13 @@ static void *mig_watchdog(void *arg)
 	}
 	pthread_mutex_unlock(&job->lock);
 	return NULL;
+}
+
+void mig_policy_now(struct mig_job *job, struct mig_policy_config *out)
+{
+	pthread_mutex_lock(&job->lock);
+	*out = job->p.policy;
+	pthread_mutex_unlock(&job->lock);
 }
 
 /*
@@ -131,7 +141,8 @@ static void mig_finish(struct mig_run *m, int ret)
 	else if (ret && !m->acked && job->timed_out)
 		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the migration did not finish within "
 			 "%llu s; the VM runs on at the source", job->prog.phase,
-			 (unsigned long long)job->p.policy.timeout_s);
+			 (unsigned long long)__atomic_load_n(&job->p.policy.timeout_s,
+							     __ATOMIC_ACQUIRE));
 	if (ret && !m->acked) {
 		/* Before the ACK the guest is ours: it runs on, here. */
 		if (m->x && ret != -ECONNABORTED)
@@ -187,7 +198,6 @@ static void *mig_job_thread(void *arg)
 	}
 	m->job = job;
 	m->vm = job->vm;
-	m->t_start = now_ns();
 	if (job->p.policy.timeout_s &&
 	    !pthread_create(&watchdog, NULL, mig_watchdog, job))
 		have_watchdog = true;
@@ -324,6 +334,7 @@ void mig_job_progress(struct mig_job *job, struct mig_progress *out)
 {
 	pthread_mutex_lock(&job->lock);
 	*out = job->prog;
+	out->policy = job->p.policy;
 	pthread_mutex_unlock(&job->lock);
 }
 
@@ -342,6 +353,83 @@ int mig_job_cancel(struct mig_job *job)
 	mig_shutdown_io(job);
 	pthread_mutex_unlock(&job->lock);
 	return 0;
+}
+
+static void mig_fmt_cap(uint64_t mbps, char *buf, size_t len)
+{
+	if (mbps)
+		snprintf(buf, len, "%llu Mbit/s", (unsigned long long)mbps);
+	else
+		snprintf(buf, len, "none");
+}
+
+int mig_job_set(struct mig_job *job, const struct mig_settings *s, char *err)
+{
+	struct mig_policy_config *c = &job->p.policy;
+	char what[MIG_ERR_LEN] = "", a[32], b[32];
+	uint64_t ran_s;
+	int ret = 0;
+
+	pthread_mutex_lock(&job->lock);
+	switch (job->prog.state) {
+	case MIG_JOB_SETUP:
+	case MIG_JOB_PRECOPY:
+		break;
+	case MIG_JOB_SWITCHOVER:
+		snprintf(err, MIG_ERR_LEN, "the migration is in switchover; its settings "
+			 "cannot change any more");
+		ret = -EBUSY;
+		goto out;
+	default:
+		snprintf(err, MIG_ERR_LEN, "no migration in progress");
+		ret = -ENOENT;
+		goto out;
+	}
+	/*
+	 * A limit already behind us would end the migration at once, which is
+	 * what migrate-cancel is for; refuse it and change nothing.
+	 */
+	ran_s = (now_ns() - job->prog.start_ns) / 1000000000ull;
+	if (s->set_timeout && s->timeout_s <= ran_s) {
+		snprintf(err, MIG_ERR_LEN, "the migration has run for %llu s; a timeout of %llu s "
+			 "would end it at once (migrate-cancel stops it)",
+			 (unsigned long long)ran_s, (unsigned long long)s->timeout_s);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (s->set_downtime && s->downtime_ms != c->downtime_ms) {
+		snprintf(what + strlen(what), sizeof(what) - strlen(what),
+			 ", downtime target %llu -> %llu ms", (unsigned long long)c->downtime_ms,
+			 (unsigned long long)s->downtime_ms);
+		c->downtime_ms = s->downtime_ms;
+	}
+	if (s->set_bandwidth && s->bandwidth_mbps != c->bandwidth_mbps) {
+		mig_fmt_cap(c->bandwidth_mbps, a, sizeof(a));
+		mig_fmt_cap(s->bandwidth_mbps, b, sizeof(b));
+		snprintf(what + strlen(what), sizeof(what) - strlen(what),
+			 ", bandwidth cap %s -> %s", a, b);
+		__atomic_store_n(&c->bandwidth_mbps, s->bandwidth_mbps, __ATOMIC_RELEASE);
+	}
+	if (s->set_timeout && s->timeout_s != c->timeout_s) {
+		snprintf(what + strlen(what), sizeof(what) - strlen(what),
+			 ", timeout %llu -> %llu s", (unsigned long long)c->timeout_s,
+			 (unsigned long long)s->timeout_s);
+		__atomic_store_n(&c->timeout_s, s->timeout_s, __ATOMIC_RELEASE);
+	}
+	if (s->set_timeout_action && s->timeout_action != c->timeout_action) {
+		snprintf(what + strlen(what), sizeof(what) - strlen(what),
+			 ", at the timeout %s", s->timeout_action == MIG_TIMEOUT_FORCE ?
+			 "force the switchover" : "abort");
+		c->timeout_action = s->timeout_action;
+	}
+	if (what[0]) {
+		job->prog.settings_changes++;
+		log_info("%s: migration to %s: %s (migrate-set)", job->vm->cfg.name,
+			 job->prog.destination, what + 2);
+	}
+out:
+	pthread_mutex_unlock(&job->lock);
+	return ret;
 }
 
 void mig_job_guest_ended(struct mig_job *job)

@@ -63,20 +63,69 @@ static inline uint64_t mig_pace_due_ns(uint64_t bytes, uint64_t cap_mbps)
 }
 
 /*
- * Sleep until bytes, sent since *t_start, fit cap_mbps (0: no cap), first
- * moving *t_start as mig_pace_start says. The control connection and each
- * lane pace themselves with it.
+ * One sender's schedule: the bytes it sent since b0 are due at t_start +
+ * their time at cap_mbps. The cap can change while it runs (vmon ctl
+ * migrate-set); the schedule then starts again from now and the bytes sent
+ * so far, with neither credit nor debt. Pacing those bytes at the new rate
+ * from the old start would, for a lowered cap, stop the sender for as long
+ * as they take at it (minutes, after a long round), and for a cap set
+ * where there was none, count from the migration's first page.
  */
-void mig_pace_sleep(uint64_t *t_start, uint64_t bytes, uint64_t cap_mbps);
+struct mig_pacer {
+	uint64_t t_start;
+	uint64_t b0;
+	uint64_t cap_mbps;          /* the rate the schedule is for; 0: none */
+};
+
+static inline void mig_pacer_init(struct mig_pacer *p, uint64_t bytes, uint64_t cap,
+				  uint64_t now)
+{
+	p->t_start = now;
+	p->b0 = bytes;
+	p->cap_mbps = cap;
+}
+
+/* Take cap (the one in force now) into the schedule; bytes: sent in all. */
+static inline void mig_pacer_update(struct mig_pacer *p, uint64_t bytes, uint64_t cap,
+				    uint64_t now)
+{
+	if (cap != p->cap_mbps)
+		mig_pacer_init(p, bytes, cap, now);
+	else if (cap)
+		p->t_start = mig_pace_start(p->t_start,
+					    mig_pace_due_ns(bytes > p->b0 ? bytes - p->b0 : 0, cap),
+					    now);
+}
+
+/* How long to wait before sending more, after mig_pacer_update; 0: go on. */
+static inline uint64_t mig_pacer_wait_ns(const struct mig_pacer *p, uint64_t bytes,
+					 uint64_t now)
+{
+	uint64_t due;
+
+	if (!p->cap_mbps)
+		return 0;
+	due = mig_pace_due_ns(bytes > p->b0 ? bytes - p->b0 : 0, p->cap_mbps);
+	return p->t_start + due > now ? p->t_start + due - now : 0;
+}
+
+/*
+ * Sleep until bytes (sent in all) fit p's schedule at the cap *cap_mbps
+ * (0: no cap; read at each look, as migrate-set may change it from another
+ * thread), in slices short enough that a raised or lifted cap takes effect
+ * at once. The control connection and each lane pace themselves with it.
+ */
+void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbps);
 
 /*
  * Send the pages of set from vm's RAM, each on its lane, with one thread
  * per lane; return when every lane has written its share or one failed
- * (its pages are dirtied again). bw_cap_mbps (0: none) is shared by the
- * lanes and counts from t_start_ns (each lane keeps its own bucket).
+ * (its pages are dirtied again). The cap *cap_mbps (0: none, read as it
+ * goes) is shared by the lanes, each pacing its share of it from the
+ * round's start (each lane keeps its own bucket).
  */
 int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, struct vm *vm,
-		       uint64_t bw_cap_mbps, uint64_t t_start_ns,
+		       const uint64_t *cap_mbps,
 		       const struct mig_lanes_tx_hooks *hooks, char *err);
 /* The sum over all lanes. */
 void mig_lanes_tx_total(const struct mig_lanes_tx *t, struct mig_lane_count *out);

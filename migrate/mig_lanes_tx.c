@@ -21,7 +21,7 @@ struct tx_lane {
 	struct stream_io io;
 	struct stream_writer w;
 	pthread_t thread;
-	uint64_t t_start;   /* its share of --bandwidth counts from here */
+	struct mig_pacer pace;  /* its share of --bandwidth */
 	int ret;
 	char err[MIG_ERR_LEN];
 };
@@ -32,7 +32,7 @@ struct mig_lanes_tx {
 	/* The round in progress. */
 	const struct dirty_set *set;
 	struct vm *vm;
-	uint64_t cap_mbps;
+	const uint64_t *cap_mbps;   /* the whole stream's; each lane takes 1/n of it */
 	const struct mig_lanes_tx_hooks *hooks;
 	bool stop;                  /* atomic: a lane failed or a cancel came */
 };
@@ -88,17 +88,19 @@ int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls
 	return 0;
 }
 
-void mig_pace_sleep(uint64_t *t_start, uint64_t bytes, uint64_t cap_mbps)
-{
-	uint64_t due_ns, now;
+#define MIG_PACE_SLICE_NS (50ull * 1000 * 1000)
 
-	if (!cap_mbps)
-		return;
-	due_ns = mig_pace_due_ns(bytes, cap_mbps);
-	now = now_ns();
-	*t_start = mig_pace_start(*t_start, due_ns, now);
-	if (*t_start + due_ns > now)
-		usleep((useconds_t)((*t_start + due_ns - now) / 1000));
+void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbps)
+{
+	for (;;) {
+		uint64_t now = now_ns(), wait;
+
+		mig_pacer_update(p, bytes, __atomic_load_n(cap_mbps, __ATOMIC_ACQUIRE), now);
+		wait = mig_pacer_wait_ns(p, bytes, now);
+		if (!wait)
+			return;
+		usleep((useconds_t)(MIN(wait, MIG_PACE_SLICE_NS) / 1000));
+	}
 }
 
 /* The set pfns of stripe c: at most MIG_LANE_STRIPE_PAGES. */
@@ -156,13 +158,13 @@ static void *tx_lane_thread(void *arg)
 		if (t->hooks->progress)
 			t->hooks->progress(t->hooks->ctx, n, ln->w.off - off0);
 		/* this lane's bytes against its share of the cap */
-		mig_pace_sleep(&ln->t_start, ln->w.off * t->n, t->cap_mbps);
+		mig_pace_sleep(&ln->pace, ln->w.off * t->n, t->cap_mbps);
 	}
 	return NULL;
 }
 
 int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, struct vm *vm,
-		       uint64_t bw_cap_mbps, uint64_t t_start_ns,
+		       const uint64_t *cap_mbps,
 		       const struct mig_lanes_tx_hooks *hooks, char *err)
 {
 	unsigned started = 0;
@@ -170,13 +172,15 @@ int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, stru
 
 	t->set = set;
 	t->vm = vm;
-	t->cap_mbps = bw_cap_mbps;
+	t->cap_mbps = cap_mbps;
 	t->hooks = hooks;
 	t->stop = false;
 	for (unsigned i = 0; i < t->n; i++) {
 		t->lane[i].ret = 0;
 		t->lane[i].err[0] = 0;
-		t->lane[i].t_start = t_start_ns;
+		/* Ahead of its cap by at most the record before each sleep: no debt to carry. */
+		mig_pacer_init(&t->lane[i].pace, t->lane[i].w.off * t->n,
+			       __atomic_load_n(cap_mbps, __ATOMIC_ACQUIRE), now_ns());
 		t->lane[i].w.written = dirty_written_map(vm->dirty);
 		if (pthread_create(&t->lane[i].thread, NULL, tx_lane_thread, &t->lane[i])) {
 			__atomic_store_n(&t->stop, true, __ATOMIC_RELEASE);

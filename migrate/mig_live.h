@@ -103,6 +103,8 @@ struct mig_progress {
 	struct mig_round_info rounds[MIG_MAX_ROUNDS_KEPT];
 	struct mig_prediction prediction;
 	uint64_t marks_ns[MIG_MARK_NR];
+	unsigned settings_changes;     /* migrate-set requests that changed something */
+	struct mig_policy_config policy; /* in force now (mig_job_progress fills it) */
 };
 
 struct mig_job {
@@ -142,6 +144,23 @@ int mig_job_cancel(struct mig_job *job);
  * up to 30 s after the guest stopped.
  */
 void mig_job_guest_ended(struct mig_job *job);
+
+/* What migrate-set changes; each set_* says whether its value is given. */
+struct mig_settings {
+	bool set_downtime, set_bandwidth, set_timeout, set_timeout_action;
+	uint64_t downtime_ms;          /* >= 1 */
+	uint64_t bandwidth_mbps;       /* 0: lift the cap */
+	uint64_t timeout_s;            /* >= 1, from the migration's start */
+	enum mig_timeout_action timeout_action;
+};
+/*
+ * Change a migration in flight: the downtime target from the next round's
+ * decision on, the cap at once (the senders look at it between records,
+ * and while they wait for it), the timeout at once. -ENOENT when none
+ * runs, -EBUSY in the switchover, -EINVAL for a timeout already passed;
+ * err says so, and then nothing changed.
+ */
+int mig_job_set(struct mig_job *job, const struct mig_settings *s, char *err);
 /* Wait for the job's thread (at exit). */
 void mig_job_join(struct mig_job *job);
 

@@ -108,8 +108,9 @@ int mig_guest_gone(struct mig_run *m)
 /* A peer that stops reading must not outlast the migration's own limit. */
 static int mig_io_timeout_ms(const struct mig_job *job)
 {
-	return job->p.policy.timeout_s && job->p.policy.timeout_s * 1000 < MIG_IO_TIMEOUT_MS ?
-		(int)(job->p.policy.timeout_s * 1000) : MIG_IO_TIMEOUT_MS;
+	uint64_t t = __atomic_load_n(&job->p.policy.timeout_s, __ATOMIC_ACQUIRE);
+
+	return t && t * 1000 < MIG_IO_TIMEOUT_MS ? (int)(t * 1000) : MIG_IO_TIMEOUT_MS;
 }
 
 /* Wake every blocked send or receive: a cancel, the watchdog. Lock held. */
@@ -265,23 +266,18 @@ int mig_open_lanes(struct mig_run *m)
  */
 static void mig_pace(struct mig_run *m)
 {
-	mig_pace_sleep(&m->t_start, m->w.off - m->pace_b0, m->job->p.policy.bandwidth_mbps);
+	mig_pace_sleep(&m->pace, m->w.off, &m->job->p.policy.bandwidth_mbps);
 }
 
 /*
- * Between rounds (the harvest, the policy's decision) the same: the lanes
- * pace their bytes from m->t_start, so move it as mig_pace would.
+ * Before a round's first record the same, so that the time between rounds
+ * (the harvest, the policy's decision) is credit only up to the bucket.
  */
 static void mig_pace_round(struct mig_run *m)
 {
-	uint64_t cap = m->job->p.policy.bandwidth_mbps;
-	struct mig_lane_count t;
-
-	if (!cap)
-		return;
-	mig_totals(m, &t);
-	m->t_start = mig_pace_start(m->t_start, mig_pace_due_ns(t.bytes - m->pace_b0, cap),
-				    now_ns());
+	mig_pacer_update(&m->pace, m->w.off,
+			 __atomic_load_n(&m->job->p.policy.bandwidth_mbps, __ATOMIC_ACQUIRE),
+			 now_ns());
 }
 
 /* What the stream carried so far, on the control and the data connections. */
@@ -321,8 +317,8 @@ static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool fina
 	int ret;
 
 	mig_totals(m, &c0);
-	ret = mig_lanes_tx_round(m->lanes, &m->set, m->vm, m->job->p.policy.bandwidth_mbps,
-				 m->t_start, &hooks, m->err);
+	ret = mig_lanes_tx_round(m->lanes, &m->set, m->vm, &m->job->p.policy.bandwidth_mbps,
+				 &hooks, m->err);
 	mig_totals(m, &c1);
 	rd->pages_sent = c1.pages - c0.pages;
 	rd->zero_pages = c1.zero_pages - c0.zero_pages;
@@ -353,8 +349,9 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 	m->w.written = dirty_written_map(m->vm->dirty);
 	if (!m->pacing) {
 		m->pacing = true;
-		m->t_start = now_ns();
-		m->pace_b0 = m->w.off;
+		mig_pacer_init(&m->pace, m->w.off,
+			       __atomic_load_n(&job->p.policy.bandwidth_mbps, __ATOMIC_ACQUIRE),
+			       now_ns());
 	} else {
 		mig_pace_round(m);
 	}
@@ -485,6 +482,7 @@ int mig_precopy(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct mig_policy_state ps;
+	struct mig_policy_config pol;
 	uint64_t start = now_ns();
 	int ret;
 
@@ -515,7 +513,8 @@ int mig_precopy(struct mig_run *m)
 		}
 		rd.duration_ns = now_ns() - t0;
 		rd.dirty_pages = m->set.count;
-		mig_policy_decide(&job->p.policy, &ps, &rd, now_ns() - start, &d);
+		mig_policy_now(job, &pol);
+		mig_policy_decide(&pol, &ps, &rd, now_ns() - start, &d);
 		mig_record_round(m, &rd, &d);
 		switch (d.action) {
 		case MIG_CONTINUE:
@@ -801,6 +800,7 @@ int mig_dry_run(struct mig_run *m)
 {
 	struct mig_job *job = m->job;
 	struct mig_workload wl = { 0 };
+	struct mig_policy_config pol;
 	struct mig_prediction pr;
 	uint8_t *buf = malloc(MIG_PROBE_BYTES);
 	uint64_t t0, sent = 0, window_ns = 0;
@@ -839,7 +839,8 @@ int mig_dry_run(struct mig_run *m)
 	/* The sampler's window says how many distinct pages the guest keeps writing. */
 	wl.wss_pages = (uint64_t)(sampled * (double)window_ns / 1e9);
 	wl.dirty_pages_per_s = probe_tracked_rate(m, &tracked) ? sampled : tracked;
-	mig_predict(&job->p.policy, &wl, &pr);
+	mig_policy_now(job, &pol);
+	mig_predict(&pol, &wl, &pr);
 	pthread_mutex_lock(&job->lock);
 	job->prog.prediction = pr;
 	job->prog.bandwidth_Bps = wl.bandwidth_Bps;

@@ -27,13 +27,18 @@ struct mig_run {
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */
 	uint64_t pause_realtime_ns;
-	uint64_t t_start;     /* --bandwidth counts from here: the first page record */
-	uint64_t pace_b0;     /* and the control connection's bytes before it */
-	bool pacing;          /* t_start and pace_b0 are set */
+	struct mig_pacer pace; /* --bandwidth on the control connection, from the first page record */
+	bool pacing;          /* pace is set */
 	char err[MIG_ERR_LEN];
 };
 
 void mig_prog_set(struct mig_job *job, enum mig_job_state st, const char *phase);
+/*
+ * The policy as it stands now: migrate-set changes the downtime target,
+ * the cap and the timeout from the control thread (under job->lock, the
+ * cap also atomically, for the pacers that read it without the lock).
+ */
+void mig_policy_now(struct mig_job *job, struct mig_policy_config *out);
 void mig_mark(struct mig_run *m, enum mig_mark k);
 bool mig_cancelled(struct mig_job *job);
 void mig_shutdown_io(struct mig_job *job);

@@ -5,7 +5,8 @@
 # hops back and forth, both vCPUs alive afterwards, TLS (a source from
 # another CA refused, and the destination then takes the right one), a
 # CPU-model refusal, a dead destination, a second migrate while one runs,
-# migrate-status, and a guest that crashes during its migration.
+# migrate-status, a guest that crashes during its migration, and migrate-set
+# changing a migration in flight (cap, downtime target, timeout).
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -488,6 +489,73 @@ for conns in 1 2; do
 	check "the destination exits non-zero ($rc)" test "$rc" != running -a "$rc" != 0
 	check "  ...never having run the guest" bash -c "! grep -q 'crash:' '$TMP/d10c$conns.out'"
 done
+echo "-- $(elapsed)"
+
+# --- 11: migrate-set changes a migration in flight: a lowered cap goes on
+# at the new rate at once (the bytes already sent are not re-paced at it:
+# that would stall the sender for as long as they take at 8 Mbit/s), a
+# raised one ends round 1's wait, and a raised downtime target lets a
+# migration that could never meet its 1 ms target stop and copy. A
+# timeout already passed is refused and changes nothing.
+echo "== 11: migrate-set on a running migration"
+mstat() { # mstat SOCKNAME EXPR: EXPR of migrate-status's JSON object m
+	"$VMON" ctl "$TMP/$1.sock" migrate-status -o json 2>/dev/null | python3 -c \
+		"import json,sys; m=json.load(sys.stdin)['migration']; print($2)" 2>/dev/null || echo -1
+}
+start_src s11 dirtier 64M 1 "ws=4M fillsz=32M" --log-level info
+s11pid=$SPID
+check "the dirtier has filled its pages" wait_for "[ \$(value s11 filled) -eq 1 ]" 15
+out=$("$VMON" ctl "$TMP/s11.sock" migrate-set --bandwidth 0 2>&1) && rc=0 || rc=$?
+check "migrate-set with no migration fails (rc $rc), saying why" \
+	sh -c "[ $rc -eq 1 ] && echo '$out' | grep -q 'no migration in progress'"
+start_dest d11
+d11pid=$DPID
+(timeout 90 "$VMON" ctl "$TMP/s11.sock" migrate "tcp:127.0.0.1:$DPORT" --wait -o json \
+	--bandwidth 40 --downtime-ms 1 --no-auto-converge >"$TMP/m11.json" 2>"$TMP/m11.err"
+ echo $? >"$TMP/m11.rc") &
+# 12 MB at 40 Mbit/s: 2.5 s; re-paced at 8 Mbit/s they would be due 12 s
+# after the start.
+check "the migration sends round 1 at 40 Mbit/s" \
+	wait_for "[ \$(mstat s11 \"m['bytes'] > 12e6\") = True ]" 15
+"$VMON" ctl "$TMP/s11.sock" migrate-set --bandwidth 8 >"$TMP/set1.out" 2>&1 && rc=0 || rc=$?
+check "migrate-set --bandwidth 8 succeeds (rc $rc)" [ "$rc" -eq 0 ]
+check "  ...and says what is in force now" grep -q "bandwidth cap 8 Mbit/s.*changed while it ran" "$TMP/set1.out"
+b1=$(mstat s11 "m['bytes']"); sleep 4; b2=$(mstat s11 "m['bytes']")
+echo "   at 8 Mbit/s: $(( (b2 - b1) / 1000 )) kB in 4 s"
+check "  ...the sender goes on at once at the new rate (1-3 records of 2 MiB in 4 s, not none)" \
+	sh -c "[ $((b2 - b1)) -ge 2000000 ] && [ $((b2 - b1)) -le 10000000 ]"
+out=$("$VMON" ctl "$TMP/s11.sock" migrate-set --timeout-s 1 2>&1) && rc=0 || rc=$?
+check "a timeout already passed is refused (rc $rc), saying so" \
+	sh -c "[ $rc -eq 1 ] && echo '$out' | grep -q 'would end it at once'"
+check "  ...and changes nothing" [ "$(mstat s11 "m['settings']['timeout_s'], m['state']")" = "300 precopy" ]
+t=$(date +%s)
+"$VMON" ctl "$TMP/s11.sock" migrate-set --bandwidth 400 --timeout-s 120 >/dev/null 2>&1 && rc=0 || rc=$?
+check "migrate-set --bandwidth 400 --timeout-s 120 succeeds (rc $rc)" [ "$rc" -eq 0 ]
+# ~20 MB of round 1 left: 50 s at 8 Mbit/s, well under a second at 400.
+check "  ...round 1 then ends within seconds" wait_for "[ \$(mstat s11 \"len(m['round_stats'])\") -ge 2 ]" 10
+echo "   round 1 ended $(( $(date +%s) - t )) s after the cap went up"
+check "the rounds go on above the 1 ms target" \
+	sh -c "[ ! -s '$TMP/m11.rc' ] && [ $(mstat s11 "m['state']") = precopy ]"
+"$VMON" ctl "$TMP/s11.sock" migrate-set --downtime-ms 2000 >/dev/null 2>&1 && rc=0 || rc=$?
+check "migrate-set --downtime-ms 2000 succeeds (rc $rc)" [ "$rc" -eq 0 ]
+check "  ...and the migration completes" wait_for "[ -s '$TMP/m11.rc' ]" 20
+rc=$(cat "$TMP/m11.rc" 2>/dev/null || echo none)
+check "migrate --wait exits 0 ($rc)" [ "$rc" = 0 ]
+check "its result shows the settings in force, changed three times" python3 -c "
+import json, sys
+m = json.load(open('$TMP/m11.json'))['migration']
+s = m['settings']
+print('   settings', s, 'rounds', m['rounds'], 'downtime %.1f ms' % m['downtime_ms'])
+print('   last decision:', m['round_stats'][-1]['decision'])
+sys.exit(0 if m['state'] == 'completed' and s == {'downtime_target_ms': 2000,
+         'bandwidth_cap_mbps': 400, 'timeout_s': 120, 'timeout_action': 'abort',
+         'changes': 3} and m['downtime_ms'] < 2000 else 1)"
+check "the source logged each change" \
+	sh -c "[ \$(grep -c '(migrate-set)' '$TMP/s11.err') -eq 3 ] && grep -q 'bandwidth cap 40 Mbit/s -> 8 Mbit/s' '$TMP/s11.err'"
+exit_status "$s11pid" 10; rc=$XRC
+check "the source exits 0 ($rc)" [ "$rc" = 0 ]
+check "the guest runs on at the destination" advancing d11 pages_written
+stop_vm d11 "$d11pid"
 echo "-- $(elapsed)"
 
 finish

@@ -205,6 +205,52 @@ static void test_pace_bucket(void **state)
 	assert_int_equal(mig_pace_start(1000 * ms, 0, 2000 * ms), 1950 * ms);
 }
 
+/*
+ * migrate-set changes the cap while a sender runs: its schedule starts
+ * again from now at the new rate, so a lowered cap does not make it wait
+ * for what it sent before at the new rate, and a cap where there was none
+ * does not count from the first page.
+ */
+static void test_pace_cap_change(void **state)
+{
+	const uint64_t ms = 1000000ull, MB = 1000000ull;
+	struct mig_pacer p;
+
+	(void)state;
+	mig_pacer_init(&p, 0, 80, 1000 * ms);  /* 10 MB/s */
+	/* on schedule at 80 Mbit/s: 30 MB in 3 s, nothing to wait */
+	mig_pacer_update(&p, 30 * MB, 80, 4000 * ms);
+	assert_int_equal(p.t_start, 1000 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 30 * MB, 4000 * ms), 0);
+	/* and 2 MB more are due 200 ms later */
+	assert_int_equal(mig_pacer_wait_ns(&p, 32 * MB, 4000 * ms), 200 * ms);
+	/* lowered to 8 Mbit/s: the 30 MB count as on time; not 26 s of wait */
+	mig_pacer_update(&p, 30 * MB, 8, 4000 * ms);
+	assert_int_equal(p.cap_mbps, 8);
+	assert_int_equal(mig_pacer_wait_ns(&p, 30 * MB, 4000 * ms), 0);
+	/* the next 2 MB at 1 MB/s */
+	mig_pacer_update(&p, 32 * MB, 8, 4000 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 32 * MB, 4000 * ms), 2000 * ms);
+	/* raised to 800 Mbit/s while waiting: 20 ms for those 2 MB, already past */
+	mig_pacer_update(&p, 32 * MB, 800, 4500 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 32 * MB, 4500 * ms), 0);
+	assert_int_equal(mig_pacer_wait_ns(&p, 34 * MB, 4500 * ms), 20 * ms);
+	/* lifted: no wait at all, whatever was sent */
+	mig_pacer_update(&p, 500 * MB, 0, 4600 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 500 * MB, 4600 * ms), 0);
+	/* a cap again after 500 MB uncapped: from now, not from the first page */
+	mig_pacer_update(&p, 500 * MB, 80, 5000 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 500 * MB, 5000 * ms), 0);
+	assert_int_equal(mig_pacer_wait_ns(&p, 501 * MB, 5000 * ms), 100 * ms);
+	/* an unchanged cap keeps the 50 ms bucket of before */
+	mig_pacer_update(&p, 501 * MB, 80, 7000 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 511 * MB, 7000 * ms), 950 * ms);
+	/* the clock's origin is no floor: 10 GB at 8 Mbit/s would be due
+	 * 10,000 s after it, and the schedule must still start from now */
+	mig_pacer_update(&p, 10000 * MB, 8, 20 * ms);
+	assert_int_equal(mig_pacer_wait_ns(&p, 10000 * MB, 20 * ms), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_lanes_ctl_closed),
 		cmocka_unit_test(test_lanes_ctl_bytes),
 		cmocka_unit_test(test_pace_bucket),
+		cmocka_unit_test(test_pace_cap_change),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
