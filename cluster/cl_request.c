@@ -258,6 +258,17 @@ static void req_check_cmd(struct req_check *c, const Ferry__Cluster__Request *r)
 		if (r->vm_set->set_priority && !cl_priority_name(r->vm_set->priority))
 			req_fail(c, "unknown priority %d", (int)r->vm_set->priority);
 		break;
+	case FERRY__CLUSTER__REQUEST__CMD_MIGRATE_SET:
+		c->what = "migrate-set";
+		req_body(c, r->migrate_set);
+		if (c->failed)
+			break;
+		req_name(c, "vm", r->migrate_set->vm, false);
+		if (!r->migrate_set->set_downtime && !r->migrate_set->set_bandwidth)
+			req_fail(c, "nothing to change");
+		if (r->migrate_set->set_downtime && !r->migrate_set->downtime_ms)
+			req_fail(c, "the downtime target must be at least 1 ms");
+		break;
 	case FERRY__CLUSTER__REQUEST__CMD_VM_START:
 		c->what = "vm start";
 		req_body(c, r->vm_start);

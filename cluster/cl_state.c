@@ -623,6 +623,35 @@ static int apply_mig_end(Ferry__Cluster__State *st, const Ferry__Cluster__Comman
 }
 
 /*
+ * What an operator asks of a migration in flight (a cancel, a change): the
+ * one they saw (id; a newer one goes on as it is), and only once every
+ * agent knows the command (proto). 0 with *out, or -errno and err.
+ */
+static int mig_asked(Ferry__Cluster__State *st, const char *what, const char *name,
+		     uint64_t id, uint32_t proto, const char *feature, Ferry__Cluster__Vm **out,
+		     char *err, size_t err_len)
+{
+	Ferry__Cluster__Vm *vm = vm_get(st, what, name, err, err_len);
+	const Ferry__Cluster__Host *old;
+
+	if (!vm)
+		return -ENOENT;
+	if (!vm->migration)
+		return refuse(-ENOENT, err, err_len, "%s: %s: no migration in flight", what,
+			      vm->name);
+	if (id != vm->migration->id)
+		return refuse(-ESTALE, err, err_len, "%s: %s: migration %llu began after the %s "
+			      "was asked; it goes on", what, vm->name,
+			      (unsigned long long)vm->migration->id,
+			      proto == CL_PROTO_6 ? "cancel" : "change");
+	if ((old = cl_state_host_below(st, proto, NULL)))
+		return refuse(-EPROTO, err, err_len, "%s: %s: the agent of %s predates %s; "
+			      "upgrade it first", what, vm->name, old->name, feature);
+	*out = vm;
+	return 0;
+}
+
+/*
  * Only the source's vmon can stop the stream; the state carries the
  * request to its agent. A VM past its switchover still lands: the end
  * reports what happened, not what was asked.
@@ -631,23 +660,39 @@ static int apply_mig_cancel(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 			    char *err, size_t err_len)
 {
 	const Ferry__Cluster__CmdMigCancel *c = cmd->mig_cancel;
-	Ferry__Cluster__Vm *vm = vm_get(st, "migrate-cancel", c->vm, err, err_len);
-	const Ferry__Cluster__Host *old;
+	Ferry__Cluster__Vm *vm;
+	int ret = mig_asked(st, "migrate-cancel", c->vm, c->id, CL_PROTO_6, "cancelling", &vm,
+			    err, err_len);
 
-	if (!vm)
-		return -ENOENT;
-	if (!vm->migration)
-		return refuse(-ENOENT, err, err_len, "migrate-cancel: %s: no migration in flight",
-			      vm->name);
-	/* Only the one the operator saw: a migration begun since goes on. */
-	if (c->id != vm->migration->id)
-		return refuse(-ESTALE, err, err_len, "migrate-cancel: %s: migration %llu began "
-			      "after the cancel was asked; it goes on", vm->name,
-			      (unsigned long long)vm->migration->id);
-	if ((old = cl_state_host_below(st, CL_PROTO_6, NULL)))
-		return refuse(-EPROTO, err, err_len, "migrate-cancel: %s: the agent of %s predates "
-			      "cancelling; upgrade it first", vm->name, old->name);
-	vm->migration->cancel = true;
+	if (!ret)
+		vm->migration->cancel = true;
+	return ret;
+}
+
+/* As a cancel: carried to the source, whose vmon changes the migration. */
+static int apply_mig_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
+			 char *err, size_t err_len)
+{
+	const Ferry__Cluster__CmdMigSet *c = cmd->mig_set;
+	Ferry__Cluster__Vm *vm;
+	int ret;
+
+	if (!c->set_downtime && !c->set_bandwidth)
+		return refuse(-EINVAL, err, err_len, "migrate-set: %s: nothing to change", c->vm);
+	if (c->set_downtime && !c->downtime_ms)
+		return refuse(-EINVAL, err, err_len, "migrate-set: %s: the downtime target must "
+			      "be at least 1 ms", c->vm);
+	ret = mig_asked(st, "migrate-set", c->vm, c->id, CL_PROTO_8,
+			"changing a migration in flight", &vm, err, err_len);
+	if (ret)
+		return ret;
+	if (vm->migration->dry_run)
+		return refuse(-EINVAL, err, err_len, "migrate-set: %s: a dry run has nothing "
+			      "to change", vm->name);
+	if (c->set_downtime)
+		vm->migration->downtime_ms = c->downtime_ms;
+	if (c->set_bandwidth)
+		vm->migration->bandwidth_mbps = c->bandwidth_mbps;
 	return 0;
 }
 
@@ -900,6 +945,7 @@ static const apply_fn apply_ops[] = {
 	[FERRY__CLUSTER__COMMAND__OP_VM_SET] = apply_vm_set,
 	[FERRY__CLUSTER__COMMAND__OP_MIG_CANCEL] = apply_mig_cancel,
 	[FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED] = apply_vm_ha_armed,
+	[FERRY__CLUSTER__COMMAND__OP_MIG_SET] = apply_mig_set,
 };
 
 int cl_state_apply(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,

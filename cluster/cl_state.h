@@ -31,7 +31,8 @@
 #define CL_PROTO_5 5   /* Vm.priority, CmdVmSet.set_priority */
 #define CL_PROTO_6 6   /* CmdMigCancel, MigrationResult.cancelled, Host.mode_unix_ms */
 #define CL_PROTO_7 7   /* HA on or off while a VM runs: Vm.ha_unarmed, CmdVmHaArmed, vmon ctl fence */
-#define CL_STATE_PROTO CL_PROTO_7
+#define CL_PROTO_8 8   /* CmdMigSet: a migration's downtime target and cap changed in flight */
+#define CL_STATE_PROTO CL_PROTO_8
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);

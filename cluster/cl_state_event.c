@@ -78,6 +78,22 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 			snprintf(t, len, "vm %s: cancel of the migration %s -> %s asked",
 				 vm->name, vm->migration->source, vm->migration->destination);
 		break;
+	case FERRY__CLUSTER__COMMAND__OP_MIG_SET:
+		vm = cl_state_vm(st, c->mig_set->vm);
+		if (vm && vm->migration) {
+			char cap[32], dt[32];
+
+			snprintf(cap, sizeof(cap), "%llu Mbit/s",
+				 (unsigned long long)vm->migration->bandwidth_mbps);
+			snprintf(dt, sizeof(dt), "%llu ms",
+				 (unsigned long long)vm->migration->downtime_ms);
+			snprintf(t, len, "vm %s: the migration %s -> %s changed: downtime target "
+				 "%s, bandwidth cap %s", vm->name, vm->migration->source,
+				 vm->migration->destination,
+				 vm->migration->downtime_ms ? dt : "vmon's default",
+				 vm->migration->bandwidth_mbps ? cap : "none");
+		}
+		break;
 	case FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED:
 		vm = cl_state_vm(st, c->vm_ha_armed->vm);
 		snprintf(t, len, "vm %s: HA armed (its vmon on %s fences itself)",

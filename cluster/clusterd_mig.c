@@ -252,6 +252,8 @@ static void progress_send(struct agent *a, const struct follow_job *j,
 	p.eta_s = mi->eta_s;
 	p.throttle_pct = mi->throttle_pct;
 	p.bytes = mi->bytes;
+	p.downtime_target_ms = mi->downtime_target_ms;
+	p.bandwidth_cap_mbps = mi->bandwidth_cap_mbps;
 	m.m_case = FERRY__CLUSTER__CPG_MSG__M_PROGRESS;
 	m.progress = &p;
 	pthread_mutex_lock(&a->lock);
@@ -332,12 +334,67 @@ static void cancel_vmon(struct follow_job *j)
 	ferry__ctl__response__free_unpacked(resp, NULL);
 }
 
+/*
+ * migrate-set: what the cluster's state now asks of this migration that
+ * vmon was not told yet (a downtime of 0 is vmon's default: nothing to
+ * tell). False when nothing changed.
+ */
+static bool settings_asked(struct agent *a, const struct follow_job *j,
+			   Ferry__Ctl__MigrateSet *ms)
+{
+	const Ferry__Cluster__Vm *vm;
+
+	pthread_mutex_lock(&a->lock);
+	vm = cl_state_vm(a->st, j->vm);
+	if (vm && vm->migration && vm->migration->id == j->id) {
+		ms->set_downtime = vm->migration->downtime_ms &&
+				   vm->migration->downtime_ms != j->downtime_ms;
+		ms->downtime_ms = vm->migration->downtime_ms;
+		ms->set_bandwidth = vm->migration->bandwidth_mbps != j->bandwidth_mbps;
+		ms->bandwidth_mbps = vm->migration->bandwidth_mbps;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return ms->set_downtime || ms->set_bandwidth;
+}
+
+/*
+ * Tell vmon once: a refusal (the switchover began) is logged, not
+ * retried; the migration then ends as it was going.
+ */
+static void settings_vmon(struct follow_job *j, Ferry__Ctl__MigrateSet *ms)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	char err[CL_ERR_LEN];
+
+	if (ms->set_downtime)
+		j->downtime_ms = ms->downtime_ms;
+	if (ms->set_bandwidth)
+		j->bandwidth_mbps = ms->bandwidth_mbps;
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_SET;
+	req.migrate_set = ms;
+	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err))) {
+		log_warn("migrate: %s: cannot change the migration in vmon: %s", j->vm, err);
+		return;
+	}
+	if (resp->error)
+		log_warn("migrate: %s: vmon does not change the migration: %s", j->vm,
+			 resp->message);
+	else
+		log_info("migrate: %s: changed, as asked: downtime target %llu ms, bandwidth cap "
+			 "%llu Mbit/s (0: none)", j->vm,
+			 (unsigned long long)resp->migration->downtime_target_ms,
+			 (unsigned long long)resp->migration->bandwidth_cap_mbps);
+	ferry__ctl__response__free_unpacked(resp, NULL);
+}
+
 /* Start the migration in vmon and poll it to the end; the final info. */
 static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t err_len)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__MigrateSet ms;
 	Ferry__Ctl__Response *resp = NULL;
 	struct stat sb;
 	uint64_t last_progress = 0;
@@ -348,8 +405,14 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
 		return NULL;
 	if (vmon_on_it(resp->migration, j->uri)) {
-		/* An agent before this one (restarted since) told vmon: follow that. */
+		/*
+		 * An agent before this one (restarted since) told vmon: follow
+		 * that, from the settings vmon has, so that a change asked
+		 * while no agent ran still reaches it.
+		 */
 		log_info("migrate: %s: vmon is already on it; following", j->vm);
+		j->downtime_ms = resp->migration->downtime_target_ms;
+		j->bandwidth_mbps = resp->migration->bandwidth_cap_mbps;
 		goto follow;
 	}
 	ferry__ctl__response__free_unpacked(resp, NULL);
@@ -388,6 +451,9 @@ follow:
 			cancelled = true;
 			cancel_vmon(j);
 		}
+		ms = (Ferry__Ctl__MigrateSet)FERRY__CTL__MIGRATE_SET__INIT;
+		if (!cancelled && settings_asked(j->a, j, &ms))
+			settings_vmon(j, &ms);
 		sleep_ms(CL_FOLLOW_POLL_MS);
 		if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
 			return NULL;

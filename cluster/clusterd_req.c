@@ -250,23 +250,49 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	}
 }
 
+/* The migration of name as this agent sees it: the one an operator asks about. */
+static uint64_t seen_migration(struct agent *a, const char *name)
+{
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, name);
+
+	return vm && vm->migration ? vm->migration->id : 0;
+}
+
+/* After a cancel or a change of migration id: the VM as it now stands. */
+static void answer_vm(struct agent *a, const char *name, uint64_t id, R *r)
+{
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, name);
+
+	if (!r->error && vm) {
+		r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
+		r->migration_id = id;
+	}
+}
+
 static void do_migrate_cancel(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__CmdMigCancel c = FERRY__CLUSTER__CMD_MIG_CANCEL__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
-	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->migrate_cancel->name);
 
 	c.vm = q->migrate_cancel->name;
 	/* The one the operator saw: a migration begun since is not cancelled. */
-	c.id = vm && vm->migration ? vm->migration->id : 0;
+	c.id = seen_migration(a, c.vm);
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_CANCEL;
 	cmd.mig_cancel = &c;
 	propose(a, &cmd, r);
-	vm = cl_state_vm(a->st, c.vm);
-	if (!r->error && vm) {
-		r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
-		r->migration_id = c.id;
-	}
+	answer_vm(a, c.vm, c.id, r);
+}
+
+static void do_migrate_set(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	Ferry__Cluster__CmdMigSet c = *q->migrate_set;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.id = seen_migration(a, c.vm);  /* as for a cancel */
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_SET;
+	cmd.mig_set = &c;
+	propose(a, &cmd, r);
+	answer_vm(a, c.vm, c.id, r);
 }
 
 static void do_cpu_baseline(struct agent *a, const Ferry__Cluster__Request *q, R *r)
@@ -606,6 +632,7 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET] = do_config_set,
 	[FERRY__CLUSTER__REQUEST__CMD_HOST_REMOVE] = do_host_remove,
 	[FERRY__CLUSTER__REQUEST__CMD_VM_SET] = do_vm_set,
+	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE_SET] = do_migrate_set,
 	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE_CANCEL] = do_migrate_cancel,
 };
 

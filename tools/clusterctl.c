@@ -59,6 +59,12 @@ static const char usage[] =
 "                                prediction (time, downtime), nothing moves\n"
 "                                Ctrl-C while it waits cancels the migration\n"
 "                                (a second Ctrl-C stops waiting)\n"
+"  migrate-set VM [--downtime-ms N] [--bandwidth MBITS]\n"
+"                                change VM's migration in flight, whoever began\n"
+"                                it: a raised downtime target lets one that does\n"
+"                                not converge stop and copy; a new cap (0: none)\n"
+"                                holds from now. The source's vmon applies it\n"
+"                                within a second, before the switchover only\n"
 "  migrate-cancel VM [--no-wait] cancel VM's migration in flight, whoever began\n"
 "                                it (an operator, the balancer, an evacuation):\n"
 "                                VM runs on at its source; exit 1 if it had\n"
@@ -690,6 +696,8 @@ int main(int argc, char **argv)
 		status = clusterctl_migrate(&c, n - 1, args + 1);
 	} else if (!strcmp(args[1], "migrate-cancel")) {
 		status = clusterctl_migrate_cancel(&c, n - 1, args + 1);
+	} else if (!strcmp(args[1], "migrate-set")) {
+		status = clusterctl_migrate_set(&c, n - 1, args + 1);
 	} else if (!strcmp(args[1], "balance")) {
 		status = cmd_balance(&c, n - 2, args + 2);
 	} else if (!strcmp(args[1], "rule")) {

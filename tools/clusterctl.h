@@ -63,6 +63,7 @@ void clusterctl_print_settings_json(const Ferry__Cluster__State *st);
 /* migrate VM HOST [OPTIONS] (argv[0] is "migrate"): clusterctl_follow.c. */
 int clusterctl_migrate(struct clusterctl *c, int argc, char **argv);
 int clusterctl_migrate_cancel(struct clusterctl *c, int argc, char **argv);
+int clusterctl_migrate_set(struct clusterctl *c, int argc, char **argv);
 /* host maintenance HOST enter|exit, followed until HOST is empty or stuck. */
 int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, bool force_stop,
 			   bool wait);

@@ -20,13 +20,17 @@ static void progress_line(const Ferry__Cluster__Response *r, const char *vm,
 			  const char *host, double t0, bool cancelling)
 {
 	const Ferry__Cluster__MigProgress *p = r->progress;
+	char cap[32] = "";
 
 	if (!*host && r->vm && r->vm->migration)
 		host = r->vm->migration->destination;
+	if (p && p->bandwidth_cap_mbps)  /* it may change on the way (migrate-set) */
+		snprintf(cap, sizeof(cap), " (cap %llu Mbit/s)",
+			 (unsigned long long)p->bandwidth_cap_mbps);
 	if (p)
-		fprintf(stderr, "\r\033[Kmigrate %s -> %s: %-10s round %u %5.1f%%  %7.0f MB/s  "
+		fprintf(stderr, "\r\033[Kmigrate %s -> %s: %-10s round %u %5.1f%%  %7.0f MB/s%s  "
 			"dirty %6.0f pages/s  ETA %5.1f s  (%.1f s)%s", vm, host, p->state,
-			p->round, p->percent, p->bandwidth_bps / 1e6, p->dirty_pages_per_s,
+			p->round, p->percent, p->bandwidth_bps / 1e6, cap, p->dirty_pages_per_s,
 			p->eta_s, (mono_ms() - t0) / 1e3, cancelling ? "  cancelling" : "");
 	else
 		fprintf(stderr, "\r\033[Kmigrate %s -> %s: %s  (%.1f s)", vm, host,
@@ -276,6 +280,65 @@ int clusterctl_migrate_cancel(struct clusterctl *c, int argc, char **argv)
 		return clusterctl_finish(c, r, print_cancel_asked);
 	CL_FREE(r);
 	return migrate_follow(c, argv[optind], "", id, mono_ms(), true);
+}
+
+static void print_set(const Ferry__Cluster__Response *r)
+{
+	const Ferry__Cluster__Migration *m = r->vm ? r->vm->migration : NULL;
+	char dt[32] = "vmon's default", cap[32] = "none";
+
+	if (!m)
+		return;
+	if (m->downtime_ms)
+		snprintf(dt, sizeof(dt), "%llu ms", (unsigned long long)m->downtime_ms);
+	if (m->bandwidth_mbps)
+		snprintf(cap, sizeof(cap), "%llu Mbit/s", (unsigned long long)m->bandwidth_mbps);
+	printf("%s's migration to %s: downtime target %s, bandwidth cap %s; the source "
+	       "applies it now (\"vm show %s\" shows what it has in force)\n",
+	       r->vm->name, m->destination, dt, cap, r->vm->name);
+}
+
+int clusterctl_migrate_set(struct clusterctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "downtime-ms", required_argument, NULL, 'd' },
+		{ "bandwidth", required_argument, NULL, 'b' },
+		{ 0 },
+	};
+	Ferry__Cluster__Request req = FERRY__CLUSTER__REQUEST__INIT;
+	Ferry__Cluster__CmdMigSet s = FERRY__CLUSTER__CMD_MIG_SET__INIT;
+	uint64_t v;
+	int o;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd':
+			if (parse_u64(optarg, 1, 60000, &v))
+				return clusterctl_die_usage("migrate-set: --downtime-ms: not "
+							    "1..60000: %s", optarg);
+			s.set_downtime = true;
+			s.downtime_ms = v;
+			break;
+		case 'b':
+			if (parse_u64(optarg, 0, 10000000, &v))
+				return clusterctl_die_usage("migrate-set: --bandwidth: not "
+							    "0..10000000 Mbit/s: %s", optarg);
+			s.set_bandwidth = true;
+			s.bandwidth_mbps = v;
+			break;
+		default:
+			return clusterctl_die_usage("migrate-set: bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return clusterctl_die_usage("migrate-set: expected VM");
+	if (!s.set_downtime && !s.set_bandwidth)
+		return clusterctl_die_usage("migrate-set: nothing to change (--downtime-ms, "
+					    "--bandwidth)");
+	s.vm = argv[optind];
+	CLUSTERCTL_REQ(migrate_set, MIGRATE_SET, &s);
+	return clusterctl_simple(c, &req, print_set);
 }
 
 static int vm_stop_one(struct clusterctl *c, const char *vm)

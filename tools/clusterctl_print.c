@@ -171,6 +171,18 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 		printf("migrating:  %s -> %s (migration %llu)%s\n", vm->migration->source,
 		       vm->migration->destination, (unsigned long long)vm->migration->id,
 		       vm->migration->cancel ? ", cancelling" : "");
+	if (vm->migration && r->progress) {
+		const Ferry__Cluster__MigProgress *p = r->progress;
+		char cap[32] = "none";
+
+		if (p->bandwidth_cap_mbps)
+			snprintf(cap, sizeof(cap), "%llu Mbit/s",
+				 (unsigned long long)p->bandwidth_cap_mbps);
+		printf("progress:   %s, round %u, %.1f%%, %.1f MB sent, %.0f MB/s; at the "
+		       "source: downtime target %llu ms, bandwidth cap %s\n", p->state, p->round,
+		       p->percent, p->bytes / 1e6, p->bandwidth_bps / 1e6,
+		       (unsigned long long)p->downtime_target_ms, cap);
+	}
 	if (m)
 		printf("last migration: %s -> %s: %s%s\n", m->source, m->destination,
 		       m->cancelled ? "cancelled: " : "",

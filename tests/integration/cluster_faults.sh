@@ -3,9 +3,10 @@
 # and keep every bit of state), two die (the last refuses changes for lack
 # of quorum, its VMs run on), they come back (the one that missed changes
 # gets them), a migration's destination node dies mid-way (the VM runs on
-# at the source and every node agrees), an operator cancels a migration
-# (clusterctl migrate-cancel, and Ctrl-C on clusterctl migrate: the VM
-# stays, every node agrees), an agent dies (its VMs run on; the
+# at the source and every node agrees), an operator changes a migration
+# in flight (clusterctl migrate-set: the source's vmon takes it) and
+# cancels it (clusterctl migrate-cancel, and Ctrl-C on clusterctl migrate:
+# the VM stays, every node agrees), an agent dies (its VMs run on; the
 # restarted agent adopts them), and a migration's source node dies
 # mid-way (the migration is void, the destination runs no copy).
 . "$(dirname "$0")/lab_lib.sh"
@@ -102,6 +103,26 @@ ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
 check "mid's migration to host3 is under way" wait_for 30 "mid's destination ready" \
 	mig_is host1 mid ready
 check "and sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+# Changed on the way, from another node: the source's vmon takes it.
+out=$(lab_exec host2 clusterctl migrate-set mid --bandwidth 20 --downtime-ms 40 2>&1) && rc=0 || rc=$?
+echo "  $out"
+check "migrate-set from host2 (exit $rc)" bash -c '[ "$0" = 0 ] &&
+	grep -q "downtime target 40 ms, bandwidth cap 20 Mbit/s" <<<"$1"' "$rc" "$out"
+vmon_settings() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/host1/run/mid.sock" migrate-status -o json |
+	json_get '"%d %d" % (j["migration"]["settings"]["bandwidth_cap_mbps"],
+		j["migration"]["settings"]["downtime_target_ms"])'; }
+has_settings() { [ "$(vmon_settings)" = "20 40" ]; }
+check "host1's vmon has them in force" wait_for 10 "mid's vmon changed" has_settings
+progress_cap() { [ "$(ctl_json host3 vm show mid |
+	json_get 'j.get("progress", {}).get("bandwidth_cap_mbps", 0)')" = 20 ]; }
+check "the progress every node sees shows the new cap" wait_for 10 "progress cap" progress_cap
+show_has_cap() { lab_exec host3 clusterctl vm show mid | grep "^progress:" |
+	grep -q "at the source: downtime target 40 ms, bandwidth cap 20 Mbit/s"; }
+check "  ...and vm show says so" show_has_cap
+check "the event log names the change" lab_events_have host3 \
+	"vm mid: the migration host1 -> host3 changed: downtime target 40 ms, bandwidth cap 20 Mbit/s"
+out=$(lab_exec host2 clusterctl migrate-set mid 2>&1) && rc=0 || rc=$?
+check "migrate-set with nothing to change is bad usage (exit $rc)" test "$rc" = 2
 out=$(lab_exec host3 clusterctl migrate-cancel mid 2>&1) && rc=0 || rc=$?
 echo "  $out"
 check "migrate-cancel: mid stays on host1 (exit $rc)" \

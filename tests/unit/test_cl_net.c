@@ -192,6 +192,7 @@ static void test_decode_bad(void **state)
 	Ferry__Cluster__Name n = FERRY__CLUSTER__NAME__INIT;
 	Ferry__Cluster__MigrateReq m = FERRY__CLUSTER__MIGRATE_REQ__INIT;
 	Ferry__Cluster__CmdVmSet set = FERRY__CLUSTER__CMD_VM_SET__INIT;
+	Ferry__Cluster__CmdMigSet ms = FERRY__CLUSTER__CMD_MIG_SET__INIT;
 	Ferry__Cluster__Request *ok;
 	Ferry__Cluster__Vm vm;
 	static char args[1100];
@@ -258,6 +259,26 @@ static void test_decode_bad(void **state)
 	set.priority = (Ferry__Cluster__VmPriority)7;
 	assert_null(decode(&r, err, sizeof(err)));
 	assert_string_equal(err, "vm set: unknown priority 7");
+	/* migrate-set: something to change, and no downtime target of 0 */
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_MIGRATE_SET;
+	r.migrate_set = &ms;
+	ms.vm = "vm1";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "migrate-set: nothing to change");
+	ms.set_downtime = true;
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "migrate-set: the downtime target must be at least 1 ms");
+	ms.set_downtime = false;
+	ms.set_bandwidth = true;  /* 0: the cap lifted */
+	ms.vm = "../x";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_non_null(strstr(err, "migrate-set: vm '../x' is not valid"));
+	ms.vm = "vm1";
+	ok = decode(&r, err, sizeof(err));
+	assert_non_null(ok);
+	assert_true(ok->migrate_set->set_bandwidth);
+	assert_int_equal(ok->migrate_set->bandwidth_mbps, 0);
+	CL_FREE(ok);
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_STOP;
 	m.vm = "vm1";
 	m.host = "h\n1";

@@ -323,6 +323,83 @@ static void test_mig_cancel(void **unused)
 	CL_FREE(st);
 }
 
+static int mig_set(Ferry__Cluster__State *st, const char *vm, uint64_t id, long downtime_ms,
+		   long bandwidth_mbps)
+{
+	Ferry__Cluster__CmdMigSet c = FERRY__CLUSTER__CMD_MIG_SET__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.vm = (char *)vm;
+	c.id = id;
+	c.set_downtime = downtime_ms >= 0;
+	c.downtime_ms = downtime_ms >= 0 ? (uint64_t)downtime_ms : 0;
+	c.set_bandwidth = bandwidth_mbps >= 0;
+	c.bandwidth_mbps = bandwidth_mbps >= 0 ? (uint64_t)bandwidth_mbps : 0;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_SET;
+	cmd.mig_set = &c;
+	return run(st, &cmd);
+}
+
+/*
+ * migrate-set changes the migration the operator saw, as the state holds
+ * it for the source's agent; what is not given stays; a refusal changes
+ * nothing (-1: not given).
+ */
+static void test_mig_set(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	Ferry__Cluster__Vm *vm;
+	uint64_t id, seq;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v3", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	assert_int_equal(mig_set(st, "vm1", 0, -1, 0), -ENOENT);
+	assert_string_equal(err, "migrate-set: vm1: no migration in flight");
+	assert_int_equal(mig_set(st, "vm9", 0, 50, 0), -ENOENT);
+	assert_string_equal(err, "migrate-set: vm9: no such VM");
+	assert_int_equal(begin_opts(st, "vm1", "host2", 0, 10), 0);
+	vm = cl_state_vm(st, "vm1");
+	id = vm->migration->id;
+	seq = st->seq;
+	assert_int_equal(mig_set(st, "vm1", id, -1, -1), -EINVAL);
+	assert_string_equal(err, "migrate-set: vm1: nothing to change");
+	assert_int_equal(mig_set(st, "vm1", id, 0, -1), -EINVAL);
+	assert_string_equal(err, "migrate-set: vm1: the downtime target must be at least 1 ms");
+	assert_int_equal(mig_set(st, "vm1", id + 1, 500, -1), -ESTALE);
+	assert_non_null(strstr(err, "began after the change was asked; it goes on"));
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_7;
+	assert_int_equal(mig_set(st, "vm1", id, 500, -1), -EPROTO);
+	assert_string_equal(err, "migrate-set: vm1: the agent of host3 predates changing a "
+			    "migration in flight; upgrade it first");
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(st->seq, seq);
+	assert_int_equal(vm->migration->downtime_ms, 0);
+	assert_int_equal(vm->migration->bandwidth_mbps, 10);
+	/* the cap alone: the downtime target stays vmon's default */
+	assert_int_equal(mig_set(st, "vm1", id, -1, 40), 0);
+	assert_int_equal(vm->migration->downtime_ms, 0);
+	assert_int_equal(vm->migration->bandwidth_mbps, 40);
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "vm vm1: the migration host1 -> host2 changed: downtime target "
+			    "vmon's default, bandwidth cap 40 Mbit/s");
+	/* both; 0 lifts the cap */
+	assert_int_equal(mig_set(st, "vm1", id, 500, 0), 0);
+	assert_int_equal(vm->migration->downtime_ms, 500);
+	assert_int_equal(vm->migration->bandwidth_mbps, 0);
+	assert_string_equal(st->events[st->n_events - 1]->text,
+			    "vm vm1: the migration host1 -> host2 changed: downtime target "
+			    "500 ms, bandwidth cap none");
+	assert_int_equal(vm->migration->id, id);
+	assert_int_equal(end(st, "vm1", id, true), 0);
+	assert_int_equal(mig_set(st, "vm1", id, 500, -1), -ENOENT);
+	/* a dry run moves nothing: nothing to change */
+	assert_int_equal(begin(st, "vm1", "host1"), 0);
+	vm->migration->dry_run = true;
+	assert_int_equal(mig_set(st, "vm1", vm->migration->id, 500, -1), -EINVAL);
+	assert_string_equal(err, "migrate-set: vm1: a dry run has nothing to change");
+	CL_FREE(st);
+}
+
 /* key, value pairs up to a NULL key */
 static int config_set(Ferry__Cluster__State *st, ...)
 {
@@ -1154,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_mig_cancel),
+		cmocka_unit_test(test_mig_set),
 		cmocka_unit_test(test_maintenance_stop_delete),
 		cmocka_unit_test(test_exited),
 		cmocka_unit_test(test_deterministic_and_persisted),
