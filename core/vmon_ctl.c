@@ -165,7 +165,8 @@ static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__
 static void parse_migrate_set(struct ctl_cmd *c, int argc, char **argv,
 			      Ferry__Ctl__MigrateSet *ms)
 {
-	for (int i = 3; i < argc; i++) {
+	/* Every option takes a value. */
+	for (int i = 3; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(a, "--downtime-ms")) {
@@ -193,7 +194,6 @@ static void parse_migrate_set(struct ctl_cmd *c, int argc, char **argv,
 		} else {
 			vmon_usage_error("migrate-set: unexpected argument '%s'", a);
 		}
-		i++;
 	}
 	if (!ms->set_downtime && !ms->set_bandwidth && !ms->set_timeout && !ms->set_timeout_action)
 		vmon_usage_error("migrate-set needs at least one of --downtime-ms, --bandwidth, "
