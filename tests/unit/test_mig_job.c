@@ -1,0 +1,109 @@
+/*
+ * mig_job_set, what vmon ctl migrate-set reaches: which states take a
+ * change, that a refusal changes nothing, and that what is not given
+ * stays. A job in each state is made by hand; no migration runs.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "migrate/mig_live.h"
+
+static struct vm vm;
+
+static void job_in(struct mig_job *j, enum mig_job_state st, uint64_t ran_s)
+{
+	memset(j, 0, sizeof(*j));
+	pthread_mutex_init(&j->lock, NULL);
+	mig_params_defaults(&j->p);
+	j->p.policy.bandwidth_mbps = 80;
+	j->vm = &vm;
+	j->prog.state = st;
+	j->prog.start_ns = now_ns() - ran_s * 1000000000ull;
+	snprintf(j->prog.destination, sizeof(j->prog.destination), "tcp:127.0.0.1:1");
+}
+
+static void test_set_states(void **state)
+{
+	static const enum mig_job_state none[] = {
+		MIG_JOB_NONE, MIG_JOB_COMPLETED, MIG_JOB_FAILED, MIG_JOB_CANCELLED,
+		MIG_JOB_PREDICTED,
+	};
+	struct mig_settings s = { .set_downtime = true, .downtime_ms = 500 };
+	struct mig_job j;
+	char err[MIG_ERR_LEN];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+		job_in(&j, none[i], 1);
+		assert_int_equal(mig_job_set(&j, &s, err), -ENOENT);
+		assert_string_equal(err, "no migration in progress");
+		assert_int_equal(j.p.policy.downtime_ms, MIG_DEFAULT_DOWNTIME_MS);
+	}
+	job_in(&j, MIG_JOB_SWITCHOVER, 1);
+	assert_int_equal(mig_job_set(&j, &s, err), -EBUSY);
+	assert_non_null(strstr(err, "in switchover"));
+	assert_int_equal(j.p.policy.downtime_ms, MIG_DEFAULT_DOWNTIME_MS);
+	assert_int_equal(j.prog.settings_changes, 0);
+	job_in(&j, MIG_JOB_SETUP, 0);
+	assert_int_equal(mig_job_set(&j, &s, err), 0);
+	assert_int_equal(j.p.policy.downtime_ms, 500);
+}
+
+static void test_set_values(void **state)
+{
+	struct mig_settings s = { 0 };
+	struct mig_job j;
+	char err[MIG_ERR_LEN];
+
+	(void)state;
+	job_in(&j, MIG_JOB_PRECOPY, 5);
+	/* A limit already passed is refused, with everything else asked. */
+	s.set_timeout = true;
+	s.timeout_s = 5;
+	s.set_bandwidth = true;
+	s.bandwidth_mbps = 0;
+	assert_int_equal(mig_job_set(&j, &s, err), -EINVAL);
+	assert_string_equal(err, "the migration has run for 5 s; a timeout of 5 s would end it "
+			    "at once (migrate-cancel stops it)");
+	assert_int_equal(j.p.policy.timeout_s, MIG_DEFAULT_TIMEOUT_S);
+	assert_int_equal(j.p.policy.bandwidth_mbps, 80);
+	/* One ahead is taken; the cap lifted; the rest stays. */
+	s.timeout_s = 60;
+	assert_int_equal(mig_job_set(&j, &s, err), 0);
+	assert_int_equal(j.p.policy.timeout_s, 60);
+	assert_int_equal(j.p.policy.bandwidth_mbps, 0);
+	assert_int_equal(j.p.policy.downtime_ms, MIG_DEFAULT_DOWNTIME_MS);
+	assert_int_equal(j.p.policy.timeout_action, MIG_TIMEOUT_ABORT);
+	assert_true(j.p.policy.auto_converge);
+	assert_int_equal(j.prog.settings_changes, 1);
+	/* The same again changes nothing and is not counted. */
+	assert_int_equal(mig_job_set(&j, &s, err), 0);
+	assert_int_equal(j.prog.settings_changes, 1);
+	memset(&s, 0, sizeof(s));
+	s.set_timeout_action = true;
+	s.timeout_action = MIG_TIMEOUT_FORCE;
+	assert_int_equal(mig_job_set(&j, &s, err), 0);
+	assert_int_equal(j.p.policy.timeout_action, MIG_TIMEOUT_FORCE);
+	assert_int_equal(j.p.policy.timeout_s, 60);
+	assert_int_equal(j.prog.settings_changes, 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_set_states),
+		cmocka_unit_test(test_set_values),
+	};
+
+	snprintf(vm.cfg.name, sizeof(vm.cfg.name), "vm1");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
