@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "migrate/policy.h"
 #include "cl_vmon.h"
 #include "core/ctl.h"
 #include "core/util.h"
@@ -579,4 +580,13 @@ int cl_vmon_incoming_port(struct cl_vmon *v, int timeout_ms, uint16_t *port,
 		pidfd_ended(v->pidfd, (int)MIN((deadline - now_ns()) / 1000000 + 1,
 					       (uint64_t)VMON_POLL_MS));
 	}
+}
+
+uint64_t cl_vmon_mig_timeout_s(uint64_t mem_bytes, uint64_t cap_mbps)
+{
+	uint64_t mbps = cap_mbps ? cap_mbps : CL_MIG_TIMEOUT_FLOOR_MBPS;
+	/* one pass, rounded up: bits / (Mbit/s * 1e6) */
+	uint64_t pass_s = (mem_bytes * 8 + mbps * 1000000 - 1) / (mbps * 1000000);
+
+	return MIG_DEFAULT_TIMEOUT_S + CL_MIG_TIMEOUT_PASSES * pass_s;
 }

@@ -47,6 +47,21 @@ struct cl_vmon_spec {
 
 struct cl_vmon;
 
+/*
+ * The hard limit (vmon's --timeout-s) the cluster gives a migration of a
+ * VM with mem_bytes of RAM under a cap of cap_mbps (0: none). vmon's own
+ * default (300 s) is for a VM that crosses a fast link in seconds: a
+ * 64 GiB VM under a 1 Gbit/s cap needs 550 s for one pass and would be
+ * aborted at every attempt, and an evacuation would never empty its host.
+ * So: vmon's default plus four passes over the RAM at the cap, or at
+ * 1 Gbit/s without one. The limit is a backstop; a link that stalls ends
+ * a migration through its I/O timeouts, and one that does not converge
+ * through the policy's round limit, long before.
+ */
+#define CL_MIG_TIMEOUT_PASSES 4
+#define CL_MIG_TIMEOUT_FLOOR_MBPS 1000
+uint64_t cl_vmon_mig_timeout_s(uint64_t mem_bytes, uint64_t cap_mbps);
+
 /* Start vmon; 0 or -errno with the reason. The child gets its own
  * process group, so a signal to the agent does not reach it. */
 int cl_vmon_spawn(const struct cl_vmon_spec *spec, struct cl_vmon **out,

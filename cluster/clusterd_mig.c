@@ -213,6 +213,8 @@ struct follow_job {
 	char uri[256];
 	uint64_t downtime_ms;
 	uint64_t bandwidth_mbps;
+	uint64_t timeout_s;       /* what vmon was given (cl_vmon_mig_timeout_s) */
+	uint64_t mem_bytes;
 	bool dry_run;
 	uint64_t began_ns;
 };
@@ -352,6 +354,9 @@ static bool settings_asked(struct agent *a, const struct follow_job *j,
 		ms->downtime_ms = vm->migration->downtime_ms;
 		ms->set_bandwidth = vm->migration->bandwidth_mbps != j->bandwidth_mbps;
 		ms->bandwidth_mbps = vm->migration->bandwidth_mbps;
+		/* A lower cap needs a longer limit; a higher one keeps the old. */
+		ms->timeout_s = cl_vmon_mig_timeout_s(j->mem_bytes, ms->bandwidth_mbps);
+		ms->set_timeout = ms->set_bandwidth && ms->timeout_s > j->timeout_s;
 	}
 	pthread_mutex_unlock(&a->lock);
 	return ms->set_downtime || ms->set_bandwidth;
@@ -371,6 +376,8 @@ static void settings_vmon(struct follow_job *j, Ferry__Ctl__MigrateSet *ms)
 		j->downtime_ms = ms->downtime_ms;
 	if (ms->set_bandwidth)
 		j->bandwidth_mbps = ms->bandwidth_mbps;
+	if (ms->set_timeout)
+		j->timeout_s = ms->timeout_s;
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_SET;
 	req.migrate_set = ms;
 	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err))) {
@@ -382,9 +389,10 @@ static void settings_vmon(struct follow_job *j, Ferry__Ctl__MigrateSet *ms)
 			 resp->message);
 	else
 		log_info("migrate: %s: changed, as asked: downtime target %llu ms, bandwidth cap "
-			 "%llu Mbit/s (0: none)", j->vm,
+			 "%llu Mbit/s (0: none), timeout %llu s", j->vm,
 			 (unsigned long long)resp->migration->downtime_target_ms,
-			 (unsigned long long)resp->migration->bandwidth_cap_mbps);
+			 (unsigned long long)resp->migration->bandwidth_cap_mbps,
+			 (unsigned long long)resp->migration->timeout_s);
 	ferry__ctl__response__free_unpacked(resp, NULL);
 }
 
@@ -413,6 +421,7 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 		log_info("migrate: %s: vmon is already on it; following", j->vm);
 		j->downtime_ms = resp->migration->downtime_target_ms;
 		j->bandwidth_mbps = resp->migration->bandwidth_cap_mbps;
+		j->timeout_s = resp->migration->timeout_s;
 		goto follow;
 	}
 	ferry__ctl__response__free_unpacked(resp, NULL);
@@ -425,6 +434,7 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	mg.tls_dir = stat(j->a->tls_dir, &sb) ? "" : j->a->tls_dir;
 	mg.downtime_ms = j->downtime_ms;
 	mg.bandwidth_mbps = j->bandwidth_mbps;
+	mg.timeout_s = j->timeout_s;
 	mg.dry_run = j->dry_run;
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE;
 	req.migrate = &mg;
@@ -509,6 +519,8 @@ static void follow_start(struct agent *a, Ferry__Cluster__Vm *vm, struct local_v
 	j->id = vm->migration->id;
 	j->downtime_ms = vm->migration->downtime_ms;
 	j->bandwidth_mbps = vm->migration->bandwidth_mbps;
+	j->mem_bytes = vm->mem_bytes;
+	j->timeout_s = cl_vmon_mig_timeout_s(vm->mem_bytes, vm->migration->bandwidth_mbps);
 	j->dry_run = vm->migration->dry_run;
 	j->began_ns = lv->mig_began_ns ? lv->mig_began_ns : now_ns();
 	snprintf(j->vm, sizeof(j->vm), "%s", vm->name);

@@ -103,16 +103,20 @@ ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
 check "mid's migration to host3 is under way" wait_for 30 "mid's destination ready" \
 	mig_is host1 mid ready
 check "and sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+# cap downtime-target timeout, as host1's vmon has them
+vmon_settings() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/host1/run/mid.sock" migrate-status -o json |
+	json_get '"%d %d %d" % tuple(j["migration"]["settings"][k] for k in
+		("bandwidth_cap_mbps", "downtime_target_ms", "timeout_s"))'; }
+has_settings() { [ "$(vmon_settings)" = "$1" ]; }
+# 128 MiB at 10 Mbit/s is 108 s a pass: vmon's 300 s plus four passes.
+check "vmon's limit has room for mid at 10 Mbit/s (732 s, not 300)" has_settings "10 30 732"
 # Changed on the way, from another node: the source's vmon takes it.
 out=$(lab_exec host2 clusterctl migrate-set mid --bandwidth 20 --downtime-ms 40 2>&1) && rc=0 || rc=$?
 echo "  $out"
 check "migrate-set from host2 (exit $rc)" bash -c '[ "$0" = 0 ] &&
 	grep -q "downtime target 40 ms, bandwidth cap 20 Mbit/s" <<<"$1"' "$rc" "$out"
-vmon_settings() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/host1/run/mid.sock" migrate-status -o json |
-	json_get '"%d %d" % (j["migration"]["settings"]["bandwidth_cap_mbps"],
-		j["migration"]["settings"]["downtime_target_ms"])'; }
-has_settings() { [ "$(vmon_settings)" = "20 40" ]; }
-check "host1's vmon has them in force" wait_for 10 "mid's vmon changed" has_settings
+check "host1's vmon has them in force (a faster cap keeps the limit)" \
+	wait_for 10 "mid's vmon changed" has_settings "20 40 732"
 progress_cap() { [ "$(ctl_json host3 vm show mid |
 	json_get 'j.get("progress", {}).get("bandwidth_cap_mbps", 0)')" = 20 ]; }
 check "the progress every node sees shows the new cap" wait_for 10 "progress cap" progress_cap
@@ -121,6 +125,9 @@ show_has_cap() { lab_exec host3 clusterctl vm show mid | grep "^progress:" |
 check "  ...and vm show says so" show_has_cap
 check "the event log names the change" lab_events_have host3 \
 	"vm mid: the migration host1 -> host3 changed: downtime target 40 ms, bandwidth cap 20 Mbit/s"
+ctl host1 clusterctl migrate-set mid --bandwidth 5
+check "a slower cap (5 Mbit/s) gets a longer limit (1160 s)" \
+	wait_for 10 "mid's vmon at 5 Mbit/s" has_settings "5 40 1160"
 out=$(lab_exec host2 clusterctl migrate-set mid 2>&1) && rc=0 || rc=$?
 check "migrate-set with nothing to change is bad usage (exit $rc)" test "$rc" = 2
 out=$(lab_exec host3 clusterctl migrate-cancel mid 2>&1) && rc=0 || rc=$?
