@@ -19,6 +19,7 @@
 #include "cl_cpu.h"
 #include "cl_nic.h"
 #include "cl_plan_int.h"
+#include "cl_vmon.h"
 #include "migrate/policy.h"
 
 #define NO_CLASS ((unsigned)-1)
@@ -135,6 +136,8 @@ void cl_plan_cost(const struct cl_plan_input *in, size_t vm, double bandwidth_Bp
 
 	mig_policy_defaults(&pc);
 	pc.downtime_ms = in->cfg.downtime_ms;
+	/* The limit the source's agent will give vmon at this rate (or a longer one). */
+	pc.timeout_s = cl_vmon_mig_timeout_s(v->mem_bytes, (uint64_t)(bandwidth_Bps * 8 / 1e6));
 	wl.mem_pages = v->mem_bytes / CL_PLAN_PAGE_BYTES;
 	wl.nonzero_pages = wl.mem_pages;   /* unknown: assume all of it travels */
 	wl.dirty_pages_per_s = v->dirty_pages_per_s;
