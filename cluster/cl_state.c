@@ -627,26 +627,31 @@ static int apply_mig_end(Ferry__Cluster__State *st, const Ferry__Cluster__Comman
  * one they saw (id; a newer one goes on as it is), and only once every
  * agent knows the command (proto). 0 with *out, or -errno and err.
  */
-static int mig_asked(Ferry__Cluster__State *st, const char *what, const char *name,
-		     uint64_t id, uint32_t proto, const char *feature, Ferry__Cluster__Vm **out,
-		     char *err, size_t err_len)
+struct mig_ask {
+	const char *what;       /* the command, in messages */
+	const char *noun;       /* "cancel", "change" */
+	const char *feature;    /* what an agent before proto lacks */
+	uint32_t proto;
+};
+
+static int mig_asked(Ferry__Cluster__State *st, const struct mig_ask *a, const char *name,
+		     uint64_t id, Ferry__Cluster__Vm **out, char *err, size_t err_len)
 {
-	Ferry__Cluster__Vm *vm = vm_get(st, what, name, err, err_len);
+	Ferry__Cluster__Vm *vm = vm_get(st, a->what, name, err, err_len);
 	const Ferry__Cluster__Host *old;
 
 	if (!vm)
 		return -ENOENT;
 	if (!vm->migration)
-		return refuse(-ENOENT, err, err_len, "%s: %s: no migration in flight", what,
+		return refuse(-ENOENT, err, err_len, "%s: %s: no migration in flight", a->what,
 			      vm->name);
 	if (id != vm->migration->id)
 		return refuse(-ESTALE, err, err_len, "%s: %s: migration %llu began after the %s "
-			      "was asked; it goes on", what, vm->name,
-			      (unsigned long long)vm->migration->id,
-			      proto == CL_PROTO_6 ? "cancel" : "change");
-	if ((old = cl_state_host_below(st, proto, NULL)))
+			      "was asked; it goes on", a->what, vm->name,
+			      (unsigned long long)vm->migration->id, a->noun);
+	if ((old = cl_state_host_below(st, a->proto, NULL)))
 		return refuse(-EPROTO, err, err_len, "%s: %s: the agent of %s predates %s; "
-			      "upgrade it first", what, vm->name, old->name, feature);
+			      "upgrade it first", a->what, vm->name, old->name, a->feature);
 	*out = vm;
 	return 0;
 }
@@ -661,8 +666,8 @@ static int apply_mig_cancel(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 {
 	const Ferry__Cluster__CmdMigCancel *c = cmd->mig_cancel;
 	Ferry__Cluster__Vm *vm;
-	int ret = mig_asked(st, "migrate-cancel", c->vm, c->id, CL_PROTO_6, "cancelling", &vm,
-			    err, err_len);
+	static const struct mig_ask ask = { "migrate-cancel", "cancel", "cancelling", CL_PROTO_6 };
+	int ret = mig_asked(st, &ask, c->vm, c->id, &vm, err, err_len);
 
 	if (!ret)
 		vm->migration->cancel = true;
@@ -673,6 +678,9 @@ static int apply_mig_cancel(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 static int apply_mig_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			 char *err, size_t err_len)
 {
+	static const struct mig_ask ask = {
+		"migrate-set", "change", "changing a migration in flight", CL_PROTO_8
+	};
 	const Ferry__Cluster__CmdMigSet *c = cmd->mig_set;
 	Ferry__Cluster__Vm *vm;
 	int ret;
@@ -682,8 +690,7 @@ static int apply_mig_set(Ferry__Cluster__State *st, const Ferry__Cluster__Comman
 	if (c->set_downtime && !c->downtime_ms)
 		return refuse(-EINVAL, err, err_len, "migrate-set: %s: the downtime target must "
 			      "be at least 1 ms", c->vm);
-	ret = mig_asked(st, "migrate-set", c->vm, c->id, CL_PROTO_8,
-			"changing a migration in flight", &vm, err, err_len);
+	ret = mig_asked(st, &ask, c->vm, c->id, &vm, err, err_len);
 	if (ret)
 		return ret;
 	if (vm->migration->dry_run)
