@@ -1,5 +1,6 @@
 /* vmon ctl: talk to a running vmon over its control socket. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,22 +39,72 @@ static void progress_line(const Ferry__Ctl__MigrationInfo *m)
 		m->bandwidth_bps / 1e6, m->dirty_pages_per_s, m->eta_s);
 }
 
-/* migrate --wait: poll the source until the migration ends. */
+static volatile sig_atomic_t interrupts;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupts++;
+}
+
+/* Ctrl-C on migrate --wait: ask the monitor to cancel; say what came of it. */
+static void ctl_cancel(struct ctl_cmd *c)
+{
+	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	char err[256];
+
+	fprintf(stderr, "\nvmon: cancelling the migration (Ctrl-C again to stop waiting)\n");
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_CANCEL;
+	req.migrate_cancel = &empty;
+	if (ctl_call(c->path, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err))) {
+		fprintf(stderr, "vmon: error: migrate-cancel: %s\n", err);
+		return;
+	}
+	if (resp->error)
+		fprintf(stderr, "vmon: migrate-cancel: %s; waiting for the end\n", resp->message);
+	ferry__ctl__response__free_unpacked(resp, NULL);
+}
+
+/*
+ * migrate --wait: poll the source until the migration ends. A first
+ * Ctrl-C cancels the migration and goes on waiting for its outcome (as
+ * virsh migrate and clusterctl migrate do); a second one stops waiting,
+ * the cancel standing.
+ */
 static int ctl_wait_migration(struct ctl_cmd *c)
 {
 	static Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Response *last = NULL;
-	bool tty = isatty(STDERR_FILENO) && !c->json;
+	struct sigaction sa = { .sa_handler = on_interrupt }, old;
+	bool tty = isatty(STDERR_FILENO) && !c->json, asked = false;
 	char err[256];
 	int ret, status;
 
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
 	req.migrate_status = &empty;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	interrupts = 0;
+	sigaction(SIGINT, &sa, &old);
 	for (;;) {
 		Ferry__Ctl__Response *resp = NULL;
 
 		usleep(POLL_MS * 1000);
+		if (interrupts > 1) {
+			fprintf(stderr, "\nvmon: stopped waiting; the cancel stands "
+				"(vmon ctl %s migrate-status)\n", c->path);
+			if (last)
+				ferry__ctl__response__free_unpacked(last, NULL);
+			sigaction(SIGINT, &old, NULL);
+			return 130;
+		}
+		if (interrupts && !asked) {
+			asked = true;
+			ctl_cancel(c);
+		}
 		ret = ctl_call(c->path, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err));
 		if (ret) {
 			if (tty)
@@ -73,6 +124,7 @@ static int ctl_wait_migration(struct ctl_cmd *c)
 		if (tty)
 			progress_line(resp->migration);
 	}
+	sigaction(SIGINT, &old, NULL);
 	if (tty)
 		fputc('\n', stderr);
 	ctl_print(stdout, c->name, last, c->json);

@@ -5,8 +5,9 @@
 # hops back and forth, both vCPUs alive afterwards, TLS (a source from
 # another CA refused, and the destination then takes the right one), a
 # CPU-model refusal, a dead destination, a second migrate while one runs,
-# migrate-status, a guest that crashes during its migration, and migrate-set
-# changing a migration in flight (cap, downtime target, timeout).
+# migrate-status, a guest that crashes during its migration, migrate-set
+# changing a migration in flight (cap, downtime target, timeout), and
+# Ctrl-C on migrate --wait cancelling it.
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -556,6 +557,44 @@ exit_status "$s11pid" 10; rc=$XRC
 check "the source exits 0 ($rc)" [ "$rc" = 0 ]
 check "the guest runs on at the destination" advancing d11 pages_written
 stop_vm d11 "$d11pid"
+echo "-- $(elapsed)"
+
+# --- 12: Ctrl-C on migrate --wait cancels the migration and waits for the
+# outcome (as virsh and clusterctl do); a second one stops waiting, the
+# cancel standing. 32 MiB at 8 Mbit/s takes half a minute: it is
+# mid-stream when the signal comes.
+echo "== 12: Ctrl-C on migrate --wait"
+start_src s12 dirtier 64M 1 "ws=4M fillsz=32M"
+s12pid=$SPID
+check "the dirtier has filled its pages" wait_for "[ \$(value s12 filled) -eq 1 ]" 15
+for n in 1 2; do
+	start_dest "d12n$n"
+	d12pid=$DPID
+	"$VMON" ctl "$TMP/s12.sock" migrate "tcp:127.0.0.1:$DPORT" --wait --bandwidth 8 \
+		>"$TMP/m12n$n.out" 2>"$TMP/m12n$n.err" &
+	cpid=$!
+	check "Ctrl-C x$n: the migration is sending" \
+		wait_for "[ \$(mstat s12 \"m['bytes'] > 1e6\") = True ]" 15
+	kill -INT "$cpid"
+	[ "$n" = 2 ] && { sleep 0.3; kill -INT "$cpid"; }
+	exit_status "$cpid" 15; rc=$XRC
+	sed 's/^/   /' "$TMP/m12n$n.err" | tr -d '\r' | grep -v '^ *$' | tail -3
+	if [ "$n" = 1 ]; then
+		check "  ...migrate --wait says it cancels, and exits 1 on the cancelled migration ($rc)" \
+			sh -c "[ '$rc' = 1 ] && grep -q 'cancelling the migration' '$TMP/m12n1.err' &&
+				grep -q 'cancelled during precopy' '$TMP/m12n1.err'"
+	else
+		check "  ...a second Ctrl-C stops waiting ($rc), the cancel standing" \
+			sh -c "[ '$rc' = 130 ] && grep -q 'stopped waiting; the cancel stands' '$TMP/m12n2.err'"
+		check "  ...and the migration ends cancelled" \
+			wait_for "[ \$(mstat s12 \"m['state']\") = cancelled ]" 10
+	fi
+	exit_status "$d12pid" 15; rc=$XRC
+	check "  ...the destination exits non-zero ($rc), never having run the guest" \
+		sh -c "[ '$rc' != running ] && [ '$rc' != 0 ] && ! grep -q 'dirtier' '$TMP/d12n$n.out'"
+	check "  ...and the guest runs on at the source" advancing s12 pages_written
+done
+stop_vm s12 "$s12pid"
 echo "-- $(elapsed)"
 
 finish
