@@ -7,6 +7,7 @@
 #include "cl_plan.h"
 #include "cl_settings.h"
 #include "cl_state.h"
+#include "core/util.h"
 
 static void config_text(const Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
 			char *t, size_t len)
@@ -83,15 +84,13 @@ static void event_text(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 		if (vm && vm->migration) {
 			char cap[32], dt[32];
 
-			snprintf(cap, sizeof(cap), "%llu Mbit/s",
-				 (unsigned long long)vm->migration->bandwidth_mbps);
 			snprintf(dt, sizeof(dt), "%llu ms",
 				 (unsigned long long)vm->migration->downtime_ms);
 			snprintf(t, len, "vm %s: the migration %s -> %s changed: downtime target "
 				 "%s, bandwidth cap %s", vm->name, vm->migration->source,
 				 vm->migration->destination,
 				 vm->migration->downtime_ms ? dt : "vmon's default",
-				 vm->migration->bandwidth_mbps ? cap : "none");
+				 fmt_cap_mbps(vm->migration->bandwidth_mbps, cap, sizeof(cap)));
 		}
 		break;
 	case FERRY__CLUSTER__COMMAND__OP_VM_HA_ARMED:

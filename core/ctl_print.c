@@ -223,13 +223,9 @@ static void migration_text(FILE *f, const Ferry__Ctl__MigrationInfo *m)
 	if (m->downtime_target_ms) {
 		char cap[32];
 
-		if (m->bandwidth_cap_mbps)
-			snprintf(cap, sizeof(cap), "%llu Mbit/s",
-				 (unsigned long long)m->bandwidth_cap_mbps);
-		else
-			snprintf(cap, sizeof(cap), "none");
 		fprintf(f, "  settings: downtime target %llu ms, bandwidth cap %s, timeout %llu s "
-			"(then %s)%s\n", (unsigned long long)m->downtime_target_ms, cap,
+			"(then %s)%s\n", (unsigned long long)m->downtime_target_ms,
+			fmt_cap_mbps(m->bandwidth_cap_mbps, cap, sizeof(cap)),
 			(unsigned long long)m->timeout_s, m->timeout_force ? "force" : "abort",
 			m->settings_changes ? ", changed while it ran" : "");
 	}

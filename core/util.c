@@ -60,6 +60,15 @@ int parse_size(const char *s, uint64_t *out)
 	return -EINVAL;
 }
 
+const char *fmt_cap_mbps(uint64_t mbps, char *buf, size_t len)
+{
+	if (mbps)
+		snprintf(buf, len, "%llu Mbit/s", (unsigned long long)mbps);
+	else
+		snprintf(buf, len, "none");
+	return buf;
+}
+
 const char *fmt_size(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *const names[] = { "B", "KiB", "MiB", "GiB", "TiB" };

@@ -23,6 +23,8 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Human-readable size, e.g. "1.5 GiB". Returns buf. */
 const char *fmt_size(uint64_t bytes, char *buf, size_t len);
+/* A migration's bandwidth cap: "400 Mbit/s", or "none" for 0. Returns buf. */
+const char *fmt_cap_mbps(uint64_t mbps, char *buf, size_t len);
 
 static inline uint64_t now_ns(void)
 {

@@ -160,34 +160,61 @@ static uint64_t opt_u64(const char *opt, const char *v, uint64_t max)
 	return x;
 }
 
+/*
+ * The options migrate and migrate-set share, into migrate-set's message
+ * (it holds them all): true when a is one of them, its value v taken.
+ */
+static bool parse_policy_opt(const char *a, const char *v, Ferry__Ctl__MigrateSet *ms)
+{
+	if (!strcmp(a, "--downtime-ms")) {
+		ms->set_downtime = true;
+		ms->downtime_ms = opt_u64(a, v, 3600000);
+		if (!ms->downtime_ms)
+			vmon_usage_error("--downtime-ms must be at least 1");
+	} else if (!strcmp(a, "--bandwidth")) {
+		ms->set_bandwidth = true;
+		ms->bandwidth_mbps = opt_u64(a, v, 10000000);
+	} else if (!strcmp(a, "--timeout-s")) {
+		ms->set_timeout = true;
+		ms->timeout_s = opt_u64(a, v, 86400);
+	} else if (!strcmp(a, "--timeout-action")) {
+		if (!v || (strcmp(v, "abort") && strcmp(v, "force")))
+			vmon_usage_error("--timeout-action is abort or force");
+		ms->set_timeout_action = true;
+		ms->timeout_force = !strcmp(v, "force");
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* -o json|text: true when a is it, its value v taken. */
+static bool parse_output_opt(struct ctl_cmd *c, const char *a, const char *v)
+{
+	if (strcmp(a, "-o") || !v)
+		return false;
+	if (strcmp(v, "json") && strcmp(v, "text"))
+		vmon_usage_error("-o: '%s' is not json or text", v);
+	c->json = !strcmp(v, "json");
+	return true;
+}
+
 static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__Migrate *mg)
 {
+	Ferry__Ctl__MigrateSet pol = FERRY__CTL__MIGRATE_SET__INIT;
+
 	if (argc < 4 || argv[3][0] == '-')
 		vmon_usage_error("ctl migrate needs a destination tcp:HOST:PORT or rdma:HOST:PORT");
 	mg->uri = argv[3];
 	for (int i = 4; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (!strcmp(a, "--tls-dir")) {
+		if (parse_policy_opt(a, v, &pol) || parse_output_opt(c, a, v)) {
+			i++;
+		} else if (!strcmp(a, "--tls-dir")) {
 			if (!v)
 				vmon_usage_error("--tls-dir needs a directory");
 			mg->tls_dir = absolute(v);
-			i++;
-		} else if (!strcmp(a, "--downtime-ms")) {
-			mg->downtime_ms = opt_u64(a, v, 3600000);
-			if (!mg->downtime_ms)
-				vmon_usage_error("--downtime-ms must be at least 1");
-			i++;
-		} else if (!strcmp(a, "--bandwidth")) {
-			mg->bandwidth_mbps = opt_u64(a, v, 10000000);
-			i++;
-		} else if (!strcmp(a, "--timeout-s")) {
-			mg->timeout_s = opt_u64(a, v, 86400);
-			i++;
-		} else if (!strcmp(a, "--timeout-action")) {
-			if (!v || (strcmp(v, "abort") && strcmp(v, "force")))
-				vmon_usage_error("--timeout-action is abort or force");
-			mg->timeout_force = !strcmp(v, "force");
 			i++;
 		} else if (!strcmp(a, "--connections")) {
 			mg->connections = (uint32_t)opt_u64(a, v, 8);
@@ -200,15 +227,15 @@ static void parse_migrate(struct ctl_cmd *c, int argc, char **argv, Ferry__Ctl__
 			mg->no_auto_converge = true;
 		} else if (!strcmp(a, "--wait")) {
 			c->wait = true;
-		} else if (!strcmp(a, "-o") && v) {
-			if (strcmp(v, "json") && strcmp(v, "text"))
-				vmon_usage_error("-o: '%s' is not json or text", v);
-			c->json = !strcmp(v, "json");
-			i++;
 		} else {
 			vmon_usage_error("migrate: unexpected argument '%s'", a);
 		}
 	}
+	/* Not given: 0, vmon's default (a timeout of 0 too). */
+	mg->downtime_ms = pol.downtime_ms;
+	mg->bandwidth_mbps = pol.bandwidth_mbps;
+	mg->timeout_s = pol.timeout_s;
+	mg->timeout_force = pol.timeout_force;
 	if (mg->dry_run)
 		c->wait = true;
 }
@@ -221,32 +248,11 @@ static void parse_migrate_set(struct ctl_cmd *c, int argc, char **argv,
 	for (int i = 3; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (!strcmp(a, "--downtime-ms")) {
-			ms->set_downtime = true;
-			ms->downtime_ms = opt_u64(a, v, 3600000);
-			if (!ms->downtime_ms)
-				vmon_usage_error("--downtime-ms must be at least 1");
-		} else if (!strcmp(a, "--bandwidth")) {
-			ms->set_bandwidth = true;
-			ms->bandwidth_mbps = opt_u64(a, v, 10000000);
-		} else if (!strcmp(a, "--timeout-s")) {
-			ms->set_timeout = true;
-			ms->timeout_s = opt_u64(a, v, 86400);
-			if (!ms->timeout_s)
-				vmon_usage_error("--timeout-s must be at least 1");
-		} else if (!strcmp(a, "--timeout-action")) {
-			if (!v || (strcmp(v, "abort") && strcmp(v, "force")))
-				vmon_usage_error("--timeout-action is abort or force");
-			ms->set_timeout_action = true;
-			ms->timeout_force = !strcmp(v, "force");
-		} else if (!strcmp(a, "-o") && v) {
-			if (strcmp(v, "json") && strcmp(v, "text"))
-				vmon_usage_error("-o: '%s' is not json or text", v);
-			c->json = !strcmp(v, "json");
-		} else {
+		if (!parse_policy_opt(a, v, ms) && !parse_output_opt(c, a, v))
 			vmon_usage_error("migrate-set: unexpected argument '%s'", a);
-		}
 	}
+	if (ms->set_timeout && !ms->timeout_s)
+		vmon_usage_error("--timeout-s must be at least 1");
 	if (!ms->set_downtime && !ms->set_bandwidth && !ms->set_timeout && !ms->set_timeout_action)
 		vmon_usage_error("migrate-set needs at least one of --downtime-ms, --bandwidth, "
 				 "--timeout-s, --timeout-action");
@@ -329,10 +335,8 @@ int vmon_ctl_main(int argc, char **argv)
 			save.verify = true;
 		} else if (!strcmp(c.name, "save") && !strcmp(argv[i], "--stop")) {
 			save.stop = true;
-		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (strcmp(argv[++i], "json") && strcmp(argv[i], "text"))
-				vmon_usage_error("-o: '%s' is not json or text", argv[i]);
-			c.json = !strcmp(argv[i], "json");
+		} else if (parse_output_opt(&c, argv[i], i + 1 < argc ? argv[i + 1] : NULL)) {
+			i++;
 		} else {
 			vmon_usage_error("unexpected argument '%s'", argv[i]);
 		}

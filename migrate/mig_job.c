@@ -355,14 +355,6 @@ int mig_job_cancel(struct mig_job *job)
 	return 0;
 }
 
-static void mig_fmt_cap(uint64_t mbps, char *buf, size_t len)
-{
-	if (mbps)
-		snprintf(buf, len, "%llu Mbit/s", (unsigned long long)mbps);
-	else
-		snprintf(buf, len, "none");
-}
-
 int mig_job_set(struct mig_job *job, const struct mig_settings *s, char *err)
 {
 	struct mig_policy_config *c = &job->p.policy;
@@ -404,10 +396,9 @@ int mig_job_set(struct mig_job *job, const struct mig_settings *s, char *err)
 		c->downtime_ms = s->downtime_ms;
 	}
 	if (s->set_bandwidth && s->bandwidth_mbps != c->bandwidth_mbps) {
-		mig_fmt_cap(c->bandwidth_mbps, a, sizeof(a));
-		mig_fmt_cap(s->bandwidth_mbps, b, sizeof(b));
 		snprintf(what + strlen(what), sizeof(what) - strlen(what),
-			 ", bandwidth cap %s -> %s", a, b);
+			 ", bandwidth cap %s -> %s", fmt_cap_mbps(c->bandwidth_mbps, a, sizeof(a)),
+			 fmt_cap_mbps(s->bandwidth_mbps, b, sizeof(b)));
 		__atomic_store_n(&c->bandwidth_mbps, s->bandwidth_mbps, __ATOMIC_RELEASE);
 	}
 	if (s->set_timeout && s->timeout_s != c->timeout_s) {

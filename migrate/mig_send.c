@@ -270,8 +270,9 @@ static void mig_pace(struct mig_run *m)
 }
 
 /*
- * Before a round's first record the same, so that the time between rounds
- * (the harvest, the policy's decision) is credit only up to the bucket.
+ * Before each round's first record the same: the first one starts the
+ * schedule, and the time between rounds (the harvest, the policy's
+ * decision) is credit only up to the bucket.
  */
 static void mig_pace_round(struct mig_run *m)
 {
@@ -347,14 +348,7 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 
 	/* Up to date with the harvest that made m->set. */
 	m->w.written = dirty_written_map(m->vm->dirty);
-	if (!m->pacing) {
-		m->pacing = true;
-		mig_pacer_init(&m->pace, m->w.off,
-			       __atomic_load_n(&job->p.policy.bandwidth_mbps, __ATOMIC_ACQUIRE),
-			       now_ns());
-	} else {
-		mig_pace_round(m);
-	}
+	mig_pace_round(m);
 
 	pthread_mutex_lock(&job->lock);
 	job->prog.round_pages = m->set.count;

@@ -27,8 +27,12 @@ struct mig_run {
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */
 	uint64_t pause_realtime_ns;
-	struct mig_pacer pace; /* --bandwidth on the control connection, from the first page record */
-	bool pacing;          /* pace is set */
+	/*
+	 * --bandwidth on the control connection. Zeroed, it has no cap: the
+	 * first cap it sees (at the first page record, or set later) starts
+	 * its schedule then.
+	 */
+	struct mig_pacer pace;
 	char err[MIG_ERR_LEN];
 };
 

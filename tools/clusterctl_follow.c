@@ -285,14 +285,13 @@ int clusterctl_migrate_cancel(struct clusterctl *c, int argc, char **argv)
 static void print_set(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__Migration *m = r->vm ? r->vm->migration : NULL;
-	char dt[32] = "vmon's default", cap[32] = "none";
+	char dt[32] = "vmon's default", cap[32];
 
 	if (!m)
 		return;
 	if (m->downtime_ms)
 		snprintf(dt, sizeof(dt), "%llu ms", (unsigned long long)m->downtime_ms);
-	if (m->bandwidth_mbps)
-		snprintf(cap, sizeof(cap), "%llu Mbit/s", (unsigned long long)m->bandwidth_mbps);
+	fmt_cap_mbps(m->bandwidth_mbps, cap, sizeof(cap));
 	printf("%s's migration to %s: downtime target %s, bandwidth cap %s; the source "
 	       "applies it now (\"vm show %s\" shows what it has in force)\n",
 	       r->vm->name, m->destination, dt, cap, r->vm->name);

@@ -173,15 +173,13 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 		       vm->migration->cancel ? ", cancelling" : "");
 	if (vm->migration && r->progress) {
 		const Ferry__Cluster__MigProgress *p = r->progress;
-		char cap[32] = "none";
+		char cap[32];
 
-		if (p->bandwidth_cap_mbps)
-			snprintf(cap, sizeof(cap), "%llu Mbit/s",
-				 (unsigned long long)p->bandwidth_cap_mbps);
 		printf("progress:   %s, round %u, %.1f%%, %.1f MB sent, %.0f MB/s; at the "
 		       "source: downtime target %llu ms, bandwidth cap %s\n", p->state, p->round,
 		       p->percent, p->bytes / 1e6, p->bandwidth_bps / 1e6,
-		       (unsigned long long)p->downtime_target_ms, cap);
+		       (unsigned long long)p->downtime_target_ms,
+		       fmt_cap_mbps(p->bandwidth_cap_mbps, cap, sizeof(cap)));
 	}
 	if (m)
 		printf("last migration: %s -> %s: %s%s\n", m->source, m->destination,
