@@ -102,11 +102,35 @@ check "x86-64-v1 on a host without sse2, cmov is refused (rc $rc)" [ "$rc" -eq 2
 check "the refusal names exactly the missing features" \
 	grep -q "CPU model x86-64-v1 needs features this host lacks: cmov,sse2$" "$TMP/model.err"
 
+# check=1: the guest reads every page before it writes it again, so a write
+# that tracking's re-protection lost would end it with exit code 9.
 for mode in bitmap ring; do
 	out=$("$VMON" run --guest "$FERRY_GUESTS/dirtier" --mem 64M --dirty-mode $mode \
-		--dirty-sample-ms 100 --args "ws=8M secs=1")
-	check "dirtier runs with --dirty-mode $mode" [ $? -eq 0 ]
+		--dirty-sample-ms 100 --args "ws=8M secs=1 check=1")
+	check "dirtier runs with --dirty-mode $mode, every page as it left it" [ $? -eq 0 ]
 done
+
+# That check is no formality: a word changed in guest RAM behind the guest's
+# back (through /proc/PID/mem, at the memfd's mapping) is caught.
+"$VMON" run --guest "$FERRY_GUESTS/dirtier" --mem 64M --args "ws=4M rate=20000 check=1" \
+	>"$TMP/chk.out" 2>"$TMP/chk.err" &
+cpid=$!
+wait_for "grep -q 'dirtier: filled' '$TMP/chk.out'" 10 || true
+heap=$(sed -n 's/^dirtier: ws=.* at \(0x[0-9a-f]*\),.*/\1/p' "$TMP/chk.out")
+python3 - "$cpid" "${heap:-0}" <<'PY'
+import sys
+pid, heap = sys.argv[1], int(sys.argv[2], 16)
+base = next(int(l.split("-")[0], 16) for l in open("/proc/%s/maps" % pid) if "ferry-guest-ram" in l)
+with open("/proc/%s/mem" % pid, "r+b") as f:
+    f.seek(base + heap + 10 * 4096 + 4088)   # page 10's last word: only the fill
+    f.write(b"\x01\x02\x03\x04\x05\x06\x07\x08")
+PY
+set +e
+wait_for "! kill -0 $cpid" 10
+wait "$cpid"; rc=$?
+set -e
+check "a word changed behind the checking dirtier's back ends it with 9 (rc $rc)" [ "$rc" -eq 9 ]
+check "  ...and it names the word" grep -q "CHECK FAILED: word 0x[0-9a-f]*ff8 holds 0x807060504030201" "$TMP/chk.out"
 
 # Huge pages: reserve 2 MiB pages for a 64 MiB guest, then give them back.
 hp=/proc/sys/vm/nr_hugepages

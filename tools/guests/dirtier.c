@@ -13,6 +13,12 @@
  * fill (default 1: fill the working set with addr ^ FILL_XOR first),
  * fillsz (bytes to fill from the start of the heap, default ws: fill more
  * than the working set to have non-zero data that stays still).
+ * check=1 makes each write first read what the page must hold: the value
+ * this vCPU wrote there on the pass before (or the fill, or zero), and in
+ * its last word the fill (or zero). A page that came back stale, zeroed or
+ * someone else's after a migration, a restore or a round of dirty
+ * tracking ends the VM with exit code 9, the address and both values on
+ * the console. Off by default: the benchmarks' workload stays as it was.
  * ws=0 writes nothing after the fill: the vCPUs only watch for stalls (an
  * idle guest that still sees its own downtime), spinning, or with
  * tick_us=N sleeping N microseconds between looks (idle, N us resolution).
@@ -26,6 +32,7 @@
 #define TOTAL_BATCH   64
 #define PASS_SHIFT    40
 #define LAG_MAX_NS    (10 * RT_NS_PER_MS)
+#define CHECK_EXIT    9
 
 static struct rt_padded_u64 written[GABI_MAX_VCPUS];
 static volatile uint64_t total_written;
@@ -33,7 +40,7 @@ static volatile uint64_t filled;
 static struct rt_spin_barrier bar;
 
 static const char *const known_args[] = { "ws", "rate", "secs", "fill", "fillsz", "tick_us",
-					   NULL };
+					   "check", NULL };
 
 static void fill_range(uint64_t start, uint64_t end)
 {
@@ -51,18 +58,44 @@ struct job {
 	uint64_t rate;         /* this vCPU's pages per second, 0 = flat out   */
 	uint64_t end_tsc;      /* UINT64_MAX = run for ever                    */
 	int multi;             /* several vCPUs: also feed total_written       */
+	int check;             /* check=1: read each page before writing it    */
+	uint64_t fill_end;     /* [heap base, fill_end) was filled             */
 	volatile uint64_t *mine;
 	struct rt_stall st;
 };
 
+static inline uint64_t fill_value(const struct job *j, uint64_t a)
+{
+	return a < j->fill_end ? a ^ FILL_XOR : 0;
+}
+
+static void check_page(const struct job *j, uint64_t addr, uint64_t pass)
+{
+	const uint64_t last = addr + RT_PAGE_SIZE - 8;
+	uint64_t want = pass > 1 ? page_value(addr, pass - 1) : fill_value(j, addr);
+	uint64_t got = *(volatile uint64_t *)addr;
+
+	if (got != want)
+		rt_die(CHECK_EXIT, "dirtier: CHECK FAILED: page 0x%lx holds 0x%lx, pass %lu "
+		       "expected 0x%lx\n", (unsigned long)addr, (unsigned long)got,
+		       (unsigned long)pass, (unsigned long)want);
+	got = *(volatile uint64_t *)last;
+	want = fill_value(j, last);
+	if (got != want)
+		rt_die(CHECK_EXIT, "dirtier: CHECK FAILED: word 0x%lx holds 0x%lx, expected "
+		       "0x%lx\n", (unsigned long)last, (unsigned long)got, (unsigned long)want);
+}
+
 static void run_flat_out(struct job *j)
 {
 	const uint64_t start = j->start, end = j->end, end_tsc = j->end_tsc;
-	const int multi = j->multi;
+	const int multi = j->multi, check = j->check;
 	volatile uint64_t *const mine = j->mine;
 	uint64_t addr = start, pass = 1, batch = 0, n = *mine;
 
 	for (;;) {
+		if (check)
+			check_page(j, addr, pass);
 		*(volatile uint64_t *)addr = page_value(addr, pass);
 		*mine = ++n;
 		if (multi && ++batch == TOTAL_BATCH) {
@@ -98,6 +131,8 @@ static void run_rated(struct job *j)
 		/* Far behind (a pause, a migration): do not catch up in a burst. */
 		if (now - next > lag_max)
 			next = now;
+		if (j->check)
+			check_page(j, addr, pass);
 		*(volatile uint64_t *)addr = page_value(addr, pass);
 		*j->mine = *j->mine + 1;
 		if (j->multi)
@@ -178,16 +213,19 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 		j.rate = rate / nact + (cpu < rate % nact ? 1 : 0);
 	}
 	j.multi = nr > 1;
+	j.check = rt_arg_u64("check", 0) != 0;
+	j.fill_end = fill ? base + fillsz : base;
 	j.mine = &written[cpu].v;
 
 	if (cpu == 0) {
 		rt_publish("filled", &filled);
 		rt_publish("pages_written", nr > 1 ? &total_written : &written[0].v);
 		rt_printf("dirtier: ws=%lu KiB (%lu pages) at 0x%lx, rate=%lu pages/s%s, "
-			  "secs=%lu, fill=%lu, vcpus=%u\n", (unsigned long)(ws >> 10),
+			  "secs=%lu, fill=%lu, vcpus=%u%s\n", (unsigned long)(ws >> 10),
 			  (unsigned long)npages, (unsigned long)base,
 			  (unsigned long)rate, rate ? "" : " (flat out)",
-			  (unsigned long)secs, (unsigned long)fill, nr);
+			  (unsigned long)secs, (unsigned long)fill, nr,
+			  j.check ? ", checking every page" : "");
 	}
 	if (nr > 1)
 		rt_publishf(j.mine, "pages_written.vcpu%u", cpu);
