@@ -178,6 +178,7 @@ static void migration_json(struct json *j, const Ferry__Ctl__MigrationInfo *m)
 		json_double(j, "duration_ms", (double)r->duration_ns / 1e6);
 		json_double(j, "send_ms", (double)r->send_ns / 1e6);
 		json_u64(j, "dirty_pages", r->dirty_pages);
+		json_bool(j, "cut", r->cut);
 		json_u64(j, "throttle_pct", r->throttle_pct);
 		json_str(j, "decision", r->decision);
 		json_obj_end(j);
@@ -214,10 +215,11 @@ static void migration_text(FILE *f, const Ferry__Ctl__MigrationInfo *m)
 		const Ferry__Ctl__MigRound *r = m->rounds[i];
 
 		fprintf(f, "  round %u: %llu pages (%llu zero) in %.1f ms (%.1f sending), "
-			"%llu dirtied%s: %s\n",
+			"%llu %s%s: %s\n",
 			r->round, (unsigned long long)r->pages, (unsigned long long)r->zero_pages,
 			(double)r->duration_ns / 1e6, (double)r->send_ns / 1e6,
 			(unsigned long long)r->dirty_pages,
+			r->cut ? "left unsent (cut short at the time limit)" : "dirtied",
 			r->throttle_pct ? " (throttled)" : "", r->decision);
 	}
 	if (m->downtime_target_ms) {

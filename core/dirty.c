@@ -98,6 +98,20 @@ uint64_t dirty_set_next(const struct dirty_set *s, uint64_t from)
 	}
 }
 
+void dirty_set_remove_range(struct dirty_set *s, uint64_t lo, uint64_t hi)
+{
+	hi = MIN(hi, s->nr_pages);
+	for (uint64_t pfn = lo; pfn < hi;) {
+		uint64_t w = pfn / 64, end = MIN(hi, (w + 1) * 64), mask;
+		unsigned a = (unsigned)(pfn % 64), b = (unsigned)(end - w * 64);
+
+		mask = (b == 64 ? ~0ull : (1ull << b) - 1) & (~0ull << a);
+		s->count -= (uint64_t)__builtin_popcountll(s->bits[w] & mask);
+		s->bits[w] &= ~mask;
+		pfn = end;
+	}
+}
+
 void dirty_set_recount(struct dirty_set *s)
 {
 	uint64_t n = 0;

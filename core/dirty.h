@@ -51,6 +51,8 @@ bool dirty_set_test(const struct dirty_set *s, uint64_t pfn);
 void dirty_set_add(struct dirty_set *s, uint64_t pfn);
 /* Next set pfn at or after from, or s->nr_pages when there is none. */
 uint64_t dirty_set_next(const struct dirty_set *s, uint64_t from);
+/* Take the pfns in [lo, hi) out (pages a cut-short round did send). */
+void dirty_set_remove_range(struct dirty_set *s, uint64_t lo, uint64_t hi);
 /* Recount after bits were ORed in word-wise. */
 void dirty_set_recount(struct dirty_set *s);
 /* dst |= src (same size); dst's count is kept exact. */

@@ -104,6 +104,8 @@ static int ctl_wait_migration(struct ctl_cmd *c)
 		if (interrupts && !asked) {
 			asked = true;
 			ctl_cancel(c);
+			/* A poll's time for a second Ctrl-C before the outcome is read. */
+			continue;
 		}
 		ret = ctl_call(c->path, &req, CTL_TIMEOUT_MS, &resp, err, sizeof(err));
 		if (ret) {

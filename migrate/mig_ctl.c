@@ -93,6 +93,7 @@ Ferry__Ctl__MigrationInfo *mig_ctl_info(struct mig_ctl *c)
 		r->duration_ns = p->rounds[i].r.duration_ns;
 		r->send_ns = p->rounds[i].r.send_ns;
 		r->dirty_pages = p->rounds[i].r.dirty_pages;
+		r->cut = p->rounds[i].r.cut;
 		r->throttle_pct = p->rounds[i].r.throttle_pct;
 		r->decision = p->rounds[i].decision;
 		mig_ctl_round_ptrs[i] = r;

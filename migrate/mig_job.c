@@ -48,7 +48,11 @@ void mig_params_defaults(struct mig_params *p)
  * The watchdog: the migration's time limit holds even when the link
  * stalls (each send has its own timeout, but partial progress renews it).
  * Past the limit it shuts the connection, which ends the job; before the
- * ACK that leaves the guest running on the source.
+ * ACK that leaves the guest running on the source. With timeout-action
+ * force it tells the sender instead (force_due), which cuts its round
+ * short and copies the rest with the guest paused; the connection is shut
+ * only if that switchover outlasts its own limit (mig_force_deadline), or
+ * if the sender never gets to it (MIG_FORCE_GRACE_S after the limit).
  */
 static void *mig_watchdog(void *arg)
 {
@@ -56,18 +60,43 @@ static void *mig_watchdog(void *arg)
 
 	for (;;) {
 		enum mig_job_state st;
-		uint64_t limit_s;
+		uint64_t limit, deadline, now;
+		bool force, sent;
 
 		usleep(50000);
 		/* migrate-set may have moved the limit. */
 		pthread_mutex_lock(&job->lock);
 		st = job->prog.state;
-		limit_s = job->p.policy.timeout_s +
-			(job->p.policy.timeout_action == MIG_TIMEOUT_FORCE ? MIG_FORCE_GRACE_S : 0);
+		limit = job->prog.start_ns + job->p.policy.timeout_s * 1000000000ull;
+		force = job->p.policy.timeout_action == MIG_TIMEOUT_FORCE;
+		deadline = job->force_deadline_ns;
+		sent = job->prog.marks_ns[MIG_MARK_SENT] != 0;
 		pthread_mutex_unlock(&job->lock);
 		if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY && st != MIG_JOB_SWITCHOVER)
 			return NULL;
-		if (now_ns() >= job->prog.start_ns + limit_s * 1000000000ull)
+		/*
+		 * All is sent: the ACK has its own bound (MIG_SWITCHOVER_ACK_MS).
+		 * Cutting the wait could only cross a destination that has just
+		 * acknowledged, which would then hold the guest awaiting a
+		 * COMMIT while it runs on here.
+		 */
+		if (sent)
+			continue;
+		now = now_ns();
+		if (!force) {
+			if (now >= limit)
+				break;
+			continue;
+		}
+		if (deadline) {
+			if (now >= deadline)
+				break;
+			continue;
+		}
+		if (now >= limit && !__atomic_exchange_n(&job->force_due, true, __ATOMIC_ACQ_REL))
+			log_info("%s: migration time limit reached: forcing the stop-and-copy",
+				 job->vm->cfg.name);
+		if (now >= limit + MIG_FORCE_GRACE_S * 1000000000ull)
 			break;
 	}
 	pthread_mutex_lock(&job->lock);
@@ -138,6 +167,12 @@ static void mig_finish(struct mig_run *m, int ret)
 		ret = -ESRCH;
 	else if (ret && !m->acked && mig_cancelled(job))
 		ret = -ECANCELED;
+	else if (ret && !m->acked && job->timed_out && job->force_deadline_ns)
+		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the forced stop-and-copy outlasted "
+			 "its own limit (%u times its forecast and %u s) after %.1f s paused; the "
+			 "VM runs on at the source", job->prog.phase, MIG_FORCE_SLACK,
+			 MIG_FORCE_GRACE_S, (double)(now_ns() - job->prog.start_ns -
+						     job->prog.marks_ns[MIG_MARK_PAUSED]) / 1e9);
 	else if (ret && !m->acked && job->timed_out)
 		snprintf(m->err, MIG_ERR_LEN, "%s: timeout: the migration did not finish within "
 			 "%llu s; the VM runs on at the source", job->prog.phase,
@@ -318,6 +353,8 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 	job->timed_out = false;
 	job->guest_ended = false;
 	job->acked = false;
+	job->force_due = false;
+	job->force_deadline_ns = 0;
 	job->io_fd = -1;
 	ret = -pthread_create(&job->thread, NULL, mig_job_thread, job);
 	if (ret) {
@@ -406,6 +443,8 @@ int mig_job_set(struct mig_job *job, const struct mig_settings *s, char *err)
 			 ", timeout %llu -> %llu s", (unsigned long long)c->timeout_s,
 			 (unsigned long long)s->timeout_s);
 		__atomic_store_n(&c->timeout_s, s->timeout_s, __ATOMIC_RELEASE);
+		/* A limit moved into the future is not reached any more. */
+		__atomic_store_n(&job->force_due, false, __ATOMIC_RELEASE);
 	}
 	if (s->set_timeout_action && s->timeout_action != c->timeout_action) {
 		snprintf(what + strlen(what), sizeof(what) - strlen(what),

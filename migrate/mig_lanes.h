@@ -113,9 +113,12 @@ static inline uint64_t mig_pacer_wait_ns(const struct mig_pacer *p, uint64_t byt
  * Sleep until bytes (sent in all) fit p's schedule at the cap *cap_mbps
  * (0: no cap; read at each look, as migrate-set may change it from another
  * thread), in slices short enough that a raised or lifted cap takes effect
- * at once. The control connection and each lane pace themselves with it.
+ * at once, and that stop(ctx) (a cancel, the time limit; may be NULL) ends
+ * the wait: at 1 Mbit/s one record's wait is 16 s. The control connection
+ * and each lane pace themselves with it.
  */
-void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbps);
+void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbps,
+		    bool (*stop)(void *ctx), void *ctx);
 
 /*
  * Send the pages of set from vm's RAM, each on its lane, with one thread
@@ -127,6 +130,11 @@ void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbp
 int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, struct vm *vm,
 		       const uint64_t *cap_mbps,
 		       const struct mig_lanes_tx_hooks *hooks, char *err);
+/*
+ * After a round that stopped early: take out of set the stripes that
+ * went out whole, so that only what is left gets sent again.
+ */
+void mig_lanes_tx_forget_sent(const struct mig_lanes_tx *t, struct dirty_set *set);
 /* The sum over all lanes. */
 void mig_lanes_tx_total(const struct mig_lanes_tx *t, struct mig_lane_count *out);
 /* The FENCE after a round's pages, on the control connection. */

@@ -22,6 +22,7 @@ struct tx_lane {
 	struct stream_writer w;
 	pthread_t thread;
 	struct mig_pacer pace;  /* its share of --bandwidth */
+	uint64_t next_stripe;   /* this round: the stripes before it went out */
 	int ret;
 	char err[MIG_ERR_LEN];
 };
@@ -90,14 +91,15 @@ int mig_lanes_tx_open(const struct xport_addr *addr, const struct xport_tls *tls
 
 #define MIG_PACE_SLICE_NS (50ull * 1000 * 1000)
 
-void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbps)
+void mig_pace_sleep(struct mig_pacer *p, uint64_t bytes, const uint64_t *cap_mbps,
+		    bool (*stop)(void *ctx), void *ctx)
 {
 	for (;;) {
 		uint64_t now = now_ns(), wait;
 
 		mig_pacer_update(p, bytes, __atomic_load_n(cap_mbps, __ATOMIC_ACQUIRE), now);
 		wait = mig_pacer_wait_ns(p, bytes, now);
-		if (!wait)
+		if (!wait || (stop && stop(ctx)))
 			return;
 		usleep((useconds_t)(MIN(wait, MIG_PACE_SLICE_NS) / 1000));
 	}
@@ -125,6 +127,15 @@ static size_t stripe_pfns(const struct dirty_set *s, uint64_t c, uint64_t *pfns)
 	return n;
 }
 
+/* Another lane failed, or the engine says stop. */
+static bool tx_stopping(void *arg)
+{
+	struct mig_lanes_tx *t = arg;
+
+	return __atomic_load_n(&t->stop, __ATOMIC_ACQUIRE) ||
+	       (t->hooks->stop && t->hooks->stop(t->hooks->ctx));
+}
+
 static void *tx_lane_thread(void *arg)
 {
 	struct tx_lane *ln = arg;
@@ -139,8 +150,7 @@ static void *tx_lane_thread(void *arg)
 
 		if (!n)
 			continue;
-		if (__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE) ||
-		    (t->hooks->stop && t->hooks->stop(t->hooks->ctx))) {
+		if (tx_stopping(t)) {
 			ln->ret = -ECANCELED;
 			snprintf(ln->err, MIG_ERR_LEN, "cancelled");
 			break;
@@ -155,10 +165,11 @@ static void *tx_lane_thread(void *arg)
 			__atomic_store_n(&t->stop, true, __ATOMIC_RELEASE);
 			break;
 		}
+		ln->next_stripe = c + t->n;
 		if (t->hooks->progress)
 			t->hooks->progress(t->hooks->ctx, n, ln->w.off - off0);
 		/* this lane's bytes against its share of the cap */
-		mig_pace_sleep(&ln->pace, ln->w.off * t->n, t->cap_mbps);
+		mig_pace_sleep(&ln->pace, ln->w.off * t->n, t->cap_mbps, tx_stopping, t);
 	}
 	return NULL;
 }
@@ -178,6 +189,7 @@ int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, stru
 	for (unsigned i = 0; i < t->n; i++) {
 		t->lane[i].ret = 0;
 		t->lane[i].err[0] = 0;
+		t->lane[i].next_stripe = i;
 		/* Ahead of its cap by at most the record before each sleep: no debt to carry. */
 		mig_pacer_init(&t->lane[i].pace, t->lane[i].w.off * t->n,
 			       __atomic_load_n(cap_mbps, __ATOMIC_ACQUIRE), now_ns());
@@ -204,6 +216,14 @@ int mig_lanes_tx_round(struct mig_lanes_tx *t, const struct dirty_set *set, stru
 			snprintf(err, MIG_ERR_LEN, "%s", t->lane[i].err);
 		}
 	return ret;
+}
+
+void mig_lanes_tx_forget_sent(const struct mig_lanes_tx *t, struct dirty_set *set)
+{
+	for (unsigned i = 0; i < t->n; i++)
+		for (uint64_t c = i; c < t->lane[i].next_stripe; c += t->n)
+			dirty_set_remove_range(set, c * MIG_LANE_STRIPE_PAGES,
+					       (c + 1) * MIG_LANE_STRIPE_PAGES);
 }
 
 void mig_lanes_tx_total(const struct mig_lanes_tx *t, struct mig_lane_count *out)

@@ -32,8 +32,15 @@
 #define MIG_FIRST_BYTES_MS 5000
 /* The guest is paused while we wait for the ACK: wait this long at most. */
 #define MIG_SWITCHOVER_ACK_MS 10000
-/* With timeout-action force, how long the forced stop-and-copy may take. */
+/*
+ * With timeout-action force: at the limit the round in progress stops and
+ * the stop-and-copy takes what is left, however much. That switchover
+ * may take MIG_FORCE_GRACE_S plus MIG_FORCE_SLACK times its forecast; a
+ * sender that never reaches it (a stalled link) is cut MIG_FORCE_GRACE_S
+ * after the limit. Either way the VM then stays on the source.
+ */
 #define MIG_FORCE_GRACE_S 10
+#define MIG_FORCE_SLACK 3
 /* Data connections (live protocol 2): at most this many. */
 #define MIG_CONN_MAX 8
 /* The live protocol this vmon speaks (docs/migration-stream.md, part 2). */
@@ -121,6 +128,8 @@ struct mig_job {
 	bool timed_out;                /* the watchdog ended it */
 	bool guest_ended;              /* the guest ended here first (mig_job_guest_ended) */
 	bool acked;                    /* past the ACK: the watchdog keeps out */
+	bool force_due;                /* atomic: past the limit with action force */
+	uint64_t force_deadline_ns;    /* a forced switchover's own limit, 0 before */
 	pthread_mutex_t lock;
 	struct mig_progress prog;
 };

@@ -256,6 +256,24 @@ int mig_open_lanes(struct mig_run *m)
 }
 
 /*
+ * The time limit passed with timeout-action force (the watchdog says so):
+ * a pre-copy round stops after its current record, and the stop-and-copy
+ * takes what it had left. The final set is never cut.
+ */
+static bool mig_force_now(const struct mig_run *m)
+{
+	return !m->paused && __atomic_load_n(&m->job->force_due, __ATOMIC_ACQUIRE);
+}
+
+/* A cancel, a guest that ended, the time limit: stop sending (and pacing). */
+static bool mig_stop_sending(void *ctx)
+{
+	struct mig_run *m = ctx;
+
+	return mig_cancelled(m->job) || vm_state_over(vm_get_state(m->vm)) || mig_force_now(m);
+}
+
+/*
  * --bandwidth: after each record, sleep until the bytes sent so far fit
  * the cap. The cap covers the pages' bytes since the first record: time
  * spent before it (a destination that takes seconds to get its RAM ready)
@@ -266,7 +284,7 @@ int mig_open_lanes(struct mig_run *m)
  */
 static void mig_pace(struct mig_run *m)
 {
-	mig_pace_sleep(&m->pace, m->w.off, &m->job->p.policy.bandwidth_mbps);
+	mig_pace_sleep(&m->pace, m->w.off, &m->job->p.policy.bandwidth_mbps, mig_stop_sending, m);
 }
 
 /*
@@ -290,13 +308,6 @@ void mig_totals(const struct mig_run *m, struct mig_lane_count *t)
 	t->zero_pages += m->w.zero_pages;
 }
 
-static bool lanes_stop(void *ctx)
-{
-	struct mig_run *m = ctx;
-
-	return mig_cancelled(m->job) || vm_state_over(vm_get_state(m->vm));
-}
-
 static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)
 {
 	struct mig_job *job = ((struct mig_run *)ctx)->job;
@@ -312,7 +323,7 @@ static void lanes_progress(void *ctx, uint64_t pages, uint64_t bytes)
 static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool final)
 {
 	const struct mig_lanes_tx_hooks hooks = {
-		.stop = lanes_stop, .progress = lanes_progress, .ctx = m,
+		.stop = mig_stop_sending, .progress = lanes_progress, .ctx = m,
 	};
 	struct mig_lane_count c0, c1;
 	int ret;
@@ -330,6 +341,12 @@ static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool fina
 	if (ret == -ECANCELED) {
 		int gone = mig_guest_gone(m);
 
+		if (!gone && !mig_cancelled(m->job) && mig_force_now(m)) {
+			/* Cut short: what went out whole need not go again. */
+			mig_lanes_tx_forget_sent(m->lanes, &m->set);
+			m->err[0] = 0;
+			return -ETIME;
+		}
 		return gone ? gone : ret;
 	}
 	if (ret && !m->err[0])
@@ -338,7 +355,11 @@ static int mig_send_set_lanes(struct mig_run *m, struct mig_round *rd, bool fina
 	return ret;
 }
 
-/* Send one set of pages, with progress and cancellation per record. */
+/*
+ * Send one set of pages, with progress and cancellation per record.
+ * -ETIME: a pre-copy round cut short at the time limit (mig_force_now);
+ * m->set then holds the pages it did not send.
+ */
 static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 {
 	struct mig_job *job = m->job;
@@ -383,6 +404,13 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 		ret = mig_guest_gone(m);
 		if (ret)
 			return ret;
+		if (!final && mig_force_now(m)) {
+			/* Cut short: the pages up to here went out, in pfn order. */
+			dirty_set_remove_range(&m->set, 0, pfn + 1);
+			rd->zero_pages = m->w.zero_pages - z0;
+			rd->bytes_sent = m->w.off - b0;
+			return -ETIME;
+		}
 	}
 	if (n) {
 		ret = stream_write_pages(&m->w, pfns, n, m->vm->mem.base);
@@ -412,8 +440,10 @@ static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
 	}
 	job->prog.bandwidth_Bps = d->bandwidth_Bps;
 	job->prog.predicted_downtime_ms = d->predicted_downtime_ms;
-	job->prog.dirty_pages_per_s = rd->duration_ns ?
-		(double)rd->dirty_pages * 1e9 / (double)rd->duration_ns : 0;
+	/* A cut round's dirty_pages are what it left, not a rate. */
+	if (!rd->cut)
+		job->prog.dirty_pages_per_s = rd->duration_ns ?
+			(double)rd->dirty_pages * 1e9 / (double)rd->duration_ns : 0;
 	job->prog.throttle_pct = d->throttle_pct;
 	snprintf(job->prog.message, sizeof(job->prog.message), "%s", d->reason);
 	pthread_mutex_unlock(&job->lock);
@@ -425,11 +455,13 @@ static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
 	ri.bytes = rd->bytes_sent;
 	ri.duration_ns = rd->duration_ns;
 	ri.dirty_pages = rd->dirty_pages;
+	ri.cut = rd->cut;
 	stream_write_pb(&m->w, STREAM_REC_ROUND, &ri.base);
 	vm_devs_round_end(m->vm);
-	log_info("%s: migration round %u: %llu pages in %.1f ms, %llu dirtied: %s",
+	log_info("%s: migration round %u: %llu pages in %.1f ms, %llu %s: %s",
 		 m->vm->cfg.name, rd->round, (unsigned long long)rd->pages_sent,
-		 (double)rd->duration_ns / 1e6, (unsigned long long)rd->dirty_pages, d->reason);
+		 (double)rd->duration_ns / 1e6, (unsigned long long)rd->dirty_pages,
+		 rd->cut ? "left unsent" : "dirtied", d->reason);
 }
 
 /*
@@ -477,9 +509,13 @@ int mig_precopy(struct mig_run *m)
 	struct mig_job *job = m->job;
 	struct mig_policy_state ps;
 	struct mig_policy_config pol;
-	uint64_t start = now_ns();
+	uint64_t start;
 	int ret;
 
+	/* The limit counts from the migration's start, as the watchdog's does. */
+	pthread_mutex_lock(&job->lock);
+	start = job->prog.start_ns;
+	pthread_mutex_unlock(&job->lock);
 	mig_policy_init(&ps);
 	ret = dirty_harvest(m->vm->dirty, &m->set); /* round 1: every page */
 	for (unsigned round = 1; !ret; round++) {
@@ -494,16 +530,27 @@ int mig_precopy(struct mig_run *m)
 		if (ret)
 			break;
 		ret = mig_send_set(m, &rd, false);
-		if (ret)
-			break;
-		rd.send_ns = now_ns() - t0;
-		ret = mig_sync(m, round);
-		if (ret)
-			break;
-		ret = dirty_harvest(m->vm->dirty, &m->set);
-		if (ret) {
-			snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
-			break;
+		if (ret == -ETIME) {
+			/*
+			 * Cut short at the limit: the policy decides on the pages
+			 * the round had left. No harvest: what the guest dirtied
+			 * since the last one stays in the log for the next.
+			 */
+			rd.cut = true;
+			rd.send_ns = now_ns() - t0;
+			ret = 0;
+		} else {
+			if (ret)
+				break;
+			rd.send_ns = now_ns() - t0;
+			ret = mig_sync(m, round);
+			if (ret)
+				break;
+			ret = dirty_harvest(m->vm->dirty, &m->set);
+			if (ret) {
+				snprintf(m->err, MIG_ERR_LEN, "dirty tracking: %s", strerror(-ret));
+				break;
+			}
 		}
 		rd.duration_ns = now_ns() - t0;
 		rd.dirty_pages = m->set.count;
@@ -541,6 +588,32 @@ static void mig_stall_epoch(struct vm *vm)
 		vm_write_guest(vm, gpa, &epoch, sizeof(epoch));
 	if (!vm_value_gpa(vm, "switch_stall_ns", &gpa))
 		vm_write_guest(vm, gpa, &zero, sizeof(zero));
+}
+
+/*
+ * With timeout-action force, the switchover gets a limit of its own
+ * (MIG_FORCE_GRACE_S plus MIG_FORCE_SLACK times the time its pages take at
+ * the policy's bandwidth) instead of a fixed grace after the migration's:
+ * a forced stop-and-copy of a large set may need more than that grace, and
+ * cutting it would leave the guest paused for nothing. Never earlier than
+ * the old limit, the migration's plus the grace.
+ */
+static void mig_force_deadline(struct mig_run *m)
+{
+	struct mig_job *job = m->job;
+	uint64_t now = now_ns(), need_ns = 0, limit;
+
+	pthread_mutex_lock(&job->lock);
+	if (job->p.policy.timeout_action == MIG_TIMEOUT_FORCE) {
+		if (job->prog.bandwidth_Bps > 0)
+			need_ns = (uint64_t)((double)m->set.count * MEM_PAGE_SIZE * 1e9 /
+					     job->prog.bandwidth_Bps);
+		limit = job->prog.start_ns + (job->p.policy.timeout_s + MIG_FORCE_GRACE_S) *
+			1000000000ull;
+		job->force_deadline_ns = MAX(limit, now + MIG_FORCE_GRACE_S * 1000000000ull +
+					     MIG_FORCE_SLACK * need_ns);
+	}
+	pthread_mutex_unlock(&job->lock);
 }
 
 /* Stop-and-copy: the guest pauses here and resumes there. */
@@ -590,6 +663,7 @@ int mig_switchover(struct mig_run *m)
 	}
 	dirty_set_merge(&m->set, &last);
 	dirty_set_free(&last);
+	mig_force_deadline(m);
 	rd.round = job->prog.nr_rounds + 1;
 	ret = mig_send_set(m, &rd, true);
 	if (ret)
@@ -616,8 +690,9 @@ int mig_switchover(struct mig_run *m)
 	if (!((Ferry__Mig__Ack *)msg)->ok) {
 		Ferry__Mig__Ack *a = (Ferry__Mig__Ack *)msg;
 
-		snprintf(m->err, MIG_ERR_LEN, "destination refused the state "
-			 "in %.32s: %.400s", a->phase, a->message);
+		/* Its phase is the record's that failed, maybe a page of a round. */
+		snprintf(m->err, MIG_ERR_LEN, "the destination refused the migration "
+			 "(%.32s on its side): %.400s", a->phase, a->message);
 		protobuf_c_message_free_unpacked(msg, NULL);
 		return -EPROTO;
 	}

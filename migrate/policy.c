@@ -22,7 +22,8 @@
  * The rules, after each round, first match wins:
  *  1. Timeout (timeout_s != 0 and elapsed >= timeout_s): stop-and-copy if
  *     the predicted downtime is under the target anyway (nothing is
- *     forced); else FORCE -> stop-and-copy, ABORT -> abort.
+ *     forced); else FORCE -> stop-and-copy, ABORT -> abort. (A round that
+ *     the engine cut short at the limit comes here with what it had left.)
  *  2. No dirty pages, or pages that take less than MIG_TINY_DOWNTIME_US to
  *     send: stop-and-copy (another round cannot gain anything).
  *  3. Round limit (max_rounds != 0 and rounds >= max_rounds):
@@ -185,8 +186,9 @@ void mig_policy_decide(const struct mig_policy_config *c, struct mig_policy_stat
 			    (unsigned long long)c->downtime_ms);
 		} else if (c->timeout_action == MIG_TIMEOUT_FORCE) {
 			finish(out, s, MIG_STOP_AND_COPY);
-			SAY(out, "round %u: timeout after %llu s: forcing stop-and-copy, predicted downtime %s > %llu ms target",
-			    n, (unsigned long long)c->timeout_s, dt,
+			SAY(out, "round %u: timeout after %llu s%s: forcing stop-and-copy, predicted downtime %s > %llu ms target",
+			    n, (unsigned long long)c->timeout_s,
+			    r->cut ? ", the round cut short" : "", dt,
 			    (unsigned long long)c->downtime_ms);
 		} else {
 			finish(out, s, MIG_ABORT);

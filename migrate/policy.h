@@ -65,6 +65,8 @@ struct mig_round {
 	uint64_t send_ns;           /* of duration_ns, sending (the rest: the harvest) */
 	uint64_t dirty_pages;       /* pages dirtied while it ran: the next round's work */
 	unsigned throttle_pct;      /* throttle in force during the round */
+	bool cut;                   /* stopped at the time limit (action force): */
+				    /* dirty_pages are the pages it had left */
 };
 
 enum mig_action {

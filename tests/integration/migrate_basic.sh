@@ -6,8 +6,9 @@
 # another CA refused, and the destination then takes the right one), a
 # CPU-model refusal, a dead destination, a second migrate while one runs,
 # migrate-status, a guest that crashes during its migration, migrate-set
-# changing a migration in flight (cap, downtime target, timeout), and
-# Ctrl-C on migrate --wait cancelling it.
+# changing a migration in flight (cap, downtime target, timeout),
+# Ctrl-C on migrate --wait cancelling it, and a time limit that forces the
+# stop-and-copy mid-round.
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -105,8 +106,8 @@ check "the destination continued the count (it printed counter lines)" \
 echo "-- $(elapsed)"
 
 # --- 2: a dirtier flat out, --verify, -o json ---
-echo "== 2: dirtier ws=32M flat out, --verify"
-start_src s2 dirtier 128M 1 "ws=32M"
+echo "== 2: dirtier ws=32M flat out, checking its pages, --verify"
+start_src s2 dirtier 128M 1 "ws=32M check=1"
 s2pid=$SPID
 check "the dirtier has filled its working set" wait_for "[ \$(value s2 filled) -eq 1 ]" 15
 start_dest d2 --log-level info
@@ -561,8 +562,8 @@ echo "-- $(elapsed)"
 
 # --- 12: Ctrl-C on migrate --wait cancels the migration and waits for the
 # outcome (as virsh and clusterctl do); a second one stops waiting, the
-# cancel standing. 32 MiB at 8 Mbit/s takes half a minute: it is
-# mid-stream when the signal comes.
+# cancel standing. At 1 Mbit/s after its first 2 MiB record the sender
+# waits 16 s for the cap: the cancel must not wait with it (it used to).
 echo "== 12: Ctrl-C on migrate --wait"
 start_src s12 dirtier 64M 1 "ws=4M fillsz=32M"
 s12pid=$SPID
@@ -570,14 +571,25 @@ check "the dirtier has filled its pages" wait_for "[ \$(value s12 filled) -eq 1 
 for n in 1 2; do
 	start_dest "d12n$n"
 	d12pid=$DPID
-	"$VMON" ctl "$TMP/s12.sock" migrate "tcp:127.0.0.1:$DPORT" --wait --bandwidth 8 \
+	"$VMON" ctl "$TMP/s12.sock" migrate "tcp:127.0.0.1:$DPORT" --wait --bandwidth 1 \
 		>"$TMP/m12n$n.out" 2>"$TMP/m12n$n.err" &
 	cpid=$!
 	check "Ctrl-C x$n: the migration is sending" \
 		wait_for "[ \$(mstat s12 \"m['bytes'] > 1e6\") = True ]" 15
+	sleep 0.5
+	t12=$(date +%s%N)
 	kill -INT "$cpid"
-	[ "$n" = 2 ] && { sleep 0.3; kill -INT "$cpid"; }
+	if [ "$n" = 2 ]; then
+		# The second as soon as the first was taken: the client then
+		# gives it a poll (100 ms) before it reads the outcome.
+		for _ in $(seq 400); do
+			grep -q 'cancelling the migration' "$TMP/m12n2.err" && break
+			sleep 0.005
+		done
+		kill -INT "$cpid"
+	fi
 	exit_status "$cpid" 15; rc=$XRC
+	t12=$(( ($(date +%s%N) - t12) / 1000000 ))
 	sed 's/^/   /' "$TMP/m12n$n.err" | tr -d '\r' | grep -v '^ *$' | tail -3
 	if [ "$n" = 1 ]; then
 		check "  ...migrate --wait says it cancels, and exits 1 on the cancelled migration ($rc)" \
@@ -589,12 +601,57 @@ for n in 1 2; do
 		check "  ...and the migration ends cancelled" \
 			wait_for "[ \$(mstat s12 \"m['state']\") = cancelled ]" 10
 	fi
+	check "  ...within 3 s of the Ctrl-C, not after the cap's wait (${t12} ms)" \
+		[ "$t12" -lt 3000 ]
 	exit_status "$d12pid" 15; rc=$XRC
 	check "  ...the destination exits non-zero ($rc), never having run the guest" \
 		sh -c "[ '$rc' != running ] && [ '$rc' != 0 ] && ! grep -q 'dirtier' '$TMP/d12n$n.out'"
 	check "  ...and the guest runs on at the source" advancing s12 pages_written
 done
 stop_vm s12 "$s12pid"
+echo "-- $(elapsed)"
+
+# --- 13: the time limit with --timeout-action force: the round in progress
+# stops at the limit (96 MiB of data at 400 Mbit/s needs 2 s, the limit is
+# 1 s) and the stop-and-copy takes only what it had left, with the guest
+# paused. Before, the round ran to its end first, and a forced
+# stop-and-copy longer than a fixed 10 s grace was cut and the VM stayed.
+# Over one connection and over two.
+echo "== 13: --timeout-action force cuts the round short at the limit"
+for conns in 1 2; do
+	start_src "s13c$conns" dirtier 128M 2 "ws=4M fillsz=96M check=1"
+	s13pid=$SPID
+	check "conns $conns: the dirtier has filled its pages" \
+		wait_for "[ \$(value s13c$conns filled) -eq 1 ]" 15
+	start_dest "d13c$conns"
+	d13pid=$DPID
+	migrate "s13c$conns" "$DPORT" --wait -o json --bandwidth 400 --timeout-s 1 \
+		--timeout-action force --connections "$conns"
+	echo "$MOUT" > "$TMP/m13c$conns.json"
+	check "  ...the migration completes (rc $MRC)" [ "$MRC" -eq 0 ]
+	check "  ...round 1 was cut short at the limit, and the rest went once" python3 -c "
+import json, sys
+m = json.load(open('$TMP/m13c$conns.json'))['migration']
+r = m['round_stats'][0]
+t = m['timeline_ms']
+print('   round 1: %d pages sent, %d left: %s' % (r['pages'], r['dirty_pages'], r['decision']))
+final = m['pages'] - r['pages']
+print('   precopy done at %.0f ms, then %d pages paused, downtime %.0f ms' %
+      (t['precopy_done'], final, m['downtime_ms']))
+# The stop-and-copy: what round 1 left, and the 1,024 pages of the
+# working set it rewrote, no more (not round 1's pages once again).
+ok = (m['state'] == 'completed' and len(m['round_stats']) == 1 and r['cut'] and
+      'the round cut short' in r['decision'] and r['dirty_pages'] > 0 and
+      1000 <= t['precopy_done'] < 1900 and final <= r['dirty_pages'] + 1024 + 256 and
+      m['downtime_ms'] > 100)
+sys.exit(0 if ok else 1)"
+	exit_status "$s13pid" 10; rc=$XRC
+	check "  ...the source exits 0 ($rc)" [ "$rc" = 0 ]
+	check "  ...the guest, checking its pages, goes on at the destination" \
+		advancing "d13c$conns" pages_written
+	stop_vm "d13c$conns" "$d13pid"; rc=$XRC
+	check "  ...and stops with 0: no page it checked was wrong ($rc)" [ "$rc" = 0 ]
+done
 echo "-- $(elapsed)"
 
 finish

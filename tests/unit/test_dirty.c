@@ -175,6 +175,39 @@ static void test_set_ops(void **state)
 	dirty_set_free(&s);
 }
 
+/* What a round cut short at the time limit had sent leaves the set. */
+static void test_set_remove_range(void **state)
+{
+	struct dirty_set s;
+
+	(void)state;
+	assert_int_equal(dirty_set_init(&s, 200), 0);
+	for (uint64_t pfn = 0; pfn < 200; pfn++)
+		dirty_set_add(&s, pfn);
+	dirty_set_remove_range(&s, 5, 5);          /* empty */
+	assert_int_equal(s.count, 200);
+	dirty_set_remove_range(&s, 3, 7);          /* inside one word */
+	assert_int_equal(s.count, 196);
+	assert_true(dirty_set_test(&s, 2));
+	assert_false(dirty_set_test(&s, 3));
+	assert_false(dirty_set_test(&s, 6));
+	assert_true(dirty_set_test(&s, 7));
+	dirty_set_remove_range(&s, 60, 130);       /* across words, one whole */
+	assert_int_equal(s.count, 126);
+	assert_true(dirty_set_test(&s, 59));
+	assert_false(dirty_set_test(&s, 60));
+	assert_false(dirty_set_test(&s, 129));
+	assert_true(dirty_set_test(&s, 130));
+	dirty_set_remove_range(&s, 0, 64);         /* a word, partly clear already */
+	assert_int_equal(s.count, 126 - 56);
+	dirty_set_remove_range(&s, 190, 1000);     /* past the end: clipped */
+	assert_int_equal(s.count, 70 - 10);
+	assert_int_equal(dirty_set_next(&s, 0), 130);
+	dirty_set_recount(&s);
+	assert_int_equal(s.count, 60);
+	dirty_set_free(&s);
+}
+
 static void test_create_rejects(void **state)
 {
 	struct dirty_kvm kvm = { 0 };
@@ -562,6 +595,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_ops),
+		cmocka_unit_test(test_set_remove_range),
 		cmocka_unit_test(test_create_rejects),
 		cmocka_unit_test(test_harvest_needs_start),
 		cmocka_unit_test(test_bitmap_harvest),

@@ -251,6 +251,38 @@ static void test_pace_cap_change(void **state)
 	assert_int_equal(mig_pacer_wait_ns(&p, 10000 * MB, 20 * ms), 0);
 }
 
+static bool stop_after(void *ctx)
+{
+	int *looks = ctx;
+
+	return --*looks <= 0;
+}
+
+/*
+ * A wait for the cap ends when the sender is told to stop (a cancel, the
+ * time limit): at 1 Mbit/s, 2 MiB ahead of schedule is a 16 s wait.
+ */
+static void test_pace_sleep_stops(void **state)
+{
+	const uint64_t MB = 1000000;
+	uint64_t cap = 1, t0;
+	struct mig_pacer p;
+	int looks = 3;
+
+	(void)state;
+	mig_pacer_init(&p, 0, cap, now_ns());
+	t0 = now_ns();
+	mig_pace_sleep(&p, 2 * MB, &cap, stop_after, &looks);
+	assert_int_equal(looks, 0);
+	/* Three looks, two 50 ms slices between them. */
+	assert_true(now_ns() - t0 < 1000ull * 1000 * 1000);
+	/* No stop, and a cap lifted: no wait at all. */
+	cap = 0;
+	t0 = now_ns();
+	mig_pace_sleep(&p, 4 * MB, &cap, NULL, NULL);
+	assert_true(now_ns() - t0 < 50ull * 1000 * 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -260,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_lanes_ctl_bytes),
 		cmocka_unit_test(test_pace_bucket),
 		cmocka_unit_test(test_pace_cap_change),
+		cmocka_unit_test(test_pace_sleep_stops),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

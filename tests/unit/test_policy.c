@@ -358,7 +358,16 @@ static void test_timeout_abort_vs_force(void **state)
 	assert_int_equal(d.action, MIG_STOP_AND_COPY);
 	assert_non_null(strstr(d.reason, "timeout"));
 	assert_non_null(strstr(d.reason, "forcing stop-and-copy"));
+	assert_null(strstr(d.reason, "cut short"));
 	assert_true(d.predicted_downtime_ms > 30);
+
+	/* A round the engine cut at the limit: the same, on what it left. */
+	r.cut = true;
+	mig_policy_init(&s);
+	mig_policy_decide(&c, &s, &r, 300000 * MS, &d);
+	assert_int_equal(d.action, MIG_STOP_AND_COPY);
+	assert_non_null(strstr(d.reason, "timeout after 300 s, the round cut short: forcing"));
+	r.cut = false;
 
 	/* Just before the timeout it is not one. */
 	mig_policy_init(&s);
