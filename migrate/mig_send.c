@@ -365,7 +365,7 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 	struct mig_job *job = m->job;
 	uint64_t pfns[STREAM_PAGES_MAX], pfn, z0 = m->w.zero_pages, b0 = m->w.off;
 	size_t n = 0;
-	int ret;
+	int ret = 0;
 
 	/* Up to date with the harvest that made m->set. */
 	m->w.written = dirty_written_map(m->vm->dirty);
@@ -407,12 +407,11 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 		if (!final && mig_force_now(m)) {
 			/* Cut short: the pages up to here went out, in pfn order. */
 			dirty_set_remove_range(&m->set, 0, pfn + 1);
-			rd->zero_pages = m->w.zero_pages - z0;
-			rd->bytes_sent = m->w.off - b0;
-			return -ETIME;
+			ret = -ETIME;
+			break;
 		}
 	}
-	if (n) {
+	if (n) {          /* never after a cut: it comes right after a record */
 		ret = stream_write_pages(&m->w, pfns, n, m->vm->mem.base);
 		if (ret) {
 			snprintf(m->err, MIG_ERR_LEN, "send pages: %s", strerror(-ret));
@@ -422,7 +421,7 @@ static int mig_send_set(struct mig_run *m, struct mig_round *rd, bool final)
 	}
 	rd->zero_pages = m->w.zero_pages - z0;
 	rd->bytes_sent = m->w.off - b0;
-	return 0;
+	return ret;
 }
 
 static void mig_record_round(struct mig_run *m, const struct mig_round *rd,
