@@ -319,6 +319,23 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 	int ret;
 
 	pthread_mutex_lock(&job->lock);
+	/*
+	 * The last job's thread has reported its end but may still be
+	 * joining its watchdog, which takes this lock once more before it
+	 * sees the end: join it with the lock dropped, or all three wait on
+	 * each other for good. Then look again, in case another start came.
+	 */
+	while (job->thread_live) {
+		pthread_t last = job->thread;
+
+		st = job->prog.state;
+		if (st == MIG_JOB_SETUP || st == MIG_JOB_PRECOPY || st == MIG_JOB_SWITCHOVER)
+			break;
+		job->thread_live = false;
+		pthread_mutex_unlock(&job->lock);
+		pthread_join(last, NULL);
+		pthread_mutex_lock(&job->lock);
+	}
 	st = job->prog.state;
 	if (st == MIG_JOB_SETUP || st == MIG_JOB_PRECOPY || st == MIG_JOB_SWITCHOVER) {
 		pthread_mutex_unlock(&job->lock);
@@ -335,10 +352,6 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 		pthread_mutex_unlock(&job->lock);
 		snprintf(err, MIG_ERR_LEN, "the VM is %s", vm_state_name(vm_get_state(vm)));
 		return -EINVAL;
-	}
-	if (job->thread_live) {
-		pthread_join(job->thread, NULL);
-		job->thread_live = false;
 	}
 	memset(&job->prog, 0, sizeof(job->prog));
 	job->prog.state = MIG_JOB_SETUP;

@@ -28,8 +28,10 @@ cmake --build build-fuzz -j "$JOBS"
 status=0
 echo "== unit tests under ASan+UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure) || status=1
-echo "== fuzz targets, ${FUZZ_SECONDS} s each"
-(cd build-fuzz && ctest -L fuzz --output-on-failure) || status=1
+# Each fuzzer is one process on its own scratch corpus: run them side by
+# side, one per core, so that the suite keeps its time as targets are added.
+echo "== fuzz targets, ${FUZZ_SECONDS} s each, $JOBS at a time"
+(cd build-fuzz && ctest -L fuzz -j "$JOBS" --output-on-failure) || status=1
 echo "== unit and integration tests"
 (cd build && ctest --output-on-failure) || status=1
 exit $status

@@ -2,6 +2,8 @@
  * mig_job_set, what vmon ctl migrate-set reaches: which states take a
  * change, that a refusal changes nothing, and that what is not given
  * stays. A job in each state is made by hand; no migration runs.
+ * And that a start after a finished job does not wait on that job's
+ * thread while holding the lock the thread still needs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/util.h"
 #include "migrate/mig_live.h"
@@ -97,11 +100,56 @@ static void test_set_values(void **state)
 	assert_int_equal(j.prog.settings_changes, 2);
 }
 
+/*
+ * Stands in for a job thread that has reported its end and now joins its
+ * watchdog, which takes the job's lock once more before it returns.
+ */
+static void *late_locker(void *arg)
+{
+	struct mig_job *j = arg;
+
+	usleep(100000);
+	pthread_mutex_lock(&j->lock);
+	j->nr_lane_fds = 7;
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+static void test_start_joins_unlocked(void **state)
+{
+	struct mig_params p;
+	struct mig_job j;
+	char err[MIG_ERR_LEN];
+
+	(void)state;
+	job_in(&j, MIG_JOB_COMPLETED, 1);
+	assert_int_equal(pthread_create(&j.thread, NULL, late_locker, &j), 0);
+	j.thread_live = true;
+	mig_params_defaults(&p);
+	/* A deadlock would hang here; the alarm turns it into a failure. */
+	alarm(10);
+	assert_int_equal(mig_job_start(&j, &vm, NULL, 0, &p, err), -EALREADY);
+	alarm(0);
+	assert_false(j.thread_live);
+	assert_int_equal(j.nr_lane_fds, 7);
+	assert_non_null(strstr(err, "already been migrated"));
+
+	/* A job still running keeps its thread: refused, nothing joined. */
+	job_in(&j, MIG_JOB_PRECOPY, 1);
+	assert_int_equal(pthread_create(&j.thread, NULL, late_locker, &j), 0);
+	j.thread_live = true;
+	assert_int_equal(mig_job_start(&j, &vm, NULL, 0, &p, err), -EBUSY);
+	assert_true(j.thread_live);
+	pthread_join(j.thread, NULL);
+	assert_int_equal(j.nr_lane_fds, 7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_states),
 		cmocka_unit_test(test_set_values),
+		cmocka_unit_test(test_start_joins_unlocked),
 	};
 
 	snprintf(vm.cfg.name, sizeof(vm.cfg.name), "vm1");
