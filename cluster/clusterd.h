@@ -32,6 +32,8 @@
 #define CL_INCOMING_TIMEOUT_S 60
 #define CL_FOLLOW_POLL_MS 1
 #define CL_PROGRESS_PERIOD_MS 100
+/* A destination out of the membership this long has its migration cancelled. */
+#define CL_DEST_GONE_MS 1000
 #define CL_STOP_TIMEOUT_MS 5000
 #define CL_STATS_TIMEOUT_MS 100
 #define CL_HANDLED_MAX 64

@@ -217,6 +217,9 @@ struct follow_job {
 	uint64_t mem_bytes;
 	bool dry_run;
 	uint64_t began_ns;
+	char dest[CL_NAME_MAX];
+	uint64_t dest_gone_ns;    /* since when the destination is no member; 0: it is */
+	bool dest_left;           /* and so this agent cancelled the migration */
 };
 
 static const char *mig_state_name(Ferry__Ctl__MigState s)
@@ -269,9 +272,18 @@ static void result_from(Ferry__Cluster__MigrationResult *r, const struct follow_
 	r->ok = mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
 		mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED;
 	if (!r->ok) {
-		snprintf(err, err_len, "migrate: %s: %s: %s", j->vm,
-			 *mi->phase ? mi->phase : mig_state_name(mi->state),
-			 *mi->message ? mi->message : mig_state_name(mi->state));
+		const char *phase = *mi->phase ? mi->phase : mig_state_name(mi->state);
+		const char *why = *mi->message ? mi->message : mig_state_name(mi->state);
+		/* vmon's failures name their phase first already. */
+		bool named = !strncmp(why, phase, strlen(phase)) && why[strlen(phase)] == ':';
+
+		if (j->dest_left && mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_CANCELLED)
+			snprintf(err, err_len, "migrate: %s: destination %s left the cluster during "
+				 "the %s phase; cancelled, the VM runs on at the source", j->vm,
+				 j->dest, phase);
+		else
+			snprintf(err, err_len, "migrate: %s: %s%s%s", j->vm, named ? "" : phase,
+				 named ? "" : ": ", why);
 		r->error = err;
 	}
 	r->total_ms = mi->elapsed_ns / 1e6;
@@ -315,8 +327,32 @@ static bool cancel_asked(struct agent *a, const struct follow_job *j)
 	return asked;
 }
 
+/*
+ * Has the destination left the cluster (for CL_DEST_GONE_MS, as this
+ * node's membership has it)? Its stream then goes nowhere: vmon would
+ * notice only when a send times out (30 s without progress), and under a
+ * cap later still. A cancel ends it now, and vmon refuses it once the
+ * destination may hold the guest, so it cannot lose one. An agent that is
+ * itself out of touch with corosync sees no members at all: no verdict.
+ */
+static bool dest_left(struct agent *a, struct follow_job *j)
+{
+	bool gone;
+
+	pthread_mutex_lock(&a->lock);
+	gone = a->cpg && a->sync.n_members && !agent_online(a, j->dest);
+	pthread_mutex_unlock(&a->lock);
+	if (!gone) {
+		j->dest_gone_ns = 0;
+		return false;
+	}
+	if (!j->dest_gone_ns)
+		j->dest_gone_ns = now_ns();
+	return now_ns() - j->dest_gone_ns >= CL_DEST_GONE_MS * 1000000ull;
+}
+
 /* vmon refuses once the destination may have the guest; it lands then. */
-static void cancel_vmon(struct follow_job *j)
+static void cancel_vmon(struct follow_job *j, const char *why)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
@@ -332,7 +368,7 @@ static void cancel_vmon(struct follow_job *j)
 	if (resp->error)
 		log_warn("migrate: %s: vmon does not cancel: %s", j->vm, resp->message);
 	else
-		log_info("migrate: %s: cancelling, as asked", j->vm);
+		log_info("migrate: %s: cancelling, %s", j->vm, why);
 	ferry__ctl__response__free_unpacked(resp, NULL);
 }
 
@@ -459,7 +495,11 @@ follow:
 		resp = NULL;
 		if (!cancelled && cancel_asked(j->a, j)) {
 			cancelled = true;
-			cancel_vmon(j);
+			cancel_vmon(j, "as asked");
+		} else if (!cancelled && !j->dry_run && dest_left(j->a, j)) {
+			cancelled = true;
+			j->dest_left = true;
+			cancel_vmon(j, "its destination left the cluster");
 		}
 		ms = (Ferry__Ctl__MigrateSet)FERRY__CTL__MIGRATE_SET__INIT;
 		if (!cancelled && settings_asked(j->a, j, &ms))
@@ -525,6 +565,7 @@ static void follow_start(struct agent *a, Ferry__Cluster__Vm *vm, struct local_v
 	j->began_ns = lv->mig_began_ns ? lv->mig_began_ns : now_ns();
 	snprintf(j->vm, sizeof(j->vm), "%s", vm->name);
 	snprintf(j->uri, sizeof(j->uri), "%s", vm->migration->incoming_uri);
+	snprintf(j->dest, sizeof(j->dest), "%s", vm->migration->destination);
 	lv->following = true;
 	lv->busy++;
 	if (agent_spawn_thread(follow_run, j)) {

@@ -6,7 +6,9 @@
 # at the source and every node agrees), an operator changes a migration
 # in flight (clusterctl migrate-set: the source's vmon takes it) and
 # cancels it (clusterctl migrate-cancel, and Ctrl-C on clusterctl migrate:
-# the VM stays, every node agrees), an agent dies (its VMs run on; the
+# the VM stays, every node agrees), a migration's destination is cut off
+# mid-stream (the source cancels within seconds, naming it; the VM
+# stays), an agent dies (its VMs run on; the
 # restarted agent adopts them), and a migration's source node dies
 # mid-way (the migration is void, the destination runs no copy).
 . "$(dirname "$0")/lab_lib.sh"
@@ -163,6 +165,26 @@ check "clusterctl says it cancels, and exits 1 on the cancelled migration ($rc)"
 		tail -1 "$1" | grep -q "cancelled during"' "$rc" "$LAB_DIR/host2/ctrlc.out"
 check "mid home after Ctrl-C" wait_for 10 "mid home" mid_home
 check "mid's vmon on host1 still runs" mid_runs
+
+echo "== a migration's destination is cut off mid-way"
+# The stream then goes nowhere; vmon alone would fail a send only after
+# 30 s without progress. The source's agent cancels once host3 has left
+# the membership: the VM stays, and the end names the cause.
+ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
+check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+lab cut host3 >/dev/null
+check "the migration ends within 10 s of the cut" wait_for 10 "migration over" \
+	mig_is host1 mid "over failed"
+echo "  over $(fmt_ms "$WAITED_MS") after the cut"
+err=$(vm_field host1 mid 'j["vm"]["last_migration"]["error"]')
+echo "  $err"
+check "  ...naming the destination that left" \
+	grep -q "destination host3 left the cluster during the precopy phase; cancelled" <<<"$err"
+check "mid's vmon on host1 runs" mid_runs
+lab heal host3 >/dev/null
+check "host3 rejoins" wait_for 20 "3 members everywhere" synced3
+check "every node has mid on host1, and host3 no copy" wait_for 10 "mid home" mid_home
 
 echo "== an agent dies, its VMs do not"
 lab kill host1 --agent >/dev/null
