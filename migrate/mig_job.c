@@ -486,10 +486,17 @@ void mig_job_guest_ended(struct mig_job *job)
 	pthread_mutex_unlock(&job->lock);
 }
 
+/* Whoever clears thread_live under the lock joins: never twice, never locked. */
 void mig_job_join(struct mig_job *job)
 {
-	if (job->thread_live) {
-		pthread_join(job->thread, NULL);
-		job->thread_live = false;
-	}
+	pthread_t last;
+	bool live;
+
+	pthread_mutex_lock(&job->lock);
+	live = job->thread_live;
+	last = job->thread;
+	job->thread_live = false;
+	pthread_mutex_unlock(&job->lock);
+	if (live)
+		pthread_join(last, NULL);
 }

@@ -142,6 +142,17 @@ static void test_start_joins_unlocked(void **state)
 	assert_true(j.thread_live);
 	pthread_join(j.thread, NULL);
 	assert_int_equal(j.nr_lane_fds, 7);
+
+	/* vmon's exit joins the same way: the lock dropped, and only once. */
+	job_in(&j, MIG_JOB_COMPLETED, 1);
+	assert_int_equal(pthread_create(&j.thread, NULL, late_locker, &j), 0);
+	j.thread_live = true;
+	alarm(10);
+	mig_job_join(&j);
+	alarm(0);
+	assert_false(j.thread_live);
+	assert_int_equal(j.nr_lane_fds, 7);
+	mig_job_join(&j);
 }
 
 int main(void)
