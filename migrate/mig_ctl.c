@@ -252,8 +252,7 @@ bool mig_ctl_running(struct mig_ctl *c)
 	struct mig_progress p;
 
 	mig_job_progress(&c->job, &p);
-	return p.state == MIG_JOB_SETUP || p.state == MIG_JOB_PRECOPY ||
-	       p.state == MIG_JOB_SWITCHOVER;
+	return mig_job_state_live(p.state);
 }
 
 void mig_ctl_destroy(struct mig_ctl *c)

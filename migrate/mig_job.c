@@ -72,7 +72,7 @@ static void *mig_watchdog(void *arg)
 		deadline = job->force_deadline_ns;
 		sent = job->prog.marks_ns[MIG_MARK_SENT] != 0;
 		pthread_mutex_unlock(&job->lock);
-		if (st != MIG_JOB_SETUP && st != MIG_JOB_PRECOPY && st != MIG_JOB_SWITCHOVER)
+		if (!mig_job_state_live(st))
 			return NULL;
 		/*
 		 * All is sent: the ACK has its own bound (MIG_SWITCHOVER_ACK_MS).
@@ -325,19 +325,16 @@ int mig_job_start(struct mig_job *job, struct vm *vm, struct dirty_rate *rate,
 	 * sees the end: join it with the lock dropped, or all three wait on
 	 * each other for good. Then look again, in case another start came.
 	 */
-	while (job->thread_live) {
+	while (job->thread_live && !mig_job_state_live(job->prog.state)) {
 		pthread_t last = job->thread;
 
-		st = job->prog.state;
-		if (st == MIG_JOB_SETUP || st == MIG_JOB_PRECOPY || st == MIG_JOB_SWITCHOVER)
-			break;
 		job->thread_live = false;
 		pthread_mutex_unlock(&job->lock);
 		pthread_join(last, NULL);
 		pthread_mutex_lock(&job->lock);
 	}
 	st = job->prog.state;
-	if (st == MIG_JOB_SETUP || st == MIG_JOB_PRECOPY || st == MIG_JOB_SWITCHOVER) {
+	if (mig_job_state_live(st)) {
 		pthread_mutex_unlock(&job->lock);
 		snprintf(err, MIG_ERR_LEN, "a migration of this VM is already in progress (%s)",
 			 mig_job_state_name(st));

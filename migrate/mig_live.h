@@ -59,6 +59,12 @@ enum mig_job_state {
 
 const char *mig_job_state_name(enum mig_job_state s);
 
+/* Under way: a thread runs it, and a second one is refused. */
+static inline bool mig_job_state_live(enum mig_job_state s)
+{
+	return s == MIG_JOB_SETUP || s == MIG_JOB_PRECOPY || s == MIG_JOB_SWITCHOVER;
+}
+
 struct mig_params {
 	char uri[XPORT_HOST_MAX + 16];
 	char tls_dir[512];             /* empty: plain TCP */
