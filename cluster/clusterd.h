@@ -36,6 +36,8 @@
 #define CL_DEST_GONE_MS 1000
 #define CL_STOP_TIMEOUT_MS 5000
 #define CL_STATS_TIMEOUT_MS 100
+/* A landed vmon answers within its COMMIT wait (10 s); this leaves room. */
+#define CL_LANDING_WAIT_S 30
 #define CL_HANDLED_MAX 64
 #define CL_KEEPALIVE_MS 1000
 #define CL_UNREPORTED_MAX 64
@@ -179,6 +181,8 @@ void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 
 /* clusterd_mig.c: migrations to and from this node */
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm);
+/* lv's vmon took its VM in a migration that ended well: make sure it runs it. */
+void agent_mig_landing(struct agent *a, struct local_vm *lv);
 Ferry__Cluster__MigProgress *agent_progress(struct agent *a, const char *vm);
 
 /* clusterd_req.c: clusterctl's requests */

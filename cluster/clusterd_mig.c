@@ -266,8 +266,18 @@ static void progress_send(struct agent *a, const struct follow_job *j,
 	pthread_mutex_unlock(&a->lock);
 }
 
+static bool mark_reached(const Ferry__Ctl__MigrationInfo *mi, const char *name)
+{
+	for (size_t i = 0; i < mi->n_timeline; i++)
+		if (!strcmp(mi->timeline[i]->name, name))
+			return true;
+	return false;
+}
+
+/* err: room for a failure; note: for what went wrong in a migration that ended well. */
 static void result_from(Ferry__Cluster__MigrationResult *r, const struct follow_job *j,
-			const Ferry__Ctl__MigrationInfo *mi, char *err, size_t err_len)
+			const Ferry__Ctl__MigrationInfo *mi, char *err, size_t err_len,
+			char *note, size_t note_len)
 {
 	r->ok = mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_COMPLETED ||
 		mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_PREDICTED;
@@ -285,6 +295,11 @@ static void result_from(Ferry__Cluster__MigrationResult *r, const struct follow_
 			snprintf(err, err_len, "migrate: %s: %s%s%s", j->vm, named ? "" : phase,
 				 named ? "" : ": ", why);
 		r->error = err;
+	} else if (!j->dry_run && !mark_reached(mi, "resumed")) {
+		/* The COMMIT or the destination's answer was lost (landing_run). */
+		snprintf(note, note_len, "%s; the destination's agent starts it",
+			 mi->message);
+		r->note = note;
 	}
 	r->total_ms = mi->elapsed_ns / 1e6;
 	r->downtime_ms = mi->downtime_ms;
@@ -516,11 +531,11 @@ static void *follow_run(void *arg)
 	struct agent *a = j->a;
 	Ferry__Cluster__MigrationResult r = FERRY__CLUSTER__MIGRATION_RESULT__INIT;
 	Ferry__Ctl__Response *resp;
-	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 128];
+	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 128], note[CL_ERR_LEN + 64];
 
 	resp = follow_vmon(j, err, sizeof(err));
 	if (resp) {
-		result_from(&r, j, resp->migration, msg, sizeof(msg));
+		result_from(&r, j, resp->migration, msg, sizeof(msg), note, sizeof(note));
 		progress_send(a, j, resp->migration);
 	} else {
 		snprintf(msg, sizeof(msg), "migrate: %s: source %s: %s", j->vm, a->name, err);
@@ -582,24 +597,123 @@ static bool lowest_online(const struct agent *a)
 	return a->sync.n_members && a->sync.members[0] == a->nodeid;
 }
 
-/* The source left: did its vmon hand the guest over to ours? */
-static bool incoming_took_over(struct local_vm *in)
+/* What lv's vmon says its guest is doing (UNKNOWN when it does not answer). */
+static Ferry__Ctl__VmState vmon_vm_state(struct local_vm *lv, char *err, size_t err_len)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__Response *resp = NULL;
-	char err[CL_ERR_LEN];
-	bool running;
+	Ferry__Ctl__VmState st = FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN;
 
-	if (!in || in->ended)
-		return false;
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
 	req.status = &empty;
-	if (cl_vmon_call(in->v, &req, 1000, &resp, err, sizeof(err)))
-		return false;
-	running = resp->status && resp->status->state == FERRY__CTL__VM_STATE__VM_STATE_RUNNING;
+	if (cl_vmon_call(lv->v, &req, 1000, &resp, err, err_len))
+		return st;
+	if (resp->status)
+		st = resp->status->state;
 	ferry__ctl__response__free_unpacked(resp, NULL);
-	return running;
+	return st;
+}
+
+static int vmon_resume(struct local_vm *lv, char *err, size_t err_len)
+{
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
+	Ferry__Ctl__Response *resp = NULL;
+	int ret;
+
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_RESUME;
+	req.resume = &empty;
+	ret = cl_vmon_call(lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len);
+	if (ret)
+		return ret;
+	if (resp->error) {
+		snprintf(err, err_len, "%s", resp->message);
+		ret = -EIO;
+	}
+	ferry__ctl__response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+/* The source left: did its vmon hand the guest over to ours? */
+static bool incoming_took_over(struct local_vm *in)
+{
+	char err[CL_ERR_LEN];
+
+	return in && !in->ended &&
+	       vmon_vm_state(in, err, sizeof(err)) == FERRY__CTL__VM_STATE__VM_STATE_RUNNING;
+}
+
+/*
+ * The migration ended well: the source's vmon had the ACK and stopped its
+ * guest for good. Ours starts the guest on COMMIT; if the COMMIT was lost
+ * (the connection broke just after the ACK), it holds the guest loaded and
+ * paused instead, and nobody would ever run it. The cluster's recorded end
+ * is the commit then: start it. Until its COMMIT wait is over
+ * (MIG_COMMIT_WAIT_MS, 10 s) the vmon does not answer; keep asking.
+ */
+struct landing_job {
+	struct agent *a;
+	struct local_vm *lv;
+};
+
+static bool landing_ended(struct agent *a, struct local_vm *lv)
+{
+	bool ended;
+
+	pthread_mutex_lock(&a->lock);
+	ended = lv->ended || lv->stopping;
+	pthread_mutex_unlock(&a->lock);
+	return ended;
+}
+
+static void *landing_run(void *arg)
+{
+	struct landing_job *j = arg;
+	struct local_vm *lv = j->lv;
+	uint64_t deadline = now_ns() + CL_LANDING_WAIT_S * 1000000000ull;
+	Ferry__Ctl__VmState st = FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN;
+	char err[CL_ERR_LEN] = "";
+
+	while (!landing_ended(j->a, lv) && now_ns() < deadline) {
+		st = vmon_vm_state(lv, err, sizeof(err));
+		if (st == FERRY__CTL__VM_STATE__VM_STATE_CREATED) {
+			log_warn("%s: its vmon holds the guest, loaded but never started: the "
+				 "COMMIT did not reach it. The source handed the guest over (the "
+				 "migration ended well), so it starts now", lv->name);
+			if (!vmon_resume(lv, err, sizeof(err))) {
+				log_info("%s runs here now (started by its agent)", lv->name);
+				break;
+			}
+			log_warn("%s: cannot start it: %s", lv->name, err);
+		} else if (st != FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN) {
+			break;
+		}
+		sleep_ms(200);
+	}
+	if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN && !landing_ended(j->a, lv))
+		log_warn("%s: its vmon has not said for %u s whether it runs the guest: %s",
+			 lv->name, CL_LANDING_WAIT_S, err);
+	pthread_mutex_lock(&j->a->lock);
+	agent_local_put(j->a, lv);
+	pthread_mutex_unlock(&j->a->lock);
+	free(j);
+	return NULL;
+}
+
+void agent_mig_landing(struct agent *a, struct local_vm *lv)
+{
+	struct landing_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return;
+	j->a = a;
+	j->lv = lv;
+	lv->busy++;
+	if (agent_spawn_thread(landing_run, j)) {
+		lv->busy--;
+		free(j);
+	}
 }
 
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
@@ -618,6 +732,7 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 			in->incoming = false;
 			in->generation = vm->generation;
 			log_info("%s now runs here (pid %d)", vm->name, (int)cl_vmon_pid(in->v));
+			agent_mig_landing(a, in);
 		} else {
 			agent_local_stop(a, in, "its migration is over");
 		}

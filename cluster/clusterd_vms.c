@@ -364,12 +364,19 @@ void agent_adopt(struct agent *a)
 
 		if (!vm_mine(a, vm) || cl_vmon_adopt(a->run_dir, vm->name, &v, err, sizeof(err)))
 			continue;
+		pthread_mutex_lock(&a->lock);
 		lv = local_add(a, vm->name, v);
 		if (lv) {
+			size_t n = strlen(cl_vmon_socket(v));
+
 			lv->generation = vm->generation;
 			log_info("adopted %s (pid %d) left running by an earlier clusterd",
 				 vm->name, (int)cl_vmon_pid(v));
+			/* A migration's destination: it may hold the guest unstarted. */
+			if (n > 8 && !strcmp(cl_vmon_socket(v) + n - 8, ".in.sock"))
+				agent_mig_landing(a, lv);
 		}
+		pthread_mutex_unlock(&a->lock);
 	}
 }
 

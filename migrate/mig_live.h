@@ -24,6 +24,14 @@
 #define MIG_MAX_ROUNDS_KEPT 256
 #define MIG_HANDSHAKE_TIMEOUT_MS 30000
 #define MIG_ACK_TIMEOUT_MS 60000
+/*
+ * How long a destination that acknowledged waits for the COMMIT. The
+ * source sends it straight after the ACK (it only stops its guest and lets
+ * go of the disks first); a destination still waiting is unreachable
+ * (its control socket comes up only after), so a lost COMMIT should not
+ * keep the guest from the cluster, which starts it then, for long.
+ */
+#define MIG_COMMIT_WAIT_MS 10000
 #define MIG_IO_TIMEOUT_MS 30000
 /*
  * How long a destination waits for a new connection's first bytes: a

@@ -190,6 +190,22 @@ static void mig_send_ack(struct stream_writer *w, bool ok, const char *phase,
 }
 
 /* Per connection: what the next source starts afresh with. */
+/*
+ * FERRY_TEST_FAULT=lose-commit: behave as if the connection broke right
+ * after our ACK, the one failure after which neither side may run the
+ * guest on its own. Tests of whoever settles that (the cluster's agent)
+ * need it on demand; the window is too short to hit from outside.
+ */
+static int commit_lost_on_purpose(char *why)
+{
+	const char *f = getenv("FERRY_TEST_FAULT");
+
+	if (!f || strcmp(f, "lose-commit"))
+		return 0;
+	snprintf(why, MIG_ERR_LEN, "the connection broke (FERRY_TEST_FAULT=lose-commit)");
+	return -ECONNRESET;
+}
+
 static void incoming_reset(struct xport **x, struct stream_writer *w,
 			   struct stream_reader *hr, struct stream_reader *sr)
 {
@@ -353,8 +369,10 @@ again:
 	mig_send_ack(&w, true, "switchover", "", res->load.load_ns);
 
 	/* The source gives the guest up only now; we run it only on COMMIT. */
-	xport_set_timeout(x, MIG_ACK_TIMEOUT_MS);
-	ret = mig_recv_msg(&hr, STREAM_REC_COMMIT, NULL, &msg, why);
+	xport_set_timeout(x, MIG_COMMIT_WAIT_MS);
+	ret = commit_lost_on_purpose(why);
+	if (!ret)
+		ret = mig_recv_msg(&hr, STREAM_REC_COMMIT, NULL, &msg, why);
 	if (ret) {
 		snprintf(err, MIG_ERR_LEN, "awaiting commit: %.300s; the guest is loaded but "
 			 "not started here", why);

@@ -58,6 +58,14 @@ static int migrate_result(struct clusterctl *c, Ferry__Cluster__Response *r, dou
 		       m->predicted_downtime_ms, *m->prediction ? "; " : "", m->prediction);
 		return 0;
 	}
+	if (*m->note) {
+		/* Without the destination's answer the downtime was not measured. */
+		printf("migrated %s from %s to %s in %.0f ms: vmon %.0f ms, %.1f MB in %u "
+		       "round(s); orchestration %.0f ms\nnote: %s\n", r->vm->name, m->source,
+		       m->destination, wall, m->total_ms, m->bytes / 1e6, m->rounds,
+		       m->orchestration_ms, m->note);
+		return 0;
+	}
 	printf("migrated %s from %s to %s in %.0f ms: vmon %.0f ms, downtime %.2f ms, "
 	       "%.1f MB in %u round(s); orchestration %.0f ms\n", r->vm->name, m->source,
 	       m->destination, wall, m->total_ms, m->downtime_ms, m->bytes / 1e6, m->rounds,

@@ -182,9 +182,10 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 		       fmt_cap_mbps(p->bandwidth_cap_mbps, cap, sizeof(cap)));
 	}
 	if (m)
-		printf("last migration: %s -> %s: %s%s\n", m->source, m->destination,
+		printf("last migration: %s -> %s: %s%s%s%s\n", m->source, m->destination,
 		       m->cancelled ? "cancelled: " : "",
-		       m->ok ? (m->dry_run ? "dry run passed" : "done") : m->error);
+		       m->ok ? (m->dry_run ? "dry run passed" : "done") : m->error,
+		       *m->note ? "; " : "", m->note);
 }
 
 void clusterctl_print_nothing(const Ferry__Cluster__Response *r)

@@ -9,7 +9,8 @@
 # the VM stays, every node agrees), a migration's destination is cut off
 # mid-stream (the source cancels within seconds, naming it; the VM
 # stays), an agent dies (its VMs run on; the
-# restarted agent adopts them), and a migration's source node dies
+# restarted agent adopts them), the COMMIT is lost after the ACK (the
+# destination's agent starts the guest its vmon holds), and a migration's source node dies
 # mid-way (the migration is void, the destination runs no copy).
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
@@ -192,6 +193,45 @@ check "vm1 counts without its agent" count_grows
 lab start host1 >/dev/null
 check "the restarted agent adopts vm1" wait_for 10 "adopted" grep -q "adopted vm1" "$LAB_DIR/host1/clusterd.log"
 check "vm1 moves to host3 from the adopted vmon" ctl host2 clusterctl migrate vm1 host3
+check "vm1 counts on host3" wait_for 5 "counting" count_grows
+
+echo "== the COMMIT is lost after the ACK"
+# The connection breaks just after the destination acknowledged: the
+# source has stopped its guest for good, and the destination's vmon holds
+# it loaded but not started (FERRY_TEST_FAULT=lose-commit in host2's
+# vmons, through its agent's environment). The migration ended well, so
+# host2's agent starts it; before, the VM sat placed on host2 and ran
+# nowhere, for good.
+lab kill host2 --agent >/dev/null
+FERRY_TEST_FAULT=lose-commit lab start host2 >/dev/null
+check "host2's agent is back" wait_for 20 "3 members everywhere" synced3
+out=$(lab_exec host1 clusterctl migrate vm1 host2 2>&1) && rc=0 || rc=$?
+sed 's/^/  /' <<<"$out"
+check "the migration ends well (exit $rc)" test "$rc" = 0
+check "  ...with a note on the lost confirmation" \
+	grep -q "^note: committed, but the destination did not confirm" <<<"$out"
+placed_on() { for h in host1 host2 host3; do [ "$(vm_field $h "$1" 'j["vm"]["host"]')" = "$2" ] ||
+	return 1; done; }
+check "every node places vm1 on host2" placed_on vm1 host2
+check "host2's agent saw the guest held and started it" wait_for 10 "host2 starts vm1" \
+	grep -q "vm1: its vmon holds the guest, loaded but never started" "$LAB_DIR/host2/clusterd.log"
+show_note() { lab_exec host3 clusterctl vm show vm1 |
+	grep -q '^last migration: host3 -> host2: done; committed, but'; }
+check "vm show has the note" show_note
+check "vm1 counts on host2" wait_for 10 "vm1 counting on host2" bash -c \
+	"grep -q '^counter: ' '$LAB_DIR/host2/run/vm1.console'"
+counts_on() { sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' "$LAB_DIR/$1/run/vm1.console"; }
+first2=$(counts_on host2 | head -1)
+last3=$(counts_on host3 | tail -1)
+echo "  the count ends at $last3 on host3 and goes on from $first2 on host2"
+check "  ...without a gap or a repeat" test "$first2" = $((last3 + 1))
+one_vm1() { [ "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/vm1[.]")" = 1 ]; }
+check "exactly one vmon runs vm1" wait_for 10 "one vmon of vm1" one_vm1
+lab kill host2 --agent >/dev/null
+lab start host2 >/dev/null
+check "host2's agent is back, without the fault" wait_for 20 "3 members everywhere" synced3
+check "vm1 moves back to host3 from the vmon host2's agent started" \
+	ctl host2 clusterctl migrate vm1 host3
 check "vm1 counts on host3" wait_for 5 "counting" count_grows
 
 echo "== a migration's source dies mid-way"
