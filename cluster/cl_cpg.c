@@ -63,8 +63,13 @@ static void vq_notify(votequorum_handle_t h, uint64_t context, uint32_t quorate,
 		      uint32_t n, votequorum_node_t nodes[])
 {
 	struct cl_cpg *c = (struct cl_cpg *)(uintptr_t)context;
+	uint32_t ids[CL_MAX_NODES];
+	size_t k = 0;
 
-	c->ops->quorum(c->opaque, quorate);
+	for (uint32_t i = 0; i < n && k < CL_MAX_NODES; i++)
+		if (nodes[i].state == VOTEQUORUM_NODESTATE_MEMBER)
+			ids[k++] = nodes[i].nodeid;
+	c->ops->quorum(c->opaque, quorate, ids, k);
 }
 
 static cpg_model_v1_data_t cpg_model = {
@@ -101,7 +106,7 @@ int cl_cpg_open(struct cl_cpg **out, const struct cl_cpg_ops *ops, void *opaque,
 		snprintf(err, err_len, "corosync: votequorum_initialize: error %d", e);
 		goto fail_cpg;
 	}
-	e = votequorum_trackstart(c->vq, (uint64_t)(uintptr_t)c, CS_TRACK_CHANGES);
+	e = votequorum_trackstart(c->vq, (uint64_t)(uintptr_t)c, CS_TRACK_CURRENT | CS_TRACK_CHANGES);
 	if (e != CS_OK) {
 		snprintf(err, err_len, "corosync: votequorum_trackstart: error %d", e);
 		goto fail_vq;

@@ -14,7 +14,9 @@ struct cl_cpg_ops {
 	void (*deliver)(void *opaque, uint32_t nodeid, const void *msg, size_t len);
 	/* The group's members now (node ids; one agent per node). */
 	void (*view)(void *opaque, const uint32_t *members, size_t n);
-	void (*quorum)(void *opaque, bool quorate);
+	/* Whether this partition is quorate, and corosync's members (node ids,
+	 * agent or not): on every change of either. */
+	void (*quorum)(void *opaque, bool quorate, const uint32_t *nodes, size_t n);
 };
 
 struct cl_quorum_info {

@@ -28,6 +28,7 @@
 #include "migrate/policy.h"
 #include "cl_vmon.h"
 #include "core/ctl.h"
+#include "core/log.h"
 #include "core/util.h"
 
 extern char **environ;
@@ -224,6 +225,28 @@ static int spawn_files(posix_spawn_file_actions_t *fa, int console_fd, int log_f
 	return -rc;
 }
 
+/*
+ * Best effort: without the file a restarted agent starts a second incoming
+ * vmon, as it did before there was one (logged).
+ */
+static void incoming_pid_write(const struct cl_vmon_spec *spec, pid_t pid)
+{
+	char *path = path_of(spec->run_dir, spec->name, ".in.pid");
+	char *tmp = path_of(spec->run_dir, spec->name, ".in.pid.tmp");
+	FILE *f = tmp ? fopen(tmp, "we") : NULL;
+	bool ok = false;
+
+	if (f) {
+		ok = fprintf(f, "%d %" PRIu64 "\n", (int)pid, spec->incoming_tag) > 0;
+		ok = !fclose(f) && ok && path && !rename(tmp, path);
+	}
+	if (!ok)
+		log_warn("%s: cannot record the incoming vmon's pid in %s: %m", spec->name,
+			 path ? path : "RUN/NAME.in.pid");
+	free(path);
+	free(tmp);
+}
+
 int cl_vmon_spawn(const struct cl_vmon_spec *spec, struct cl_vmon **out,
 		  char *err, size_t err_len)
 {
@@ -276,6 +299,8 @@ int cl_vmon_spawn(const struct cl_vmon_spec *spec, struct cl_vmon **out,
 		waitpid(v->pid, NULL, 0);
 		goto out;
 	}
+	if (spec->incoming)
+		incoming_pid_write(spec, v->pid);
 	*out = v;
 	v = NULL;
 out:
@@ -352,6 +377,76 @@ static int vmon_adopt(const char *run_dir, const char *name, const char *suffix,
 	*out = v;
 	v = NULL;
 out:
+	cl_vmon_free(v);
+	return rc;
+}
+
+/* Does pid run vmon with "--control sock"? (/proc/PID/cmdline) */
+static bool runs_vmon_on(pid_t pid, const char *sock)
+{
+	char path[64], buf[4096];
+	bool control = false;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		if (control && !strcmp(a, sock))
+			return true;
+		control = !strcmp(a, "--control");
+	}
+	return false;
+}
+
+int cl_vmon_adopt_incoming(const char *run_dir, const char *name, uint64_t tag,
+			   struct cl_vmon **out, char *err, size_t err_len)
+{
+	struct cl_vmon *v = vmon_new(run_dir, name, ".in.sock");
+	char *path = path_of(run_dir, name, ".in.pid");
+	struct pollfd pf = { .fd = -1, .events = POLLIN };
+	uint64_t file_tag = 0;
+	FILE *f = NULL;
+	int pid = 0, rc = -ENOENT;
+
+	if (!v || !path) {
+		snprintf(err, err_len, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%d %" SCNu64, &pid, &file_tag) != 2 || pid <= 0 ||
+	    file_tag != tag) {
+		snprintf(err, err_len, "%s: no incoming vmon of this migration", path);
+		goto out;
+	}
+	v->pid = pid;
+	v->pidfd = sys_pidfd_open(v->pid);
+	/* Read the command line while the pidfd holds the process: still
+	 * running after the read, the line was its own, not a recycled pid's. */
+	if (v->pidfd < 0 || !runs_vmon_on(v->pid, v->sock)) {
+		snprintf(err, err_len, "%s: pid %d is no longer its vmon", path, pid);
+		goto out;
+	}
+	pf.fd = v->pidfd;
+	if (poll(&pf, 1, 0) != 0) {
+		snprintf(err, err_len, "%s: pid %d ended while being adopted", path, pid);
+		goto out;
+	}
+	rc = 0;
+	*out = v;
+	v = NULL;
+out:
+	if (f)
+		fclose(f);
+	free(path);
 	cl_vmon_free(v);
 	return rc;
 }

@@ -10,6 +10,10 @@
  *   RUN/NAME.console       the guest's console, appended to across restarts
  *                          and across migrations into this node
  *   RUN/NAME.log           vmon's stderr
+ *   RUN/NAME.in.pid        "PID TAG" of the last incoming vmon started (TAG:
+ *                          the migration's id), which has no control socket
+ *                          until its guest arrived: how an agent restarted
+ *                          meanwhile finds it (cl_vmon_adopt_incoming)
  */
 #ifndef FERRY_CL_VMON_H
 #define FERRY_CL_VMON_H
@@ -43,6 +47,7 @@ struct cl_vmon_spec {
 	const char *listen_host;  /* the address to listen on (port: any) */
 	const char *tls_dir;      /* NULL: plain TCP */
 	int incoming_timeout_s;
+	uint64_t incoming_tag;    /* written beside its pid (the migration's id) */
 };
 
 struct cl_vmon;
@@ -74,6 +79,14 @@ int cl_vmon_spawn(const struct cl_vmon_spec *spec, struct cl_vmon **out,
  */
 int cl_vmon_adopt(const char *run_dir, const char *name, struct cl_vmon **out,
 		  char *err, size_t err_len);
+/*
+ * Take over the incoming vmon an earlier agent started with incoming_tag
+ * tag, still waiting for its migration or receiving it (no control socket
+ * yet): found by RUN/NAME.in.pid, and only if that process still runs
+ * vmon with RUN/NAME.in.sock. -ENOENT when there is none.
+ */
+int cl_vmon_adopt_incoming(const char *run_dir, const char *name, uint64_t tag,
+			   struct cl_vmon **out, char *err, size_t err_len);
 /* For an incoming vmon: wait for it to listen and return the port. */
 int cl_vmon_incoming_port(struct cl_vmon *v, int timeout_ms, uint16_t *port,
 			  char *err, size_t err_len);

@@ -306,6 +306,7 @@ static void corosync_lost(struct agent *a)
 	cl_cpg_close(a->cpg);
 	a->cpg = NULL;
 	a->quorate = false;
+	a->n_nodes = 0;
 	memset(&a->sync, 0, sizeof(a->sync));
 	pthread_cond_broadcast(&a->cond);
 }

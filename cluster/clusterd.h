@@ -108,8 +108,10 @@ struct agent {
 	/* corosync */
 	struct cl_cpg *cpg;    /* NULL while corosync is away */
 	uint32_t nodeid;
-	struct cl_sync sync;
+	struct cl_sync sync;   /* the agents' group */
 	bool quorate;
+	uint32_t nodes[CL_MAX_NODES]; /* corosync's members, agent or not */
+	size_t n_nodes;
 	uint64_t joined_seq;   /* when our host entry was last proposed */
 
 	Ferry__Cluster__State *st;
@@ -152,6 +154,8 @@ int agent_propose_async(struct agent *a, const Ferry__Cluster__Command *cmd);
 /* Multicast any CPG message (lock held). */
 int agent_send(struct agent *a, const Ferry__Cluster__CpgMsg *m);
 bool agent_online(const struct agent *a, const char *host);
+/* Is host's node a member of corosync's (this partition's), its agent running or not? */
+bool agent_node_up(const struct agent *a, const char *host);
 /* Why changes are refused now, or NULL when they are not. */
 const char *agent_refusal(const struct agent *a, char *buf, size_t len);
 /*

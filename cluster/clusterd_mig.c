@@ -147,6 +147,56 @@ static bool handled_once(struct agent *a, uint64_t id)
 	return true;
 }
 
+/* lv for v, this node's vmon for vm's migration in (lock held). */
+static struct local_vm *incoming_local(struct agent *a, const Ferry__Cluster__Vm *vm,
+				       struct cl_vmon *v, int fence_s)
+{
+	struct local_vm *lv = calloc(1, sizeof(*lv));
+
+	if (!lv)
+		return NULL;
+	snprintf(lv->name, sizeof(lv->name), "%s", vm->name);
+	lv->v = v;
+	lv->fence_s = fence_s;
+	lv->incoming = true;
+	lv->mig_id = vm->migration->id;
+	lv->next = a->vms;
+	a->vms = lv;
+	return lv;
+}
+
+/*
+ * This agent restarted while the migration came in: the vmon an earlier
+ * agent started for it may be receiving the guest, or hold it already. A
+ * second one would be taken for the VM's at the end while the guest ran in
+ * the first, unwatched (and a restart of the "ended" second would run the
+ * VM twice). Take the first over if the source was told its address; if
+ * not, nothing ever reached it: stop it and start afresh.
+ */
+static bool incoming_adopt(struct agent *a, Ferry__Cluster__Vm *vm)
+{
+	struct cl_vmon_spec spec;
+	char err[CL_ERR_LEN];
+	struct cl_vmon *v;
+
+	if (cl_vmon_adopt_incoming(a->run_dir, vm->name, vm->migration->id, &v, err,
+				   sizeof(err)))
+		return false;
+	agent_vmon_spec(a, vm, &spec);
+	if (!*vm->migration->incoming_uri || !incoming_local(a, vm, v, (int)spec.fence_s)) {
+		log_info("migrate: %s: stopping the incoming vmon an earlier agent started "
+			 "(pid %d), which no source was told of", vm->name, (int)cl_vmon_pid(v));
+		cl_vmon_stop(v, 1000);
+		cl_vmon_free(v);
+		return false;
+	}
+	agent_wake(a);
+	log_info("migrate: %s: adopted the incoming vmon (pid %d) an earlier agent started; "
+		 "it goes on receiving from %s", vm->name, (int)cl_vmon_pid(v),
+		 vm->migration->source);
+	return true;
+}
+
 static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 {
 	struct stat sb;
@@ -169,27 +219,20 @@ static void incoming_start(struct agent *a, Ferry__Cluster__Vm *vm)
 	spec.listen_host = a->address;
 	spec.tls_dir = stat(a->tls_dir, &sb) ? NULL : a->tls_dir;
 	spec.incoming_timeout_s = CL_INCOMING_TIMEOUT_S;
+	spec.incoming_tag = vm->migration->id;
 	if (cl_vmon_spawn(&spec, &v, err, sizeof(err))) {
 		mig_end_async(a, vm, false, "destination: cannot start vmon: %s", err);
 		return;
 	}
-	lv = calloc(1, sizeof(*lv));
 	j = calloc(1, sizeof(*j));
-	if (!lv || !j) {
-		free(lv);
+	lv = j ? incoming_local(a, vm, v, (int)spec.fence_s) : NULL;
+	if (!lv) {
 		free(j);
 		cl_vmon_stop(v, 0);
 		cl_vmon_free(v);
 		return;
 	}
-	snprintf(lv->name, sizeof(lv->name), "%s", vm->name);
-	lv->v = v;
-	lv->fence_s = (int)spec.fence_s;
-	lv->incoming = true;
-	lv->mig_id = vm->migration->id;
 	lv->busy = 1;
-	lv->next = a->vms;
-	a->vms = lv;
 	j->a = a;
 	j->lv = lv;
 	j->id = vm->migration->id;
@@ -343,11 +386,13 @@ static bool cancel_asked(struct agent *a, const struct follow_job *j)
 }
 
 /*
- * Has the destination left the cluster (for CL_DEST_GONE_MS, as this
- * node's membership has it)? Its stream then goes nowhere: vmon would
- * notice only when a send times out (30 s without progress), and under a
- * cap later still. A cancel ends it now, and vmon refuses it once the
- * destination may hold the guest, so it cannot lose one. An agent that is
+ * Has the destination's node left the cluster (for CL_DEST_GONE_MS, as
+ * corosync's membership here has it)? Its stream then goes nowhere: vmon
+ * would notice only when a send times out (30 s without progress), and
+ * under a cap later still. A cancel ends it now, and vmon refuses it once
+ * the destination may hold the guest, so it cannot lose one. The node, not
+ * its agent: an agent restarted there (an upgrade) takes over the vmon
+ * receiving (incoming_adopt), and the migration goes on. An agent that is
  * itself out of touch with corosync sees no members at all: no verdict.
  */
 static bool dest_left(struct agent *a, struct follow_job *j)
@@ -355,7 +400,7 @@ static bool dest_left(struct agent *a, struct follow_job *j)
 	bool gone;
 
 	pthread_mutex_lock(&a->lock);
-	gone = a->cpg && a->sync.n_members && !agent_online(a, j->dest);
+	gone = a->cpg && a->n_nodes && !agent_node_up(a, j->dest);
 	pthread_mutex_unlock(&a->lock);
 	if (!gone) {
 		j->dest_gone_ns = 0;
@@ -754,7 +799,7 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 					      "migration is void", m->source);
 			return;
 		}
-		if (!in && handled_once(a, m->id))
+		if (!in && handled_once(a, m->id) && !incoming_adopt(a, vm))
 			incoming_start(a, vm);
 		return;
 	}

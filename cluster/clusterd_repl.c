@@ -77,6 +77,18 @@ bool agent_online(const struct agent *a, const char *host)
 	return false;
 }
 
+bool agent_node_up(const struct agent *a, const char *host)
+{
+	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
+
+	if (!h || !a->cpg)
+		return false;
+	for (size_t i = 0; i < a->n_nodes; i++)
+		if (a->nodes[i] == h->nodeid)
+			return true;
+	return false;
+}
+
 void agent_publish_revoked(struct agent *a)
 {
 	char path[PATH_MAX + 16], err[CL_ERR_LEN];
@@ -390,9 +402,22 @@ static void on_view(void *opaque, const uint32_t *members, size_t n)
 	a->joined_seq = 0;
 }
 
-static void on_quorum(void *opaque, bool quorate)
+static void on_quorum(void *opaque, bool quorate, const uint32_t *nodes, size_t n)
 {
 	struct agent *a = opaque;
+
+	if (n > CL_MAX_NODES)
+		n = CL_MAX_NODES;
+	if (n != a->n_nodes || memcmp(a->nodes, nodes, n * sizeof(*nodes))) {
+		char list[CL_MAX_NODES * 11 + 1] = "";
+		size_t used = 0;
+
+		for (size_t i = 0; i < n && used < sizeof(list); i++)
+			used += (size_t)snprintf(list + used, sizeof(list) - used, " %u", nodes[i]);
+		log_info("corosync members:%s", n ? list : " none");
+	}
+	memcpy(a->nodes, nodes, n * sizeof(*nodes));
+	a->n_nodes = n;
 
 	if (quorate != a->quorate)
 		log_info("quorum %s", quorate ? "gained" : "lost: refusing changes");

@@ -8,7 +8,8 @@
 # cancels it (clusterctl migrate-cancel, and Ctrl-C on clusterctl migrate:
 # the VM stays, every node agrees), a migration's destination is cut off
 # mid-stream (the source cancels within seconds, naming it; the VM
-# stays), an agent dies (its VMs run on; the
+# stays), the destination's agent restarts mid-migration (the new one
+# takes over the vmon receiving; the migration goes on), an agent dies (its VMs run on; the
 # restarted agent adopts them), the COMMIT is lost after the ACK (the
 # destination's agent starts the guest its vmon holds), and a migration's source node dies
 # mid-way (the migration is void, the destination runs no copy).
@@ -187,6 +188,34 @@ lab heal host3 >/dev/null
 check "host3 rejoins" wait_for 20 "3 members everywhere" synced3
 check "every node has mid on host1, and host3 no copy" wait_for 10 "mid home" mid_home
 
+echo "== the destination's agent restarts mid-migration"
+# An upgrade, say: the node stays in the membership, so the migration goes
+# on, and its vmon, receiving, has no control socket yet. The new agent
+# takes it over (RUN/mid.in.pid) instead of starting a second one, which
+# the end made the VM's while the guest ran in the first, unwatched.
+ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
+check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+lab kill host3 --agent >/dev/null
+sleep 1.5   # past CL_DEST_GONE_MS: only the node's leaving cancels
+lab start host3 >/dev/null
+check "host3's new agent adopts the vmon receiving mid" wait_for 10 "adopted" \
+	grep -q "mid: adopted the incoming vmon" "$LAB_DIR/host3/clusterd.log"
+in_vmons() { pgrep -fc -- "--control $LAB_DIR/host3/run/mid[.]in[.]sock" || true; }
+check "  ...and starts no second one" test "$(in_vmons)" = 1
+check "the migration goes on" mig_is host1 mid ready
+ctl host1 clusterctl migrate-set mid --bandwidth 0
+check "uncapped, it ends well" wait_for 60 "migration over" mig_is host1 mid "over ok"
+placed_on() { for h in host1 host2 host3; do [ "$(vm_field $h "$1" 'j["vm"]["host"]')" = "$2" ] ||
+	return 1; done; }
+check "every node places mid on host3" placed_on mid host3
+one_vmon() { [ "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/$1[.]")" = 1 ]; }
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
+check "  ...running the guest" bash -c \
+	"'$FERRY_BIN/vmon' ctl '$LAB_DIR/host3/run/mid.in.sock' status | grep -qi running"
+check "mid moves back to host1" ctl host2 clusterctl migrate mid host1
+check "mid home again" wait_for 10 "mid home" mid_home
+
 echo "== an agent dies, its VMs do not"
 lab kill host1 --agent >/dev/null
 check "vm1 counts without its agent" count_grows
@@ -210,8 +239,6 @@ sed 's/^/  /' <<<"$out"
 check "the migration ends well (exit $rc)" test "$rc" = 0
 check "  ...with a note on the lost confirmation" \
 	grep -q "^note: committed, but the destination did not confirm" <<<"$out"
-placed_on() { for h in host1 host2 host3; do [ "$(vm_field $h "$1" 'j["vm"]["host"]')" = "$2" ] ||
-	return 1; done; }
 check "every node places vm1 on host2" placed_on vm1 host2
 check "host2's agent saw the guest held and started it" wait_for 10 "host2 starts vm1" \
 	grep -q "vm1: its vmon holds the guest, loaded but never started" "$LAB_DIR/host2/clusterd.log"
@@ -225,8 +252,7 @@ first2=$(counts_on host2 | head -1)
 last3=$(counts_on host3 | tail -1)
 echo "  the count ends at $last3 on host3 and goes on from $first2 on host2"
 check "  ...without a gap or a repeat" test "$first2" = $((last3 + 1))
-one_vm1() { [ "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/vm1[.]")" = 1 ]; }
-check "exactly one vmon runs vm1" wait_for 10 "one vmon of vm1" one_vm1
+check "exactly one vmon runs vm1" wait_for 10 "one vmon of vm1" one_vmon vm1
 lab kill host2 --agent >/dev/null
 lab start host2 >/dev/null
 check "host2's agent is back, without the fault" wait_for 20 "3 members everywhere" synced3
