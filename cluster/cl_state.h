@@ -32,7 +32,8 @@
 #define CL_PROTO_6 6   /* CmdMigCancel, MigrationResult.cancelled, Host.mode_unix_ms */
 #define CL_PROTO_7 7   /* HA on or off while a VM runs: Vm.ha_unarmed, CmdVmHaArmed, vmon ctl fence */
 #define CL_PROTO_8 8   /* CmdMigSet: a migration's downtime target and cap changed in flight */
-#define CL_STATE_PROTO CL_PROTO_8
+#define CL_PROTO_9 9   /* a destination waits for the source's restarted agent (MigSourceGone) */
+#define CL_STATE_PROTO CL_PROTO_9
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);

@@ -54,6 +54,7 @@ struct local_vm {
 	bool stopping;        /* asked to stop: its end is no news */
 	bool following;       /* a migration out of it is being followed */
 	bool migrated;        /* it handed the VM over (its end is expected) */
+	bool source_gone;     /* incoming: the source's vmon has exited (MigSourceGone) */
 	bool ended;
 	char why[128];        /* how it ended */
 	int busy;             /* worker threads using it */
@@ -187,6 +188,7 @@ void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm);
 /* lv's vmon took its VM in a migration that ended well: make sure it runs it. */
 void agent_mig_landing(struct agent *a, struct local_vm *lv);
+void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone *g);
 Ferry__Cluster__MigProgress *agent_progress(struct agent *a, const char *vm);
 
 /* clusterd_req.c: clusterctl's requests */

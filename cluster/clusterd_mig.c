@@ -8,9 +8,10 @@
  *   destination acknowledged and resumed.
  *
  * Whoever can no longer do its part is covered by the membership: a
- * destination that leaves fails the migration (the source's vmon keeps the
- * VM running), and a source that leaves is settled by the destination,
- * which knows whether its vmon was handed the guest.
+ * destination node that leaves fails the migration (the source's vmon
+ * keeps the VM running), and a source node that leaves is settled by the
+ * destination, which knows whether its vmon was handed the guest. An agent
+ * that restarts while its node stays finds its vmon again and goes on.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -680,6 +681,47 @@ static int vmon_resume(struct local_vm *lv, char *err, size_t err_len)
 	return ret;
 }
 
+/*
+ * This agent restarted and its vmon of a VM migrating away has exited: it
+ * either handed the guest over or died. Only the destination knows which
+ * (its vmon runs the guest or not), so tell it, until it has ended the
+ * migration; an agent down there hears it once it is back.
+ */
+static uint32_t agent_proto_of(const struct agent *a, const char *host)
+{
+	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
+
+	return h ? h->agent_proto : 0;
+}
+
+static void source_gone_send(struct agent *a, const Ferry__Cluster__Vm *vm, bool dst_on)
+{
+	Ferry__Cluster__MigSourceGone g = FERRY__CLUSTER__MIG_SOURCE_GONE__INIT;
+	Ferry__Cluster__CpgMsg msg = FERRY__CLUSTER__CPG_MSG__INIT;
+
+	if (!dst_on)
+		return;
+	g.vm = vm->name;
+	g.id = vm->migration->id;
+	g.source = a->name;
+	msg.m_case = FERRY__CLUSTER__CPG_MSG__M_SOURCE_GONE;
+	msg.source_gone = &g;
+	if (!agent_send(a, &msg))
+		log_debug("migrate: %s: its vmon here has exited; %s settles the migration",
+			  vm->name, vm->migration->destination);
+}
+
+void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone *g)
+{
+	struct local_vm *in = agent_local(a, g->vm, true);
+
+	if (!in || in->mig_id != g->id || in->source_gone)
+		return;
+	in->source_gone = true;
+	log_info("migrate: %s: the vmon at the source %s has exited; settling", g->vm, g->source);
+	agent_wake(a);
+}
+
 /* The source left: did its vmon hand the guest over to ours? */
 static bool incoming_took_over(struct local_vm *in)
 {
@@ -788,15 +830,27 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 	src_on = agent_online(a, m->source);
 	dst_on = agent_online(a, m->destination);
 	if (!strcmp(m->destination, a->name)) {
-		if (!src_on) {
-			bool took = incoming_took_over(in);
+		bool told = in && in->source_gone;
 
+		if (!src_on || told) {
+			bool took = incoming_took_over(in);
+			bool node = agent_node_up(a, m->source);
+
+			/* Only its agent restarts (an upgrade): its vmon streams on to
+			 * ours, and the next agent follows it or says it has exited. */
+			if (!took && !told && node && in && !in->ended &&
+			    agent_proto_of(a, m->source) >= CL_PROTO_9)
+				return;
 			if (took)
-				mig_end_async(a, vm, true, "source %s left after handing the VM over",
-					      m->source);
-			else
+				mig_end_async(a, vm, true, "source %s %s after handing the VM over",
+					      m->source, node ? "lost its agent" : "left");
+			else if (!node)
 				mig_end_async(a, vm, false, "source %s left the cluster; the "
 					      "migration is void", m->source);
+			else
+				mig_end_async(a, vm, false, "%s at the source %s ended before the guest "
+					      "ran here; the migration is void", told ? "the vmon" :
+					      "the agent", m->source);
 			return;
 		}
 		if (!in && handled_once(a, m->id) && !incoming_adopt(a, vm))
@@ -813,6 +867,9 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 				      a->name);
 		else if (run && *m->incoming_uri && handled_once(a, m->id))
 			follow_start(a, vm, run);
+		else if (!run && *m->incoming_uri && agent_node_up(a, m->destination) &&
+			 agent_proto_of(a, m->destination) >= CL_PROTO_9)
+			source_gone_send(a, vm, dst_on);
 		else if (!run)
 			mig_end_async(a, vm, false, "the source vmon on %s is gone", a->name);
 		else if (!dst_on)
@@ -820,7 +877,9 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 				      "was ready", m->destination);
 		return;
 	}
-	if (!src_on && !dst_on && lowest_online(a))
+	/* Nodes, not agents: a migration between two restarting agents goes on. */
+	if (!agent_node_up(a, m->source) && !agent_node_up(a, m->destination) &&
+	    lowest_online(a))
 		mig_end_async(a, vm, false, "both %s and its destination left the cluster",
 			      m->source);
 }

@@ -370,6 +370,9 @@ static void on_deliver(void *opaque, uint32_t nodeid, const void *msg, size_t le
 		keep_live(&a->progress, &a->n_progress, m->progress->vm, &m->progress->base,
 			  offsetof(Ferry__Cluster__MigProgress, vm));
 		break;
+	case FERRY__CLUSTER__CPG_MSG__M_SOURCE_GONE:
+		agent_mig_source_gone(a, m->source_gone);
+		break;
 	case FERRY__CLUSTER__CPG_MSG__M_LOAD:
 		keep_live((Ferry__Cluster__MigProgress ***)&a->loads, &a->n_loads,
 			  m->load->host, &m->load->base, offsetof(Ferry__Cluster__HostLoad, host));

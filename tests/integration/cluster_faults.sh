@@ -9,7 +9,9 @@
 # the VM stays, every node agrees), a migration's destination is cut off
 # mid-stream (the source cancels within seconds, naming it; the VM
 # stays), the destination's agent restarts mid-migration (the new one
-# takes over the vmon receiving; the migration goes on), an agent dies (its VMs run on; the
+# takes over the vmon receiving; the migration goes on), so does the
+# source's (the new one follows its vmon; the destination waits, or ends
+# it as done once its vmon runs the guest), an agent dies (its VMs run on; the
 # restarted agent adopts them), the COMMIT is lost after the ACK (the
 # destination's agent starts the guest its vmon holds), and a migration's source node dies
 # mid-way (the migration is void, the destination runs no copy).
@@ -215,6 +217,38 @@ check "  ...running the guest" bash -c \
 	"'$FERRY_BIN/vmon' ctl '$LAB_DIR/host3/run/mid.in.sock' status | grep -qi running"
 check "mid moves back to host1" ctl host2 clusterctl migrate mid host1
 check "mid home again" wait_for 10 "mid home" mid_home
+
+echo "== the source's agent restarts mid-migration"
+# Its node stays, and so does its vmon, streaming: host3 waits, and the
+# new agent follows the migration vmon is on. Before, host3 voided it the
+# moment host1's agent left, and stopped the vmon receiving.
+ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
+check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+lab kill host1 --agent >/dev/null
+sleep 1.5
+check "host3 waits for host1's agent" mig_is host3 mid ready
+lab start host1 >/dev/null
+check "host1's new agent follows what its vmon is on" wait_for 10 "following" \
+	grep -q "mid: vmon is already on it; following" "$LAB_DIR/host1/clusterd.log"
+ctl host2 clusterctl migrate-set mid --bandwidth 0
+check "uncapped, it ends well" wait_for 60 "migration over" mig_is host1 mid "over ok"
+check "every node places mid on host3" placed_on mid host3
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
+# Now the source's agent is down while the migration ends (its cap lifted
+# through vmon itself): host1's vmon runs the guest, so host1 ends the
+# migration as done without host3's agent.
+ctl host2 clusterctl migrate mid host1 --bandwidth 10 --no-wait
+check "under way back to host1" wait_for 30 "mid's destination ready" mig_is host3 mid ready
+lab kill host3 --agent >/dev/null
+"$FERRY_BIN/vmon" ctl "$LAB_DIR/host3/run/mid.in.sock" migrate-set --bandwidth 0 >/dev/null
+check "with host3's agent down, host1 ends it as done" wait_for 60 "migration over" \
+	mig_is host1 mid "over ok"
+echo "  $(vm_field host2 mid 'j["vm"]["last_migration"]')" | cut -c1-200
+lab start host3 >/dev/null
+check "host3's agent is back" wait_for 20 "3 members everywhere" synced3
+check "mid home again" wait_for 10 "mid home" mid_home
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
 
 echo "== an agent dies, its VMs do not"
 lab kill host1 --agent >/dev/null
