@@ -188,6 +188,8 @@ void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm);
 /* lv's vmon took its VM in a migration that ended well: make sure it runs it. */
 void agent_mig_landing(struct agent *a, struct local_vm *lv);
+/* The state wants vm running on this node. */
+bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm);
 void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone *g);
 Ferry__Cluster__MigProgress *agent_progress(struct agent *a, const char *vm);
 

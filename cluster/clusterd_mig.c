@@ -754,6 +754,23 @@ static bool landing_ended(struct agent *a, struct local_vm *lv)
 	return ended;
 }
 
+/*
+ * Still this node's to run, in a state synced with the others? An agent
+ * that adopted the vmon at its start did so from the state on its disk.
+ */
+static bool landing_ours(struct agent *a, struct local_vm *lv)
+{
+	const Ferry__Cluster__Vm *vm;
+	bool ours;
+
+	pthread_mutex_lock(&a->lock);
+	vm = cl_state_vm(a->st, lv->name);
+	ours = a->sync.synced && vm && vm_mine(a, vm) && vm->generation == lv->generation &&
+	       !lv->ended && !lv->stopping;
+	pthread_mutex_unlock(&a->lock);
+	return ours;
+}
+
 static void *landing_run(void *arg)
 {
 	struct landing_job *j = arg;
@@ -762,21 +779,22 @@ static void *landing_run(void *arg)
 	Ferry__Ctl__VmState st = FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN;
 	char err[CL_ERR_LEN] = "";
 
-	while (!landing_ended(j->a, lv) && now_ns() < deadline) {
+	for (; !landing_ended(j->a, lv) && now_ns() < deadline; sleep_ms(200)) {
 		st = vmon_vm_state(lv, err, sizeof(err));
-		if (st == FERRY__CTL__VM_STATE__VM_STATE_CREATED) {
-			log_warn("%s: its vmon holds the guest, loaded but never started: the "
-				 "COMMIT did not reach it. The source handed the guest over (the "
-				 "migration ended well), so it starts now", lv->name);
-			if (!vmon_resume(lv, err, sizeof(err))) {
-				log_info("%s runs here now (started by its agent)", lv->name);
-				break;
-			}
-			log_warn("%s: cannot start it: %s", lv->name, err);
-		} else if (st != FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN) {
+		if (st != FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN &&
+		    st != FERRY__CTL__VM_STATE__VM_STATE_CREATED)
+			break;
+		/* Not answering yet; or not synced yet, or no longer ours: ask again. */
+		if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN || !landing_ours(j->a, lv))
+			continue;
+		log_warn("%s: its vmon holds the guest, loaded but never started: the COMMIT did "
+			 "not reach it. The source handed the guest over (the migration ended "
+			 "well), so it starts now", lv->name);
+		if (!vmon_resume(lv, err, sizeof(err))) {
+			log_info("%s runs here now (started by its agent)", lv->name);
 			break;
 		}
-		sleep_ms(200);
+		log_warn("%s: cannot start it: %s", lv->name, err);
 	}
 	if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN && !landing_ended(j->a, lv))
 		log_warn("%s: its vmon has not said for %u s whether it runs the guest: %s",

@@ -113,7 +113,7 @@ void agent_local_stop(struct agent *a, struct local_vm *lv, const char *why)
 	}
 }
 
-static bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm)
+bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm)
 {
 	return vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
 	       !strcmp(vm->host, a->name);

@@ -22,7 +22,8 @@ int ctl_send(int fd, const ProtobufCMessage *msg)
 	be = htonl((uint32_t)len);
 	memcpy(buf, &be, 4);
 	protobuf_c_message_pack(msg, buf + 4);
-	ret = write_full(fd, buf, len + 4);
+	/* A client that hung up must not take the process with it. */
+	ret = send_full(fd, buf, len + 4);
 	free(buf);
 	return ret;
 }

@@ -1,11 +1,13 @@
 #include "core/util.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Leading decimal digits of s (no sign, no space); *end after them. */
@@ -86,12 +88,12 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
-int write_full(int fd, const void *buf, size_t len)
+static int out_full(int fd, const void *buf, size_t len, bool sock)
 {
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = sock ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -102,6 +104,16 @@ int write_full(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int write_full(int fd, const void *buf, size_t len)
+{
+	return out_full(fd, buf, len, false);
+}
+
+int send_full(int fd, const void *buf, size_t len)
+{
+	return out_full(fd, buf, len, true);
 }
 
 int read_full(int fd, void *buf, size_t len)

@@ -45,6 +45,8 @@ static inline uint64_t realtime_ns(void)
 
 /* Write or read all of buf, retrying on EINTR and short transfers. */
 int write_full(int fd, const void *buf, size_t len);
+/* write_full for a socket whose peer may be gone: -EPIPE, never SIGPIPE. */
+int send_full(int fd, const void *buf, size_t len);
 int read_full(int fd, void *buf, size_t len);
 
 #endif

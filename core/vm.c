@@ -737,6 +737,7 @@ void vm_finish(struct vm *vm, enum vm_state state, int status, const char *fmt, 
 
 void vm_stop(struct vm *vm, const char *reason)
 {
+	__atomic_store_n(&vm->exit_asked, true, __ATOMIC_RELEASE);
 	vm_finish(vm, VM_STOPPED, 0, "%s", reason);
 }
 

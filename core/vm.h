@@ -112,6 +112,7 @@ struct vm {
 	enum vm_state state;
 	bool pause_req;
 	bool stop_req;
+	bool exit_asked;            /* vm_stop called, maybe after the end: do not linger */
 	unsigned nr_parked;        /* vCPU threads waiting in a pause */
 	unsigned nr_running;       /* vCPU threads not yet exited */
 	int exit_status;

@@ -671,11 +671,14 @@ static int vmon_run(int argc, char **argv)
 
 	/*
 	 * Migrated away, or the guest died during a migration: let a waiting
-	 * client (migrate --wait) read the result, then go.
+	 * client (migrate --wait) read the result, then go; at once if told to
+	 * stop meanwhile (an agent that took this vmon over from a dead one
+	 * stops it, and would otherwise have to kill it, socket left behind).
 	 */
 	mig_job_join(&mc.job);
 	for (int i = 0; i < 50 && r.control && (mig_ctl_migrated(&mc) || mig_busy) &&
-	     !__atomic_load_n(&mc.final_seen, __ATOMIC_ACQUIRE); i++)
+	     !__atomic_load_n(&mc.final_seen, __ATOMIC_ACQUIRE) &&
+	     !__atomic_load_n(&r.vm->exit_asked, __ATOMIC_ACQUIRE); i++)
 		usleep(100000);
 
 	pthread_cancel(sig_thread);
@@ -693,6 +696,12 @@ static int vmon_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/*
+	 * A control client that gives up (its timeout, a killed agent) and
+	 * closes before our answer must cost that answer, not the guest: the
+	 * default action of SIGPIPE ended vmon, and the VM with it.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2)
 		vmon_usage_error("missing command");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

@@ -79,6 +79,20 @@ assert len(r) > 4, r
 PY
 check "malformed requests are answered or dropped" [ $? -eq 0 ]
 check "the monitor is still alive" kill -0 "$pid"
+
+# Clients that hang up before the answer (an agent's call that timed out,
+# a killed agent): the answer goes nowhere, and that is all. SIGPIPE's
+# default action used to end vmon, and the guest with it (exit 141).
+python3 - "$SOCK" <<'PY'
+import socket, struct, sys
+for _ in range(20):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(struct.pack(">I", 2) + b"\x08\x01")     # answered, never read
+    s.close()
+PY
+check "20 clients hung up before their answers: the monitor lives" \
+	bash -c "sleep 0.5; kill -0 $pid"
 out=$("$VMON" ctl "$SOCK" status)
 check "...and still answers" grep -q "^vm1: running" <<<"$out"
 
