@@ -681,12 +681,6 @@ static int vmon_resume(struct local_vm *lv, char *err, size_t err_len)
 	return ret;
 }
 
-/*
- * This agent restarted and its vmon of a VM migrating away has exited: it
- * either handed the guest over or died. Only the destination knows which
- * (its vmon runs the guest or not), so tell it, until it has ended the
- * migration; an agent down there hears it once it is back.
- */
 static uint32_t agent_proto_of(const struct agent *a, const char *host)
 {
 	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
@@ -694,6 +688,12 @@ static uint32_t agent_proto_of(const struct agent *a, const char *host)
 	return h ? h->agent_proto : 0;
 }
 
+/*
+ * This agent restarted and its vmon of a VM migrating away has exited: it
+ * either handed the guest over or died. Only the destination knows which
+ * (its vmon runs the guest or not), so tell it, until it has ended the
+ * migration; an agent down there hears it once it is back.
+ */
 static void source_gone_send(struct agent *a, const Ferry__Cluster__Vm *vm, bool dst_on)
 {
 	Ferry__Cluster__MigSourceGone g = FERRY__CLUSTER__MIG_SOURCE_GONE__INIT;
