@@ -223,6 +223,25 @@ void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 	spec->fence_s = vm->ha ? (unsigned)cl_setting_get(a->st, CL_SET_HA_FENCE_S) : 0;
 }
 
+/*
+ * v, a vmon of vm that an earlier agent left, is the VM's now (lock held).
+ * One that received its VM by migration may hold it unstarted (a lost
+ * COMMIT while no agent ran here): agent_mig_landing sees to it.
+ */
+static struct local_vm *local_take_over(struct agent *a, const Ferry__Cluster__Vm *vm,
+					struct cl_vmon *v)
+{
+	struct local_vm *lv = local_add(a, vm->name, v);
+	size_t n = strlen(cl_vmon_socket(v));
+
+	if (!lv)
+		return NULL;
+	lv->generation = vm->generation;
+	if (n > 8 && !strcmp(cl_vmon_socket(v) + n - 8, ".in.sock"))
+		agent_mig_landing(a, lv);
+	return lv;
+}
+
 static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 {
 	const Ferry__Cluster__Host *self = cl_state_host(a->st, a->name);
@@ -233,9 +252,7 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 
 	/* Never a second copy: a vmon that already answers for it is the VM. */
 	if (!cl_vmon_adopt(a->run_dir, vm->name, &v, err, sizeof(err))) {
-		lv = local_add(a, vm->name, v);
-		if (lv)
-			lv->generation = vm->generation;
+		local_take_over(a, vm, v);
 		log_warn("%s: found its vmon (pid %d) running; took it over instead of "
 			 "starting another", vm->name, (int)cl_vmon_pid(v));
 		return;
@@ -360,22 +377,13 @@ void agent_adopt(struct agent *a)
 		const Ferry__Cluster__Vm *vm = a->st->vms[i];
 		char err[CL_ERR_LEN];
 		struct cl_vmon *v;
-		struct local_vm *lv;
 
 		if (!vm_mine(a, vm) || cl_vmon_adopt(a->run_dir, vm->name, &v, err, sizeof(err)))
 			continue;
 		pthread_mutex_lock(&a->lock);
-		lv = local_add(a, vm->name, v);
-		if (lv) {
-			size_t n = strlen(cl_vmon_socket(v));
-
-			lv->generation = vm->generation;
+		if (local_take_over(a, vm, v))
 			log_info("adopted %s (pid %d) left running by an earlier clusterd",
 				 vm->name, (int)cl_vmon_pid(v));
-			/* A migration's destination: it may hold the guest unstarted. */
-			if (n > 8 && !strcmp(cl_vmon_socket(v) + n - 8, ".in.sock"))
-				agent_mig_landing(a, lv);
-		}
 		pthread_mutex_unlock(&a->lock);
 	}
 }

@@ -13,7 +13,8 @@
 # source's (the new one follows its vmon; the destination waits, or ends
 # it as done once its vmon runs the guest), an agent dies (its VMs run on; the
 # restarted agent adopts them), the COMMIT is lost after the ACK (the
-# destination's agent starts the guest its vmon holds), and a migration's source node dies
+# destination's agent starts the guest its vmon holds, also when it was
+# down at the time), and a migration's source node dies
 # mid-way (the migration is void, the destination runs no copy).
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
@@ -293,6 +294,30 @@ check "host2's agent is back, without the fault" wait_for 20 "3 members everywhe
 check "vm1 moves back to host3 from the vmon host2's agent started" \
 	ctl host2 clusterctl migrate vm1 host3
 check "vm1 counts on host3" wait_for 5 "counting" count_grows
+
+echo "== the COMMIT is lost while the destination's agent is down"
+# The migration ends well without host3's agent; its next one finds the
+# vmon holding mid (it looks for one before starting a VM placed there)
+# and must start the guest, not only take the vmon over.
+lab kill host3 --agent >/dev/null
+FERRY_TEST_FAULT=lose-commit lab start host3 >/dev/null
+check "host3's agent is back, its vmons to lose the COMMIT" wait_for 20 "3 members everywhere" synced3
+ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
+check "mid under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+lab kill host3 --agent >/dev/null
+ctl host2 clusterctl migrate-set mid --bandwidth 0
+check "with host3's agent down, the migration ends well" wait_for 60 "migration over" \
+	mig_is host1 mid "over ok"
+mid_is3() { [ "$("$FERRY_BIN/vmon" ctl "$LAB_DIR/host3/run/mid.in.sock" status 2>/dev/null |
+	cut -d' ' -f2)" = "$1," ]; }
+check "  ...and host3's vmon holds mid, unstarted" wait_for 10 "mid held" mid_is3 created
+lab start host3 >/dev/null
+check "host3's new agent starts the guest its vmon holds" wait_for 20 "host3 starts mid" \
+	grep -q "mid: its vmon holds the guest, loaded but never started" "$LAB_DIR/host3/clusterd.log"
+check "mid runs on host3" wait_for 10 "mid running" mid_is3 running
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
+check "mid moves back to host1" ctl host2 clusterctl migrate mid host1
+check "mid home again" wait_for 10 "mid home" mid_home
 
 echo "== a migration's source dies mid-way"
 # mid again, to host2 at 10 Mbit/s; then host1, mid's vmon with it, dies
