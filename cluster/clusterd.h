@@ -177,6 +177,9 @@ void agent_local_stop(struct agent *a, struct local_vm *lv, const char *why);
 void agent_adopt(struct agent *a);
 struct local_vm *agent_local(struct agent *a, const char *name, bool incoming);
 void agent_local_put(struct agent *a, struct local_vm *lv);
+/* Run fn(a, lv) on a thread of its own, lv held busy until it returns (lock held). */
+int agent_local_spawn(struct agent *a, struct local_vm *lv,
+		      void (*fn)(struct agent *a, struct local_vm *lv));
 void agent_send_load(struct agent *a);
 /* HA: keep this node's HA vmons from fencing (only while synced and quorate). */
 void agent_keepalive(struct agent *a);

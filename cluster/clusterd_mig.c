@@ -739,11 +739,6 @@ static bool incoming_took_over(struct local_vm *in)
  * is the commit then: start it. Until its COMMIT wait is over
  * (MIG_COMMIT_WAIT_MS, 10 s) the vmon does not answer; keep asking.
  */
-struct landing_job {
-	struct agent *a;
-	struct local_vm *lv;
-};
-
 static bool landing_ended(struct agent *a, struct local_vm *lv)
 {
 	bool ended;
@@ -771,21 +766,19 @@ static bool landing_ours(struct agent *a, struct local_vm *lv)
 	return ours;
 }
 
-static void *landing_run(void *arg)
+static void landing_run(struct agent *a, struct local_vm *lv)
 {
-	struct landing_job *j = arg;
-	struct local_vm *lv = j->lv;
 	uint64_t deadline = now_ns() + CL_LANDING_WAIT_S * 1000000000ull;
 	Ferry__Ctl__VmState st = FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN;
 	char err[CL_ERR_LEN] = "";
 
-	for (; !landing_ended(j->a, lv) && now_ns() < deadline; sleep_ms(200)) {
+	for (; !landing_ended(a, lv) && now_ns() < deadline; sleep_ms(200)) {
 		st = vmon_vm_state(lv, err, sizeof(err));
 		if (st != FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN &&
 		    st != FERRY__CTL__VM_STATE__VM_STATE_CREATED)
 			break;
 		/* Not answering yet; or not synced yet, or no longer ours: ask again. */
-		if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN || !landing_ours(j->a, lv))
+		if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN || !landing_ours(a, lv))
 			continue;
 		log_warn("%s: its vmon holds the guest, loaded but never started: the COMMIT did "
 			 "not reach it. The source handed the guest over (the migration ended "
@@ -796,29 +789,14 @@ static void *landing_run(void *arg)
 		}
 		log_warn("%s: cannot start it: %s", lv->name, err);
 	}
-	if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN && !landing_ended(j->a, lv))
+	if (st == FERRY__CTL__VM_STATE__VM_STATE_UNKNOWN && !landing_ended(a, lv))
 		log_warn("%s: its vmon has not said for %u s whether it runs the guest: %s",
 			 lv->name, CL_LANDING_WAIT_S, err);
-	pthread_mutex_lock(&j->a->lock);
-	agent_local_put(j->a, lv);
-	pthread_mutex_unlock(&j->a->lock);
-	free(j);
-	return NULL;
 }
 
 void agent_mig_landing(struct agent *a, struct local_vm *lv)
 {
-	struct landing_job *j = calloc(1, sizeof(*j));
-
-	if (!j)
-		return;
-	j->a = a;
-	j->lv = lv;
-	lv->busy++;
-	if (agent_spawn_thread(landing_run, j)) {
-		lv->busy--;
-		free(j);
-	}
+	agent_local_spawn(a, lv, landing_run);
 }
 
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)

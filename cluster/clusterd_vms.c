@@ -73,44 +73,58 @@ void agent_local_put(struct agent *a, struct local_vm *lv)
 	local_gc(a);
 }
 
-struct stop_job {
+struct local_job {
 	struct agent *a;
 	struct local_vm *lv;
+	void (*fn)(struct agent *a, struct local_vm *lv);
 };
 
-static void *stop_job_run(void *arg)
+static void *local_job_run(void *arg)
 {
-	struct stop_job *j = arg;
+	struct local_job *j = arg;
 
-	cl_vmon_stop(j->lv->v, CL_STOP_TIMEOUT_MS);
+	j->fn(j->a, j->lv);
 	pthread_mutex_lock(&j->a->lock);
-	agent_wake(j->a);
 	agent_local_put(j->a, j->lv);
 	pthread_mutex_unlock(&j->a->lock);
 	free(j);
 	return NULL;
 }
 
+int agent_local_spawn(struct agent *a, struct local_vm *lv,
+		      void (*fn)(struct agent *a, struct local_vm *lv))
+{
+	struct local_job *j = malloc(sizeof(*j));
+
+	if (!j)
+		return -ENOMEM;
+	*j = (struct local_job){ .a = a, .lv = lv, .fn = fn };
+	lv->busy++;
+	if (agent_spawn_thread(local_job_run, j)) {
+		lv->busy--;
+		free(j);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+static void stop_job(struct agent *a, struct local_vm *lv)
+{
+	cl_vmon_stop(lv->v, CL_STOP_TIMEOUT_MS);
+	pthread_mutex_lock(&a->lock);
+	agent_wake(a);
+	pthread_mutex_unlock(&a->lock);
+}
+
 /* Stop a vmon in the background; its end comes through the poll loop. */
 void agent_local_stop(struct agent *a, struct local_vm *lv, const char *why)
 {
-	struct stop_job *j;
-
 	if (lv->stopping || lv->ended)
 		return;
 	log_info("stopping %s%s (pid %d): %s", lv->name, lv->incoming ? " (incoming)" : "",
 		 (int)cl_vmon_pid(lv->v), why);
 	lv->stopping = true;
-	j = malloc(sizeof(*j));
-	if (!j)
-		return;
-	j->a = a;
-	j->lv = lv;
-	lv->busy++;
-	if (agent_spawn_thread(stop_job_run, j)) {
-		lv->busy--;
-		free(j);
-	}
+	agent_local_spawn(a, lv, stop_job);
 }
 
 bool vm_mine(const struct agent *a, const Ferry__Cluster__Vm *vm)

@@ -171,13 +171,17 @@ check "clusterctl says it cancels, and exits 1 on the cancelled migration ($rc)"
 check "mid home after Ctrl-C" wait_for 10 "mid home" mid_home
 check "mid's vmon on host1 still runs" mid_runs
 
+# mid to host3 at 10 Mbit/s (over a minute), until its pages flow
+mid_to_host3_streaming() {
+	ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
+	check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+	check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+}
 echo "== a migration's destination is cut off mid-way"
 # The stream then goes nowhere; vmon alone would fail a send only after
 # 30 s without progress. The source's agent cancels once host3 has left
 # the membership: the VM stays, and the end names the cause.
-ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
-check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
-check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+mid_to_host3_streaming
 lab cut host3 >/dev/null
 check "the migration ends within 10 s of the cut" wait_for 10 "migration over" \
 	mig_is host1 mid "over failed"
@@ -196,9 +200,7 @@ echo "== the destination's agent restarts mid-migration"
 # on, and its vmon, receiving, has no control socket yet. The new agent
 # takes it over (RUN/mid.in.pid) instead of starting a second one, which
 # the end made the VM's while the guest ran in the first, unwatched.
-ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
-check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
-check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+mid_to_host3_streaming
 lab kill host3 --agent >/dev/null
 sleep 1.5   # past CL_DEST_GONE_MS: only the node's leaving cancels
 lab start host3 >/dev/null
@@ -223,9 +225,7 @@ echo "== the source's agent restarts mid-migration"
 # Its node stays, and so does its vmon, streaming: host3 waits, and the
 # new agent follows the migration vmon is on. Before, host3 voided it the
 # moment host1's agent left, and stopped the vmon receiving.
-ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
-check "under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
-check "  ...sending pages" wait_for 60 "1 MB sent" sent_over host1 mid 1000000
+mid_to_host3_streaming
 lab kill host1 --agent >/dev/null
 sleep 1.5
 check "host3 waits for host1's agent" mig_is host3 mid ready
