@@ -832,10 +832,13 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 			bool took = incoming_took_over(in);
 			bool node = agent_node_up(a, m->source);
 
-			/* Only its agent restarts (an upgrade): its vmon streams on to
-			 * ours, and the next agent follows it or says it has exited. */
-			if (!took && !told && node && in && !in->ended &&
-			    agent_proto_of(a, m->source) >= CL_PROTO_9)
+			/*
+			 * Only its agent is gone (an upgrade), or the node too, and
+			 * corosync has not said so yet (its agent's leaving comes
+			 * first): wait. The next agent follows its vmon or says it
+			 * has exited; a node that left is settled below.
+			 */
+			if (!took && !told && node && agent_proto_of(a, m->source) >= CL_PROTO_9)
 				return;
 			if (took)
 				mig_end_async(a, vm, true, "source %s %s after handing the VM over",
