@@ -74,32 +74,6 @@ out:
 	return ret;
 }
 
-/*
- * Replace path with buf whole, or leave the old file as it was: a full
- * disk loses this update, never the previous one.
- */
-static int write_atomic(const char *path, const void *buf, size_t len)
-{
-	char tmp[4200];
-	int fd, ret;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	ret = write_full(fd, buf, len);
-	if (!ret && fsync(fd))
-		ret = -errno;
-	if (close(fd) && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, path))
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
-}
-
 int cl_state_save(const char *path, const Ferry__Cluster__State *st, char *err, size_t err_len)
 {
 	size_t len = ferry__cluster__state__get_packed_size(st);
@@ -109,7 +83,7 @@ int cl_state_save(const char *path, const Ferry__Cluster__State *st, char *err, 
 	if (!buf)
 		return -ENOMEM;
 	ferry__cluster__state__pack(st, buf);
-	ret = write_atomic(path, buf, len);
+	ret = write_file_atomic(path, buf, len);
 	if (ret)
 		snprintf(err, err_len, "state %s: write: %s", path, strerror(-ret));
 	free(buf);
@@ -134,7 +108,7 @@ int cl_state_write_revoked(const Ferry__Cluster__State *st, const char *path, ch
 	len = (size_t)snprintf(buf, cap, "%s", head);
 	for (size_t i = 0; i < st->n_revoked; i++)
 		len += (size_t)snprintf(buf + len, cap - len, "%s\n", st->revoked[i]);
-	ret = write_atomic(path, buf, len);
+	ret = write_file_atomic(path, buf, len);
 	if (ret)
 		snprintf(err, err_len, "revocation list %s: write: %s", path, strerror(-ret));
 	free(buf);

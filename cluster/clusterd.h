@@ -38,6 +38,14 @@
 #define CL_STATS_TIMEOUT_MS 100
 /* A landed vmon answers within its COMMIT wait (10 s); this leaves room. */
 #define CL_LANDING_WAIT_S 30
+/*
+ * A destination whose vmon ended without the guest voids the migration
+ * once the source's agent has been away this long on a node corosync still
+ * has: well past a dead node's verdict (token 3 s by default), which
+ * settles it sooner and names the node.
+ */
+#define CL_SRC_AWAY_VOID_MS 15000
+#define CL_SRC_AWAY_MAX 8
 #define CL_HANDLED_MAX 64
 #define CL_KEEPALIVE_MS 1000
 #define CL_UNREPORTED_MAX 64
@@ -55,6 +63,7 @@ struct local_vm {
 	bool following;       /* a migration out of it is being followed */
 	bool migrated;        /* it handed the VM over (its end is expected) */
 	bool source_gone;     /* incoming: the source's vmon has exited (MigSourceGone) */
+	bool source_handed;   /* ...after the ACK: it will never run the guest again */
 	bool ended;
 	char why[128];        /* how it ended */
 	int busy;             /* worker threads using it */
@@ -136,6 +145,7 @@ struct agent {
 	struct unreported unrep[CL_UNREPORTED_MAX];
 	size_t n_unrep;
 	/* migration ids taken up here, so a reconcile starts each once */
+	struct src_away { uint64_t id, since_ns; } src_away[CL_SRC_AWAY_MAX];
 	uint64_t handled[CL_HANDLED_MAX];
 	unsigned handled_next;
 

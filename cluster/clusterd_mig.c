@@ -14,6 +14,7 @@
  * that restarts while its node stays finds its vmon again and goes on.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,8 @@ static void mig_end_async(struct agent *a, const Ferry__Cluster__Vm *vm, bool ok
 	snprintf(full, sizeof(full), "migrate: %s: %s", vm->name, msg);
 	r.ok = ok;
 	r.error = ok ? "" : full;
+	/* An end that is no vmon's report says how it was settled. */
+	r.note = ok ? msg : "";
 	c.vm = vm->name;
 	c.id = vm->migration->id;
 	c.result = &r;
@@ -493,6 +496,35 @@ static void settings_vmon(struct follow_job *j, Ferry__Ctl__MigrateSet *ms)
 	ferry__ctl__response__free_unpacked(resp, NULL);
 }
 
+/* RUN/NAME.handover: where the source's vmon records the ACK (ctl.proto, Migrate). */
+static bool handover_path(const struct agent *a, const char *vm, char *buf, size_t len)
+{
+	return (size_t)snprintf(buf, len, "%s/%s.handover", a->run_dir, vm) < len;
+}
+
+/*
+ * Did this node's vmon of vm, now gone, record that the destination had
+ * acknowledged migration id? Only a line with that id counts: none (an
+ * older vmon, a crash before it wrote) leaves the guest's fate unknown.
+ */
+static bool handover_recorded(const struct agent *a, const char *vm, uint64_t id)
+{
+	char path[PATH_MAX], line[640];
+	unsigned long long got;
+	bool yes = false;
+	FILE *f;
+
+	if (!handover_path(a, vm, path, sizeof(path)))
+		return false;
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(line, sizeof(line), f) && sscanf(line, "%llu ", &got) == 1)
+		yes = got == id;
+	fclose(f);
+	return yes;
+}
+
 /* Start the migration in vmon and poll it to the end; the final info. */
 static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t err_len)
 {
@@ -501,6 +533,7 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__MigrateSet ms;
 	Ferry__Ctl__Response *resp = NULL;
+	char path[PATH_MAX], tag[24];
 	struct stat sb;
 	uint64_t last_progress = 0;
 	bool cancelled = false;
@@ -533,6 +566,13 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 	mg.bandwidth_mbps = j->bandwidth_mbps;
 	mg.timeout_s = j->timeout_s;
 	mg.dry_run = j->dry_run;
+	if (!j->dry_run && handover_path(j->a, j->vm, path, sizeof(path))) {
+		/* A record left by an earlier migration must not speak for this one. */
+		unlink(path);
+		snprintf(tag, sizeof(tag), "%" PRIu64, j->id);
+		mg.handover_file = path;
+		mg.handover_tag = tag;
+	}
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE;
 	req.migrate = &mg;
 	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
@@ -704,11 +744,13 @@ static void source_gone_send(struct agent *a, const Ferry__Cluster__Vm *vm, bool
 	g.vm = vm->name;
 	g.id = vm->migration->id;
 	g.source = a->name;
+	g.handed_over = handover_recorded(a, vm->name, g.id);
 	msg.m_case = FERRY__CLUSTER__CPG_MSG__M_SOURCE_GONE;
 	msg.source_gone = &g;
 	if (!agent_send(a, &msg))
-		log_debug("migrate: %s: its vmon here has exited; %s settles the migration",
-			  vm->name, vm->migration->destination);
+		log_debug("migrate: %s: its vmon here has exited%s; %s settles the migration",
+			  vm->name, g.handed_over ? " after the ACK" : "",
+			  vm->migration->destination);
 }
 
 void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone *g)
@@ -718,7 +760,9 @@ void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone 
 	if (!in || in->mig_id != g->id || in->source_gone)
 		return;
 	in->source_gone = true;
-	log_info("migrate: %s: the vmon at the source %s has exited; settling", g->vm, g->source);
+	in->source_handed = g->handed_over;
+	log_info("migrate: %s: the vmon at the source %s has exited%s; settling", g->vm, g->source,
+		 g->handed_over ? ", recording that it had our ACK" : "");
 	agent_wake(a);
 }
 
@@ -799,6 +843,86 @@ void agent_mig_landing(struct agent *a, struct local_vm *lv)
 	agent_local_spawn(a, lv, landing_run);
 }
 
+/*
+ * Since when the agent at the source of migration id has been away (0: it
+ * is not). Kept by id, not with the incoming vmon: that one's entry goes
+ * once it has ended.
+ */
+static uint64_t src_away_since(struct agent *a, uint64_t id, bool away)
+{
+	struct src_away *slot = &a->src_away[0];
+
+	for (unsigned i = 0; i < CL_SRC_AWAY_MAX; i++) {
+		if (a->src_away[i].id == id) {
+			if (!away)
+				a->src_away[i] = (struct src_away){ 0, 0 };
+			return away ? a->src_away[i].since_ns : 0;
+		}
+		if (a->src_away[i].since_ns < slot->since_ns)
+			slot = &a->src_away[i];
+	}
+	if (!away)
+		return 0;
+	slot->id = id;
+	slot->since_ns = now_ns();
+	return slot->since_ns;
+}
+
+/* This node receives vm; in: its vmon for that, if the agent has one. */
+static void reconcile_dest(struct agent *a, Ferry__Cluster__Vm *vm, struct local_vm *in,
+			   bool src_on)
+{
+	const Ferry__Cluster__Migration *m = vm->migration;
+	bool told, took, node, handed, gone, gave_up;
+	uint64_t away;
+
+	/* An agent restarted while the migration ran first looks for its vmon. */
+	if (!in && handled_once(a, m->id)) {
+		if (!incoming_adopt(a, vm) && src_on)
+			incoming_start(a, vm);
+		return;
+	}
+	told = in && in->source_gone;
+	away = src_away_since(a, m->id, !src_on);
+	if (src_on && !told)
+		return;
+	took = incoming_took_over(in);
+	node = agent_node_up(a, m->source);
+	/* Ours holds the guest (the COMMIT lost), and the source had the ACK. */
+	handed = told && in->source_handed && !in->ended;
+	/*
+	 * Ours ended without the guest (its entry gone with it), and the
+	 * source's agent stays away past any corosync verdict on its node:
+	 * nothing is left to wait for (before, this waited for good).
+	 */
+	gone = !in || in->ended;
+	gave_up = gone && away && now_ns() - away >= CL_SRC_AWAY_VOID_MS * 1000000ull;
+	/*
+	 * Only its agent is gone (an upgrade), or the node too, and corosync
+	 * has not said so yet (its agent's leaving comes first): wait. The next
+	 * agent follows its vmon or says it has exited; a node that left is
+	 * settled below.
+	 */
+	if (!took && !told && node && !gave_up && agent_proto_of(a, m->source) >= CL_PROTO_9)
+		return;
+	if (took)
+		mig_end_async(a, vm, true, "source %s %s after handing the VM over",
+			      m->source, node ? "lost its agent" : "left");
+	else if (handed)
+		mig_end_async(a, vm, true, "the vmon at the source %s exited after our ACK, while "
+			      "its agent was away: the guest is ours", m->source);
+	else if (gave_up && node && !told)
+		mig_end_async(a, vm, false, "no vmon here has the guest, and the agent at the "
+			      "source %s has been away for %u s; the migration is void",
+			      m->source, CL_SRC_AWAY_VOID_MS / 1000);
+	else if (!node)
+		mig_end_async(a, vm, false, "source %s left the cluster; the migration is void",
+			      m->source);
+	else
+		mig_end_async(a, vm, false, "%s at the source %s ended before the guest ran here; "
+			      "the migration is void", told ? "the vmon" : "the agent", m->source);
+}
+
 void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 {
 	Ferry__Cluster__Migration *m = vm->migration;
@@ -826,34 +950,7 @@ void agent_mig_reconcile(struct agent *a, Ferry__Cluster__Vm *vm)
 	src_on = agent_online(a, m->source);
 	dst_on = agent_online(a, m->destination);
 	if (!strcmp(m->destination, a->name)) {
-		bool told = in && in->source_gone;
-
-		if (!src_on || told) {
-			bool took = incoming_took_over(in);
-			bool node = agent_node_up(a, m->source);
-
-			/*
-			 * Only its agent is gone (an upgrade), or the node too, and
-			 * corosync has not said so yet (its agent's leaving comes
-			 * first): wait. The next agent follows its vmon or says it
-			 * has exited; a node that left is settled below.
-			 */
-			if (!took && !told && node && agent_proto_of(a, m->source) >= CL_PROTO_9)
-				return;
-			if (took)
-				mig_end_async(a, vm, true, "source %s %s after handing the VM over",
-					      m->source, node ? "lost its agent" : "left");
-			else if (!node)
-				mig_end_async(a, vm, false, "source %s left the cluster; the "
-					      "migration is void", m->source);
-			else
-				mig_end_async(a, vm, false, "%s at the source %s ended before the guest "
-					      "ran here; the migration is void", told ? "the vmon" :
-					      "the agent", m->source);
-			return;
-		}
-		if (!in && handled_once(a, m->id) && !incoming_adopt(a, vm))
-			incoming_start(a, vm);
+		reconcile_dest(a, vm, in, src_on);
 		return;
 	}
 	if (!strcmp(m->source, a->name)) {

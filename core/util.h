@@ -48,5 +48,10 @@ int write_full(int fd, const void *buf, size_t len);
 /* write_full for a socket whose peer may be gone: -EPIPE, never SIGPIPE. */
 int send_full(int fd, const void *buf, size_t len);
 int read_full(int fd, void *buf, size_t len);
+/*
+ * Replace path with buf whole (PATH.tmp, fsync, rename), or leave the old
+ * file as it was: a full disk loses this update, never the previous one.
+ */
+int write_file_atomic(const char *path, const void *buf, size_t len);
 
 #endif

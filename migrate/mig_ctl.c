@@ -153,6 +153,20 @@ static void mig_ctl_do_migrate(struct mig_ctl *c, struct vm *vm, const Ferry__Ct
 	}
 	p.dry_run = req->dry_run;
 	p.verify = req->verify;
+	if (req->handover_file && *req->handover_file) {
+		if (req->handover_file[0] != '/' ||
+		    strlen(req->handover_file) >= sizeof(p.handover_file) ||
+		    !req->handover_tag || !*req->handover_tag ||
+		    strlen(req->handover_tag) >= sizeof(p.handover_tag) ||
+		    strpbrk(req->handover_tag, " \n")) {
+			resp->error = -EINVAL;
+			resp->message = "the handover file must be an absolute path (under 512 "
+					"bytes) with a tag of one word (under 64 bytes)";
+			return;
+		}
+		snprintf(p.handover_file, sizeof(p.handover_file), "%s", req->handover_file);
+		snprintf(p.handover_tag, sizeof(p.handover_tag), "%s", req->handover_tag);
+	}
 	/* A new migration's result has not been read by anyone yet. */
 	__atomic_store_n(&c->final_seen, false, __ATOMIC_RELEASE);
 	ret = mig_job_start(&c->job, vm, c->rate, c->sample_ms, &p, mig_ctl_msg);

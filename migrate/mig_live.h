@@ -80,6 +80,8 @@ struct mig_params {
 	unsigned connections;
 	bool dry_run;
 	bool verify;
+	char handover_file[512];       /* empty: none (ctl.proto, Migrate) */
+	char handover_tag[64];
 };
 
 struct mig_round_info {

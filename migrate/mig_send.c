@@ -704,6 +704,27 @@ int mig_switchover(struct mig_run *m)
 	return 0;
 }
 
+/*
+ * The guest is the destination's now, and this vmon will never run it
+ * again: say so where the orchestrator asked, since once this process
+ * has exited nothing else can tell a handed-over guest from a dead one
+ * (a lost COMMIT leaves the destination holding it, awaiting a word).
+ */
+static void mig_handover_record(struct mig_run *m)
+{
+	const struct mig_params *p = &m->job->p;
+	char line[sizeof(p->handover_tag) + sizeof(p->uri) + 2];
+	int len, ret;
+
+	if (!p->handover_file[0])
+		return;
+	len = snprintf(line, sizeof(line), "%s %s\n", p->handover_tag, p->uri);
+	ret = write_file_atomic(p->handover_file, line, (size_t)len);
+	if (ret)
+		log_err("%s: cannot record the handover in %s: %s", m->vm->cfg.name,
+			p->handover_file, strerror(-ret));
+}
+
 /* After the ACK: the guest is the destination's. Tell it to run. */
 void mig_commit(struct mig_run *m)
 {
@@ -717,6 +738,8 @@ void mig_commit(struct mig_run *m)
 	/* The destination takes the disks on COMMIT: let go of them first. */
 	vm_devs_release(m->vm);
 	ret = mig_send_msg(&m->w, STREAM_REC_COMMIT, &e.base);
+	/* Past the downtime's critical path: the destination has its COMMIT. */
+	mig_handover_record(m);
 	if (!ret)
 		ret = mig_recv_msg(&m->r, STREAM_REC_RESUMED, &ferry__mig__resumed__descriptor,
 				   &msg, why);

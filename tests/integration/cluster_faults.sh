@@ -299,11 +299,17 @@ echo "== the COMMIT is lost while the destination's agent is down"
 # The migration ends well without host3's agent; its next one finds the
 # vmon holding mid (it looks for one before starting a VM placed there)
 # and must start the guest, not only take the vmon over.
-lab kill host3 --agent >/dev/null
-FERRY_TEST_FAULT=lose-commit lab start host3 >/dev/null
-check "host3's agent is back, its vmons to lose the COMMIT" wait_for 20 "3 members everywhere" synced3
-ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
-check "mid under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+# host3's agent restarted with its vmons to lose the COMMIT, then mid on
+# its way there at 10 Mbit/s.
+mid_to_host3_losing_commit() {
+	lab kill host3 --agent >/dev/null
+	FERRY_TEST_FAULT=lose-commit lab start host3 >/dev/null
+	check "host3's agent is back, its vmons to lose the COMMIT" \
+		wait_for 20 "3 members everywhere" synced3
+	ctl host2 clusterctl migrate mid host3 --bandwidth 10 --no-wait
+	check "mid under way to host3" wait_for 30 "mid's destination ready" mig_is host1 mid ready
+}
+mid_to_host3_losing_commit
 lab kill host3 --agent >/dev/null
 ctl host2 clusterctl migrate-set mid --bandwidth 0
 check "with host3's agent down, the migration ends well" wait_for 60 "migration over" \
@@ -318,6 +324,87 @@ check "mid runs on host3" wait_for 10 "mid running" mid_is3 running
 check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
 check "mid moves back to host1" ctl host2 clusterctl migrate mid host1
 check "mid home again" wait_for 10 "mid home" mid_home
+
+echo "== the COMMIT is lost while the source's agent is down"
+# host1's vmon has the ACK and exits (its linger over) while its agent is
+# away, and host3's vmon holds mid. Only the record host1's vmon left
+# (RUN/mid.handover) tells its next agent that the guest is host3's;
+# before, host3 voided the migration, stopped the guest it held, and mid
+# started afresh on host1 from its disks.
+held_logged() { grep -c "mid: its vmon holds the guest, loaded but never started" \
+	"$LAB_DIR/host3/clusterd.log" || true; }
+n_held=$(held_logged)
+mid_to_host3_losing_commit
+lab kill host1 --agent >/dev/null
+# Its vmon took mid in by migration: its socket is mid.in.sock.
+mid_sock1() { ls "$LAB_DIR"/host1/run/mid*.sock | head -1; }
+"$FERRY_BIN/vmon" ctl "$(mid_sock1)" migrate-set --bandwidth 0 >/dev/null
+src_gone() { ! pgrep -f -- "--control $LAB_DIR/host1/run/mid[.]" >/dev/null; }
+check "host1's vmon hands mid over and exits, its agent down" wait_for 60 "host1's vmon gone" src_gone
+check "  ...having recorded the ACK" grep -q "^[0-9][0-9]* tcp:" "$LAB_DIR/host1/run/mid.handover"
+check "host3's vmon holds mid, unstarted" wait_for 15 "mid held" mid_is3 created
+check "host3 waits for host1's agent" mig_is host3 mid ready
+lab start host1 >/dev/null
+check "host1's next agent tells host3 that its vmon had the ACK" wait_for 20 "host3 told" \
+	grep -q "mid: the vmon at the source host1 has exited, recording that it had our ACK" \
+	"$LAB_DIR/host3/clusterd.log"
+check "the migration ends well" wait_for 20 "migration over" mig_is host2 mid "over ok"
+show_settled() { lab_exec host2 clusterctl vm show mid | grep "^last migration:" |
+	tee /dev/stderr | grep -q "host1 -> host3: done; the vmon at the source host1 exited after our ACK"; }
+check "  ...and vm show says how it was settled" show_settled
+check "every node places mid on host3" placed_on mid host3
+held_more() { [ "$(held_logged)" -gt "$n_held" ]; }
+check "host3's agent starts the guest its vmon holds" wait_for 20 "host3 starts mid" held_more
+check "mid runs on host3" wait_for 10 "mid running" mid_is3 running
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
+lab kill host3 --agent >/dev/null
+lab start host3 >/dev/null
+check "host3's agent is back, without the fault" wait_for 20 "3 members everywhere" synced3
+check "mid moves back to host1" ctl host2 clusterctl migrate mid host1
+check "mid home again" wait_for 10 "mid home" mid_home
+
+echo "== both agents restart mid-migration"
+# host1's and host3's agents are killed mid-stream; host3's comes back
+# first and finds its vmon receiving while host1's agent is away. It must
+# take that vmon over at once: before, it waited for host1's agent
+# without looking, and the guest, once moved, ran in a vmon no agent knew.
+adoptions() { grep -c 'mid: adopted the incoming vmon' "$LAB_DIR/host3/clusterd.log" || true; }
+n_adopt=$(adoptions)
+mid_to_host3_streaming
+lab kill host1 --agent >/dev/null
+lab kill host3 --agent >/dev/null
+lab start host3 >/dev/null
+adopted_more() { [ "$(adoptions)" -gt "$n_adopt" ]; }
+check "host3's new agent adopts the vmon receiving mid, host1's agent away" wait_for 10 "adopted" \
+	adopted_more
+"$FERRY_BIN/vmon" ctl "$(mid_sock1)" migrate-set --bandwidth 0 >/dev/null
+check "host3 ends the migration as done, host1's agent still away" wait_for 60 "migration over" \
+	mig_is host3 mid "over ok"
+lab start host1 >/dev/null
+check "host1's agent is back" wait_for 20 "3 members everywhere" synced3
+check "every node places mid on host3" placed_on mid host3
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
+check "mid moves back to host1" ctl host2 clusterctl migrate mid host1
+check "mid home again" wait_for 10 "mid home" mid_home
+
+echo "== the source's agent stays away and the migration fails under it"
+# Cancelled through host1's vmon: host3's vmon ends without the guest.
+# host3 voids the migration once host1's agent has been away 15 s
+# (CL_SRC_AWAY_VOID_MS); before, it waited for that agent for good.
+mid_to_host3_streaming
+lab kill host1 --agent >/dev/null
+"$FERRY_BIN/vmon" ctl "$(mid_sock1)" migrate-cancel >/dev/null
+t0=$(date +%s)
+check "host3 voids it, host1's agent away" wait_for 40 "migration over" mig_is host3 mid "over failed"
+why=$(vm_field host3 mid 'j["vm"]["last_migration"]["error"]')
+echo "  after $(( $(date +%s) - t0 )) s: $why"
+check "  ...saying why" grep -q "no vmon here has the guest, and the agent at the source host1 has been away for 15 s" <<<"$why"
+mid_runs1() { "$FERRY_BIN/vmon" ctl "$(mid_sock1)" status | grep -qi running; }
+check "mid's vmon on host1 still runs it" mid_runs1
+lab start host1 >/dev/null
+check "host1's agent is back" wait_for 20 "3 members everywhere" synced3
+check "mid home again" wait_for 10 "mid home" mid_home
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
 
 echo "== a migration's source dies mid-way"
 # mid again, to host2 at 10 Mbit/s; then host1, mid's vmon with it, dies

@@ -531,15 +531,17 @@ check "a timeout already passed is refused (rc $rc), saying so" \
 	sh -c "[ $rc -eq 1 ] && echo '$out' | grep -q 'would end it at once'"
 check "  ...and changes nothing" [ "$(mstat s11 "m['settings']['timeout_s'], m['state']")" = "300 precopy" ]
 t=$(date +%s)
-"$VMON" ctl "$TMP/s11.sock" migrate-set --bandwidth 400 --timeout-s 120 >/dev/null 2>&1 && rc=0 || rc=$?
+"$VMON" ctl "$TMP/s11.sock" migrate-set --bandwidth 400 --timeout-s 120 >"$TMP/set2.out" 2>&1 && rc=0 || rc=$?
 check "migrate-set --bandwidth 400 --timeout-s 120 succeeds (rc $rc)" [ "$rc" -eq 0 ]
+[ "$rc" -eq 0 ] || sed 's/^/   | /' "$TMP/set2.out"
 # ~20 MB of round 1 left: 50 s at 8 Mbit/s, well under a second at 400.
 check "  ...round 1 then ends within seconds" wait_for "[ \$(mstat s11 \"len(m['round_stats'])\") -ge 2 ]" 10
 echo "   round 1 ended $(( $(date +%s) - t )) s after the cap went up"
 check "the rounds go on above the 1 ms target" \
 	sh -c "[ ! -s '$TMP/m11.rc' ] && [ $(mstat s11 "m['state']") = precopy ]"
-"$VMON" ctl "$TMP/s11.sock" migrate-set --downtime-ms 2000 >/dev/null 2>&1 && rc=0 || rc=$?
+"$VMON" ctl "$TMP/s11.sock" migrate-set --downtime-ms 2000 >"$TMP/set3.out" 2>&1 && rc=0 || rc=$?
 check "migrate-set --downtime-ms 2000 succeeds (rc $rc)" [ "$rc" -eq 0 ]
+[ "$rc" -eq 0 ] || sed 's/^/   | /' "$TMP/set3.out"
 check "  ...and the migration completes" wait_for "[ -s '$TMP/m11.rc' ]" 20
 rc=$(cat "$TMP/m11.rc" 2>/dev/null || echo none)
 check "migrate --wait exits 0 ($rc)" [ "$rc" = 0 ]

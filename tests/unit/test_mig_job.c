@@ -3,7 +3,9 @@
  * change, that a refusal changes nothing, and that what is not given
  * stays. A job in each state is made by hand; no migration runs.
  * And that a start after a finished job does not wait on that job's
- * thread while holding the lock the thread still needs.
+ * thread while holding the lock the thread still needs; that a migrate
+ * request with a bad handover file is refused before anything starts;
+ * and how write_file_atomic, which writes that file, leaves a directory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,12 +14,15 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/util.h"
+#include "migrate/mig_ctl.h"
 #include "migrate/mig_live.h"
 
 static struct vm vm;
@@ -155,12 +160,74 @@ static void test_start_joins_unlocked(void **state)
 	mig_job_join(&j);
 }
 
+/* Refused with a clear message, and no job begun: nothing to join, no state. */
+static void test_handover_refused(void **state)
+{
+	static const struct { const char *file, *tag; } bad[] = {
+		{ "relative/vm1.handover", "7" },
+		{ "/run/vm1.handover", NULL },
+		{ "/run/vm1.handover", "" },
+		{ "/run/vm1.handover", "7 8" },
+		{ "/run/vm1.handover", "7\n" },
+	};
+	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
+	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
+	struct mig_ctl c;
+
+	(void)state;
+	mig_ctl_init(&c, NULL, 0);
+	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE;
+	req.migrate = &mg;
+	mg.uri = "tcp:127.0.0.1:1";
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		Ferry__Ctl__Response resp = FERRY__CTL__RESPONSE__INIT;
+
+		mg.handover_file = (char *)bad[i].file;
+		mg.handover_tag = (char *)bad[i].tag;
+		assert_true(c.ext.handle(c.ext.opaque, &vm, &req, &resp));
+		assert_int_equal(resp.error, -EINVAL);
+		assert_non_null(strstr(resp.message, "handover file must be an absolute path"));
+		assert_int_equal(c.job.prog.state, MIG_JOB_NONE);
+		assert_false(c.job.thread_live);
+	}
+}
+
+static void test_write_file_atomic(void **state)
+{
+	char dir[] = "/tmp/ferry-test-atomic.XXXXXX", path[128], tmp[160], buf[64];
+	int fd;
+	ssize_t n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm1.handover", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	assert_int_equal(write_file_atomic(path, "7 tcp:a:1\n", 10), 0);
+	/* A second write replaces the first whole. */
+	assert_int_equal(write_file_atomic(path, "8 tcp:b:2\n", 10), 0);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_int_equal(n, 10);
+	assert_memory_equal(buf, "8 tcp:b:2\n", 10);
+	assert_int_equal(access(tmp, F_OK), -1);
+	/* No such directory: an error, and nothing made. */
+	snprintf(path, sizeof(path), "%s/gone/vm1.handover", dir);
+	assert_int_equal(write_file_atomic(path, "x", 1), -ENOENT);
+	snprintf(path, sizeof(path), "%s/vm1.handover", dir);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_states),
 		cmocka_unit_test(test_set_values),
 		cmocka_unit_test(test_start_joins_unlocked),
+		cmocka_unit_test(test_handover_refused),
+		cmocka_unit_test(test_write_file_atomic),
 	};
 
 	snprintf(vm.cfg.name, sizeof(vm.cfg.name), "vm1");
