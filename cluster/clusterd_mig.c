@@ -617,7 +617,7 @@ static void *follow_run(void *arg)
 	struct agent *a = j->a;
 	Ferry__Cluster__MigrationResult r = FERRY__CLUSTER__MIGRATION_RESULT__INIT;
 	Ferry__Ctl__Response *resp;
-	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 128], note[CL_ERR_LEN + 64];
+	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 128], note[CL_ERR_LEN + 64], path[PATH_MAX];
 
 	resp = follow_vmon(j, err, sizeof(err));
 	if (resp) {
@@ -639,6 +639,9 @@ static void *follow_run(void *arg)
 	pthread_mutex_unlock(&a->lock);
 	log_info("%s", r.ok ? "migration done" : msg);
 	mig_end_sync(a, j->vm, j->id, &r);
+	/* The cluster has the end: the record speaks for nothing any more. */
+	if (!j->dry_run && handover_path(a, j->vm, path, sizeof(path)))
+		unlink(path);
 	if (resp)
 		ferry__ctl__response__free_unpacked(resp, NULL);
 	pthread_mutex_lock(&a->lock);

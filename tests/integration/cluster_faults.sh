@@ -287,6 +287,10 @@ first2=$(counts_on host2 | head -1)
 last3=$(counts_on host3 | tail -1)
 echo "  the count ends at $last3 on host3 and goes on from $first2 on host2"
 check "  ...without a gap or a repeat" test "$first2" = $((last3 + 1))
+# host3's agent followed this migration to its end: the record of the
+# handover speaks for nothing any more, and goes.
+check "host3 drops vm1's handover record" wait_for 5 "no record" \
+	test ! -e "$LAB_DIR/host3/run/vm1.handover"
 check "exactly one vmon runs vm1" wait_for 10 "one vmon of vm1" one_vmon vm1
 lab kill host2 --agent >/dev/null
 lab start host2 >/dev/null
