@@ -146,6 +146,8 @@ struct agent {
 	size_t n_unrep;
 	/* migration ids taken up here, so a reconcile starts each once */
 	struct src_away { uint64_t id, since_ns; } src_away[CL_SRC_AWAY_MAX];
+	uint64_t gone_both[CL_SRC_AWAY_MAX];   /* clusterd_mig.c: gone_both_has */
+	unsigned gone_both_next;
 	uint64_t handled[CL_HANDLED_MAX];
 	unsigned handled_next;
 

@@ -756,10 +756,34 @@ static void source_gone_send(struct agent *a, const Ferry__Cluster__Vm *vm, bool
 			  vm->migration->destination);
 }
 
+/* Migration ids whose source said its vmon is gone while ours was gone too. */
+static bool gone_both_has(const struct agent *a, uint64_t id)
+{
+	for (unsigned i = 0; i < CL_SRC_AWAY_MAX; i++)
+		if (a->gone_both[i] == id)
+			return true;
+	return false;
+}
+
 void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone *g)
 {
 	struct local_vm *in = agent_local(a, g->vm, true);
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, g->vm);
 
+	/*
+	 * No vmon here either (it ended, its entry went): nothing of the
+	 * migration runs anywhere, and only this says so. Remembered by id,
+	 * for reconcile_dest.
+	 */
+	if (!in && vm && vm->migration && vm->migration->id == g->id &&
+	    !strcmp(vm->migration->destination, a->name) && handled_has(a, g->id) &&
+	    !gone_both_has(a, g->id)) {
+		a->gone_both[a->gone_both_next++ % CL_SRC_AWAY_MAX] = g->id;
+		log_info("migrate: %s: the vmon at the source %s has exited, and ours had ended; "
+			 "settling", g->vm, g->source);
+		agent_wake(a);
+		return;
+	}
 	if (!in || in->mig_id != g->id || in->source_gone)
 		return;
 	in->source_gone = true;
@@ -885,14 +909,14 @@ static void reconcile_dest(struct agent *a, Ferry__Cluster__Vm *vm, struct local
 			incoming_start(a, vm);
 		return;
 	}
-	told = in && in->source_gone;
+	told = (in && in->source_gone) || (!in && gone_both_has(a, m->id));
 	away = src_away_since(a, m->id, !src_on);
 	if (src_on && !told)
 		return;
 	took = incoming_took_over(in);
 	node = agent_node_up(a, m->source);
 	/* Ours holds the guest (the COMMIT lost), and the source had the ACK. */
-	handed = told && in->source_handed && !in->ended;
+	handed = told && in && in->source_handed && !in->ended;
 	/*
 	 * Ours ended without the guest (its entry gone with it), and the
 	 * source's agent stays away past any corosync verdict on its node:
@@ -921,6 +945,9 @@ static void reconcile_dest(struct agent *a, Ferry__Cluster__Vm *vm, struct local
 	else if (!node)
 		mig_end_async(a, vm, false, "source %s left the cluster; the migration is void",
 			      m->source);
+	else if (told && !in)
+		mig_end_async(a, vm, false, "the vmon at the source %s has exited, and the one "
+			      "here had ended without the guest; the migration is void", m->source);
 	else
 		mig_end_async(a, vm, false, "%s at the source %s ended before the guest ran here; "
 			      "the migration is void", told ? "the vmon" : "the agent", m->source);

@@ -410,6 +410,29 @@ check "host1's agent is back" wait_for 20 "3 members everywhere" synced3
 check "mid home again" wait_for 10 "mid home" mid_home
 check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
 
+echo "== both vmons end while the source's agent is down"
+# host1's agent is killed mid-stream, then mid's vmon there: the stream
+# breaks and host3's vmon ends without the guest. host1's next agent finds
+# no vmon and says so, and host3 has none left either. Before, host3
+# waited for good (host1's agent was back, so no time limit ran); now it
+# voids the migration, and host1 starts mid afresh from its image.
+mid_to_host3_streaming
+lab kill host1 --agent >/dev/null
+pkill -9 -f -- "--control $LAB_DIR/host1/run/mid[.]" || true
+no_in3() { ! pgrep -f -- "--control $LAB_DIR/host3/run/mid[.]in[.]sock" >/dev/null; }
+check "host3's vmon ends without the guest" wait_for 20 "host3's vmon gone" no_in3
+lab start host1 >/dev/null
+check "the migration ends, failed" wait_for 20 "migration over" mig_is host2 mid "over failed"
+why=$(vm_field host2 mid 'j["vm"]["last_migration"]["error"]')
+echo "  $why"
+check "  ...saying neither vmon is left" grep -q \
+	"the vmon at the source host1 has exited, and the one here had ended without the guest" <<<"$why"
+mid_runs_new() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/host1/run/mid.sock" status 2>/dev/null |
+	grep -qi running; }
+check "host1 starts mid again, from its image" wait_for 30 "mid restarted" mid_runs_new
+check "mid home again" wait_for 10 "mid home" mid_home
+check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
+
 echo "== a migration's source dies mid-way"
 # mid again, to host2 at 10 Mbit/s; then host1, mid's vmon with it, dies
 # mid-stream. The guest is gone with its host; what must not happen is a
