@@ -51,6 +51,12 @@
 #define CL_UNREPORTED_MAX 64
 #define CL_UNREPORTED_RESEND_MS 5000
 
+/* The last CL_HANDLED_MAX migration ids seen for some purpose (a ring). */
+struct mig_ids {
+	uint64_t id[CL_HANDLED_MAX];
+	unsigned next;
+};
+
 /* A vmon of this node. */
 struct local_vm {
 	struct local_vm *next;
@@ -144,12 +150,12 @@ struct agent {
 	uint64_t ha_stuck_ns;  /* the last time VMs that fit nowhere were named */
 	struct unreported unrep[CL_UNREPORTED_MAX];
 	size_t n_unrep;
-	/* migration ids taken up here, so a reconcile starts each once */
+	/* destination: since when each migration's source agent is away */
 	struct src_away { uint64_t id, since_ns; } src_away[CL_SRC_AWAY_MAX];
-	uint64_t gone_both[CL_SRC_AWAY_MAX];   /* clusterd_mig.c: gone_both_has */
-	unsigned gone_both_next;
-	uint64_t handled[CL_HANDLED_MAX];
-	unsigned handled_next;
+	/* migration ids taken up here, so a reconcile starts each once */
+	struct mig_ids handled;
+	/* destination, no vmon left: the source said its vmon is gone too */
+	struct mig_ids gone_both;
 
 	struct cl_server *srv;
 	int wake_fd;

@@ -134,21 +134,32 @@ static void *incoming_run(void *arg)
 	return NULL;
 }
 
-/* Migrations this node already took up (dest: its vmon; source: following). */
-static bool handled_has(const struct agent *a, uint64_t id)
+static bool ids_has(const struct mig_ids *r, uint64_t id)
 {
 	for (unsigned i = 0; i < CL_HANDLED_MAX; i++)
-		if (a->handled[i] == id)
+		if (r->id[i] == id)
 			return true;
 	return false;
 }
 
+/* Add id unless there: whether it was new. */
+static bool ids_once(struct mig_ids *r, uint64_t id)
+{
+	if (ids_has(r, id))
+		return false;
+	r->id[r->next++ % CL_HANDLED_MAX] = id;
+	return true;
+}
+
+/* Migrations this node already took up (dest: its vmon; source: following). */
+static bool handled_has(const struct agent *a, uint64_t id)
+{
+	return ids_has(&a->handled, id);
+}
+
 static bool handled_once(struct agent *a, uint64_t id)
 {
-	if (handled_has(a, id))
-		return false;
-	a->handled[a->handled_next++ % CL_HANDLED_MAX] = id;
-	return true;
+	return ids_once(&a->handled, id);
 }
 
 /* lv for v, this node's vmon for vm's migration in (lock held). */
@@ -756,15 +767,6 @@ static void source_gone_send(struct agent *a, const Ferry__Cluster__Vm *vm, bool
 			  vm->migration->destination);
 }
 
-/* Migration ids whose source said its vmon is gone while ours was gone too. */
-static bool gone_both_has(const struct agent *a, uint64_t id)
-{
-	for (unsigned i = 0; i < CL_SRC_AWAY_MAX; i++)
-		if (a->gone_both[i] == id)
-			return true;
-	return false;
-}
-
 void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone *g)
 {
 	struct local_vm *in = agent_local(a, g->vm, true);
@@ -777,8 +779,7 @@ void agent_mig_source_gone(struct agent *a, const Ferry__Cluster__MigSourceGone 
 	 */
 	if (!in && vm && vm->migration && vm->migration->id == g->id &&
 	    !strcmp(vm->migration->destination, a->name) && handled_has(a, g->id) &&
-	    !gone_both_has(a, g->id)) {
-		a->gone_both[a->gone_both_next++ % CL_SRC_AWAY_MAX] = g->id;
+	    ids_once(&a->gone_both, g->id)) {
 		log_info("migrate: %s: the vmon at the source %s has exited, and ours had ended; "
 			 "settling", g->vm, g->source);
 		agent_wake(a);
@@ -909,7 +910,7 @@ static void reconcile_dest(struct agent *a, Ferry__Cluster__Vm *vm, struct local
 			incoming_start(a, vm);
 		return;
 	}
-	told = (in && in->source_gone) || (!in && gone_both_has(a, m->id));
+	told = (in && in->source_gone) || (!in && ids_has(&a->gone_both, m->id));
 	away = src_away_since(a, m->id, !src_on);
 	if (src_on && !told)
 		return;
