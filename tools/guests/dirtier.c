@@ -24,7 +24,9 @@
  * tick_us=N sleeping N microseconds between looks (idle, N us resolution).
  * Live values: "filled" (1 once every vCPU finished filling),
  * "pages_written" (total; with several vCPUs updated every 64 pages),
- * "pages_written.vcpuN" (several vCPUs only, exact), "max_stall_ns".
+ * "pages_written.vcpuN" (several vCPUs only, exact), "max_stall_ns",
+ * "run_id" (the TSC at boot: it moves with a migrated or restored guest and
+ * differs for a new run, which is how tools/clsoak tells them apart).
  */
 #include "rt.h"
 
@@ -37,6 +39,7 @@
 static struct rt_padded_u64 written[GABI_MAX_VCPUS];
 static volatile uint64_t total_written;
 static volatile uint64_t filled;
+static volatile uint64_t run_id;
 static struct rt_spin_barrier bar;
 
 static const char *const known_args[] = { "ws", "rate", "secs", "fill", "fillsz", "tick_us",
@@ -218,6 +221,8 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 	j.mine = &written[cpu].v;
 
 	if (cpu == 0) {
+		run_id = rt_rdtsc();
+		rt_publish("run_id", &run_id);
 		rt_publish("filled", &filled);
 		rt_publish("pages_written", nr > 1 ? &total_written : &written[0].v);
 		rt_printf("dirtier: ws=%lu KiB (%lu pages) at 0x%lx, rate=%lu pages/s%s, "
