@@ -19,6 +19,14 @@
  *
  * A unit that fits nowhere is reported with the reason that held for
  * every host, and the plan carries on without it: it never loops.
+ *
+ * Memory is hard, CPU is not: a host in maintenance must be emptied, and
+ * an HA VM must run somewhere. A unit that no host takes under cpu-cap-pct
+ * goes to the host with its memory free (and the rules, and most soft
+ * rules satisfied) whose CPU demand ends lowest, and the move says how far
+ * over the cap that host goes (cpu_over_pct). Contention slows guests;
+ * a maintenance mode that cannot finish, or an HA VM left down, loses
+ * them. (vSphere's maintenance mode and HA also oversubscribe CPU.)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +42,7 @@ struct evac {
 	size_t src;
 	size_t *unit;                  /* per VM: union-find parent */
 	int *target;                   /* per VM: chosen host, -1 none */
+	double *over_pct;              /* per VM: 0, or its target's CPU demand past the cap */
 	size_t stuck_cap;
 };
 
@@ -103,18 +112,23 @@ static size_t unit_conflict(const struct evac *e, const size_t *members, size_t 
 	return 0;
 }
 
-/* Place one unit; a reason in why/reason when it cannot go anywhere. */
+/*
+ * Place one unit; a reason in why/reason when it cannot go anywhere. Over
+ * the CPU cap only where no host takes it under it: *over_pct is then the
+ * target's CPU demand after, in % of its CPUs.
+ */
 static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_plan_why *why,
-		       char *reason, size_t len)
+		       char *reason, size_t len, double *over_pct)
 {
 	const struct cl_plan_input *in = e->in;
 	uint64_t mem = 0;
-	double cpu = 0, best_load = 0;
+	double cpu = 0, best_load = 0, over_ratio = 0;
 	bool any_compat = false, any_allowed = false;
 	size_t first_rule = unit_conflict(e, members, n);
-	unsigned best_soft = 0;
-	long pick = -1;
+	unsigned best_soft = 0, over_soft = 0;
+	long pick = -1, over = -1;
 
+	*over_pct = 0;
 	if (first_rule) {
 		*why = CL_PLAN_WHY_RULE;
 		snprintf(reason, len, "rule '%s' (%s) keeps apart VMs that affinity binds together",
@@ -151,8 +165,17 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 		if (!ok)
 			continue;
 		any_allowed = true;
-		if (!work_room(&e->w, t, mem, cpu))
+		if (!work_room(&e->w, t, mem, cpu)) {
+			double ratio = (e->w.cpu[t] + cpu) / in->hosts[t].cpus;
+
+			if (e->w.mem[t] + mem <= in->hosts[t].mem_bytes &&
+			    (over < 0 || soft > over_soft || (soft == over_soft && ratio < over_ratio))) {
+				over = (long)t;
+				over_soft = soft;
+				over_ratio = ratio;
+			}
 			continue;
+		}
 		load = work_load_of(in, t, e->w.cpu[t] + cpu, e->w.mem[t] + mem);
 		if (pick < 0 || soft > best_soft || (soft == best_soft && load < best_load)) {
 			pick = (long)t;
@@ -162,6 +185,10 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 	}
 	if (pick >= 0)
 		return pick;
+	if (over >= 0) {
+		*over_pct = over_ratio * 100.0;
+		return over;
+	}
 	if (!any_compat) {
 		*why = CL_PLAN_WHY_NO_COMPATIBLE_HOST;
 		snprintf(reason, len, "no active host other than %s runs CPU model %s",
@@ -172,9 +199,8 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 			 in->rules[first_rule - 1].name, rule_kind_name(in->rules[first_rule - 1].kind));
 	} else {
 		*why = CL_PLAN_WHY_NO_ROOM;
-		snprintf(reason, len,
-			 "no compatible host allowed by the rules has %llu MiB and %.1f CPUs free",
-			 (unsigned long long)(mem >> 20), cpu);
+		snprintf(reason, len, "no compatible host allowed by the rules has %llu MiB free",
+			 (unsigned long long)(mem >> 20));
 	}
 	if (n > 1) {
 		size_t l = strlen(reason);
@@ -214,6 +240,7 @@ static int place_all(struct evac *e, size_t *list, size_t n, struct cl_plan *out
 	for (size_t i = 0; !ret && i < n; i++) {
 		size_t root = uf_find(e->unit, list[i]), k = 0;
 		enum cl_plan_why why = CL_PLAN_WHY_NO_ROOM;
+		double over_pct;
 		long t;
 
 		if (e->target[list[i]] != -1)
@@ -222,9 +249,10 @@ static int place_all(struct evac *e, size_t *list, size_t n, struct cl_plan *out
 			if (uf_find(e->unit, list[j]) == root)
 				members[k++] = list[j];
 		}
-		t = unit_place(e, members, k, &why, reason, sizeof(reason));
+		t = unit_place(e, members, k, &why, reason, sizeof(reason), &over_pct);
 		for (size_t j = 0; j < k; j++) {
 			e->target[members[j]] = t >= 0 ? (int)t : -2;
+			e->over_pct[members[j]] = over_pct;
 			if (t >= 0)
 				work_move(&e->w, members[j], (size_t)t);
 			else
@@ -319,6 +347,7 @@ static int moves_build(struct evac *e, struct cl_plan *out)
 		m.vm_name = in->vms[v].name;
 		m.from = in->hosts[e->src].name;
 		m.to = in->hosts[e->target[v]].name;
+		m.cpu_over_pct = e->over_pct[v];
 		cl_plan_cost(in, v, bw, &m.cost);
 		if (plan_moves_add(out, &cap, &m))
 			return -ENOMEM;
@@ -434,8 +463,9 @@ int cl_plan_evacuate(const struct cl_plan_input *in, const char *host, struct cl
 	ret = -ENOMEM;
 	e.unit = malloc(nv * sizeof(*e.unit));
 	e.target = malloc(nv * sizeof(*e.target));
+	e.over_pct = calloc(nv, sizeof(*e.over_pct));
 	list = malloc(nv * sizeof(*list));
-	if (!e.unit || !e.target || !list)
+	if (!e.unit || !e.target || !e.over_pct || !list)
 		goto out;
 	for (size_t v = 0; v < in->n_vms; v++) {
 		e.unit[v] = v;
@@ -451,6 +481,7 @@ out:
 		cl_plan_free(out);
 	free(e.unit);
 	free(e.target);
+	free(e.over_pct);
 	free(list);
 	work_free(&e.w);
 	return ret;

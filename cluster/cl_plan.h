@@ -167,11 +167,14 @@ struct cl_plan_move {
 	double imbalance_after;
 	double start_ms;               /* evacuation: predicted start and end from plan start */
 	double end_ms;
+	double cpu_over_pct;           /* evacuation: 0, or placed over cpu_cap_pct where no
+					  host had room under it: the target's CPU demand
+					  after, in % of its CPUs */
 };
 
 enum cl_plan_why {
 	CL_PLAN_WHY_NO_COMPATIBLE_HOST = 1, /* no active host runs its CPU model */
-	CL_PLAN_WHY_NO_ROOM,                /* compatible hosts allowed by the rules lack memory or CPU */
+	CL_PLAN_WHY_NO_ROOM,                /* compatible hosts allowed by the rules lack memory */
 	CL_PLAN_WHY_RULE,                   /* every compatible host is ruled out by a rule */
 	CL_PLAN_WHY_IN_FLIGHT,              /* a migration of it is already in flight */
 	CL_PLAN_WHY_CANCELLED,              /* an operator cancelled its move during this evacuation */

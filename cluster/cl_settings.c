@@ -27,7 +27,8 @@ const struct cl_setting cl_settings[CL_SET_NR] = {
 	[CL_SET_HOLDDOWN_S] = { "holddown-s", "s", 1, 7 * 86400, CL_PLAN_DEFAULT_HOLDDOWN_S, S(holddown_s),
 	  "the balancer leaves a VM this long after it moved" },
 	[CL_SET_CPU_CAP_PCT] = { "cpu-cap-pct", "%", 1, 1000, CL_PLAN_DEFAULT_CPU_CAP_PCT, S(cpu_cap_pct),
-	  "CPU demand a target may reach, in % of its CPUs (planner)" },
+	  "CPU demand a target may reach, in % of its CPUs (the balancer; an "
+	  "evacuation or HA restart passes it where no host has room under it)" },
 	[CL_SET_HA_FENCE_S] = { "ha-fence-s", "s", 5, 3600, CL_HA_DEFAULT_FENCE_S, S(ha_fence_s),
 	  "an HA VM's vmon stops this long after its agent's last keepalive; the VM is "
 	  "recovered elsewhere 10 s later (fixed while HA VMs run)" },

@@ -74,7 +74,15 @@ static void recover_host(struct agent *a, const char *host, uint64_t lost_ms)
 			c.lost_ms = lost_ms;
 			cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_RECOVER;
 			cmd.vm_recover = &c;
-			if (!agent_propose_async(a, &cmd))
+			if (agent_propose_async(a, &cmd))
+				continue;
+			if (plan.moves[i].cpu_over_pct > 0)
+				log_warn("ha: %s: host %s lost for %llu s: restarting it on %s, over "
+					 "the CPU cap: no host had room under it, and %s's CPU "
+					 "demand becomes %.0f %% of its CPUs", vm->name, host,
+					 (unsigned long long)(lost_ms / 1000), plan.moves[i].to,
+					 plan.moves[i].to, plan.moves[i].cpu_over_pct);
+			else
 				log_warn("ha: %s: host %s lost for %llu s: restarting it on %s",
 					 vm->name, host, (unsigned long long)(lost_ms / 1000),
 					 plan.moves[i].to);

@@ -81,7 +81,13 @@ static void move_start(struct agent *a, const struct cl_plan_move *m, const char
 	c.reason = (char *)reason;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;
-	if (!agent_propose_async(a, &cmd))
+	if (agent_propose_async(a, &cmd))
+		return;
+	if (m->cpu_over_pct > 0)
+		log_warn("%s: %s %s -> %s (predicted %.0f ms), over the CPU cap: no host had "
+			 "room under it, and %s's CPU demand becomes %.0f %% of its CPUs", reason,
+			 m->vm_name, m->from, m->to, m->cost.total_ms, m->to, m->cpu_over_pct);
+	else
 		log_info("%s: %s %s -> %s (predicted %.0f ms)", reason, m->vm_name, m->from,
 			 m->to, m->cost.total_ms);
 }

@@ -439,6 +439,7 @@ static Ferry__Cluster__PlanInfo *plan_info(struct agent *a, const struct cl_plan
 		pm->bytes = m->cost.bytes;
 		pm->imbalance_before = m->imbalance_before;
 		pm->imbalance_after = m->imbalance_after;
+		pm->cpu_over_pct = m->cpu_over_pct;
 		pi->moves[pi->n_moves++] = pm;
 	}
 	for (size_t i = 0; pi->stuck && i < p->n_stuck; i++) {

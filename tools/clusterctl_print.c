@@ -221,8 +221,12 @@ void clusterctl_print_plan(const Ferry__Cluster__Response *r)
 	for (size_t i = 0; i < p->n_moves; i++) {
 		const Ferry__Cluster__PlanMove *m = p->moves[i];
 
-		printf("  %-16s %s -> %s  (%.0f ms, downtime %.1f ms, %.1f MB)\n", m->vm, m->from,
+		printf("  %-16s %s -> %s  (%.0f ms, downtime %.1f ms, %.1f MB)", m->vm, m->from,
 		       m->to, m->total_ms, m->downtime_ms, m->bytes / 1e6);
+		if (m->cpu_over_pct > 0)
+			printf("  over the CPU cap: %s at %.0f %% of its CPUs", m->to,
+			       m->cpu_over_pct);
+		putchar('\n');
 	}
 }
 

@@ -436,6 +436,61 @@ static void test_balance_fixed_point(void **state)
 
 /* ---- evacuation ---------------------------------------------------------- */
 
+/*
+ * CPU is soft in an evacuation, memory hard: with no host under the CPU cap
+ * a VM goes to the one whose demand ends lowest, and the move says how far
+ * over (a soak found a 3-node lab whose maintenance mode could not finish
+ * for want of "2.0 CPUs free"); one with no host's memory free stays.
+ */
+static void test_evacuate_cpu_over_cap(void **state)
+{
+	struct fx *f = *state;
+	const struct cl_plan_move *m;
+	const struct cl_plan_stuck *s;
+
+	host_add(f->st, "src", 3, 2, 64)->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	host_add(f->st, "b", 3, 2, 8);
+	host_add(f->st, "c", 3, 2, 8);
+	vm_add(f->st, "busy", "x86-64-v2", 2, "src");
+	vm_add(f->st, "fat", "x86-64-v2", 7, "src");
+	vm_add(f->st, "hogb", "x86-64-v2", 2, "b");
+	vm_add(f->st, "hogc", "x86-64-v2", 2, "c");
+	fig(f, "busy", 200, 0);
+	fig(f, "fat", 10, 0);
+	fig(f, "hogb", 150, 0);
+	fig(f, "hogc", 100, 0);
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	assert_int_equal(f->plan.n_moves, 1);
+	m = move_of(&f->plan, "busy");
+	assert_non_null(m);
+	assert_string_equal(m->to, "c");   /* 150 % after, against b's 175 % */
+	assert_true(fabs(m->cpu_over_pct - 150.0) < 1e-6);
+	s = stuck_of(&f->plan, "fat");
+	assert_non_null(s);
+	assert_int_equal(s->why, CL_PLAN_WHY_NO_ROOM);
+	assert_non_null(strstr(s->reason, "has 7168 MiB free"));
+
+	/* Room under the cap: no mark. */
+	f->cfg.cpu_cap_pct = 200;
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	m = move_of(&f->plan, "busy");
+	assert_non_null(m);
+	assert_string_equal(m->to, "c");
+	assert_true(m->cpu_over_pct == 0);
+
+	/* HA restarts place the same way: over the cap rather than not at all. */
+	f->cfg.cpu_cap_pct = 100;
+	f->st->vms[0]->ha = true;
+	build(f);
+	f->in->hosts[0].active = false;
+	assert_int_equal(cl_ha_plan(f->in, "src", &f->plan), 0);
+	m = move_of(&f->plan, "busy");
+	assert_non_null(m);
+	assert_true(m->cpu_over_pct > 100);
+}
+
 static void test_evacuate_partial(void **state)
 {
 	struct fx *f = *state;
@@ -741,6 +796,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_evacuate_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balance_fixed_point, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_partial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_cpu_over_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_settings_witness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ha_plan, setup, teardown),
