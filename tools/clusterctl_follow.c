@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -361,6 +362,31 @@ static int vm_stop_one(struct clusterctl *c, const char *vm)
 #define EVACUATE_STALL_S 60
 
 /*
+ * Say once per VM that the plan sends it over the CPU cap (no host has room
+ * under it): the operator should know the host it lands on is contended.
+ * said: "\nvm1\nvm2\n..." of those said so far.
+ */
+static void say_over_cap(const Ferry__Cluster__PlanInfo *p, const char *host, bool tty,
+			 char *said, size_t len)
+{
+	for (size_t i = 0; i < p->n_moves; i++) {
+		const Ferry__Cluster__PlanMove *m = p->moves[i];
+		char key[256];
+		size_t n = strlen(said);
+
+		if (m->cpu_over_pct <= 0 || strlen(m->vm) + 3 > sizeof(key))
+			continue;
+		snprintf(key, sizeof(key), "\n%s\n", m->vm);
+		if (strstr(said, key) || n + strlen(key) >= len)
+			continue;
+		snprintf(said + n, len - n, "%s", n ? key + 1 : key);
+		fprintf(stderr, "%sevacuating %s: %s goes to %s over the CPU cap, which %s "
+			"takes to %.0f %% of its CPUs: no host has room under it\n",
+			tty ? "\r\033[K" : "", host, m->vm, m->to, m->to, m->cpu_over_pct);
+	}
+}
+
+/*
  * Enter maintenance and follow the evacuation until HOST is empty, or
  * until only VMs that cannot leave are left (and nothing moves).
  */
@@ -374,6 +400,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	bool tty = isatty(2) && !c->json;
 	double t0 = mono_ms(), moved_at = mono_ms();
 	uint32_t start_remaining = 0, last_remaining = UINT32_MAX;
+	char said[1024] = "";
 	int status, quiet = 0;
 
 	m.host = (char *)host;
@@ -397,6 +424,8 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		p = r->plan;
 		if (!start_remaining)
 			start_remaining = p->remaining;
+		if (!c->json)
+			say_over_cap(p, host, tty, said, sizeof(said));
 		if (p->remaining != last_remaining) {
 			/* Not a terminal: a line per change instead of a live one. */
 			if (!tty && !c->json)

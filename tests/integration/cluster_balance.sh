@@ -89,12 +89,17 @@ echo "== maintenance"
 # measure whatever share they got lately: five of them may not fit two
 # hosts of "2 CPUs" at the default cap of 100 %. They leave all the same:
 # an evacuation places over the CPU cap where no host has room under it
-# (memory stays hard), and says so in the agents' logs.
+# (memory stays hard), and says so. A cap of 1 % puts every move over it,
+# so that this run shows what the operator is told.
+check "config set cpu-cap-pct 1" ctl host2 clusterctl config set cpu-cap-pct 1
 out=$(lab_exec host3 clusterctl host maintenance host1 enter 2>&1) && rc=0 || rc=$?
 echo "$out" | sed 's/^/  /'
 check "enter ends, non-zero, naming the VM that cannot leave" bash -c \
 	"[ $rc = 1 ] && grep -q 'pin: .*no active host other than host1 runs CPU model host' <<<\"\$1\"" _ "$out"
 check "it showed progress" grep -q "evacuating host1" <<<"$out"
+check "it said which VMs go over the CPU cap" grep -q \
+	"evacuating host1: .* goes to host[23] over the CPU cap, which host[23] takes to [0-9]* % of its CPUs" <<<"$out"
+check "so did the leader's log" bash -c "grep -q 'evacuation: .* over the CPU cap: no host had room under it' '$LAB_DIR'/host*/clusterd.log"
 check "host1 keeps only pin" test "$(vms_on host1)" = 1
 check "$ra and $rb still apart after the evacuation" apart
 check "every guest still runs" all_running
