@@ -60,6 +60,15 @@ const char *cl_plan_why_name(enum cl_plan_why why)
 	return "?";
 }
 
+const char *cl_plan_over_cap_note(const struct cl_plan_move *m, char *buf, size_t len)
+{
+	if (m->cpu_over_pct <= 0)
+		return "";
+	snprintf(buf, len, ", over the CPU cap: no host had room under it, and %s's CPU demand "
+		 "becomes %.0f %% of its CPUs", m->to, m->cpu_over_pct);
+	return buf;
+}
+
 static int config_check(const struct cl_plan_config *c, char *err, size_t err_len)
 {
 	const char *bad = NULL;

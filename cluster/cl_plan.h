@@ -181,6 +181,11 @@ enum cl_plan_why {
 };
 
 const char *cl_plan_why_name(enum cl_plan_why why);
+/*
+ * For the logs of an evacuation's or HA restart's move: ", over the CPU cap:
+ * ..." when it passes cpu_cap_pct (in buf), "" when not.
+ */
+const char *cl_plan_over_cap_note(const struct cl_plan_move *m, char *buf, size_t len);
 
 struct cl_plan_stuck {
 	size_t vm;

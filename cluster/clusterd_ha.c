@@ -55,7 +55,7 @@ static void recover_host(struct agent *a, const char *host, uint64_t lost_ms)
 {
 	struct cl_plan_input *in = NULL;
 	struct cl_plan plan;
-	char err[CL_ERR_LEN];
+	char err[CL_ERR_LEN], over[CL_ERR_LEN];
 
 	if (agent_plan_input(a, &in, err, sizeof(err))) {
 		log_warn("ha: %s: %s", host, err);
@@ -74,18 +74,11 @@ static void recover_host(struct agent *a, const char *host, uint64_t lost_ms)
 			c.lost_ms = lost_ms;
 			cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_RECOVER;
 			cmd.vm_recover = &c;
-			if (agent_propose_async(a, &cmd))
-				continue;
-			if (plan.moves[i].cpu_over_pct > 0)
-				log_warn("ha: %s: host %s lost for %llu s: restarting it on %s, over "
-					 "the CPU cap: no host had room under it, and %s's CPU "
-					 "demand becomes %.0f %% of its CPUs", vm->name, host,
-					 (unsigned long long)(lost_ms / 1000), plan.moves[i].to,
-					 plan.moves[i].to, plan.moves[i].cpu_over_pct);
-			else
-				log_warn("ha: %s: host %s lost for %llu s: restarting it on %s",
+			if (!agent_propose_async(a, &cmd))
+				log_warn("ha: %s: host %s lost for %llu s: restarting it on %s%s",
 					 vm->name, host, (unsigned long long)(lost_ms / 1000),
-					 plan.moves[i].to);
+					 plan.moves[i].to,
+					 cl_plan_over_cap_note(&plan.moves[i], over, sizeof(over)));
 		}
 		if (plan.n_stuck && now_ns() - a->ha_stuck_ns >= HA_STUCK_LOG_MS * 1000000ull) {
 			a->ha_stuck_ns = now_ns();

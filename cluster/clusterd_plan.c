@@ -75,21 +75,17 @@ static void move_start(struct agent *a, const struct cl_plan_move *m, const char
 {
 	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	char over[CL_ERR_LEN];
 
 	c.vm = (char *)m->vm_name;
 	c.destination = (char *)m->to;
 	c.reason = (char *)reason;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;
-	if (agent_propose_async(a, &cmd))
-		return;
-	if (m->cpu_over_pct > 0)
-		log_warn("%s: %s %s -> %s (predicted %.0f ms), over the CPU cap: no host had "
-			 "room under it, and %s's CPU demand becomes %.0f %% of its CPUs", reason,
-			 m->vm_name, m->from, m->to, m->cost.total_ms, m->to, m->cpu_over_pct);
-	else
-		log_info("%s: %s %s -> %s (predicted %.0f ms)", reason, m->vm_name, m->from,
-			 m->to, m->cost.total_ms);
+	if (!agent_propose_async(a, &cmd))
+		log_msg(m->cpu_over_pct > 0 ? LOGL_WARN : LOGL_INFO,
+			"%s: %s %s -> %s (predicted %.0f ms)%s", reason, m->vm_name, m->from,
+			m->to, m->cost.total_ms, cl_plan_over_cap_note(m, over, sizeof(over)));
 }
 
 static unsigned migrations_from(const Ferry__Cluster__State *st, const char *host)

@@ -447,6 +447,7 @@ static void test_evacuate_cpu_over_cap(void **state)
 	struct fx *f = *state;
 	const struct cl_plan_move *m;
 	const struct cl_plan_stuck *s;
+	char note[256];
 
 	host_add(f->st, "src", 3, 2, 64)->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
 	host_add(f->st, "b", 3, 2, 8);
@@ -466,6 +467,9 @@ static void test_evacuate_cpu_over_cap(void **state)
 	assert_non_null(m);
 	assert_string_equal(m->to, "c");   /* 150 % after, against b's 175 % */
 	assert_true(fabs(m->cpu_over_pct - 150.0) < 1e-6);
+	assert_string_equal(cl_plan_over_cap_note(m, note, sizeof(note)),
+			    ", over the CPU cap: no host had room under it, and c's CPU demand "
+			    "becomes 150 % of its CPUs");
 	s = stuck_of(&f->plan, "fat");
 	assert_non_null(s);
 	assert_int_equal(s->why, CL_PLAN_WHY_NO_ROOM);
@@ -479,6 +483,7 @@ static void test_evacuate_cpu_over_cap(void **state)
 	assert_non_null(m);
 	assert_string_equal(m->to, "c");
 	assert_true(m->cpu_over_pct == 0);
+	assert_string_equal(cl_plan_over_cap_note(m, note, sizeof(note)), "");
 
 	/* HA restarts place the same way: over the cap rather than not at all. */
 	f->cfg.cpu_cap_pct = 100;
