@@ -23,12 +23,14 @@
  * Memory is hard, CPU is not: a host in maintenance must be emptied, and
  * an HA VM must run somewhere. A unit that no host takes under cpu-cap-pct
  * goes to the host with its memory free (and the rules, and most soft
- * rules satisfied) whose CPU demand ends lowest, and the move says how far
- * over the cap that host goes (cpu_over_pct). Contention slows guests;
- * a maintenance mode that cannot finish, or an HA VM left down, loses
- * them. (vSphere's maintenance mode and HA also oversubscribe CPU.)
+ * rules satisfied) whose CPU demand ends lowest (then memory), and the
+ * move says how far over the cap that host goes (cpu_over_pct).
+ * Contention slows guests; a maintenance mode that cannot finish, or an
+ * HA VM left down, loses them. (vSphere's maintenance mode and HA also
+ * oversubscribe CPU.)
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,18 @@ static size_t unit_conflict(const struct evac *e, const size_t *members, size_t 
 }
 
 /*
+ * Over the cap, the lower CPU demand after the move wins; where two hosts
+ * end equal (same CPUs, same load: common among idle hosts), the one whose
+ * memory ends emptier, so an evacuation does not stack RAM on one of them.
+ */
+static bool over_better(double ratio, double memf, double best_ratio, double best_memf)
+{
+	if (fabs(ratio - best_ratio) > 1e-9)
+		return ratio < best_ratio;
+	return memf < best_memf;
+}
+
+/*
  * Place one unit; a reason in why/reason when it cannot go anywhere. Over
  * the CPU cap only where no host takes it under it: *over_pct is then the
  * target's CPU demand after, in % of its CPUs.
@@ -122,7 +136,7 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 {
 	const struct cl_plan_input *in = e->in;
 	uint64_t mem = 0;
-	double cpu = 0, best_load = 0, over_ratio = 0;
+	double cpu = 0, best_load = 0, over_ratio = 0, over_memf = 0;
 	bool any_compat = false, any_allowed = false;
 	size_t first_rule = unit_conflict(e, members, n);
 	unsigned best_soft = 0, over_soft = 0;
@@ -167,12 +181,15 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 		any_allowed = true;
 		if (!work_room(&e->w, t, mem, cpu)) {
 			double ratio = (e->w.cpu[t] + cpu) / in->hosts[t].cpus;
+			double memf = (double)(e->w.mem[t] + mem) / (double)in->hosts[t].mem_bytes;
 
 			if (e->w.mem[t] + mem <= in->hosts[t].mem_bytes &&
-			    (over < 0 || soft > over_soft || (soft == over_soft && ratio < over_ratio))) {
+			    (over < 0 || soft > over_soft ||
+			     (soft == over_soft && over_better(ratio, memf, over_ratio, over_memf)))) {
 				over = (long)t;
 				over_soft = soft;
 				over_ratio = ratio;
+				over_memf = memf;
 			}
 			continue;
 		}

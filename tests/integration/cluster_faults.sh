@@ -206,7 +206,7 @@ sleep 1.5   # past CL_DEST_GONE_MS: only the node's leaving cancels
 lab start host3 >/dev/null
 check "host3's new agent adopts the vmon receiving mid" wait_for 10 "adopted" \
 	grep -q "mid: adopted the incoming vmon" "$LAB_DIR/host3/clusterd.log"
-in_vmons() { pgrep -fc -- "--control $LAB_DIR/host3/run/mid[.]in[.]sock" || true; }
+in_vmons() { lab_procs "--control $LAB_DIR/host3/run/mid[.]in[.]sock"; }
 check "  ...and starts no second one" test "$(in_vmons)" = 1
 check "the migration goes on" mig_is host1 mid ready
 ctl host1 clusterctl migrate-set mid --bandwidth 0
@@ -214,7 +214,8 @@ check "uncapped, it ends well" wait_for 60 "migration over" mig_is host1 mid "ov
 placed_on() { for h in host1 host2 host3; do [ "$(vm_field $h "$1" 'j["vm"]["host"]')" = "$2" ] ||
 	return 1; done; }
 check "every node places mid on host3" placed_on mid host3
-one_vmon() { [ "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/$1[.]")" = 1 ]; }
+test_procs_none() { [ "$(lab_procs "$1")" = 0 ]; }
+one_vmon() { [ "$(lab_procs "--control $LAB_DIR/host[0-9]/run/$1[.]")" = 1 ]; }
 check "exactly one vmon runs mid" wait_for 10 "one vmon of mid" one_vmon mid
 check "  ...running the guest" bash -c \
 	"'$FERRY_BIN/vmon' ctl '$LAB_DIR/host3/run/mid.in.sock' status | grep -qi running"
@@ -343,7 +344,7 @@ lab kill host1 --agent >/dev/null
 # Its vmon took mid in by migration: its socket is mid.in.sock.
 mid_sock1() { ls "$LAB_DIR"/host1/run/mid*.sock | head -1; }
 "$FERRY_BIN/vmon" ctl "$(mid_sock1)" migrate-set --bandwidth 0 >/dev/null
-src_gone() { ! pgrep -f -- "--control $LAB_DIR/host1/run/mid[.]" >/dev/null; }
+src_gone() { test_procs_none "--control $LAB_DIR/host1/run/mid[.]"; }
 check "host1's vmon hands mid over and exits, its agent down" wait_for 60 "host1's vmon gone" src_gone
 check "  ...having recorded the ACK" grep -q "^[0-9][0-9]* tcp:" "$LAB_DIR/host1/run/mid.handover"
 check "host3's vmon holds mid, unstarted" wait_for 15 "mid held" mid_is3 created
@@ -419,7 +420,7 @@ echo "== both vmons end while the source's agent is down"
 mid_to_host3_streaming
 lab kill host1 --agent >/dev/null
 pkill -9 -f -- "--control $LAB_DIR/host1/run/mid[.]" || true
-no_in3() { ! pgrep -f -- "--control $LAB_DIR/host3/run/mid[.]in[.]sock" >/dev/null; }
+no_in3() { test_procs_none "--control $LAB_DIR/host3/run/mid[.]in[.]sock"; }
 check "host3's vmon ends without the guest" wait_for 20 "host3's vmon gone" no_in3
 lab start host1 >/dev/null
 check "the migration ends, failed" wait_for 20 "migration over" mig_is host2 mid "over failed"
@@ -449,14 +450,14 @@ check "  ...saying the source left" grep -q "source host1 left the cluster" <<<"
 check "host3 agrees: mid on host1, no migration" \
 	test "$(vm_field host3 mid 'j["vm"]["host"] + "/" + str("migration" in j["vm"])')" = host1/False
 check "host2 stops the copy it was loading" wait_for 10 "no mid on host2" \
-	bash -c "! pgrep -f -- '--control $LAB_DIR/host2/run/mid[.]' >/dev/null"
+	test_procs_none "--control $LAB_DIR/host2/run/mid[.]"
 lab start host1 >/dev/null
 check "host1 rejoins" wait_for 20 "3 members everywhere" synced3
 check "host1 agrees" wait_for 5 "host1's view" mig_is host1 mid "over failed"
 # As after any crash of its host: back, host1 starts the VMs placed on it
 # afresh (the guest's RAM died with it).
 check "host1 starts mid again, from its image" wait_for 20 "mid restarted on host1" mid_runs
-check "exactly one vmon runs mid" test "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/mid[.]")" = 1
+check "exactly one vmon runs mid" one_vmon mid
 check "vm1 counts on host3 all along" count_grows
 
 echo "== the whole cluster restarts"
@@ -469,5 +470,5 @@ check "nothing was lost (seq $seq1 everywhere)" bash -c \
 check "vm1 is still placed on host3" test "$(vm_field host1 vm1 'j["vm"]["host"]')" = host3
 check "and still counts (adopted again)" wait_for 10 "adopted on host3" grep -q "adopted vm1" "$LAB_DIR/host3/clusterd.log"
 check "vm1 counts after the restart" count_grows
-check "exactly one vmon runs vm1" test "$(pgrep -fc -- "--control $LAB_DIR/host[0-9]/run/vm1[.]")" = 1
+check "exactly one vmon runs vm1" one_vmon vm1
 finish

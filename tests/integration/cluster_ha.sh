@@ -22,24 +22,15 @@ sees() { [ "$(members "$1")" = "$2" ]; }
 vm_field() { ctl_json "$1" vm show "$2" 2>/dev/null | json_get "$3"; }
 vm_host() { vm_field "$1" "$2" 'j["vm"].get("host", "")'; }
 vm_gen() { vm_field "$1" "$2" 'j["vm"].get("generation", 0)'; }
-# vmon processes of VM (by its --name) in HOST's namespace
-vmons_of() { local h=$1 vm=$2 n=0 p
-	for p in $(ip netns pids "$LAB_NAME-$h"); do
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "vmon run --name $vm " && n=$((n + 1))
-	done
-	echo $n; }
+# vmon processes of VM (by its --name) on HOST (by its control socket)
+vmons_of() { lab_procs "vmon run --name $2 .*--control $LAB_DIR/$1/run/"; }
 vmons_everywhere() { echo $(($(vmons_of host1 "$1") + $(vmons_of host2 "$1") + $(vmons_of host3 "$1"))); }
 no_vmon() { [ "$(vmons_of "$1" "$2")" = 0 ]; }
 last_count() { sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' "$LAB_DIR/$1/run/$2.console" 2>/dev/null | tail -1; }
 counts_on() { local c; c=$(last_count "$1" "$2"); [ -n "$c" ] || return 1; sleep 0.5
 	[ "$(last_count "$1" "$2")" -gt "$c" ]; }
 shows_ha() { lab_exec host1 clusterctl vm show ha1 2>/dev/null | grep -q '^ha: *yes'; }
-fenced_vmon() { local p
-	for p in $(ip netns pids "$LAB_NAME-$1"); do
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--name $2 .*--fence-s $FENCE_S " &&
-			return 0
-	done
-	return 1; }
+fenced_vmon() { [ "$(lab_procs "vmon run --name $2 .*--fence-s $FENCE_S .*--control $LAB_DIR/$1/run/")" -gt 0 ]; }
 cut_off() { if [ "$2" = down ]; then lab cut "$1"; else lab heal "$1"; fi >/dev/null; }
 
 lab_up 3

@@ -140,3 +140,35 @@ lab_quorum() {
 }
 # lab_sees HOST N: quorate, N members
 lab_sees() { [ "$(lab_quorum "$1")" = "yes $2" ]; }
+
+# lab_procs ERE: how many processes' command lines (NULs read as spaces)
+# match ERE. pgrep would miss a process that is exec'ing (a vmon being
+# started): its command line reads empty for that moment. An empty one is
+# read again for up to 0.5 s while the process lives, so a "never two
+# vmons" check cannot pass because the second was half-started.
+lab_procs() {
+	python3 - "$1" <<'PY'
+import os, re, sys, time
+PF_KTHREAD = 0x00200000
+rx, n = re.compile(sys.argv[1]), 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue
+    end, line = time.monotonic() + 0.5, b""
+    while True:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            break
+        # st[0] is the state, st[6] the flags (stat's 3rd and 9th fields)
+        if line or st[0] in "ZX" or int(st[6]) & PF_KTHREAD or time.monotonic() > end:
+            break
+        time.sleep(0.01)
+    if rx.search(line.replace(b"\0", b" ").decode(errors="replace")):
+        n += 1
+print(n)
+PY
+}

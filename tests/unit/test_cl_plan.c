@@ -436,6 +436,21 @@ static void test_balance_fixed_point(void **state)
 
 /* ---- evacuation ---------------------------------------------------------- */
 
+/* src (in maintenance) runs "busy", 2 CPUs' worth; b and c, 2 CPUs and 8 GiB
+ * each, run a 2 GiB VM of the given CPU demand (in %). */
+static void over_cap_lab(struct fx *f, double hogb_pct, double hogc_pct)
+{
+	host_add(f->st, "src", 3, 2, 64)->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	host_add(f->st, "b", 3, 2, 8);
+	host_add(f->st, "c", 3, 2, 8);
+	vm_add(f->st, "busy", "x86-64-v2", 2, "src");
+	vm_add(f->st, "hogb", "x86-64-v2", 2, "b");
+	vm_add(f->st, "hogc", "x86-64-v2", 2, "c");
+	fig(f, "busy", 200, 0);
+	fig(f, "hogb", hogb_pct, 0);
+	fig(f, "hogc", hogc_pct, 0);
+}
+
 /*
  * CPU is soft in an evacuation, memory hard: with no host under the CPU cap
  * a VM goes to the one whose demand ends lowest, and the move says how far
@@ -449,17 +464,9 @@ static void test_evacuate_cpu_over_cap(void **state)
 	const struct cl_plan_stuck *s;
 	char note[256];
 
-	host_add(f->st, "src", 3, 2, 64)->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
-	host_add(f->st, "b", 3, 2, 8);
-	host_add(f->st, "c", 3, 2, 8);
-	vm_add(f->st, "busy", "x86-64-v2", 2, "src");
+	over_cap_lab(f, 150, 100);
 	vm_add(f->st, "fat", "x86-64-v2", 7, "src");
-	vm_add(f->st, "hogb", "x86-64-v2", 2, "b");
-	vm_add(f->st, "hogc", "x86-64-v2", 2, "c");
-	fig(f, "busy", 200, 0);
 	fig(f, "fat", 10, 0);
-	fig(f, "hogb", 150, 0);
-	fig(f, "hogc", 100, 0);
 	build(f);
 	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
 	assert_int_equal(f->plan.n_moves, 1);
@@ -494,6 +501,23 @@ static void test_evacuate_cpu_over_cap(void **state)
 	m = move_of(&f->plan, "busy");
 	assert_non_null(m);
 	assert_true(m->cpu_over_pct > 100);
+}
+
+/* Over the cap, equal CPU demand after the move: the host with more memory free takes it. */
+static void test_evacuate_over_cap_tie(void **state)
+{
+	struct fx *f = *state;
+	const struct cl_plan_move *m;
+
+	over_cap_lab(f, 150, 150);
+	vm_add(f->st, "memb", "x86-64-v2", 3, "b");
+	fig(f, "memb", 0, 0);
+	build(f);
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	m = move_of(&f->plan, "busy");
+	assert_non_null(m);
+	assert_string_equal(m->to, "c");   /* 175 % of CPUs on either; 4 of 8 GiB against 7 */
+	assert_true(fabs(m->cpu_over_pct - 175.0) < 1e-6);
 }
 
 static void test_evacuate_partial(void **state)
@@ -802,6 +826,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_balance_fixed_point, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_cpu_over_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evacuate_over_cap_tie, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_order_eta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evacuate_settings_witness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ha_plan, setup, teardown),
