@@ -112,6 +112,8 @@ struct agent {
 	char dir[PATH_MAX];
 	char run_dir[PATH_MAX];
 	char state_path[PATH_MAX];
+	char unsaved[CL_ERR_LEN];      /* why the last save of the state failed; "" when saved */
+	uint64_t unsaved_unix_ms;      /* since when (the first failure in a row) */
 	char sock_path[PATH_MAX];
 	char tls_dir[PATH_MAX];
 	char address[64];

@@ -102,13 +102,34 @@ void agent_publish_revoked(struct agent *a)
 		log_err("%s", err);
 }
 
+/*
+ * A failed save (a full disk) keeps the state in memory and the file as it
+ * was (written whole or not at all). The node goes on: the others hold the
+ * state too, and a restarted node takes the newest from them. But the
+ * operator must hear of it before every node's disk fills: one error in
+ * the log, the reason in this host's HostLoad (clusterctl status warns),
+ * and a new try at every change and every load tick.
+ */
 void agent_persist(struct agent *a)
 {
 	char err[CL_ERR_LEN];
 
-	/* The state stays right in memory; the next change writes it again. */
-	if (cl_state_save(a->state_path, a->st, err, sizeof(err)))
-		log_err("%s", err);
+	if (cl_state_save(a->state_path, a->st, err, sizeof(err))) {
+		if (!*a->unsaved) {
+			a->unsaved_unix_ms = realtime_ns() / 1000000;
+			log_err("%s: the state (seq %llu) stays in memory and on the other nodes; "
+				"clusterd tries again at every change and every %d ms",
+				err, (unsigned long long)a->st->seq, CL_LOAD_PERIOD_MS);
+		}
+		snprintf(a->unsaved, sizeof(a->unsaved), "%s", err);
+	} else if (*a->unsaved) {
+		log_info("state %s saved again (seq %llu), after %llu ms of failures: %s",
+			 a->state_path, (unsigned long long)a->st->seq,
+			 (unsigned long long)(realtime_ns() / 1000000 - a->unsaved_unix_ms),
+			 a->unsaved);
+		*a->unsaved = '\0';
+		a->unsaved_unix_ms = 0;
+	}
 	agent_publish_revoked(a);
 }
 

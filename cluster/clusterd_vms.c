@@ -551,7 +551,12 @@ void agent_send_load(struct agent *a)
 	double dt;
 	size_t n = 0;
 
+	/* A state that could not be saved: try again before telling. */
+	if (*a->unsaved)
+		agent_persist(a);
 	l.host = a->name;
+	l.state_unsaved = a->unsaved;
+	l.state_unsaved_unix_ms = a->unsaved_unix_ms;
 	l.cpu_load = cl_host_load();
 	l.vm_mem_bytes = cl_state_host_mem_used(a->st, a->name);
 	for (struct local_vm *lv = a->vms; lv && n < 256; lv = lv->next) {

@@ -39,6 +39,14 @@ static const char *host_mode(const Ferry__Cluster__Host *h)
 	       "active";
 }
 
+/* How long a host has not saved the cluster state, in whole seconds. */
+static unsigned long long unsaved_s(const Ferry__Cluster__HostLoad *l)
+{
+	uint64_t now = (uint64_t)time(NULL) * 1000;
+
+	return now > l->state_unsaved_unix_ms ? (now - l->state_unsaved_unix_ms) / 1000 : 0;
+}
+
 void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__State *st = r->state;
@@ -60,6 +68,19 @@ void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 		printf("%-12s %-7s %-12s %-15s %5u %10s %10s %6.2f %4u\n", h->name,
 		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address,
 		       h->inventory ? h->inventory->cpus : 0, mem, used, l ? l->cpu_load : 0.0, vms);
+	}
+	for (size_t i = 0; i < r->n_loads; i++) {
+		const Ferry__Cluster__HostLoad *l = r->loads[i];
+
+		if (!*l->state_unsaved)
+			continue;
+		if (is_online(r, l->host))
+			printf("warning: %s has not saved the cluster state for %llu s (%s); it holds "
+			       "it in memory, as the other hosts do: free its disk\n",
+			       l->host, unsaved_s(l), l->state_unsaved);
+		else
+			printf("warning: %s, down now, had not saved the cluster state when last "
+			       "heard from (%s)\n", l->host, l->state_unsaved);
 	}
 }
 
@@ -133,6 +154,8 @@ void clusterctl_print_host(const Ferry__Cluster__Response *r)
 			printf(" %s", inv->bridges[i]);
 		printf("%s\n", inv->n_bridges ? "" : " none (no VM with a NIC can run here)");
 	}
+	if (l && *l->state_unsaved)
+		printf("state:      NOT SAVED for %llu s: %s\n", unsaved_s(l), l->state_unsaved);
 	if (l) {
 		printf("load:       %.2f per CPU\n", l->cpu_load);
 		for (size_t i = 0; i < l->n_vms; i++)

@@ -10,7 +10,11 @@
 LAB_NO_KVM=1 # witnesses only: no guest runs here
 . "$(dirname "$0")/lab_lib.sh"
 TMPD=$(mktemp -d /tmp/ferry-witness-test.XXXXXX)
-trap 'rc=$?; set +e; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
+FULL_MOUNTED=0
+# host2's directory may be a tmpfs of this test's (a full disk, below): the
+# lab's teardown kills the processes, which lets it go.
+trap 'rc=$?; set +e; if [ $FULL_MOUNTED = 1 ]; then lab_down >/dev/null 2>&1
+	umount "$LAB_DIR/host2"; fi; rm -rf "$TMPD"; (exit $rc); lab_at_exit' EXIT
 
 # ctl, ctl_json, json_get, fails: lab_lib.sh
 seq_of() { ctl_json "$1" status | json_get 'j["state"]["seq"]'; }
@@ -147,6 +151,57 @@ check "node revoke" ctl host3 clusterctl node revoke intruder --dir "$LAB_DIR/ca
 out=$(lab_exec host2 clusterctl --connect "$addr" --tls-dir "$LAB_DIR/ca/nodes/intruder" status 2>&1) && rc=0 || rc=$?
 echo "  revoked: $out"
 check "a revoked certificate is refused" bash -c "[ $rc = 1 ] && grep -q revoked <<<'$out'"
+
+echo "== a full disk"
+# host2's agent directory moves onto a small tmpfs, which then fills up: its
+# agent cannot save the state. The cluster goes on (the others save it, and
+# host2 holds it in memory); clusterctl warns, naming the cause; the file on
+# host2 stays as it was; once there is room, the agent saves it unprompted
+# (corosync keeps its files where they were: only the agent restarts).
+host_show_has() { lab_exec "$1" clusterctl host show "$2" 2>/dev/null | grep -q -- "$3"; }
+status_warns() { lab_exec "$1" clusterctl status 2>/dev/null | grep -q -- "$2"; }
+seq_same() { [ "$(seq_of "$1")" = "$(seq_of "$2")" ]; }
+no_warning() { ! lab_exec "$1" clusterctl status 2>/dev/null | grep -q '^warning: host2'; }
+no_not_saved() { ! lab_exec "$1" clusterctl host show host2 2>/dev/null | grep -q 'NOT SAVED'; }
+lab kill host2 --agent
+mkdir -p "$TMPD/host2.save"
+cp -a "$LAB_DIR/host2/." "$TMPD/host2.save/"
+if ! mount -t tmpfs -o size=4m tmpfs "$LAB_DIR/host2" 2>"$TMPD/mount.err"; then
+	echo "************************************************************"
+	echo "NOT RUN: a full disk: cannot mount a tmpfs: $(cat "$TMPD/mount.err")"
+	echo "************************************************************"
+	check "host2's agent is back" lab start host2
+else
+	FULL_MOUNTED=1
+	cp -a "$TMPD/host2.save/." "$LAB_DIR/host2/"
+	check "host2's agent is back, its directory on a 4 MiB tmpfs" lab start host2
+	check "host2 synced" wait_for 10 "host2 at host1's seq" seq_same host2 host1
+	cksum_before=$(cksum <"$LAB_DIR/host2/state.pb")
+	dd if=/dev/zero of="$LAB_DIR/host2/filler" bs=64k 2>/dev/null || true
+	echo "  host2's directory: $(df -h --output=avail "$LAB_DIR/host2" | tail -1 | tr -d ' ') free"
+	check "a change goes through with host2's disk full" \
+		ctl host1 clusterctl config set link-mbps 40000
+	check "host2 applied it" wait_for 5 "host2 has it" lab_setting_is host2 link-mbps "40000 set"
+	check "host show on host3 says host2's state is not saved, and why" wait_for 10 \
+		"NOT SAVED on host3" host_show_has host3 host2 "NOT SAVED for .*No space left on device"
+	lab_exec host1 clusterctl status 2>/dev/null | grep "^warning:" | sed 's/^/  /'
+	check "clusterctl status warns on host1" status_warns host1 \
+		"^warning: host2 has not saved the cluster state .*No space left on device"
+	check "host2's state file is as it was" test "$(cksum <"$LAB_DIR/host2/state.pb")" = "$cksum_before"
+	check "and no half-written file is left" test ! -e "$LAB_DIR/host2/state.pb.tmp"
+	rm -f "$LAB_DIR/host2/filler"
+	check "room again: host2 saves the state unprompted" wait_for 10 "warning gone" \
+		no_warning host1
+	check "host show says nothing any more" no_not_saved host3
+	check "host2's file now has the change" test "$(cksum <"$LAB_DIR/host2/state.pb")" != "$cksum_before"
+	seq=$(seq_of host2)
+	lab kill host2 --agent
+	check "host2's agent restarts" lab start host2
+	check "from its file, at seq $seq" grep -q "loaded the cluster state at seq $seq\$" \
+		"$LAB_DIR/host2/clusterd.log"
+	check "with the change" lab_setting_is host2 link-mbps "40000 set"
+	check "config set back" ctl host1 clusterctl config set link-mbps default
+fi
 
 echo "== malformed requests"
 python3 - "$LAB_DIR/host1/clusterd.sock" <<'PY'
