@@ -183,7 +183,13 @@ static int agent_setup(struct agent *a)
 		log_err("%s", err);
 		return ret;
 	}
-	agent_publish_revoked(a);
+	/* Not written: warned of and tried again as a state not saved is. */
+	if (agent_publish_revoked(a, err, sizeof(err))) {
+		log_err("%s: this node's vmons accept the certificates it lists until it "
+			"is written", err);
+		snprintf(a->unsaved, sizeof(a->unsaved), "%s", err);
+		a->unsaved_unix_ms = realtime_ns() / 1000000;
+	}
 	ret = cl_inventory_probe(a->hide, a->witness, &a->inv, err, sizeof(err));
 	if (ret) {
 		log_err("inventory: %s", err);

@@ -183,7 +183,7 @@ const char *agent_refusal(const struct agent *a, char *buf, size_t len);
  * The revoked serials, as TLS_DIR/revoked for this node's vmons (which
  * read it at every handshake): after every state change and at start.
  */
-void agent_publish_revoked(struct agent *a);
+int agent_publish_revoked(struct agent *a, char *err, size_t err_len);
 void agent_persist(struct agent *a);
 void agent_wake(struct agent *a);
 

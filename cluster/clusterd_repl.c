@@ -89,17 +89,16 @@ bool agent_node_up(const struct agent *a, const char *host)
 	return false;
 }
 
-void agent_publish_revoked(struct agent *a)
+int agent_publish_revoked(struct agent *a, char *err, size_t err_len)
 {
-	char path[PATH_MAX + 16], err[CL_ERR_LEN];
+	char path[PATH_MAX + 16];
 	struct stat sb;
 
 	/* No TLS directory (--port 0 and no node certificate): no vmon needs it. */
 	if (stat(a->tls_dir, &sb) || !S_ISDIR(sb.st_mode))
-		return;
+		return 0;
 	snprintf(path, sizeof(path), "%s/revoked", a->tls_dir);
-	if (cl_state_write_revoked(a->st, path, err, sizeof(err)))
-		log_err("%s", err);
+	return cl_state_write_revoked(a->st, path, err, err_len);
 }
 
 /*
@@ -108,13 +107,19 @@ void agent_publish_revoked(struct agent *a)
  * state too, and a restarted node takes the newest from them. But the
  * operator must hear of it before every node's disk fills: one error in
  * the log, the reason in this host's HostLoad (clusterctl status warns),
- * and a new try at every change and every load tick.
+ * and a new try at every change and every load tick. The revocation list
+ * counts as part of the state here: until it is written, this node's vmons
+ * still accept a certificate the cluster revoked.
  */
 void agent_persist(struct agent *a)
 {
-	char err[CL_ERR_LEN];
+	char err[CL_ERR_LEN], rerr[CL_ERR_LEN];
+	int save_rc = cl_state_save(a->state_path, a->st, err, sizeof(err));
+	int list_rc = agent_publish_revoked(a, rerr, sizeof(rerr));
 
-	if (cl_state_save(a->state_path, a->st, err, sizeof(err))) {
+	if (!save_rc && list_rc)
+		snprintf(err, sizeof(err), "%s", rerr);
+	if (save_rc || list_rc) {
 		if (!*a->unsaved) {
 			a->unsaved_unix_ms = realtime_ns() / 1000000;
 			log_err("%s: the state (seq %llu) stays in memory and on the other nodes; "
@@ -130,7 +135,6 @@ void agent_persist(struct agent *a)
 		*a->unsaved = '\0';
 		a->unsaved_unix_ms = 0;
 	}
-	agent_publish_revoked(a);
 }
 
 static int proposal_send(struct agent *a, const Ferry__Cluster__Command *cmd, uint64_t req_id)

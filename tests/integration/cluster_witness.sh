@@ -200,7 +200,15 @@ else
 	check "from its file, at seq $seq" grep -q "loaded the cluster state at seq $seq\$" \
 		"$LAB_DIR/host2/clusterd.log"
 	check "with the change" lab_setting_is host2 link-mbps "40000 set"
+	# The revocation list alone cannot be written (a directory where its
+	# temporary file goes): the same warning, naming it.
+	mkdir "$LAB_DIR/host2/tls/revoked.tmp"
 	check "config set back" ctl host1 clusterctl config set link-mbps default
+	check "host show says host2's revocation list is not written" wait_for 10 \
+		"NOT SAVED (revoked) on host3" host_show_has host3 host2 \
+		"NOT SAVED for .*revocation list .*tls/revoked: write: Is a directory"
+	rmdir "$LAB_DIR/host2/tls/revoked.tmp"
+	check "written once it can be" wait_for 10 "warning gone" no_warning host1
 fi
 
 echo "== malformed requests"
