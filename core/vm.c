@@ -690,18 +690,31 @@ int vm_resume(struct vm *vm)
 	 * source takes its lease back before its guest runs again.
 	 */
 	if (vm_get_state(vm) == VM_PAUSED) {
+		/*
+		 * A held request the devices run again may fail again at once
+		 * (the disk is still full) while the VM is still paused: the
+		 * pause it asks for waits until this resume is through, or
+		 * the VM would run on with that request held for ever.
+		 */
+		pthread_mutex_lock(&vm->lock);
+		vm->resuming = true;
+		pthread_mutex_unlock(&vm->lock);
 		ret = vm_devs_acquire(vm, why, sizeof(why));
 		if (!ret)
 			ret = vm_devs_resume(vm, why, sizeof(why));
 		if (ret) {
 			pthread_mutex_lock(&vm->lock);
 			snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
+			vm->resuming = false;
+			pthread_cond_broadcast(&vm->cond);
 			pthread_mutex_unlock(&vm->lock);
 			log_err("%s: cannot resume: %s", vm->cfg.name, why);
 			return ret;
 		}
 	}
 	pthread_mutex_lock(&vm->lock);
+	vm->resuming = false;
+	pthread_cond_broadcast(&vm->cond);
 	if (vm->state == VM_RUNNING)
 		goto out;
 	if (vm->state != VM_PAUSED) {

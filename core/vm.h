@@ -119,6 +119,8 @@ struct vm {
 	char reason[VM_ERR_LEN];   /* why it stopped or crashed */
 	char pause_reason[VM_ERR_LEN]; /* why a device paused it ("" = no device did) */
 	bool pause_pending;        /* vm_pause_for's thread is at work */
+	char pending_reason[VM_ERR_LEN]; /* the reason that thread pauses for */
+	bool resuming;             /* vm_resume is between its devices and the vCPUs */
 
 	struct fence *fence;       /* --fence-s, or NULL; set before the control socket opens */
 

@@ -137,8 +137,15 @@ static void *vm_pause_thread(void *arg)
 {
 	struct vm *vm = arg;
 
+	/* Asked during a resume: pause what that resume starts (vm_resume). */
+	pthread_mutex_lock(&vm->lock);
+	while (vm->resuming)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
 	vm_pause(vm);
 	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_PAUSED && !vm->pause_reason[0])
+		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", vm->pending_reason);
 	vm->pause_pending = false;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
@@ -156,6 +163,8 @@ void vm_pause_for(struct vm *vm, const char *reason)
 		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", reason);
 	spawn = !vm->pause_pending && !vm->stop_req;
 	vm->pause_pending |= spawn;
+	if (spawn)
+		snprintf(vm->pending_reason, sizeof(vm->pending_reason), "%s", reason);
 	pthread_mutex_unlock(&vm->lock);
 	if (!spawn)
 		return;

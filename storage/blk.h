@@ -98,6 +98,7 @@ struct blk_disk {
 	int lock_fd;               /* holds the OFD lock: the image or the lease file */
 	bool owned;
 	bool gone;                 /* the storage went away; requests are held */
+	bool full;                 /* ...or it had no room (gone set too, no reconnect) */
 	bool error_logged;
 	uint32_t no_nowait;        /* bit op: the file system refused RWF_NOWAIT for it */
 	uint64_t unflushed;        /* writes done since the last flush began */

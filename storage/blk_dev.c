@@ -5,9 +5,10 @@
  * storage, and completes it in guest RAM (data, result, done), every write
  * marked dirty for migration. The vCPU never waits for the storage.
  *
- * A request that fails because the storage went away is held, not failed,
- * and the VM pauses with the reason; resume reconnects and runs the held
- * requests again. A request the storage refused ends with its error.
+ * A request that fails because the storage went away, or had no room, is
+ * held, not failed, and the VM pauses with the reason; resume reconnects
+ * (where it went away) and runs the held requests again. A request the
+ * storage refused otherwise ends with its error.
  */
 #include "storage/blk.h"
 
@@ -87,10 +88,21 @@ static int blk_io(struct blk_dev *dev, struct blk_disk *d, const struct gabi_blk
 	}
 }
 
+/*
+ * No room on the storage (a thin image on a full file system, a quota) is
+ * no fault of the request, and a guest told "I/O error" may take its file
+ * system read-only: hold it as for storage gone, and pause until someone
+ * makes room (QEMU's werror=enospc does the same).
+ */
+static bool blk_no_room(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
+
 bool blk_run(struct blk_dev *dev, const struct blk_job *j, char *reason, size_t len)
 {
 	struct blk_disk *d = &dev->disks[j->disk];
-	bool gone;
+	bool gone, full;
 	int ret;
 
 	pthread_mutex_lock(&dev->lock);
@@ -99,12 +111,19 @@ bool blk_run(struct blk_dev *dev, const struct blk_job *j, char *reason, size_t 
 	if (gone)
 		return false;
 	ret = blk_io(dev, d, &j->q);
-	if (ret && d->ops->gone(d, ret)) {
+	full = blk_no_room(ret);
+	if (ret && (full || d->ops->gone(d, ret))) {
 		pthread_mutex_lock(&dev->lock);
-		if (!d->gone)
+		if (!d->gone && full)
+			snprintf(reason, len, "disk %u (%.200s): the storage is full (%s); its "
+				 "requests are held: make room, then vmon ctl resume retries them",
+				 d->index, d->spec.target, strerror(-ret));
+		else if (!d->gone)
 			snprintf(reason, len, "disk %u (%.200s): the storage is unreachable (%s); "
 				 "its requests are held: vmon ctl resume retries", d->index,
 				 d->spec.target, strerror(-ret));
+		if (!d->gone)
+			d->full = full;
 		d->gone = true;
 		pthread_mutex_unlock(&dev->lock);
 		return false;
@@ -303,7 +322,7 @@ static int blk_quiesce(void *ctx, char *err, size_t len)
 	pthread_mutex_unlock(&dev->lock);
 	if (held) {
 		snprintf(err, len, "%u disk requests are held because their storage is "
-			 "unreachable; resume the VM first", held);
+			 "unreachable or full; resume the VM first", held);
 		return -EIO;
 	}
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
@@ -356,7 +375,8 @@ static int blk_resume(void *ctx, char *err, size_t len)
 
 		if (!d->gone)
 			continue;
-		for (unsigned t = 0; t < blk_defaults.reconnect_tries; t++) {
+		/* Full, not gone: the held requests themselves tell whether there is room now. */
+		for (unsigned t = 0; !d->full && t < blk_defaults.reconnect_tries; t++) {
 			ret = d->ops->reconnect(d, err, len);
 			if (!ret)
 				break;
@@ -364,10 +384,16 @@ static int blk_resume(void *ctx, char *err, size_t len)
 		}
 		if (ret)
 			return ret;
-		log_info("disk %u (%s): reconnected", i, d->spec.target);
-		d->stats.reconnects++;
+		if (d->full) {
+			log_info("disk %u (%s): retrying its held requests (it was full)", i,
+				 d->spec.target);
+		} else {
+			log_info("disk %u (%s): reconnected", i, d->spec.target);
+			d->stats.reconnects++;
+		}
 		pthread_mutex_lock(&dev->lock);
 		d->gone = false;
+		d->full = false;
 		pthread_mutex_unlock(&dev->lock);
 	}
 	pthread_mutex_lock(&dev->lock);
@@ -430,7 +456,8 @@ static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
 			{ "ring_kicks", __atomic_load_n(&d->stats.ring_kicks, __ATOMIC_RELAXED) },
 			{ "ring_errors", __atomic_load_n(&d->stats.ring_errors, __ATOMIC_RELAXED) },
 			{ "owned", d->owned },
-			{ "unreachable", d->gone },
+			{ "unreachable", d->gone && !d->full },
+			{ "full", d->full },
 		};
 
 		for (unsigned k = 0; k < sizeof(s) / sizeof(s[0]) && n < max; k++, n++) {
