@@ -427,20 +427,30 @@ static double proc_cpu_s(pid_t pid)
  * timeout: this runs on the main loop, and a vmon busy elsewhere only
  * costs one figure.
  */
-static double vmon_dirty_rate(struct local_vm *lv)
+/*
+ * The vmon's dirty rate, and whether it paused its guest on its own (a
+ * disk full or gone: it says why). A pause with no reason (an operator's
+ * vmon ctl pause, a switchover) is not reported: it is not the VM's fault.
+ */
+static double vmon_sample(struct local_vm *lv, char *reason, size_t len)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__Response *resp = NULL;
+	const Ferry__Ctl__Status *st;
 	char err[CL_ERR_LEN];
 	double rate = 0;
 
+	*reason = '\0';
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
 	req.stats = &empty;
 	if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err)))
 		return 0;
 	if (!resp->error && resp->stats && resp->stats->dirty)
 		rate = resp->stats->dirty->pages_per_s;
+	st = !resp->error && resp->stats ? resp->stats->status : NULL;
+	if (st && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED && st->reason && *st->reason)
+		snprintf(reason, len, "%s", st->reason);
 	ferry__ctl__response__free_unpacked(resp, NULL);
 	return rate;
 }
@@ -547,6 +557,7 @@ void agent_send_load(struct agent *a)
 	Ferry__Cluster__HostLoad l = FERRY__CLUSTER__HOST_LOAD__INIT;
 	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
 	Ferry__Cluster__VmLoad loads[256], *ptrs[256];
+	static char reasons[256][CL_ERR_LEN];   /* the agent's loop thread only */
 	uint64_t now = now_ns();
 	double dt;
 	size_t n = 0;
@@ -576,9 +587,10 @@ void agent_send_load(struct agent *a)
 		dt = (now - lv->cpu_ns) / 1e9;
 		loads[n].name = lv->name;
 		loads[n].pid = cl_vmon_pid(lv->v);
-		loads[n].state = lv->stopping ? "stopping" : "running";
 		loads[n].cpu_pct = dt > 0 && cpu >= lv->cpu_s ? 100 * (cpu - lv->cpu_s) / dt : 0;
-		loads[n].dirty_pages_per_s = vmon_dirty_rate(lv);
+		loads[n].dirty_pages_per_s = vmon_sample(lv, reasons[n], sizeof(reasons[n]));
+		loads[n].reason = reasons[n];
+		loads[n].state = lv->stopping ? "stopping" : *reasons[n] ? "paused" : "running";
 		lv->cpu_s = cpu;
 		lv->cpu_ns = now;
 		ptrs[n] = &loads[n];

@@ -32,6 +32,26 @@ static const Ferry__Cluster__HostLoad *load_of(const Ferry__Cluster__Response *r
 	return NULL;
 }
 
+/* The live figures of vm from its host's agent, or NULL. */
+static const Ferry__Cluster__VmLoad *vm_load_of(const Ferry__Cluster__Response *r,
+						const Ferry__Cluster__Vm *vm)
+{
+	const Ferry__Cluster__HostLoad *l = *vm->host ? load_of(r, vm->host) : NULL;
+
+	for (size_t i = 0; l && i < l->n_vms; i++)
+		if (!strcmp(l->vms[i]->name, vm->name))
+			return l->vms[i];
+	return NULL;
+}
+
+/* Its vmon paused the guest on its own (a disk full or gone): why, else NULL. */
+static const char *vm_paused_why(const Ferry__Cluster__Response *r, const Ferry__Cluster__Vm *vm)
+{
+	const Ferry__Cluster__VmLoad *v = vm_load_of(r, vm);
+
+	return v && v->reason && *v->reason && is_online(r, vm->host) ? v->reason : NULL;
+}
+
 static const char *host_mode(const Ferry__Cluster__Host *h)
 {
 	return h->witness ? "witness" :
@@ -99,10 +119,14 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 			snprintf(note, sizeof(note), "%sto %s%s", vm->ha ? "ha; " : "",
 				 vm->migration->destination,
 				 vm->migration->cancel ? " (cancelling)" : "");
+		else if (vm_paused_why(r, vm))
+			snprintf(note, sizeof(note), "%s%s", vm->ha ? "ha; " : "",
+				 vm_paused_why(r, vm));
 		else
 			snprintf(note, sizeof(note), "%s%s", vm->ha ? (*vm->last_error ? "ha; " : "ha")
 				 : "", vm->last_error);
-		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name, vm_state(vm),
+		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name,
+		       vm_paused_why(r, vm) && !vm->migration ? "paused" : vm_state(vm),
 		       *vm->host ? vm->host : "-", mem, vm->vcpus, vm->cpu_model, note);
 	}
 }
@@ -173,6 +197,8 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 	fmt_size(vm->mem_bytes, mem, sizeof(mem));
 	printf("vm:         %s\n", vm->name);
 	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
+	if (vm_paused_why(r, vm))
+		printf("paused:     by its vmon: %s\n", vm_paused_why(r, vm));
 	printf("guest:      %s %s\n", vm->guest, vm->args);
 	printf("memory:     %s, %u vCPU(s), CPU model %s\n", mem, vm->vcpus, vm->cpu_model);
 	for (size_t i = 0; i < vm->n_disks; i++)

@@ -9,7 +9,8 @@
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 CHECKER="$FERRY_BIN/../tests/blklog_check"
 SHARED=$(mktemp -d /tmp/ferry-shared.XXXXXX)
-trap 'rc=$?; set +e; rm -rf "$SHARED"; (exit $rc); lab_at_exit' EXIT
+trap 'rc=$?; set +e; if mountpoint -q "$SHARED/full"; then lab_down >/dev/null 2>&1
+	umount "$SHARED/full" || umount -l "$SHARED/full"; fi; rm -rf "$SHARED"; (exit $rc); lab_at_exit' EXIT
 
 ctl() { lab_exec "$@" >/dev/null 2>&1; }
 ctl_json() { local h=$1; shift; lab_exec "$h" clusterctl -o json "$@" 2>/dev/null; }
@@ -23,6 +24,11 @@ advancing() { local a b; a=$(acked d1) || return 1; sleep 0.3; b=$(acked d1) || 
 last_error() { ctl_json host1 vm show "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"].get("last_error", ""))'; }
 
 truncate -s 16M "$SHARED/d1.img"
+# A small file system for a disk that fills up (below), mounted before the
+# lab so that its nodes' mount namespaces have it too.
+mkdir -p "$SHARED/full"
+FULL_OK=0
+mount -t tmpfs -o size=1m tmpfs "$SHARED/full" 2>"$SHARED/mount.err" && FULL_OK=1
 lab_up 3
 
 check "vm create d1 with a disk" ctl host1 clusterctl vm create d1 --guest "$GUESTS/blkwriter" \
@@ -47,6 +53,31 @@ err=$(last_error d2)
 echo "  d2: $err"
 check "the reason names the disk's holder" grep -qi "held\|holder\|lock" <<<"$err"
 check "d1 still writes" advancing
+
+echo "== a VM whose disk fills up"
+# Its vmon holds the write and pauses the guest (docs/storage.md); the
+# cluster says so, with vmon's reason, until room is made and it resumes.
+vm_list_has() { lab_exec "$1" clusterctl vm list 2>/dev/null | grep -q -- "$2"; }
+vm_show_has() { lab_exec "$1" clusterctl vm show "$2" 2>/dev/null | grep -q -- "$3"; }
+if [ $FULL_OK = 0 ]; then
+	echo "************************************************************"
+	echo "NOT RUN: a disk that fills up: cannot mount a tmpfs: $(cat "$SHARED/mount.err")"
+	echo "************************************************************"
+else
+	truncate -s 16M "$SHARED/full/d3.img"
+	check "vm create d3, its disk a thin image on a 1 MiB tmpfs" ctl host1 clusterctl vm create d3 \
+		--guest "$GUESTS/blkwriter" --mem 32M --disk "$SHARED/full/d3.img"
+	check "d3 starts on host3" ctl host1 clusterctl vm start d3 --host host3
+	check "vm list on host1 says d3 is paused, and why" wait_for 20 "d3 paused in vm list" \
+		vm_list_has host1 "^d3 *paused .*disk 0 ($SHARED/full/d3.img): the storage is full"
+	lab_exec host2 clusterctl vm show d3 | grep -E "^(state|paused):" | sed 's/^/  /'
+	check "vm show on host2 too" vm_show_has host2 d3 \
+		"^paused: *by its vmon: disk 0 .*No space left on device.*make room"
+	mount -o remount,size=32m "$SHARED/full"
+	check "room made: its vmon resumes it" "$FERRY_BIN/vmon" ctl "$(sock_of d3)" resume
+	check "vm list says running again" wait_for 10 "d3 running" vm_list_has host1 "^d3 *running "
+	check "d3 stops" ctl host1 clusterctl vm stop d3
+fi
 
 echo "== the log"
 sock=$(sock_of d1)
