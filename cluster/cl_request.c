@@ -197,6 +197,7 @@ static const struct {
 	NAME_CMD(RULE_DELETE, "rule delete", "rule", rule_delete),
 	NAME_CMD(EVACUATION, "evacuation", "host", evacuation),
 	NAME_CMD(HOST_REMOVE, "host remove", "host", host_remove),
+	NAME_CMD(VM_RESUME, "vm resume", "vm", vm_resume),
 #undef NAME_CMD
 };
 

@@ -174,6 +174,13 @@ int agent_propose(struct agent *a, const Ferry__Cluster__Command *cmd, char *err
 int agent_propose_async(struct agent *a, const Ferry__Cluster__Command *cmd);
 /* Multicast any CPG message (lock held). */
 int agent_send(struct agent *a, const Ferry__Cluster__CpgMsg *m);
+/* Wait on a->cond (a->lock held) for up to ms. */
+void cond_wait_ms(struct agent *a, long ms);
+void pending_del(struct agent *a, struct pending *p);
+/* clusterd_resume.c: clusterctl vm resume, here or through the VM's host. */
+int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, size_t len);
+void agent_on_vm_resume(struct agent *a, const Ferry__Cluster__VmResume *q);
+void agent_on_vm_resume_reply(struct agent *a, const Ferry__Cluster__VmResumeReply *r);
 bool agent_online(const struct agent *a, const char *host);
 /* Is host's node a member of corosync's (this partition's), its agent running or not? */
 bool agent_node_up(const struct agent *a, const char *host);

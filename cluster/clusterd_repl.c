@@ -162,7 +162,7 @@ int agent_propose_async(struct agent *a, const Ferry__Cluster__Command *cmd)
 	return proposal_send(a, cmd, 0);
 }
 
-static void cond_wait_ms(struct agent *a, long ms)
+void cond_wait_ms(struct agent *a, long ms)
 {
 	struct timespec ts;
 
@@ -176,7 +176,7 @@ static void cond_wait_ms(struct agent *a, long ms)
 	pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 }
 
-static void pending_del(struct agent *a, struct pending *p)
+void pending_del(struct agent *a, struct pending *p)
 {
 	for (struct pending **pp = &a->pending; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
@@ -397,6 +397,12 @@ static void on_deliver(void *opaque, uint32_t nodeid, const void *msg, size_t le
 		break;
 	case FERRY__CLUSTER__CPG_MSG__M_SOURCE_GONE:
 		agent_mig_source_gone(a, m->source_gone);
+		break;
+	case FERRY__CLUSTER__CPG_MSG__M_VM_RESUME:
+		agent_on_vm_resume(a, m->vm_resume);
+		break;
+	case FERRY__CLUSTER__CPG_MSG__M_VM_RESUME_REPLY:
+		agent_on_vm_resume_reply(a, m->vm_resume_reply);
 		break;
 	case FERRY__CLUSTER__CPG_MSG__M_LOAD:
 		keep_live((Ferry__Cluster__MigProgress ***)&a->loads, &a->n_loads,

@@ -42,6 +42,9 @@ static const char usage[] =
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
+"  vm resume NAME                run again a VM its vmon paused (a disk full\n"
+"                                or gone: vm list says why), once there is room\n"
+"                                or the storage is back\n"
 "  vm set NAME [--ha on|off] [--priority low|medium|high]\n"
 "                                at any time, but not while VM migrates. HA on\n"
 "                                for a running VM protects it once its host's\n"
@@ -413,8 +416,8 @@ static int cmd_vm(struct clusterctl *c, int argc, char **argv)
 		return clusterctl_simple(c, &req, clusterctl_print_nothing);
 	}
 	if (argc != 2)
-		return clusterctl_die_usage("vm: expected create, start, stop, delete, set, list "
-					    "or show (with a NAME)");
+		return clusterctl_die_usage("vm: expected create, start, stop, delete, set, "
+					    "resume, list or show (with a NAME)");
 	name.name = argv[1];
 	if (!strcmp(verb, "stop"))
 		CLUSTERCTL_REQ(vm_stop, VM_STOP, &name);
@@ -422,10 +425,14 @@ static int cmd_vm(struct clusterctl *c, int argc, char **argv)
 		CLUSTERCTL_REQ(vm_delete, VM_DELETE, &name);
 	else if (!strcmp(verb, "show"))
 		CLUSTERCTL_REQ(vm_show, VM_SHOW, &name);
+	else if (!strcmp(verb, "resume"))
+		CLUSTERCTL_REQ(vm_resume, VM_RESUME, &name);
 	else
 		return clusterctl_die_usage("vm: unknown command '%s'", verb);
 	return clusterctl_simple(c, &req, req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_SHOW ?
-				 clusterctl_print_vm : clusterctl_print_nothing);
+				 clusterctl_print_vm :
+				 req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_RESUME ?
+				 clusterctl_print_message : clusterctl_print_nothing);
 }
 
 static int cmd_config(struct clusterctl *c, int argc, char **argv)

@@ -52,6 +52,7 @@ void clusterctl_print_status(const Ferry__Cluster__Response *r);
 void clusterctl_print_host(const Ferry__Cluster__Response *r);
 void clusterctl_print_vm(const Ferry__Cluster__Response *r);
 void clusterctl_print_nothing(const Ferry__Cluster__Response *r);
+void clusterctl_print_message(const Ferry__Cluster__Response *r);
 void clusterctl_print_baseline(const Ferry__Cluster__Response *r);
 void clusterctl_print_plan(const Ferry__Cluster__Response *r);
 void clusterctl_print_rules(const Ferry__Cluster__Response *r);

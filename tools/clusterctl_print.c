@@ -241,6 +241,12 @@ void clusterctl_print_nothing(const Ferry__Cluster__Response *r)
 {
 }
 
+void clusterctl_print_message(const Ferry__Cluster__Response *r)
+{
+	if (r->message && *r->message)
+		printf("%s\n", r->message);
+}
+
 void clusterctl_print_baseline(const Ferry__Cluster__Response *r)
 {
 	printf("cluster CPU model (%zu features every host has):\n", r->cpu->n_features);

@@ -73,10 +73,21 @@ else
 	lab_exec host2 clusterctl vm show d3 | grep -E "^(state|paused):" | sed 's/^/  /'
 	check "vm show on host2 too" vm_show_has host2 d3 \
 		"^paused: *by its vmon: disk 0 .*No space left on device.*make room"
+	out=$(lab_exec host2 clusterctl vm resume d3 2>&1) && rc=0 || rc=$?
+	echo "  $out"
+	check "vm resume from host2, no room yet: host3's vmon resumed it" \
+		bash -c '[ "$0" = 0 ] && grep -q "its vmon on host3 resumed it" <<<"$1"' "$rc" "$out"
+	check "...and it pauses again, saying why" wait_for 10 "d3 paused again" \
+		vm_list_has host1 "^d3 *paused .*the storage is full"
+	check "host3's vmon logged the second pause" test "$(grep -c "pausing: disk 0" \
+		"$LAB_DIR/host3/run/d3.log" 2>/dev/null || echo 0)" -ge 2
 	mount -o remount,size=32m "$SHARED/full"
-	check "room made: its vmon resumes it" "$FERRY_BIN/vmon" ctl "$(sock_of d3)" resume
+	check "room made: vm resume from host1" ctl host1 clusterctl vm resume d3
 	check "vm list says running again" wait_for 10 "d3 running" vm_list_has host1 "^d3 *running "
+	check "vm resume of an unknown VM is refused" fails host1 "vm resume: nope: no such VM" vm resume nope
 	check "d3 stops" ctl host1 clusterctl vm stop d3
+	check "vm resume of a stopped VM is refused" fails host2 "vm resume: d3: d3 is not running" \
+		vm resume d3
 fi
 
 echo "== the log"
