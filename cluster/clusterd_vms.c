@@ -3,7 +3,8 @@
  * which VMs run here (host == this node, desired running) and at which
  * generation; reconciling starts what is missing, stops what should not
  * run, and reports a vmon that ended on its own (restarting crashes, up to
- * CL_RESTARTS_MAX times, through the state so every node knows).
+ * CL_RESTARTS_MAX times, and fences and power losses always, through the
+ * state so every node knows).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -316,6 +317,19 @@ static bool exit_restartable(int status)
 				     WEXITSTATUS(status) == 5);
 }
 
+/*
+ * Whether the end was the host's doing, not the guest's: a fence (this
+ * host was cut off) or an end nobody saw (the host lost power, the vmon
+ * was adopted). Those restart whatever the crash count: CL_RESTARTS_MAX
+ * stops a guest that crashes again and again, and a soak found it stopping
+ * an HA VM for good on its fourth fence or power loss (the count only
+ * resets at a start or a recovery elsewhere).
+ */
+static bool exit_hosts_fault(int status)
+{
+	return status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 5);
+}
+
 void agent_vm_ended(struct agent *a, struct local_vm *lv)
 {
 	if (!cl_vmon_reap(lv->v, &lv->status, lv->why, sizeof(lv->why)))
@@ -338,7 +352,8 @@ void agent_vm_report(struct agent *a, struct local_vm *lv)
 	log_tail(a, lv->name, tail, sizeof(tail));
 	snprintf(reason, sizeof(reason), "vmon %s%s%s", lv->why, *tail ? ": " : "", tail);
 	report_exit(a, vm, lv->generation, reason,
-		    exit_restartable(lv->status) && vm->restarts < CL_RESTARTS_MAX);
+		    exit_restartable(lv->status) &&
+		    (exit_hosts_fault(lv->status) || vm->restarts < CL_RESTARTS_MAX));
 }
 
 void agent_reconcile(struct agent *a)

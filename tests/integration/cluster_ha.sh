@@ -24,6 +24,7 @@ vm_host() { vm_field "$1" "$2" 'j["vm"].get("host", "")'; }
 vm_gen() { vm_field "$1" "$2" 'j["vm"].get("generation", 0)'; }
 # vmon processes of VM (by its --name) on HOST (by its control socket)
 vmons_of() { lab_procs "vmon run --name $2 .*--control $LAB_DIR/$1/run/"; }
+test_one_vmon() { [ "$(vmons_everywhere "$1")" = 1 ]; }
 vmons_everywhere() { echo $(($(vmons_of host1 "$1") + $(vmons_of host2 "$1") + $(vmons_of host3 "$1"))); }
 no_vmon() { [ "$(vmons_of "$1" "$2")" = 0 ]; }
 last_count() { sed -n 's/^counter: \([0-9][0-9]*\)$/\1/p' "$LAB_DIR/$1/run/$2.console" 2>/dev/null | tail -1; }
@@ -188,5 +189,27 @@ cut_off host1 up
 check "host1 is back" wait_for 60 "host1's return" sees host1 "host1 host2 host3"
 sleep 3
 check "host1 started no mover; still one in the lab" test "$(vmons_everywhere mover)" = 1
+
+# A fence is the host's doing, not a crash of the guest: it must not count
+# towards the crash restarts' cap (3), which resets only at a start or a
+# recovery elsewhere. Before, the fourth fence in place stopped the VM for
+# good (a soak found it).
+echo "== fenced four times in a row on host2: restarted each time"
+check "flap (counter, --ha) created" ctl host1 clusterctl vm create flap --guest "$GUESTS/counter" \
+	--args "n=0 interval_ms=50" --mem 32M --ha
+check "flap started on host2" ctl host1 clusterctl vm start flap --host host2
+check "flap counts on host2" wait_for 30 "flap counting" counts_on host2 flap
+for i in 1 2 3 4; do
+	g=$(vm_gen host1 flap)
+	cut_off host2 down
+	check "cut $i: flap's vmon fenced itself" wait_for $((FENCE_S + 30)) "the fence" no_vmon host2 flap
+	cut_off host2 up
+	check "cut $i: host2 is back" wait_for 60 "host2's return" sees host2 "host1 host2 host3"
+	newer() { [ "$(vm_gen host1 flap)" -gt "$g" ]; }
+	check "cut $i: flap runs again, a new run" wait_for 30 "flap's new run" newer
+	echo "  cut $i: flap on $(vm_host host1 flap), run $(vm_gen host1 flap)"
+	check "cut $i: one flap vmon in the lab" wait_for 20 "one flap vmon" \
+		test_one_vmon flap
+done
 
 finish
