@@ -187,8 +187,7 @@ static int agent_setup(struct agent *a)
 	if (agent_publish_revoked(a, err, sizeof(err))) {
 		log_err("%s: this node's vmons accept the certificates it lists until it "
 			"is written", err);
-		snprintf(a->unsaved, sizeof(a->unsaved), "%s", err);
-		a->unsaved_unix_ms = realtime_ns() / 1000000;
+		agent_unsaved(a, err);
 	}
 	ret = cl_inventory_probe(a->hide, a->witness, &a->inv, err, sizeof(err));
 	if (ret) {

@@ -174,9 +174,16 @@ int agent_propose(struct agent *a, const Ferry__Cluster__Command *cmd, char *err
 int agent_propose_async(struct agent *a, const Ferry__Cluster__Command *cmd);
 /* Multicast any CPG message (lock held). */
 int agent_send(struct agent *a, const Ferry__Cluster__CpgMsg *m);
-/* Wait on a->cond (a->lock held) for up to ms. */
-void cond_wait_ms(struct agent *a, long ms);
+/*
+ * A request to the cluster that waits for an answer by req_id (lock held):
+ * pending_add gives p its req_id; pending_wait waits on a->cond until
+ * pending_done answers it or deadline_ns (now_ns) passes, then removes it,
+ * true when answered; pending_del removes one that will not be waited for.
+ */
+void pending_add(struct agent *a, struct pending *p);
 void pending_del(struct agent *a, struct pending *p);
+bool pending_wait(struct agent *a, struct pending *p, uint64_t deadline_ns);
+void pending_done(struct agent *a, uint64_t req_id, int ret, const char *msg);
 /* clusterd_resume.c: clusterctl vm resume, here or through the VM's host. */
 int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, size_t len);
 void agent_on_vm_resume(struct agent *a, const Ferry__Cluster__VmResume *q);
@@ -192,6 +199,8 @@ const char *agent_refusal(const struct agent *a, char *buf, size_t len);
  */
 int agent_publish_revoked(struct agent *a, char *err, size_t err_len);
 void agent_persist(struct agent *a);
+/* Record why the state (or the revocation list) is not saved; since when, at the first. */
+void agent_unsaved(struct agent *a, const char *why);
 void agent_wake(struct agent *a);
 
 /* clusterd_vms.c: this node's vmons */

@@ -101,6 +101,13 @@ int agent_publish_revoked(struct agent *a, char *err, size_t err_len)
 	return cl_state_write_revoked(a->st, path, err, err_len);
 }
 
+void agent_unsaved(struct agent *a, const char *why)
+{
+	if (!*a->unsaved)
+		a->unsaved_unix_ms = realtime_ns() / 1000000;
+	snprintf(a->unsaved, sizeof(a->unsaved), "%s", why);
+}
+
 /*
  * A failed save (a full disk) keeps the state in memory and the file as it
  * was (written whole or not at all). The node goes on: the others hold the
@@ -120,13 +127,11 @@ void agent_persist(struct agent *a)
 	if (!save_rc && list_rc)
 		snprintf(err, sizeof(err), "%s", rerr);
 	if (save_rc || list_rc) {
-		if (!*a->unsaved) {
-			a->unsaved_unix_ms = realtime_ns() / 1000000;
+		if (!*a->unsaved)
 			log_err("%s: the state (seq %llu) stays in memory and on the other nodes; "
 				"clusterd tries again at every change and every %d ms",
 				err, (unsigned long long)a->st->seq, CL_LOAD_PERIOD_MS);
-		}
-		snprintf(a->unsaved, sizeof(a->unsaved), "%s", err);
+		agent_unsaved(a, err);
 	} else if (*a->unsaved) {
 		log_info("state %s saved again (seq %llu), after %llu ms of failures: %s",
 			 a->state_path, (unsigned long long)a->st->seq,
@@ -162,7 +167,7 @@ int agent_propose_async(struct agent *a, const Ferry__Cluster__Command *cmd)
 	return proposal_send(a, cmd, 0);
 }
 
-void cond_wait_ms(struct agent *a, long ms)
+static void cond_wait_ms(struct agent *a, long ms)
 {
 	struct timespec ts;
 
@@ -182,6 +187,33 @@ void pending_del(struct agent *a, struct pending *p)
 		if (*pp == p) {
 			*pp = p->next;
 			return;
+		}
+}
+
+void pending_add(struct agent *a, struct pending *p)
+{
+	p->req_id = ++a->next_req;
+	p->done = false;
+	p->next = a->pending;
+	a->pending = p;
+}
+
+bool pending_wait(struct agent *a, struct pending *p, uint64_t deadline_ns)
+{
+	while (!p->done && now_ns() < deadline_ns)
+		cond_wait_ms(a, 200);
+	pending_del(a, p);
+	return p->done;
+}
+
+void pending_done(struct agent *a, uint64_t req_id, int ret, const char *msg)
+{
+	for (struct pending *q = a->pending; q; q = q->next)
+		if (q->req_id == req_id) {
+			q->ret = ret;
+			snprintf(q->msg, sizeof(q->msg), "%s", msg);
+			q->done = true;
+			pthread_cond_broadcast(&a->cond);
 		}
 }
 
@@ -209,20 +241,14 @@ int agent_propose(struct agent *a, const Ferry__Cluster__Command *cmd, char *err
 			cond_wait_ms(a, 20);
 			continue;
 		}
-		p.req_id = ++a->next_req;
-		p.done = false;
-		p.next = a->pending;
-		a->pending = &p;
+		pending_add(a, &p);
 		ret = proposal_send(a, cmd, p.req_id);
 		if (ret) {
 			pending_del(a, &p);
 			snprintf(err, err_len, "corosync: send: %s", strerror(-ret));
 			goto out;
 		}
-		while (!p.done && now_ns() < deadline)
-			cond_wait_ms(a, 200);
-		pending_del(a, &p);
-		if (!p.done) {
+		if (!pending_wait(a, &p, deadline)) {
 			ret = -ETIMEDOUT;
 			snprintf(err, err_len, "the cluster did not decide within %d s "
 				 "(corosync stalled?)", CL_PROPOSE_TIMEOUT_MS / 1000);
@@ -243,15 +269,8 @@ out:
 static void decided(struct agent *a, const Ferry__Cluster__Proposal *p, int ret,
 		    const char *msg)
 {
-	if (p->origin != a->nodeid || !p->req_id)
-		return;
-	for (struct pending *q = a->pending; q; q = q->next)
-		if (q->req_id == p->req_id) {
-			q->ret = ret;
-			snprintf(q->msg, sizeof(q->msg), "%s", msg);
-			q->done = true;
-			pthread_cond_broadcast(&a->cond);
-		}
+	if (p->origin == a->nodeid && p->req_id)
+		pending_done(a, p->req_id, ret, msg);
 }
 
 static void on_proposal(struct agent *a, const Ferry__Cluster__Proposal *p)

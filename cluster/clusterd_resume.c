@@ -73,9 +73,7 @@ int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, si
 		snprintf(msg, len, "%s runs on %s, which is down", vm->name, vm->host);
 		return -EHOSTDOWN;
 	}
-	p.req_id = ++a->next_req;
-	p.next = a->pending;
-	a->pending = &p;
+	pending_add(a, &p);
 	q.vm = vm->name;
 	q.host = vm->host;
 	q.origin = a->nodeid;
@@ -83,14 +81,12 @@ int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, si
 	m.m_case = FERRY__CLUSTER__CPG_MSG__M_VM_RESUME;
 	m.vm_resume = &q;
 	ret = agent_send(a, &m);
-	while (!ret && !p.done && now_ns() < deadline)
-		cond_wait_ms(a, 200);
-	pending_del(a, &p);
 	if (ret) {
+		pending_del(a, &p);
 		snprintf(msg, len, "corosync: send: %s", strerror(-ret));
 		return ret;
 	}
-	if (!p.done) {
+	if (!pending_wait(a, &p, deadline)) {
 		snprintf(msg, len, "%s's agent did not answer within %d s", vm->host,
 			 CL_RESUME_TIMEOUT_MS / 1000);
 		return -ETIMEDOUT;
@@ -119,13 +115,6 @@ void agent_on_vm_resume(struct agent *a, const Ferry__Cluster__VmResume *q)
 
 void agent_on_vm_resume_reply(struct agent *a, const Ferry__Cluster__VmResumeReply *r)
 {
-	if (r->origin != a->nodeid)
-		return;
-	for (struct pending *p = a->pending; p; p = p->next)
-		if (p->req_id == r->req_id) {
-			p->ret = r->error;
-			snprintf(p->msg, sizeof(p->msg), "%s", r->message);
-			p->done = true;
-			pthread_cond_broadcast(&a->cond);
-		}
+	if (r->origin == a->nodeid)
+		pending_done(a, r->req_id, r->error, r->message);
 }

@@ -438,14 +438,12 @@ static double proc_cpu_s(pid_t pid)
 }
 
 /*
- * The guest's dirty rate as its vmon measures it (0 when unknown). A short
- * timeout: this runs on the main loop, and a vmon busy elsewhere only
- * costs one figure.
- */
-/*
- * The vmon's dirty rate, and whether it paused its guest on its own (a
- * disk full or gone: it says why). A pause with no reason (an operator's
- * vmon ctl pause, a switchover) is not reported: it is not the VM's fault.
+ * The guest's dirty rate as its vmon measures it (0 when unknown), and in
+ * reason why the vmon paused its guest on its own (a disk full or gone),
+ * or "". A pause with no reason (an operator's vmon ctl pause, a
+ * switchover) is not reported: it is not the VM's fault. A short timeout:
+ * this runs on the main loop, and a vmon busy elsewhere only costs one
+ * figure.
  */
 static double vmon_sample(struct local_vm *lv, char *reason, size_t len)
 {

@@ -114,16 +114,15 @@ bool blk_run(struct blk_dev *dev, const struct blk_job *j, char *reason, size_t 
 	full = blk_no_room(ret);
 	if (ret && (full || d->ops->gone(d, ret))) {
 		pthread_mutex_lock(&dev->lock);
-		if (!d->gone && full)
-			snprintf(reason, len, "disk %u (%.200s): the storage is full (%s); its "
-				 "requests are held: make room, then vmon ctl resume retries them",
-				 d->index, d->spec.target, strerror(-ret));
-		else if (!d->gone)
-			snprintf(reason, len, "disk %u (%.200s): the storage is unreachable (%s); "
-				 "its requests are held: vmon ctl resume retries", d->index,
-				 d->spec.target, strerror(-ret));
-		if (!d->gone)
+		if (!d->gone) {
 			d->full = full;
+			snprintf(reason, len, full ?
+				 "disk %u (%.200s): the storage is full (%s); its requests are "
+				 "held: make room, then vmon ctl resume retries them" :
+				 "disk %u (%.200s): the storage is unreachable (%s); its requests "
+				 "are held: vmon ctl resume retries",
+				 d->index, d->spec.target, strerror(-ret));
+		}
 		d->gone = true;
 		pthread_mutex_unlock(&dev->lock);
 		return false;

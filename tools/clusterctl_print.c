@@ -112,6 +112,7 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 	       "CPU MODEL", "NOTE");
 	for (size_t i = 0; st && i < st->n_vms; i++) {
 		const Ferry__Cluster__Vm *vm = st->vms[i];
+		const char *paused = vm->migration ? NULL : vm_paused_why(r, vm);
 		char mem[32], note[600] = "";
 
 		fmt_size(vm->mem_bytes, mem, sizeof(mem));
@@ -119,14 +120,13 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 			snprintf(note, sizeof(note), "%sto %s%s", vm->ha ? "ha; " : "",
 				 vm->migration->destination,
 				 vm->migration->cancel ? " (cancelling)" : "");
-		else if (vm_paused_why(r, vm))
-			snprintf(note, sizeof(note), "%s%s", vm->ha ? "ha; " : "",
-				 vm_paused_why(r, vm));
+		else if (paused)
+			snprintf(note, sizeof(note), "%s%s", vm->ha ? "ha; " : "", paused);
 		else
 			snprintf(note, sizeof(note), "%s%s", vm->ha ? (*vm->last_error ? "ha; " : "ha")
 				 : "", vm->last_error);
 		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name,
-		       vm_paused_why(r, vm) && !vm->migration ? "paused" : vm_state(vm),
+		       paused ? "paused" : vm_state(vm),
 		       *vm->host ? vm->host : "-", mem, vm->vcpus, vm->cpu_model, note);
 	}
 }
@@ -192,13 +192,14 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__Vm *vm = r->vm;
 	const Ferry__Cluster__MigrationResult *m = vm->last_migration;
+	const char *paused = vm_paused_why(r, vm);
 	char mem[32];
 
 	fmt_size(vm->mem_bytes, mem, sizeof(mem));
 	printf("vm:         %s\n", vm->name);
 	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
-	if (vm_paused_why(r, vm))
-		printf("paused:     by its vmon: %s\n", vm_paused_why(r, vm));
+	if (paused)
+		printf("paused:     by its vmon: %s\n", paused);
 	printf("guest:      %s %s\n", vm->guest, vm->args);
 	printf("memory:     %s, %u vCPU(s), CPU model %s\n", mem, vm->vcpus, vm->cpu_model);
 	for (size_t i = 0; i < vm->n_disks; i++)
