@@ -34,6 +34,7 @@ struct door_conn {
 struct door {
 	struct xport_listener *l;
 	uint64_t deadline_ns;
+	int first_bytes_ms;
 	struct mig_door_drops *drops;
 	pthread_mutex_t lock;
 	int wake;                  /* eventfd: a thread finished */
@@ -85,7 +86,7 @@ static int conn_hello(struct door_conn *c, char *why, size_t why_len)
 		return ret;
 	}
 	/* An rdma: source waits for a rendezvous reply and sends no HELLO. */
-	knock = c->x->kind == XPORT_TCP ? xport_rdma_knocking(c->x->fd, MIG_FIRST_BYTES_MS) : 0;
+	knock = c->x->kind == XPORT_TCP ? xport_rdma_knocking(c->x->fd, d->first_bytes_ms) : 0;
 	if (knock == 1) {
 		snprintf(why, why_len, "from %s: the source migrates over rdma: and this "
 			 "destination listens on tcp: (start it with --incoming rdma:HOST:PORT, or "
@@ -95,11 +96,11 @@ static int conn_hello(struct door_conn *c, char *why, size_t why_len)
 	if (knock == -ETIMEDOUT) {
 		/* A source sends its HELLO at once; do not let a mute peer hold a slot. */
 		snprintf(why, why_len, "from %s: sent no HELLO within %d ms", c->peer,
-			 MIG_FIRST_BYTES_MS);
+			 d->first_bytes_ms);
 		return -ETIMEDOUT;
 	}
 	/* The HELLO is one small frame, written at once after the first bytes. */
-	xport_set_timeout(c->x, MIG_FIRST_BYTES_MS);
+	xport_set_timeout(c->x, d->first_bytes_ms);
 	mig_xport_io(c->x, &c->io);
 	c->hr.io = &c->io;
 	ret = mig_recv_msg(&c->hr, STREAM_REC_HELLO, &ferry__mig__hello__descriptor, &c->hello,
@@ -211,10 +212,11 @@ static void door_close(struct door *d)
 		}
 }
 
-int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_door_drops *drops,
-		  struct mig_door_guest *g, char *err, size_t err_len)
+int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, int first_bytes_ms,
+		  struct mig_door_drops *drops, struct mig_door_guest *g, char *err, size_t err_len)
 {
-	struct door d = { .l = l, .deadline_ns = deadline_ns, .drops = drops };
+	struct door d = { .l = l, .deadline_ns = deadline_ns, .first_bytes_ms = first_bytes_ms,
+			  .drops = drops };
 	bool serial = xport_listener_serial(l);
 	char xerr[XPORT_ERR_LEN], peer[XPORT_PEER_LEN];
 	int ret, left, fd;

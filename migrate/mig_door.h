@@ -39,11 +39,12 @@ struct mig_door_guest {
 };
 
 /*
- * Wait until deadline_ns (CLOCK_MONOTONIC; 0: for ever) for a HELLO on l.
+ * Wait until deadline_ns (CLOCK_MONOTONIC; 0: for ever) for a HELLO on l;
+ * a connection that sends nothing for first_bytes_ms is dropped.
  * 0 with *g filled; -ETIMEDOUT; or the listener's -errno with the cause
  * in err.
  */
-int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, struct mig_door_drops *drops,
-		  struct mig_door_guest *g, char *err, size_t err_len);
+int mig_door_wait(struct xport_listener *l, uint64_t deadline_ns, int first_bytes_ms,
+		  struct mig_door_drops *drops, struct mig_door_guest *g, char *err, size_t err_len);
 
 #endif

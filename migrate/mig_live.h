@@ -196,6 +196,7 @@ struct mig_incoming_opts {
 	struct xport_tls tls_cfg;
 	struct mig_load_opts load;
 	int accept_timeout_ms;         /* -1: wait for ever */
+	int first_bytes_ms;            /* a peer's time to its first bytes; 0: MIG_FIRST_BYTES_MS */
 	void (*listening)(void *ctx, uint16_t port); /* called once bound */
 	void *ctx;
 };

@@ -260,7 +260,8 @@ int mig_incoming(const struct mig_incoming_opts *o, struct vm **out,
 		o->listening(o->ctx, xport_listener_port(l));
 again:
 	/* Strays are the door's business: it returns with a HELLO or not at all. */
-	ret = mig_door_wait(l, deadline_ns, &drops, &guest, xerr, sizeof(xerr));
+	ret = mig_door_wait(l, deadline_ns, o->first_bytes_ms > 0 ? o->first_bytes_ms :
+			    MIG_FIRST_BYTES_MS, &drops, &guest, xerr, sizeof(xerr));
 	if (ret) {
 		/* The whole wait, not what was left of it after a drop. */
 		if (ret == -ETIMEDOUT)

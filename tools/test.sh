@@ -26,12 +26,18 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFERRY_FUZZ=ON \
 cmake --build build-fuzz -j "$JOBS"
 
 status=0
-echo "== unit tests under ASan+UBSan"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure) || status=1
+# Unit tests own no ports, names or namespaces: they run side by side, one
+# per core. Integration tests share the lab's names and time their guests,
+# so they run one at a time.
+echo "== unit tests under ASan+UBSan, $JOBS at a time"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -L unit -j "$JOBS" --output-on-failure) ||
+	status=1
 # Each fuzzer is one process on its own scratch corpus: run them side by
 # side, one per core, so that the suite keeps its time as targets are added.
 echo "== fuzz targets, ${FUZZ_SECONDS} s each, $JOBS at a time"
 (cd build-fuzz && ctest -L fuzz -j "$JOBS" --output-on-failure) || status=1
-echo "== unit and integration tests"
-(cd build && ctest --output-on-failure) || status=1
+echo "== unit tests, $JOBS at a time"
+(cd build && ctest -L unit -j "$JOBS" --output-on-failure) || status=1
+echo "== integration tests"
+(cd build && ctest -LE unit --output-on-failure) || status=1
 exit $status
