@@ -32,6 +32,13 @@ const struct cl_setting cl_settings[CL_SET_NR] = {
 	[CL_SET_HA_FENCE_S] = { "ha-fence-s", "s", 5, 3600, CL_HA_DEFAULT_FENCE_S, S(ha_fence_s),
 	  "an HA VM's vmon stops this long after its agent's last keepalive; the VM is "
 	  "recovered elsewhere 10 s later (fixed while HA VMs run)" },
+	[CL_SET_CRASH_RESTARTS] = { "crash-restarts", "", 1, 100, CL_CRASH_DEFAULT_RESTARTS,
+	  S(crash_restarts),
+	  "a crashed guest is restarted in place unless it crashed this many times within "
+	  "crash-window-s already (fences and lost hosts do not count)", CL_PROTO_10 },
+	[CL_SET_CRASH_WINDOW_S] = { "crash-window-s", "s", 1, 30 * 86400, CL_CRASH_DEFAULT_WINDOW_S,
+	  S(crash_window_s),
+	  "the time crash-restarts counts crashes over", CL_PROTO_10 },
 };
 const size_t cl_settings_n = CL_SET_NR;
 
@@ -95,6 +102,7 @@ static int fence_fixed(const Ferry__Cluster__State *st, const Ferry__Cluster__Co
 int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSet *c,
 		    char *err, size_t err_len)
 {
+	const Ferry__Cluster__Host *old;
 	int ret = 0;
 
 	if (!c->n_items) {
@@ -114,6 +122,12 @@ int cl_settings_set(Ferry__Cluster__State *st, const Ferry__Cluster__CmdConfigSe
 				 (unsigned long long)it->value, (unsigned long long)k->min,
 				 (unsigned long long)k->max, *k->unit ? " " : "", k->unit);
 			return -EINVAL;
+		}
+		/* An older agent would refuse the key: every node must refuse it alike. */
+		if (k->proto && (old = cl_state_host_below(st, k->proto, NULL))) {
+			snprintf(err, err_len, "config: %s: the agent of %s predates it; upgrade it "
+				 "first", k->key, old->name);
+			return -EPROTO;
 		}
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(c->items[j]->key, it->key)) {

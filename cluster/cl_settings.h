@@ -20,6 +20,8 @@
 
 #define CL_HA_DEFAULT_FENCE_S 30   /* an HA vmon stops this long after its agent's last keepalive */
 #define CL_HA_MARGIN_S 10          /* the leader waits fence + this before it recovers a VM */
+#define CL_CRASH_DEFAULT_RESTARTS 3    /* crashes restarted within the window (vSphere HA's default) */
+#define CL_CRASH_DEFAULT_WINDOW_S 3600
 
 /* The table's rows: code names a setting by these, users by its key. */
 enum cl_setting_id {
@@ -31,6 +33,8 @@ enum cl_setting_id {
 	CL_SET_HOLDDOWN_S,
 	CL_SET_CPU_CAP_PCT,
 	CL_SET_HA_FENCE_S,
+	CL_SET_CRASH_RESTARTS,
+	CL_SET_CRASH_WINDOW_S,
 	CL_SET_NR
 };
 
@@ -41,6 +45,7 @@ struct cl_setting {
 	uint64_t def;           /* built-in default; 0: none (e.g. no cap) */
 	size_t offset;          /* of its uint64_t in Ferry__Cluster__Settings */
 	const char *help;
+	uint32_t proto;         /* set only once every agent applies this (CL_PROTO_*; 0: any) */
 };
 
 extern const struct cl_setting cl_settings[CL_SET_NR];

@@ -19,6 +19,15 @@
 
 #define MEM_MIN_BYTES (8ull << 20)
 
+/* A start, or a recovery on another host: the guest's crashes count again from none. */
+static void vm_crashes_forget(Ferry__Cluster__Vm *vm)
+{
+	free(vm->crashes_unix_ms);
+	vm->crashes_unix_ms = NULL;
+	vm->n_crashes_unix_ms = 0;
+	vm->restarts = 0;
+}
+
 /* Take message p out of the state's array v of n (p is in it), keeping the order, and free it. */
 #define REMOVE_FREE(v, n, p) do {                                              \
 	size_t _i = 0;                                                        \
@@ -404,7 +413,7 @@ static int apply_vm_create(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	CL_FREE(vm->last_migration);
 	vm->last_migration = NULL;
 	vm->generation = 0;
-	vm->restarts = 0;
+	vm_crashes_forget(vm);
 	st->vms = v;
 	st->vms[st->n_vms++] = vm;
 	return 0;
@@ -439,7 +448,7 @@ static int apply_vm_start(Ferry__Cluster__State *st, const Ferry__Cluster__Comma
 	cl_str_set(&vm->last_error, "");
 	vm->generation++;
 	vm->ha_unarmed = false;
-	vm->restarts = 0;
+	vm_crashes_forget(vm);
 	return 0;
 }
 
@@ -475,6 +484,61 @@ static int apply_vm_delete(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	return 0;
 }
 
+static bool crash_counts(uint64_t t, uint64_t now_ms, uint64_t window_ms)
+{
+	/* One from a clock ahead of now_ms's counts: a skew must not reset the count. */
+	return t > now_ms || now_ms - t < window_ms;
+}
+
+unsigned cl_vm_crashes_counted(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+			       uint64_t now_ms)
+{
+	uint64_t window_ms = cl_setting_get(st, CL_SET_CRASH_WINDOW_S) * 1000;
+	unsigned n = 0;
+
+	for (size_t i = 0; i < vm->n_crashes_unix_ms; i++)
+		n += crash_counts(vm->crashes_unix_ms[i], now_ms, window_ms);
+	return n;
+}
+
+bool cl_vm_crash_restarts(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+			  uint64_t now_ms)
+{
+	uint64_t max = cl_setting_get(st, CL_SET_CRASH_RESTARTS);
+
+	/* No crash is recorded while an older agent runs: its rule, every restart counted. */
+	if (cl_state_host_below(st, CL_PROTO_10, NULL))
+		return vm->restarts < max;
+	return cl_vm_crashes_counted(st, vm, now_ms) < max;
+}
+
+/*
+ * Add a crash at now_ms to vm's list, which keeps only those that may
+ * still count: within the window, the last crash-restarts of them.
+ * -ENOMEM leaves the list as it was.
+ */
+static int vm_crash_add(const Ferry__Cluster__State *st, Ferry__Cluster__Vm *vm, uint64_t now_ms)
+{
+	uint64_t window_ms = cl_setting_get(st, CL_SET_CRASH_WINDOW_S) * 1000;
+	size_t keep = cl_setting_get(st, CL_SET_CRASH_RESTARTS), n = 0;
+	uint64_t *v = malloc((vm->n_crashes_unix_ms + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_crashes_unix_ms; i++)
+		if (crash_counts(vm->crashes_unix_ms[i], now_ms, window_ms))
+			v[n++] = vm->crashes_unix_ms[i];
+	v[n++] = now_ms;
+	if (n > keep) {
+		memmove(v, v + (n - keep), keep * sizeof(*v));
+		n = keep;
+	}
+	free(vm->crashes_unix_ms);
+	vm->crashes_unix_ms = v;
+	vm->n_crashes_unix_ms = n;
+	return 0;
+}
+
 static int apply_vm_exited(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			   char *err, size_t err_len)
 {
@@ -487,6 +551,10 @@ static int apply_vm_exited(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 	if (!vm_running(vm) || strcmp(vm->host, c->host) || vm->generation != c->generation)
 		return refuse(-ESTALE, err, err_len, "vm exited: %s: stale report from %s",
 			      vm->name, c->host);
+	/* Counted only once every agent counts them, or the copies of the state would differ. */
+	if (c->crash && c->restart && !cl_state_host_below(st, CL_PROTO_10, NULL) &&
+	    vm_crash_add(st, vm, c->unix_ms))
+		return refuse(-ENOMEM, err, err_len, "vm exited: %s: out of memory", vm->name);
 	cl_str_set(&vm->last_error, c->reason);
 	if (c->restart) {
 		vm->restarts++;
@@ -851,7 +919,7 @@ static int apply_vm_recover(Ferry__Cluster__State *st, const Ferry__Cluster__Com
 	cl_str_set(&vm->last_error, why);
 	vm->generation++;
 	vm->ha_unarmed = false;
-	vm->restarts = 0;
+	vm_crashes_forget(vm);
 	return 0;
 }
 

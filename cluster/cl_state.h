@@ -33,7 +33,8 @@
 #define CL_PROTO_7 7   /* HA on or off while a VM runs: Vm.ha_unarmed, CmdVmHaArmed, vmon ctl fence */
 #define CL_PROTO_8 8   /* CmdMigSet: a migration's downtime target and cap changed in flight */
 #define CL_PROTO_9 9   /* a destination waits for the source's restarted agent (MigSourceGone) */
-#define CL_STATE_PROTO CL_PROTO_9
+#define CL_PROTO_10 10 /* crash restarts in a window: Vm.crashes_unix_ms, CmdVmExited.crash, crash-* settings */
+#define CL_STATE_PROTO CL_PROTO_10
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);
@@ -51,6 +52,15 @@ Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, u
 /* Guest RAM of the VMs placed on host (running or arriving by migration). */
 uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host);
 bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial);
+/*
+ * The guest crashes of vm that count at now_ms (the reporter's clock):
+ * those within crash-window-s. A crash is restarted while fewer than
+ * crash-restarts count.
+ */
+unsigned cl_vm_crashes_counted(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+			       uint64_t now_ms);
+bool cl_vm_crash_restarts(const Ferry__Cluster__State *st, const Ferry__Cluster__Vm *vm,
+			  uint64_t now_ms);
 /* The first HA VM that runs, placed on host (NULL: on any host), or NULL. */
 const Ferry__Cluster__Vm *cl_state_ha_running(const Ferry__Cluster__State *st, const char *host);
 /*

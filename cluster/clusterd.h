@@ -25,7 +25,6 @@
 #include "cl_vmon.h"
 
 #define CL_NAME_MAX 64
-#define CL_RESTARTS_MAX 3
 #define CL_PROPOSE_TIMEOUT_MS 10000
 #define CL_TICK_MS 500
 #define CL_LOAD_PERIOD_MS 2000
@@ -91,6 +90,8 @@ struct unreported {
 	uint64_t generation;
 	char reason[CL_ERR_LEN];
 	bool restart;
+	bool crash;           /* the guest's doing: counts towards crash-restarts */
+	uint64_t unix_ms;     /* when it ended, on this node's clock */
 	uint64_t sent_ns;     /* the last time the report was sent (0: never) */
 };
 

@@ -2,9 +2,9 @@
  * clusterd: this node's vmons, kept in line with the state. The state says
  * which VMs run here (host == this node, desired running) and at which
  * generation; reconciling starts what is missing, stops what should not
- * run, and reports a vmon that ended on its own (restarting crashes, up to
- * CL_RESTARTS_MAX times, and fences and power losses always, through the
- * state so every node knows).
+ * run, and reports a vmon that ended on its own (restarting crashes unless
+ * crash-restarts of them came within crash-window-s, and fences and power
+ * losses always, through the state so every node knows).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -148,43 +148,44 @@ static void unrep_drop(struct agent *a, struct unreported *u)
 }
 
 /* 0 when the report went out (the cluster still decides on it). */
-static int report_send(struct agent *a, const char *name, uint64_t generation,
-		       const char *why, bool restart)
+static int report_send(struct agent *a, const struct unreported *u)
 {
 	Ferry__Cluster__CmdVmExited c = FERRY__CLUSTER__CMD_VM_EXITED__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
-	c.name = (char *)name;
+	c.name = (char *)u->name;
 	c.host = a->name;
-	c.generation = generation;
-	c.reason = (char *)why;
-	c.restart = restart;
+	c.generation = u->generation;
+	c.reason = (char *)u->reason;
+	c.restart = u->restart;
+	c.crash = u->crash;
+	c.unix_ms = u->unix_ms;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_EXITED;
 	cmd.vm_exited = &c;
 	return agent_propose_async(a, &cmd);
 }
 
+/* crash: the guest's doing, counted towards crash-restarts (restart says whether this one is). */
 static void report_exit(struct agent *a, const Ferry__Cluster__Vm *vm, uint64_t generation,
-			const char *reason, bool restart)
+			const char *reason, bool restart, bool crash)
 {
+	struct unreported r = { .generation = generation, .restart = restart, .crash = crash,
+				.unix_ms = realtime_ns() / 1000000 };
 	struct unreported *u = unrep_find(a, vm->name);
-	char why[CL_ERR_LEN];
 
-	snprintf(why, sizeof(why), "%s: %s", a->name, reason);
-	log_info("%s: %s%s", vm->name, why, restart ? "; restarting it" : "");
+	snprintf(r.name, sizeof(r.name), "%s", vm->name);
+	snprintf(r.reason, sizeof(r.reason), "%s: %s", a->name, reason);
+	log_info("%s: %s%s", vm->name, r.reason, restart ? "; restarting it" : "");
 	if (!u && a->n_unrep < CL_UNREPORTED_MAX)
 		u = &a->unrep[a->n_unrep++];
 	if (!u) {
 		log_warn("%s: too many unreported ends; this one is lost", vm->name);
-		report_send(a, vm->name, generation, why, restart);
+		report_send(a, &r);
 		return;
 	}
 	/* Kept until the cluster decided (unrep_settle): a sent proposal may still be lost. */
-	snprintf(u->name, sizeof(u->name), "%s", vm->name);
-	u->generation = generation;
-	snprintf(u->reason, sizeof(u->reason), "%s", why);
-	u->restart = restart;
-	u->sent_ns = report_send(a, vm->name, generation, why, restart) ? 0 : now_ns();
+	*u = r;
+	u->sent_ns = report_send(a, u) ? 0 : now_ns();
 	if (!u->sent_ns)
 		log_warn("%s: could not report its end now; it does not start here again until "
 			 "the report went through and the cluster decided", vm->name);
@@ -203,7 +204,7 @@ static bool unrep_settle(struct agent *a, const Ferry__Cluster__Vm *vm)
 	if (!u || vm->generation != u->generation)
 		return false;
 	if (a->quorate && (!u->sent_ns || now - u->sent_ns >= CL_UNREPORTED_RESEND_MS * 1000000ull) &&
-	    !report_send(a, u->name, u->generation, u->reason, u->restart))
+	    !report_send(a, u))
 		u->sent_ns = now;
 	return true;
 }
@@ -274,7 +275,7 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	}
 	if (!self || cl_cpu_vmon_args(a->st, vm, self, model, sizeof(model), hide,
 				      sizeof(hide))) {
-		report_exit(a, vm, vm->generation, "cannot resolve the CPU model", false);
+		report_exit(a, vm, vm->generation, "cannot resolve the CPU model", false, false);
 		return;
 	}
 	snprintf(all_hide, sizeof(all_hide), "%s%s%s", a->hide, *a->hide && *hide ? "," : "",
@@ -290,7 +291,7 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	spec.cpu_model = model;
 	spec.cpuid_hide = all_hide;
 	if (cl_vmon_spawn(&spec, &v, err, sizeof(err))) {
-		report_exit(a, vm, vm->generation, err, false);
+		report_exit(a, vm, vm->generation, err, false, false);
 		return;
 	}
 	lv = local_add(a, vm->name, v);
@@ -320,10 +321,9 @@ static bool exit_restartable(int status)
 /*
  * Whether the end was the host's doing, not the guest's: a fence (this
  * host was cut off) or an end nobody saw (the host lost power, the vmon
- * was adopted). Those restart whatever the crash count: CL_RESTARTS_MAX
+ * was adopted). Those restart whatever the crash count: crash-restarts
  * stops a guest that crashes again and again, and a soak found it stopping
- * an HA VM for good on its fourth fence or power loss (the count only
- * resets at a start or a recovery elsewhere).
+ * an HA VM for good on its fourth fence or power loss when they counted.
  */
 static bool exit_hosts_fault(int status)
 {
@@ -345,15 +345,25 @@ void agent_vm_ended(struct agent *a, struct local_vm *lv)
 void agent_vm_report(struct agent *a, struct local_vm *lv)
 {
 	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, lv->name);
-	char reason[CL_ERR_LEN], tail[300];
+	char reason[CL_ERR_LEN], tail[300], capped[160] = "";
+	uint64_t now_ms = realtime_ns() / 1000000;
+	bool crash, restart;
 
 	if (!vm || !vm_mine(a, vm) || vm->generation != lv->generation)
 		return;
+	crash = exit_restartable(lv->status) && !exit_hosts_fault(lv->status);
+	restart = exit_restartable(lv->status) &&
+		  (!crash || cl_vm_crash_restarts(a->st, vm, now_ms));
+	if (crash && !restart)
+		snprintf(capped, sizeof(capped), "; not restarted: it crashed %u times in the %llu s "
+			 "before (crash-restarts %llu, crash-window-s %llu)",
+			 cl_vm_crashes_counted(a->st, vm, now_ms),
+			 (unsigned long long)cl_setting_get(a->st, CL_SET_CRASH_WINDOW_S),
+			 (unsigned long long)cl_setting_get(a->st, CL_SET_CRASH_RESTARTS),
+			 (unsigned long long)cl_setting_get(a->st, CL_SET_CRASH_WINDOW_S));
 	log_tail(a, lv->name, tail, sizeof(tail));
-	snprintf(reason, sizeof(reason), "vmon %s%s%s", lv->why, *tail ? ": " : "", tail);
-	report_exit(a, vm, lv->generation, reason,
-		    exit_restartable(lv->status) &&
-		    (exit_hosts_fault(lv->status) || vm->restarts < CL_RESTARTS_MAX));
+	snprintf(reason, sizeof(reason), "vmon %s%s%s%s", lv->why, capped, *tail ? ": " : "", tail);
+	report_exit(a, vm, lv->generation, reason, restart, crash);
 }
 
 void agent_reconcile(struct agent *a)

@@ -207,8 +207,16 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 		       vm->host);
 	for (size_t i = 0; i < vm->n_nets; i++)
 		printf("net %zu:      %s\n", i, vm->nets[i]);
-	printf("generation: %llu (restarts %u)\n", (unsigned long long)vm->generation,
-	       vm->restarts);
+	printf("generation: %llu (restarts %u", (unsigned long long)vm->generation, vm->restarts);
+	if (vm->n_crashes_unix_ms) {
+		uint64_t now = (uint64_t)time(NULL) * 1000,
+			 last = vm->crashes_unix_ms[vm->n_crashes_unix_ms - 1];
+
+		/* The list is trimmed at each crash: it may hold some that no longer count. */
+		printf("; guest crashes kept: %zu, the last %llu s ago", vm->n_crashes_unix_ms,
+		       (unsigned long long)(now > last ? (now - last) / 1000 : 0));
+	}
+	printf(")\n");
 	printf("ha:         %s\n", !vm->ha ? "no" : vm->ha_unarmed ?
 	       "yes, not armed yet: its host's agent arms its vmon's fence, then it is "
 	       "restarted on another host when its host is lost" :

@@ -147,6 +147,42 @@ echo "  --bandwidth 0: $(head -1 <<<"$out")"
 check "a bad --bandwidth is a usage error ($rc)" \
 	bash -c '[ "$0" = 2 ] && grep -q -- "--bandwidth: not 1..10000000" <<<"$1"' "$rc" "$out"
 
+# A guest that crashes is restarted in place unless crash-restarts of its
+# crashes came within crash-window-s (vSphere HA's VM monitoring counts
+# resets the same way). The guest crashes 2.5 s into each run: with a 2 s
+# window no two crashes count together and it runs on; with 60 s the
+# third within the window stops it.
+echo "== a guest that keeps crashing"
+crash_field() { ctl_json host1 vm show crasher 2>/dev/null | json_get "$1"; }
+crash_restarts() { crash_field 'j["vm"].get("restarts", 0)'; }
+restarted_past() { [ "$(crash_restarts)" -ge "$1" ]; }
+crash_desired() { crash_field 'j["vm"].get("desired", "")'; }
+crash_stopped() { [ "$(crash_desired)" = VM_DESIRED_STOPPED ]; }
+crash_runs() { [ "$(crash_desired)" = VM_DESIRED_RUNNING ]; }
+check "crash-restarts 2, crash-window-s 2" ctl host1 clusterctl config set crash-restarts 2 \
+	crash-window-s 2
+check "crasher (crash after 2.5 s) created" ctl host1 clusterctl vm create crasher \
+	--guest "$GUESTS/crash" --args "after_ms=2500" --mem 32M
+check "crasher started on host2" ctl host1 clusterctl vm start crasher --host host2
+check "crashes 2.5 s apart, 2 s window: restarted past crash-restarts" \
+	wait_for 40 "a third restart" restarted_past 3
+check "and it still runs" crash_runs
+check "vm show counts its crashes" bash -c \
+	"lab_exec() { '$LAB_TOOL' exec --name '$LAB_NAME' \"\$@\"; }; lab_exec host3 clusterctl vm show crasher | grep -q 'guest crashes kept: [12], the last'"
+check "crash-window-s 60" ctl host3 clusterctl config set crash-window-s 60
+check "the third crash within 60 s stops it" wait_for 40 "crasher stopped" crash_stopped
+err=$(crash_field 'j["vm"].get("last_error", "")')
+echo "  last_error: ${err:0:240}"
+check "last_error says why it was not restarted" grep -qF \
+	"not restarted: it crashed 2 times in the 60 s before (crash-restarts 2, crash-window-s 60)" <<<"$err"
+check "no vmon of crasher left" wait_for 10 "crasher's vmon gone" \
+	bash -c "! ls '$LAB_DIR'/host*/run/crasher.sock 2>/dev/null"
+check "vm start begins the count anew" ctl host1 clusterctl vm start crasher --host host2
+check "restarts back to 0" test "$(crash_restarts)" = 0
+check "vm stop crasher" ctl host1 clusterctl vm stop crasher
+check "crash settings back to the defaults" ctl host1 clusterctl config set crash-restarts default \
+	crash-window-s default
+
 echo "== stop and delete"
 check "delete of a running VM is refused" fails host1 "stop it first" vm delete vm1
 check "vm stop" ctl host1 clusterctl vm stop vm1

@@ -1004,6 +1004,92 @@ static void test_exited(void **unused)
 	CL_FREE(st);
 }
 
+/* One end of vm1's current run at unix_ms, reported by host1. */
+static int exited_at(Ferry__Cluster__State *st, bool crash, bool restart, uint64_t unix_ms)
+{
+	Ferry__Cluster__CmdVmExited c = FERRY__CLUSTER__CMD_VM_EXITED__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+
+	c.name = "vm1";
+	c.host = "host1";
+	c.generation = cl_state_vm(st, "vm1")->generation;
+	c.reason = crash ? "host1: vmon: guest crashed" : "host1: vmon fenced";
+	c.restart = restart;
+	c.crash = crash;
+	c.unix_ms = unix_ms;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_EXITED;
+	cmd.vm_exited = &c;
+	return run(st, &cmd);
+}
+
+/* Crashes count within crash-window-s, at most crash-restarts of them; fences never. */
+static void test_crash_window(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	const uint64_t H = 3600 * 1000;
+	Ferry__Cluster__Vm *vm;
+
+	assert_int_equal(create(st, "vm1", "x86-64-v2", 64 << 20), 0);
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	assert_int_equal(exited_at(st, true, true, 1000), 0);
+	assert_int_equal(exited_at(st, false, true, 1500), 0);   /* a fence: not counted */
+	assert_int_equal(exited_at(st, true, true, 2000), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->restarts, 3);
+	assert_int_equal(vm->n_crashes_unix_ms, 2);
+	assert_true(cl_vm_crash_restarts(st, vm, 2500));
+	assert_int_equal(exited_at(st, true, true, 3000), 0);
+	vm = cl_state_vm(st, "vm1");
+	/* The default: 3 within an hour. A fourth now is not restarted... */
+	assert_int_equal(cl_vm_crashes_counted(st, vm, 4000), 3);
+	assert_false(cl_vm_crash_restarts(st, vm, 4000));
+	/* ...one an hour after the first is: that one no longer counts. */
+	assert_int_equal(cl_vm_crashes_counted(st, vm, 1000 + H), 2);
+	assert_true(cl_vm_crash_restarts(st, vm, 1000 + H));
+	/* A clock behind the others' must not make old crashes vanish. */
+	assert_int_equal(cl_vm_crashes_counted(st, vm, 500), 3);
+	assert_int_equal(exited_at(st, true, true, 1000 + H), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->n_crashes_unix_ms, 3);   /* 2000, 3000, 1000 + H */
+	assert_int_equal(vm->crashes_unix_ms[0], 2000);
+
+	/* A shorter window drops the old ones at the next crash; the list keeps crash-restarts. */
+	assert_int_equal(config_set(st, "crash-window-s", (uint64_t)10, "crash-restarts",
+				    (uint64_t)2, NULL), 0);
+	assert_int_equal(exited_at(st, true, true, 2 * H), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->n_crashes_unix_ms, 1);
+	assert_int_equal(exited_at(st, true, true, 2 * H + 1000), 0);
+	assert_int_equal(exited_at(st, true, true, 2 * H + 2000), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->n_crashes_unix_ms, 2);
+	assert_int_equal(vm->crashes_unix_ms[1], 2 * H + 2000);
+	assert_false(cl_vm_crash_restarts(st, vm, 2 * H + 3000));
+	assert_true(cl_vm_crash_restarts(st, vm, 2 * H + 11001));
+	/* A crash not restarted (the cap) stops the VM and adds nothing. */
+	assert_int_equal(exited_at(st, true, false, 2 * H + 3000), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->desired, FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED);
+	assert_int_equal(vm->n_crashes_unix_ms, 2);
+	/* A start forgets them. */
+	assert_int_equal(start(st, "vm1", "host1"), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->n_crashes_unix_ms, 0);
+	assert_int_equal(vm->restarts, 0);
+
+	/* With an older agent: no crash recorded, its rule (every restart counts) decides. */
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_9;
+	assert_int_equal(config_set(st, "crash-restarts", (uint64_t)5, NULL), -EPROTO);
+	assert_int_equal(exited_at(st, false, true, 3 * H), 0);
+	assert_int_equal(exited_at(st, true, true, 3 * H + 1), 0);
+	vm = cl_state_vm(st, "vm1");
+	assert_int_equal(vm->n_crashes_unix_ms, 0);
+	assert_false(cl_vm_crash_restarts(st, vm, 3 * H + 2));   /* restarts 2, crash-restarts 2 */
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	assert_true(cl_vm_crash_restarts(st, vm, 3 * H + 2));
+	CL_FREE(st);
+}
+
 /* Same commands, same order: the same bytes on every node. */
 static void test_deterministic_and_persisted(void **unused)
 {
@@ -1234,6 +1320,7 @@ int main(void)
 		cmocka_unit_test(test_mig_set),
 		cmocka_unit_test(test_maintenance_stop_delete),
 		cmocka_unit_test(test_exited),
+		cmocka_unit_test(test_crash_window),
 		cmocka_unit_test(test_deterministic_and_persisted),
 		cmocka_unit_test(test_revoked_file),
 		cmocka_unit_test(test_sync),
