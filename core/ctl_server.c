@@ -68,6 +68,9 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 	ferry__ctl__status__init(st);
 	st->name = vm->cfg.name;
 	st->state = ctl_state(vm_get_state(vm));
+	/* Arrived paused (a migration, a restore): not run here yet, and held so. */
+	if (st->state == FERRY__CTL__VM_STATE__VM_STATE_CREATED && vm_held(vm, NULL, 0))
+		st->state = FERRY__CTL__VM_STATE__VM_STATE_PAUSED;
 	st->vcpus = vm->nr_vcpus;
 	st->mem_bytes = vm->mem.size;
 	st->cpu_model = vm->model_name;
@@ -192,7 +195,7 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ex
 		resp->stats = &s->stats;
 		break;
 	case FERRY__CTL__REQUEST__CMD_PAUSE:
-		ret = vm_pause(vm);
+		ret = vm_pause_user(vm);
 		if (ret)
 			ctl_error(resp, ret, vm_state_name(vm_get_state(vm)));
 		break;

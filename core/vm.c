@@ -676,20 +676,45 @@ out:
 	return ret;
 }
 
+int vm_pause_user(struct vm *vm)
+{
+	int ret = vm_pause(vm);
+
+	if (!ret) {
+		pthread_mutex_lock(&vm->lock);
+		vm->user_paused = true;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return ret;
+}
+
+bool vm_held(struct vm *vm, char *why, size_t len)
+{
+	bool held;
+
+	pthread_mutex_lock(&vm->lock);
+	held = vm->user_paused || vm->pause_reason[0];
+	if (why)
+		snprintf(why, len, "%s", vm->pause_reason[0] ? vm->pause_reason :
+			 vm->user_paused ? "paused by the operator" : "");
+	pthread_mutex_unlock(&vm->lock);
+	return held;
+}
+
 int vm_resume(struct vm *vm)
 {
+	enum vm_state st = vm_get_state(vm);
 	char why[VM_ERR_LEN];
 	int ret = 0;
 
-	/* A VM loaded from a migration whose commit never came: start it. */
-	if (vm_get_state(vm) == VM_CREATED)
-		return vm_start(vm);
 	/*
 	 * Devices first: a disk that went away is reconnected (the VM stays
-	 * paused with the reason if it cannot be), and a failed migration's
-	 * source takes its lease back before its guest runs again.
+	 * paused with the reason if it cannot be), held requests run again,
+	 * and a failed migration's source takes its lease back before its
+	 * guest runs again. A VM that arrived paused (or whose migration's
+	 * commit never came) has not run here yet: the same, then it starts.
 	 */
-	if (vm_get_state(vm) == VM_PAUSED) {
+	if (st == VM_PAUSED || st == VM_CREATED) {
 		/*
 		 * A held request the devices run again may fail again at once
 		 * (the disk is still full) while the VM is still paused: the
@@ -712,6 +737,18 @@ int vm_resume(struct vm *vm)
 			return ret;
 		}
 	}
+	if (st == VM_CREATED) {
+		pthread_mutex_lock(&vm->lock);
+		vm->user_paused = false;
+		vm->pause_reason[0] = 0;
+		pthread_mutex_unlock(&vm->lock);
+		ret = vm_start(vm);
+		pthread_mutex_lock(&vm->lock);
+		vm->resuming = false;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		return ret;
+	}
 	pthread_mutex_lock(&vm->lock);
 	vm->resuming = false;
 	pthread_cond_broadcast(&vm->cond);
@@ -723,11 +760,23 @@ int vm_resume(struct vm *vm)
 	}
 	vm->pause_req = false;
 	vm->state = VM_RUNNING;
+	vm->user_paused = false;
 	vm->pause_reason[0] = 0;
 	pthread_cond_broadcast(&vm->cond);
 out:
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
+}
+
+int vm_resume_own(struct vm *vm)
+{
+	char why[VM_ERR_LEN];
+
+	if (vm_held(vm, why, sizeof(why))) {
+		log_warn("%s: stays paused: %s", vm->cfg.name, why);
+		return 0;
+	}
+	return vm_resume(vm);
 }
 
 void vm_finish(struct vm *vm, enum vm_state state, int status, const char *fmt, ...)

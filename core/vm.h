@@ -121,6 +121,7 @@ struct vm {
 	bool pause_pending;        /* vm_pause_for's thread is at work */
 	char pending_reason[VM_ERR_LEN]; /* the reason that thread pauses for */
 	bool resuming;             /* vm_resume is between its devices and the vCPUs */
+	bool user_paused;          /* the operator's pause (or it arrived so): only vm_resume ends it */
 
 	struct fence *fence;       /* --fence-s, or NULL; set before the control socket opens */
 
@@ -151,9 +152,23 @@ void vm_destroy(struct vm *vm);
 
 /* Start the vCPU threads. */
 int vm_start(struct vm *vm);
-/* Stop every vCPU outside KVM_RUN and wait until they are parked. */
+/*
+ * Stop every vCPU outside KVM_RUN and wait until they are parked. A pause
+ * of the program's own (a migration's switchover, auto-converge, a
+ * snapshot) ends with vm_resume_own; the operator's (vmon ctl pause,
+ * vm_pause_user) and a device's (vm_pause_for) only with vm_resume.
+ */
 int vm_pause(struct vm *vm);
+int vm_pause_user(struct vm *vm);
+/* Run again (vmon ctl resume): devices first (held requests), then the vCPUs. */
 int vm_resume(struct vm *vm);
+/* End a pause of the program's own: the VM runs again unless it is held (vm_held). */
+int vm_resume_own(struct vm *vm);
+/*
+ * Whether the operator or a device holds the VM paused; why (may be NULL)
+ * says which. A migration carries that to the destination (StreamEnd).
+ */
+bool vm_held(struct vm *vm, char *why, size_t len);
 /* Ask the vCPUs to stop for good (the guest does not run again). */
 void vm_stop(struct vm *vm, const char *reason);
 /* Wait for all vCPU threads; returns the exit status (guest code or VM_EXIT_*). */

@@ -125,7 +125,11 @@ static const char vmon_usage[] =
 "  status                state, vCPUs, memory, CPU model, uptime, and why it\n"
 "                        is paused when a disk went away\n"
 "  pause | resume        stop all vCPUs outside the guest / let them run again\n"
-"                        (resume reconnects a disk that went away first)\n"
+"                        (resume reconnects a disk that went away first and\n"
+"                        retries the requests held for it); a paused guest\n"
+"                        stays paused through a migration (it lands paused,\n"
+"                        or stays so here if the migration fails), a save\n"
+"                        and a restore with --control: only resume runs it\n"
 "  stop                  stop the VM for good; vmon exits with status 0\n"
 "  keepalive             restart the --fence-s timer\n"
 "  fence SECONDS         arm the fence as --fence-s would, or change its period\n"
@@ -651,8 +655,25 @@ static int vmon_run(int argc, char **argv)
 				 strerror(-ret));
 	}
 
-	/* An incoming VM is running already (or awaits its commit). */
-	if (!r.incoming) {
+	/*
+	 * A guest saved or migrated while paused (by the operator, or a full
+	 * disk) stays paused for vmon ctl resume; without a control socket
+	 * nothing could resume it, so it runs. An incoming VM is running
+	 * already otherwise (or awaits its commit).
+	 */
+	if (vm_get_state(r.vm) == VM_CREATED && vm_held(r.vm, err, sizeof(err))) {
+		if (r.control) {
+			log_warn("%s: paused as it was (%s): vmon ctl resume runs it", r.cfg.name,
+				 err);
+		} else {
+			log_warn("%s: it was paused (%s), and without --control nothing could "
+				 "resume it: it runs", r.cfg.name, err);
+			ret = vm_resume(r.vm);
+			if (ret)
+				fprintf(stderr, "vmon: error: %s: cannot resume: %s\n", r.cfg.name,
+					strerror(-ret));
+		}
+	} else if (!r.incoming) {
 		ret = vm_start(r.vm);
 		if (ret)
 			fprintf(stderr, "vmon: error: %s: cannot start: %s\n", r.cfg.name,

@@ -183,7 +183,7 @@ static void mig_finish(struct mig_run *m, int ret)
 		if (m->x && ret != -ECONNABORTED)
 			mig_send_abort(&m->w, job->prog.phase, m->err);
 		if (m->paused)
-			vm_resume(m->vm);
+			vm_resume_own(m->vm);
 	}
 	if (m->tracking)
 		mig_tracking_give(m, !m->acked);

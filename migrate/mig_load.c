@@ -415,6 +415,15 @@ static int load_end(struct mig_loader *l, const void *body, uint64_t len)
 			goto out;
 		}
 	}
+	/* Held paused where it was saved: held here too, until vmon ctl resume. */
+	pthread_mutex_lock(&l->vm->lock);
+	l->vm->user_paused = e->paused;
+	if (e->pause_reason && *e->pause_reason)
+		snprintf(l->vm->pause_reason, sizeof(l->vm->pause_reason), "%s", e->pause_reason);
+	for (char *c = l->vm->pause_reason; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';   /* it is shown as one line of status */
+	pthread_mutex_unlock(&l->vm->lock);
 	l->res->load_ns = now_ns() - t0;
 out:
 	protobuf_c_message_free_unpacked(m, NULL);

@@ -158,6 +158,14 @@ static int mig_precheck(const struct mig_incoming_opts *o, const Ferry__Mig__Hel
 	return ret;
 }
 
+/* FERRY_TEST_FAULT=NAME: a fault tests need on demand, where none can cause it from outside. */
+static bool test_fault(const char *name)
+{
+	const char *f = getenv("FERRY_TEST_FAULT");
+
+	return f && !strcmp(f, name);
+}
+
 static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf,
 			    unsigned connections)
 {
@@ -174,6 +182,8 @@ static int mig_send_verdict(struct stream_writer *w, struct mig_refusals *rf,
 	v.connections = rf->n ? 0 : connections;
 	v.hashed_pages = !rf->n;
 	v.sync = !rf->n;
+	/* FERRY_TEST_FAULT=no-keeps-paused: answer as a vmon from before it did. */
+	v.keeps_paused = !rf->n && !test_fault("no-keeps-paused");
 	return mig_send_msg(w, STREAM_REC_VERDICT, &v.base);
 }
 
@@ -189,7 +199,6 @@ static void mig_send_ack(struct stream_writer *w, bool ok, const char *phase,
 	mig_send_msg(w, STREAM_REC_ACK, &a.base);
 }
 
-/* Per connection: what the next source starts afresh with. */
 /*
  * FERRY_TEST_FAULT=lose-commit: behave as if the connection broke right
  * after our ACK, the one failure after which neither side may run the
@@ -198,14 +207,13 @@ static void mig_send_ack(struct stream_writer *w, bool ok, const char *phase,
  */
 static int commit_lost_on_purpose(char *why)
 {
-	const char *f = getenv("FERRY_TEST_FAULT");
-
-	if (!f || strcmp(f, "lose-commit"))
+	if (!test_fault("lose-commit"))
 		return 0;
 	snprintf(why, MIG_ERR_LEN, "the connection broke (FERRY_TEST_FAULT=lose-commit)");
 	return -ECONNRESET;
 }
 
+/* Per connection: what the next source starts afresh with. */
 static void incoming_reset(struct xport **x, struct stream_writer *w,
 			   struct stream_reader *hr, struct stream_reader *sr)
 {
@@ -382,10 +390,30 @@ again:
 		vm = NULL;
 		goto out;
 	}
-	ret = vm_start(vm);
-	if (ret) {
-		snprintf(err, MIG_ERR_LEN, "cannot start the guest: %s", strerror(-ret));
-		goto out;
+	if (vm_held(vm, why, MIG_ERR_LEN)) {
+		/*
+		 * Paused at the source by the operator or a device: it stays
+		 * paused, but the disks are ours from now on (the source let
+		 * them go), so no one else takes them meanwhile.
+		 */
+		ret = vm_devs_acquire(vm, why, MIG_ERR_LEN);
+		if (ret) {
+			pthread_mutex_lock(&vm->lock);
+			snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
+			pthread_mutex_unlock(&vm->lock);
+			log_err("%s: arrived paused, and cannot take its disks: %s", vm->cfg.name,
+				why);
+		} else {
+			log_warn("%s: arrived paused, and stays paused (%s): vmon ctl resume runs it",
+				 vm->cfg.name, why);
+		}
+		resumed.kept_paused = true;
+	} else {
+		ret = vm_start(vm);
+		if (ret) {
+			snprintf(err, MIG_ERR_LEN, "cannot start the guest: %s", strerror(-ret));
+			goto out;
+		}
 	}
 	resumed.realtime_ns = realtime_ns();
 	mig_send_msg(&w, STREAM_REC_RESUMED, &resumed.base);

@@ -93,6 +93,7 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 	uint64_t tsc[GABI_MAX_VCPUS];
 	struct kvm_clock_data kclock = { 0 };
 	uint8_t digest[16], *devbuf = NULL;
+	char reason[VM_ERR_LEN];
 	int ret = -ENOMEM;
 
 	if (!vp)
@@ -146,6 +147,12 @@ int mig_write_tail(struct vm *vm, struct stream_writer *w, const struct mig_tail
 		end.ram_digest.data = digest;
 		end.ram_digest.len = sizeof(digest);
 	}
+	/* Held paused by the operator or a device: it stays paused where it lands. */
+	pthread_mutex_lock(&vm->lock);
+	end.paused = vm->user_paused;
+	snprintf(reason, sizeof(reason), "%s", vm->pause_reason);
+	pthread_mutex_unlock(&vm->lock);
+	end.pause_reason = reason;
 	ret = stream_write_pb(w, STREAM_REC_END, &end.base);
 	if (!ret)
 		goto out;

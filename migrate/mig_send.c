@@ -132,6 +132,21 @@ static void mig_shutdown_io_late(struct mig_job *job)
 		mig_shutdown_io(job);
 }
 
+/*
+ * A guest the operator or a device holds paused stays paused where it
+ * lands (StreamEnd.paused): only to a destination that says it keeps it
+ * so. An older one would run it. 0, or -ENOTSUP with m->err.
+ */
+static int mig_held_check(struct mig_run *m, const char *dest, const char *phase)
+{
+	if (!vm_held(m->vm, m->held_why, sizeof(m->held_why)) || m->keeps_paused)
+		return 0;
+	snprintf(m->err, MIG_ERR_LEN, "%s: the guest is paused (%.300s), and destination %.100s "
+		 "would run it: its vmon predates keeping a paused guest paused; resume the "
+		 "guest first, or upgrade the destination", phase, m->held_why, dest);
+	return -ENOTSUP;
+}
+
 /* The HELLO: what the destination must be able to host. */
 int mig_handshake(struct mig_run *m)
 {
@@ -220,6 +235,9 @@ int mig_handshake(struct mig_run *m)
 	}
 	m->hashed = !ret && h.hashed_pages && v->hashed_pages;
 	m->sync = !ret && v->sync;
+	m->keeps_paused = !ret && v->keeps_paused;
+	if (!ret)
+		ret = mig_held_check(m, v->host && *v->host ? v->host : m->job->p.uri, "precheck");
 	protobuf_c_message_free_unpacked(msg, NULL);
 	return ret;
 }
@@ -643,6 +661,8 @@ int mig_switchover(struct mig_run *m)
 	mig_mark(m, MIG_MARK_PAUSED);
 	/* Disks: no I/O in flight, everything acknowledged flushed (or we stay). */
 	ret = vm_devs_quiesce(m->vm, m->err, MIG_ERR_LEN);
+	if (!ret)   /* a device may have paused it since the handshake (a disk filled) */
+		ret = mig_held_check(m, m->job->p.uri, "switchover");
 	if (ret)
 		return ret;
 	mig_mark(m, MIG_MARK_QUIESCED);
@@ -744,7 +764,13 @@ void mig_commit(struct mig_run *m)
 		ret = mig_recv_msg(&m->r, STREAM_REC_RESUMED, &ferry__mig__resumed__descriptor,
 				   &msg, why);
 	pthread_mutex_lock(&job->lock);
-	if (!ret) {
+	if (!ret && ((Ferry__Mig__Resumed *)msg)->kept_paused) {
+		/* Nothing ran again: there is no downtime to measure. */
+		snprintf(job->prog.message, sizeof(job->prog.message), "the guest was paused (%.300s) "
+			 "and stays paused at the destination, which took its disks; vmon ctl resume "
+			 "there runs it", m->held_why);
+		mig_mark_locked(job, MIG_MARK_RESUMED);
+	} else if (!ret) {
 		uint64_t resumed = ((Ferry__Mig__Resumed *)msg)->realtime_ns;
 
 		job->prog.downtime_ms = resumed > m->pause_realtime_ns ?

@@ -23,6 +23,8 @@ struct mig_run {
 	struct mig_throttle throttle;
 	bool hashed;        /* the destination takes PAGE_HASHED: no page copies */
 	bool sync;          /* the destination answers SYNC: it catches up after each round */
+	bool keeps_paused;  /* the destination keeps a guest that arrives paused paused */
+	char held_why[VM_ERR_LEN]; /* why the guest was held paused at switchover, for the result */
 	bool tracking;      /* we took dirty tracking from the sampler */
 	bool paused;        /* we paused the guest */
 	bool acked;         /* the destination owns the guest now */

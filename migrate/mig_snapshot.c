@@ -96,7 +96,7 @@ fail:
 	if (!ret && stop)
 		vm_stop(vm, "stopped after saving a snapshot");
 	else if (was_running)
-		vm_resume(vm);
+		vm_resume_own(vm);
 	res->duration_ns = now_ns() - t0;
 	return ret;
 }

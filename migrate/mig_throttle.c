@@ -38,7 +38,7 @@ static void *mig_throttle_thread(void *arg)
 		pthread_mutex_lock(&t->lock);
 		wait_ns(t, off);
 		pthread_mutex_unlock(&t->lock);
-		vm_resume(t->vm);
+		vm_resume_own(t->vm);
 		pthread_mutex_lock(&t->lock);
 		wait_ns(t, period - off);
 	}

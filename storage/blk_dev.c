@@ -313,20 +313,24 @@ static void blk_drain(void *ctx)
 static int blk_quiesce(void *ctx, char *err, size_t len)
 {
 	struct blk_dev *dev = ctx;
-	unsigned held;
 
+	/*
+	 * Requests held for a disk that stalled travel in the state (version
+	 * 3) and run again where the VM is resumed; the VM is held paused
+	 * (vm_held), so it lands paused. A stalled disk cannot flush.
+	 */
 	blk_drain(dev);
-	pthread_mutex_lock(&dev->lock);
-	held = dev->nr_held;
-	pthread_mutex_unlock(&dev->lock);
-	if (held) {
-		snprintf(err, len, "%u disk requests are held because their storage is "
-			 "unreachable or full; resume the VM first", held);
-		return -EIO;
-	}
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		struct blk_disk *d = &dev->disks[i];
-		int ret = blk_flush(d, false);
+		bool stalled;
+		int ret;
+
+		pthread_mutex_lock(&dev->lock);
+		stalled = d->gone;
+		pthread_mutex_unlock(&dev->lock);
+		if (stalled)
+			continue;
+		ret = blk_flush(d, false);
 
 		if (ret) {
 			snprintf(err, len, "disk %u (%.200s): flush: %s", i, d->spec.target,
@@ -429,6 +433,30 @@ static int blk_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 		st->rings[st->nr_rings].head = r->head;
 		st->nr_rings++;
 	}
+	for (unsigned i = 0; i < dev->nr_disks; i++) {
+		const struct blk_disk *d = &dev->disks[i];
+		bool held = false;
+
+		for (unsigned k = 0; k < dev->nr_held && !held; k++)
+			held = dev->held[k].disk == i;
+		if (!d->gone && !held)
+			continue;
+		/* Held but no longer gone (a resume that failed halfway): run them, no reconnect. */
+		st->stalled[st->nr_stalled].disk = i;
+		st->stalled[st->nr_stalled].full = d->full || !d->gone;
+		st->nr_stalled++;
+	}
+	for (unsigned k = 0; k < dev->nr_held; k++) {
+		const struct blk_job *j = &dev->held[k];
+		struct blk_state_held *h = &st->held[st->nr_held++];
+
+		h->disk = j->disk;
+		h->ring = j->ring;
+		h->gpa = j->gpa;
+		h->q = (struct gabi_blk_req){ .op = j->q.op, .flags = j->q.flags,
+					      .offset = j->q.offset, .len = j->q.len,
+					      .buf_gpa = j->q.buf_gpa, .tag = j->q.tag };
+	}
 	pthread_mutex_unlock(&dev->lock);
 	ret = blk_state_format(st, version, buf, len);
 	free(st);
@@ -442,6 +470,12 @@ static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
 
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		struct blk_disk *d = &dev->disks[i];
+		uint64_t held = 0;
+
+		pthread_mutex_lock(&dev->lock);
+		for (unsigned k = 0; k < dev->nr_held; k++)
+			held += dev->held[k].disk == i;
+		pthread_mutex_unlock(&dev->lock);
 		const struct { const char *k; uint64_t v; } s[] = {
 			{ "reads", __atomic_load_n(&d->stats.reads, __ATOMIC_RELAXED) },
 			{ "writes", __atomic_load_n(&d->stats.writes, __ATOMIC_RELAXED) },
@@ -457,6 +491,7 @@ static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
 			{ "owned", d->owned },
 			{ "unreachable", d->gone && !d->full },
 			{ "full", d->full },
+			{ "held", held },   /* requests waiting for the storage */
 		};
 
 		for (unsigned k = 0; k < sizeof(s) / sizeof(s[0]) && n < max; k++, n++) {
@@ -584,6 +619,54 @@ static int size_differs(unsigned i, const struct blk_spec *spec, uint64_t here,
 	return -EBADMSG;
 }
 
+/*
+ * The disks that stalled at the source and the requests they held: held
+ * here, as there, until vmon ctl resume runs them (a gone disk is
+ * reconnected first). Each is checked as blk_submit checks a request.
+ */
+static int blk_held_load(struct blk_dev *dev, const struct blk_state *st, char *err,
+			 size_t err_len)
+{
+	for (unsigned i = 0; i < st->nr_held; i++) {
+		const struct blk_state_held *h = &st->held[i];
+		int ret = hcall_blk_req_check(&h->q, dev->disks[h->disk].size, dev->vm->mem.size);
+
+		if (!ret && !mem_ptr(&dev->vm->mem, h->gpa, sizeof(h->q)))
+			ret = -EFAULT;
+		if (ret) {
+			snprintf(err, err_len, "disk state: held request %u (disk %u, at %#llx): %s", i,
+				 h->disk, (unsigned long long)h->gpa, strerror(-ret));
+			return -EBADMSG;
+		}
+	}
+	pthread_mutex_lock(&dev->lock);
+	for (unsigned i = 0; i < st->nr_stalled; i++) {
+		dev->disks[st->stalled[i].disk].gone = true;
+		dev->disks[st->stalled[i].disk].full = st->stalled[i].full;
+	}
+	for (unsigned i = 0; i < st->nr_held; i++) {
+		const struct blk_state_held *h = &st->held[i];
+		struct blk_job *j = &dev->held[dev->nr_held++];
+
+		*j = (struct blk_job){ .disk = h->disk, .ring = h->ring, .gpa = h->gpa, .q = h->q };
+		/* Counted as the source counted them: taken, not completed. */
+		if (j->ring)
+			dev->rings[j->disk].inflight++;
+		else
+			dev->per_disk[j->disk]++;
+	}
+	pthread_mutex_unlock(&dev->lock);
+	/* The source's END names why (a full disk); this stands in should it not. */
+	pthread_mutex_lock(&dev->vm->lock);
+	if (st->nr_stalled && !dev->vm->pause_reason[0])
+		snprintf(dev->vm->pause_reason, sizeof(dev->vm->pause_reason), "disk %u (%s) "
+			 "stalled at the source with %u requests held: vmon ctl resume retries "
+			 "them", st->stalled[0].disk, dev->disks[st->stalled[0].disk].spec.target,
+			 st->nr_held);
+	pthread_mutex_unlock(&dev->vm->lock);
+	return 0;
+}
+
 /* A VM arriving in a stream: open the disks it had, the same sizes; its rings. */
 static int blk_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t err_len)
@@ -605,6 +688,8 @@ static int blk_load(struct vm *vm, uint32_t version, const uint8_t *data, size_t
 	for (unsigned i = 0; !ret && dev && i < st->nr_rings; i++)
 		ret = blk_ring_load(dev, st->rings[i].disk, st->rings[i].gpa, st->rings[i].head,
 				    err, err_len);
+	if (!ret && dev)
+		ret = blk_held_load(dev, st, err, err_len);
 	free(st);
 	return ret;
 }

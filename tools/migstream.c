@@ -28,6 +28,7 @@ struct summary {
 	unsigned vcpus, nr_vcpus, devices;
 	char vm[64], model[64];
 	bool have_digest;
+	char paused[300];       /* "": the guest ran when it was saved */
 };
 
 static int check_pb(struct stream_reader *r, const ProtobufCMessageDescriptor *d,
@@ -196,6 +197,10 @@ static int verify(const char *path, bool dump)
 				break;
 			e = (Ferry__Mig__StreamEnd *)m;
 			s.have_digest = e->ram_digest.len == 16;
+			if (e->paused || (e->pause_reason && *e->pause_reason))
+				snprintf(s.paused, sizeof(s.paused), ", the guest paused (%.250s): it "
+					 "stays paused where it is loaded", e->pause_reason &&
+					 *e->pause_reason ? e->pause_reason : "by the operator");
 			if (e->pages != s.pages || e->zero_pages != s.zero_pages) {
 				fprintf(stderr, "migstream: END at offset %llu counts %llu pages "
 					"(%llu zero) but the stream has %llu (%llu)\n",
@@ -233,12 +238,12 @@ static int verify(const char *path, bool dump)
 	snprintf(torn, sizeof(torn), ", %llu torn and sent again",
 		 (unsigned long long)s.torn);
 	printf("%s: sound: VM %s, model %s, %u vCPUs, %llu records, %llu bytes, %llu pages "
-	       "(%llu zero%s) of %llu, %llu rounds, %u devices%s\n", path, s.vm, s.model,
+	       "(%llu zero%s) of %llu, %llu rounds, %u devices%s%s\n", path, s.vm, s.model,
 	       s.vcpus, (unsigned long long)r.records, (unsigned long long)r.off,
 	       (unsigned long long)s.pages, (unsigned long long)s.zero_pages,
 	       s.torn ? torn : "",
 	       (unsigned long long)s.nr_pages, (unsigned long long)s.rounds, s.devices,
-	       s.have_digest ? ", RAM digest present" : "");
+	       s.have_digest ? ", RAM digest present" : "", s.paused);
 out:
 	free(s.owed);
 	stream_reader_destroy(&r);

@@ -7,6 +7,7 @@
  * Whatever is refused must say why. Broken promises trap.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(memchr(err, '\0', sizeof(err)) && err[0] != '\0');
 		return 0;
 	}
-	fuzz_assert(version == BLK_STATE_VERSION || version == BLK_STATE_VERSION_RING);
-	fuzz_assert(st.n <= GABI_BLK_MAX_DISKS && st.nr_rings <= st.n);
-	fuzz_assert(!st.nr_rings || version == BLK_STATE_VERSION_RING);
+	fuzz_assert(version >= BLK_STATE_VERSION && version <= BLK_STATE_VERSION_HELD);
+	fuzz_assert(st.n <= GABI_BLK_MAX_DISKS && st.nr_rings <= st.n && st.nr_stalled <= st.n);
+	fuzz_assert(!st.nr_rings || version >= BLK_STATE_VERSION_RING);
+	fuzz_assert((st.nr_stalled > 0) == (version == BLK_STATE_VERSION_HELD));
+	fuzz_assert(st.nr_held <= BLK_STATE_HELD_MAX);
+	for (unsigned i = 0; i < st.nr_held; i++) {
+		bool stalled = false, ring = false;
+
+		for (unsigned k = 0; k < st.nr_stalled; k++)
+			stalled |= st.stalled[k].disk == st.held[i].disk;
+		for (unsigned k = 0; k < st.nr_rings; k++)
+			ring |= st.rings[k].disk == st.held[i].disk;
+		fuzz_assert(stalled && (!st.held[i].ring || ring));
+	}
 	for (unsigned i = 0; i < st.n; i++) {
 		fuzz_assert(st.specs[i].kind == BLK_FILE || st.specs[i].kind == BLK_NBD);
 		fuzz_assert(st.specs[i].spec[0] && !strchr(st.specs[i].spec, '\n'));
@@ -48,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ret = blk_state_format(&st, &v2, &out, &len);
 	fuzz_assert(!ret);
 	fuzz_assert(len == size - 1 && !memcmp(out, data + 1, len));
-	fuzz_assert(v2 == version || (!st.nr_rings && v2 == BLK_STATE_VERSION));
+	fuzz_assert(v2 == version || (!st.nr_rings && !st.nr_stalled && v2 == BLK_STATE_VERSION));
 	free(out);
 	return 0;
 }

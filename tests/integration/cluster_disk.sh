@@ -81,9 +81,21 @@ else
 		vm_list_has host1 "^d3 *paused .*the storage is full"
 	check "host3's vmon logged the second pause" test "$(grep -c "pausing: disk 0" \
 		"$LAB_DIR/host3/run/d3.log" 2>/dev/null || echo 0)" -ge 2
+	# A host in maintenance must empty, its paused VMs too: d3 moves as it
+	# is, its held write with it, and lands paused.
+	out=$(lab_exec host1 clusterctl host maintenance host3 enter 2>&1) && rc=0 || rc=$?
+	echo "$out" | tail -2 | sed 's/^/  /'
+	check "host3 enters maintenance, emptied ($rc)" test "$rc" = 0
+	d3_host=$(ctl_json host1 vm show d3 | json_get 'j["vm"]["host"]')
+	check "d3 moved off host3 (to $d3_host)" bash -c '[ -n "$0" ] && [ "$0" != host3 ]' "$d3_host"
+	check "vm list says d3 is paused there, for the same reason" wait_for 10 "d3 paused on $d3_host" \
+		vm_list_has host2 "^d3 *paused *$d3_host .*the storage is full"
+	check "its vmon there holds the write" test "$("$FERRY_BIN/vmon" ctl "$(sock_of d3)" stats 2>/dev/null |
+		sed -n 's/^device disk0.held = //p')" -ge 1
 	mount -o remount,size=32m "$SHARED/full"
 	check "room made: vm resume from host1" ctl host1 clusterctl vm resume d3
 	check "vm list says running again" wait_for 10 "d3 running" vm_list_has host1 "^d3 *running "
+	check "host3 leaves maintenance" ctl host1 clusterctl host maintenance host3 exit
 	check "vm resume of an unknown VM is refused" fails host1 "vm resume: nope: no such VM" vm resume nope
 	check "d3 stops" ctl host1 clusterctl vm stop d3
 	check "vm resume of a stopped VM is refused" fails host2 "vm resume: d3: d3 is not running" \

@@ -216,7 +216,25 @@ static void test_state_one_form(void **state)
 		{ 2, "12 /p\nring 0 4096 0 \n" },       /* a trailing space */
 		{ 2, "12 /p\nring 0 4096\n" },          /* too few numbers */
 		{ 2, "12 /p\nring 0 4096 0\n13 /q\n" }, /* a disk after the rings */
-		{ 3, "12 /p\n" },                       /* an unknown version */
+		{ 4, "12 /p\n" },                       /* an unknown version */
+		{ 3, "12 /p\n" },                       /* version 3, nothing stalled */
+		{ 2, "12 /p\nstalled 0 full\n" },      /* stalled in version 2 */
+		{ 3, "12 /p\nstalled 1 full\n" },      /* no disk 1 */
+		{ 3, "12 /p\nstalled 0 half\n" },      /* another word */
+		{ 3, "12 /p\n12 /q\nstalled 1 full\nstalled 0 full\n" }, /* out of order */
+		{ 3, "12 /p\nstalled 0 full\nring 0 4096 0\n" },      /* a ring after it */
+		{ 3, "12 /p\nstalled 0 full\n13 /q\n" },               /* a disk after it */
+		{ 3, "12 /p\n12 /q\nstalled 0 full\nheld 1 0 0 2 0 0 512 0 0\n" }, /* not stalled */
+		{ 3, "12 /p\nstalled 0 full\nheld 0 2 0 2 0 0 512 0 0\n" },  /* RING 2 */
+		{ 3, "12 /p\nring 0 4096 0\nstalled 0 full\nheld 0 2 4352 2 0 0 512 0 0\n" }, /* RING 2 (fuzz) */
+		{ 1, "12 /p\nring 8 4096 0\n" },       /* a digit over the maximum (7) */
+		{ 3, "12 /p\nstalled 0 full\nheld 0 1 4352 2 0 0 512 0 0\n" }, /* no ring */
+		{ 3, "12 /p\nring 0 4096 0\nstalled 0 full\nheld 0 1 4096 2 0 0 512 0 0\n" }, /* not a slot */
+		{ 3, "12 /p\nring 0 4096 0\nstalled 0 full\nheld 0 1 4384 2 0 0 512 0 0\n" }, /* mid-slot */
+		{ 3, "12 /p\nring 0 4096 0\nstalled 0 full\nheld 0 1 8448 2 0 0 512 0 0\n" }, /* past slot 63 */
+		{ 3, "12 /p\nstalled 0 full\nheld 0 0 0 4294967296 0 0 512 0 0\n" }, /* op over 32 bits */
+		{ 3, "12 /p\nstalled 0 full\nheld 0 0 0 2 0 0 512 0\n" },   /* a number short */
+		{ 3, "12 /p\nstalled 0 full\nheld 0 0 0 2 0 0 512 0 0\nstalled 0 full\n" },
 	};
 	struct blk_state st;
 	char err[BLK_ERR_LEN];
@@ -236,6 +254,10 @@ static void test_state_one_form(void **state)
 	assert_memory_equal(out, good2, len);
 	free(out);
 	assert_int_equal(state_parse(1, ""), 0);
+	/* Version 3: the ring's slot 0 and 63, and a request of blk_submit's. */
+	assert_int_equal(state_parse(3, "12 /p\nring 0 4096 0\nstalled 0 gone\n"
+				     "held 0 1 4352 2 0 0 512 0 0\nheld 0 1 8384 2 1 512 512 0 5\n"
+				     "held 0 0 0 1 0 0 512 0 0\n"), 0);
 	assert_int_equal(state_parse(1, "0 /p, with commas.img\n"), 0);
 	assert_int_equal(state_parse(1, "18446744073709551615 /p\n"), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -366,6 +366,83 @@ static void test_state_lines(void **state)
 					       sizeof(err)), 0);
 }
 
+/*
+ * A state with a disk that stalled (full) and three requests held there,
+ * two from the ring and one from blk_submit, as a paused VM migrates: they
+ * stay held (no I/O, the device says full and 3 held), the state saves back
+ * byte for byte, and a resume runs them all against the disk. A held
+ * request the source would not have taken (outside the disk) is refused.
+ */
+static void test_held_load_resume(void **state)
+{
+	struct t *t = *state;
+	const unsigned long long slot0 = RING_GPA + offsetof(struct gabi_blk_ring, slot);
+	const unsigned long long subq = BUF_GPA + 63 * 4096;   /* a request of its own, in RAM */
+	struct vm *dst = vm_make();
+	const struct vm_dev_ops *ops;
+	struct gabi_blk_req *sq;
+	char err[BLK_ERR_LEN], text[2048];
+	uint8_t *buf, data[4096];
+	uint32_t version;
+	size_t len;
+	int n;
+
+	n = snprintf(text, sizeof(text),
+		     "%llu %s\nring 0 %llu 2\nstalled 0 full\n"
+		     "held 0 1 %llu %u 0 0 4096 %llu 7\n"
+		     "held 0 1 %llu %u 0 4096 4096 %llu 8\n"
+		     "held 0 0 %llu %u 0 8192 4096 %llu 9\n",
+		     DISK, t->img, RING_GPA,
+		     slot0, GABI_BLK_WRITE, BUF_GPA,
+		     slot0 + (unsigned long long)sizeof(struct gabi_blk_req), GABI_BLK_WRITE, BUF_GPA + 4096,
+		     subq, GABI_BLK_WRITE, BUF_GPA + 8192);
+	/* The guest's RAM as the source left it: the requests and their data. */
+	memset(mem_ptr(&dst->mem, BUF_GPA, 3 * 4096), 0xab, 3 * 4096);
+	assert_int_equal(blk_dev_type.load(dst, 3, (uint8_t *)text, (size_t)n, err, sizeof(err)),
+			 0);
+	ops = dst->devs[0].ops;
+	assert_int_equal(stat_of(dst, "disk0.full"), 1);
+	assert_int_equal(stat_of(dst, "disk0.held"), 3);
+	assert_int_equal(ops->save(dst->devs[0].ctx, &version, &buf, &len), 0);
+	assert_int_equal(version, 3);
+	assert_int_equal(len, (size_t)n);
+	assert_memory_equal(buf, text, len);
+	free(buf);
+	ops->release(t->vm->devs[0].ctx);   /* the source let go */
+	assert_int_equal(ops->acquire(dst->devs[0].ctx, err, sizeof(err)), 0);
+	usleep(20 * 1000);
+	assert_int_equal(stat_of(dst, "disk0.writes"), 0);   /* held, not run */
+	assert_int_equal(ops->resume(dst->devs[0].ctx, err, sizeof(err)), 0);
+	sq = mem_ptr(&dst->mem, subq, sizeof(*sq));
+	assert_true(wait_done(&((struct gabi_blk_ring *)mem_ptr(&dst->mem, RING_GPA,
+		    sizeof(struct gabi_blk_ring)))->slot[0], 2000));
+	assert_true(wait_done(&((struct gabi_blk_ring *)mem_ptr(&dst->mem, RING_GPA,
+		    sizeof(struct gabi_blk_ring)))->slot[1], 2000));
+	assert_true(wait_done(sq, 2000));
+	assert_int_equal(sq->result, 4096);
+	assert_int_equal(stat_of(dst, "disk0.writes"), 3);
+	assert_int_equal(stat_of(dst, "disk0.held"), 0);
+	assert_int_equal(stat_of(dst, "disk0.full"), 0);
+	read_img(t, data, sizeof(data), 8192);
+	assert_int_equal(data[0], 0xab);
+	assert_int_equal(data[4095], 0xab);
+	/* Nothing held is left: the state saves as version 2 again. */
+	assert_int_equal(ops->save(dst->devs[0].ctx, &version, &buf, &len), 0);
+	assert_int_equal(version, 2);
+	free(buf);
+	fake_vm_free(dst);
+
+	/* Past the disk's end: blk_submit would have refused it, so does the load. */
+	dst = vm_make();
+	n = snprintf(text, sizeof(text), "%llu %s\nstalled 0 gone\nheld 0 0 %llu %u 0 %llu 4096 %llu 1\n",
+		     DISK, t->img, subq, GABI_BLK_WRITE, DISK, BUF_GPA);
+	err[0] = 0;
+	assert_int_equal(blk_dev_type.load(dst, 3, (uint8_t *)text, (size_t)n, err, sizeof(err)),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "held request 0 (disk 0"));
+	fake_vm_free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +454,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unowned_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_load_resume, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
