@@ -198,6 +198,7 @@ static const struct {
 	NAME_CMD(EVACUATION, "evacuation", "host", evacuation),
 	NAME_CMD(HOST_REMOVE, "host remove", "host", host_remove),
 	NAME_CMD(VM_RESUME, "vm resume", "vm", vm_resume),
+	NAME_CMD(VM_PAUSE, "vm pause", "vm", vm_pause),
 #undef NAME_CMD
 };
 

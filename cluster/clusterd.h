@@ -186,7 +186,8 @@ void pending_del(struct agent *a, struct pending *p);
 bool pending_wait(struct agent *a, struct pending *p, uint64_t deadline_ns);
 void pending_done(struct agent *a, uint64_t req_id, int ret, const char *msg);
 /* clusterd_resume.c: clusterctl vm resume, here or through the VM's host. */
-int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, size_t len);
+int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, bool pause, char *msg,
+		    size_t len);
 void agent_on_vm_resume(struct agent *a, const Ferry__Cluster__VmResume *q);
 void agent_on_vm_resume_reply(struct agent *a, const Ferry__Cluster__VmResumeReply *r);
 bool agent_online(const struct agent *a, const char *host);

@@ -605,20 +605,26 @@ static void do_config_set(struct agent *a, const Ferry__Cluster__Request *q, R *
 		r->state = CL_DUP(Ferry__Cluster__State, a->st);
 }
 
-/* Its vmon paused it (a disk full or gone): run it again (clusterd_resume.c). */
+/*
+ * vm resume: its vmon paused it (a disk full or gone), or the operator did:
+ * run it again. vm pause: the operator's pause (clusterd_resume.c).
+ */
 static void do_vm_resume(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
-	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->vm_resume->name);
+	bool pause = q->cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_PAUSE;
+	const char *name = pause ? q->vm_pause->name : q->vm_resume->name,
+		   *what = pause ? "vm pause" : "vm resume";
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, name);
 	char msg[CL_ERR_LEN], full[CL_ERR_LEN + 64];
 	int ret;
 
 	if (!vm) {
-		snprintf(msg, sizeof(msg), "vm resume: %s: no such VM", q->vm_resume->name);
+		snprintf(msg, sizeof(msg), "%s: %s: no such VM", what, name);
 		fail(r, -ENOENT, msg);
 		return;
 	}
-	ret = agent_vm_resume(a, vm, msg, sizeof(msg));
-	snprintf(full, sizeof(full), "vm resume: %s: %s", vm->name, msg);
+	ret = agent_vm_resume(a, vm, pause, msg, sizeof(msg));
+	snprintf(full, sizeof(full), "%s: %s: %s", what, vm->name, msg);
 	if (ret)
 		fail(r, ret, full);
 	else
@@ -656,6 +662,7 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE_SET] = do_migrate_set,
 	[FERRY__CLUSTER__REQUEST__CMD_MIGRATE_CANCEL] = do_migrate_cancel,
 	[FERRY__CLUSTER__REQUEST__CMD_VM_RESUME] = do_vm_resume,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_PAUSE] = do_vm_resume,
 };
 
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,

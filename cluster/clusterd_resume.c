@@ -1,10 +1,13 @@
 /*
  * clusterctl vm resume: a VM whose vmon paused it on its own (a disk full
  * or gone, docs/storage.md) runs again once the storage has room or is
- * back. Only the agent of the VM's host reaches that vmon: another agent
- * asks it over CPG (VmResume) and waits for its answer (VmResumeReply), as
- * a proposal waits for its decision. Nothing of the replicated state
- * changes, so this needs no quorum beyond the two agents hearing each other.
+ * back; one the operator paused (vm pause) runs again. clusterctl vm
+ * pause: the operator's pause, which holds through migrations until vm
+ * resume. Only the agent of the VM's host reaches that vmon: another
+ * agent asks it over CPG (VmResume, pause set for a pause) and waits for
+ * its answer (VmResumeReply), as a proposal waits for its decision.
+ * Nothing of the replicated state changes, so this needs no quorum beyond
+ * the two agents hearing each other.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,8 +19,8 @@
 
 #define CL_RESUME_TIMEOUT_MS 10000
 
-/* Resume the vmon here; the outcome as text in msg. */
-static int resume_here(struct agent *a, const char *name, char *msg, size_t len)
+/* Resume (or pause) the vmon here; the outcome as text in msg. */
+static int act_here(struct agent *a, const char *name, bool pause, char *msg, size_t len)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
@@ -30,8 +33,13 @@ static int resume_here(struct agent *a, const char *name, char *msg, size_t len)
 		snprintf(msg, len, "%s runs no vmon of %s", a->name, name);
 		return -ENOENT;
 	}
-	req.cmd_case = FERRY__CTL__REQUEST__CMD_RESUME;
-	req.resume = &empty;
+	if (pause) {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_PAUSE;
+		req.pause = &empty;
+	} else {
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_RESUME;
+		req.resume = &empty;
+	}
 	ret = cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err));
 	if (ret) {
 		snprintf(msg, len, "its vmon on %s: %s", a->name, err);
@@ -39,19 +47,25 @@ static int resume_here(struct agent *a, const char *name, char *msg, size_t len)
 	}
 	ret = resp->error;
 	if (ret)
-		snprintf(msg, len, "its vmon on %s could not resume it: %s", a->name,
+		snprintf(msg, len, "its vmon on %s could not %s it: %s", a->name,
+			 pause ? "pause" : "resume",
 			 resp->message && *resp->message ? resp->message : strerror(-ret));
+	else if (pause)
+		snprintf(msg, len, "its vmon on %s paused it; it stays paused, migrations and "
+			 "evacuations included, until vm resume", a->name);
 	else
 		snprintf(msg, len, "its vmon on %s resumed it; a request that still fails "
 			 "(no room, storage still gone) pauses it again, and vm show says why",
 			 a->name);
 	ferry__ctl__response__free_unpacked(resp, NULL);
-	log_info("%s: vm resume asked: %s", name, msg);
+	log_info("%s: vm %s asked: %s", name, pause ? "pause" : "resume", msg);
 	return ret;
 }
 
-int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, size_t len)
+int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, bool pause, char *msg,
+		    size_t len)
 {
+	const Ferry__Cluster__Host *h;
 	Ferry__Cluster__VmResume q = FERRY__CLUSTER__VM_RESUME__INIT;
 	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
 	uint64_t deadline = now_ns() + CL_RESUME_TIMEOUT_MS * 1000000ull;
@@ -63,21 +77,28 @@ int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, char *msg, si
 		return -EINVAL;
 	}
 	if (vm->migration) {
-		snprintf(msg, len, "%s is migrating to %s: its vmons handle the pause",
+		snprintf(msg, len, "%s is migrating to %s: ask again once it has landed",
 			 vm->name, vm->migration->destination);
 		return -EBUSY;
 	}
 	if (!strcmp(vm->host, a->name))
-		return resume_here(a, vm->name, msg, len);
+		return act_here(a, vm->name, pause, msg, len);
 	if (!agent_online(a, vm->host)) {
 		snprintf(msg, len, "%s runs on %s, which is down", vm->name, vm->host);
 		return -EHOSTDOWN;
+	}
+	/* An older agent would not see the flag, and resume it. */
+	h = cl_state_host(a->st, vm->host);
+	if (pause && (!h || h->agent_proto < CL_PROTO_10)) {
+		snprintf(msg, len, "the agent of %s predates vm pause; upgrade it first", vm->host);
+		return -EPROTO;
 	}
 	pending_add(a, &p);
 	q.vm = vm->name;
 	q.host = vm->host;
 	q.origin = a->nodeid;
 	q.req_id = p.req_id;
+	q.pause = pause;
 	m.m_case = FERRY__CLUSTER__CPG_MSG__M_VM_RESUME;
 	m.vm_resume = &q;
 	ret = agent_send(a, &m);
@@ -103,14 +124,15 @@ void agent_on_vm_resume(struct agent *a, const Ferry__Cluster__VmResume *q)
 
 	if (strcmp(q->host, a->name))
 		return;
-	r.error = resume_here(a, q->vm, msg, sizeof(msg));
+	r.error = act_here(a, q->vm, q->pause, msg, sizeof(msg));
 	r.message = msg;
 	r.origin = q->origin;
 	r.req_id = q->req_id;
 	m.m_case = FERRY__CLUSTER__CPG_MSG__M_VM_RESUME_REPLY;
 	m.vm_resume_reply = &r;
 	if (agent_send(a, &m))
-		log_err("%s: vm resume: could not answer node %u", q->vm, q->origin);
+		log_err("%s: vm %s: could not answer node %u", q->vm, q->pause ? "pause" : "resume",
+			q->origin);
 }
 
 void agent_on_vm_resume_reply(struct agent *a, const Ferry__Cluster__VmResumeReply *r)

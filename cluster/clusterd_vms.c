@@ -449,9 +449,9 @@ static double proc_cpu_s(pid_t pid)
 
 /*
  * The guest's dirty rate as its vmon measures it (0 when unknown), and in
- * reason why the vmon paused its guest on its own (a disk full or gone),
- * or "". A pause with no reason (an operator's vmon ctl pause, a
- * switchover) is not reported: it is not the VM's fault. A short timeout:
+ * reason why the vmon holds its guest paused: on its own (a disk full or
+ * gone), or the operator's pause; or "". A passing pause (a switchover,
+ * auto-converge) is not reported. A short timeout:
  * this runs on the main loop, and a vmon busy elsewhere only costs one
  * figure.
  */
@@ -474,6 +474,8 @@ static double vmon_sample(struct local_vm *lv, char *reason, size_t len)
 	st = !resp->error && resp->stats ? resp->stats->status : NULL;
 	if (st && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED && st->reason && *st->reason)
 		snprintf(reason, len, "%s", st->reason);
+	else if (st && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED && st->held)
+		snprintf(reason, len, "paused by the operator (vm pause, vmon ctl pause)");
 	ferry__ctl__response__free_unpacked(resp, NULL);
 	return rate;
 }

@@ -31,6 +31,7 @@ static void status_json(struct json *j, const Ferry__Ctl__Status *st)
 	json_str(j, "reason", st->reason ? st->reason : "");
 	json_u64(j, "fence_s", st->fence_s);
 	json_u64(j, "fence_left_ms", st->fence_left_ms);
+	json_bool(j, "held", st->held);
 	json_obj_end(j);
 }
 
@@ -84,6 +85,8 @@ static void status_text(FILE *f, const Ferry__Ctl__Status *st)
 		st->dirty_mode, (double)st->uptime_ns / 1e9, st->pid);
 	if (st->reason && *st->reason && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED)
 		fprintf(f, "paused because: %s\n", st->reason);
+	else if (st->held && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED)
+		fprintf(f, "paused by the operator: vmon ctl resume runs it\n");
 	if (st->fence_s)
 		fprintf(f, "fence: stops the VM in %.1f s without a keepalive (--fence-s %u)\n",
 			(double)st->fence_left_ms / 1e3, st->fence_s);

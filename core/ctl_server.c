@@ -68,6 +68,9 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 	ferry__ctl__status__init(st);
 	st->name = vm->cfg.name;
 	st->state = ctl_state(vm_get_state(vm));
+	pthread_mutex_lock(&vm->lock);
+	st->held = vm->user_paused;
+	pthread_mutex_unlock(&vm->lock);
 	/* Arrived paused (a migration, a restore): not run here yet, and held so. */
 	if (st->state == FERRY__CTL__VM_STATE__VM_STATE_CREATED && vm_held(vm, NULL, 0))
 		st->state = FERRY__CTL__VM_STATE__VM_STATE_PAUSED;

@@ -42,9 +42,12 @@ static const char usage[] =
 "  vm start NAME [--host HOST]   (without --host: the online host that fits\n"
 "                                 with the least guest memory placed on it)\n"
 "  vm stop NAME | vm delete NAME | vm list | vm show NAME\n"
-"  vm resume NAME                run again a VM its vmon paused (a disk full\n"
-"                                or gone: vm list says why), once there is room\n"
-"                                or the storage is back\n"
+"  vm pause NAME | vm resume NAME\n"
+"                                pause a VM: it stays paused (vm list says so),\n"
+"                                migrations and evacuations included, until vm\n"
+"                                resume; resume also runs again a VM its vmon\n"
+"                                paused (a disk full or gone: vm list says why),\n"
+"                                once there is room or the storage is back\n"
 "  vm set NAME [--ha on|off] [--priority low|medium|high]\n"
 "                                at any time, but not while VM migrates. HA on\n"
 "                                for a running VM protects it once its host's\n"
@@ -417,7 +420,7 @@ static int cmd_vm(struct clusterctl *c, int argc, char **argv)
 	}
 	if (argc != 2)
 		return clusterctl_die_usage("vm: expected create, start, stop, delete, set, "
-					    "resume, list or show (with a NAME)");
+					    "pause, resume, list or show (with a NAME)");
 	name.name = argv[1];
 	if (!strcmp(verb, "stop"))
 		CLUSTERCTL_REQ(vm_stop, VM_STOP, &name);
@@ -427,11 +430,14 @@ static int cmd_vm(struct clusterctl *c, int argc, char **argv)
 		CLUSTERCTL_REQ(vm_show, VM_SHOW, &name);
 	else if (!strcmp(verb, "resume"))
 		CLUSTERCTL_REQ(vm_resume, VM_RESUME, &name);
+	else if (!strcmp(verb, "pause"))
+		CLUSTERCTL_REQ(vm_pause, VM_PAUSE, &name);
 	else
 		return clusterctl_die_usage("vm: unknown command '%s'", verb);
 	return clusterctl_simple(c, &req, req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_SHOW ?
 				 clusterctl_print_vm :
-				 req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_RESUME ?
+				 req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_RESUME ||
+				 req.cmd_case == FERRY__CLUSTER__REQUEST__CMD_VM_PAUSE ?
 				 clusterctl_print_message : clusterctl_print_nothing);
 }
 

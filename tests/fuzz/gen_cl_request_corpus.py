@@ -39,6 +39,7 @@ STATUS, HOST_SHOW, VM_CREATE, VM_START, MIGRATE, HOST_MODE, REVOKE = 1, 3, 6, 7,
 BALANCE, RULE_ADD, RULE_DELETE, EVENTS, MAINTENANCE, EVACUATION = 16, 17, 18, 20, 21, 22
 CONFIG_SET, HOST_REMOVE, VM_SET, MIGRATE_CANCEL, MIGRATE_SET = 23, 24, 25, 26, 27
 VM_RESUME = 28
+VM_PAUSE = 29
 MiB = 1 << 20
 
 
@@ -86,6 +87,8 @@ SEEDS = {
     "migrate_set_zero_downtime": ld(MIGRATE_SET, ld(1, "vm1") + vint(3, 1)),
     "vm_resume": ld(VM_RESUME, ld(1, "vm1")),
     "vm_resume_bad": ld(VM_RESUME, ld(1, "vm/1")),
+    "vm_pause": ld(VM_PAUSE, ld(1, "vm1")),
+    "vm_pause_bad": ld(VM_PAUSE, ld(1, "../x")),
     "bad_name": ld(VM_START, ld(1, "a b")),
     "bad_mem": ld(VM_CREATE, vm(mem=65 * MiB)),
     "bad_vcpus": ld(VM_CREATE, vm(vcpus=33)),

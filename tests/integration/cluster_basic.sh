@@ -113,6 +113,31 @@ check "vm1 counts after 4 migrations" wait_for 5 "counting" count_grows
 check "the count never reset, skipped or repeated" counts_continuous
 echo "  last count $(last_count)"
 
+# The operator's pause holds through a migration (vmon carries it in the
+# stream): the VM lands paused, shows so everywhere, and counts on from
+# where it stopped after vm resume.
+echo "== vm pause: it stays paused, migrated too"
+count_still() { local c; c=$(last_count); sleep 0.5; [ "$(last_count)" = "$c" ]; }
+vm_list_has() { lab_exec "$1" clusterctl vm list 2>/dev/null | grep -q -- "$2"; }
+out=$(lab_exec host3 clusterctl vm pause vm1 2>&1) && rc=0 || rc=$?
+echo "  $out"
+check "vm pause from host3: host1's vmon paused it ($rc)" \
+	bash -c '[ "$0" = 0 ] && grep -q "vm pause: vm1: its vmon on host1 paused it" <<<"$1"' "$rc" "$out"
+check "its count stands still" count_still
+check "vm list on host2 says paused by the operator" wait_for 10 "vm1 paused in vm list" \
+	vm_list_has host2 "^vm1 *paused *host1 .*paused by the operator"
+check "migrate vm1 host2" ctl host1 clusterctl migrate vm1 host2
+check "placement host2 on every node" placement_on_all vm1 host2
+check "it landed paused: the count still stands" count_still
+check "vm list says paused on host2" wait_for 10 "vm1 paused on host2" \
+	vm_list_has host1 "^vm1 *paused *host2 .*paused by the operator"
+check "vm resume from host1" ctl host1 clusterctl vm resume vm1
+check "vm1 counts again" wait_for 5 "counting" count_grows
+check "vm list says running" wait_for 10 "vm1 running" vm_list_has host3 "^vm1 *running *host2"
+check "the count never reset, skipped or repeated" counts_continuous
+check "vm pause of an unknown VM is refused" fails host2 "vm pause: vm7: no such VM" vm pause vm7
+check "migrate vm1 host1" ctl host2 clusterctl migrate vm1 host1
+
 echo "== cluster settings"
 check "config set on host2" ctl host2 clusterctl config set migration-bandwidth-mbps 1
 for h in host1 host3; do

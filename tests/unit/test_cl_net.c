@@ -244,6 +244,17 @@ static void test_decode_bad(void **state)
 	assert_non_null(ok);
 	assert_string_equal(ok->vm_resume->name, "vm1");
 	CL_FREE(ok);
+	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_PAUSE;
+	r.vm_pause = &n;
+	n.name = "../x";
+	assert_null(decode(&r, err, sizeof(err)));
+	assert_string_equal(err, "vm pause: vm '../x' is not valid "
+			    "(1..63 of A-Z a-z 0-9 _ . -)");
+	n.name = "vm1";
+	ok = decode(&r, err, sizeof(err));
+	assert_non_null(ok);
+	assert_string_equal(ok->vm_pause->name, "vm1");
+	CL_FREE(ok);
 	n.name = "../x";
 	r.cmd_case = FERRY__CLUSTER__REQUEST__CMD_VM_SET;
 	r.vm_set = &set;
