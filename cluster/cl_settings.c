@@ -13,25 +13,25 @@
 
 const struct cl_setting cl_settings[CL_SET_NR] = {
 	[CL_SET_MIG_BANDWIDTH_MBPS] = { "migration-bandwidth-mbps", "Mbit/s", 1, 10000000, 0, S(migration_bandwidth_mbps),
-	  "caps every migration that names no --bandwidth, the planner's too" },
+	  "caps every migration that names no --bandwidth, the planner's too", 0 },
 	[CL_SET_MIG_DOWNTIME_MS] = { "migration-downtime-ms", "ms", 1, 60000, CL_PLAN_DEFAULT_DOWNTIME_MS,
 	  S(migration_downtime_ms),
-	  "downtime target of a migration that names no --downtime-ms" },
+	  "downtime target of a migration that names no --downtime-ms", 0 },
 	[CL_SET_LINK_MBPS] = { "link-mbps", "Mbit/s", 1, 10000000, CL_PLAN_DEFAULT_LINK_MBPS, S(link_mbps),
-	  "a host's migration link, shared by its migrations (planner)" },
+	  "a host's migration link, shared by its migrations (planner)", 0 },
 	[CL_SET_MAX_MIG_PER_HOST] = { "max-migrations-per-host", "", 1, 64, CL_PLAN_DEFAULT_MAX_MIG_PER_HOST,
 	  S(max_mig_per_host),
-	  "migrations one host takes part in at once (planner)" },
+	  "migrations one host takes part in at once (planner)", 0 },
 	[CL_SET_MAX_MIG] = { "max-migrations", "", 1, 1024, CL_PLAN_DEFAULT_MAX_MIG_CLUSTER, S(max_mig_cluster),
-	  "migrations in the whole cluster at once (planner)" },
+	  "migrations in the whole cluster at once (planner)", 0 },
 	[CL_SET_HOLDDOWN_S] = { "holddown-s", "s", 1, 7 * 86400, CL_PLAN_DEFAULT_HOLDDOWN_S, S(holddown_s),
-	  "the balancer leaves a VM this long after it moved" },
+	  "the balancer leaves a VM this long after it moved", 0 },
 	[CL_SET_CPU_CAP_PCT] = { "cpu-cap-pct", "%", 1, 1000, CL_PLAN_DEFAULT_CPU_CAP_PCT, S(cpu_cap_pct),
 	  "CPU demand a target may reach, in % of its CPUs (the balancer; an "
-	  "evacuation or HA restart passes it where no host has room under it)" },
+	  "evacuation or HA restart passes it where no host has room under it)", 0 },
 	[CL_SET_HA_FENCE_S] = { "ha-fence-s", "s", 5, 3600, CL_HA_DEFAULT_FENCE_S, S(ha_fence_s),
 	  "an HA VM's vmon stops this long after its agent's last keepalive; the VM is "
-	  "recovered elsewhere 10 s later (fixed while HA VMs run)" },
+	  "recovered elsewhere 10 s later (fixed while HA VMs run)", 0 },
 	[CL_SET_CRASH_RESTARTS] = { "crash-restarts", "", 1, 100, CL_CRASH_DEFAULT_RESTARTS,
 	  S(crash_restarts),
 	  "a crashed guest is restarted in place unless it crashed this many times within "

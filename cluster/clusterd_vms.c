@@ -449,13 +449,13 @@ static double proc_cpu_s(pid_t pid)
 
 /*
  * The guest's dirty rate as its vmon measures it (0 when unknown), and in
- * reason why the vmon holds its guest paused: on its own (a disk full or
- * gone), or the operator's pause; or "". A passing pause (a switchover,
- * auto-converge) is not reported. A short timeout:
+ * reason why the vmon paused its guest on its own (a disk full or gone),
+ * or ""; in held whether the operator paused it. A passing pause (a
+ * switchover, auto-converge) is not reported. A short timeout:
  * this runs on the main loop, and a vmon busy elsewhere only costs one
  * figure.
  */
-static double vmon_sample(struct local_vm *lv, char *reason, size_t len)
+static double vmon_sample(struct local_vm *lv, char *reason, size_t len, bool *held)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
@@ -465,6 +465,7 @@ static double vmon_sample(struct local_vm *lv, char *reason, size_t len)
 	double rate = 0;
 
 	*reason = '\0';
+	*held = false;
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_STATS;
 	req.stats = &empty;
 	if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err)))
@@ -474,8 +475,7 @@ static double vmon_sample(struct local_vm *lv, char *reason, size_t len)
 	st = !resp->error && resp->stats ? resp->stats->status : NULL;
 	if (st && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED && st->reason && *st->reason)
 		snprintf(reason, len, "%s", st->reason);
-	else if (st && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED && st->held)
-		snprintf(reason, len, "paused by the operator (vm pause, vmon ctl pause)");
+	*held = st && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED && st->held;
 	ferry__ctl__response__free_unpacked(resp, NULL);
 	return rate;
 }
@@ -596,6 +596,7 @@ void agent_send_load(struct agent *a)
 	l.cpu_load = cl_host_load();
 	l.vm_mem_bytes = cl_state_host_mem_used(a->st, a->name);
 	for (struct local_vm *lv = a->vms; lv && n < 256; lv = lv->next) {
+		bool held;
 		double cpu;
 
 		if (lv->ended || lv->incoming)
@@ -613,9 +614,12 @@ void agent_send_load(struct agent *a)
 		loads[n].name = lv->name;
 		loads[n].pid = cl_vmon_pid(lv->v);
 		loads[n].cpu_pct = dt > 0 && cpu >= lv->cpu_s ? 100 * (cpu - lv->cpu_s) / dt : 0;
-		loads[n].dirty_pages_per_s = vmon_sample(lv, reasons[n], sizeof(reasons[n]));
+		loads[n].dirty_pages_per_s = vmon_sample(lv, reasons[n], sizeof(reasons[n]),
+							 &held);
 		loads[n].reason = reasons[n];
-		loads[n].state = lv->stopping ? "stopping" : *reasons[n] ? "paused" : "running";
+		loads[n].held = held;
+		loads[n].state = lv->stopping ? "stopping" : *reasons[n] || held ? "paused" :
+				 "running";
 		lv->cpu_s = cpu;
 		lv->cpu_ns = now;
 		ptrs[n] = &loads[n];

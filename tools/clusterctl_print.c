@@ -52,6 +52,14 @@ static const char *vm_paused_why(const Ferry__Cluster__Response *r, const Ferry_
 	return v && v->reason && *v->reason && is_online(r, vm->host) ? v->reason : NULL;
 }
 
+/* The operator paused it (vm pause): it stays paused until vm resume. */
+static bool vm_held(const Ferry__Cluster__Response *r, const Ferry__Cluster__Vm *vm)
+{
+	const Ferry__Cluster__VmLoad *v = vm_load_of(r, vm);
+
+	return v && v->held && is_online(r, vm->host);
+}
+
 static const char *host_mode(const Ferry__Cluster__Host *h)
 {
 	return h->witness ? "witness" :
@@ -114,6 +122,9 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 		const Ferry__Cluster__Vm *vm = st->vms[i];
 		const char *paused = vm->migration ? NULL : vm_paused_why(r, vm);
 		char mem[32], note[600] = "";
+
+		if (!paused && !vm->migration && vm_held(r, vm))
+			paused = "paused by the operator: vm resume runs it";
 
 		fmt_size(vm->mem_bytes, mem, sizeof(mem));
 		if (vm->migration)
@@ -200,6 +211,8 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
 	if (paused)
 		printf("paused:     by its vmon: %s\n", paused);
+	if (vm_held(r, vm))
+		printf("paused:     by the operator (vm pause): vm resume runs it\n");
 	printf("guest:      %s %s\n", vm->guest, vm->args);
 	printf("memory:     %s, %u vCPU(s), CPU model %s\n", mem, vm->vcpus, vm->cpu_model);
 	for (size_t i = 0; i < vm->n_disks; i++)

@@ -125,12 +125,14 @@ check "vm pause from host3: host1's vmon paused it ($rc)" \
 	bash -c '[ "$0" = 0 ] && grep -q "vm pause: vm1: its vmon on host1 paused it" <<<"$1"' "$rc" "$out"
 check "its count stands still" count_still
 check "vm list on host2 says paused by the operator" wait_for 10 "vm1 paused in vm list" \
-	vm_list_has host2 "^vm1 *paused *host1 .*paused by the operator"
+	vm_list_has host2 "^vm1 *paused *host1 .*paused by the operator: vm resume runs it"
 check "migrate vm1 host2" ctl host1 clusterctl migrate vm1 host2
 check "placement host2 on every node" placement_on_all vm1 host2
 check "it landed paused: the count still stands" count_still
 check "vm list says paused on host2" wait_for 10 "vm1 paused on host2" \
 	vm_list_has host1 "^vm1 *paused *host2 .*paused by the operator"
+check "vm show says by whom" bash -c "'$LAB_TOOL' exec --name '$LAB_NAME' host3 clusterctl vm show vm1 |
+	grep -q '^paused: *by the operator (vm pause): vm resume runs it'"
 check "vm resume from host1" ctl host1 clusterctl vm resume vm1
 check "vm1 counts again" wait_for 5 "counting" count_grows
 check "vm list says running" wait_for 10 "vm1 running" vm_list_has host3 "^vm1 *running *host2"
