@@ -1,8 +1,9 @@
 /*
  * migstream: check or list a Ferry migration stream or snapshot file
  * without the loader (docs/migration-stream.md, part 3). It creates no VM:
- * it reads every record, decodes every structured one, checks the pages
- * against the announced guest and the END counts, and says what it found.
+ * it reads every record, decodes every structured one, parses the disks'
+ * and NICs' device states, checks the pages against the announced guest
+ * and the END counts, and says what it found.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include "migrate/stream.h"
+#include "net/nic.h"
+#include "storage/blk_state.h"
 #include "stream.pb-c.h"
 
 static const char usage[] =
@@ -29,7 +32,34 @@ struct summary {
 	char vm[64], model[64];
 	bool have_digest;
 	char paused[300];       /* "": the guest ran when it was saved */
+	unsigned held;          /* disk requests held for storage that stalled */
 };
+
+/*
+ * The device states whose text form we know, parsed by the very parsers
+ * a loader uses (one form only: what they accept is what a writer
+ * writes); the others are opaque here. 0, or -EBADMSG, said on stderr.
+ */
+static int check_device(const struct stream_reader *r, const Ferry__Mig__DeviceState *d,
+			struct summary *s)
+{
+	static struct blk_state blk;
+	static struct nic_state nic;
+	char err[BLK_ERR_LEN] = "";
+	int ret = 0;
+
+	if (!strcmp(d->name, "blk")) {
+		ret = blk_state_parse(d->version, d->data.data, d->data.len, &blk, err, sizeof(err));
+		if (!ret)
+			s->held += blk.nr_held;
+	} else if (!strcmp(d->name, "net")) {
+		ret = nic_state_parse(d->version, d->data.data, d->data.len, &nic, err, sizeof(err));
+	}
+	if (ret)
+		fprintf(stderr, "migstream: DEVICE_STATE %s at offset %llu: %s\n", d->name,
+			(unsigned long long)r->rec_off, err);
+	return ret ? -EBADMSG : 0;
+}
 
 static int check_pb(struct stream_reader *r, const ProtobufCMessageDescriptor *d,
 		    const void *body, uint64_t len, ProtobufCMessage **out)
@@ -185,8 +215,11 @@ static int verify(const char *path, bool dump)
 			break;
 		case STREAM_REC_DEVICE_STATE:
 			ret = check_pb(&r, &ferry__mig__device_state__descriptor, body, len, &m);
+			if (!ret)
+				ret = check_device(&r, (Ferry__Mig__DeviceState *)m, &s);
 			if (!ret && dump)
-				printf("  %s", ((Ferry__Mig__DeviceState *)m)->name);
+				printf("  %s version %u", ((Ferry__Mig__DeviceState *)m)->name,
+				       ((Ferry__Mig__DeviceState *)m)->version);
 			s.devices++;
 			break;
 		case STREAM_REC_END: {
@@ -198,9 +231,10 @@ static int verify(const char *path, bool dump)
 			e = (Ferry__Mig__StreamEnd *)m;
 			s.have_digest = e->ram_digest.len == 16;
 			if (e->paused || (e->pause_reason && *e->pause_reason))
-				snprintf(s.paused, sizeof(s.paused), ", the guest paused (%.250s): it "
-					 "stays paused where it is loaded", e->pause_reason &&
-					 *e->pause_reason ? e->pause_reason : "by the operator");
+				snprintf(s.paused, sizeof(s.paused), ", the guest paused (%.230s%s): "
+					 "it stays paused where it is loaded", e->pause_reason &&
+					 *e->pause_reason ? e->pause_reason : "by the operator",
+					 s.held ? "; disk requests held" : "");
 			if (e->pages != s.pages || e->zero_pages != s.zero_pages) {
 				fprintf(stderr, "migstream: END at offset %llu counts %llu pages "
 					"(%llu zero) but the stream has %llu (%llu)\n",

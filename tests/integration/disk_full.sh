@@ -48,6 +48,13 @@ full_case() {
 		bash -c '[ "$0" = "$1" ] && [ "$0" -gt 0 ]' "$a1" "$a2"
 	h=$(value "$s" disk0.held)
 	check "$h writes held (at least $min)" [ "$h" -ge "$min" ]
+	# A snapshot carries them too; the offline verifier reads them.
+	check "a snapshot of it saves" "$VMON" ctl "$TMP/$s.sock" save "$TMP/$s.snap"
+	out=$("$FERRY_BIN/migstream" verify "$TMP/$s.snap" 2>&1) || true
+	echo "   ${out##*devices}"
+	check "migstream: sound, the guest paused with requests held" grep -q \
+		"sound: .*the guest paused (disk 0 ($IMG): the storage is full.*; disk requests held)" <<<"$out"
+	check "and the VM is still paused after the save" paused "$s"
 
 	# A VM paused with writes held moves as it is (a host in maintenance
 	# must empty): the held writes travel with it, and it lands paused.
