@@ -39,6 +39,11 @@ const struct cl_setting cl_settings[CL_SET_NR] = {
 	[CL_SET_CRASH_WINDOW_S] = { "crash-window-s", "s", 1, 30 * 86400, CL_CRASH_DEFAULT_WINDOW_S,
 	  S(crash_window_s),
 	  "the time crash-restarts counts crashes over", CL_PROTO_10 },
+	[CL_SET_DISK_AUTO_RESUME_S] = { "disk-auto-resume-s", "s", 1, 3600, 0,
+	  S(disk_auto_resume_s),
+	  "a VM its disk paused (no room, storage gone) is resumed without the operator "
+	  "once it can go on, looked at this often (vmon --auto-resume-s); none: vm resume "
+	  "does it; for vmons started or migrated after the change", CL_PROTO_10 },
 };
 const size_t cl_settings_n = CL_SET_NR;
 

@@ -126,7 +126,7 @@ int cl_vmon_fd(const struct cl_vmon *v)
 
 struct argv_buf {
 	char *argv[VMON_ARGV_MAX];
-	char num[4][24];   /* --mem, --vcpus, --incoming-timeout-s, --fence-s */
+	char num[5][24];   /* --mem, --vcpus, --incoming-timeout-s, --fence-s, --auto-resume-s */
 	char *uri;
 	int n;
 };
@@ -180,6 +180,9 @@ static int argv_build(struct argv_buf *a, const struct cl_vmon_spec *s, const ch
 	snprintf(a->num[3], sizeof(a->num[3]), "%u", s->fence_s);
 	if (s->fence_s)
 		arg_opt(a, "--fence-s", a->num[3]);
+	snprintf(a->num[4], sizeof(a->num[4]), "%u", s->auto_resume_s);
+	if (s->auto_resume_s)
+		arg_opt(a, "--auto-resume-s", a->num[4]);
 	arg_opt(a, "--cpuid-hide", s->cpuid_hide);
 	arg_opt(a, "--control", sock);
 	a->argv[a->n] = NULL;

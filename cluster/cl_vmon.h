@@ -42,6 +42,7 @@ struct cl_vmon_spec {
 	char *const *nets;        /* --net specs (run only, as disks) */
 	size_t n_nets;
 	unsigned fence_s;         /* --fence-s (HA VMs; 0: none) */
+	unsigned auto_resume_s;   /* --auto-resume-s (setting disk-auto-resume-s; 0: none) */
 	/* or wait for an incoming migration instead (guest/args unused) */
 	bool incoming;
 	const char *listen_host;  /* the address to listen on (port: any) */

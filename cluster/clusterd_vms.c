@@ -237,6 +237,7 @@ void agent_vmon_spec(const struct agent *a, const Ferry__Cluster__Vm *vm,
 	spec->vcpus = vm->vcpus;
 	spec->cpuid_hide = a->hide;
 	spec->fence_s = vm->ha ? (unsigned)cl_setting_get(a->st, CL_SET_HA_FENCE_S) : 0;
+	spec->auto_resume_s = (unsigned)cl_setting_get(a->st, CL_SET_DISK_AUTO_RESUME_S);
 }
 
 /*

@@ -204,7 +204,11 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ex
 		break;
 	case FERRY__CTL__REQUEST__CMD_RESUME:
 		ret = vm_resume(vm);
-		if (ret)
+		if (ret == -EBUSY)
+			ctl_error(resp, ret, "paused for a migration's switchover or a snapshot "
+				  "being written; it runs again when that ends, unless it was "
+				  "paused before");
+		else if (ret)
 			ctl_error(resp, ret, vm_state_name(vm_get_state(vm)));
 		break;
 	case FERRY__CTL__REQUEST__CMD_STOP:

@@ -649,7 +649,7 @@ out:
 	return ret;
 }
 
-int vm_pause(struct vm *vm)
+int vm_pause_held(struct vm *vm)
 {
 	int ret = 0;
 
@@ -676,9 +676,21 @@ out:
 	return ret;
 }
 
+int vm_pause(struct vm *vm)
+{
+	int ret = vm_pause_held(vm);
+
+	if (!ret) {
+		pthread_mutex_lock(&vm->lock);
+		vm->own_pauses++;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return ret;
+}
+
 int vm_pause_user(struct vm *vm)
 {
-	int ret = vm_pause(vm);
+	int ret = vm_pause_held(vm);
 
 	if (!ret) {
 		pthread_mutex_lock(&vm->lock);
@@ -705,7 +717,14 @@ int vm_resume(struct vm *vm)
 {
 	enum vm_state st = vm_get_state(vm);
 	char why[VM_ERR_LEN];
+	unsigned own;
 	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	own = vm->own_pauses;
+	pthread_mutex_unlock(&vm->lock);
+	if (own)
+		return -EBUSY;
 
 	/*
 	 * Devices first: a disk that went away is reconnected (the VM stays
@@ -758,6 +777,11 @@ int vm_resume(struct vm *vm)
 		ret = -EINVAL;
 		goto out;
 	}
+	/* A switchover or a snapshot paused it since we looked: it is theirs now. */
+	if (vm->own_pauses) {
+		ret = -EBUSY;
+		goto out;
+	}
 	vm->pause_req = false;
 	vm->state = VM_RUNNING;
 	vm->user_paused = false;
@@ -771,7 +795,15 @@ out:
 int vm_resume_own(struct vm *vm)
 {
 	char why[VM_ERR_LEN];
+	unsigned left;
 
+	pthread_mutex_lock(&vm->lock);
+	if (vm->own_pauses)
+		vm->own_pauses--;
+	left = vm->own_pauses;
+	pthread_mutex_unlock(&vm->lock);
+	if (left)
+		return 0;   /* another of our own pauses is still in force */
 	if (vm_held(vm, why, sizeof(why))) {
 		log_warn("%s: stays paused: %s", vm->cfg.name, why);
 		return 0;

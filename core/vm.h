@@ -122,6 +122,7 @@ struct vm {
 	char pending_reason[VM_ERR_LEN]; /* the reason that thread pauses for */
 	bool resuming;             /* vm_resume is between its devices and the vCPUs */
 	bool user_paused;          /* the operator's pause (or it arrived so): only vm_resume ends it */
+	unsigned own_pauses;       /* the program's own pauses in force (vm_pause) */
 
 	struct fence *fence;       /* --fence-s, or NULL; set before the control socket opens */
 
@@ -160,9 +161,18 @@ int vm_start(struct vm *vm);
  */
 int vm_pause(struct vm *vm);
 int vm_pause_user(struct vm *vm);
-/* Run again (vmon ctl resume): devices first (held requests), then the vCPUs. */
+/* A device's pause (vm_pause_for's thread): held by its reason. */
+int vm_pause_held(struct vm *vm);
+/*
+ * Run again (vmon ctl resume): devices first (held requests), then the
+ * vCPUs. -EBUSY while a pause of the program's own is in force (a
+ * switchover, a snapshot being written): the guest must not run under it.
+ */
 int vm_resume(struct vm *vm);
-/* End a pause of the program's own: the VM runs again unless it is held (vm_held). */
+/*
+ * End a pause of the program's own (vm_pause): the VM runs again once no
+ * other is in force, unless it is held (vm_held).
+ */
 int vm_resume_own(struct vm *vm);
 /*
  * Whether the operator or a device holds the VM paused; why (may be NULL)

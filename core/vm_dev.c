@@ -81,6 +81,17 @@ int vm_devs_resume(struct vm *vm, char *err, size_t len)
 	return 0;
 }
 
+bool vm_devs_retry_ready(struct vm *vm, char *why, size_t len)
+{
+	for (unsigned i = 0; i < vm->nr_devs; i++) {
+		const struct vm_dev *d = &vm->devs[i];
+
+		if (d->ops->retry_ready && !d->ops->retry_ready(d->ctx, why, len))
+			return false;
+	}
+	return true;
+}
+
 void vm_devs_destroy(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_devs; i++)
@@ -142,7 +153,7 @@ static void *vm_pause_thread(void *arg)
 	while (vm->resuming)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
-	vm_pause(vm);
+	vm_pause_held(vm);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_PAUSED && !vm->pause_reason[0])
 		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", vm->pending_reason);

@@ -7,6 +7,7 @@
 #ifndef FERRY_VM_DEV_H
 #define FERRY_VM_DEV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,12 @@ struct vm_dev_ops {
 	void (*round_end)(void *ctx);
 	/* Before a paused VM runs again: retry what stalled (reconnect). */
 	int (*resume)(void *ctx, char *err, size_t len);
+	/*
+	 * Optional, for vmon --auto-resume-s: whether a retry of what stalled
+	 * may go through now (a full file system has room again). 1 yes; 0
+	 * not yet, why says.
+	 */
+	int (*retry_ready)(void *ctx, char *why, size_t len);
 	/* DEVICE_STATE bytes (malloc'ed) for the stream. */
 	int (*save)(void *ctx, uint32_t *version, uint8_t **buf, size_t *len);
 	/* Counters for vmon ctl stats; returns how many were filled. */
@@ -86,6 +93,8 @@ int vm_devs_acquire(struct vm *vm, char *err, size_t len);
 void vm_devs_release(struct vm *vm);
 void vm_devs_round_end(struct vm *vm);
 int vm_devs_resume(struct vm *vm, char *err, size_t len);
+/* Every device's retry_ready: true when none says not yet (why: the first that does). */
+bool vm_devs_retry_ready(struct vm *vm, char *why, size_t len);
 void vm_devs_destroy(struct vm *vm);
 /* The device whose range holds nr takes it; -ENODEV where none does. */
 int64_t vm_devs_hcall(struct vm *vm, struct vcpu *v, uint64_t nr, const uint64_t *args);

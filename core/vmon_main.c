@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/autoresume.h"
 #include "core/ctl.h"
 #include "core/vmon.h"
 #include "core/dirty_rate.h"
@@ -108,6 +109,12 @@ static const char vmon_usage[] =
 "                        kernel and from user space: where first touch stays\n"
 "                        slow (KVM on PVM), an incoming migration's pages then\n"
 "                        land at full speed; costs start-up time (off)\n"
+"  --auto-resume-s N     a VM a disk paused on its own (no room, storage gone)\n"
+"                        is resumed without the operator: every N s vmon\n"
+"                        looks whether the file system has room for the held\n"
+"                        writes (gone or NBD storage: it tries), waiting twice\n"
+"                        as long after each try; never a VM the operator\n"
+"                        paused (default: off, vmon ctl resume does it)\n"
 "  --fence-s N           stop the VM for good (exit status 5) when no keepalive\n"
 "                        came over the control socket for N seconds; the\n"
 "                        cluster agent sends them to an HA VM's vmon while\n"
@@ -210,6 +217,7 @@ struct vmon_run {
 	const char *tls_dir;
 	uint64_t incoming_timeout_s;
 	uint64_t fence_s;           /* --fence-s: 0 none */
+	uint64_t auto_resume_s;     /* --auto-resume-s: 0 none */
 	const char *control;
 	bool name_given;
 	uint64_t sample_ms;
@@ -344,7 +352,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 {
 	enum { O_GUEST = 256, O_RESTORE, O_INCOMING, O_TLSDIR, O_INTIMEOUT, O_ARGS, O_MEM, O_VCPUS, O_MODEL, O_HIDE, O_CONTROL,
 	       O_DIRTY, O_SAMPLE, O_NAME, O_HUGE, O_NOPRE, O_WARM, O_LOG, O_SYSLOG, O_HELP,
-	       O_DISK, O_FENCE, O_NET };
+	       O_DISK, O_FENCE, O_NET, O_AUTORES };
 	static const struct option opts[] = {
 		{ "guest", required_argument, NULL, O_GUEST },
 		{ "restore", required_argument, NULL, O_RESTORE },
@@ -352,6 +360,7 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 		{ "tls-dir", required_argument, NULL, O_TLSDIR },
 		{ "incoming-timeout-s", required_argument, NULL, O_INTIMEOUT },
 		{ "fence-s", required_argument, NULL, O_FENCE },
+		{ "auto-resume-s", required_argument, NULL, O_AUTORES },
 		{ "args", required_argument, NULL, O_ARGS },
 		{ "mem", required_argument, NULL, O_MEM },
 		{ "vcpus", required_argument, NULL, O_VCPUS },
@@ -394,6 +403,11 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 			if (parse_u64(optarg, 1, 86400, &r->fence_s))
 				vmon_usage_error("--fence-s: '%s' is not a number of seconds "
 						 "(1..86400)", optarg);
+			break;
+		case O_AUTORES:
+			if (parse_u64(optarg, 1, 3600, &r->auto_resume_s))
+				vmon_usage_error("--auto-resume-s: '%s' is not a number of seconds "
+						 "(1..3600)", optarg);
 			break;
 		case O_TLSDIR:
 			r->tls_dir = optarg;
@@ -550,6 +564,7 @@ static int vmon_run(int argc, char **argv)
 	struct vmon_run r = { 0 };
 	struct mig_ctl mc;
 	struct ctl_server *ctl = NULL;
+	struct autoresume *ar = NULL;
 	struct dirty_rate rate;
 	char err[VM_ERR_LEN];
 	pthread_t sig_thread;
@@ -679,7 +694,11 @@ static int vmon_run(int argc, char **argv)
 			fprintf(stderr, "vmon: error: %s: cannot start: %s\n", r.cfg.name,
 				strerror(-ret));
 	}
+	if (r.auto_resume_s && (ret = autoresume_start(r.vm, (unsigned)r.auto_resume_s, &ar)))
+		log_warn("%s: --auto-resume-s: no thread (%s): a paused VM waits for vmon ctl "
+			 "resume", r.cfg.name, strerror(-ret));
 	status = vm_wait(r.vm);
+	autoresume_stop(ar);
 	/* The guest ended with a migration under way: it ends now, and says why. */
 	mig_busy = mig_ctl_running(&mc);
 	if (mig_busy)

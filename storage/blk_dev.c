@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/hcall.h"
@@ -408,6 +409,49 @@ static int blk_resume(void *ctx, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * --auto-resume-s: a file disk that ran out of room is retried once its
+ * file system has room for the held writes and 1 MiB to spare (a write
+ * into a thin image may need new metadata blocks too). Storage that went
+ * away, and an NBD export that is full, tell only by a try: the caller
+ * backs off between them.
+ */
+static int blk_retry_ready(void *ctx, char *why, size_t len)
+{
+	struct blk_dev *dev = ctx;
+
+	for (unsigned i = 0; i < dev->nr_disks; i++) {
+		struct blk_disk *d = &dev->disks[i];
+		uint64_t need = 1ull << 20, room;
+		char dir[BLK_SPEC_MAX], *slash;
+		struct statvfs fs;
+		bool full;
+
+		pthread_mutex_lock(&dev->lock);
+		full = d->gone && d->full;
+		for (unsigned k = 0; k < dev->nr_held; k++)
+			if (dev->held[k].disk == i && dev->held[k].q.op == GABI_BLK_WRITE)
+				need += dev->held[k].q.len;
+		pthread_mutex_unlock(&dev->lock);
+		if (!full || d->spec.kind != BLK_FILE)
+			continue;
+		snprintf(dir, sizeof(dir), "%s", d->spec.target);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*(slash == dir ? slash + 1 : slash) = 0;
+		if (statvfs(slash ? dir : ".", &fs))
+			continue;   /* cannot tell: a try will */
+		room = (uint64_t)fs.f_bavail * fs.f_frsize;
+		if (room < need) {
+			snprintf(why, len, "disk %u (%.200s): %llu KiB free, %llu KiB wanted", i,
+				 d->spec.target, (unsigned long long)(room >> 10),
+				 (unsigned long long)(need >> 10));
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* DEVICE_STATE (storage/blk_state.h): the disks, their sizes and rings. */
 static int blk_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 {
@@ -534,6 +578,7 @@ static const struct vm_dev_ops blk_dev_ops = {
 	.acquire = blk_acquire,
 	.release = blk_release,
 	.resume = blk_resume,
+	.retry_ready = blk_retry_ready,
 	.save = blk_save,
 	.stats = blk_stats,
 	.destroy = blk_destroy,

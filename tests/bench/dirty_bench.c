@@ -166,7 +166,7 @@ static int run_case(const char *guest, uint64_t mem, enum dirty_mode mode,
 
 	vm_pause(vm);
 	res->host_pps = host_rate(vm, heap, ws / GABI_PAGE_SIZE);
-	vm_resume(vm);
+	vm_resume_own(vm);
 out:
 	vm_stop(vm, "benchmark done");
 	vm_wait(vm);

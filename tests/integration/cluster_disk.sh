@@ -56,7 +56,8 @@ check "d1 still writes" advancing
 
 echo "== a VM whose disk fills up"
 # Its vmon holds the write and pauses the guest (docs/storage.md); the
-# cluster says so, with vmon's reason, until room is made and it resumes.
+# cluster says so, with vmon's reason, until room is made and it resumes
+# (by itself: disk-auto-resume-s).
 vm_list_has() { lab_exec "$1" clusterctl vm list 2>/dev/null | grep -q -- "$2"; }
 vm_show_has() { lab_exec "$1" clusterctl vm show "$2" 2>/dev/null | grep -q -- "$3"; }
 if [ $FULL_OK = 0 ]; then
@@ -65,6 +66,8 @@ if [ $FULL_OK = 0 ]; then
 	echo "************************************************************"
 else
 	truncate -s 16M "$SHARED/full/d3.img"
+	# Its vmons resume it themselves once there is room (vmon --auto-resume-s).
+	check "config set disk-auto-resume-s 1" ctl host1 clusterctl config set disk-auto-resume-s 1
 	check "vm create d3, its disk a thin image on a 1 MiB tmpfs" ctl host1 clusterctl vm create d3 \
 		--guest "$GUESTS/blkwriter" --mem 32M --disk "$SHARED/full/d3.img"
 	check "d3 starts on host3" ctl host1 clusterctl vm start d3 --host host3
@@ -93,8 +96,12 @@ else
 	check "its vmon there holds the write" test "$("$FERRY_BIN/vmon" ctl "$(sock_of d3)" stats 2>/dev/null |
 		sed -n 's/^device disk0.held = //p')" -ge 1
 	mount -o remount,size=32m "$SHARED/full"
-	check "room made: vm resume from host1" ctl host1 clusterctl vm resume d3
-	check "vm list says running again" wait_for 10 "d3 running" vm_list_has host1 "^d3 *running "
+	check "room made: it runs again by itself (disk-auto-resume-s 1)" wait_for 15 "d3 running" \
+		vm_list_has host1 "^d3 *running "
+	check "its vmon on $d3_host says auto-resume did it" grep -q "d3: auto-resume: trying again" \
+		"$LAB_DIR/$d3_host/run/d3.log"
+	check "config set disk-auto-resume-s default" ctl host1 clusterctl config set \
+		disk-auto-resume-s default
 	check "host3 leaves maintenance" ctl host1 clusterctl host maintenance host3 exit
 	check "vm resume of an unknown VM is refused" fails host1 "vm resume: nope: no such VM" vm resume nope
 	check "d3 stops" ctl host1 clusterctl vm stop d3

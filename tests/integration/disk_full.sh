@@ -97,4 +97,29 @@ full_case() {
 
 full_case f g "n=0" 1
 full_case rf rg "n=0 ring=1 qd=8" 1
+
+# vmon --auto-resume-s: no try while the file system has no room for the
+# held write; once it has, the VM goes on by itself. The operator's own
+# pause is never undone.
+echo "== --auto-resume-s 1: it resumes by itself once there is room"
+rm -f "$IMG"
+mount -o remount,size=2m "$FS"
+truncate -s 16M "$IMG"
+start_writer a "$IMG" "n=0" --auto-resume-s 1
+check "the VM pauses once the file system is full" wait_for "paused a" 30
+a1=$(value a acked); sleep 2.5; a2=$(value a acked); p=no; paused a && p=yes
+check "no room: it stays paused ($p), nothing tried ($a1 = $a2)" bash -c \
+	'[ "$0" = "$1" ] && [ "$2" = yes ] && ! grep -q "auto-resume: trying" "$3"' "$a1" "$a2" "$p" \
+	"$TMP/a.err"
+mount -o remount,size=32m "$FS"
+check "room made: it writes again with no resume asked" advancing a acked
+check "its log says auto-resume did it" grep -q \
+	"a: auto-resume: trying again (disk 0 ($IMG): the storage is full" "$TMP/a.err"
+check "the guest never saw an error" [ "$(value a io_errors)" = 0 ]
+check "the operator pauses it" "$VMON" ctl "$TMP/a.sock" pause
+a1=$(value a acked); sleep 2.5; a2=$(value a acked); p=no; paused a && p=yes
+check "and it stays paused ($p): auto-resume leaves the operator's pause ($a1 = $a2)" \
+	bash -c '[ "$0" = "$1" ] && [ "$2" = yes ]' "$a1" "$a2" "$p"
+check "resume" "$VMON" ctl "$TMP/a.sock" resume
+stop_and_check a "$SPID" "$IMG"
 finish

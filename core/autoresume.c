@@ -1,0 +1,118 @@
+/* vmon --auto-resume-s: the thread that retries a device's pause (core/autoresume.h). */
+#include "core/autoresume.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "core/vm.h"
+#include "core/vm_dev.h"
+
+struct autoresume {
+	struct vm *vm;
+	uint64_t period_ns;
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;    /* CLOCK_MONOTONIC */
+	bool quit;
+};
+
+/* Only a device's own pause, with nothing else holding the VM. */
+static bool device_paused(struct vm *vm, char *reason, size_t len)
+{
+	bool yes;
+
+	pthread_mutex_lock(&vm->lock);
+	yes = (vm->state == VM_PAUSED || vm->state == VM_CREATED) && vm->pause_reason[0] &&
+	      !vm->user_paused && !vm->own_pauses && !vm->resuming && !vm->stop_req;
+	snprintf(reason, len, "%s", vm->pause_reason);
+	pthread_mutex_unlock(&vm->lock);
+	return yes;
+}
+
+static void *autoresume_main(void *arg)
+{
+	struct autoresume *ar = arg;
+	uint64_t wait = ar->period_ns, max = AUTORESUME_MAX_WAIT_S * 1000000000ull;
+	char reason[VM_ERR_LEN], why[VM_ERR_LEN], said[VM_ERR_LEN] = "";
+
+	pthread_mutex_lock(&ar->lock);
+	while (!ar->quit) {
+		uint64_t until = now_ns() + wait;
+		struct timespec ts = { .tv_sec = (time_t)(until / 1000000000ull),
+				       .tv_nsec = (long)(until % 1000000000ull) };
+
+		while (!ar->quit && now_ns() < until)
+			pthread_cond_timedwait(&ar->cond, &ar->lock, &ts);
+		if (ar->quit)
+			break;
+		pthread_mutex_unlock(&ar->lock);
+		if (!device_paused(ar->vm, reason, sizeof(reason))) {
+			wait = ar->period_ns;
+			said[0] = 0;
+		} else if (!vm_devs_retry_ready(ar->vm, why, sizeof(why))) {
+			/* Said once per cause: a full disk is looked at every period. */
+			if (strcmp(said, why))
+				log_info("%s: auto-resume: not yet: %s", ar->vm->cfg.name, why);
+			snprintf(said, sizeof(said), "%s", why);
+		} else {
+			log_warn("%s: auto-resume: trying again (%s)", ar->vm->cfg.name, reason);
+			said[0] = 0;
+			if (!vm_resume(ar->vm))
+				log_warn("%s: auto-resume: resumed; a request that fails again "
+					 "pauses it again", ar->vm->cfg.name);
+			/* Until it is seen running, each try waits twice as long. */
+			wait = wait * 2 > max ? max : wait * 2;
+		}
+		pthread_mutex_lock(&ar->lock);
+	}
+	pthread_mutex_unlock(&ar->lock);
+	return NULL;
+}
+
+int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out)
+{
+	struct autoresume *ar = calloc(1, sizeof(*ar));
+	pthread_condattr_t ca;
+	int ret;
+
+	*out = NULL;
+	if (!ar)
+		return -ENOMEM;
+	ar->vm = vm;
+	ar->period_ns = period_s * 1000000000ull;
+	pthread_mutex_init(&ar->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ar->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = -pthread_create(&ar->th, NULL, autoresume_main, ar);
+	if (ret) {
+		pthread_cond_destroy(&ar->cond);
+		pthread_mutex_destroy(&ar->lock);
+		free(ar);
+		return ret;
+	}
+	*out = ar;
+	return 0;
+}
+
+void autoresume_stop(struct autoresume *ar)
+{
+	if (!ar)
+		return;
+	pthread_mutex_lock(&ar->lock);
+	ar->quit = true;
+	pthread_cond_signal(&ar->cond);
+	pthread_mutex_unlock(&ar->lock);
+	pthread_join(ar->th, NULL);
+	pthread_cond_destroy(&ar->cond);
+	pthread_mutex_destroy(&ar->lock);
+	free(ar);
+}

@@ -1,0 +1,25 @@
+/*
+ * vmon --auto-resume-s: a VM that a device paused on its own (a disk full
+ * or gone, docs/storage.md) is resumed without the operator once its
+ * storage can take the held requests again, as oVirt's auto-resume does.
+ * The operator's pause and the program's own (a switchover, a snapshot)
+ * are never undone here.
+ */
+#ifndef FERRY_CORE_AUTORESUME_H
+#define FERRY_CORE_AUTORESUME_H
+
+struct vm;
+struct autoresume;
+
+#define AUTORESUME_MAX_WAIT_S 300   /* the back-off between tries stops growing here */
+
+/*
+ * Look every period_s; try a resume where the devices say a retry may go
+ * through (vm_devs_retry_ready), and wait twice as long after each try
+ * until the VM is seen running. 0 and *out, or -errno.
+ */
+int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out);
+/* Stop the thread and free it (NULL: nothing). */
+void autoresume_stop(struct autoresume *ar);
+
+#endif
