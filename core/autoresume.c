@@ -79,7 +79,6 @@ static void *autoresume_main(void *arg)
 int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out)
 {
 	struct autoresume *ar = calloc(1, sizeof(*ar));
-	pthread_condattr_t ca;
 	int ret;
 
 	*out = NULL;
@@ -88,10 +87,7 @@ int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out)
 	ar->vm = vm;
 	ar->period_ns = period_s * 1000000000ull;
 	pthread_mutex_init(&ar->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ar->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&ar->cond);
 	ret = -pthread_create(&ar->th, NULL, autoresume_main, ar);
 	if (ret) {
 		pthread_cond_destroy(&ar->cond);

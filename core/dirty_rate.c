@@ -77,14 +77,10 @@ static void *dirty_rate_thread(void *arg)
 
 void dirty_rate_init(struct dirty_rate *r)
 {
-	pthread_condattr_t ca;
 
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&r->cond);
 }
 
 void dirty_rate_destroy(struct dirty_rate *r)

@@ -55,7 +55,6 @@ static void *fence_main(void *arg)
 int fence_start(struct vm *vm, unsigned period_s, struct fence **out)
 {
 	struct fence *f = calloc(1, sizeof(*f));
-	pthread_condattr_t ca;
 	int ret;
 
 	*out = NULL;
@@ -65,10 +64,7 @@ int fence_start(struct vm *vm, unsigned period_s, struct fence **out)
 	f->period_ns = period_s * 1000000000ull;
 	f->deadline_ns = now_ns() + f->period_ns;
 	pthread_mutex_init(&f->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&f->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&f->cond);
 	ret = -pthread_create(&f->th, NULL, fence_main, f);
 	if (ret) {
 		pthread_cond_destroy(&f->cond);

@@ -158,3 +158,13 @@ int write_file_atomic(const char *path, const void *buf, size_t len)
 		unlink(tmp);
 	return ret;
 }
+
+void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+}

@@ -2,6 +2,7 @@
 #ifndef FERRY_UTIL_H
 #define FERRY_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -53,5 +54,8 @@ int read_full(int fd, void *buf, size_t len);
  * file as it was: a full disk loses this update, never the previous one.
  */
 int write_file_atomic(const char *path, const void *buf, size_t len);
+
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines (now_ns()). */
+void cond_init_monotonic(pthread_cond_t *c);
 
 #endif

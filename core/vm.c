@@ -348,7 +348,6 @@ static int vm_setup_dirty(struct vm *vm, char *err)
 
 static struct vm *vm_alloc(const struct vm_config *cfg)
 {
-	pthread_condattr_t ca;
 	struct vm *vm = calloc(1, sizeof(*vm));
 
 	if (!vm)
@@ -359,10 +358,7 @@ static struct vm *vm_alloc(const struct vm_config *cfg)
 	vm->state = VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->console_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&vm->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&vm->cond);
 	return vm;
 }
 

@@ -137,7 +137,6 @@ int mig_lanes_rx_accept(struct xport_listener *l, struct xport *ctl, unsigned n,
 	bool watch_ctl = true;
 	struct mig_lanes_rx *rx = calloc(1, sizeof(*rx));
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	pthread_condattr_t ca;
 	unsigned have = 0;
 
 	*out = NULL;
@@ -145,10 +144,7 @@ int mig_lanes_rx_accept(struct xport_listener *l, struct xport *ctl, unsigned n,
 		return -ENOMEM;
 	rx->n = n;
 	pthread_mutex_init(&rx->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&rx->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&rx->cond);
 	for (unsigned i = 0; i < n; i++) {
 		rx->lane[i].rx = rx;
 		rx->lane[i].idx = i;

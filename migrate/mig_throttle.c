@@ -48,16 +48,12 @@ static void *mig_throttle_thread(void *arg)
 
 void mig_throttle_init(struct mig_throttle *t, struct vm *vm)
 {
-	pthread_condattr_t ca;
 
 	t->vm = vm;
 	t->pct = 0;
 	t->running = t->stop = false;
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&t->cond);
 }
 
 int mig_throttle_set(struct mig_throttle *t, unsigned pct)

@@ -414,7 +414,6 @@ static const struct vm_dev_ops nic_dev_ops = {
 static struct nic_dev *nic_dev_alloc(struct vm *vm)
 {
 	struct nic_dev *dev = malloc(sizeof(*dev));
-	pthread_condattr_t ca;
 
 	if (!dev)
 		return NULL;
@@ -430,10 +429,7 @@ static struct nic_dev *nic_dev_alloc(struct vm *vm)
 	for (unsigned i = 0; i < GABI_NET_MAX_NICS; i++)
 		dev->nics[i].fd = -1;
 	pthread_mutex_init(&dev->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&dev->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&dev->cond);
 	return dev;
 }
 
