@@ -38,7 +38,7 @@ int mig_snapshot_save(struct vm *vm, const char *path, bool verify, bool stop,
 {
 	char tmp[4096];
 	struct stream_writer w;
-	bool was_running;
+	bool paused = false;
 	uint64_t t0;
 	int fd, ret;
 
@@ -53,19 +53,23 @@ int mig_snapshot_save(struct vm *vm, const char *path, bool verify, bool stop,
 		snprintf(err, MIG_ERR_LEN, "%.300s: %s", tmp, strerror(errno));
 		return ret;
 	}
-	was_running = vm_get_state(vm) == VM_RUNNING;
 	t0 = now_ns();
-	if (was_running) {
-		ret = vm_pause(vm);
-		if (ret) {
-			snprintf(err, MIG_ERR_LEN, "cannot pause the VM: %s", strerror(-ret));
-			goto fail;
-		}
-	} else if (vm_get_state(vm) != VM_PAUSED) {
+	/*
+	 * A pause of our own even where the VM is paused already: while it is
+	 * in force nothing else (vmon ctl resume, --auto-resume-s) runs the
+	 * guest under the save. Ending it leaves a held VM paused.
+	 */
+	if (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_PAUSED) {
 		ret = -EINVAL;
 		snprintf(err, MIG_ERR_LEN, "the VM is %s", vm_state_name(vm_get_state(vm)));
 		goto fail;
 	}
+	ret = vm_pause(vm);
+	if (ret) {
+		snprintf(err, MIG_ERR_LEN, "cannot pause the VM: %s", strerror(-ret));
+		goto fail;
+	}
+	paused = true;
 	stream_writer_init(&w, fd);
 	ret = mig_save_snapshot(vm, &w, verify, err);
 	res->bytes = w.off;
@@ -92,10 +96,10 @@ fail:
 		close(fd);
 	if (ret)
 		unlink(tmp);
-	/* A failed save changes nothing: a running VM runs on. */
+	/* A failed save changes nothing: a running VM runs on, a paused one stays. */
 	if (!ret && stop)
 		vm_stop(vm, "stopped after saving a snapshot");
-	else if (was_running)
+	else if (paused)
 		vm_resume_own(vm);
 	res->duration_ns = now_ns() - t0;
 	return ret;
