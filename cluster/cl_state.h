@@ -33,7 +33,11 @@
 #define CL_PROTO_7 7   /* HA on or off while a VM runs: Vm.ha_unarmed, CmdVmHaArmed, vmon ctl fence */
 #define CL_PROTO_8 8   /* CmdMigSet: a migration's downtime target and cap changed in flight */
 #define CL_PROTO_9 9   /* a destination waits for the source's restarted agent (MigSourceGone) */
-#define CL_PROTO_10 10 /* crash restarts in a window: Vm.crashes_unix_ms, CmdVmExited.crash, crash-* settings */
+/*
+ * 10: crash restarts in a window (Vm.crashes_unix_ms, CmdVmExited.crash,
+ * the crash-* settings); vm pause (VmResume.pause); disk-auto-resume-s
+ */
+#define CL_PROTO_10 10
 #define CL_STATE_PROTO CL_PROTO_10
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
