@@ -191,6 +191,8 @@ int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, bool pause, c
 void agent_on_vm_resume(struct agent *a, const Ferry__Cluster__VmResume *q);
 void agent_on_vm_resume_reply(struct agent *a, const Ferry__Cluster__VmResumeReply *r);
 bool agent_online(const struct agent *a, const char *host);
+/* The protocol host's agent applies (CL_PROTO_*; 0: no such host). */
+uint32_t agent_proto_of(const struct agent *a, const char *host);
 /* Is host's node a member of corosync's (this partition's), its agent running or not? */
 bool agent_node_up(const struct agent *a, const char *host);
 /* Why changes are refused now, or NULL when they are not. */

@@ -735,7 +735,7 @@ static int vmon_resume(struct local_vm *lv, char *err, size_t err_len)
 	return ret;
 }
 
-static uint32_t agent_proto_of(const struct agent *a, const char *host)
+uint32_t agent_proto_of(const struct agent *a, const char *host)
 {
 	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
 

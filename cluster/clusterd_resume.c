@@ -65,7 +65,6 @@ static int act_here(struct agent *a, const char *name, bool pause, char *msg, si
 int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, bool pause, char *msg,
 		    size_t len)
 {
-	const Ferry__Cluster__Host *h;
 	Ferry__Cluster__VmResume q = FERRY__CLUSTER__VM_RESUME__INIT;
 	Ferry__Cluster__CpgMsg m = FERRY__CLUSTER__CPG_MSG__INIT;
 	uint64_t deadline = now_ns() + CL_RESUME_TIMEOUT_MS * 1000000ull;
@@ -88,8 +87,7 @@ int agent_vm_resume(struct agent *a, const Ferry__Cluster__Vm *vm, bool pause, c
 		return -EHOSTDOWN;
 	}
 	/* An older agent would not see the flag, and resume it. */
-	h = cl_state_host(a->st, vm->host);
-	if (pause && (!h || h->agent_proto < CL_PROTO_10)) {
+	if (pause && agent_proto_of(a, vm->host) < CL_PROTO_10) {
 		snprintf(msg, len, "the agent of %s predates vm pause; upgrade it first", vm->host);
 		return -EPROTO;
 	}

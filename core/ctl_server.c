@@ -67,13 +67,6 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 {
 	ferry__ctl__status__init(st);
 	st->name = vm->cfg.name;
-	st->state = ctl_state(vm_get_state(vm));
-	pthread_mutex_lock(&vm->lock);
-	st->held = vm->user_paused;
-	pthread_mutex_unlock(&vm->lock);
-	/* Arrived paused (a migration, a restore): not run here yet, and held so. */
-	if (st->state == FERRY__CTL__VM_STATE__VM_STATE_CREATED && vm_held(vm, NULL, 0))
-		st->state = FERRY__CTL__VM_STATE__VM_STATE_PAUSED;
 	st->vcpus = vm->nr_vcpus;
 	st->mem_bytes = vm->mem.size;
 	st->cpu_model = vm->model_name;
@@ -82,6 +75,11 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 	st->guest = (char *)vm->cfg.guest_path;
 	st->pid = (int32_t)getpid();
 	pthread_mutex_lock(&vm->lock);
+	st->state = ctl_state(vm->state);
+	st->held = vm->user_paused;
+	/* Arrived paused (a migration, a restore): not run here yet, and held so. */
+	if (vm->state == VM_CREATED && (vm->user_paused || vm->pause_reason[0]))
+		st->state = FERRY__CTL__VM_STATE__VM_STATE_PAUSED;
 	snprintf(ctl_tls.reason, sizeof(ctl_tls.reason), "%s",
 		 vm->state == VM_PAUSED || vm->state == VM_CREATED ? vm->pause_reason : vm->reason);
 	pthread_mutex_unlock(&vm->lock);

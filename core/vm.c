@@ -601,6 +601,18 @@ static void vm_kick_all(struct vm *vm)
 	pthread_cond_broadcast(&vm->cond);
 }
 
+int vm_take_devs(struct vm *vm, char *why, size_t len)
+{
+	int ret = vm_devs_acquire(vm, why, len);
+
+	if (ret) {
+		pthread_mutex_lock(&vm->lock);
+		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return ret;
+}
+
 int vm_start(struct vm *vm)
 {
 	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
@@ -608,10 +620,9 @@ int vm_start(struct vm *vm)
 	int ret = 0;
 
 	/* A VM runs only where it owns its disks (a migration's destination too). */
-	ret = vm_devs_acquire(vm, why, sizeof(why));
+	ret = vm_take_devs(vm, why, sizeof(why));
 	if (ret) {
 		log_err("%s: cannot start: %s", vm->cfg.name, why);
-		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
 		return ret;
 	}
 	sigemptyset(&sa.sa_mask);

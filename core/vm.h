@@ -151,7 +151,12 @@ int vm_create_incoming(const struct vm_config *cfg, const char *model_name,
 		       struct vm **out, char *err);
 void vm_destroy(struct vm *vm);
 
-/* Start the vCPU threads. */
+/*
+ * Take the devices (disk leases) for a VM about to run here; one that
+ * cannot is held paused with why as its reason. 0, or -errno + why.
+ */
+int vm_take_devs(struct vm *vm, char *why, size_t len);
+/* Start the vCPU threads (vm_take_devs first). */
 int vm_start(struct vm *vm);
 /*
  * Stop every vCPU outside KVM_RUN and wait until they are parked. A pause

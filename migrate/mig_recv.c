@@ -396,11 +396,7 @@ again:
 		 * paused, but the disks are ours from now on (the source let
 		 * them go), so no one else takes them meanwhile.
 		 */
-		ret = vm_devs_acquire(vm, why, MIG_ERR_LEN);
-		if (ret) {
-			pthread_mutex_lock(&vm->lock);
-			snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
-			pthread_mutex_unlock(&vm->lock);
+		if (vm_take_devs(vm, why, MIG_ERR_LEN)) {
 			log_err("%s: arrived paused, and cannot take its disks: %s", vm->cfg.name,
 				why);
 		} else {

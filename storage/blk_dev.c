@@ -409,6 +409,22 @@ static int blk_resume(void *ctx, char *err, size_t len)
 	return 0;
 }
 
+/* Under dev->lock: the requests held for disk, and the bytes its held writes carry. */
+static unsigned held_of(const struct blk_dev *dev, unsigned disk, uint64_t *write_bytes)
+{
+	unsigned n = 0;
+
+	*write_bytes = 0;
+	for (unsigned k = 0; k < dev->nr_held; k++) {
+		if (dev->held[k].disk != disk)
+			continue;
+		n++;
+		if (dev->held[k].q.op == GABI_BLK_WRITE)
+			*write_bytes += dev->held[k].q.len;
+	}
+	return n;
+}
+
 /*
  * --auto-resume-s: a file disk that ran out of room is retried once its
  * file system has room for the held writes and 1 MiB to spare (a write
@@ -422,17 +438,16 @@ static int blk_retry_ready(void *ctx, char *why, size_t len)
 
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		struct blk_disk *d = &dev->disks[i];
-		uint64_t need = 1ull << 20, room;
+		uint64_t need, room;
 		char dir[BLK_SPEC_MAX], *slash;
 		struct statvfs fs;
 		bool full;
 
 		pthread_mutex_lock(&dev->lock);
 		full = d->gone && d->full;
-		for (unsigned k = 0; k < dev->nr_held; k++)
-			if (dev->held[k].disk == i && dev->held[k].q.op == GABI_BLK_WRITE)
-				need += dev->held[k].q.len;
+		held_of(dev, i, &need);
 		pthread_mutex_unlock(&dev->lock);
+		need += 1ull << 20;
 		if (!full || d->spec.kind != BLK_FILE)
 			continue;
 		snprintf(dir, sizeof(dir), "%s", d->spec.target);
@@ -479,11 +494,9 @@ static int blk_save(void *ctx, uint32_t *version, uint8_t **buf, size_t *len)
 	}
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		const struct blk_disk *d = &dev->disks[i];
-		bool held = false;
+		uint64_t bytes;
 
-		for (unsigned k = 0; k < dev->nr_held && !held; k++)
-			held = dev->held[k].disk == i;
-		if (!d->gone && !held)
+		if (!d->gone && !held_of(dev, i, &bytes))
 			continue;
 		/* Held but no longer gone (a resume that failed halfway): run them, no reconnect. */
 		st->stalled[st->nr_stalled].disk = i;
@@ -514,11 +527,10 @@ static unsigned blk_stats(void *ctx, struct vm_dev_stat *out, unsigned max)
 
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		struct blk_disk *d = &dev->disks[i];
-		uint64_t held = 0;
+		uint64_t bytes, held;
 
 		pthread_mutex_lock(&dev->lock);
-		for (unsigned k = 0; k < dev->nr_held; k++)
-			held += dev->held[k].disk == i;
+		held = held_of(dev, i, &bytes);
 		pthread_mutex_unlock(&dev->lock);
 		const struct { const char *k; uint64_t v; } s[] = {
 			{ "reads", __atomic_load_n(&d->stats.reads, __ATOMIC_RELAXED) },
