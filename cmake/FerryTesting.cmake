@@ -2,7 +2,12 @@
 #  - unit tests (cmocka) carry the label "unit";
 #  - integration tests carry "integration" and exit 77 (ctest skip) when a
 #    resource they need, /dev/kvm above all, is missing: they skip loudly,
-#    never pass silently.
+#    never pass silently;
+#  - integration tests that run a lab of their own (tools/lab: their own
+#    namespaces, names, subnet and directory) also carry "lab". They spend
+#    most of their time waiting on corosync and fences, so tools/test.sh
+#    runs them two at a time; the others time their guests and run alone.
+#    COST (seconds, roughly) lets ctest start the longest first.
 set(FERRY_SKIP_CODE 77)
 
 function(ferry_unit_test name)
@@ -16,13 +21,20 @@ function(ferry_unit_test name)
 endfunction()
 
 function(ferry_integration_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "COMMAND" ${ARGN})
+  cmake_parse_arguments(T "LAB" "TIMEOUT;COST" "COMMAND" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
+  set(labels integration)
+  if(T_LAB)
+    list(APPEND labels lab)
+  endif()
+  if(NOT T_COST)
+    set(T_COST 0)
+  endif()
   add_test(NAME integration/${name} COMMAND ${T_COMMAND})
   set_tests_properties(integration/${name} PROPERTIES
-    LABELS integration TIMEOUT ${T_TIMEOUT}
+    LABELS "${labels}" TIMEOUT ${T_TIMEOUT} COST ${T_COST}
     SKIP_RETURN_CODE ${FERRY_SKIP_CODE}
     ENVIRONMENT "FERRY_BIN=${FERRY_BIN_DIR};FERRY_GUESTS=${FERRY_GUEST_DIR};FERRY_SRC=${CMAKE_SOURCE_DIR}")
 endfunction()

@@ -38,6 +38,10 @@ echo "== fuzz targets, ${FUZZ_SECONDS} s each, $JOBS at a time"
 (cd build-fuzz && ctest -L fuzz -j "$JOBS" --output-on-failure) || status=1
 echo "== unit tests, $JOBS at a time"
 (cd build && ctest -L unit -j "$JOBS" --output-on-failure) || status=1
-echo "== integration tests"
-(cd build && ctest -LE unit --output-on-failure) || status=1
+# Integration tests that build a lab of their own mostly wait on corosync
+# and fences: two at a time. The others time their guests: one at a time.
+echo "== integration tests on labs of their own, 2 at a time"
+(cd build && ctest -L lab -j 2 --output-on-failure) || status=1
+echo "== integration tests, one at a time"
+(cd build && ctest -L integration -LE lab --output-on-failure) || status=1
 exit $status
