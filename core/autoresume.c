@@ -2,14 +2,13 @@
 #include "core/autoresume.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
+#include "core/ticker.h"
 #include "core/util.h"
 #include "core/vm.h"
 #include "core/vm_dev.h"
@@ -17,10 +16,7 @@
 struct autoresume {
 	struct vm *vm;
 	uint64_t period_ns;
-	pthread_t th;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;    /* CLOCK_MONOTONIC */
-	bool quit;
+	struct ticker tk;
 };
 
 /* Only a device's own pause, with nothing else holding the VM. */
@@ -42,17 +38,15 @@ static void *autoresume_main(void *arg)
 	uint64_t wait = ar->period_ns, max = AUTORESUME_MAX_WAIT_S * 1000000000ull;
 	char reason[VM_ERR_LEN], why[VM_ERR_LEN], said[VM_ERR_LEN] = "";
 
-	pthread_mutex_lock(&ar->lock);
-	while (!ar->quit) {
+	pthread_mutex_lock(&ar->tk.lock);
+	while (!ar->tk.quit) {
 		uint64_t until = now_ns() + wait;
-		struct timespec ts = { .tv_sec = (time_t)(until / 1000000000ull),
-				       .tv_nsec = (long)(until % 1000000000ull) };
 
-		while (!ar->quit && now_ns() < until)
-			pthread_cond_timedwait(&ar->cond, &ar->lock, &ts);
-		if (ar->quit)
+		while (!ar->tk.quit && now_ns() < until)
+			ticker_wait(&ar->tk, until);
+		if (ar->tk.quit)
 			break;
-		pthread_mutex_unlock(&ar->lock);
+		pthread_mutex_unlock(&ar->tk.lock);
 		if (!device_paused(ar->vm, reason, sizeof(reason))) {
 			wait = ar->period_ns;
 			said[0] = 0;
@@ -70,9 +64,9 @@ static void *autoresume_main(void *arg)
 			/* Until it is seen running, each try waits twice as long. */
 			wait = wait * 2 > max ? max : wait * 2;
 		}
-		pthread_mutex_lock(&ar->lock);
+		pthread_mutex_lock(&ar->tk.lock);
 	}
-	pthread_mutex_unlock(&ar->lock);
+	pthread_mutex_unlock(&ar->tk.lock);
 	return NULL;
 }
 
@@ -86,12 +80,8 @@ int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out)
 		return -ENOMEM;
 	ar->vm = vm;
 	ar->period_ns = period_s * 1000000000ull;
-	pthread_mutex_init(&ar->lock, NULL);
-	cond_init_monotonic(&ar->cond);
-	ret = -pthread_create(&ar->th, NULL, autoresume_main, ar);
+	ret = ticker_start(&ar->tk, autoresume_main, ar);
 	if (ret) {
-		pthread_cond_destroy(&ar->cond);
-		pthread_mutex_destroy(&ar->lock);
 		free(ar);
 		return ret;
 	}
@@ -103,12 +93,6 @@ void autoresume_stop(struct autoresume *ar)
 {
 	if (!ar)
 		return;
-	pthread_mutex_lock(&ar->lock);
-	ar->quit = true;
-	pthread_cond_signal(&ar->cond);
-	pthread_mutex_unlock(&ar->lock);
-	pthread_join(ar->th, NULL);
-	pthread_cond_destroy(&ar->cond);
-	pthread_mutex_destroy(&ar->lock);
+	ticker_stop(&ar->tk);
 	free(ar);
 }
