@@ -43,7 +43,7 @@ const struct cl_setting cl_settings[CL_SET_NR] = {
 	  S(disk_auto_resume_s),
 	  "a VM its disk paused (no room, storage gone) is resumed without the operator "
 	  "once it can go on, looked at this often (vmon --auto-resume-s); none: vm resume "
-	  "does it; for vmons started or migrated after the change", CL_PROTO_10 },
+	  "does it; running vmons take a change within a second", CL_PROTO_10 },
 };
 const size_t cl_settings_n = CL_SET_NR;
 

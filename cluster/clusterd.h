@@ -77,6 +77,8 @@ struct local_vm {
 	int status;           /* wait status once ended (-1: unknown) */
 	uint64_t mig_began_ns; /* when a migration out of it began here */
 	int fence_s;          /* its vmon's fence period: 0 none, -1 unknown (adopted) */
+	int auto_resume_s;    /* its auto-resume period: as fence_s; -2 its vmon predates
+			       * vmon ctl auto-resume */
 };
 
 /*

@@ -173,6 +173,7 @@ static struct local_vm *incoming_local(struct agent *a, const Ferry__Cluster__Vm
 	snprintf(lv->name, sizeof(lv->name), "%s", vm->name);
 	lv->v = v;
 	lv->fence_s = fence_s;
+	lv->auto_resume_s = -1;   /* asked once it has landed */
 	lv->incoming = true;
 	lv->mig_id = vm->migration->id;
 	lv->next = a->vms;

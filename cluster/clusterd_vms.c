@@ -44,6 +44,7 @@ static struct local_vm *local_add(struct agent *a, const char *name, struct cl_v
 	snprintf(lv->name, sizeof(lv->name), "%s", name);
 	lv->v = v;
 	lv->fence_s = -1;
+	lv->auto_resume_s = -1;
 	lv->next = a->vms;
 	a->vms = lv;
 	agent_wake(a);
@@ -303,6 +304,7 @@ static void start_vm(struct agent *a, const Ferry__Cluster__Vm *vm)
 	}
 	lv->generation = vm->generation;
 	lv->fence_s = (int)spec.fence_s;
+	lv->auto_resume_s = (int)spec.auto_resume_s;
 	log_info("started %s (generation %llu, pid %d)", vm->name,
 		 (unsigned long long)vm->generation, (int)cl_vmon_pid(v));
 }
@@ -481,35 +483,81 @@ static double vmon_sample(struct local_vm *lv, char *reason, size_t len, bool *h
 	return rate;
 }
 
-/* Set vmon's fence to seconds (0: disarm), or ask what it is (seconds < 0). */
-static int vmon_fence(struct local_vm *lv, int seconds)
+/*
+ * Set vmon's fence (fence) or auto-resume period to seconds (0: off), or
+ * ask what both are (seconds < 0). A vmon that predates vmon ctl
+ * auto-resume refuses it as unknown: -EOPNOTSUPP, not logged here.
+ */
+static int vmon_period(struct local_vm *lv, bool fence, int seconds)
 {
 	Ferry__Ctl__Request req = FERRY__CTL__REQUEST__INIT;
 	Ferry__Ctl__Fence f = FERRY__CTL__FENCE__INIT;
+	Ferry__Ctl__AutoResume ar = FERRY__CTL__AUTO_RESUME__INIT;
 	Ferry__Ctl__Empty empty = FERRY__CTL__EMPTY__INIT;
 	Ferry__Ctl__Response *resp = NULL;
+	const char *what = fence ? "fence" : "auto-resume";
 	char err[CL_ERR_LEN];
 	int ret;
 
 	if (seconds < 0) {
 		req.cmd_case = FERRY__CTL__REQUEST__CMD_STATUS;
 		req.status = &empty;
-	} else {
+	} else if (fence) {
 		f.seconds = (uint32_t)seconds;
 		req.cmd_case = FERRY__CTL__REQUEST__CMD_FENCE;
 		req.fence = &f;
+	} else {
+		ar.seconds = (uint32_t)seconds;
+		req.cmd_case = FERRY__CTL__REQUEST__CMD_AUTO_RESUME;
+		req.auto_resume = &ar;
 	}
 	if (cl_vmon_call(lv->v, &req, CL_STATS_TIMEOUT_MS, &resp, err, sizeof(err))) {
-		log_warn("%s: fence: %s", lv->name, err);
+		log_warn("%s: %s: %s", lv->name, what, err);
 		return -EIO;
 	}
 	ret = resp->error;
-	if (ret)
-		log_warn("%s: fence: %s", lv->name, resp->message);
-	else
-		lv->fence_s = resp->status ? (int)resp->status->fence_s : seconds;
+	if (ret && ret != -EOPNOTSUPP)
+		log_warn("%s: %s: %s", lv->name, what, resp->message);
+	if (!ret && resp->status) {
+		lv->fence_s = (int)resp->status->fence_s;
+		if (lv->auto_resume_s != -2)
+			lv->auto_resume_s = (int)resp->status->auto_resume_s;
+	}
 	ferry__ctl__response__free_unpacked(resp, NULL);
 	return ret;
+}
+
+static int vmon_fence(struct local_vm *lv, int seconds)
+{
+	return vmon_period(lv, true, seconds);
+}
+
+/*
+ * disk-auto-resume-s changed: a vmon started before takes the new period
+ * (or none) within a keepalive period, as one started now would have it.
+ */
+static void autoresume_sync(struct agent *a, struct local_vm *lv)
+{
+	int want = (int)cl_setting_get(a->st, CL_SET_DISK_AUTO_RESUME_S);
+	int ret;
+
+	if (lv->auto_resume_s == -2 || lv->auto_resume_s == want)
+		return;
+	if (lv->auto_resume_s == -1 && (vmon_period(lv, false, -1) || lv->auto_resume_s == want))
+		return;
+	ret = vmon_period(lv, false, want);
+	if (ret == -EOPNOTSUPP) {
+		log_info("%s: its vmon predates vmon ctl auto-resume: disk-auto-resume-s holds "
+			 "for it from its next start or migration", lv->name);
+		lv->auto_resume_s = -2;
+	} else if (!ret) {
+		if (want)
+			log_info("%s: its vmon resumes a VM its disk paused, looked at every %d s "
+				 "(disk-auto-resume-s)", lv->name, want);
+		else
+			log_info("%s: its vmon no longer resumes a VM its disk paused "
+				 "(disk-auto-resume-s none)", lv->name);
+	}
 }
 
 /*
@@ -562,8 +610,10 @@ void agent_keepalive(struct agent *a)
 		if (lv->ended || !vm)
 			continue;
 		/* An incoming vmon has the fence it was started with, HA being fixed meanwhile. */
-		if (!lv->incoming && !lv->stopping && !lv->migrated)
+		if (!lv->incoming && !lv->stopping && !lv->migrated) {
 			fence_sync(a, lv, vm);
+			autoresume_sync(a, lv);
+		}
 		if (lv->incoming ? !vm->ha : lv->fence_s <= 0)
 			continue;
 		/* An incoming vmon answers once its VM arrived; until then it runs nothing. */

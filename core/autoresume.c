@@ -15,8 +15,9 @@
 
 struct autoresume {
 	struct vm *vm;
+	struct ticker tk;       /* its lock guards the fields below */
 	uint64_t period_ns;
-	struct ticker tk;
+	bool changed;           /* a new period: the wait starts again */
 };
 
 /* Only a device's own pause, with nothing else holding the VM. */
@@ -35,20 +36,27 @@ static bool device_paused(struct vm *vm, char *reason, size_t len)
 static void *autoresume_main(void *arg)
 {
 	struct autoresume *ar = arg;
-	uint64_t wait = ar->period_ns, max = AUTORESUME_MAX_WAIT_S * 1000000000ull;
+	uint64_t wait, max = AUTORESUME_MAX_WAIT_S * 1000000000ull;
 	char reason[VM_ERR_LEN], why[VM_ERR_LEN], said[VM_ERR_LEN] = "";
 
 	pthread_mutex_lock(&ar->tk.lock);
+	wait = ar->period_ns;
 	while (!ar->tk.quit) {
-		uint64_t until = now_ns() + wait;
+		uint64_t until = now_ns() + wait, period;
 
-		while (!ar->tk.quit && now_ns() < until)
+		while (!ar->tk.quit && !ar->changed && now_ns() < until)
 			ticker_wait(&ar->tk, until);
 		if (ar->tk.quit)
 			break;
+		period = ar->period_ns;
+		if (ar->changed) {
+			ar->changed = false;
+			wait = period;
+			continue;
+		}
 		pthread_mutex_unlock(&ar->tk.lock);
 		if (!device_paused(ar->vm, reason, sizeof(reason))) {
-			wait = ar->period_ns;
+			wait = period;
 			said[0] = 0;
 		} else if (!vm_devs_retry_ready(ar->vm, why, sizeof(why))) {
 			/* Said once per cause: a full disk is looked at every period. */
@@ -87,6 +95,25 @@ int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out)
 	}
 	*out = ar;
 	return 0;
+}
+
+void autoresume_set_period(struct autoresume *ar, unsigned period_s)
+{
+	pthread_mutex_lock(&ar->tk.lock);
+	ar->period_ns = period_s * 1000000000ull;
+	ar->changed = true;
+	ticker_kick(&ar->tk);
+	pthread_mutex_unlock(&ar->tk.lock);
+}
+
+unsigned autoresume_period_s(struct autoresume *ar)
+{
+	unsigned s;
+
+	pthread_mutex_lock(&ar->tk.lock);
+	s = (unsigned)(ar->period_ns / 1000000000ull);
+	pthread_mutex_unlock(&ar->tk.lock);
+	return s;
 }
 
 void autoresume_stop(struct autoresume *ar)

@@ -12,6 +12,7 @@ struct vm;
 struct autoresume;
 
 #define AUTORESUME_MAX_WAIT_S 300   /* the back-off between tries stops growing here */
+#define AUTORESUME_MAX_PERIOD_S 3600 /* --auto-resume-s, vmon ctl auto-resume */
 
 /*
  * Look every period_s; try a resume where the devices say a retry may go
@@ -19,6 +20,9 @@ struct autoresume;
  * until the VM is seen running. 0 and *out, or -errno.
  */
 int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out);
+/* A new period: the next look period_s from now, the back-off anew. */
+void autoresume_set_period(struct autoresume *ar, unsigned period_s);
+unsigned autoresume_period_s(struct autoresume *ar);
 /* Stop the thread and free it (NULL: nothing). */
 void autoresume_stop(struct autoresume *ar);
 

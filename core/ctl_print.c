@@ -30,6 +30,7 @@ static void status_json(struct json *j, const Ferry__Ctl__Status *st)
 	json_i64(j, "pid", st->pid);
 	json_str(j, "reason", st->reason ? st->reason : "");
 	json_u64(j, "fence_s", st->fence_s);
+	json_u64(j, "auto_resume_s", st->auto_resume_s);
 	json_u64(j, "fence_left_ms", st->fence_left_ms);
 	json_bool(j, "held", st->held);
 	json_obj_end(j);
@@ -87,6 +88,9 @@ static void status_text(FILE *f, const Ferry__Ctl__Status *st)
 		fprintf(f, "paused because: %s\n", st->reason);
 	else if (st->held && st->state == FERRY__CTL__VM_STATE__VM_STATE_PAUSED)
 		fprintf(f, "paused by the operator: vmon ctl resume runs it\n");
+	if (st->auto_resume_s)
+		fprintf(f, "auto-resume: a VM a disk paused is resumed once it can go on, "
+			"looked at every %u s\n", st->auto_resume_s);
 	if (st->fence_s)
 		fprintf(f, "fence: stops the VM in %.1f s without a keepalive (--fence-s %u)\n",
 			(double)st->fence_left_ms / 1e3, st->fence_s);

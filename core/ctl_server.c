@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/dirty_rate.h"
+#include "core/autoresume.h"
 #include "core/fence.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -84,6 +85,8 @@ static void ctl_fill_status(struct vm *vm, Ferry__Ctl__Status *st)
 		 vm->state == VM_PAUSED || vm->state == VM_CREATED ? vm->pause_reason : vm->reason);
 	pthread_mutex_unlock(&vm->lock);
 	st->reason = ctl_tls.reason;
+	if (vm->autoresume)
+		st->auto_resume_s = autoresume_period_s(vm->autoresume);
 	if (vm->fence) {
 		st->fence_s = fence_period_s(vm->fence);
 		st->fence_left_ms = fence_left_ms(vm->fence);
@@ -163,7 +166,7 @@ static void ctl_error(Ferry__Ctl__Response *resp, int err, const char *what)
 
 /*
  * Only this thread and the end of vmon_run (after this server stopped)
- * touch vm->fence, so it may come and go here.
+ * touch vm->fence and vm->autoresume, so they may come and go here.
  */
 static int ctl_fence(struct vm *vm, unsigned seconds)
 {
@@ -177,6 +180,20 @@ static int ctl_fence(struct vm *vm, unsigned seconds)
 		return 0;
 	}
 	return fence_start(vm, seconds, &vm->fence);
+}
+
+static int ctl_autoresume(struct vm *vm, unsigned seconds)
+{
+	if (!seconds) {
+		autoresume_stop(vm->autoresume);
+		vm->autoresume = NULL;
+		return 0;
+	}
+	if (vm->autoresume) {
+		autoresume_set_period(vm->autoresume, seconds);
+		return 0;
+	}
+	return autoresume_start(vm, seconds, &vm->autoresume);
 }
 
 void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ext,
@@ -222,6 +239,16 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ex
 		ret = ctl_fence(vm, req->fence->seconds);
 		if (ret)
 			ctl_error(resp, ret, "fence: cannot start its timer");
+		break;
+	case FERRY__CTL__REQUEST__CMD_AUTO_RESUME:
+		if (req->auto_resume->seconds > AUTORESUME_MAX_PERIOD_S) {
+			_Static_assert(AUTORESUME_MAX_PERIOD_S == 3600, "the message below");
+			ctl_error(resp, -EINVAL, "auto-resume: at most 3600 s");
+			break;
+		}
+		ret = ctl_autoresume(vm, req->auto_resume->seconds);
+		if (ret)
+			ctl_error(resp, ret, "auto-resume: cannot start its thread");
 		break;
 	default:
 		if (!ext || !ext->handle(ext->opaque, vm, req, resp))

@@ -125,6 +125,7 @@ struct vm {
 	unsigned own_pauses;       /* the program's own pauses in force (vm_pause) */
 
 	struct fence *fence;       /* --fence-s, or NULL; set before the control socket opens */
+	struct autoresume *autoresume; /* --auto-resume-s, or NULL; as fence */
 
 	unsigned nr_devs;          /* disks: see core/vm_dev.h */
 	struct vm_dev devs[VM_DEVS_MAX];

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/autoresume.h"
 #include "core/ctl.h"
 #include "core/util.h"
 #include "core/vmon.h"
@@ -266,9 +267,10 @@ int vmon_ctl_main(int argc, char **argv)
 	Ferry__Ctl__Save save = FERRY__CTL__SAVE__INIT;
 	Ferry__Ctl__Migrate mg = FERRY__CTL__MIGRATE__INIT;
 	Ferry__Ctl__Fence fence = FERRY__CTL__FENCE__INIT;
+	Ferry__Ctl__AutoResume autores = FERRY__CTL__AUTO_RESUME__INIT;
 	Ferry__Ctl__MigrateSet mset = FERRY__CTL__MIGRATE_SET__INIT;
 	Ferry__Ctl__Response *resp = NULL;
-	uint64_t fence_s;
+	uint64_t fence_s, autores_s;
 	struct ctl_cmd c = { .timeout_ms = CTL_TIMEOUT_MS };
 	int first_opt = 3, ret;
 	char err[256];
@@ -328,9 +330,18 @@ int vmon_ctl_main(int argc, char **argv)
 		first_opt = 4;
 		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_FENCE;
 		c.req.fence = &fence;
+	} else if (!strcmp(c.name, "auto-resume")) {
+		if (argc < 4 || parse_u64(argv[3], 0, AUTORESUME_MAX_PERIOD_S, &autores_s))
+			vmon_usage_error("ctl auto-resume needs SECONDS (0..%d; 0 stops it)",
+					 AUTORESUME_MAX_PERIOD_S);
+		autores.seconds = (uint32_t)autores_s;
+		first_opt = 4;
+		c.req.cmd_case = FERRY__CTL__REQUEST__CMD_AUTO_RESUME;
+		c.req.auto_resume = &autores;
 	} else {
 		vmon_usage_error("unknown ctl command '%s' (status, pause, resume, stop, stats, save, "
-				 "migrate, migrate-status, migrate-set, migrate-cancel, keepalive, fence)", c.name);
+				 "migrate, migrate-status, migrate-set, migrate-cancel, keepalive, fence, "
+				 "auto-resume)", c.name);
 	}
 	for (int i = first_opt; i < argc; i++) {
 		if (!strcmp(c.name, "save") && !strcmp(argv[i], "--verify")) {

@@ -114,7 +114,8 @@ static const char vmon_usage[] =
 "                        looks whether the file system has room for the held\n"
 "                        writes (gone or NBD storage: it tries), waiting twice\n"
 "                        as long after each try; never a VM the operator\n"
-"                        paused (default: off, vmon ctl resume does it)\n"
+"                        paused (default: off, vmon ctl resume does it;\n"
+"                        vmon ctl auto-resume changes it while it runs)\n"
 "  --fence-s N           stop the VM for good (exit status 5) when no keepalive\n"
 "                        came over the control socket for N seconds; the\n"
 "                        cluster agent sends them to an HA VM's vmon while\n"
@@ -141,6 +142,8 @@ static const char vmon_usage[] =
 "  keepalive             restart the --fence-s timer\n"
 "  fence SECONDS         arm the fence as --fence-s would, or change its period\n"
 "                        (the next deadline SECONDS from now); 0 disarms it\n"
+"  auto-resume SECONDS   start --auto-resume-s's thread, or change its period\n"
+"                        (the next look SECONDS from now); 0 stops it\n"
 "  stats                 per-vCPU exits, the guest's published values, the\n"
 "                        disks' counters and the measured dirty rate\n"
 "  save FILE             pause the VM, write it to FILE (a migration stream,\n"
@@ -564,7 +567,6 @@ static int vmon_run(int argc, char **argv)
 	struct vmon_run r = { 0 };
 	struct mig_ctl mc;
 	struct ctl_server *ctl = NULL;
-	struct autoresume *ar = NULL;
 	struct dirty_rate rate;
 	char err[VM_ERR_LEN];
 	pthread_t sig_thread;
@@ -647,6 +649,11 @@ static int vmon_run(int argc, char **argv)
 			return VM_EXIT_INTERNAL;
 		}
 	}
+	/* Before the control socket opens: vmon ctl auto-resume changes it. */
+	if (r.auto_resume_s &&
+	    (ret = autoresume_start(r.vm, (unsigned)r.auto_resume_s, &r.vm->autoresume)))
+		log_warn("%s: --auto-resume-s: no thread (%s): a paused VM waits for vmon ctl "
+			 "resume", r.cfg.name, strerror(-ret));
 	dirty_rate_init(&rate);
 	mig_ctl_init(&mc, &rate, r.sample_ms);
 	if (r.control) {
@@ -658,6 +665,7 @@ static int vmon_run(int argc, char **argv)
 				ret == -EEXIST ? "exists and is not a socket" : strerror(-ret));
 			vm_stop(r.vm, "control socket unavailable");
 			vm_wait(r.vm);
+			autoresume_stop(r.vm->autoresume);
 			fence_stop(r.vm->fence);
 			vm_destroy(r.vm);
 			return VM_EXIT_USAGE;
@@ -694,11 +702,7 @@ static int vmon_run(int argc, char **argv)
 			fprintf(stderr, "vmon: error: %s: cannot start: %s\n", r.cfg.name,
 				strerror(-ret));
 	}
-	if (r.auto_resume_s && (ret = autoresume_start(r.vm, (unsigned)r.auto_resume_s, &ar)))
-		log_warn("%s: --auto-resume-s: no thread (%s): a paused VM waits for vmon ctl "
-			 "resume", r.cfg.name, strerror(-ret));
 	status = vm_wait(r.vm);
-	autoresume_stop(ar);
 	/* The guest ended with a migration under way: it ends now, and says why. */
 	mig_busy = mig_ctl_running(&mc);
 	if (mig_busy)
@@ -725,6 +729,8 @@ static int vmon_run(int argc, char **argv)
 	pthread_join(sig_thread, NULL);
 	dirty_rate_stop(&rate);
 	ctl_server_stop(ctl);
+	autoresume_stop(r.vm->autoresume);
+	r.vm->autoresume = NULL;
 	fence_stop(r.vm->fence);
 	r.vm->fence = NULL;
 	dirty_rate_destroy(&rate);

@@ -66,14 +66,17 @@ if [ $FULL_OK = 0 ]; then
 	echo "************************************************************"
 else
 	truncate -s 16M "$SHARED/full/d3.img"
-	# Its vmons resume it themselves once there is room (vmon --auto-resume-s).
-	check "config set disk-auto-resume-s 1" ctl host1 clusterctl config set disk-auto-resume-s 1
+	# Its vmons resume it themselves once there is room (vmon --auto-resume-s),
+	# looking every 60 s, until the setting changes (below).
+	check "config set disk-auto-resume-s 60" ctl host1 clusterctl config set disk-auto-resume-s 60
 	check "vm create d3, its disk a thin image on a 1 MiB tmpfs" ctl host1 clusterctl vm create d3 \
 		--guest "$GUESTS/blkwriter" --mem 32M --disk "$SHARED/full/d3.img"
 	check "d3 starts on host3" ctl host1 clusterctl vm start d3 --host host3
 	check "vm list on host1 says d3 is paused, and why" wait_for 20 "d3 paused in vm list" \
 		vm_list_has host1 "^d3 *paused .*disk 0 ($SHARED/full/d3.img): the storage is full"
 	lab_exec host2 clusterctl vm show d3 | grep -E "^(state|paused):" | sed 's/^/  /'
+	ar_is() { "$FERRY_BIN/vmon" ctl "$(sock_of d3)" status 2>/dev/null | grep -q "looked at every $1 s"; }
+	check "its vmon looks every 60 s (--auto-resume-s 60)" ar_is 60
 	check "vm show on host2 too" vm_show_has host2 d3 \
 		"^paused: *by its vmon: disk 0 .*No space left on device.*make room"
 	out=$(lab_exec host2 clusterctl vm resume d3 2>&1) && rc=0 || rc=$?
@@ -95,6 +98,9 @@ else
 		vm_list_has host2 "^d3 *paused *$d3_host .*the storage is full"
 	check "its vmon there holds the write" test "$("$FERRY_BIN/vmon" ctl "$(sock_of d3)" stats 2>/dev/null |
 		sed -n 's/^device disk0.held = //p')" -ge 1
+	# The running vmon takes a new setting: else no look for a minute.
+	check "config set disk-auto-resume-s 1" ctl host1 clusterctl config set disk-auto-resume-s 1
+	check "its running vmon on $d3_host now looks every 1 s" wait_for 10 "auto-resume 1" ar_is 1
 	mount -o remount,size=32m "$SHARED/full"
 	check "room made: it runs again by itself (disk-auto-resume-s 1)" wait_for 15 "d3 running" \
 		vm_list_has host1 "^d3 *running "
@@ -102,6 +108,9 @@ else
 		"$LAB_DIR/$d3_host/run/d3.log"
 	check "config set disk-auto-resume-s default" ctl host1 clusterctl config set \
 		disk-auto-resume-s default
+	ar_off() { local o; o=$("$FERRY_BIN/vmon" ctl "$(sock_of d3)" status 2>/dev/null) &&
+		! grep -q "auto-resume" <<<"$o"; }
+	check "and its vmon no longer auto-resumes" wait_for 10 "auto-resume off" ar_off
 	check "host3 leaves maintenance" ctl host1 clusterctl host maintenance host3 exit
 	check "vm resume of an unknown VM is refused" fails host1 "vm resume: nope: no such VM" vm resume nope
 	check "d3 stops" ctl host1 clusterctl vm stop d3

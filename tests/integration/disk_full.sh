@@ -100,19 +100,32 @@ full_case rf rg "n=0 ring=1 qd=8" 1
 
 # vmon --auto-resume-s: no try while the file system has no room for the
 # held write; once it has, the VM goes on by itself. The operator's own
-# pause is never undone.
-echo "== --auto-resume-s 1: it resumes by itself once there is room"
+# pause is never undone. Here it is started, stopped and given a new period
+# with vmon ctl auto-resume on the running vmon, as the cluster agent does
+# when disk-auto-resume-s changes.
+echo "== auto-resume: it resumes by itself once there is room"
 rm -f "$IMG"
 mount -o remount,size=2m "$FS"
 truncate -s 16M "$IMG"
-start_writer a "$IMG" "n=0" --auto-resume-s 1
+start_writer a "$IMG" "n=0"
 check "the VM pauses once the file system is full" wait_for "paused a" 30
+check "ctl auto-resume 1 on the running vmon" "$VMON" ctl "$TMP/a.sock" auto-resume 1
+check "status says so" bash -c "'$VMON' ctl '$TMP/a.sock' status | grep -q 'looked at every 1 s'"
+check "ctl auto-resume 3601 is refused" bash -c "! '$VMON' ctl '$TMP/a.sock' auto-resume 3601"
 a1=$(value a acked); sleep 2.5; a2=$(value a acked); p=no; paused a && p=yes
 check "no room: it stays paused ($p), nothing tried ($a1 = $a2)" bash -c \
 	'[ "$0" = "$1" ] && [ "$2" = yes ] && ! grep -q "auto-resume: trying" "$3"' "$a1" "$a2" "$p" \
 	"$TMP/a.err"
+check "ctl auto-resume 0 stops it" "$VMON" ctl "$TMP/a.sock" auto-resume 0
+check "status says nothing of it" bash -c "! '$VMON' ctl '$TMP/a.sock' status | grep -q auto-resume"
 mount -o remount,size=32m "$FS"
-check "room made: it writes again with no resume asked" advancing a acked
+a1=$(value a acked); sleep 2.5; a2=$(value a acked); p=no; paused a && p=yes
+check "room made but auto-resume off: still paused ($p, $a1 = $a2)" bash -c \
+	'[ "$0" = "$1" ] && [ "$2" = yes ]' "$a1" "$a2" "$p"
+# Started anew at 600 s, then re-periodded: the next look is 1 s from then.
+check "ctl auto-resume 600, then 1" bash -c "'$VMON' ctl '$TMP/a.sock' auto-resume 600 &&
+	'$VMON' ctl '$TMP/a.sock' auto-resume 1"
+check "it writes again with no resume asked" advancing a acked
 check "its log says auto-resume did it" grep -q \
 	"a: auto-resume: trying again (disk 0 ($IMG): the storage is full" "$TMP/a.err"
 check "the guest never saw an error" [ "$(value a io_errors)" = 0 ]
