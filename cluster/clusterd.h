@@ -199,6 +199,8 @@ uint32_t agent_proto_of(const struct agent *a, const char *host);
 bool agent_node_up(const struct agent *a, const char *host);
 /* Why changes are refused now, or NULL when they are not. */
 const char *agent_refusal(const struct agent *a, char *buf, size_t len);
+/* Why an operator's change to what the cluster keeps is refused: most hosts cannot save it. */
+const char *agent_unsaved_most(const struct agent *a, char *buf, size_t len);
 /*
  * The revoked serials, as TLS_DIR/revoked for this node's vmons (which
  * read it at every handshake): after every state change and at start.

@@ -89,6 +89,45 @@ bool agent_node_up(const struct agent *a, const char *host)
 	return false;
 }
 
+/*
+ * More than half of the online hosts cannot save the state (this one by
+ * its own last try, the others by their last HostLoad): a change applied
+ * now might be on no disk at all, and a whole-cluster restart would lose
+ * it though clusterctl said it was done. Names them in buf.
+ */
+const char *agent_unsaved_most(const struct agent *a, char *buf, size_t len)
+{
+	size_t online = 0, unsaved = 0, off;
+	char names[CL_ERR_LEN] = "";
+
+	for (size_t i = 0; i < a->st->n_hosts; i++) {
+		const char *host = a->st->hosts[i]->name, *why = NULL;
+
+		if (!agent_online(a, host))
+			continue;
+		online++;
+		if (!strcmp(host, a->name)) {
+			why = a->unsaved;
+		} else {
+			for (size_t j = 0; j < a->n_loads; j++)
+				if (!strcmp(a->loads[j]->host, host))
+					why = a->loads[j]->state_unsaved;
+		}
+		if (!why || !*why)
+			continue;
+		off = strlen(names);
+		snprintf(names + off, sizeof(names) - off, "%s%s (%s)", unsaved ? "; " : "", host,
+			 why);
+		unsaved++;
+	}
+	if (!unsaved || unsaved * 2 <= online)
+		return NULL;
+	snprintf(buf, len, "refused: the cluster state cannot be saved on %zu of the %zu online hosts: "
+		 "%s; were the whole cluster to restart, this change would be lost: free their "
+		 "disks (clusterctl status), then try again", unsaved, online, names);
+	return buf;
+}
+
 int agent_publish_revoked(struct agent *a, char *err, size_t err_len)
 {
 	char path[PATH_MAX + 16];

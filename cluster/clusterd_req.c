@@ -665,17 +665,37 @@ static const req_fn req_ops[] = {
 	[FERRY__CLUSTER__REQUEST__CMD_VM_PAUSE] = do_vm_resume,
 };
 
+/*
+ * The operator's changes to what the cluster keeps: refused while most
+ * hosts cannot save the state (agent_unsaved_most). Starts, stops, moves,
+ * maintenance, pauses, cancels and revocations go on: an operator freeing
+ * a disk may need them, and a revocation protects at once.
+ */
+static const bool req_defines[] = {
+	[FERRY__CLUSTER__REQUEST__CMD_VM_CREATE] = true,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_DELETE] = true,
+	[FERRY__CLUSTER__REQUEST__CMD_VM_SET] = true,
+	[FERRY__CLUSTER__REQUEST__CMD_CONFIG_SET] = true,
+	[FERRY__CLUSTER__REQUEST__CMD_RULE_ADD] = true,
+	[FERRY__CLUSTER__REQUEST__CMD_RULE_DELETE] = true,
+	[FERRY__CLUSTER__REQUEST__CMD_HOST_REMOVE] = true,
+};
+
 Ferry__Cluster__Response *agent_handle(void *opaque, const Ferry__Cluster__Request *req,
 				       const struct cl_peer *peer)
 {
 	struct agent *a = opaque;
 	R *r = CL_NEW(R, ferry__cluster__response__init);
 	unsigned op = req->cmd_case;
+	char why[2 * CL_ERR_LEN];
 
 	if (!r)
 		return NULL;
 	pthread_mutex_lock(&a->lock);
-	if (op < sizeof(req_ops) / sizeof(req_ops[0]) && req_ops[op])
+	if (op < sizeof(req_defines) / sizeof(req_defines[0]) && req_defines[op] &&
+	    agent_unsaved_most(a, why, sizeof(why)))
+		fail(r, -ENOSPC, why);
+	else if (op < sizeof(req_ops) / sizeof(req_ops[0]) && req_ops[op])
 		req_ops[op](a, req, r);
 	else
 		fail(r, -EINVAL, "unknown request");

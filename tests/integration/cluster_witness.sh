@@ -207,6 +207,24 @@ else
 	check "host show says host2's revocation list is not written" wait_for 10 \
 		"NOT SAVED (revoked) on host3" host_show_has host3 host2 \
 		"NOT SAVED for .*revocation list .*tls/revoked: write: Is a directory"
+	# host3 fails too, from the next change on: two of the three online
+	# hosts then cannot save, and a change to what the cluster keeps would
+	# be on one disk at most. It is refused, saying why, until one saves.
+	mkdir "$LAB_DIR/host3/tls/revoked.tmp"
+	check "a change with one host unsaved goes through" \
+		ctl host2 clusterctl config set link-mbps 30000
+	check "host3 cannot save it either" wait_for 10 "NOT SAVED (host3) on host1" \
+		host_show_has host1 host3 "NOT SAVED for .*revocation list"
+	check "config set is refused now, naming both" fails host1 \
+		"refused: the cluster state cannot be saved on 2 of the 3 online hosts: host2 (" \
+		config set link-mbps 20000
+	check "so is vm create" fails host3 "were the whole cluster to restart, this change would be lost" \
+		vm create vm9 --guest /bin/true --mem 64M
+	check "vm9 was not created" fails host1 "no such VM" vm show vm9
+	check "the setting is as it was" lab_setting_is host2 link-mbps "30000 set"
+	rmdir "$LAB_DIR/host3/tls/revoked.tmp"
+	check "host3 saves again: the change goes through" wait_for 15 "config set accepted" \
+		ctl host1 clusterctl config set link-mbps default
 	rmdir "$LAB_DIR/host2/tls/revoked.tmp"
 	check "written once it can be" wait_for 10 "warning gone" no_warning host1
 fi
