@@ -97,19 +97,29 @@ void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address,
 		       h->inventory ? h->inventory->cpus : 0, mem, used, l ? l->cpu_load : 0.0, vms);
 	}
+	size_t online = 0, unsaved = 0;
+
+	for (size_t i = 0; st && i < st->n_hosts; i++)
+		online += is_online(r, st->hosts[i]->name);
 	for (size_t i = 0; i < r->n_loads; i++) {
 		const Ferry__Cluster__HostLoad *l = r->loads[i];
 
 		if (!*l->state_unsaved)
 			continue;
-		if (is_online(r, l->host))
+		if (is_online(r, l->host)) {
+			unsaved++;
 			printf("warning: %s has not saved the cluster state for %llu s (%s); it holds "
 			       "it in memory, as the other hosts do: free its disk\n",
 			       l->host, unsaved_s(l), l->state_unsaved);
-		else
+		} else {
 			printf("warning: %s, down now, had not saved the cluster state when last "
 			       "heard from (%s)\n", l->host, l->state_unsaved);
+		}
 	}
+	/* As the agents decide (agent_unsaved_most), from the same figures. */
+	if (unsaved && unsaved * 2 > online)
+		printf("warning: %zu of the %zu online hosts cannot save the cluster state: changes "
+		       "to VMs, settings and rules are refused until most can\n", unsaved, online);
 }
 
 void clusterctl_print_vms(const Ferry__Cluster__Response *r)

@@ -218,6 +218,8 @@ else
 	check "config set is refused now, naming both" fails host1 \
 		"refused: the cluster state cannot be saved on 2 of the 3 online hosts: host2 (" \
 		config set link-mbps 20000
+	check "clusterctl status says so" status_warns host2 \
+		"^warning: 2 of the 3 online hosts cannot save the cluster state: changes .* are refused"
 	check "so is vm create" fails host3 "were the whole cluster to restart, this change would be lost" \
 		vm create vm9 --guest /bin/true --mem 64M
 	check "vm9 was not created" fails host1 "no such VM" vm show vm9
