@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_admit.h"
 #include "cl_msg.h"
 #include "cl_state.h"
 
@@ -44,6 +45,11 @@ const struct cl_setting cl_settings[CL_SET_NR] = {
 	  "a VM its disk paused (no room, storage gone) is resumed without the operator "
 	  "once it can go on, looked at this often (vmon --auto-resume-s); none: vm resume "
 	  "does it; running vmons take a change within a second", CL_PROTO_10 },
+	[CL_SET_HA_HOST_FAILURES] = { "ha-host-failures", "", 1, CL_ADMIT_MAX_FAILURES, 0,
+	  S(ha_host_failures),
+	  "HA admission control: vm start, vm set --ha on and migrate are refused when, were "
+	  "this many hosts lost, the HA VMs on them could not all restart on the others "
+	  "(by memory); none: no check", CL_PROTO_11 },
 };
 const size_t cl_settings_n = CL_SET_NR;
 

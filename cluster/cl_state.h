@@ -38,7 +38,8 @@
  * the crash-* settings); vm pause (VmResume.pause); disk-auto-resume-s
  */
 #define CL_PROTO_10 10
-#define CL_STATE_PROTO CL_PROTO_10
+#define CL_PROTO_11 11 /* the ha-host-failures setting (HA admission control) */
+#define CL_STATE_PROTO CL_PROTO_11
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);

@@ -43,6 +43,10 @@ static const char usage[] =
 "                     cluster's balancer is automatic (default 60)\n"
 "  --cpuid-hide LIST  pretend this host lacks these CPUID features (tests of\n"
 "                     mixed clusters on one machine); every vmon gets it too\n"
+"  --guest-mem SIZE   the memory this host offers its guests (default: all\n"
+"                     of its RAM), the rest kept for the host itself; the\n"
+"                     cluster places VMs and HA admission control counts\n"
+"                     by it. More than the host's RAM is refused\n"
 "  --witness          a node that runs no VMs and needs no KVM: its vote\n"
 "                     settles quorum (a third vote for two hosts) and it\n"
 "                     keeps a copy of the state and answers clusterctl\n"
@@ -77,6 +81,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "vmon", required_argument, NULL, 'v' },
 		{ "cpuid-hide", required_argument, NULL, 'H' },
 		{ "witness", no_argument, NULL, 'W' },
+		{ "guest-mem", required_argument, NULL, 'M' },
 		{ "cluster", required_argument, NULL, 'c' },
 		{ "balance-interval-s", required_argument, NULL, 'B' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -107,6 +112,12 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		case 'v': snprintf(a->vmon, sizeof(a->vmon), "%s", optarg); break;
 		case 'H': snprintf(a->hide, sizeof(a->hide), "%s", optarg); break;
 		case 'W': a->witness = true; break;
+		case 'M':
+			if (parse_size(optarg, &a->guest_mem) || !a->guest_mem) {
+				fprintf(stderr, "clusterd: --guest-mem: not a size: %s\n", optarg);
+				return 2;
+			}
+			break;
 		case 'c': snprintf(a->cluster, sizeof(a->cluster), "%s", optarg); break;
 		case 'B':
 			if (parse_u64(optarg, 1, 86400, &a->plan_cfg.interval_s)) {
@@ -193,6 +204,15 @@ static int agent_setup(struct agent *a)
 	if (ret) {
 		log_err("inventory: %s", err);
 		return ret;
+	}
+	if (a->guest_mem && !a->witness) {
+		if (a->guest_mem > a->inv->mem_bytes) {
+			log_err("--guest-mem: %llu MiB is more than this host's RAM (%llu MiB)",
+				(unsigned long long)(a->guest_mem >> 20),
+				(unsigned long long)(a->inv->mem_bytes >> 20));
+			return -EINVAL;
+		}
+		a->inv->mem_bytes = a->guest_mem;
 	}
 	a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	return a->wake_fd < 0 ? -errno : 0;

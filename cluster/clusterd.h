@@ -124,6 +124,7 @@ struct agent {
 	char vmon[PATH_MAX];
 	char hide[1024];
 	bool witness;          /* --witness: no KVM, no VMs; a vote and the state */
+	uint64_t guest_mem;    /* --guest-mem: what it offers guests (0: all its RAM) */
 	Ferry__Cluster__Inventory *inv;
 
 	/* corosync */

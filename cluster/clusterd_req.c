@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_admit.h"
 #include "cl_cpu.h"
+#include "cl_settings.h"
 #include "clusterd.h"
 #include "core/log.h"
 
@@ -126,6 +128,64 @@ static void do_vm_create(struct agent *a, const Ferry__Cluster__Request *q, R *r
 		r->vm = CL_DUP(Ferry__Cluster__Vm, cl_state_vm(a->st, q->vm_create->name));
 }
 
+static bool admit_up(const void *opaque, const char *host)
+{
+	return agent_online(opaque, host);
+}
+
+/*
+ * HA admission control (cl_admit.h), as this agent sees the cluster: the
+ * change (vm on host, HA or not) refused with what the request was when
+ * the hosts left after losing ha-host-failures of them could not restart
+ * the HA VMs. Two agents may admit two changes at once; each was judged
+ * against the state before the other.
+ */
+static int admit_check(struct agent *a, const char *vm, const char *host, bool ha, char *why,
+		       size_t len)
+{
+	struct cl_admit_change c = { .vm = vm, .host = host, .ha = ha };
+	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
+
+	return k ? cl_admit_ha(a->st, k, admit_up, a, &c, why, len) : 0;
+}
+
+static bool admitted(struct agent *a, const char *what, const char *vm, const char *host,
+		     bool ha, R *r)
+{
+	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
+	char why[CL_ERR_LEN], msg[2 * CL_ERR_LEN];
+	int ret = admit_check(a, vm, host, ha, why, sizeof(why));
+
+	if (!ret)
+		return true;
+	if (ret == -ENOSPC)
+		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "
+			 "(ha-host-failures %u): %s; free memory or add hosts, or lower "
+			 "ha-host-failures", what, vm, k, why);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s: HA admission control: %s", what, vm,
+			 strerror(-ret));
+	fail(r, ret, msg);
+	return false;
+}
+
+/* host, refused by admission control: the first other host that fits and is admitted. */
+static void admit_elsewhere(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size_t len)
+{
+	char err[CL_ERR_LEN];
+
+	for (size_t i = 0; i < a->st->n_hosts; i++) {
+		const char *h = a->st->hosts[i]->name;
+
+		if (strcmp(h, host) && agent_online(a, h) &&
+		    !cl_state_host_fits(a->st, vm, "vm start", h, err, sizeof(err)) &&
+		    !admit_check(a, vm->name, h, vm->ha, err, sizeof(err))) {
+			snprintf(host, len, "%s", h);
+			return;
+		}
+	}
+}
+
 /* Where a VM starts when nobody says: an online host that fits, with the
  * least guest memory placed on it. */
 static int place(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size_t len,
@@ -185,6 +245,14 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 		fail(r, -EHOSTDOWN, msg);
 		return;
 	}
+	/* Any VM: a plain one takes memory that the HA VMs' restarts may need. */
+	if (vm && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING && *host) {
+		/* Placed here, not named: another host that fits may keep the room. */
+		if (!*q->vm_start->host && admit_check(a, vm->name, host, vm->ha, why, sizeof(why)))
+			admit_elsewhere(a, vm, host, sizeof(host));
+		if (!admitted(a, "vm start", vm->name, host, vm->ha, r))
+			return;
+	}
 	c.name = q->vm_start->name;
 	c.host = host;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_START;
@@ -233,6 +301,10 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 		fail(r, -EHOSTDOWN, msg);
 		return;
 	}
+	/* The operator's moves; the planner's (evacuations, the balancer) are not judged here. */
+	if (vm && vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+	    cl_state_host(a->st, m->host) && !admitted(a, "migrate", vm->name, m->host, vm->ha, r))
+		return;
 	c.vm = m->vm;
 	c.destination = m->host;
 	c.downtime_ms = m->downtime_ms;
@@ -384,6 +456,12 @@ static void do_host_remove(struct agent *a, const Ferry__Cluster__Request *q, R 
 static void do_vm_set(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->vm_set->name);
+
+	if (vm && q->vm_set->set_ha && q->vm_set->ha && !vm->ha &&
+	    vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+	    !admitted(a, "vm set", vm->name, vm->host, true, r))
+		return;
 
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
 	cmd.vm_set = q->vm_set;

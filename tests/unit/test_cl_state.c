@@ -1087,6 +1087,13 @@ static void test_crash_window(void **unused)
 	assert_false(cl_vm_crash_restarts(st, vm, 3 * H + 2));   /* restarts 2, crash-restarts 2 */
 	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
 	assert_true(cl_vm_crash_restarts(st, vm, 3 * H + 2));
+	/* ha-host-failures waits for every agent at protocol 11; 1..4 only. */
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_10;
+	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)1, NULL), -EPROTO);
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)5, NULL), -EINVAL);
+	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)1, NULL), 0);
+	assert_int_equal(cl_setting_get(st, CL_SET_HA_HOST_FAILURES), 1);
 	CL_FREE(st);
 }
 

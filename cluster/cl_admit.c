@@ -1,0 +1,197 @@
+/* HA admission control: room to restart the HA VMs of any k lost hosts (cl_admit.h). */
+#include "cl_admit.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_sync.h"
+
+struct adm_host {
+	const char *name;
+	uint64_t total;   /* guest memory it offers (0: unknown, no limit) */
+	uint64_t used;    /* by the VMs that run there */
+	bool down;        /* not in the cluster now: lost already */
+	bool target;      /* takes restarts: up, and not in maintenance */
+};
+
+struct adm_vm {
+	const char *name;
+	uint64_t mem;
+	int host;         /* index in hosts */
+	bool ha;
+};
+
+struct adm {
+	struct adm_host hosts[CL_MAX_NODES];
+	size_t n_hosts;
+	struct adm_vm *vms;
+	size_t n_vms;
+	unsigned k;
+	int lost[CL_ADMIT_MAX_FAILURES];
+	char *why;
+	size_t len;
+};
+
+static int host_index(const struct adm *a, const char *name)
+{
+	for (size_t i = 0; name && i < a->n_hosts; i++)
+		if (!strcmp(a->hosts[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+static bool is_lost(const struct adm *a, int h)
+{
+	if (a->hosts[h].down)
+		return true;
+	for (unsigned i = 0; i < a->k; i++)
+		if (a->lost[i] == h)
+			return true;
+	return false;
+}
+
+static int by_mem_desc(const void *x, const void *y)
+{
+	const struct adm_vm *a = *(const struct adm_vm *const *)x, *b = *(const struct adm_vm *const *)y;
+
+	return a->mem < b->mem ? 1 : a->mem > b->mem ? -1 : strcmp(a->name, b->name);
+}
+
+/* Were a->lost[] lost: the largest HA VM first, each where most memory is free. */
+static int fits_after_loss(struct adm *a, const struct adm_vm **order)
+{
+	uint64_t free_mem[CL_MAX_NODES];
+	size_t off;
+
+	for (size_t h = 0; h < a->n_hosts; h++) {
+		const struct adm_host *ah = &a->hosts[h];
+
+		free_mem[h] = !ah->total ? UINT64_MAX : ah->total > ah->used ? ah->total - ah->used : 0;
+	}
+	for (size_t i = 0; i < a->n_vms; i++) {
+		const struct adm_vm *v = order[i];
+		int best = -1;
+
+		if (!v->ha || !is_lost(a, v->host))
+			continue;
+		for (size_t h = 0; h < a->n_hosts; h++)
+			if (a->hosts[h].target && !is_lost(a, (int)h) &&
+			    (best < 0 || free_mem[h] > free_mem[best]))
+				best = (int)h;
+		if (best >= 0 && free_mem[best] >= v->mem) {
+			if (free_mem[best] != UINT64_MAX)
+				free_mem[best] -= v->mem;
+			continue;
+		}
+		off = (size_t)snprintf(a->why, a->len, "were ");
+		for (unsigned j = 0; j < a->k && off < a->len; j++)
+			off += (size_t)snprintf(a->why + off, a->len - off, "%s%s",
+						j ? (j + 1 == a->k ? " and " : ", ") : "",
+						a->hosts[a->lost[j]].name);
+		for (size_t h = 0; h < a->n_hosts && off < a->len; h++)
+			if (a->hosts[h].down)
+				off += (size_t)snprintf(a->why + off, a->len - off,
+							" (with %s, down)", a->hosts[h].name);
+		if (off < a->len)
+			off += (size_t)snprintf(a->why + off, a->len - off,
+						" lost, HA VM %s (%llu MiB) could not restart: %s",
+						v->name, (unsigned long long)(v->mem >> 20),
+						best < 0 ? "no host would be left to take it" :
+						"the most memory left on a host would be");
+		if (best >= 0 && off < a->len)
+			snprintf(a->why + off, a->len - off, " %llu MiB (%s)",
+				 (unsigned long long)(free_mem[best] >> 20), a->hosts[best].name);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* Every choice of k hosts, in order: lost[] from index i of the k. */
+static int each_loss(struct adm *a, const struct adm_vm **order, unsigned i, int from)
+{
+	if (i == a->k)
+		return fits_after_loss(a, order);
+	for (int h = from; h < (int)a->n_hosts; h++) {
+		int ret;
+
+		if (a->hosts[h].down)
+			continue;
+		a->lost[i] = h;
+		ret = each_loss(a, order, i + 1, h + 1);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		const void *opaque, const struct cl_admit_change *change, char *why, size_t len)
+{
+	struct adm a = { .k = k, .why = why, .len = len };
+	const struct adm_vm **order = NULL;
+	size_t online = 0;
+	int ret = 0;
+
+	if (len)
+		why[0] = 0;
+	if (!k)
+		return 0;
+	if (k > CL_ADMIT_MAX_FAILURES)
+		k = a.k = CL_ADMIT_MAX_FAILURES;
+	/* Every host that runs VMs, down or not: a host down now is lost already. */
+	for (size_t i = 0; i < st->n_hosts && a.n_hosts < CL_MAX_NODES; i++) {
+		const Ferry__Cluster__Host *h = st->hosts[i];
+		struct adm_host *ah = &a.hosts[a.n_hosts];
+
+		if (h->witness)
+			continue;
+		ah->name = h->name;
+		ah->total = h->inventory ? h->inventory->mem_bytes : 0;
+		ah->down = !up(opaque, h->name);
+		ah->target = !ah->down && h->mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+		online += !ah->down;
+		a.n_hosts++;
+	}
+	a.vms = calloc(st->n_vms + 1, sizeof(*a.vms));
+	order = calloc(st->n_vms + 1, sizeof(*order));
+	if (!a.vms || !order) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < st->n_vms; i++) {
+		const Ferry__Cluster__Vm *vm = st->vms[i];
+		struct adm_vm *v = &a.vms[a.n_vms];
+		bool running = vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+		const char *host = running ? vm->host : NULL;
+
+		v->ha = vm->ha;
+		if (change && !strcmp(change->vm, vm->name)) {
+			host = change->host;
+			v->ha = change->ha;
+		}
+		v->host = host_index(&a, host);
+		if (v->host < 0)
+			continue;
+		v->name = vm->name;
+		v->mem = vm->mem_bytes;
+		a.hosts[v->host].used += v->mem;
+		order[a.n_vms] = v;
+		a.n_vms++;
+	}
+	if (online <= k) {
+		snprintf(why, len, "ha-host-failures %u needs at least %u hosts online to take "
+			 "the restarts (online now: %zu)", k, k + 1, online);
+		ret = -ENOSPC;
+		goto out;
+	}
+	qsort(order, a.n_vms, sizeof(*order), by_mem_desc);
+	/* Hosts down now are lost in every case: the k chosen among the others add to them. */
+	ret = each_loss(&a, order, 0, 0);
+out:
+	free(order);
+	free(a.vms);
+	return ret;
+}

@@ -1,0 +1,40 @@
+/*
+ * HA admission control (docs/cluster.md, "HA admission control"): with the
+ * setting ha-host-failures K, an operator's change is refused when, were
+ * any K of the online hosts lost after it, the HA VMs running on them could
+ * not all restart on the hosts left. As vSphere HA's "host failures cluster
+ * tolerates": room for restarts is kept when VMs start, not looked for when
+ * a host has already died. By memory, the one resource a restart cannot
+ * overcommit; CPU is shared, and CPU models and rules are the restart's
+ * own to judge.
+ */
+#ifndef FERRY_CL_ADMIT_H
+#define FERRY_CL_ADMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cluster.pb-c.h"
+
+#define CL_ADMIT_MAX_FAILURES 4   /* the setting's range: 1..this */
+
+/* The change judged: vm runs on host after it (host NULL: not at all), HA ha. */
+struct cl_admit_change {
+	const char *vm;
+	const char *host;
+	bool ha;
+};
+
+/* Whether host's node is in the cluster now (the agent's view). */
+typedef bool (*cl_admit_up_fn)(const void *opaque, const char *host);
+
+/*
+ * Would the state after change (NULL: as it is) tolerate losing any k
+ * online hosts? 0, or -ENOSPC with why: the hosts lost, the HA VM that
+ * finds no room, and the room there is. Hosts that are down now count as
+ * lost already, their VMs as restarting elsewhere.
+ */
+int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		const void *opaque, const struct cl_admit_change *change, char *why, size_t len);
+
+#endif

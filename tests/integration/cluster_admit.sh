@@ -1,0 +1,51 @@
+#!/bin/bash
+# HA admission control (docs/cluster.md, "HA admission control") on a
+# 3-node lab whose agents offer 1 GiB each to guests (clusterd --guest-mem).
+# With ha-host-failures 1, two 640 MiB HA VMs on two hosts leave room to
+# restart either on the third; a third one, or a plain VM that takes the
+# room, is refused, naming the host whose loss would strand a VM and the
+# memory left; a smaller plain VM goes where it keeps the room. With the
+# setting back to none, nothing is checked.
+. "$(dirname "$0")/lab_lib.sh"
+GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
+trap 'lab_at_exit' EXIT
+
+stopped_vms() { lab_exec host1 clusterctl vm list | awk '$2 == "stopped" {print $1}' | sort | tr '\n' ' '; }
+vm_host() { ctl_json host1 vm show "$1" 2>/dev/null | json_get 'j["vm"].get("host", "")'; }
+offers() { lab_exec host1 clusterctl host show "$1" 2>/dev/null | grep -q "$2"; }
+
+export FERRY_CLUSTERD_ARGS="--guest-mem 1G"
+lab_up 3
+
+echo "== hosts that offer 1 GiB to guests"
+lab_exec host1 clusterctl host show host2 | grep "^cpus:" | sed 's/^/  /'
+check "host show says 1 GiB for host2" offers host2 "memory 1.0 GiB"
+check "ha-host-failures 1" ctl host1 clusterctl config set ha-host-failures 1
+for v in h1 h2 h3; do
+	check "$v (counter, 640 MiB, --ha) created" ctl host1 clusterctl vm create $v \
+		--guest "$GUESTS/counter" --args "n=0 interval_ms=100" --mem 640M --ha
+done
+check "p1 (counter, 512 MiB) created" ctl host1 clusterctl vm create p1 \
+	--guest "$GUESTS/counter" --args "n=0 interval_ms=100" --mem 512M
+check "p2 (counter, 256 MiB) created" ctl host1 clusterctl vm create p2 \
+	--guest "$GUESTS/counter" --args "n=0 interval_ms=100" --mem 256M
+
+echo "== room kept for one host's loss"
+check "h1 starts on host1: host2 or host3 could take it" ctl host2 clusterctl vm start h1 --host host1
+check "h2 starts on host2: host3 could take either" ctl host3 clusterctl vm start h2 --host host2
+check "h3 on host3 is refused: host1 lost, h1 finds 384 MiB at most" fails host1 \
+	"vm start: h3: refused by HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 (640 MiB) could not restart: the most memory left on a host would be 384 MiB" \
+	vm start h3 --host host3
+check "so is a plain VM of 512 MiB, wherever it would go" fails host2 \
+	"vm start: p1: refused by HA admission control (ha-host-failures 1)" vm start p1
+check "one of 256 MiB is admitted" ctl host1 clusterctl vm start p2
+check "on host3, where 768 MiB stay for h1 or h2" test "$(vm_host p2)" = host3
+check "h3 and p1 stay stopped ($(stopped_vms))" test "$(stopped_vms)" = "h3 p1 "
+
+echo "== the setting off"
+check "ha-host-failures default" ctl host1 clusterctl config set ha-host-failures default
+check "p1 starts now (on host3)" ctl host1 clusterctl vm start p1 --host host3
+for v in h1 h2 p1 p2; do
+	ctl host1 clusterctl vm stop $v || true
+done
+finish

@@ -1,0 +1,176 @@
+/*
+ * HA admission control (cluster/cl_admit.c) on hand-made states: which
+ * changes leave room to restart the HA VMs of any k lost hosts, and what
+ * a refusal says.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cl_admit.h"
+
+#define GIB (1ull << 30)
+
+static Ferry__Cluster__Inventory inv[4];
+static Ferry__Cluster__Host hosts[4], *host_ptrs[4];
+static Ferry__Cluster__Vm vms[8], *vm_ptrs[8];
+static Ferry__Cluster__State st;
+static bool down[4];
+static char why[512];
+
+static bool up(const void *opaque, const char *host)
+{
+	(void)opaque;
+	return !down[host[4] - '1'];
+}
+
+/* n hosts host1.. of mem_gib each, all up, no VMs. */
+static void cluster(unsigned n, uint64_t mem_gib)
+{
+	static char names[4][8];
+
+	memset(&st, 0, sizeof(st));
+	ferry__cluster__state__init(&st);
+	for (unsigned i = 0; i < n; i++) {
+		ferry__cluster__inventory__init(&inv[i]);
+		inv[i].mem_bytes = mem_gib * GIB;
+		ferry__cluster__host__init(&hosts[i]);
+		snprintf(names[i], sizeof(names[i]), "host%u", i + 1);
+		hosts[i].name = names[i];
+		hosts[i].inventory = &inv[i];
+		host_ptrs[i] = &hosts[i];
+		down[i] = false;
+	}
+	st.hosts = host_ptrs;
+	st.n_hosts = n;
+	st.vms = vm_ptrs;
+}
+
+/* A VM running on host (NULL: stopped). */
+static void vm(const char *name, uint64_t mem_gib, const char *host, bool ha)
+{
+	Ferry__Cluster__Vm *v = &vms[st.n_vms];
+
+	ferry__cluster__vm__init(v);
+	v->name = (char *)name;
+	v->mem_bytes = mem_gib * GIB;
+	v->host = (char *)(host ? host : "");
+	v->desired = host ? FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING :
+			    FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED;
+	v->ha = ha;
+	vm_ptrs[st.n_vms++] = v;
+}
+
+static int admit(unsigned k, const char *name, const char *host, bool ha)
+{
+	struct cl_admit_change c = { .vm = name, .host = host, .ha = ha };
+
+	return cl_admit_ha(&st, k, up, NULL, name ? &c : NULL, why, sizeof(why));
+}
+
+/* Three hosts of 24 GiB: two 14 GiB HA VMs fit one loss, a third does not. */
+static void test_one_failure(void **unused)
+{
+	(void)unused;
+	cluster(3, 24);
+	vm("h1", 14, "host1", true);
+	vm("h2", 14, "host2", true);
+	vm("h3", 14, NULL, true);
+	assert_int_equal(admit(1, NULL, NULL, false), 0);
+	assert_int_equal(admit(1, "h3", "host3", true), -ENOSPC);
+	assert_string_equal(why, "were host1 lost, HA VM h1 (14336 MiB) could not restart: "
+			    "the most memory left on a host would be 10240 MiB (host2)");
+	/* Not checked: the setting is off. */
+	assert_int_equal(admit(0, "h3", "host3", true), 0);
+	/* Two losses: not even the first two. */
+	assert_int_equal(admit(2, NULL, NULL, false), -ENOSPC);
+	assert_non_null(strstr(why, "were host1 and host2 lost"));
+}
+
+/* A plain VM takes memory that a restart needs; a small one leaves enough. */
+static void test_plain_vm_counts(void **unused)
+{
+	(void)unused;
+	cluster(3, 24);
+	vm("h1", 14, "host1", true);
+	vm("p1", 12, NULL, false);
+	vm("p2", 12, NULL, false);
+	assert_int_equal(admit(1, "p1", "host2", false), 0);   /* host3 takes h1 */
+	vm_ptrs[1]->host = "host2";
+	vm_ptrs[1]->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
+	assert_int_equal(admit(1, "p2", "host3", false), -ENOSPC);
+	assert_non_null(strstr(why, "HA VM h1 (14336 MiB) could not restart"));
+	/* HA off for h1: nothing to restart, anything goes. */
+	assert_int_equal(admit(1, "h1", "host1", false), 0);
+}
+
+/* Moving an HA VM next to another can break what two hosts kept apart. */
+static void test_migration(void **unused)
+{
+	(void)unused;
+	cluster(3, 16);
+	vm("a", 6, "host1", true);
+	vm("b", 6, "host2", true);
+	vm("c", 6, "host3", true);
+	assert_int_equal(admit(1, NULL, NULL, false), 0);
+	/* b onto host1: losing host1 must place a and b (6 each) on host2 (16) and host3 (10). */
+	assert_int_equal(admit(1, "b", "host1", true), 0);
+	/* 10 GiB HA VMs: one a host is fine, two on one host need 20 GiB elsewhere. */
+	cluster(3, 16);
+	vm("a", 10, "host1", true);
+	vm("b", 10, "host2", true);
+	assert_int_equal(admit(1, NULL, NULL, false), 0);
+	assert_int_equal(admit(1, "b", "host1", true), 0);   /* host2, host3: 16 free each */
+	vm("c", 10, "host3", true);
+	assert_int_equal(admit(1, NULL, NULL, false), -ENOSPC);
+}
+
+/* A host down now is lost already; a host in maintenance takes no restarts. */
+static void test_down_and_maintenance(void **unused)
+{
+	(void)unused;
+	cluster(3, 24);
+	vm("h1", 14, "host1", true);
+	vm("h2", 14, NULL, true);
+	down[2] = true;   /* host3 */
+	assert_int_equal(admit(1, NULL, NULL, false), 0);     /* h1 -> host2 */
+	assert_int_equal(admit(1, "h2", "host2", true), -ENOSPC);
+	assert_non_null(strstr(why, "(with host3, down)"));
+	down[2] = false;
+	hosts[1].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	hosts[2].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	assert_int_equal(admit(1, NULL, NULL, false), -ENOSPC);
+	assert_non_null(strstr(why, "no host would be left to take it"));
+	hosts[1].mode = hosts[2].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
+}
+
+/* Fewer hosts up than losses to survive: refused, saying so. */
+static void test_too_few_hosts(void **unused)
+{
+	(void)unused;
+	cluster(2, 24);
+	down[1] = true;
+	vm("h1", 1, NULL, true);
+	assert_int_equal(admit(1, "h1", "host1", true), -ENOSPC);
+	assert_string_equal(why, "ha-host-failures 1 needs at least 2 hosts online to take "
+			    "the restarts (online now: 1)");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_one_failure),
+		cmocka_unit_test(test_plain_vm_counts),
+		cmocka_unit_test(test_migration),
+		cmocka_unit_test(test_down_and_maintenance),
+		cmocka_unit_test(test_too_few_hosts),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
