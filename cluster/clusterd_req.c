@@ -155,8 +155,17 @@ static bool admitted(struct agent *a, const char *what, const char *vm, const ch
 	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
 	char why[CL_ERR_LEN], msg[2 * CL_ERR_LEN];
 	int ret = admit_check(a, vm, host, ha, why, sizeof(why));
+	char before[CL_ERR_LEN];
 
 	if (!ret)
+		return true;
+	/*
+	 * A move takes no memory from the cluster: refused only when it breaks
+	 * what holds now, so that one that helps (or changes nothing) goes on
+	 * after a host was lost.
+	 */
+	if (ret == -ENOSPC && !strcmp(what, "migrate") &&
+	    cl_admit_ha(a->st, k, admit_up, a, NULL, before, sizeof(before)) == -ENOSPC)
 		return true;
 	if (ret == -ENOSPC)
 		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "

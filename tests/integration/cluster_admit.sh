@@ -5,7 +5,8 @@
 # restart either on the third; a third one, or a plain VM that takes the
 # room, is refused, naming the host whose loss would strand a VM and the
 # memory left; a smaller plain VM goes where it keeps the room. With the
-# setting back to none, nothing is checked.
+# setting back to none, nothing is checked; set again on a cluster that
+# would not survive a loss, starts are refused and moves go on.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 trap 'lab_at_exit' EXIT
@@ -45,6 +46,19 @@ check "h3 and p1 stay stopped ($(stopped_vms))" test "$(stopped_vms)" = "h3 p1 "
 echo "== the setting off"
 check "ha-host-failures default" ctl host1 clusterctl config set ha-host-failures default
 check "p1 starts now (on host3)" ctl host1 clusterctl vm start p1 --host host3
+
+# Back on, the cluster would not survive losing host1 (h1 finds 384 MiB):
+# no start is admitted, but a move, which takes no memory, goes on.
+echo "== a cluster that would not survive a loss already"
+check "ha-host-failures 1 again" ctl host1 clusterctl config set ha-host-failures 1
+check "p3 (counter, 64 MiB) created" ctl host1 clusterctl vm create p3 \
+	--guest "$GUESTS/counter" --args "n=0 interval_ms=100" --mem 64M
+check "even a 64 MiB VM is refused" fails host2 \
+	"vm start: p3: refused by HA admission control (ha-host-failures 1): were host1 lost" vm start p3
+out=$(lab_exec host2 clusterctl migrate p2 host1 2>&1) && rc=0 || rc=$?
+echo "$out" | tail -1 | sed 's/^/  /'
+check "a move goes on (migrate p2 host1)" test "$rc" = 0
+check "p2 is on host1" test "$(vm_host p2)" = host1
 for v in h1 h2 p1 p2; do
 	ctl host1 clusterctl vm stop $v || true
 done
