@@ -1,8 +1,10 @@
 /* clusterctl's text output: what each answer prints without -o json. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "cluster/cl_admit.h"
 #include "cluster/cl_plan.h"
 #include "cluster/cl_settings.h"
 #include "cluster/cl_state.h"
@@ -75,6 +77,22 @@ static unsigned long long unsaved_s(const Ferry__Cluster__HostLoad *l)
 	return now > l->state_unsaved_unix_ms ? (now - l->state_unsaved_unix_ms) / 1000 : 0;
 }
 
+static bool admit_up(const void *opaque, const char *host)
+{
+	return is_online(opaque, host);
+}
+
+/* HA admission control as the agents judge it (cl_admit.h): a cluster that would not survive. */
+static void admission_warn(const Ferry__Cluster__Response *r)
+{
+	unsigned k = r->state ? (unsigned)cl_setting_get(r->state, CL_SET_HA_HOST_FAILURES) : 0;
+	char why[512];
+
+	if (k && cl_admit_ha(r->state, k, admit_up, r, NULL, why, sizeof(why)) == -ENOSPC)
+		printf("warning: HA admission control (ha-host-failures %u): %s; VM starts are "
+		       "refused until there is room\n", k, why);
+}
+
 void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__State *st = r->state;
@@ -120,6 +138,7 @@ void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 	if (unsaved && unsaved * 2 > online)
 		printf("warning: %zu of the %zu online hosts cannot save the cluster state: changes "
 		       "to VMs, settings and rules are refused until most can\n", unsaved, online);
+	admission_warn(r);
 }
 
 void clusterctl_print_vms(const Ferry__Cluster__Response *r)
