@@ -134,11 +134,9 @@ static bool admit_up(const void *opaque, const char *host)
 }
 
 /*
- * HA admission control (cl_admit.h), as this agent sees the cluster: the
- * change (vm on host, HA or not) refused with what the request was when
- * the hosts left after losing ha-host-failures of them could not restart
- * the HA VMs. Two agents may admit two changes at once; each was judged
- * against the state before the other.
+ * HA admission control (cl_admit.h), as this agent sees the cluster: may vm
+ * run on host (HA or not)? Two agents may admit two changes at once; each
+ * was judged against the state before the other.
  */
 static int admit_check(struct agent *a, const char *vm, const char *host, bool ha, char *why,
 		       size_t len)
@@ -149,8 +147,14 @@ static int admit_check(struct agent *a, const char *vm, const char *host, bool h
 	return k ? cl_admit_ha(a->st, k, admit_up, a, &c, why, len) : 0;
 }
 
+/*
+ * admit_check, or r refused with what the request was. A move takes no
+ * memory from the cluster: it is refused only when it breaks what holds
+ * now, so that one that helps (or changes nothing) goes on after a host
+ * was lost.
+ */
 static bool admitted(struct agent *a, const char *what, const char *vm, const char *host,
-		     bool ha, R *r)
+		     bool ha, bool move, R *r)
 {
 	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
 	char why[CL_ERR_LEN], msg[2 * CL_ERR_LEN];
@@ -159,12 +163,7 @@ static bool admitted(struct agent *a, const char *what, const char *vm, const ch
 
 	if (!ret)
 		return true;
-	/*
-	 * A move takes no memory from the cluster: refused only when it breaks
-	 * what holds now, so that one that helps (or changes nothing) goes on
-	 * after a host was lost.
-	 */
-	if (ret == -ENOSPC && !strcmp(what, "migrate") &&
+	if (ret == -ENOSPC && move &&
 	    cl_admit_ha(a->st, k, admit_up, a, NULL, before, sizeof(before)) == -ENOSPC)
 		return true;
 	if (ret == -ENOSPC)
@@ -259,7 +258,7 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 		/* Placed here, not named: another host that fits may keep the room. */
 		if (!*q->vm_start->host && admit_check(a, vm->name, host, vm->ha, why, sizeof(why)))
 			admit_elsewhere(a, vm, host, sizeof(host));
-		if (!admitted(a, "vm start", vm->name, host, vm->ha, r))
+		if (!admitted(a, "vm start", vm->name, host, vm->ha, false, r))
 			return;
 	}
 	c.name = q->vm_start->name;
@@ -312,7 +311,8 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	}
 	/* The operator's moves; the planner's (evacuations, the balancer) are not judged here. */
 	if (vm && vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
-	    cl_state_host(a->st, m->host) && !admitted(a, "migrate", vm->name, m->host, vm->ha, r))
+	    cl_state_host(a->st, m->host) &&
+	    !admitted(a, "migrate", vm->name, m->host, vm->ha, true, r))
 		return;
 	c.vm = m->vm;
 	c.destination = m->host;
@@ -469,7 +469,7 @@ static void do_vm_set(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 
 	if (vm && q->vm_set->set_ha && q->vm_set->ha && !vm->ha &&
 	    vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
-	    !admitted(a, "vm set", vm->name, vm->host, true, r))
+	    !admitted(a, "vm set", vm->name, vm->host, true, false, r))
 		return;
 
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
