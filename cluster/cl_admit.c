@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_plan.h"
+#include "cl_state.h"
 #include "cl_sync.h"
 
 struct adm_host {
@@ -128,7 +130,8 @@ static int each_loss(struct adm *a, const struct adm_vm **order, unsigned i, int
 }
 
 int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
-		const void *opaque, const struct cl_admit_change *change, char *why, size_t len)
+		const void *opaque, const struct cl_admit_change *changes, size_t n_changes,
+		char *why, size_t len)
 {
 	struct adm a = { .k = k, .why = why, .len = len };
 	const struct adm_vm **order = NULL;
@@ -168,10 +171,11 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		const char *host = running ? vm->host : NULL;
 
 		v->ha = vm->ha;
-		if (change && !strcmp(change->vm, vm->name)) {
-			host = change->host;
-			v->ha = change->ha;
-		}
+		for (size_t c = 0; c < n_changes; c++)
+			if (!strcmp(changes[c].vm, vm->name)) {
+				host = changes[c].host;
+				v->ha = changes[c].ha;
+			}
 		v->host = host_index(&a, host);
 		if (v->host < 0)
 			continue;
@@ -194,4 +198,44 @@ out:
 	free(order);
 	free(a.vms);
 	return ret;
+}
+
+long cl_admit_plan(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		   const void *opaque, struct cl_plan *plan, char *why, size_t len)
+{
+	struct cl_admit_change *kept;
+	size_t n_kept = 0, out = 0;
+	char said[512];
+	long dropped = 0;
+
+	if (len)
+		why[0] = 0;
+	if (!k || !plan->n_moves)
+		return 0;
+	kept = calloc(plan->n_moves, sizeof(*kept));
+	if (!kept)
+		return -ENOMEM;
+	for (size_t i = 0; i < plan->n_moves; i++) {
+		const struct cl_plan_move *m = &plan->moves[i];
+		const Ferry__Cluster__Vm *vm = cl_state_vm(st, m->vm_name);
+		int before = cl_admit_ha(st, k, up, opaque, kept, n_kept, said, sizeof(said));
+
+		kept[n_kept] = (struct cl_admit_change){ .vm = m->vm_name, .host = m->to,
+							 .ha = vm && vm->ha };
+		if (before == -ENOSPC ||
+		    !cl_admit_ha(st, k, up, opaque, kept, n_kept + 1, said, sizeof(said))) {
+			n_kept++;
+			plan->moves[out++] = *m;
+			continue;
+		}
+		if (!dropped++ && len)
+			snprintf(why, len, "%s -> %s: %s", m->vm_name, m->to, said);
+	}
+	plan->n_moves = out;
+	/* The figures after: as far as the last move kept. */
+	if (dropped)
+		plan->imbalance_after = out ? plan->moves[out - 1].imbalance_after :
+					      plan->imbalance_before;
+	free(kept);
+	return dropped;
 }

@@ -29,12 +29,24 @@ struct cl_admit_change {
 typedef bool (*cl_admit_up_fn)(const void *opaque, const char *host);
 
 /*
- * Would the state after change (NULL: as it is) tolerate losing any k
- * online hosts? 0, or -ENOSPC with why: the hosts lost, the HA VM that
- * finds no room, and the room there is. Hosts that are down now count as
- * lost already, their VMs as restarting elsewhere.
+ * Would the state after the n changes (in order; a later one of the same
+ * VM wins) tolerate losing any k online hosts? 0, or -ENOSPC with why:
+ * the hosts lost, the HA VM that finds no room, and the room there is.
+ * Hosts that are down now count as lost already, their VMs as restarting
+ * elsewhere.
  */
 int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
-		const void *opaque, const struct cl_admit_change *change, char *why, size_t len);
+		const void *opaque, const struct cl_admit_change *changes, size_t n,
+		char *why, size_t len);
+
+struct cl_plan;
+/*
+ * The balancer's plan, its moves applied in order: drop each move that
+ * breaks what holds with the moves kept before it (a move in a cluster
+ * that already would not survive goes on, as an operator's does). The
+ * number dropped, why for the first in why; -ENOMEM.
+ */
+long cl_admit_plan(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		   const void *opaque, struct cl_plan *plan, char *why, size_t len);
 
 #endif

@@ -251,6 +251,10 @@ bool agent_is_leader(const struct agent *a);
 const char *agent_leader_name(const struct agent *a);
 /* The planner's input from the state and the last loads (lock held). */
 int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size_t err_len);
+/* Is host in the cluster now (agent_online, as HA admission control asks it)? */
+bool agent_admit_up(const void *opaque, const char *host);
+/* HA admission control on a balancing plan: the moves that break it left out (cl_admit_plan). */
+void agent_plan_admit(struct agent *a, struct cl_plan *plan);
 /* The leader's periodic work: evacuations every second, balancing rounds. */
 void agent_plan_tick(struct agent *a);
 

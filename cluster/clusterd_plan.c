@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_admit.h"
 #include "cl_plan.h"
 #include "cl_settings.h"
 #include "clusterd.h"
@@ -71,6 +72,22 @@ int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size
 	return 0;
 }
 
+bool agent_admit_up(const void *opaque, const char *host)
+{
+	return agent_online(opaque, host);
+}
+
+void agent_plan_admit(struct agent *a, struct cl_plan *plan)
+{
+	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
+	char why[CL_ERR_LEN];
+	long n = cl_admit_plan(a->st, k, agent_admit_up, a, plan, why, sizeof(why));
+
+	if (n > 0)
+		log_info("balance: %ld move(s) left out by HA admission control "
+			 "(ha-host-failures %u): %s", n, k, why);
+}
+
 static void move_start(struct agent *a, const struct cl_plan_move *m, const char *reason)
 {
 	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
@@ -127,6 +144,7 @@ static void balance(struct agent *a)
 		return;
 	}
 	if (!cl_plan_balance(in, &plan)) {
+		agent_plan_admit(a, &plan);
 		if (plan.n_moves)
 			log_info("balance: imbalance %.3f -> %.3f with %zu move(s)",
 				 plan.imbalance_before, plan.imbalance_after, plan.n_moves);

@@ -128,11 +128,6 @@ static void do_vm_create(struct agent *a, const Ferry__Cluster__Request *q, R *r
 		r->vm = CL_DUP(Ferry__Cluster__Vm, cl_state_vm(a->st, q->vm_create->name));
 }
 
-static bool admit_up(const void *opaque, const char *host)
-{
-	return agent_online(opaque, host);
-}
-
 /*
  * HA admission control (cl_admit.h), as this agent sees the cluster: may vm
  * run on host (HA or not)? Two agents may admit two changes at once; each
@@ -144,7 +139,7 @@ static int admit_check(struct agent *a, const char *vm, const char *host, bool h
 	struct cl_admit_change c = { .vm = vm, .host = host, .ha = ha };
 	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
 
-	return k ? cl_admit_ha(a->st, k, admit_up, a, &c, why, len) : 0;
+	return k ? cl_admit_ha(a->st, k, agent_admit_up, a, &c, 1, why, len) : 0;
 }
 
 /*
@@ -164,7 +159,7 @@ static bool admitted(struct agent *a, const char *what, const char *vm, const ch
 	if (!ret)
 		return true;
 	if (ret == -ENOSPC && move &&
-	    cl_admit_ha(a->st, k, admit_up, a, NULL, before, sizeof(before)) == -ENOSPC)
+	    cl_admit_ha(a->st, k, agent_admit_up, a, NULL, 0, before, sizeof(before)) == -ENOSPC)
 		return true;
 	if (ret == -ENOSPC)
 		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "
@@ -555,6 +550,8 @@ static int plan_run(struct agent *a, const char *evacuate_host, R *r, struct cl_
 		in->memo = NULL;
 		ret = evacuate_host ? cl_plan_evacuate(in, evacuate_host, out)
 				    : cl_plan_balance(in, out);
+		if (!ret && !evacuate_host)
+			agent_plan_admit(a, out);
 		if (ret)
 			snprintf(err, sizeof(err), "%s", strerror(-ret));
 	}

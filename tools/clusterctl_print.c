@@ -88,7 +88,7 @@ static void admission_warn(const Ferry__Cluster__Response *r)
 	unsigned k = r->state ? (unsigned)cl_setting_get(r->state, CL_SET_HA_HOST_FAILURES) : 0;
 	char why[512];
 
-	if (k && cl_admit_ha(r->state, k, admit_up, r, NULL, why, sizeof(why)) == -ENOSPC)
+	if (k && cl_admit_ha(r->state, k, admit_up, r, NULL, 0, why, sizeof(why)) == -ENOSPC)
 		printf("warning: HA admission control (ha-host-failures %u): %s; VM starts are "
 		       "refused until there is room\n", k, why);
 }

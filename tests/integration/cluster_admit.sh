@@ -60,6 +60,9 @@ check "clusterctl status warns" status_warns \
 	"^warning: HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 .*VM starts are refused"
 check "even a 64 MiB VM is refused" fails host2 \
 	"vm start: p3: refused by HA admission control (ha-host-failures 1): were host1 lost" vm start p3
+# Its vmon must answer first: vm start returns once the cluster placed it.
+p2_up() { "$FERRY_BIN/vmon" ctl "$LAB_DIR/host3/run/p2.sock" status 2>/dev/null | grep -q "^p2: running"; }
+check "p2's vmon runs on host3" wait_for 30 "p2's vmon" p2_up
 out=$(lab_exec host2 clusterctl migrate p2 host1 2>&1) && rc=0 || rc=$?
 echo "$out" | tail -1 | sed 's/^/  /'
 check "a move goes on (migrate p2 host1)" test "$rc" = 0

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cl_admit.h"
+#include "cl_plan.h"
 
 #define GIB (1ull << 30)
 
@@ -71,7 +72,7 @@ static int admit(unsigned k, const char *name, const char *host, bool ha)
 {
 	struct cl_admit_change c = { .vm = name, .host = host, .ha = ha };
 
-	return cl_admit_ha(&st, k, up, NULL, name ? &c : NULL, why, sizeof(why));
+	return cl_admit_ha(&st, k, up, NULL, name ? &c : NULL, name ? 1 : 0, why, sizeof(why));
 }
 
 /* Three hosts of 24 GiB: two 14 GiB HA VMs fit one loss, a third does not. */
@@ -162,6 +163,44 @@ static void test_too_few_hosts(void **unused)
 			    "the restarts (online now: 1)");
 }
 
+/* The balancer's plan: a move that breaks the room is left out, and the ones before stay. */
+static void test_plan_filter(void **unused)
+{
+	struct cl_plan_move moves[2] = {
+		{ .vm_name = "p", .from = "host1", .to = "host3", .imbalance_after = 0.3 },
+		{ .vm_name = "q", .from = "host2", .to = "host3", .imbalance_after = 0.1 },
+	};
+	struct cl_plan plan = { .moves = moves, .n_moves = 2, .imbalance_before = 0.5,
+				.imbalance_after = 0.1 };
+
+	(void)unused;
+	cluster(3, 16);
+	vm("a", 10, "host1", true);
+	vm("b", 10, "host2", true);
+	vm("p", 4, "host1", false);
+	vm("q", 4, "host2", false);
+	assert_int_equal(admit(1, NULL, NULL, false), 0);
+	/* Off: nothing is judged. */
+	assert_int_equal(cl_admit_plan(&st, 0, up, NULL, &plan, why, sizeof(why)), 0);
+	assert_int_equal(plan.n_moves, 2);
+	/* p to host3 leaves 12 GiB there for a or b; q after it leaves 8 and 6. */
+	assert_int_equal(cl_admit_plan(&st, 1, up, NULL, &plan, why, sizeof(why)), 1);
+	assert_int_equal(plan.n_moves, 1);
+	assert_string_equal(plan.moves[0].vm_name, "p");
+	assert_true(plan.imbalance_after == 0.3);
+	assert_string_equal(why, "q -> host3: were host1 lost, HA VM a (10240 MiB) could not "
+			    "restart: the most memory left on a host would be 8192 MiB (host3)");
+	/* A cluster that already would not survive (host3 down): moves go on. */
+	plan.n_moves = 2;
+	moves[0] = (struct cl_plan_move){ .vm_name = "p", .to = "host2" };
+	moves[1] = (struct cl_plan_move){ .vm_name = "q", .to = "host1" };
+	down[2] = true;
+	assert_int_equal(admit(1, NULL, NULL, false), -ENOSPC);
+	assert_int_equal(cl_admit_plan(&st, 1, up, NULL, &plan, why, sizeof(why)), 0);
+	assert_int_equal(plan.n_moves, 2);
+	down[2] = false;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -170,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_down_and_maintenance),
 		cmocka_unit_test(test_too_few_hosts),
+		cmocka_unit_test(test_plan_filter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
