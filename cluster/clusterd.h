@@ -44,6 +44,8 @@
  * settles it sooner and names the node.
  */
 #define CL_SRC_AWAY_VOID_MS 15000
+/* A migration's source vmon, just started, has this long to open its socket. */
+#define CL_SOURCE_UP_MS 30000
 #define CL_SRC_AWAY_MAX 8
 #define CL_HANDLED_MAX 64
 #define CL_KEEPALIVE_MS 1000
