@@ -148,6 +148,11 @@ Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, u
 	return NULL;
 }
 
+bool cl_state_unsaved_refuses(size_t unsaved, size_t online)
+{
+	return unsaved && unsaved * 2 > online;
+}
+
 uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host)
 {
 	uint64_t sum = 0;

@@ -56,6 +56,12 @@ Ferry__Cluster__Host *cl_state_host(const Ferry__Cluster__State *st, const char 
 Ferry__Cluster__Host *cl_state_host_by_nodeid(const Ferry__Cluster__State *st, uint32_t nodeid);
 /* Guest RAM of the VMs placed on host (running or arriving by migration). */
 uint64_t cl_state_host_mem_used(const Ferry__Cluster__State *st, const char *host);
+/*
+ * unsaved of the online hosts cannot save the state: are the operator's
+ * changes to what it keeps refused (more than half; docs/cluster.md)? The
+ * agents refuse by it, clusterctl status warns by it.
+ */
+bool cl_state_unsaved_refuses(size_t unsaved, size_t online);
 bool cl_state_revoked(const Ferry__Cluster__State *st, const char *serial);
 /*
  * The guest crashes of vm that count at now_ms (the reporter's clock):

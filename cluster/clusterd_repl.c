@@ -120,7 +120,7 @@ const char *agent_unsaved_most(const struct agent *a, char *buf, size_t len)
 			 why);
 		unsaved++;
 	}
-	if (!unsaved || unsaved * 2 <= online)
+	if (!cl_state_unsaved_refuses(unsaved, online))
 		return NULL;
 	snprintf(buf, len, "refused: the cluster state cannot be saved on %zu of the %zu online hosts: "
 		 "%s; were the whole cluster to restart, this change would be lost: free their "

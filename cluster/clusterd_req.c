@@ -142,25 +142,13 @@ static int admit_check(struct agent *a, const char *vm, const char *host, bool h
 	return k ? cl_admit_ha(a->st, k, agent_admit_up, a, &c, 1, why, len) : 0;
 }
 
-/*
- * admit_check, or r refused with what the request was. A move takes no
- * memory from the cluster: it is refused only when it breaks what holds
- * now, so that one that helps (or changes nothing) goes on after a host
- * was lost.
- */
-static bool admitted(struct agent *a, const char *what, const char *vm, const char *host,
-		     bool ha, bool move, R *r)
+/* r refused by admit_check's ret and why, with what the request was. */
+static void admit_refuse(struct agent *a, const char *what, const char *vm, int ret,
+			 const char *why, R *r)
 {
 	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
-	char why[CL_ERR_LEN], msg[2 * CL_ERR_LEN];
-	int ret = admit_check(a, vm, host, ha, why, sizeof(why));
-	char before[CL_ERR_LEN];
+	char msg[2 * CL_ERR_LEN];
 
-	if (!ret)
-		return true;
-	if (ret == -ENOSPC && move &&
-	    cl_admit_ha(a->st, k, agent_admit_up, a, NULL, 0, before, sizeof(before)) == -ENOSPC)
-		return true;
 	if (ret == -ENOSPC)
 		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "
 			 "(ha-host-failures %u): %s; free memory or add hosts, or lower "
@@ -169,11 +157,33 @@ static bool admitted(struct agent *a, const char *what, const char *vm, const ch
 		snprintf(msg, sizeof(msg), "%s: %s: HA admission control: %s", what, vm,
 			 strerror(-ret));
 	fail(r, ret, msg);
-	return false;
 }
 
-/* host, refused by admission control: the first other host that fits and is admitted. */
-static void admit_elsewhere(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size_t len)
+/*
+ * admit_check, or r refused. A move takes no memory from the cluster: it
+ * is refused only when it breaks what holds now, so that one that helps
+ * (or changes nothing) goes on after a host was lost.
+ */
+static bool admitted(struct agent *a, const char *what, const char *vm, const char *host,
+		     bool ha, bool move, R *r)
+{
+	char why[CL_ERR_LEN], before[CL_ERR_LEN];
+	int ret = admit_check(a, vm, host, ha, why, sizeof(why));
+
+	if (ret == -ENOSPC && move &&
+	    cl_admit_ha(a->st, (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES),
+			agent_admit_up, a, NULL, 0, before, sizeof(before)) == -ENOSPC)
+		ret = 0;
+	if (ret)
+		admit_refuse(a, what, vm, ret, why, r);
+	return !ret;
+}
+
+/*
+ * host, refused by admission control: the first other host that fits and
+ * is admitted, in host. 0, or -ENOSPC when there is none.
+ */
+static int admit_elsewhere(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size_t len)
 {
 	char err[CL_ERR_LEN];
 
@@ -184,9 +194,10 @@ static void admit_elsewhere(struct agent *a, const Ferry__Cluster__Vm *vm, char 
 		    !cl_state_host_fits(a->st, vm, "vm start", h, err, sizeof(err)) &&
 		    !admit_check(a, vm->name, h, vm->ha, err, sizeof(err))) {
 			snprintf(host, len, "%s", h);
-			return;
+			return 0;
 		}
 	}
+	return -ENOSPC;
 }
 
 /* Where a VM starts when nobody says: an online host that fits, with the
@@ -250,11 +261,16 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	}
 	/* Any VM: a plain one takes memory that the HA VMs' restarts may need. */
 	if (vm && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING && *host) {
+		int ret = admit_check(a, vm->name, host, vm->ha, why, sizeof(why));
+
 		/* Placed here, not named: another host that fits may keep the room. */
-		if (!*q->vm_start->host && admit_check(a, vm->name, host, vm->ha, why, sizeof(why)))
-			admit_elsewhere(a, vm, host, sizeof(host));
-		if (!admitted(a, "vm start", vm->name, host, vm->ha, false, r))
+		if (ret == -ENOSPC && !*q->vm_start->host &&
+		    !admit_elsewhere(a, vm, host, sizeof(host)))
+			ret = 0;
+		if (ret) {
+			admit_refuse(a, "vm start", vm->name, ret, why, r);
 			return;
+		}
 	}
 	c.name = q->vm_start->name;
 	c.host = host;

@@ -242,8 +242,11 @@ void ctl_handle(struct vm *vm, struct dirty_rate *rate, const struct ctl_ext *ex
 		break;
 	case FERRY__CTL__REQUEST__CMD_AUTO_RESUME:
 		if (req->auto_resume->seconds > AUTORESUME_MAX_PERIOD_S) {
-			_Static_assert(AUTORESUME_MAX_PERIOD_S == 3600, "the message below");
-			ctl_error(resp, -EINVAL, "auto-resume: at most 3600 s");
+			char what[48];
+
+			snprintf(what, sizeof(what), "auto-resume: at most %d s",
+				 AUTORESUME_MAX_PERIOD_S);
+			ctl_error(resp, -EINVAL, what);
 			break;
 		}
 		ret = ctl_autoresume(vm, req->auto_resume->seconds);

@@ -408,9 +408,9 @@ static void vmon_parse_run(int argc, char **argv, struct vmon_run *r)
 						 "(1..86400)", optarg);
 			break;
 		case O_AUTORES:
-			if (parse_u64(optarg, 1, 3600, &r->auto_resume_s))
+			if (parse_u64(optarg, 1, AUTORESUME_MAX_PERIOD_S, &r->auto_resume_s))
 				vmon_usage_error("--auto-resume-s: '%s' is not a number of seconds "
-						 "(1..3600)", optarg);
+						 "(1..%d)", optarg, AUTORESUME_MAX_PERIOD_S);
 			break;
 		case O_TLSDIR:
 			r->tls_dir = optarg;

@@ -96,6 +96,7 @@ static void admission_warn(const Ferry__Cluster__Response *r)
 void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__State *st = r->state;
+	size_t online = 0, unsaved = 0;
 
 	printf("%-12s %-7s %-12s %-15s %5s %10s %10s %6s %4s\n", "HOST", "STATUS", "MODE",
 	       "ADDRESS", "CPUS", "MEM", "VM MEM", "LOAD", "VMS");
@@ -115,8 +116,6 @@ void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 		       is_online(r, h->name) ? "online" : "down", host_mode(h), h->address,
 		       h->inventory ? h->inventory->cpus : 0, mem, used, l ? l->cpu_load : 0.0, vms);
 	}
-	size_t online = 0, unsaved = 0;
-
 	for (size_t i = 0; st && i < st->n_hosts; i++)
 		online += is_online(r, st->hosts[i]->name);
 	for (size_t i = 0; i < r->n_loads; i++) {
@@ -135,7 +134,7 @@ void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 		}
 	}
 	/* As the agents decide (agent_unsaved_most), from the same figures. */
-	if (unsaved && unsaved * 2 > online)
+	if (cl_state_unsaved_refuses(unsaved, online))
 		printf("warning: %zu of the %zu online hosts cannot save the cluster state: changes "
 		       "to VMs, settings and rules are refused until most can\n", unsaved, online);
 	admission_warn(r);

@@ -1094,6 +1094,12 @@ static void test_crash_window(void **unused)
 	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)5, NULL), -EINVAL);
 	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)1, NULL), 0);
 	assert_int_equal(cl_setting_get(st, CL_SET_HA_HOST_FAILURES), 1);
+	/* Changes are refused when more than half the online hosts cannot save. */
+	assert_false(cl_state_unsaved_refuses(0, 3));
+	assert_false(cl_state_unsaved_refuses(1, 3));
+	assert_true(cl_state_unsaved_refuses(2, 3));
+	assert_false(cl_state_unsaved_refuses(1, 2));
+	assert_true(cl_state_unsaved_refuses(1, 1));
 	CL_FREE(st);
 }
 
