@@ -200,6 +200,38 @@ out:
 	return ret;
 }
 
+bool cl_admit_up_unless_down(const void *admit, const char *host)
+{
+	const Ferry__Cluster__Admit *adm = admit;
+
+	for (size_t i = 0; i < adm->n_down; i++)
+		if (!strcmp(adm->down[i], host))
+			return false;
+	return true;
+}
+
+int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		   const void *opaque, const char *what, const char *vm, const char *host,
+		   bool ha, bool move, char *err, size_t len)
+{
+	struct cl_admit_change c = { .vm = vm, .host = host, .ha = ha };
+	char why[CL_ERR_LEN], before[CL_ERR_LEN];
+	int ret;
+
+	if (len)
+		err[0] = 0;
+	ret = cl_admit_ha(st, k, up, opaque, &c, 1, why, sizeof(why));
+	if (ret == -ENOSPC && move &&
+	    cl_admit_ha(st, k, up, opaque, NULL, 0, before, sizeof(before)) == -ENOSPC)
+		ret = 0;
+	if (ret == -ENOSPC)
+		snprintf(err, len, "%s: %s: refused by HA admission control (ha-host-failures %u): "
+			 "%s; free memory or add hosts, or lower ha-host-failures", what, vm, k, why);
+	else if (ret)
+		snprintf(err, len, "%s: %s: HA admission control: %s", what, vm, strerror(-ret));
+	return ret;
+}
+
 long cl_admit_plan(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		   const void *opaque, struct cl_plan *plan, char *why, size_t len)
 {

@@ -39,6 +39,20 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		const void *opaque, const struct cl_admit_change *changes, size_t n,
 		char *why, size_t len);
 
+/* Up unless named in admit's down (opaque: a Ferry__Cluster__Admit). */
+bool cl_admit_up_unless_down(const void *admit, const char *host);
+
+/*
+ * The change of one request judged (what: "vm start", "migrate", "vm
+ * set"): vm to run on host, HA ha. A move (move) takes no memory from
+ * the cluster: it is refused only when it breaks what holds now, so that
+ * one that helps or changes nothing goes on after a host was lost. 0, or
+ * -ENOSPC (-ENOMEM) with the refusal, as the operator reads it, in err.
+ */
+int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		   const void *opaque, const char *what, const char *vm, const char *host,
+		   bool ha, bool move, char *err, size_t len);
+
 struct cl_plan;
 /*
  * The balancer's plan, its moves applied in order: drop each move that

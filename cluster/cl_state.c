@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cl_admit.h"
 #include "cl_cpu.h"
 #include "cl_plan.h"
 #include "cl_msg.h"
@@ -434,6 +435,25 @@ static Ferry__Cluster__Vm *vm_get(const Ferry__Cluster__State *st, const char *w
 	return vm;
 }
 
+/*
+ * HA admission control judged again in the total order: two requests that
+ * two agents admitted at once, each against the state before the other,
+ * cannot both land. By the view of the hosts the proposer had (adm), on
+ * the state of this turn. An agent older than protocol 12 ignores adm, so
+ * while one is in the cluster nobody judges here, alike.
+ */
+static int admit_apply(const Ferry__Cluster__State *st, const Ferry__Cluster__Admit *adm,
+		       const char *what, const char *vm, const char *host, bool ha, bool move,
+		       char *err, size_t err_len)
+{
+	unsigned k = (unsigned)cl_setting_get(st, CL_SET_HA_HOST_FAILURES);
+
+	if (!adm || !k || cl_state_host_below(st, CL_PROTO_12, NULL))
+		return 0;
+	return cl_admit_judge(st, k, cl_admit_up_unless_down, adm, what, vm, host, ha, move,
+			      err, err_len);
+}
+
 static int apply_vm_start(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			  char *err, size_t err_len)
 {
@@ -446,6 +466,9 @@ static int apply_vm_start(Ferry__Cluster__State *st, const Ferry__Cluster__Comma
 		return refuse(-EALREADY, err, err_len, "vm start: %s: already running on %s",
 			      vm->name, vm->host);
 	ret = cl_state_host_fits(st, vm, "vm start", cmd->vm_start->host, err, err_len);
+	if (!ret)
+		ret = admit_apply(st, cmd->vm_start->admit, "vm start", vm->name,
+				  cmd->vm_start->host, vm->ha, false, err, err_len);
 	if (ret)
 		return ret;
 	vm->desired = FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
@@ -591,6 +614,9 @@ static int apply_mig_begin(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 		return refuse(-EINVAL, err, err_len, "migrate: %s: already runs on %s",
 			      vm->name, c->destination);
 	ret = cl_state_host_fits(st, vm, "migrate", c->destination, err, err_len);
+	if (!ret)
+		ret = admit_apply(st, c->admit, "migrate", vm->name, c->destination, vm->ha, true,
+				  err, err_len);
 	if (ret)
 		return ret;
 	m = CL_NEW(Ferry__Cluster__Migration, ferry__cluster__migration__init);
@@ -957,6 +983,12 @@ static int apply_vm_set(Ferry__Cluster__State *st, const Ferry__Cluster__Command
 	if (c->set_ha && c->ha && (old = cl_state_host_below(st, CL_PROTO_3, NULL)))
 		return refuse(-EPROTO, err, err_len, "vm set: %s: the agent of %s predates HA; "
 			      "upgrade it first", vm->name, old->name);
+	if (c->set_ha && c->ha && !vm->ha && vm_running(vm)) {
+		ret = admit_apply(st, c->admit, "vm set", vm->name, vm->host, true, false, err,
+				  err_len);
+		if (ret)
+			return ret;
+	}
 	/* Only the planner reads it: it may change while the VM runs. */
 	if (c->set_priority) {
 		ret = priority_check(st, "vm set", vm->name, c->priority, err, err_len);

@@ -255,6 +255,19 @@ const char *agent_leader_name(const struct agent *a);
 int agent_plan_input(struct agent *a, struct cl_plan_input **in, char *err, size_t err_len);
 /* Is host in the cluster now (agent_online, as HA admission control asks it)? */
 bool agent_admit_up(const void *opaque, const char *host);
+/*
+ * This agent's view for a command that HA admission control judges again
+ * where it is applied (Admit in cluster.proto): the hosts it sees down.
+ * Kept here, not pointing into the state, which a sync may replace while
+ * the proposal waits.
+ */
+struct agent_admit {
+	Ferry__Cluster__Admit msg;
+	char *down[CL_MAX_NODES];
+	char names[CL_MAX_NODES][CL_NAME_MAX];
+};
+/* adm filled (lock held), or NULL when ha-host-failures is off: nothing to judge. */
+Ferry__Cluster__Admit *agent_admit_view(struct agent *a, struct agent_admit *adm);
 /* HA admission control on a balancing plan: the moves that break it left out (cl_admit_plan). */
 void agent_plan_admit(struct agent *a, struct cl_plan *plan);
 /* The leader's periodic work: evacuations every second, balancing rounds. */

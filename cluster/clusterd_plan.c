@@ -77,6 +77,24 @@ bool agent_admit_up(const void *opaque, const char *host)
 	return agent_online(opaque, host);
 }
 
+Ferry__Cluster__Admit *agent_admit_view(struct agent *a, struct agent_admit *adm)
+{
+	if (!cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES))
+		return NULL;
+	ferry__cluster__admit__init(&adm->msg);
+	adm->msg.down = adm->down;
+	for (size_t i = 0; i < a->st->n_hosts && adm->msg.n_down < CL_MAX_NODES; i++) {
+		const char *h = a->st->hosts[i]->name;
+
+		if (agent_online(a, h))
+			continue;
+		snprintf(adm->names[adm->msg.n_down], CL_NAME_MAX, "%s", h);
+		adm->down[adm->msg.n_down] = adm->names[adm->msg.n_down];
+		adm->msg.n_down++;
+	}
+	return &adm->msg;
+}
+
 void agent_plan_admit(struct agent *a, struct cl_plan *plan)
 {
 	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
@@ -92,11 +110,15 @@ static void move_start(struct agent *a, const struct cl_plan_move *m, const char
 {
 	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	struct agent_admit adm;
 	char over[CL_ERR_LEN];
 
 	c.vm = (char *)m->vm_name;
 	c.destination = (char *)m->to;
 	c.reason = (char *)reason;
+	/* The balancer's moves keep the room as the operator's do; an evacuation must empty its host. */
+	if (!strcmp(reason, "balancer"))
+		c.admit = agent_admit_view(a, &adm);
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;
 	if (!agent_propose_async(a, &cmd))

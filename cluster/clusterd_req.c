@@ -130,52 +130,28 @@ static void do_vm_create(struct agent *a, const Ferry__Cluster__Request *q, R *r
 
 /*
  * HA admission control (cl_admit.h), as this agent sees the cluster: may vm
- * run on host (HA or not)? Two agents may admit two changes at once; each
- * was judged against the state before the other.
+ * run on host (HA or not)? 0, or r refused. Two agents may admit two
+ * changes at once, each against the state before the other: the command
+ * carries this agent's view (agent_admit_view) and is judged again where
+ * it is applied, in the total order.
  */
-static int admit_check(struct agent *a, const char *vm, const char *host, bool ha, char *why,
-		       size_t len)
-{
-	struct cl_admit_change c = { .vm = vm, .host = host, .ha = ha };
-	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
-
-	return k ? cl_admit_ha(a->st, k, agent_admit_up, a, &c, 1, why, len) : 0;
-}
-
-/* r refused by admit_check's ret and why, with what the request was. */
-static void admit_refuse(struct agent *a, const char *what, const char *vm, int ret,
-			 const char *why, R *r)
+static int admit_judge(struct agent *a, const char *what, const char *vm, const char *host,
+		       bool ha, bool move, char *err, size_t len)
 {
 	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
-	char msg[2 * CL_ERR_LEN];
 
-	if (ret == -ENOSPC)
-		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "
-			 "(ha-host-failures %u): %s; free memory or add hosts, or lower "
-			 "ha-host-failures", what, vm, k, why);
-	else
-		snprintf(msg, sizeof(msg), "%s: %s: HA admission control: %s", what, vm,
-			 strerror(-ret));
-	fail(r, ret, msg);
+	return cl_admit_judge(a->st, k, agent_admit_up, a, what, vm, host, ha, move, err, len);
 }
 
-/*
- * admit_check, or r refused. A move takes no memory from the cluster: it
- * is refused only when it breaks what holds now, so that one that helps
- * (or changes nothing) goes on after a host was lost.
- */
+/* admit_judge, or r refused. */
 static bool admitted(struct agent *a, const char *what, const char *vm, const char *host,
 		     bool ha, bool move, R *r)
 {
-	char why[CL_ERR_LEN], before[CL_ERR_LEN];
-	int ret = admit_check(a, vm, host, ha, why, sizeof(why));
+	char msg[CL_ERR_LEN + 256];
+	int ret = admit_judge(a, what, vm, host, ha, move, msg, sizeof(msg));
 
-	if (ret == -ENOSPC && move &&
-	    cl_admit_ha(a->st, (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES),
-			agent_admit_up, a, NULL, 0, before, sizeof(before)) == -ENOSPC)
-		ret = 0;
 	if (ret)
-		admit_refuse(a, what, vm, ret, why, r);
+		fail(r, ret, msg);
 	return !ret;
 }
 
@@ -185,14 +161,14 @@ static bool admitted(struct agent *a, const char *what, const char *vm, const ch
  */
 static int admit_elsewhere(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size_t len)
 {
-	char err[CL_ERR_LEN];
+	char err[CL_ERR_LEN + 256];
 
 	for (size_t i = 0; i < a->st->n_hosts; i++) {
 		const char *h = a->st->hosts[i]->name;
 
 		if (strcmp(h, host) && agent_online(a, h) &&
 		    !cl_state_host_fits(a->st, vm, "vm start", h, err, sizeof(err)) &&
-		    !admit_check(a, vm->name, h, vm->ha, err, sizeof(err))) {
+		    !admit_judge(a, "vm start", vm->name, h, vm->ha, false, err, sizeof(err))) {
 			snprintf(host, len, "%s", h);
 			return 0;
 		}
@@ -239,6 +215,7 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->vm_start->name);
 	char host[CL_NAME_MAX], why[CL_ERR_LEN], msg[CL_ERR_LEN + 64];
+	struct agent_admit adm;
 
 	snprintf(host, sizeof(host), "%s", q->vm_start->host);
 	if (vm && !*host && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
@@ -261,19 +238,22 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	}
 	/* Any VM: a plain one takes memory that the HA VMs' restarts may need. */
 	if (vm && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING && *host) {
-		int ret = admit_check(a, vm->name, host, vm->ha, why, sizeof(why));
+		char refused[CL_ERR_LEN + 256];
+		int ret = admit_judge(a, "vm start", vm->name, host, vm->ha, false, refused,
+				      sizeof(refused));
 
 		/* Placed here, not named: another host that fits may keep the room. */
 		if (ret == -ENOSPC && !*q->vm_start->host &&
 		    !admit_elsewhere(a, vm, host, sizeof(host)))
 			ret = 0;
 		if (ret) {
-			admit_refuse(a, "vm start", vm->name, ret, why, r);
+			fail(r, ret, refused);
 			return;
 		}
 	}
 	c.name = q->vm_start->name;
 	c.host = host;
+	c.admit = agent_admit_view(a, &adm);
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_START;
 	cmd.vm_start = &c;
 	propose(a, &cmd, r);
@@ -305,6 +285,7 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, m->vm);
+	struct agent_admit adm;
 	char msg[CL_ERR_LEN];
 
 	/* The state machine judges the rest; liveness is this node's view. */
@@ -327,6 +308,7 @@ static void do_migrate(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 		return;
 	c.vm = m->vm;
 	c.destination = m->host;
+	c.admit = agent_admit_view(a, &adm);
 	c.downtime_ms = m->downtime_ms;
 	c.bandwidth_mbps = m->bandwidth_mbps;
 	c.dry_run = m->dry_run;
@@ -476,15 +458,19 @@ static void do_host_remove(struct agent *a, const Ferry__Cluster__Request *q, R 
 static void do_vm_set(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
-	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, q->vm_set->name);
+	Ferry__Cluster__CmdVmSet c = *q->vm_set;
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, c.name);
+	struct agent_admit adm;
 
-	if (vm && q->vm_set->set_ha && q->vm_set->ha && !vm->ha &&
+	if (vm && c.set_ha && c.ha && !vm->ha &&
 	    vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
 	    !admitted(a, "vm set", vm->name, vm->host, true, false, r))
 		return;
 
+	/* Whatever a client put there: only the agent speaks for its view. */
+	c.admit = c.set_ha && c.ha ? agent_admit_view(a, &adm) : NULL;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
-	cmd.vm_set = q->vm_set;
+	cmd.vm_set = &c;
 	propose(a, &cmd, r);
 }
 
@@ -612,10 +598,12 @@ static void do_balance(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 		for (size_t i = 0; i < r->plan->n_moves; i++) {
 			Ferry__Cluster__CmdMigBegin mb = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
 			R one = FERRY__CLUSTER__RESPONSE__INIT;
+			struct agent_admit adm;
 
 			mb.vm = r->plan->moves[i]->vm;
 			mb.destination = r->plan->moves[i]->to;
 			mb.reason = "operator's balance apply";
+			mb.admit = agent_admit_view(a, &adm);
 			cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 			cmd.mig_begin = &mb;
 			propose(a, &cmd, &one);

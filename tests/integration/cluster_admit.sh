@@ -45,6 +45,38 @@ check "on host3, where 768 MiB stay for h1 or h2" test "$(vm_host p2)" = host3
 check "clusterctl status has no admission warning" no_admit_warning
 check "h3 and p1 stay stopped ($(stopped_vms))" test "$(stopped_vms)" = "h3 p1 "
 
+# host3 keeps 768 MiB: one more 128 MiB VM leaves 640 for h1, two do not.
+# Asked at once of two agents, each judges on the state it holds, before
+# the other's start lands; the total order judges again and refuses the
+# second. The agents' sockets are files: clusterctl reaches them from here
+# without a namespace's start-up between the two.
+echo "== two starts at once, on two agents"
+check "r1, r2 (counter, 128 MiB) created" ctl host1 sh -c "clusterctl vm create r1 \
+	--guest $GUESTS/counter --args 'n=0 interval_ms=100' --mem 128M &&
+	clusterctl vm create r2 --guest $GUESTS/counter --args 'n=0 interval_ms=100' --mem 128M"
+race() {
+	local o1 o2 p1 p2 rc1 rc2 up
+	o1=$(mktemp) o2=$(mktemp)
+	FERRY_SOCKET=$LAB_DIR/host1/clusterd.sock "$FERRY_BIN/clusterctl" vm start r1 --host host3 >"$o1" 2>&1 &
+	p1=$!
+	FERRY_SOCKET=$LAB_DIR/host2/clusterd.sock "$FERRY_BIN/clusterctl" vm start r2 --host host3 >"$o2" 2>&1 &
+	p2=$!
+	wait $p1 && rc1=0 || rc1=$?
+	wait $p2 && rc2=0 || rc2=$?
+	sed 's/^/  r1: /' "$o1"; sed 's/^/  r2: /' "$o2"
+	up=$(lab_exec host1 clusterctl vm list | awk '$1 ~ /^r[12]$/ && $2 != "stopped"' | wc -l)
+	[ $((rc1 + rc2)) = 1 ] && [ "$up" = 1 ] &&
+		cat "$o1" "$o2" | grep -q "refused by HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 (640 MiB) could not restart: the most memory left on a host would be 512 MiB (host3)"
+	local ok=$?
+	for v in r1 r2; do ctl host1 clusterctl vm stop $v || true; done
+	rm -f "$o1" "$o2"
+	return $ok
+}
+for i in 1 2 3 4 5; do
+	check "race $i: one of r1 and r2 starts, the other is refused" race
+done
+check "r1 and r2 deleted" ctl host1 sh -c "clusterctl vm delete r1 && clusterctl vm delete r2"
+
 echo "== the setting off"
 check "ha-host-failures default" ctl host1 clusterctl config set ha-host-failures default
 check "p1 starts now (on host3)" ctl host1 clusterctl vm start p1 --host host3

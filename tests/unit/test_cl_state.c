@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cl_admit.h"
 #include "cl_cpu.h"
 #include "cl_msg.h"
 #include "cl_settings.h"
@@ -104,20 +105,28 @@ static int create(Ferry__Cluster__State *st, const char *name, const char *model
 	return create_ha(st, name, model, mem, false);
 }
 
-static int start(Ferry__Cluster__State *st, const char *name, const char *host)
+/* Judged by HA admission control where applied (adm; NULL: not asked for). */
+static int start_adm(Ferry__Cluster__State *st, const char *name, const char *host,
+		     Ferry__Cluster__Admit *adm)
 {
 	Ferry__Cluster__CmdVmStart c = FERRY__CLUSTER__CMD_VM_START__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
 	c.name = (char *)name;
 	c.host = (char *)host;
+	c.admit = adm;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_START;
 	cmd.vm_start = &c;
 	return run(st, &cmd);
 }
 
-static int begin_opts(Ferry__Cluster__State *st, const char *vm, const char *dest,
-		      uint64_t downtime_ms, uint64_t bandwidth_mbps)
+static int start(Ferry__Cluster__State *st, const char *name, const char *host)
+{
+	return start_adm(st, name, host, NULL);
+}
+
+static int begin_adm(Ferry__Cluster__State *st, const char *vm, const char *dest,
+		     uint64_t downtime_ms, uint64_t bandwidth_mbps, Ferry__Cluster__Admit *adm)
 {
 	Ferry__Cluster__CmdMigBegin c = FERRY__CLUSTER__CMD_MIG_BEGIN__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
@@ -126,9 +135,16 @@ static int begin_opts(Ferry__Cluster__State *st, const char *vm, const char *des
 	c.destination = (char *)dest;
 	c.downtime_ms = downtime_ms;
 	c.bandwidth_mbps = bandwidth_mbps;
+	c.admit = adm;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;
 	return run(st, &cmd);
+}
+
+static int begin_opts(Ferry__Cluster__State *st, const char *vm, const char *dest,
+		      uint64_t downtime_ms, uint64_t bandwidth_mbps)
+{
+	return begin_adm(st, vm, dest, downtime_ms, bandwidth_mbps, NULL);
 }
 
 static int begin(Ferry__Cluster__State *st, const char *vm, const char *dest)
@@ -767,12 +783,13 @@ static void test_nets(void **unused)
 }
 
 /* vm set: HA when set_ha, the priority when set_prio. */
-static int vm_set(Ferry__Cluster__State *st, const char *vm, bool set_ha, bool ha,
-		  bool set_prio, Ferry__Cluster__VmPriority prio)
+static int vm_set_adm(Ferry__Cluster__State *st, const char *vm, bool set_ha, bool ha,
+		      bool set_prio, Ferry__Cluster__VmPriority prio, Ferry__Cluster__Admit *adm)
 {
 	Ferry__Cluster__CmdVmSet c = FERRY__CLUSTER__CMD_VM_SET__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
+	c.admit = adm;
 	c.name = (char *)vm;
 	c.set_ha = set_ha;
 	c.ha = ha;
@@ -781,6 +798,12 @@ static int vm_set(Ferry__Cluster__State *st, const char *vm, bool set_ha, bool h
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_VM_SET;
 	cmd.vm_set = &c;
 	return run(st, &cmd);
+}
+
+static int vm_set(Ferry__Cluster__State *st, const char *vm, bool set_ha, bool ha,
+		  bool set_prio, Ferry__Cluster__VmPriority prio)
+{
+	return vm_set_adm(st, vm, set_ha, ha, set_prio, prio, NULL);
 }
 
 static int vm_set_ha(Ferry__Cluster__State *st, const char *vm, bool set, bool ha)
@@ -1103,6 +1126,108 @@ static void test_crash_window(void **unused)
 	CL_FREE(st);
 }
 
+/*
+ * A command judged by HA admission control (Admit) is judged again where it
+ * is applied, on the state of its turn, by the proposer's view of which
+ * hosts are down.
+ */
+static Ferry__Cluster__Admit *view(const char *down)
+{
+	static Ferry__Cluster__Admit adm;
+	static char *names[1];
+
+	ferry__cluster__admit__init(&adm);
+	names[0] = (char *)down;
+	adm.down = names;
+	adm.n_down = down ? 1 : 0;
+	return &adm;
+}
+
+static int start_admit(Ferry__Cluster__State *st, const char *name, const char *host)
+{
+	return start_adm(st, name, host, view(NULL));
+}
+
+static int begin_admit(Ferry__Cluster__State *st, const char *vm, const char *dest)
+{
+	return begin_adm(st, vm, dest, 0, 0, view(NULL));
+}
+
+static int ha_on_admit(Ferry__Cluster__State *st, const char *vm, const char *down)
+{
+	return vm_set_adm(st, vm, true, true, false,
+			  FERRY__CLUSTER__VM_PRIORITY__VM_PRIORITY_MEDIUM, view(down));
+}
+
+static bool all_up(const void *opaque, const char *host)
+{
+	(void)opaque;
+	(void)host;
+	return true;
+}
+
+static void test_admit_applied(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	char said[CL_ERR_LEN];
+	uint64_t seq, id;
+
+	(void)unused;
+	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)1, NULL), 0);
+	assert_int_equal(create_ha(st, "a", "x86-64-v2", 640 << 20, true), 0);
+	assert_int_equal(create_ha(st, "b", "x86-64-v2", 640 << 20, true), 0);
+	for (const char *const *v = (const char *const[]){ "p", "q", "r1", "r2", NULL }; *v; v++)
+		assert_int_equal(create(st, *v, "x86-64-v2", 256 << 20), 0);
+	assert_int_equal(start_admit(st, "a", "host1"), 0);
+	assert_int_equal(start_admit(st, "b", "host2"), 0);
+	assert_int_equal(start_admit(st, "p", "host1"), 0);
+	assert_int_equal(start_admit(st, "q", "host2"), 0);
+
+	/* HA on for p, by the proposer's view: with host2 down, b takes host3's room. */
+	assert_int_equal(ha_on_admit(st, "p", "host2"), -ENOSPC);
+	assert_non_null(strstr(err, "vm set: p: refused by HA admission control"));
+	assert_non_null(strstr(err, "(with host2, down)"));
+	assert_false(cl_state_vm(st, "p")->ha);
+	assert_int_equal(ha_on_admit(st, "p", NULL), 0);   /* host3 takes a and p */
+	assert_true(cl_state_vm(st, "p")->ha);
+	assert_int_equal(vm_set_ha(st, "p", true, false), 0);
+
+	/* Two agents admit r1 and r2 on host3 at once, each on this state... */
+	assert_int_equal(cl_admit_judge(st, 1, all_up, NULL, "vm start", "r1", "host3", false,
+					false, said, sizeof(said)), 0);
+	assert_int_equal(cl_admit_judge(st, 1, all_up, NULL, "vm start", "r2", "host3", false,
+					false, said, sizeof(said)), 0);
+	/* ...the total order lets the first land, and the second finds no room. */
+	assert_int_equal(start_admit(st, "r1", "host3"), 0);
+	seq = st->seq;
+	assert_int_equal(start_admit(st, "r2", "host3"), -ENOSPC);
+	assert_string_equal(err, "vm start: r2: refused by HA admission control "
+			    "(ha-host-failures 1): were host1 lost, HA VM a (640 MiB) could not "
+			    "restart: the most memory left on a host would be 512 MiB (host3); "
+			    "free memory or add hosts, or lower ha-host-failures");
+	assert_int_equal(st->seq, seq);
+	assert_int_equal(cl_state_vm(st, "r2")->desired,
+			 FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_STOPPED);
+
+	/* A move that breaks what holds: p to host3 leaves 512 MiB there for a. */
+	assert_int_equal(begin_admit(st, "p", "host3"), -ENOSPC);
+	assert_non_null(strstr(err, "migrate: p: refused by HA admission control "
+				    "(ha-host-failures 1): were host1 lost"));
+	assert_null(cl_state_vm(st, "p")->migration);
+
+	/* An agent older than protocol 12 ignores Admit: then nobody judges, alike. */
+	cl_state_host(st, "host3")->agent_proto = CL_PROTO_11;
+	assert_int_equal(start_admit(st, "r2", "host3"), 0);
+	cl_state_host(st, "host3")->agent_proto = CL_STATE_PROTO;
+	/* The cluster would not survive losing host1 now: a move still goes on. */
+	assert_int_equal(begin_admit(st, "q", "host3"), 0);
+	id = cl_state_vm(st, "q")->migration->id;
+	assert_int_equal(end(st, "q", id, true), 0);
+	/* Not judged without Admit (HA restarts, evacuations), nor with the setting off. */
+	assert_int_equal(begin(st, "r2", "host2"), 0);
+	CL_FREE(st);
+}
+
 /* Same commands, same order: the same bytes on every node. */
 static void test_deterministic_and_persisted(void **unused)
 {
@@ -1334,6 +1459,7 @@ int main(void)
 		cmocka_unit_test(test_maintenance_stop_delete),
 		cmocka_unit_test(test_exited),
 		cmocka_unit_test(test_crash_window),
+		cmocka_unit_test(test_admit_applied),
 		cmocka_unit_test(test_deterministic_and_persisted),
 		cmocka_unit_test(test_revoked_file),
 		cmocka_unit_test(test_sync),
