@@ -155,6 +155,9 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		ah->total = h->inventory ? h->inventory->mem_bytes : 0;
 		ah->down = !up(opaque, h->name);
 		ah->target = !ah->down && h->mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+		for (size_t c = 0; c < n_changes; c++)
+			if (changes[c].maintenance && !strcmp(changes[c].host, h->name))
+				ah->target = false;
 		online += !ah->down;
 		a.n_hosts++;
 	}
@@ -172,7 +175,7 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 
 		v->ha = vm->ha;
 		for (size_t c = 0; c < n_changes; c++)
-			if (!strcmp(changes[c].vm, vm->name)) {
+			if (!changes[c].maintenance && !strcmp(changes[c].vm, vm->name)) {
 				host = changes[c].host;
 				v->ha = changes[c].ha;
 			}
@@ -229,6 +232,34 @@ int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn u
 			 "%s; free memory or add hosts, or lower ha-host-failures", what, vm, k, why);
 	else if (ret)
 		snprintf(err, len, "%s: %s: HA admission control: %s", what, vm, strerror(-ret));
+	return ret;
+}
+
+int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+			 const void *opaque, const char *host, const struct cl_plan *plan,
+			 char *why, size_t len)
+{
+	struct cl_admit_change *c;
+	char before[CL_ERR_LEN];
+	int ret;
+
+	if (len)
+		why[0] = 0;
+	if (!k || cl_admit_ha(st, k, up, opaque, NULL, 0, before, sizeof(before)) == -ENOSPC)
+		return 0;
+	c = calloc(plan->n_moves + 1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c[0] = (struct cl_admit_change){ .host = host, .maintenance = true };
+	for (size_t i = 0; i < plan->n_moves; i++) {
+		const Ferry__Cluster__Vm *vm = cl_state_vm(st, plan->moves[i].vm_name);
+
+		c[i + 1] = (struct cl_admit_change){ .vm = plan->moves[i].vm_name,
+						     .host = plan->moves[i].to,
+						     .ha = vm && vm->ha };
+	}
+	ret = cl_admit_ha(st, k, up, opaque, c, plan->n_moves + 1, why, len);
+	free(c);
 	return ret;
 }
 

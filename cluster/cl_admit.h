@@ -18,11 +18,16 @@
 
 #define CL_ADMIT_MAX_FAILURES 4   /* the setting's range: 1..this */
 
-/* The change judged: vm runs on host after it (host NULL: not at all), HA ha. */
+/*
+ * The change judged: vm runs on host after it (host NULL: not at all), HA
+ * ha; or, with maintenance, host goes into maintenance and takes no
+ * restarts (vm unused).
+ */
 struct cl_admit_change {
 	const char *vm;
 	const char *host;
 	bool ha;
+	bool maintenance;
 };
 
 /* Whether host's node is in the cluster now (the agent's view). */
@@ -54,6 +59,15 @@ int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn u
 		   bool ha, bool move, char *err, size_t len);
 
 struct cl_plan;
+/*
+ * host into maintenance, its VMs moved as the evacuation plan says (those
+ * stuck stay): is it refused because it breaks what holds now? 0, or
+ * -ENOSPC with why as cl_admit_ha's; -ENOMEM.
+ */
+int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+			 const void *opaque, const char *host, const struct cl_plan *plan,
+			 char *why, size_t len);
+
 /*
  * The balancer's plan, its moves applied in order: drop each move that
  * breaks what holds with the moves kept before it (a move in a cluster

@@ -418,6 +418,55 @@ static void do_cpu_check(struct agent *a, const Ferry__Cluster__Request *q, R *r
 	r->cpu = c;
 }
 
+/*
+ * host into maintenance under HA admission control: refused when its
+ * evacuation, as planned now, leaves a cluster that would not survive the
+ * loss it survives now (vSphere's admission control blocks such an
+ * evacuation part-way; we say so before the first move). Judged here
+ * only: the plan needs the hosts' loads, which the state does not hold.
+ */
+static bool maintenance_admitted(struct agent *a, const char *what, const char *host, R *r)
+{
+	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
+	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
+	struct cl_plan_input *in = NULL;
+	struct cl_plan plan;
+	char why[CL_ERR_LEN], moves[256] = "", msg[CL_ERR_LEN + 512];
+	size_t off = 0;
+	int ret;
+
+	if (!k || !h || h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
+		return true;
+	ret = agent_plan_input(a, &in, why, sizeof(why));
+	if (!ret) {
+		in->memo = NULL;   /* the main loop's */
+		ret = cl_plan_evacuate(in, host, &plan);
+		if (!ret) {
+			ret = cl_admit_maintenance(a->st, k, agent_admit_up, a, host, &plan, why,
+						   sizeof(why));
+			for (size_t i = 0; i < plan.n_moves && off < sizeof(moves); i++)
+				off += (size_t)snprintf(moves + off, sizeof(moves) - off, "%s%s -> %s",
+							i ? ", " : "", plan.moves[i].vm_name,
+							plan.moves[i].to);
+			cl_plan_free(&plan);
+		}
+		cl_plan_input_free(in);
+	}
+	if (!ret)
+		return true;
+	if (ret == -ENOSPC)
+		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "
+			 "(ha-host-failures %u): with %s in maintenance and its VMs moved (%s), "
+			 "%s; make room first, or lower ha-host-failures while %s is in "
+			 "maintenance", what, host, k, host, *moves ? moves : "none to move", why,
+			 host);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s: HA admission control: %s", what, host,
+			 *why ? why : strerror(-ret));
+	fail(r, ret, msg);
+	return false;
+}
+
 static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
@@ -425,6 +474,9 @@ static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r
 
 	c.host = q->host_mode->host;
 	c.mode = q->host_mode->mode;
+	if (c.mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE &&
+	    !maintenance_admitted(a, "host mode", c.host, r))
+		return;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
 	cmd.host_mode = &c;
 	propose(a, &cmd, r);
@@ -646,6 +698,8 @@ static void do_maintenance(struct agent *a, const Ferry__Cluster__Request *q, R 
 	c.host = q->maintenance->host;
 	c.mode = q->maintenance->enter ? FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE :
 		 FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
+	if (q->maintenance->enter && !maintenance_admitted(a, "host maintenance", c.host, r))
+		return;
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
 	cmd.host_mode = &c;
 	propose(a, &cmd, r);

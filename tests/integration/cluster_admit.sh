@@ -6,7 +6,9 @@
 # room, is refused, naming the host whose loss would strand a VM and the
 # memory left; a smaller plain VM goes where it keeps the room. With the
 # setting back to none, nothing is checked; set again on a cluster that
-# would not survive a loss, starts are refused and moves go on.
+# would not survive a loss, starts are refused and moves go on. Two starts
+# asked of two agents at once cannot both take the last room, and a host
+# whose evacuation would break the room does not go into maintenance.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 trap 'lab_at_exit' EXIT
@@ -76,6 +78,19 @@ for i in 1 2 3 4 5; do
 	check "race $i: one of r1 and r2 starts, the other is refused" race
 done
 check "r1 and r2 deleted" ctl host1 sh -c "clusterctl vm delete r1 && clusterctl vm delete r2"
+
+# With host3 in maintenance only host2 could take h1, and it keeps 384
+# MiB: the evacuation would break the room, so it does not start.
+echo "== maintenance that would break the room"
+host_mode() { lab_exec host1 clusterctl host show "$1" | awk '$1 == "mode:" {print $2}'; }
+check "host maintenance host3 enter is refused, naming the plan" fails host2 \
+	"host maintenance: host3: refused by HA admission control (ha-host-failures 1): with host3 in maintenance and its VMs moved (p2 -> host" \
+	host maintenance host3 enter
+check "so is host mode host3 maintenance" fails host1 \
+	"host mode: host3: refused by HA admission control (ha-host-failures 1)" \
+	host mode host3 maintenance
+check "host3 stays active ($(host_mode host3))" test "$(host_mode host3)" = active
+check "p2 stays on host3" test "$(vm_host p2)" = host3
 
 echo "== the setting off"
 check "ha-host-failures default" ctl host1 clusterctl config set ha-host-failures default

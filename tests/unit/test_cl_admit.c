@@ -201,6 +201,46 @@ static void test_plan_filter(void **unused)
 	down[2] = false;
 }
 
+/* A host into maintenance takes no restarts, and its VMs go where the plan says. */
+static void test_maintenance(void **unused)
+{
+	struct cl_plan_move moves[1] = { { .vm_name = "p", .from = "host3", .to = "host4" } };
+	struct cl_plan plan = { .moves = moves, .n_moves = 0 };
+
+	(void)unused;
+	cluster(3, 16);
+	vm("a", 10, "host1", true);
+	vm("b", 10, "host2", true);
+	assert_int_equal(admit(1, NULL, NULL, false), 0);   /* host3 takes a or b */
+	assert_int_equal(cl_admit_maintenance(&st, 1, up, NULL, "host3", &plan, why,
+					      sizeof(why)), -ENOSPC);
+	assert_string_equal(why, "were host1 lost, HA VM a (10240 MiB) could not restart: "
+			    "the most memory left on a host would be 6144 MiB (host2)");
+	assert_int_equal(cl_admit_maintenance(&st, 0, up, NULL, "host3", &plan, why,
+					      sizeof(why)), 0);
+	/* Four hosts: p leaves host3 for host4, which keeps 12 GiB for a or b. */
+	cluster(4, 16);
+	vm("a", 10, "host1", true);
+	vm("b", 10, "host2", true);
+	vm("p", 4, "host3", false);
+	plan.n_moves = 1;
+	assert_int_equal(cl_admit_maintenance(&st, 1, up, NULL, "host3", &plan, why,
+					      sizeof(why)), 0);
+	/* Two losses: host3 and host4 take a and b now; host4 alone would not. */
+	assert_int_equal(admit(2, NULL, NULL, false), 0);
+	assert_int_equal(cl_admit_maintenance(&st, 2, up, NULL, "host3", &plan, why,
+					      sizeof(why)), -ENOSPC);
+	assert_non_null(strstr(why, "were host1 and host2 lost"));
+	/* A cluster that would not survive already: maintenance is not what breaks it. */
+	down[3] = true;
+	assert_int_equal(admit(1, NULL, NULL, false), 0);   /* host3 takes a or b */
+	vm("q", 8, "host3", false);
+	assert_int_equal(admit(1, NULL, NULL, false), -ENOSPC);
+	assert_int_equal(cl_admit_maintenance(&st, 1, up, NULL, "host3", &plan, why,
+					      sizeof(why)), 0);
+	down[3] = false;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +250,7 @@ int main(void)
 		cmocka_unit_test(test_down_and_maintenance),
 		cmocka_unit_test(test_too_few_hosts),
 		cmocka_unit_test(test_plan_filter),
+		cmocka_unit_test(test_maintenance),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
