@@ -161,8 +161,8 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		online += !ah->down;
 		a.n_hosts++;
 	}
-	a.vms = calloc(st->n_vms + 1, sizeof(*a.vms));
-	order = calloc(st->n_vms + 1, sizeof(*order));
+	a.vms = calloc(st->n_vms + n_changes + 1, sizeof(*a.vms));
+	order = calloc(st->n_vms + n_changes + 1, sizeof(*order));
 	if (!a.vms || !order) {
 		ret = -ENOMEM;
 		goto out;
@@ -187,6 +187,18 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		a.hosts[v->host].used += v->mem;
 		order[a.n_vms] = v;
 		a.n_vms++;
+	}
+	for (size_t c = 0; c < n_changes; c++) {
+		struct adm_vm *v = &a.vms[a.n_vms];
+
+		if (changes[c].maintenance || !changes[c].mem ||
+		    (v->host = host_index(&a, changes[c].host)) < 0)
+			continue;
+		v->name = changes[c].vm;
+		v->mem = changes[c].mem;
+		v->ha = changes[c].ha;
+		a.hosts[v->host].used += v->mem;
+		order[a.n_vms++] = v;
 	}
 	if (online <= k) {
 		snprintf(why, len, "ha-host-failures %u needs at least %u hosts online to take "
@@ -233,6 +245,45 @@ int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn u
 	else if (ret)
 		snprintf(err, len, "%s: %s: HA admission control: %s", what, vm, strerror(-ret));
 	return ret;
+}
+
+unsigned cl_admit_tolerates(const Ferry__Cluster__State *st, cl_admit_up_fn up,
+			    const void *opaque)
+{
+	char why[CL_ERR_LEN];
+	unsigned k = 0;
+
+	while (k < CL_ADMIT_MAX_FAILURES && !cl_admit_ha(st, k + 1, up, opaque, NULL, 0, why,
+							 sizeof(why)))
+		k++;
+	return k;
+}
+
+uint64_t cl_admit_room(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		       const void *opaque, const char *host)
+{
+	const Ferry__Cluster__Host *h = cl_state_host(st, host);
+	struct cl_admit_change c = { .vm = "(new)", .host = host };
+	uint64_t lo = 0, hi, total, used;
+	char why[CL_ERR_LEN];
+
+	if (!h || h->witness || !up(opaque, host) || !h->inventory ||
+	    h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
+		return 0;
+	total = h->inventory->mem_bytes >> 20;
+	used = cl_state_host_mem_used(st, host) >> 20;
+	hi = total > used ? total - used : 0;
+	/* Admitted sizes are those up to a bound: find it, in MiB. */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+
+		c.mem = mid << 20;
+		if (!cl_admit_ha(st, k, up, opaque, &c, 1, why, sizeof(why)))
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo << 20;
 }
 
 int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,

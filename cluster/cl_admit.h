@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cluster.pb-c.h"
 
@@ -20,14 +21,16 @@
 
 /*
  * The change judged: vm runs on host after it (host NULL: not at all), HA
- * ha; or, with maintenance, host goes into maintenance and takes no
- * restarts (vm unused).
+ * ha; with mem, vm is a new VM of that much memory, not in the state; or,
+ * with maintenance, host goes into maintenance and takes no restarts (vm
+ * unused).
  */
 struct cl_admit_change {
 	const char *vm;
 	const char *host;
 	bool ha;
 	bool maintenance;
+	uint64_t mem;
 };
 
 /* Whether host's node is in the cluster now (the agent's view). */
@@ -57,6 +60,18 @@ bool cl_admit_up_unless_down(const void *admit, const char *host);
 int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		   const void *opaque, const char *what, const char *vm, const char *host,
 		   bool ha, bool move, char *err, size_t len);
+
+/* The most host losses (0..CL_ADMIT_MAX_FAILURES) the HA VMs survive now. */
+unsigned cl_admit_tolerates(const Ferry__Cluster__State *st, cl_admit_up_fn up,
+			    const void *opaque);
+
+/*
+ * The largest new plain VM host could run, by memory, while the cluster
+ * survives k losses (whole MiB, in bytes): 0 where none, or where host is
+ * down or in maintenance.
+ */
+uint64_t cl_admit_room(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+		       const void *opaque, const char *host);
 
 struct cl_plan;
 /*

@@ -82,15 +82,40 @@ static bool admit_up(const void *opaque, const char *host)
 	return is_online(opaque, host);
 }
 
-/* HA admission control as the agents judge it (cl_admit.h): a cluster that would not survive. */
-static void admission_warn(const Ferry__Cluster__Response *r)
+/*
+ * HA admission control as the agents judge it (cl_admit.h): a cluster that
+ * would not survive, or how much it survives and the room left for new
+ * VMs (as vSphere shows current against configured failover capacity).
+ */
+static void admission_print(const Ferry__Cluster__Response *r)
 {
-	unsigned k = r->state ? (unsigned)cl_setting_get(r->state, CL_SET_HA_HOST_FAILURES) : 0;
-	char why[512];
+	const Ferry__Cluster__State *st = r->state;
+	unsigned k = st ? (unsigned)cl_setting_get(st, CL_SET_HA_HOST_FAILURES) : 0;
+	unsigned tol;
+	char why[512], room[32];
 
-	if (k && cl_admit_ha(r->state, k, admit_up, r, NULL, 0, why, sizeof(why)) == -ENOSPC)
+	if (!k)
+		return;
+	if (cl_admit_ha(st, k, admit_up, r, NULL, 0, why, sizeof(why)) == -ENOSPC) {
 		printf("warning: HA admission control (ha-host-failures %u): %s; VM starts are "
 		       "refused until there is room\n", k, why);
+		return;
+	}
+	tol = cl_admit_tolerates(st, admit_up, r);
+	printf("HA admission control (ha-host-failures %u): holds; the HA VMs would restart "
+	       "after losing any %u host%s\n", k, tol, tol == 1 ? "" : "s");
+	printf("room for a new VM, keeping it:");
+	for (size_t i = 0, n = 0; i < st->n_hosts; i++) {
+		const Ferry__Cluster__Host *h = st->hosts[i];
+		uint64_t m;
+
+		if (h->witness)
+			continue;
+		m = cl_admit_room(st, k, admit_up, r, h->name);
+		fmt_size(m, room, sizeof(room));
+		printf("%s %s %s", n++ ? "," : "", h->name, m ? room : "none");
+	}
+	printf("\n");
 }
 
 void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
@@ -137,7 +162,7 @@ void clusterctl_print_hosts(const Ferry__Cluster__Response *r)
 	if (cl_state_unsaved_refuses(unsaved, online))
 		printf("warning: %zu of the %zu online hosts cannot save the cluster state: changes "
 		       "to VMs, settings and rules are refused until most can\n", unsaved, online);
-	admission_warn(r);
+	admission_print(r);
 }
 
 void clusterctl_print_vms(const Ferry__Cluster__Response *r)

@@ -34,7 +34,8 @@ check "p2 (counter, 256 MiB) created" ctl host1 clusterctl vm create p2 \
 	--guest "$GUESTS/counter" --args "n=0 interval_ms=100" --mem 256M
 
 echo "== room kept for one host's loss"
-no_admit_warning() { ! lab_exec host3 clusterctl status 2>/dev/null | grep -q "HA admission"; }
+no_admit_warning() { ! lab_exec host3 clusterctl status 2>/dev/null | grep -q "^warning: HA admission"; }
+status_has() { lab_exec host3 clusterctl status 2>/dev/null | grep -q -- "$1"; }
 check "h1 starts on host1: host2 or host3 could take it" ctl host2 clusterctl vm start h1 --host host1
 check "h2 starts on host2: host3 could take either" ctl host3 clusterctl vm start h2 --host host2
 check "h3 on host3 is refused: host1 lost, h1 finds 384 MiB at most" fails host1 \
@@ -45,6 +46,11 @@ check "so is a plain VM of 512 MiB, wherever it would go" fails host2 \
 check "one of 256 MiB is admitted" ctl host1 clusterctl vm start p2
 check "on host3, where 768 MiB stay for h1 or h2" test "$(vm_host p2)" = host3
 check "clusterctl status has no admission warning" no_admit_warning
+lab_exec host3 clusterctl status | grep -E "^(HA admission|room for)" | sed 's/^/  /'
+check "status: it holds, and one host's loss is all it survives" status_has \
+	"^HA admission control (ha-host-failures 1): holds; the HA VMs would restart after losing any 1 host$"
+check "status: the room left for a new VM on each host" status_has \
+	"^room for a new VM, keeping it: host1 384.0 MiB, host2 384.0 MiB, host3 128.0 MiB$"
 check "h3 and p1 stay stopped ($(stopped_vms))" test "$(stopped_vms)" = "h3 p1 "
 
 # host3 keeps 768 MiB: one more 128 MiB VM leaves 640 for h1, two do not.
@@ -111,8 +117,7 @@ echo "== a cluster that would not survive a loss already"
 check "ha-host-failures 1 again" ctl host1 clusterctl config set ha-host-failures 1
 check "p3 (counter, 64 MiB) created" ctl host1 clusterctl vm create p3 \
 	--guest "$GUESTS/counter" --args "n=0 interval_ms=100" --mem 64M
-status_warns() { lab_exec host3 clusterctl status 2>/dev/null | grep -q -- "$1"; }
-check "clusterctl status warns" status_warns \
+check "clusterctl status warns" status_has \
 	"^warning: HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 .*VM starts are refused"
 check "even a 64 MiB VM is refused" fails host2 \
 	"vm start: p3: refused by HA admission control (ha-host-failures 1): were host1 lost" vm start p3

@@ -241,6 +241,42 @@ static void test_maintenance(void **unused)
 	down[3] = false;
 }
 
+/* What clusterctl status shows: the losses survived now, the room per host. */
+static void test_room(void **unused)
+{
+	(void)unused;
+	cluster(3, 16);
+	vm("a", 10, "host1", true);
+	vm("b", 10, "host2", true);
+	assert_int_equal(cl_admit_tolerates(&st, up, NULL), 1);
+	/* host3 keeps 10 of its 16 GiB for a or b; host1 and host2 may fill up. */
+	assert_int_equal(cl_admit_room(&st, 1, up, NULL, "host1"), 6 * GIB);
+	assert_int_equal(cl_admit_room(&st, 1, up, NULL, "host2"), 6 * GIB);
+	assert_int_equal(cl_admit_room(&st, 1, up, NULL, "host3"), 6 * GIB);
+	assert_int_equal(cl_admit_room(&st, 0, up, NULL, "host3"), 16 * GIB);
+	/* A new VM of that size is admitted there, and one MiB more is not. */
+	{
+		struct cl_admit_change c = { .vm = "n", .host = "host3", .mem = 6 * GIB };
+
+		assert_int_equal(cl_admit_ha(&st, 1, up, NULL, &c, 1, why, sizeof(why)), 0);
+		c.mem += 1 << 20;
+		assert_int_equal(cl_admit_ha(&st, 1, up, NULL, &c, 1, why, sizeof(why)), -ENOSPC);
+		assert_non_null(strstr(why, "HA VM a (10240 MiB) could not restart"));
+	}
+	/* Small HA VMs: two losses survived; a host down or in maintenance has no room. */
+	cluster(4, 16);
+	vm("a", 2, "host1", true);
+	vm("b", 2, "host2", true);
+	assert_int_equal(cl_admit_tolerates(&st, up, NULL), 3);
+	down[3] = true;
+	assert_int_equal(cl_admit_tolerates(&st, up, NULL), 2);
+	assert_int_equal(cl_admit_room(&st, 1, up, NULL, "host4"), 0);
+	down[3] = false;
+	hosts[2].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	assert_int_equal(cl_admit_room(&st, 1, up, NULL, "host3"), 0);
+	hosts[2].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -251,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_too_few_hosts),
 		cmocka_unit_test(test_plan_filter),
 		cmocka_unit_test(test_maintenance),
+		cmocka_unit_test(test_room),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
