@@ -538,23 +538,29 @@ static bool handover_recorded(const struct agent *a, const char *vm, uint64_t id
 }
 
 /*
- * A vmon just started may still be faulting its guest RAM in (seconds for
- * a large VM here): its control socket comes after that. A migration asked
- * right after a start waits for it while the vmon lives, rather than fail
- * with "no such file".
+ * The first call to the source's vmon. One just started may still be
+ * faulting its guest RAM in (seconds for a large VM here): its control
+ * socket comes after that, and is refused for the moment between its
+ * bind and its listen (long enough on a loaded host to be seen). A
+ * migration asked right after a start waits for it while the vmon lives,
+ * rather than fail with "no such file" or "connection refused".
  */
-static void source_wait_up(struct follow_job *j)
+static int source_first_call(struct follow_job *j, const Ferry__Ctl__Request *req,
+			     Ferry__Ctl__Response **resp, char *err, size_t err_len)
 {
 	uint64_t end = now_ns() + CL_SOURCE_UP_MS * 1000000ull;
-	struct stat sb;
 	bool ended;
+	int ret;
 
-	while (stat(cl_vmon_socket(j->lv->v), &sb) && errno == ENOENT && now_ns() < end) {
+	for (;;) {
+		ret = cl_vmon_call(j->lv->v, req, CTL_TIMEOUT_MS, resp, err, err_len);
+		if ((ret != -ENOENT && ret != -ECONNREFUSED) || now_ns() >= end)
+			return ret;
 		pthread_mutex_lock(&j->a->lock);
 		ended = j->lv->ended;
 		pthread_mutex_unlock(&j->a->lock);
 		if (ended || cancel_asked(j->a, j))
-			return;
+			return ret;
 		sleep_ms(100);
 	}
 }
@@ -574,8 +580,7 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 
 	req.cmd_case = FERRY__CTL__REQUEST__CMD_MIGRATE_STATUS;
 	req.migrate_status = &empty;
-	source_wait_up(j);
-	if (cl_vmon_call(j->lv->v, &req, CTL_TIMEOUT_MS, &resp, err, err_len))
+	if (source_first_call(j, &req, &resp, err, err_len))
 		return NULL;
 	if (vmon_on_it(resp->migration, j->uri)) {
 		/*

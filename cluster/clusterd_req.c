@@ -16,6 +16,8 @@
 
 typedef Ferry__Cluster__Response R;
 
+#define VM_START_TRIES 3   /* placements of one vm start, each judged where applied */
+
 static void fail(R *r, int err, const char *msg)
 {
 	r->error = err;
@@ -209,7 +211,8 @@ static int place(struct agent *a, const Ferry__Cluster__Vm *vm, char *host, size
 	return *host ? 0 : -ENOSPC;
 }
 
-static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+/* One try of vm start: true when it came as far as proposing. */
+static bool vm_start_try(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
 	Ferry__Cluster__CmdVmStart c = FERRY__CLUSTER__CMD_VM_START__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
@@ -223,18 +226,18 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 		snprintf(msg, sizeof(msg), "vm start: %s: no host can run it: %s", vm->name,
 			 *why ? why : "the cluster has no hosts");
 		fail(r, -ENOSPC, msg);
-		return;
+		return false;
 	}
 	if (*host && !cl_state_host(a->st, host)) {
 		snprintf(msg, sizeof(msg), "vm start: %s: no such host %s", q->vm_start->name,
 			 host);
 		fail(r, -ENOENT, msg);
-		return;
+		return false;
 	}
 	if (*host && !agent_online(a, host)) {
 		snprintf(msg, sizeof(msg), "vm start: %s: %s is down", q->vm_start->name, host);
 		fail(r, -EHOSTDOWN, msg);
-		return;
+		return false;
 	}
 	/* Any VM: a plain one takes memory that the HA VMs' restarts may need. */
 	if (vm && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING && *host) {
@@ -248,7 +251,7 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 			ret = 0;
 		if (ret) {
 			fail(r, ret, refused);
-			return;
+			return false;
 		}
 	}
 	c.name = q->vm_start->name;
@@ -259,6 +262,26 @@ static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 	propose(a, &cmd, r);
 	if (!r->error && (vm = cl_state_vm(a->st, c.name)))
 		r->vm = CL_DUP(Ferry__Cluster__Vm, vm);
+	return true;
+}
+
+/*
+ * A start the cluster placed (no --host) that was refused where it was
+ * applied, because a start that landed first took the memory or the room
+ * HA admission control keeps, is placed again on the state after it.
+ */
+static void do_vm_start(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	for (int i = 1;; i++) {
+		bool proposed = vm_start_try(a, q, r);
+
+		if (!proposed || *q->vm_start->host || i == VM_START_TRIES ||
+		    (r->error != -ENOSPC && r->error != -ENOMEM))
+			return;
+		log_info("vm start: %s: %s; placing it again", q->vm_start->name, r->message);
+		r->error = 0;
+		cl_str_set(&r->message, "");
+	}
 }
 
 static void do_vm_stop_delete(struct agent *a, const Ferry__Cluster__Request *q, R *r)

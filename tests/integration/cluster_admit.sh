@@ -83,6 +83,29 @@ race() {
 for i in 1 2 3 4 5; do
 	check "race $i: one of r1 and r2 starts, the other is refused" race
 done
+# Placed by the cluster (no --host): both go to host3, the least used; the
+# one refused where it is applied is placed again, on host1 or host2.
+race_placed() {
+	local o1 o2 p1 p2 rc1 rc2 h1 h2
+	o1=$(mktemp) o2=$(mktemp)
+	FERRY_SOCKET=$LAB_DIR/host1/clusterd.sock "$FERRY_BIN/clusterctl" vm start r1 >"$o1" 2>&1 &
+	p1=$!
+	FERRY_SOCKET=$LAB_DIR/host2/clusterd.sock "$FERRY_BIN/clusterctl" vm start r2 >"$o2" 2>&1 &
+	p2=$!
+	wait $p1 && rc1=0 || rc1=$?
+	wait $p2 && rc2=0 || rc2=$?
+	sed 's/^/  r1: /' "$o1"; sed 's/^/  r2: /' "$o2"
+	h1=$(vm_host r1) h2=$(vm_host r2)
+	echo "  r1 on $h1, r2 on $h2"
+	[ "$rc1" = 0 ] && [ "$rc2" = 0 ] && [ "$h1" != "$h2" ] && no_admit_warning
+	local ok=$?
+	for v in r1 r2; do ctl host1 clusterctl vm stop $v || true; done
+	rm -f "$o1" "$o2"
+	return $ok
+}
+for i in 1 2 3; do
+	check "placed race $i: both start, on two hosts, and the room holds" race_placed
+done
 check "r1 and r2 deleted" ctl host1 sh -c "clusterctl vm delete r1 && clusterctl vm delete r2"
 
 # With host3 in maintenance only host2 could take h1, and it keeps 384
