@@ -17,6 +17,8 @@ struct adm_host {
 	uint64_t used;    /* by the VMs that run there */
 	bool down;        /* not in the cluster now: lost already */
 	bool target;      /* takes restarts: up, and not in maintenance */
+	unsigned n_ha;    /* HA VMs that run there */
+	uint64_t ha_mem;  /* their memory */
 };
 
 struct adm_vm {
@@ -31,8 +33,12 @@ struct adm {
 	size_t n_hosts;
 	struct adm_vm *vms;
 	size_t n_vms;
+	const struct adm_vm **ha;   /* the HA VMs placed somewhere, largest first */
+	size_t n_ha;
 	unsigned k;
 	int lost[CL_ADMIT_MAX_FAILURES];
+	int perm[CL_MAX_NODES];   /* the order hosts are tried in: most HA memory first */
+	int rank[CL_MAX_NODES];   /* a host's place in perm */
 	char *why;
 	size_t len;
 };
@@ -45,14 +51,20 @@ static int host_index(const struct adm *a, const char *name)
 	return -1;
 }
 
-static bool is_lost(const struct adm *a, int h)
+/* Down, or among the first n of lost[]. */
+static bool lost_of(const struct adm *a, int h, unsigned n)
 {
 	if (a->hosts[h].down)
 		return true;
-	for (unsigned i = 0; i < a->k; i++)
+	for (unsigned i = 0; i < n; i++)
 		if (a->lost[i] == h)
 			return true;
 	return false;
+}
+
+static bool is_lost(const struct adm *a, int h)
+{
+	return lost_of(a, h, a->k);
 }
 
 static int by_mem_desc(const void *x, const void *y)
@@ -62,32 +74,115 @@ static int by_mem_desc(const void *x, const void *y)
 	return a->mem < b->mem ? 1 : a->mem > b->mem ? -1 : strcmp(a->name, b->name);
 }
 
+static uint64_t host_free(const struct adm_host *ah)
+{
+	return !ah->total ? UINT64_MAX : ah->total > ah->used ? ah->total - ah->used : 0;
+}
+
+/*
+ * The index among hosts with take[] set of the one with the most memory
+ * free (the first on a tie), or -1.
+ */
+static int most_free(const struct adm *a, const uint64_t *free_mem, const bool *take)
+{
+	int best = -1;
+
+	for (size_t h = 0; h < a->n_hosts; h++)
+		if (take[h] && (best < 0 || free_mem[h] > free_mem[best]))
+			best = (int)h;
+	return best;
+}
+
+/* v restarted where most memory is free: false when it does not fit there. */
+static bool place(uint64_t *free_mem, int best, const struct adm_vm *v)
+{
+	if (best < 0 || free_mem[best] < v->mem)
+		return false;
+	if (free_mem[best] != UINT64_MAX)
+		free_mem[best] -= v->mem;
+	return true;
+}
+
+/*
+ * Could any choice of the k - i hosts still to lose, from perm[from] on,
+ * strand an HA VM? A sound shortcut, so that large clusters need not try
+ * every choice: the restarts, largest first each where most memory is
+ * free, are monotone (fewer or smaller VMs, or hosts with more memory
+ * free, never turn a fit into a misfit). So if the most those choices
+ * could bring (the largest HA VMs of the hosts left to choose from, as
+ * many as the k - i busiest of them run) fit into the least they could
+ * leave (the hosts taking restarts less the k - i of them with the most
+ * memory free), every choice fits.
+ */
+static bool rest_fits(const struct adm *a, unsigned i, int from)
+{
+	unsigned r = a->k - i, counts[CL_MAX_NODES], n_counts = 0, extra = 0, taken = 0;
+	uint64_t free_mem[CL_MAX_NODES];
+	bool take[CL_MAX_NODES], cand[CL_MAX_NODES];
+
+	for (size_t h = 0; h < a->n_hosts; h++) {
+		free_mem[h] = host_free(&a->hosts[h]);
+		cand[h] = a->rank[h] >= from && !a->hosts[h].down;
+		take[h] = a->hosts[h].target && !lost_of(a, (int)h, i);
+		if (cand[h])
+			counts[n_counts++] = a->hosts[h].n_ha;
+	}
+	/* As many VMs as the r busiest hosts left to choose run. */
+	for (unsigned j = 0; j < r && j < n_counts; j++) {
+		unsigned *m = &counts[j];
+
+		for (unsigned q = j + 1; q < n_counts; q++)
+			if (counts[q] > *m)
+				m = &counts[q];
+		extra += *m;
+		*m = counts[j];
+	}
+	/* Less the r hosts left to choose that have the most memory free. */
+	for (unsigned j = 0; j < r; j++) {
+		bool c_take[CL_MAX_NODES];
+		int h;
+
+		for (size_t q = 0; q < a->n_hosts; q++)
+			c_take[q] = take[q] && cand[q];
+		h = most_free(a, free_mem, c_take);
+		if (h < 0)
+			break;
+		take[h] = false;
+	}
+	for (size_t v = 0; v < a->n_ha; v++) {
+		const struct adm_vm *vm = a->ha[v];
+
+		if (!lost_of(a, vm->host, i)) {
+			if (!cand[vm->host] || taken == extra)
+				continue;
+			taken++;
+		}
+		if (!place(free_mem, most_free(a, free_mem, take), vm))
+			return false;
+	}
+	return true;
+}
+
 /* Were a->lost[] lost: the largest HA VM first, each where most memory is free. */
-static int fits_after_loss(struct adm *a, const struct adm_vm **order)
+static int fits_after_loss(struct adm *a)
 {
 	uint64_t free_mem[CL_MAX_NODES];
+	bool take[CL_MAX_NODES];
 	size_t off;
 
 	for (size_t h = 0; h < a->n_hosts; h++) {
-		const struct adm_host *ah = &a->hosts[h];
-
-		free_mem[h] = !ah->total ? UINT64_MAX : ah->total > ah->used ? ah->total - ah->used : 0;
+		free_mem[h] = host_free(&a->hosts[h]);
+		take[h] = a->hosts[h].target && !is_lost(a, (int)h);
 	}
-	for (size_t i = 0; i < a->n_vms; i++) {
-		const struct adm_vm *v = order[i];
-		int best = -1;
+	for (size_t i = 0; i < a->n_ha; i++) {
+		const struct adm_vm *v = a->ha[i];
+		int best;
 
-		if (!v->ha || !is_lost(a, v->host))
+		if (!is_lost(a, v->host))
 			continue;
-		for (size_t h = 0; h < a->n_hosts; h++)
-			if (a->hosts[h].target && !is_lost(a, (int)h) &&
-			    (best < 0 || free_mem[h] > free_mem[best]))
-				best = (int)h;
-		if (best >= 0 && free_mem[best] >= v->mem) {
-			if (free_mem[best] != UINT64_MAX)
-				free_mem[best] -= v->mem;
+		best = most_free(a, free_mem, take);
+		if (place(free_mem, best, v))
 			continue;
-		}
 		off = (size_t)snprintf(a->why, a->len, "were ");
 		for (unsigned j = 0; j < a->k && off < a->len; j++)
 			off += (size_t)snprintf(a->why + off, a->len - off, "%s%s",
@@ -111,18 +206,41 @@ static int fits_after_loss(struct adm *a, const struct adm_vm **order)
 	return 0;
 }
 
-/* Every choice of k hosts, in order: lost[] from index i of the k. */
-static int each_loss(struct adm *a, const struct adm_vm **order, unsigned i, int from)
+/* qsort has no context argument: the adm being sorted, one per thread at a time. */
+static _Thread_local const struct adm *adm_sorting;
+
+/* Most HA memory first, then most memory free, then the state's order. */
+static int by_weight(const void *x, const void *y)
+{
+	const struct adm_host *a = &adm_sorting->hosts[*(const int *)x];
+	const struct adm_host *b = &adm_sorting->hosts[*(const int *)y];
+	uint64_t fa = host_free(a), fb = host_free(b);
+
+	if (a->ha_mem != b->ha_mem)
+		return a->ha_mem < b->ha_mem ? 1 : -1;
+	if (fa != fb)
+		return fa < fb ? 1 : -1;
+	return *(const int *)x - *(const int *)y;
+}
+
+/*
+ * Every choice of k hosts, in perm's order: lost[] from index i of the k.
+ * The hosts whose loss weighs most come first, so that what is left to
+ * choose from soon weighs little enough for rest_fits to answer for it.
+ */
+static int each_loss(struct adm *a, unsigned i, int from)
 {
 	if (i == a->k)
-		return fits_after_loss(a, order);
-	for (int h = from; h < (int)a->n_hosts; h++) {
-		int ret;
+		return fits_after_loss(a);
+	if (rest_fits(a, i, from))
+		return 0;
+	for (int p = from; p < (int)a->n_hosts; p++) {
+		int h = a->perm[p], ret;
 
 		if (a->hosts[h].down)
 			continue;
 		a->lost[i] = h;
-		ret = each_loss(a, order, i + 1, h + 1);
+		ret = each_loss(a, i + 1, p + 1);
 		if (ret)
 			return ret;
 	}
@@ -207,8 +325,21 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		goto out;
 	}
 	qsort(order, a.n_vms, sizeof(*order), by_mem_desc);
+	a.ha = order;   /* the HA ones first, in the same order: the rest are not read */
+	for (size_t i = 0; i < a.n_vms; i++)
+		if (order[i]->ha) {
+			a.hosts[order[i]->host].n_ha++;
+			a.hosts[order[i]->host].ha_mem += order[i]->mem;
+			order[a.n_ha++] = order[i];
+		}
+	for (size_t h = 0; h < a.n_hosts; h++)
+		a.perm[h] = (int)h;
+	adm_sorting = &a;
+	qsort(a.perm, a.n_hosts, sizeof(a.perm[0]), by_weight);
+	for (size_t p = 0; p < a.n_hosts; p++)
+		a.rank[a.perm[p]] = (int)p;
 	/* Hosts down now are lost in every case: the k chosen among the others add to them. */
-	ret = each_loss(&a, order, 0, 0);
+	ret = each_loss(&a, 0, 0);
 out:
 	free(order);
 	free(a.vms);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cl_admit.h"
@@ -18,11 +19,14 @@
 
 #define GIB (1ull << 30)
 
-static Ferry__Cluster__Inventory inv[4];
-static Ferry__Cluster__Host hosts[4], *host_ptrs[4];
-static Ferry__Cluster__Vm vms[8], *vm_ptrs[8];
+#define MAX_HOSTS 9    /* host1..host9: up() reads the digit */
+#define MAX_VMS 32
+
+static Ferry__Cluster__Inventory inv[MAX_HOSTS];
+static Ferry__Cluster__Host hosts[MAX_HOSTS], *host_ptrs[MAX_HOSTS];
+static Ferry__Cluster__Vm vms[MAX_VMS], *vm_ptrs[MAX_VMS];
 static Ferry__Cluster__State st;
-static bool down[4];
+static bool down[MAX_HOSTS];
 static char why[512];
 
 static bool up(const void *opaque, const char *host)
@@ -34,7 +38,7 @@ static bool up(const void *opaque, const char *host)
 /* n hosts host1.. of mem_gib each, all up, no VMs. */
 static void cluster(unsigned n, uint64_t mem_gib)
 {
-	static char names[4][8];
+	static char names[MAX_HOSTS][8];
 
 	memset(&st, 0, sizeof(st));
 	ferry__cluster__state__init(&st);
@@ -277,6 +281,157 @@ static void test_room(void **unused)
 	hosts[2].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
 }
 
+/*
+ * The rule as written down, tried on every choice of k hosts without any
+ * shortcut: the reference that cl_admit_ha's pruning must agree with.
+ */
+static const Ferry__Cluster__Vm *ref_ha[MAX_VMS];
+static size_t ref_n_ha;
+static int ref_lost[CL_ADMIT_MAX_FAILURES];
+
+static int ref_host(const char *name)
+{
+	for (size_t h = 0; h < st.n_hosts; h++)
+		if (!strcmp(hosts[h].name, name))
+			return (int)h;
+	return -1;
+}
+
+static bool ref_is_lost(unsigned k, int h)
+{
+	for (unsigned i = 0; i < k; i++)
+		if (ref_lost[i] == h)
+			return true;
+	return down[h];
+}
+
+static bool ref_fits(unsigned k)
+{
+	uint64_t free_mem[MAX_HOSTS];
+
+	for (size_t h = 0; h < st.n_hosts; h++) {
+		uint64_t used = 0;
+
+		for (size_t v = 0; v < st.n_vms; v++)
+			if (vms[v].desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING &&
+			    ref_host(vms[v].host) == (int)h)
+				used += vms[v].mem_bytes;
+		free_mem[h] = !inv[h].mem_bytes ? UINT64_MAX :
+			      inv[h].mem_bytes > used ? inv[h].mem_bytes - used : 0;
+	}
+	for (size_t i = 0; i < ref_n_ha; i++) {
+		int best = -1;
+
+		if (!ref_is_lost(k, ref_host(ref_ha[i]->host)))
+			continue;
+		for (size_t h = 0; h < st.n_hosts; h++)
+			if (!ref_is_lost(k, (int)h) &&
+			    hosts[h].mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE &&
+			    (best < 0 || free_mem[h] > free_mem[best]))
+				best = (int)h;
+		if (best < 0 || free_mem[best] < ref_ha[i]->mem_bytes)
+			return false;
+		if (free_mem[best] != UINT64_MAX)
+			free_mem[best] -= ref_ha[i]->mem_bytes;
+	}
+	return true;
+}
+
+static bool ref_each(unsigned k, unsigned i, size_t from)
+{
+	if (i == k)
+		return ref_fits(k);
+	for (size_t h = from; h < st.n_hosts; h++) {
+		if (down[h])
+			continue;
+		ref_lost[i] = (int)h;
+		if (!ref_each(k, i + 1, h + 1))
+			return false;
+	}
+	return true;
+}
+
+static int ref_by_mem(const void *x, const void *y)
+{
+	const Ferry__Cluster__Vm *a = *(const Ferry__Cluster__Vm *const *)x;
+	const Ferry__Cluster__Vm *b = *(const Ferry__Cluster__Vm *const *)y;
+
+	return a->mem_bytes < b->mem_bytes ? 1 : a->mem_bytes > b->mem_bytes ? -1 :
+	       strcmp(a->name, b->name);
+}
+
+static unsigned next_rand(uint64_t *x)
+{
+	*x = *x * 6364136223846793005ull + 1442695040888963407ull;
+	return (unsigned)(*x >> 33);
+}
+
+/* Random clusters, many near their limit: the same verdict, and a loss that strands a VM named. */
+static void test_pruning_agrees(void **unused)
+{
+	static char names[MAX_VMS][8];
+	uint64_t x = 12345;
+	unsigned refused = 0, held = 0;
+
+	(void)unused;
+	for (int round = 0; round < 4000; round++) {
+		unsigned n = 2 + next_rand(&x) % (MAX_HOSTS - 1), online = 0;
+		unsigned k = 1 + next_rand(&x) % CL_ADMIT_MAX_FAILURES;
+		unsigned nv = next_rand(&x) % MAX_VMS;
+		int ret;
+		bool ok;
+
+		cluster(n, 0);
+		for (unsigned h = 0; h < n; h++) {
+			unsigned r = next_rand(&x) % 20;
+
+			inv[h].mem_bytes = r == 0 ? 0 : (uint64_t)(4 + next_rand(&x) % 13) << 28;
+			down[h] = next_rand(&x) % 7 == 0;
+			hosts[h].mode = next_rand(&x) % 9 == 0 ?
+					FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE :
+					FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
+			online += !down[h];
+		}
+		ref_n_ha = 0;
+		for (unsigned v = 0; v < nv; v++) {
+			unsigned h = next_rand(&x) % (n + 1);
+
+			snprintf(names[v], sizeof(names[v]), "v%02u", v);
+			vm(names[v], 0, h < n ? hosts[h].name : NULL, next_rand(&x) % 2);
+			vms[v].mem_bytes = (uint64_t)(1 + next_rand(&x) % 12) << 28;
+			if (vms[v].ha && h < n)
+				ref_ha[ref_n_ha++] = &vms[v];
+		}
+		qsort(ref_ha, ref_n_ha, sizeof(*ref_ha), ref_by_mem);
+		ret = cl_admit_ha(&st, k, up, NULL, NULL, 0, why, sizeof(why));
+		ok = online > k && ref_each(k, 0, 0);
+		assert_int_equal(ret, ok ? 0 : -ENOSPC);
+		held += ok;
+		refused += !ok;
+		if (ok || online <= k)
+			continue;
+		/* The hosts the refusal names are a choice that strands a VM. */
+		{
+			const char *end = strstr(why, " lost, HA VM ");
+			unsigned named = 0;
+
+			assert_non_null(end);
+			assert_memory_equal(why, "were host", 9);
+			for (const char *c = why; c < end && (c = strstr(c, "host")) && c < end; c += 5) {
+				if (c - why >= 6 && !strncmp(c - 6, "(with ", 6))
+					continue;   /* down already: not among the k */
+				assert_true(named < k);
+				ref_lost[named++] = c[4] - '1';
+			}
+			assert_int_equal(named, k);
+			assert_false(ref_fits(k));
+		}
+	}
+	/* Both verdicts came up often enough to mean something. */
+	assert_true(held > 500);
+	assert_true(refused > 500);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +443,7 @@ int main(void)
 		cmocka_unit_test(test_plan_filter),
 		cmocka_unit_test(test_maintenance),
 		cmocka_unit_test(test_room),
+		cmocka_unit_test(test_pruning_agrees),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
