@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cl_plan.h"
+#include "cl_settings.h"
 #include "cl_state.h"
 #include "cl_sync.h"
 
@@ -118,7 +119,7 @@ static bool rest_fits(const struct adm *a, unsigned i, int from)
 {
 	unsigned r = a->k - i, counts[CL_MAX_NODES], n_counts = 0, extra = 0, taken = 0;
 	uint64_t free_mem[CL_MAX_NODES];
-	bool take[CL_MAX_NODES], cand[CL_MAX_NODES];
+	bool take[CL_MAX_NODES], cand[CL_MAX_NODES], c_take[CL_MAX_NODES];
 
 	for (size_t h = 0; h < a->n_hosts; h++) {
 		free_mem[h] = host_free(&a->hosts[h]);
@@ -138,16 +139,14 @@ static bool rest_fits(const struct adm *a, unsigned i, int from)
 		*m = counts[j];
 	}
 	/* Less the r hosts left to choose that have the most memory free. */
+	for (size_t h = 0; h < a->n_hosts; h++)
+		c_take[h] = take[h] && cand[h];
 	for (unsigned j = 0; j < r; j++) {
-		bool c_take[CL_MAX_NODES];
-		int h;
+		int h = most_free(a, free_mem, c_take);
 
-		for (size_t q = 0; q < a->n_hosts; q++)
-			c_take[q] = take[q] && cand[q];
-		h = most_free(a, free_mem, c_take);
 		if (h < 0)
 			break;
-		take[h] = false;
+		take[h] = c_take[h] = false;
 	}
 	for (size_t v = 0; v < a->n_ha; v++) {
 		const struct adm_vm *vm = a->ha[v];
@@ -356,20 +355,41 @@ bool cl_admit_up_unless_down(const void *admit, const char *host)
 	return true;
 }
 
-int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
-		   const void *opaque, const char *what, const char *vm, const char *host,
-		   bool ha, bool move, char *err, size_t len)
+/*
+ * Do changes[n_base..n) break what holds with changes[0..n_base)? Only
+ * then are they refused: in a cluster that already would not survive, a
+ * change that takes no memory (a move, a host emptied) goes on. 0, or
+ * -ENOSPC with why as cl_admit_ha's after all n; -ENOMEM.
+ */
+static int admit_breaks(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
+			const void *opaque, const struct cl_admit_change *changes,
+			size_t n_base, size_t n, char *why, size_t len)
 {
+	char before[CL_ERR_LEN];
+	int ret = cl_admit_ha(st, k, up, opaque, changes, n, why, len);
+
+	if (ret == -ENOSPC &&
+	    cl_admit_ha(st, k, up, opaque, changes, n_base, before, sizeof(before)) == -ENOSPC) {
+		if (len)
+			why[0] = 0;
+		return 0;
+	}
+	return ret;
+}
+
+int cl_admit_judge(const Ferry__Cluster__State *st, cl_admit_up_fn up, const void *opaque,
+		   const char *what, const char *vm, const char *host, bool ha, bool move,
+		   char *err, size_t len)
+{
+	unsigned k = (unsigned)cl_setting_get(st, CL_SET_HA_HOST_FAILURES);
 	struct cl_admit_change c = { .vm = vm, .host = host, .ha = ha };
-	char why[CL_ERR_LEN], before[CL_ERR_LEN];
+	char why[CL_ERR_LEN];
 	int ret;
 
 	if (len)
 		err[0] = 0;
-	ret = cl_admit_ha(st, k, up, opaque, &c, 1, why, sizeof(why));
-	if (ret == -ENOSPC && move &&
-	    cl_admit_ha(st, k, up, opaque, NULL, 0, before, sizeof(before)) == -ENOSPC)
-		ret = 0;
+	ret = move ? admit_breaks(st, k, up, opaque, &c, 0, 1, why, sizeof(why)) :
+		     cl_admit_ha(st, k, up, opaque, &c, 1, why, sizeof(why));
 	if (ret == -ENOSPC)
 		snprintf(err, len, "%s: %s: refused by HA admission control (ha-host-failures %u): "
 			 "%s; free memory or add hosts, or lower ha-host-failures", what, vm, k, why);
@@ -422,12 +442,11 @@ int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_u
 			 char *why, size_t len)
 {
 	struct cl_admit_change *c;
-	char before[CL_ERR_LEN];
 	int ret;
 
 	if (len)
 		why[0] = 0;
-	if (!k || cl_admit_ha(st, k, up, opaque, NULL, 0, before, sizeof(before)) == -ENOSPC)
+	if (!k)
 		return 0;
 	c = calloc(plan->n_moves + 1, sizeof(*c));
 	if (!c)
@@ -440,7 +459,7 @@ int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_u
 						     .host = plan->moves[i].to,
 						     .ha = vm && vm->ha };
 	}
-	ret = cl_admit_ha(st, k, up, opaque, c, plan->n_moves + 1, why, len);
+	ret = admit_breaks(st, k, up, opaque, c, 0, plan->n_moves + 1, why, len);
 	free(c);
 	return ret;
 }
@@ -463,12 +482,11 @@ long cl_admit_plan(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn u
 	for (size_t i = 0; i < plan->n_moves; i++) {
 		const struct cl_plan_move *m = &plan->moves[i];
 		const Ferry__Cluster__Vm *vm = cl_state_vm(st, m->vm_name);
-		int before = cl_admit_ha(st, k, up, opaque, kept, n_kept, said, sizeof(said));
 
 		kept[n_kept] = (struct cl_admit_change){ .vm = m->vm_name, .host = m->to,
 							 .ha = vm && vm->ha };
-		if (before == -ENOSPC ||
-		    !cl_admit_ha(st, k, up, opaque, kept, n_kept + 1, said, sizeof(said))) {
+		if (!admit_breaks(st, k, up, opaque, kept, n_kept, n_kept + 1, said,
+				  sizeof(said))) {
 			n_kept++;
 			plan->moves[out++] = *m;
 			continue;

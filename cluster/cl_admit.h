@@ -51,15 +51,16 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 bool cl_admit_up_unless_down(const void *admit, const char *host);
 
 /*
- * The change of one request judged (what: "vm start", "migrate", "vm
- * set"): vm to run on host, HA ha. A move (move) takes no memory from
- * the cluster: it is refused only when it breaks what holds now, so that
- * one that helps or changes nothing goes on after a host was lost. 0, or
- * -ENOSPC (-ENOMEM) with the refusal, as the operator reads it, in err.
+ * The change of one request judged under st's ha-host-failures (what: "vm
+ * start", "migrate", "vm set"): vm to run on host, HA ha. A move (move)
+ * takes no memory from the cluster: it is refused only when it breaks
+ * what holds now, so that one that helps or changes nothing goes on after
+ * a host was lost. 0, or -ENOSPC (-ENOMEM) with the refusal, as the
+ * operator reads it, in err.
  */
-int cl_admit_judge(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
-		   const void *opaque, const char *what, const char *vm, const char *host,
-		   bool ha, bool move, char *err, size_t len);
+int cl_admit_judge(const Ferry__Cluster__State *st, cl_admit_up_fn up, const void *opaque,
+		   const char *what, const char *vm, const char *host, bool ha, bool move,
+		   char *err, size_t len);
 
 /* The most host losses (0..CL_ADMIT_MAX_FAILURES) the HA VMs survive now. */
 unsigned cl_admit_tolerates(const Ferry__Cluster__State *st, cl_admit_up_fn up,

@@ -446,12 +446,10 @@ static int admit_apply(const Ferry__Cluster__State *st, const Ferry__Cluster__Ad
 		       const char *what, const char *vm, const char *host, bool ha, bool move,
 		       char *err, size_t err_len)
 {
-	unsigned k = (unsigned)cl_setting_get(st, CL_SET_HA_HOST_FAILURES);
-
-	if (!adm || !k || cl_state_host_below(st, CL_PROTO_12, NULL))
+	if (!adm || cl_state_host_below(st, CL_PROTO_12, NULL))
 		return 0;
-	return cl_admit_judge(st, k, cl_admit_up_unless_down, adm, what, vm, host, ha, move,
-			      err, err_len);
+	return cl_admit_judge(st, cl_admit_up_unless_down, adm, what, vm, host, ha, move, err,
+			      err_len);
 }
 
 static int apply_vm_start(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,

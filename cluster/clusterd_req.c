@@ -132,25 +132,17 @@ static void do_vm_create(struct agent *a, const Ferry__Cluster__Request *q, R *r
 
 /*
  * HA admission control (cl_admit.h), as this agent sees the cluster: may vm
- * run on host (HA or not)? 0, or r refused. Two agents may admit two
+ * run on host (HA or not)? True, or r refused. Two agents may admit two
  * changes at once, each against the state before the other: the command
  * carries this agent's view (agent_admit_view) and is judged again where
  * it is applied, in the total order.
  */
-static int admit_judge(struct agent *a, const char *what, const char *vm, const char *host,
-		       bool ha, bool move, char *err, size_t len)
-{
-	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
-
-	return cl_admit_judge(a->st, k, agent_admit_up, a, what, vm, host, ha, move, err, len);
-}
-
-/* admit_judge, or r refused. */
 static bool admitted(struct agent *a, const char *what, const char *vm, const char *host,
 		     bool ha, bool move, R *r)
 {
 	char msg[CL_ERR_LEN + 256];
-	int ret = admit_judge(a, what, vm, host, ha, move, msg, sizeof(msg));
+	int ret = cl_admit_judge(a->st, agent_admit_up, a, what, vm, host, ha, move, msg,
+				 sizeof(msg));
 
 	if (ret)
 		fail(r, ret, msg);
@@ -170,7 +162,8 @@ static int admit_elsewhere(struct agent *a, const Ferry__Cluster__Vm *vm, char *
 
 		if (strcmp(h, host) && agent_online(a, h) &&
 		    !cl_state_host_fits(a->st, vm, "vm start", h, err, sizeof(err)) &&
-		    !admit_judge(a, "vm start", vm->name, h, vm->ha, false, err, sizeof(err))) {
+		    !cl_admit_judge(a->st, agent_admit_up, a, "vm start", vm->name, h, vm->ha,
+				    false, err, sizeof(err))) {
 			snprintf(host, len, "%s", h);
 			return 0;
 		}
@@ -242,8 +235,8 @@ static bool vm_start_try(struct agent *a, const Ferry__Cluster__Request *q, R *r
 	/* Any VM: a plain one takes memory that the HA VMs' restarts may need. */
 	if (vm && vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING && *host) {
 		char refused[CL_ERR_LEN + 256];
-		int ret = admit_judge(a, "vm start", vm->name, host, vm->ha, false, refused,
-				      sizeof(refused));
+		int ret = cl_admit_judge(a->st, agent_admit_up, a, "vm start", vm->name, host,
+					 vm->ha, false, refused, sizeof(refused));
 
 		/* Placed here, not named: another host that fits may keep the room. */
 		if (ret == -ENOSPC && !*q->vm_start->host &&

@@ -93,7 +93,7 @@ static void admission_print(const Ferry__Cluster__Response *r)
 {
 	const Ferry__Cluster__State *st = r->state;
 	unsigned k = st ? (unsigned)cl_setting_get(st, CL_SET_HA_HOST_FAILURES) : 0;
-	struct timespec t0, t;
+	uint64_t deadline;
 	size_t shown = 0, skipped = 0;
 	unsigned tol;
 	char why[512], room[32];
@@ -114,16 +114,14 @@ static void admission_print(const Ferry__Cluster__Response *r)
 	 * hosts past a second are left out, and said to be.
 	 */
 	printf("room for a new VM, keeping it:");
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	deadline = now_ns() + ROOM_BUDGET_MS * 1000000ull;
 	for (size_t i = 0; i < st->n_hosts; i++) {
 		const Ferry__Cluster__Host *h = st->hosts[i];
 		uint64_t m;
 
 		if (h->witness)
 			continue;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >
-		    ROOM_BUDGET_MS) {
+		if (now_ns() > deadline) {
 			skipped++;
 			continue;
 		}

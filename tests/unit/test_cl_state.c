@@ -1193,9 +1193,9 @@ static void test_admit_applied(void **unused)
 	assert_int_equal(vm_set_ha(st, "p", true, false), 0);
 
 	/* Two agents admit r1 and r2 on host3 at once, each on this state... */
-	assert_int_equal(cl_admit_judge(st, 1, all_up, NULL, "vm start", "r1", "host3", false,
+	assert_int_equal(cl_admit_judge(st, all_up, NULL, "vm start", "r1", "host3", false,
 					false, said, sizeof(said)), 0);
-	assert_int_equal(cl_admit_judge(st, 1, all_up, NULL, "vm start", "r2", "host3", false,
+	assert_int_equal(cl_admit_judge(st, all_up, NULL, "vm start", "r2", "host3", false,
 					false, said, sizeof(said)), 0);
 	/* ...the total order lets the first land, and the second finds no room. */
 	assert_int_equal(start_admit(st, "r1", "host3"), 0);
