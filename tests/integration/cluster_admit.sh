@@ -62,22 +62,31 @@ echo "== two starts at once, on two agents"
 check "r1, r2 (counter, 128 MiB) created" ctl host1 sh -c "clusterctl vm create r1 \
 	--guest $GUESTS/counter --args 'n=0 interval_ms=100' --mem 128M &&
 	clusterctl vm create r2 --guest $GUESTS/counter --args 'n=0 interval_ms=100' --mem 128M"
-race() {
-	local o1 o2 p1 p2 rc1 rc2 up
+# start_at_once [ARGS...]: vm start r1 through host1's agent and r2 through
+# host2's, at the same moment; their exit codes in rc1 and rc2, what they
+# said in said.
+start_at_once() {
+	local o1 o2 p1 p2
 	o1=$(mktemp) o2=$(mktemp)
-	FERRY_SOCKET=$LAB_DIR/host1/clusterd.sock "$FERRY_BIN/clusterctl" vm start r1 --host host3 >"$o1" 2>&1 &
+	FERRY_SOCKET=$LAB_DIR/host1/clusterd.sock "$FERRY_BIN/clusterctl" vm start r1 "$@" >"$o1" 2>&1 &
 	p1=$!
-	FERRY_SOCKET=$LAB_DIR/host2/clusterd.sock "$FERRY_BIN/clusterctl" vm start r2 --host host3 >"$o2" 2>&1 &
+	FERRY_SOCKET=$LAB_DIR/host2/clusterd.sock "$FERRY_BIN/clusterctl" vm start r2 "$@" >"$o2" 2>&1 &
 	p2=$!
 	wait $p1 && rc1=0 || rc1=$?
 	wait $p2 && rc2=0 || rc2=$?
-	sed 's/^/  r1: /' "$o1"; sed 's/^/  r2: /' "$o2"
+	said=$(sed 's/^/  r1: /' "$o1"; sed 's/^/  r2: /' "$o2")
+	[ -z "$said" ] || echo "$said"
+	rm -f "$o1" "$o2"
+}
+stop_r() { for v in r1 r2; do ctl host1 clusterctl vm stop $v || true; done; }
+race() {
+	local up
+	start_at_once --host host3
 	up=$(lab_exec host1 clusterctl vm list | awk '$1 ~ /^r[12]$/ && $2 != "stopped"' | wc -l)
 	[ $((rc1 + rc2)) = 1 ] && [ "$up" = 1 ] &&
-		cat "$o1" "$o2" | grep -q "refused by HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 (640 MiB) could not restart: the most memory left on a host would be 512 MiB (host3)"
+		grep -q "refused by HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 (640 MiB) could not restart: the most memory left on a host would be 512 MiB (host3)" <<<"$said"
 	local ok=$?
-	for v in r1 r2; do ctl host1 clusterctl vm stop $v || true; done
-	rm -f "$o1" "$o2"
+	stop_r
 	return $ok
 }
 for i in 1 2 3 4 5; do
@@ -86,21 +95,13 @@ done
 # Placed by the cluster (no --host): both go to host3, the least used; the
 # one refused where it is applied is placed again, on host1 or host2.
 race_placed() {
-	local o1 o2 p1 p2 rc1 rc2 h1 h2
-	o1=$(mktemp) o2=$(mktemp)
-	FERRY_SOCKET=$LAB_DIR/host1/clusterd.sock "$FERRY_BIN/clusterctl" vm start r1 >"$o1" 2>&1 &
-	p1=$!
-	FERRY_SOCKET=$LAB_DIR/host2/clusterd.sock "$FERRY_BIN/clusterctl" vm start r2 >"$o2" 2>&1 &
-	p2=$!
-	wait $p1 && rc1=0 || rc1=$?
-	wait $p2 && rc2=0 || rc2=$?
-	sed 's/^/  r1: /' "$o1"; sed 's/^/  r2: /' "$o2"
+	local h1 h2
+	start_at_once
 	h1=$(vm_host r1) h2=$(vm_host r2)
 	echo "  r1 on $h1, r2 on $h2"
 	[ "$rc1" = 0 ] && [ "$rc2" = 0 ] && [ "$h1" != "$h2" ] && no_admit_warning
 	local ok=$?
-	for v in r1 r2; do ctl host1 clusterctl vm stop $v || true; done
-	rm -f "$o1" "$o2"
+	stop_r
 	return $ok
 }
 for i in 1 2 3; do
@@ -143,7 +144,8 @@ check "p3 (counter, 64 MiB) created" ctl host1 clusterctl vm create p3 \
 check "clusterctl status warns" status_has \
 	"^warning: HA admission control (ha-host-failures 1): were host1 lost, HA VM h1 .*VM starts are refused"
 check "even a 64 MiB VM is refused" fails host2 \
-	"vm start: p3: refused by HA admission control (ha-host-failures 1): were host" vm start p3
+	"vm start: p3: refused by HA admission control (ha-host-failures 1): were host2 lost, HA VM h2 (640 MiB) could not restart: the most memory left on a host would be 320 MiB (host1)" \
+	vm start p3
 out=$(lab_exec host2 clusterctl migrate p2 host1 2>&1) && rc=0 || rc=$?
 echo "$out" | tail -1 | sed 's/^/  /'
 check "a move goes on (migrate p2 host1)" test "$rc" = 0
