@@ -380,6 +380,7 @@ static void test_held_load_resume(void **state)
 	const unsigned long long subq = BUF_GPA + 63 * 4096;   /* a request of its own, in RAM */
 	struct vm *dst = vm_make();
 	const struct vm_dev_ops *ops;
+	struct gabi_blk_ring *dring;
 	struct gabi_blk_req *sq;
 	char err[BLK_ERR_LEN], text[2048];
 	uint8_t *buf, data[4096];
@@ -396,8 +397,22 @@ static void test_held_load_resume(void **state)
 		     slot0, GABI_BLK_WRITE, BUF_GPA,
 		     slot0 + (unsigned long long)sizeof(struct gabi_blk_req), GABI_BLK_WRITE, BUF_GPA + 4096,
 		     subq, GABI_BLK_WRITE, BUF_GPA + 8192);
-	/* The guest's RAM as the source left it: the requests and their data. */
+	/*
+	 * The guest's RAM as the source left it: the requests and their data,
+	 * and the ring with its two entries published and taken (tail = head
+	 * = 2). A ring of zeros beside "ring 0 ... 2" would read as entries
+	 * the guest never published, which the poller then completes as
+	 * invalid, racing the held requests for their slots.
+	 */
 	memset(mem_ptr(&dst->mem, BUF_GPA, 3 * 4096), 0xab, 3 * 4096);
+	dring = mem_ptr(&dst->mem, RING_GPA, sizeof(*dring));
+	dring->slot[0] = (struct gabi_blk_req){ .op = GABI_BLK_WRITE, .offset = 0, .len = 4096,
+						.buf_gpa = BUF_GPA };
+	dring->slot[1] = (struct gabi_blk_req){ .op = GABI_BLK_WRITE, .offset = 4096,
+						.len = 4096, .buf_gpa = BUF_GPA + 4096 };
+	dring->sq[0] = 0;
+	dring->sq[1] = 1;
+	dring->tail = dring->head = 2;
 	assert_int_equal(blk_dev_type.load(dst, 3, (uint8_t *)text, (size_t)n, err, sizeof(err)),
 			 0);
 	ops = dst->devs[0].ops;
@@ -414,11 +429,12 @@ static void test_held_load_resume(void **state)
 	assert_int_equal(stat_of(dst, "disk0.writes"), 0);   /* held, not run */
 	assert_int_equal(ops->resume(dst->devs[0].ctx, err, sizeof(err)), 0);
 	sq = mem_ptr(&dst->mem, subq, sizeof(*sq));
-	assert_true(wait_done(&((struct gabi_blk_ring *)mem_ptr(&dst->mem, RING_GPA,
-		    sizeof(struct gabi_blk_ring)))->slot[0], 2000));
-	assert_true(wait_done(&((struct gabi_blk_ring *)mem_ptr(&dst->mem, RING_GPA,
-		    sizeof(struct gabi_blk_ring)))->slot[1], 2000));
+	assert_true(wait_done(&dring->slot[0], 2000));
+	assert_true(wait_done(&dring->slot[1], 2000));
 	assert_true(wait_done(sq, 2000));
+	/* Each says how it ended: a count short of 3 below names the request that failed. */
+	assert_int_equal(dring->slot[0].result, 4096);
+	assert_int_equal(dring->slot[1].result, 4096);
 	assert_int_equal(sq->result, 4096);
 	assert_int_equal(stat_of(dst, "disk0.writes"), 3);
 	assert_int_equal(stat_of(dst, "disk0.held"), 0);
