@@ -437,30 +437,54 @@ uint64_t cl_admit_room(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_
 	return lo << 20;
 }
 
-int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
-			 const void *opaque, const char *host, const struct cl_plan *plan,
-			 char *why, size_t len)
+int cl_admit_maintenance(const Ferry__Cluster__State *st, cl_admit_up_fn up,
+			 const void *opaque, const char *what, const char *host,
+			 Ferry__Cluster__AdmitMove *const *moves, size_t n, char *err,
+			 size_t len)
 {
+	unsigned k = (unsigned)cl_setting_get(st, CL_SET_HA_HOST_FAILURES);
 	struct cl_admit_change *c;
+	char why[CL_ERR_LEN], said[256] = "";
+	size_t nc = 1, off = 0;
 	int ret;
 
 	if (len)
-		why[0] = 0;
+		err[0] = 0;
 	if (!k)
 		return 0;
-	c = calloc(plan->n_moves + 1, sizeof(*c));
+	c = calloc(n + 1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c[0] = (struct cl_admit_change){ .host = host, .maintenance = true };
-	for (size_t i = 0; i < plan->n_moves; i++) {
-		const Ferry__Cluster__Vm *vm = cl_state_vm(st, plan->moves[i].vm_name);
+	for (size_t i = 0; i < n; i++) {
+		const Ferry__Cluster__Vm *vm = cl_state_vm(st, moves[i]->vm);
+		const Ferry__Cluster__Host *to = cl_state_host(st, moves[i]->to);
 
-		c[i + 1] = (struct cl_admit_change){ .vm = plan->moves[i].vm_name,
-						     .host = plan->moves[i].to,
-						     .ha = vm && vm->ha };
+		if (!vm || vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ||
+		    !vm->host || strcmp(vm->host, host))
+			continue;
+		if (!to || to->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE) {
+			snprintf(err, len, "%s: %s: HA admission control judged it with %s moved to "
+				 "%s, which %s since; ask again", what, host, moves[i]->vm,
+				 moves[i]->to, to ? "went into maintenance" : "left the cluster");
+			free(c);
+			return -ESTALE;
+		}
+		if (off < sizeof(said))
+			off += (size_t)snprintf(said + off, sizeof(said) - off, "%s%s -> %s",
+						nc > 1 ? ", " : "", vm->name, to->name);
+		c[nc++] = (struct cl_admit_change){ .vm = vm->name, .host = to->name,
+						    .ha = vm->ha };
 	}
-	ret = admit_breaks(st, k, up, opaque, c, 0, plan->n_moves + 1, why, len);
+	ret = admit_breaks(st, k, up, opaque, c, 0, nc, why, sizeof(why));
 	free(c);
+	if (ret == -ENOSPC)
+		snprintf(err, len, "%s: %s: refused by HA admission control (ha-host-failures %u): "
+			 "with %s in maintenance and its VMs moved (%s), %s; make room first, or "
+			 "lower ha-host-failures while %s is in maintenance", what, host, k, host,
+			 nc > 1 ? said : "none to move", why, host);
+	else if (ret)
+		snprintf(err, len, "%s: %s: HA admission control: %s", what, host, strerror(-ret));
 	return ret;
 }
 

@@ -74,16 +74,21 @@ unsigned cl_admit_tolerates(const Ferry__Cluster__State *st, cl_admit_up_fn up,
 uint64_t cl_admit_room(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		       const void *opaque, const char *host);
 
-struct cl_plan;
 /*
- * host into maintenance, its VMs moved as the evacuation plan says (those
- * stuck stay): is it refused because it breaks what holds now? 0, or
- * -ENOSPC with why as cl_admit_ha's; -ENOMEM.
+ * host into maintenance (what: "host maintenance", "host mode"), its VMs
+ * moved as the evacuation plan said when the proposer judged it (moves;
+ * those stuck stay): refused because it breaks what holds now? A move of
+ * a VM no longer running on host is left out: the state counts it where
+ * it is. 0; -ENOSPC with the refusal, as the operator reads it, in err;
+ * -ESTALE when a move's target has gone into maintenance or left since
+ * (the plan no longer says where the VMs would go); -ENOMEM.
  */
-int cl_admit_maintenance(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
-			 const void *opaque, const char *host, const struct cl_plan *plan,
-			 char *why, size_t len);
+int cl_admit_maintenance(const Ferry__Cluster__State *st, cl_admit_up_fn up,
+			 const void *opaque, const char *what, const char *host,
+			 Ferry__Cluster__AdmitMove *const *moves, size_t n, char *err,
+			 size_t len);
 
+struct cl_plan;
 /*
  * The balancer's plan, its moves applied in order: drop each move that
  * breaks what holds with the moves kept before it (a move in a cluster

@@ -317,11 +317,25 @@ static int apply_host_join(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 static int apply_host_mode(Ferry__Cluster__State *st, const Ferry__Cluster__Command *cmd,
 			   char *err, size_t err_len)
 {
-	Ferry__Cluster__Host *h = cl_state_host(st, cmd->host_mode->host);
+	const Ferry__Cluster__CmdHostMode *c = cmd->host_mode;
+	Ferry__Cluster__Host *h = cl_state_host(st, c->host);
+	int ret;
 
 	if (!h)
-		return refuse(-ENOENT, err, err_len, "host mode: no such host %s",
-			      cmd->host_mode->host);
+		return refuse(-ENOENT, err, err_len, "host mode: no such host %s", c->host);
+	/*
+	 * Two hosts asked into maintenance at once, each admitted on the state
+	 * before the other, must not both go: judged again here, as a start
+	 * is (admit_apply), with the plan the proposer judged.
+	 */
+	if (c->admit && c->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE &&
+	    h->mode != c->mode && !cl_state_host_below(st, CL_PROTO_13, NULL)) {
+		ret = cl_admit_maintenance(st, cl_admit_up_unless_down, c->admit,
+					   "host maintenance", h->name, c->admit->moves,
+					   c->admit->n_moves, err, err_len);
+		if (ret)
+			return ret;
+	}
 	if (h->mode != cmd->host_mode->mode)
 		h->mode_unix_ms = cmd->unix_ms;
 	h->mode = cmd->host_mode->mode;

@@ -40,7 +40,8 @@
 #define CL_PROTO_10 10
 #define CL_PROTO_11 11 /* the ha-host-failures setting (HA admission control) */
 #define CL_PROTO_12 12 /* admission control judged again where applied (Admit) */
-#define CL_STATE_PROTO CL_PROTO_12
+#define CL_PROTO_13 13 /* entering maintenance judged again where applied */
+#define CL_STATE_PROTO CL_PROTO_13
 /* A host other than except (NULL: none) whose agent applies less than proto, or NULL. */
 const Ferry__Cluster__Host *cl_state_host_below(const Ferry__Cluster__State *st, uint32_t proto,
 						const char *except);

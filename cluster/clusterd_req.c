@@ -441,44 +441,87 @@ static void do_cpu_check(struct agent *a, const Ferry__Cluster__Request *q, R *r
  * evacuation part-way; we say so before the first move). Judged here
  * only: the plan needs the hosts' loads, which the state does not hold.
  */
-static bool maintenance_admitted(struct agent *a, const char *what, const char *host, R *r)
+/*
+ * What a maintenance entry was judged on, carried by its command so that
+ * every node judges it again where it applies it: the agent's view of the
+ * hosts and the evacuation plan's moves (the plan's own strings go with
+ * its input).
+ */
+struct maint_admit {
+	struct agent_admit view;
+	Ferry__Cluster__AdmitMove *mv, **pmv;
+	char (*names)[2][CL_NAME_MAX];
+};
+
+static void maint_admit_free(struct maint_admit *m)
 {
-	unsigned k = (unsigned)cl_setting_get(a->st, CL_SET_HA_HOST_FAILURES);
+	free(m->mv);
+	free(m->pmv);
+	free(m->names);
+}
+
+static int maint_admit_moves(struct maint_admit *m, const struct cl_plan *plan)
+{
+	size_t n = plan->n_moves;
+
+	m->mv = calloc(n + 1, sizeof(*m->mv));
+	m->pmv = calloc(n + 1, sizeof(*m->pmv));
+	m->names = calloc(n + 1, sizeof(*m->names));
+	if (!m->mv || !m->pmv || !m->names)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		ferry__cluster__admit_move__init(&m->mv[i]);
+		snprintf(m->names[i][0], CL_NAME_MAX, "%s", plan->moves[i].vm_name);
+		snprintf(m->names[i][1], CL_NAME_MAX, "%s", plan->moves[i].to);
+		m->mv[i].vm = m->names[i][0];
+		m->mv[i].to = m->names[i][1];
+		m->pmv[i] = &m->mv[i];
+	}
+	m->view.msg.moves = m->pmv;
+	m->view.msg.n_moves = n;
+	return 0;
+}
+
+/*
+ * host into maintenance, judged on the evacuation plan made now: true with
+ * *admit what to carry (NULL: nothing judged), or false with r failed.
+ * m is freed by the caller either way.
+ */
+static bool maintenance_admitted(struct agent *a, const char *what, const char *host,
+				 struct maint_admit *m, Ferry__Cluster__Admit **admit, R *r)
+{
 	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
 	struct cl_plan_input *in = NULL;
 	struct cl_plan plan;
-	char why[CL_ERR_LEN], moves[256] = "", msg[CL_ERR_LEN + 512];
-	size_t off = 0;
+	char msg[CL_ERR_LEN + 512] = "";
 	int ret;
 
-	if (!k || !h || h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE)
+	*m = (struct maint_admit){ 0 };
+	*admit = NULL;
+	if (!h || h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ||
+	    !agent_admit_view(a, &m->view))
 		return true;
-	ret = agent_plan_input(a, &in, why, sizeof(why));
+	ret = agent_plan_input(a, &in, msg, sizeof(msg));
 	if (!ret) {
 		in->memo = NULL;   /* the main loop's */
 		ret = cl_plan_evacuate(in, host, &plan);
 		if (!ret) {
-			ret = cl_admit_maintenance(a->st, k, agent_admit_up, a, host, &plan, why,
-						   sizeof(why));
-			for (size_t i = 0; i < plan.n_moves && off < sizeof(moves); i++)
-				off += (size_t)snprintf(moves + off, sizeof(moves) - off, "%s%s -> %s",
-							i ? ", " : "", plan.moves[i].vm_name,
-							plan.moves[i].to);
+			ret = maint_admit_moves(m, &plan);
+			if (!ret)
+				ret = cl_admit_maintenance(a->st, agent_admit_up, a, what, host,
+							   m->pmv, plan.n_moves, msg,
+							   sizeof(msg));
 			cl_plan_free(&plan);
 		}
 		cl_plan_input_free(in);
 	}
-	if (!ret)
+	if (!ret) {
+		*admit = &m->view.msg;
 		return true;
-	if (ret == -ENOSPC)
-		snprintf(msg, sizeof(msg), "%s: %s: refused by HA admission control "
-			 "(ha-host-failures %u): with %s in maintenance and its VMs moved (%s), "
-			 "%s; make room first, or lower ha-host-failures while %s is in "
-			 "maintenance", what, host, k, host, *moves ? moves : "none to move", why,
-			 host);
-	else
+	}
+	if (!*msg || ret == -ENOMEM)
 		snprintf(msg, sizeof(msg), "%s: %s: HA admission control: %s", what, host,
-			 *why ? why : strerror(-ret));
+			 strerror(-ret));
 	fail(r, ret, msg);
 	return false;
 }
@@ -488,14 +531,17 @@ static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r
 	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
+	struct maint_admit m = { 0 };
+
 	c.host = q->host_mode->host;
 	c.mode = q->host_mode->mode;
-	if (c.mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE &&
-	    !maintenance_admitted(a, "host mode", c.host, r))
-		return;
-	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
-	cmd.host_mode = &c;
-	propose(a, &cmd, r);
+	if (c.mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ||
+	    maintenance_admitted(a, "host mode", c.host, &m, &c.admit, r)) {
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
+		cmd.host_mode = &c;
+		propose(a, &cmd, r);
+	}
+	maint_admit_free(&m);
 }
 
 /*
@@ -711,14 +757,18 @@ static void do_maintenance(struct agent *a, const Ferry__Cluster__Request *q, R 
 	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 
+	struct maint_admit m = { 0 };
+
 	c.host = q->maintenance->host;
 	c.mode = q->maintenance->enter ? FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE :
 		 FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
-	if (q->maintenance->enter && !maintenance_admitted(a, "host maintenance", c.host, r))
-		return;
-	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
-	cmd.host_mode = &c;
-	propose(a, &cmd, r);
+	if (!q->maintenance->enter ||
+	    maintenance_admitted(a, "host maintenance", c.host, &m, &c.admit, r)) {
+		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
+		cmd.host_mode = &c;
+		propose(a, &cmd, r);
+	}
+	maint_admit_free(&m);
 }
 
 /* How an evacuation stands: the VMs still there, the moves left, the

@@ -8,7 +8,8 @@
 # setting back to none, nothing is checked; set again on a cluster that
 # would not survive a loss, starts are refused and moves go on. Two starts
 # asked of two agents at once cannot both take the last room, and a host
-# whose evacuation would break the room does not go into maintenance.
+# whose evacuation would break the room does not go into maintenance; nor
+# do two hosts asked at once, where each alone keeps it.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 trap 'lab_at_exit' EXIT
@@ -62,22 +63,27 @@ echo "== two starts at once, on two agents"
 check "r1, r2 (counter, 128 MiB) created" ctl host1 sh -c "clusterctl vm create r1 \
 	--guest $GUESTS/counter --args 'n=0 interval_ms=100' --mem 128M &&
 	clusterctl vm create r2 --guest $GUESTS/counter --args 'n=0 interval_ms=100' --mem 128M"
-# start_at_once [ARGS...]: vm start r1 through host1's agent and r2 through
-# host2's, at the same moment; their exit codes in rc1 and rc2, what they
-# said in said.
-start_at_once() {
+# at_once AGENT1 ARGS1 AGENT2 ARGS2: clusterctl ARGS1 through AGENT1's
+# agent and ARGS2 through AGENT2's (each a string split on spaces), at the
+# same moment; their exit codes in rc1 and rc2, what they said in said.
+at_once() {
 	local o1 o2 p1 p2
 	o1=$(mktemp) o2=$(mktemp)
-	FERRY_SOCKET=$LAB_DIR/host1/clusterd.sock "$FERRY_BIN/clusterctl" vm start r1 "$@" >"$o1" 2>&1 &
+	# shellcheck disable=SC2086
+	FERRY_SOCKET=$LAB_DIR/$1/clusterd.sock "$FERRY_BIN/clusterctl" $2 >"$o1" 2>&1 &
 	p1=$!
-	FERRY_SOCKET=$LAB_DIR/host2/clusterd.sock "$FERRY_BIN/clusterctl" vm start r2 "$@" >"$o2" 2>&1 &
+	# shellcheck disable=SC2086
+	FERRY_SOCKET=$LAB_DIR/$3/clusterd.sock "$FERRY_BIN/clusterctl" $4 >"$o2" 2>&1 &
 	p2=$!
 	wait $p1 && rc1=0 || rc1=$?
 	wait $p2 && rc2=0 || rc2=$?
-	said=$(sed 's/^/  r1: /' "$o1"; sed 's/^/  r2: /' "$o2")
+	said=$(sed "s/^/  $1: /" "$o1"; sed "s/^/  $3: /" "$o2")
 	[ -z "$said" ] || echo "$said"
 	rm -f "$o1" "$o2"
 }
+# start_at_once [ARGS...]: vm start r1 through host1's agent and r2
+# through host2's.
+start_at_once() { at_once host1 "vm start r1 $*" host2 "vm start r2 $*"; }
 stop_r() { for v in r1 r2; do ctl host1 clusterctl vm stop $v || true; done; }
 race() {
 	local up
@@ -153,4 +159,25 @@ check "p2 is on host1" test "$(vm_host p2)" = host1
 for v in h1 h2 p1 p2 p4; do
 	ctl host1 clusterctl vm stop $v || true
 done
+
+# h1 alone on host1: either of host2 and host3 may go into maintenance
+# (the other takes h1 were host1 lost), not both. Asked at once of their
+# agents, each is admitted on the state before the other; the total order
+# judges the second again and refuses it.
+echo "== two hosts into maintenance at once, on two agents"
+check "h1 starts on host1 again" ctl host1 clusterctl vm start h1 --host host1
+maint_race() {
+	local n h
+	at_once host2 "host maintenance host2 enter" host3 "host maintenance host3 enter"
+	n=$(for h in host2 host3; do host_mode $h; done | grep -c maintenance)
+	[ $((rc1 + rc2)) = 1 ] && [ "$n" = 1 ] &&
+		grep -q "host maintenance: host[23]: refused by HA admission control (ha-host-failures 1): with host[23] in maintenance and its VMs moved (none to move), were host1 lost, HA VM h1 (640 MiB) could not restart: no host would be left to take it" <<<"$said"
+	local ok=$?
+	for h in host2 host3; do ctl host1 clusterctl host maintenance $h exit || true; done
+	return $ok
+}
+for i in 1 2 3 4 5; do
+	check "maintenance race $i: one of host2 and host3 goes, the other is refused" maint_race
+done
+ctl host1 clusterctl vm stop h1 || true
 finish

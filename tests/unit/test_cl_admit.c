@@ -206,43 +206,78 @@ static void test_plan_filter(void **unused)
 }
 
 /* A host into maintenance takes no restarts, and its VMs go where the plan says. */
+static Ferry__Cluster__Settings settings = FERRY__CLUSTER__SETTINGS__INIT;
+
+/* host into maintenance with its moves (vm, to pairs), ha-host-failures k. */
+static int maintenance(unsigned k, const char *host, const char *const *mv, size_t n)
+{
+	Ferry__Cluster__AdmitMove m[4], *pm[4];
+
+	assert_true(n <= 4);
+	for (size_t i = 0; i < n; i++) {
+		ferry__cluster__admit_move__init(&m[i]);
+		m[i].vm = (char *)mv[2 * i];
+		m[i].to = (char *)mv[2 * i + 1];
+		pm[i] = &m[i];
+	}
+	settings.ha_host_failures = k;
+	st.settings = &settings;
+	return cl_admit_maintenance(&st, up, NULL, "host maintenance", host, pm, n, why,
+				    sizeof(why));
+}
+
 static void test_maintenance(void **unused)
 {
-	struct cl_plan_move moves[1] = { { .vm_name = "p", .from = "host3", .to = "host4" } };
-	struct cl_plan plan = { .moves = moves, .n_moves = 0 };
+	const char *const p_host4[] = { "p", "host4" };
 
 	(void)unused;
 	cluster(3, 16);
 	vm("a", 10, "host1", true);
 	vm("b", 10, "host2", true);
 	assert_int_equal(admit(1, NULL, NULL, false), 0);   /* host3 takes a or b */
-	assert_int_equal(cl_admit_maintenance(&st, 1, up, NULL, "host3", &plan, why,
-					      sizeof(why)), -ENOSPC);
-	assert_string_equal(why, "were host1 lost, HA VM a (10240 MiB) could not restart: "
-			    "the most memory left on a host would be 6144 MiB (host2)");
-	assert_int_equal(cl_admit_maintenance(&st, 0, up, NULL, "host3", &plan, why,
-					      sizeof(why)), 0);
+	assert_int_equal(maintenance(1, "host3", NULL, 0), -ENOSPC);
+	assert_string_equal(why, "host maintenance: host3: refused by HA admission control "
+			    "(ha-host-failures 1): with host3 in maintenance and its VMs moved "
+			    "(none to move), were host1 lost, HA VM a (10240 MiB) could not "
+			    "restart: the most memory left on a host would be 6144 MiB (host2); "
+			    "make room first, or lower ha-host-failures while host3 is in "
+			    "maintenance");
+	assert_int_equal(maintenance(0, "host3", NULL, 0), 0);
+	assert_string_equal(why, "");
 	/* Four hosts: p leaves host3 for host4, which keeps 12 GiB for a or b. */
 	cluster(4, 16);
 	vm("a", 10, "host1", true);
 	vm("b", 10, "host2", true);
 	vm("p", 4, "host3", false);
-	plan.n_moves = 1;
-	assert_int_equal(cl_admit_maintenance(&st, 1, up, NULL, "host3", &plan, why,
-					      sizeof(why)), 0);
+	assert_int_equal(maintenance(1, "host3", p_host4, 1), 0);
 	/* Two losses: host3 and host4 take a and b now; host4 alone would not. */
 	assert_int_equal(admit(2, NULL, NULL, false), 0);
-	assert_int_equal(cl_admit_maintenance(&st, 2, up, NULL, "host3", &plan, why,
-					      sizeof(why)), -ENOSPC);
-	assert_non_null(strstr(why, "were host1 and host2 lost"));
+	assert_int_equal(maintenance(2, "host3", p_host4, 1), -ENOSPC);
+	assert_non_null(strstr(why, "moved (p -> host4), were host1 and host2 lost"));
+	/* p left host3 since: the state counts it where it is, and the plan's move is moot. */
+	vms[2].host = "host1";
+	assert_int_equal(maintenance(2, "host3", p_host4, 1), -ENOSPC);
+	assert_non_null(strstr(why, "moved (none to move), were host2 and host1 lost, HA VM b "
+				    "(10240 MiB) could not restart: the most memory left on a host "
+				    "would be 6144 MiB (host4)"));
+	vms[2].host = "host3";
+	/* host4 went into maintenance since the plan was made: it says nothing now. */
+	hosts[3].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	assert_int_equal(maintenance(1, "host3", p_host4, 1), -ESTALE);
+	assert_string_equal(why, "host maintenance: host3: HA admission control judged it with "
+			    "p moved to host4, which went into maintenance since; ask again");
+	hosts[3].mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
+	assert_int_equal(maintenance(1, "host3", (const char *const[]){ "p", "host9" }, 1),
+			 -ESTALE);
+	assert_non_null(strstr(why, "p moved to host9, which left the cluster since"));
 	/* A cluster that would not survive already: maintenance is not what breaks it. */
 	down[3] = true;
 	assert_int_equal(admit(1, NULL, NULL, false), 0);   /* host3 takes a or b */
 	vm("q", 8, "host3", false);
 	assert_int_equal(admit(1, NULL, NULL, false), -ENOSPC);
-	assert_int_equal(cl_admit_maintenance(&st, 1, up, NULL, "host3", &plan, why,
-					      sizeof(why)), 0);
+	assert_int_equal(maintenance(1, "host3", p_host4, 1), 0);
 	down[3] = false;
+	st.settings = NULL;
 }
 
 /* What clusterctl status shows: the losses survived now, the room per host. */

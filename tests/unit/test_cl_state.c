@@ -1228,6 +1228,70 @@ static void test_admit_applied(void **unused)
 	CL_FREE(st);
 }
 
+/* host into maintenance, judged by a proposer that saw all hosts up (vm moved to to). */
+static int maintenance_admit(Ferry__Cluster__State *st, const char *host, const char *vm,
+			     const char *to)
+{
+	Ferry__Cluster__CmdHostMode hm = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
+	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
+	Ferry__Cluster__AdmitMove mv = FERRY__CLUSTER__ADMIT_MOVE__INIT, *pmv = &mv;
+
+	hm.host = (char *)host;
+	hm.mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	hm.admit = view(NULL);
+	mv.vm = (char *)vm;
+	mv.to = (char *)to;
+	hm.admit->moves = vm ? &pmv : NULL;
+	hm.admit->n_moves = vm ? 1 : 0;
+	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
+	cmd.host_mode = &hm;
+	return run(st, &cmd);
+}
+
+static bool in_maintenance(Ferry__Cluster__State *st, const char *host)
+{
+	return cl_state_host(st, host)->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+}
+
+/* Two hosts asked into maintenance at once, each admitted alone: the second is judged again. */
+static void test_maintenance_applied(void **unused)
+{
+	Ferry__Cluster__State *st = cluster3();
+	uint64_t seq;
+
+	(void)unused;
+	assert_int_equal(config_set(st, "ha-host-failures", (uint64_t)1, NULL), 0);
+	assert_int_equal(create_ha(st, "a", "x86-64-v2", 640 << 20, true), 0);
+	assert_int_equal(create(st, "p", "x86-64-v2", 256 << 20), 0);
+	assert_int_equal(start_admit(st, "a", "host1"), 0);
+	assert_int_equal(start_admit(st, "p", "host3"), 0);
+
+	/* host2 goes first; host3's plan, made before, put p there. */
+	assert_int_equal(maintenance_admit(st, "host2", NULL, NULL), 0);
+	assert_true(in_maintenance(st, "host2"));
+	seq = st->seq;
+	assert_int_equal(maintenance_admit(st, "host3", "p", "host2"), -ESTALE);
+	assert_string_equal(err, "host maintenance: host3: HA admission control judged it with "
+			    "p moved to host2, which went into maintenance since; ask again");
+	/* Asked again, with a plan of now: host1 alone would be left to lose. */
+	assert_int_equal(maintenance_admit(st, "host3", "p", "host1"), -ENOSPC);
+	assert_string_equal(err, "host maintenance: host3: refused by HA admission control "
+			    "(ha-host-failures 1): with host3 in maintenance and its VMs moved "
+			    "(p -> host1), were host1 lost, HA VM a (640 MiB) could not restart: "
+			    "no host would be left to take it; make room first, or lower "
+			    "ha-host-failures while host3 is in maintenance");
+	assert_int_equal(st->seq, seq);
+	assert_false(in_maintenance(st, "host3"));
+	/* An agent older than protocol 13 ignores Admit here: nobody judges, alike. */
+	cl_state_host(st, "host1")->agent_proto = CL_PROTO_12;
+	assert_int_equal(maintenance_admit(st, "host3", "p", "host1"), 0);
+	assert_true(in_maintenance(st, "host3"));
+	cl_state_host(st, "host1")->agent_proto = CL_STATE_PROTO;
+	/* Already in maintenance: said again, not judged. */
+	assert_int_equal(maintenance_admit(st, "host3", "p", "host1"), 0);
+	CL_FREE(st);
+}
+
 /* Same commands, same order: the same bytes on every node. */
 static void test_deterministic_and_persisted(void **unused)
 {
@@ -1460,6 +1524,7 @@ int main(void)
 		cmocka_unit_test(test_exited),
 		cmocka_unit_test(test_crash_window),
 		cmocka_unit_test(test_admit_applied),
+		cmocka_unit_test(test_maintenance_applied),
 		cmocka_unit_test(test_deterministic_and_persisted),
 		cmocka_unit_test(test_revoked_file),
 		cmocka_unit_test(test_sync),
