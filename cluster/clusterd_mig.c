@@ -278,7 +278,8 @@ struct follow_job {
 	uint64_t began_ns;
 	char dest[CL_NAME_MAX];
 	uint64_t dest_gone_ns;    /* since when the destination is no member; 0: it is */
-	bool dest_left;           /* and so this agent cancelled the migration */
+	const char *dest_why;     /* "left the cluster", "went into maintenance": and
+				     so this agent cancelled the migration */
 };
 
 static const char *mig_state_name(Ferry__Ctl__MigState s)
@@ -346,10 +347,10 @@ static void result_from(Ferry__Cluster__MigrationResult *r, const struct follow_
 		/* vmon's failures name their phase first already. */
 		bool named = !strncmp(why, phase, strlen(phase)) && why[strlen(phase)] == ':';
 
-		if (j->dest_left && mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_CANCELLED)
-			snprintf(err, err_len, "migrate: %s: destination %s left the cluster during "
-				 "the %s phase; cancelled, the VM runs on at the source", j->vm,
-				 j->dest, phase);
+		if (j->dest_why && mi->state == FERRY__CTL__MIG_STATE__MIG_STATE_CANCELLED)
+			snprintf(err, err_len, "migrate: %s: destination %s %s during the %s "
+				 "phase; cancelled, the VM runs on at the source", j->vm, j->dest,
+				 j->dest_why, phase);
 		else
 			snprintf(err, err_len, "migrate: %s: %s%s%s", j->vm, named ? "" : phase,
 				 named ? "" : ": ", why);
@@ -425,6 +426,26 @@ static bool dest_left(struct agent *a, struct follow_job *j)
 	if (!j->dest_gone_ns)
 		j->dest_gone_ns = now_ns();
 	return now_ns() - j->dest_gone_ns >= CL_DEST_GONE_MS * 1000000ull;
+}
+
+/*
+ * Has the destination gone into maintenance since the migration began
+ * (an operator's, at the same moment as this move, or another host's
+ * evacuation sent the VM there)? Maintenance means no new VMs: the move
+ * is cancelled rather than landed and moved on again. vmon refuses once
+ * the destination may hold the guest; then it lands, and the evacuation
+ * takes it on (do_evacuation counts it meanwhile).
+ */
+static bool dest_maintenance(struct agent *a, const struct follow_job *j)
+{
+	const Ferry__Cluster__Host *h;
+	bool maint;
+
+	pthread_mutex_lock(&a->lock);
+	h = cl_state_host(a->st, j->dest);
+	maint = h && h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	pthread_mutex_unlock(&a->lock);
+	return maint;
 }
 
 /* vmon refuses once the destination may have the guest; it lands then. */
@@ -600,6 +621,11 @@ static Ferry__Ctl__Response *follow_vmon(struct follow_job *j, char *err, size_t
 		snprintf(err, err_len, "cancelled before any page moved");
 		return NULL;
 	}
+	if (!j->dry_run && dest_maintenance(j->a, j)) {
+		snprintf(err, err_len, "destination %s went into maintenance; cancelled before "
+			 "any page moved", j->dest);
+		return NULL;
+	}
 	mg.uri = j->uri;
 	mg.tls_dir = stat(j->a->tls_dir, &sb) ? "" : j->a->tls_dir;
 	mg.downtime_ms = j->downtime_ms;
@@ -639,8 +665,12 @@ follow:
 			cancel_vmon(j, "as asked");
 		} else if (!cancelled && !j->dry_run && dest_left(j->a, j)) {
 			cancelled = true;
-			j->dest_left = true;
+			j->dest_why = "left the cluster";
 			cancel_vmon(j, "its destination left the cluster");
+		} else if (!cancelled && !j->dry_run && dest_maintenance(j->a, j)) {
+			cancelled = true;
+			j->dest_why = "went into maintenance";
+			cancel_vmon(j, "its destination went into maintenance");
 		}
 		ms = (Ferry__Ctl__MigrateSet)FERRY__CTL__MIGRATE_SET__INIT;
 		if (!cancelled && settings_asked(j->a, j, &ms))

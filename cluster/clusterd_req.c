@@ -793,8 +793,17 @@ static void do_evacuation(struct agent *a, const Ferry__Cluster__Request *q, R *
 	for (size_t i = 0; i < a->st->n_vms; i++) {
 		const Ferry__Cluster__Vm *vm = a->st->vms[i];
 
-		if (vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING ||
-		    strcmp(vm->host, host))
+		if (vm->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING)
+			continue;
+		/* The host is not empty while one is on its way in: its move is
+		 * cancelled (clusterd_mig.c, dest_maintenance), or it lands and
+		 * leaves again. */
+		if (vm->migration && !vm->migration->dry_run &&
+		    !strcmp(vm->migration->destination, host)) {
+			r->plan->incoming++;
+			continue;
+		}
+		if (strcmp(vm->host, host))
 			continue;
 		r->plan->remaining++;
 		r->plan->in_flight += vm->migration != NULL;

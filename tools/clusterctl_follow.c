@@ -399,8 +399,8 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	Ferry__Cluster__Response *r;
 	bool tty = isatty(2) && !c->json;
 	double t0 = mono_ms(), moved_at = mono_ms();
-	uint32_t start_remaining = 0, last_remaining = UINT32_MAX;
-	char said[1024] = "";
+	uint32_t start_remaining = 0, last_remaining = UINT32_MAX, last_incoming = 0;
+	char said[1024] = "", coming[48] = "";
 	int status, quiet = 0;
 
 	m.host = (char *)host;
@@ -422,27 +422,33 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		if (r->error || !r->plan)
 			return clusterctl_finish(c, r, clusterctl_print_nothing);
 		p = r->plan;
-		if (!start_remaining)
+		/* One that was on its way in may land, and is then one to move. */
+		if (p->remaining > start_remaining)
 			start_remaining = p->remaining;
+		if (p->incoming)
+			snprintf(coming, sizeof(coming), ", %u on its way in", p->incoming);
+		else
+			coming[0] = 0;
 		if (!c->json)
 			say_over_cap(p, host, tty, said, sizeof(said));
-		if (p->remaining != last_remaining) {
+		if (p->remaining != last_remaining || p->incoming != last_incoming) {
 			/* Not a terminal: a line per change instead of a live one. */
 			if (!tty && !c->json)
-				fprintf(stderr, "evacuating %s: %u VM(s) left, %u in flight, "
-					"ETA %.1f s\n", host, p->remaining, p->in_flight,
+				fprintf(stderr, "evacuating %s: %u VM(s) left, %u in flight%s, "
+					"ETA %.1f s\n", host, p->remaining, p->in_flight, coming,
 					p->eta_ms / 1e3);
 			last_remaining = p->remaining;
+			last_incoming = p->incoming;
 			moved_at = mono_ms();
 		}
 		if (tty)
-			fprintf(stderr, "\r\033[Kevacuating %s: %u of %u VM(s) gone, %u in flight, "
+			fprintf(stderr, "\r\033[Kevacuating %s: %u of %u VM(s) gone, %u in flight%s, "
 				"%zu to start, ETA %.1f s  (%.1f s)", host,
 				start_remaining - p->remaining, start_remaining, p->in_flight,
-				p->n_moves, p->eta_ms / 1e3, (mono_ms() - t0) / 1e3);
+				coming, p->n_moves, p->eta_ms / 1e3, (mono_ms() - t0) / 1e3);
 		/* Done, or stuck: only unmovable VMs left, twice in a row. */
-		quiet = !p->in_flight && !p->n_moves ? quiet + 1 : 0;
-		if (!p->remaining || quiet >= 3 ||
+		quiet = !p->in_flight && !p->n_moves && !p->incoming ? quiet + 1 : 0;
+		if ((!p->remaining && !p->incoming) || quiet >= 3 ||
 		    mono_ms() - moved_at > EVACUATE_STALL_S * 1000.0)
 			break;
 		CL_FREE(r);
@@ -452,18 +458,18 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		fprintf(stderr, "\r\033[K");
 	if (c->json) {
 		cl_msg_json(stdout, &r->base);
-	} else if (!r->plan->remaining) {
+	} else if (!r->plan->remaining && !r->plan->incoming) {
 		printf("%s is empty and in maintenance: %u VM(s) moved in %.1f s\n", host,
 		       start_remaining, (mono_ms() - t0) / 1e3);
 	} else {
-		printf("%s is in maintenance but not empty: %u VM(s) could not leave\n", host,
-		       r->plan->remaining);
+		printf("%s is in maintenance but not empty: %u VM(s) could not leave%s\n", host,
+		       r->plan->remaining, coming);
 		for (size_t i = 0; i < r->plan->n_stuck; i++)
 			printf("  %s: %s\n", r->plan->stuck[i]->vm, r->plan->stuck[i]->reason);
 		if (!r->plan->n_stuck)
 			printf("  the evacuation made no progress for %d s\n", EVACUATE_STALL_S);
 	}
-	status = r->plan->remaining ? 1 : 0;
+	status = r->plan->remaining || r->plan->incoming ? 1 : 0;
 	if (status && force_stop) {
 		status = 0;
 		for (size_t i = 0; i < r->plan->n_stuck; i++) {

@@ -6,7 +6,8 @@
 # evacuation does not break it); `host maintenance host1 enter` empties
 # host1 with progress, except a VM whose CPU model no other host has: it
 # is named with the reason and the command ends non-zero instead of
-# hanging; --force-stop stops it; exit makes host1 eligible again.
+# hanging; --force-stop stops it; exit makes host1 eligible again. A
+# move into a host that goes into maintenance meanwhile is cancelled.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 export FERRY_CLUSTERD_ARGS="--balance-interval-s 2"
@@ -109,4 +110,32 @@ check "--force-stop leaves host1 empty" bash -c \
 check "host1 is empty" test "$(vms_on host1)" = 0
 check "exit: host1 takes VMs again" ctl host2 clusterctl host maintenance host1 exit
 check "pin starts on host1 again" ctl host2 clusterctl vm start pin --host host1
+
+# Maintenance means no new VMs: a move on its way into the host is
+# cancelled (at 8 Mbit/s the dirtier's working set cannot converge, so it
+# is still in pre-copy), the VM runs on at its source, and the host empties.
+echo "== a move into a host going into maintenance"
+read -r mv mv_from mv_to <<<"$(ctl_json host1 vm list | python3 -c '
+import json, sys
+vms = [v for v in json.load(sys.stdin)["state"]["vms"]
+       if v["name"].startswith("b") and v["name"] not in sys.argv[1:]]
+v = vms[0]
+print(v["name"], v["host"], "host3" if v["host"] == "host2" else "host2")' "$ra" "$rb")"
+mig_out=$(mktemp)
+lab_exec host2 clusterctl migrate "$mv" "$mv_to" --bandwidth 8 >"$mig_out" 2>&1 &
+mig_pid=$!
+in_flight() { ctl_json host1 vm show "$mv" | grep -q '"migration"'; }
+check "$mv migrates $mv_from -> $mv_to at 8 Mbit/s" wait_for 20 "a migration in flight" in_flight
+sleep 0.5
+out=$(lab_exec host1 clusterctl host maintenance "$mv_to" enter 2>&1) && rc=0 || rc=$?
+echo "$out" | sed 's/^/  /'
+check "maintenance $mv_to enter ends, zero" test "$rc" = 0
+wait $mig_pid && rc=0 || rc=$?
+sed 's/^/  /' "$mig_out"
+check "the move is cancelled, saying why" bash -c "[ $rc = 1 ] && grep -q 'migrate: $mv: destination $mv_to went into maintenance during the \(handshake\|precopy\) phase; cancelled, the VM runs on at the source' '$mig_out'"
+rm -f "$mig_out"
+check "$mv runs on at $mv_from" test "$(host_of "$mv")" = "$mv_from"
+check "$mv_to is empty" test "$(vms_on "$mv_to")" = 0
+check "every guest still runs" all_running
+check "exit: $mv_to takes VMs again" ctl host2 clusterctl host maintenance "$mv_to" exit
 finish
