@@ -402,6 +402,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	uint32_t start_remaining = 0, last_remaining = UINT32_MAX, last_incoming = 0;
 	char said[1024] = "", coming[48] = "";
 	int status, quiet = 0;
+	bool left = false;
 
 	m.host = (char *)host;
 	m.enter = enter;
@@ -448,7 +449,10 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 				coming, p->n_moves, p->eta_ms / 1e3, (mono_ms() - t0) / 1e3);
 		/* Done, or stuck: only unmovable VMs left, twice in a row. */
 		quiet = !p->in_flight && !p->n_moves && !p->incoming ? quiet + 1 : 0;
-		if ((!p->remaining && !p->incoming) || quiet >= 3 ||
+		/* host maintenance exit, asked meanwhile, ends the evacuation. */
+		left = (p->remaining || p->incoming) && r->host &&
+		       r->host->mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+		if ((!p->remaining && !p->incoming) || quiet >= 3 || left ||
 		    mono_ms() - moved_at > EVACUATE_STALL_S * 1000.0)
 			break;
 		CL_FREE(r);
@@ -458,6 +462,9 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		fprintf(stderr, "\r\033[K");
 	if (c->json) {
 		cl_msg_json(stdout, &r->base);
+	} else if (left) {
+		printf("%s left maintenance (host maintenance exit) before it was empty: %u "
+		       "VM(s) still on it%s\n", host, r->plan->remaining, coming);
 	} else if (!r->plan->remaining && !r->plan->incoming) {
 		printf("%s is empty and in maintenance: %u VM(s) moved in %.1f s\n", host,
 		       start_remaining, (mono_ms() - t0) / 1e3);
@@ -469,7 +476,9 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		if (!r->plan->n_stuck)
 			printf("  the evacuation made no progress for %d s\n", EVACUATE_STALL_S);
 	}
-	status = r->plan->remaining || r->plan->incoming ? 1 : 0;
+	status = r->plan->remaining || r->plan->incoming || left ? 1 : 0;
+	if (left)
+		force_stop = false;   /* the operator took the host back */
 	if (status && force_stop) {
 		status = 0;
 		for (size_t i = 0; i < r->plan->n_stuck; i++) {

@@ -7,7 +7,8 @@
 # host1 with progress, except a VM whose CPU model no other host has: it
 # is named with the reason and the command ends non-zero instead of
 # hanging; --force-stop stops it; exit makes host1 eligible again. A
-# move into a host that goes into maintenance meanwhile is cancelled.
+# move into a host that goes into maintenance meanwhile is cancelled;
+# exit, asked while enter waits, ends it.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 export FERRY_CLUSTERD_ARGS="--balance-interval-s 2"
@@ -138,4 +139,37 @@ check "$mv runs on at $mv_from" test "$(host_of "$mv")" = "$mv_from"
 check "$mv_to is empty" test "$(vms_on "$mv_to")" = 0
 check "every guest still runs" all_running
 check "exit: $mv_to takes VMs again" ctl host2 clusterctl host maintenance "$mv_to" exit
+
+# host maintenance exit, asked while an enter waits for its evacuation,
+# takes the host back: the enter ends at once and says so. slow (2 MiB
+# written, 100 pages/s) leaves host1 at 8 Mbit/s in a few seconds; pin
+# cannot leave at all.
+echo "== maintenance exit while an evacuation runs"
+# Only pin and slow on host1: the busy b VMs would not converge at 8 Mbit/s.
+for v in $(ctl_json host1 vm list | python3 -c '
+import json, sys
+print(" ".join(v["name"] for v in json.load(sys.stdin)["state"]["vms"]
+               if v["name"].startswith("b") and v.get("host") == "host1"))'); do
+	check "$v leaves host1 first" bash -c "'$LAB_TOOL' exec --name $LAB_NAME host1 clusterctl migrate $v host2 >/dev/null 2>&1 ||
+		'$LAB_TOOL' exec --name $LAB_NAME host1 clusterctl migrate $v host3 >/dev/null 2>&1"
+done
+check "slow (dirtier, 2 MiB) starts on host1" ctl host1 sh -c "clusterctl vm create slow \
+	--guest $GUESTS/dirtier --args 'ws=2097152 fillsz=2097152 rate=100' --mem 64M &&
+	clusterctl vm start slow --host host1"
+check "migration-bandwidth-mbps 8" ctl host1 clusterctl config set migration-bandwidth-mbps 8
+ent_out=$(mktemp)
+lab_exec host2 clusterctl host maintenance host1 enter >"$ent_out" 2>&1 &
+ent_pid=$!
+slow_moving() { ctl_json host1 vm show slow | grep -q '"migration"'; }
+check "the evacuation moves slow" wait_for 20 "slow migrating" slow_moving
+check "host maintenance host1 exit, from host3" ctl host3 clusterctl host maintenance host1 exit
+wait $ent_pid && rc=0 || rc=$?
+sed 's/^/  /' "$ent_out"
+check "enter ends at once, non-zero, saying so" bash -c "[ $rc = 1 ] && grep -q '^host1 left maintenance (host maintenance exit) before it was empty: 2 VM(s) still on it' '$ent_out'"
+rm -f "$ent_out"
+slow_still() { ! slow_moving; }
+check "slow's move ends" wait_for 60 "slow's move over" slow_still
+check "migration-bandwidth-mbps default" ctl host1 clusterctl config set migration-bandwidth-mbps default
+check "pin stays on host1" test "$(host_of pin)" = host1
+check "every guest still runs" all_running
 finish
