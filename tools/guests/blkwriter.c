@@ -7,7 +7,12 @@
  * n blocks. A request that comes back with an error is counted and written
  * again, so an error never leaves a gap. Live values: "acked" (the last
  * block whose write the device reported done), "io_errors", "max_stall_ns".
- * With flush_every=K a flush follows every K blocks.
+ * With flush_every=K a flush follows every K blocks. With resume=1 the
+ * log already on the disk is checked first and continued after its last
+ * block, chained to it, so that one log spans every run of the guest (a
+ * restart after a crash, a node lost); a log that does not check ends the
+ * guest with "CHECK FAILED" (exit 9). "run_id" (the TSC at boot) tells
+ * runs apart: it moves with a migrated guest.
  *
  * mode=bench: timed 4 KiB writes for tests/bench/storage_bench (pattern=seq
  * or rand, sync=1 adds a flush after each, n writes, qd writes in flight).
@@ -41,12 +46,12 @@ static uint64_t block[BLKLOG_WORDS] RT_ALIGNED(4096);
 static uint8_t chunk[READ_CHUNK] RT_ALIGNED(4096);
 static struct gabi_blk_req req RT_ALIGNED(64);
 static struct gabi_blk_info info RT_ALIGNED(64);
-static volatile uint64_t acked, io_errors, last_seq;
+static volatile uint64_t acked, io_errors, last_seq, run_id;
 static struct rt_stall stall;
 
 static const char *const known_args[] = {
 	"mode", "disk", "slots", "n", "rate", "flush_every", "pattern", "sync", "qd", "ring",
-	NULL
+	"resume", NULL
 };
 
 #define LAT_BUCKETS 20000u   /* 1 us each; the last one holds everything slower */
@@ -124,17 +129,79 @@ static int64_t blk_do(unsigned disk, uint32_t op, uint64_t off, void *buf, uint6
 	return RT_READ_ONCE(q->result);
 }
 
-static int do_write(unsigned disk, uint64_t slots)
+/* Read the whole log back and check it: the slots (in guest RAM) and r. */
+static struct blklog_slot *log_scan(unsigned disk, uint64_t slots, const struct gabi_boot *boot,
+				    struct blklog_result *r)
+{
+	struct blklog_slot *s = (struct blklog_slot *)RT_ALIGN_UP(boot->heap_start, 64);
+
+	if ((uint64_t)(s + slots) > boot->heap_end)
+		rt_die(2, "blkwriter: %lu slots do not fit in guest RAM\n", (unsigned long)slots);
+	for (uint64_t i = 0; i < slots; i += READ_CHUNK / BLKLOG_BLOCK) {
+		uint64_t nb = slots - i < READ_CHUNK / BLKLOG_BLOCK ? slots - i :
+			      READ_CHUNK / BLKLOG_BLOCK;
+		int64_t ret = blk_do(disk, GABI_BLK_READ, i * BLKLOG_BLOCK, chunk,
+				     nb * BLKLOG_BLOCK);
+
+		if (ret != (int64_t)(nb * BLKLOG_BLOCK))
+			rt_die(1, "blkwriter: verify: read at block %lu failed: %ld\n",
+			       (unsigned long)i, (long)ret);
+		for (uint64_t k = 0; k < nb; k++)
+			blklog_parse((const uint64_t *)(chunk + k * BLKLOG_BLOCK), i + k, slots,
+				     &s[i + k]);
+	}
+	blklog_verify(s, slots, r);
+	return s;
+}
+
+static int do_verify(unsigned disk, uint64_t slots, const struct gabi_boot *boot)
+{
+	struct blklog_result r;
+
+	rt_publish("last_seq", &last_seq);
+	log_scan(disk, slots, boot, &r);
+	last_seq = r.last_seq;
+	if (r.err) {
+		rt_printf("blkwriter: verify: FAIL: %s at slot %lu (expected block %lu); "
+			  "last seq %lu\n", blklog_err_name(r.err), (unsigned long)r.slot,
+			  (unsigned long)r.want_seq, (unsigned long)r.last_seq);
+		return 1;
+	}
+	rt_printf("blkwriter: verify: ok: last seq %lu, %lu blocks%s\n",
+		  (unsigned long)r.last_seq, (unsigned long)r.valid,
+		  r.torn_tail ? ", torn unacknowledged tail" : "");
+	return 0;
+}
+
+static int do_write(unsigned disk, uint64_t slots, const struct gabi_boot *boot)
 {
 	uint64_t n = rt_arg_u64("n", 0), rate = rt_arg_u64("rate", 0);
 	uint64_t flush_every = rt_arg_u64("flush_every", 0);
 	uint64_t prev = 0, next = rt_rdtsc(), step = rate ? rt_ns_to_tsc(RT_NS_PER_SEC / rate) : 0;
+	uint64_t first = 1;
 
+	run_id = rt_rdtsc();
+	rt_publish("run_id", &run_id);
 	rt_publish("acked", &acked);
 	rt_publish("io_errors", &io_errors);
-	rt_printf("blkwriter: writing a log of %lu blocks on disk %u\n",
-		  (unsigned long)slots, disk);
-	for (uint64_t seq = 1; !n || seq <= n; seq++) {
+	if (rt_arg_u64("resume", 0)) {
+		struct blklog_result r;
+		struct blklog_slot *s = log_scan(disk, slots, boot, &r);
+
+		if (r.err)
+			rt_die(9, "blkwriter: CHECK FAILED: the log to resume: %s at slot %lu "
+			       "(expected block %lu); last seq %lu\n", blklog_err_name(r.err),
+			       (unsigned long)r.slot, (unsigned long)r.want_seq,
+			       (unsigned long)r.last_seq);
+		if (r.last_seq) {
+			first = r.last_seq + 1;
+			prev = s[(r.last_seq - 1) % slots].sum;
+		}
+		acked = r.last_seq;
+	}
+	rt_printf("blkwriter: writing a log of %lu blocks on disk %u from block %lu\n",
+		  (unsigned long)slots, disk, (unsigned long)first);
+	for (uint64_t seq = first; !n || seq < first + n; seq++) {
 		uint64_t sum = blklog_fill(block, seq, prev, slots);
 		int64_t ret;
 
@@ -159,42 +226,7 @@ static int do_write(unsigned disk, uint64_t slots)
 		}
 	}
 	rt_printf("blkwriter: wrote %lu blocks, %lu I/O errors retried\n",
-		  (unsigned long)acked, (unsigned long)io_errors);
-	return 0;
-}
-
-static int do_verify(unsigned disk, uint64_t slots, const struct gabi_boot *boot)
-{
-	struct blklog_slot *s = (struct blklog_slot *)RT_ALIGN_UP(boot->heap_start, 64);
-	struct blklog_result r;
-
-	rt_publish("last_seq", &last_seq);
-	if ((uint64_t)(s + slots) > boot->heap_end)
-		rt_die(2, "blkwriter: %lu slots do not fit in guest RAM\n", (unsigned long)slots);
-	for (uint64_t i = 0; i < slots; i += READ_CHUNK / BLKLOG_BLOCK) {
-		uint64_t nb = slots - i < READ_CHUNK / BLKLOG_BLOCK ? slots - i :
-			      READ_CHUNK / BLKLOG_BLOCK;
-		int64_t ret = blk_do(disk, GABI_BLK_READ, i * BLKLOG_BLOCK, chunk,
-				     nb * BLKLOG_BLOCK);
-
-		if (ret != (int64_t)(nb * BLKLOG_BLOCK))
-			rt_die(1, "blkwriter: verify: read at block %lu failed: %ld\n",
-			       (unsigned long)i, (long)ret);
-		for (uint64_t k = 0; k < nb; k++)
-			blklog_parse((const uint64_t *)(chunk + k * BLKLOG_BLOCK), i + k, slots,
-				     &s[i + k]);
-	}
-	blklog_verify(s, slots, &r);
-	last_seq = r.last_seq;
-	if (r.err) {
-		rt_printf("blkwriter: verify: FAIL: %s at slot %lu (expected block %lu); "
-			  "last seq %lu\n", blklog_err_name(r.err), (unsigned long)r.slot,
-			  (unsigned long)r.want_seq, (unsigned long)r.last_seq);
-		return 1;
-	}
-	rt_printf("blkwriter: verify: ok: last seq %lu, %lu blocks%s\n",
-		  (unsigned long)r.last_seq, (unsigned long)r.valid,
-		  r.torn_tail ? ", torn unacknowledged tail" : "");
+		  (unsigned long)(acked - first + 1), (unsigned long)io_errors);
 	return 0;
 }
 
@@ -308,7 +340,7 @@ int guest_main(unsigned cpu, const struct gabi_boot *boot)
 	if (use_ring && (ret = rt_hcall(GABI_HC_BLK_RING, disk, (uint64_t)&ring, 0)))
 		rt_die(2, "blkwriter: disk %u: blk_ring: %ld\n", disk, (long)ret);
 	if (!strcmp(mode, "write"))
-		return do_write(disk, slots);
+		return do_write(disk, slots, boot);
 	if (!strcmp(mode, "verify"))
 		return do_verify(disk, slots, boot);
 	if (!strcmp(mode, "bench"))
