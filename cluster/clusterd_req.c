@@ -435,13 +435,6 @@ static void do_cpu_check(struct agent *a, const Ferry__Cluster__Request *q, R *r
 }
 
 /*
- * host into maintenance under HA admission control: refused when its
- * evacuation, as planned now, leaves a cluster that would not survive the
- * loss it survives now (vSphere's admission control blocks such an
- * evacuation part-way; we say so before the first move). Judged here
- * only: the plan needs the hosts' loads, which the state does not hold.
- */
-/*
  * What a maintenance entry was judged on, carried by its command so that
  * every node judges it again where it applies it: the agent's view of the
  * hosts and the evacuation plan's moves (the plan's own strings go with
@@ -450,14 +443,17 @@ static void do_cpu_check(struct agent *a, const Ferry__Cluster__Request *q, R *r
 struct maint_admit {
 	struct agent_admit view;
 	Ferry__Cluster__AdmitMove *mv, **pmv;
-	char (*names)[2][CL_NAME_MAX];
+	size_t n;
 };
 
 static void maint_admit_free(struct maint_admit *m)
 {
+	for (size_t i = 0; m->mv && i < m->n; i++) {
+		free(m->mv[i].vm);
+		free(m->mv[i].to);
+	}
 	free(m->mv);
 	free(m->pmv);
-	free(m->names);
 }
 
 static int maint_admit_moves(struct maint_admit *m, const struct cl_plan *plan)
@@ -466,16 +462,19 @@ static int maint_admit_moves(struct maint_admit *m, const struct cl_plan *plan)
 
 	m->mv = calloc(n + 1, sizeof(*m->mv));
 	m->pmv = calloc(n + 1, sizeof(*m->pmv));
-	m->names = calloc(n + 1, sizeof(*m->names));
-	if (!m->mv || !m->pmv || !m->names)
+	if (!m->mv || !m->pmv)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		ferry__cluster__admit_move__init(&m->mv[i]);
-		snprintf(m->names[i][0], CL_NAME_MAX, "%s", plan->moves[i].vm_name);
-		snprintf(m->names[i][1], CL_NAME_MAX, "%s", plan->moves[i].to);
-		m->mv[i].vm = m->names[i][0];
-		m->mv[i].to = m->names[i][1];
-		m->pmv[i] = &m->mv[i];
+	for (; m->n < n; m->n++) {
+		Ferry__Cluster__AdmitMove *mv = &m->mv[m->n];
+
+		ferry__cluster__admit_move__init(mv);
+		mv->vm = strdup(plan->moves[m->n].vm_name);
+		mv->to = strdup(plan->moves[m->n].to);
+		m->pmv[m->n] = mv;
+		if (!mv->vm || !mv->to) {
+			m->n++;
+			return -ENOMEM;
+		}
 	}
 	m->view.msg.moves = m->pmv;
 	m->view.msg.n_moves = n;
@@ -483,8 +482,13 @@ static int maint_admit_moves(struct maint_admit *m, const struct cl_plan *plan)
 }
 
 /*
- * host into maintenance, judged on the evacuation plan made now: true with
- * *admit what to carry (NULL: nothing judged), or false with r failed.
+ * host into maintenance under HA admission control: refused when its
+ * evacuation, as planned now, leaves a cluster that would not survive the
+ * loss it survives now (vSphere's admission control blocks such an
+ * evacuation part-way; we say so before the first move). The plan needs
+ * the hosts' loads, which the state does not hold: made here, and carried
+ * for the judgement where the command is applied (cl_state.c). True with
+ * *admit what to carry (NULL: nothing judged), or false with r failed;
  * m is freed by the caller either way.
  */
 static bool maintenance_admitted(struct agent *a, const char *what, const char *host,
@@ -530,7 +534,6 @@ static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r
 {
 	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
-
 	struct maint_admit m = { 0 };
 
 	c.host = q->host_mode->host;
@@ -756,7 +759,6 @@ static void do_maintenance(struct agent *a, const Ferry__Cluster__Request *q, R 
 {
 	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
-
 	struct maint_admit m = { 0 };
 
 	c.host = q->maintenance->host;
