@@ -791,6 +791,8 @@ static void do_evacuation(struct agent *a, const Ferry__Cluster__Request *q, R *
 		return;
 	cl_plan_free(&plan);
 	cl_str_set(&r->plan->host, host);
+	/* No agent there to migrate from: nothing leaves until it is back. */
+	r->plan->host_down = !agent_online(a, host);
 	r->plan->in_flight = 0;
 	for (size_t i = 0; i < a->st->n_vms; i++) {
 		const Ferry__Cluster__Vm *vm = a->st->vms[i];

@@ -402,7 +402,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	uint32_t start_remaining = 0, last_remaining = UINT32_MAX, last_incoming = 0;
 	char said[1024] = "", coming[48] = "";
 	int status, quiet = 0;
-	bool left = false;
+	bool left = false, gone = false;
 
 	m.host = (char *)host;
 	m.enter = enter;
@@ -452,7 +452,8 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		/* host maintenance exit, asked meanwhile, ends the evacuation. */
 		left = (p->remaining || p->incoming) && r->host &&
 		       r->host->mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
-		if ((!p->remaining && !p->incoming) || quiet >= 3 || left ||
+		gone = (p->remaining || p->incoming) && p->host_down;
+		if ((!p->remaining && !p->incoming) || quiet >= 3 || left || gone ||
 		    mono_ms() - moved_at > EVACUATE_STALL_S * 1000.0)
 			break;
 		CL_FREE(r);
@@ -462,6 +463,10 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		fprintf(stderr, "\r\033[K");
 	if (c->json) {
 		cl_msg_json(stdout, &r->base);
+	} else if (gone) {
+		printf("%s left the cluster before it was empty: %u VM(s) still placed on it; "
+		       "its HA VMs restart elsewhere after ha-fence-s, and the evacuation goes on "
+		       "once it is back\n", host, r->plan->remaining);
 	} else if (left) {
 		printf("%s left maintenance (host maintenance exit) before it was empty: %u "
 		       "VM(s) still on it%s\n", host, r->plan->remaining, coming);
@@ -476,9 +481,9 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		if (!r->plan->n_stuck)
 			printf("  the evacuation made no progress for %d s\n", EVACUATE_STALL_S);
 	}
-	status = r->plan->remaining || r->plan->incoming || left ? 1 : 0;
-	if (left)
-		force_stop = false;   /* the operator took the host back */
+	status = r->plan->remaining || r->plan->incoming || left || gone ? 1 : 0;
+	if (left || gone)
+		force_stop = false;   /* taken back by the operator, or not there to stop on */
 	if (status && force_stop) {
 		status = 0;
 		for (size_t i = 0; i < r->plan->n_stuck; i++) {

@@ -8,7 +8,7 @@
 # is named with the reason and the command ends non-zero instead of
 # hanging; --force-stop stops it; exit makes host1 eligible again. A
 # move into a host that goes into maintenance meanwhile is cancelled;
-# exit, asked while enter waits, ends it.
+# exit, asked while enter waits, ends it; so does the host's power lost.
 . "$(dirname "$0")/lab_lib.sh"
 GUESTS=${FERRY_GUESTS:-$LAB_SRC/build/guests}
 export FERRY_CLUSTERD_ARGS="--balance-interval-s 2"
@@ -172,4 +172,29 @@ check "slow's move ends" wait_for 60 "slow's move over" slow_still
 check "migration-bandwidth-mbps default" ctl host1 clusterctl config set migration-bandwidth-mbps default
 check "pin stays on host1" test "$(host_of pin)" = host1
 check "every guest still runs" all_running
+
+# A host that loses power while it empties has no agent to migrate from:
+# enter ends once the others see it gone, instead of waiting for the 60-s
+# stall, and the evacuation goes on when it is back.
+echo "== a host lost while it empties"
+sh_=$(host_of slow)
+check "migration-bandwidth-mbps 8" ctl host1 clusterctl config set migration-bandwidth-mbps 8
+ent_out=$(mktemp)
+lab_exec host1 clusterctl host maintenance "$sh_" enter >"$ent_out" 2>&1 &
+ent_pid=$!
+check "the evacuation moves slow off $sh_" wait_for 20 "slow migrating" slow_moving
+t0=$(date +%s%3N)
+lab kill "$sh_" --all >/dev/null
+wait $ent_pid && rc=0 || rc=$?
+echo "  enter ended $(fmt_ms $(($(date +%s%3N) - t0))) after the power loss"
+sed 's/^/  /' "$ent_out"
+check "enter ends, non-zero, saying so" bash -c "[ $rc = 1 ] && grep -q '^$sh_ left the cluster before it was empty: [0-9]* VM(s) still placed on it' '$ent_out'"
+check "it did not wait for the 60-s stall" test $(($(date +%s%3N) - t0)) -lt 30000
+rm -f "$ent_out"
+check "migration-bandwidth-mbps default" ctl host1 clusterctl config set migration-bandwidth-mbps default
+check "$sh_ back" bash -c "'$LAB_TOOL' start --name $LAB_NAME $sh_ >/dev/null"
+empty_now() { [ "$(vms_on "$sh_")" = 0 ]; }
+check "the evacuation goes on: $sh_ empties" wait_for 90 "$sh_ empty" empty_now
+check "exit: $sh_ takes VMs again" ctl host1 clusterctl host maintenance "$sh_" exit
+check "every guest runs" wait_for 30 "all running" all_running
 finish
