@@ -336,9 +336,9 @@ static int apply_host_mode(Ferry__Cluster__State *st, const Ferry__Cluster__Comm
 		if (ret)
 			return ret;
 	}
-	if (h->mode != cmd->host_mode->mode)
+	if (h->mode != c->mode)
 		h->mode_unix_ms = cmd->unix_ms;
-	h->mode = cmd->host_mode->mode;
+	h->mode = c->mode;
 	return 0;
 }
 

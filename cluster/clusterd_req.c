@@ -489,7 +489,7 @@ static int maint_admit_moves(struct maint_admit *m, const struct cl_plan *plan)
  * the hosts' loads, which the state does not hold: made here, and carried
  * for the judgement where the command is applied (cl_state.c). True with
  * *admit what to carry (NULL: nothing judged), or false with r failed;
- * m is freed by the caller either way.
+ * m, zeroed by the caller, is freed by the caller either way.
  */
 static bool maintenance_admitted(struct agent *a, const char *what, const char *host,
 				 struct maint_admit *m, Ferry__Cluster__Admit **admit, R *r)
@@ -500,7 +500,6 @@ static bool maintenance_admitted(struct agent *a, const char *what, const char *
 	char msg[CL_ERR_LEN + 512] = "";
 	int ret;
 
-	*m = (struct maint_admit){ 0 };
 	*admit = NULL;
 	if (!h || h->mode == FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ||
 	    !agent_admit_view(a, &m->view))
@@ -530,21 +529,32 @@ static bool maintenance_admitted(struct agent *a, const char *what, const char *
 	return false;
 }
 
-static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+/*
+ * host into mode, for both commands that say it (what: "host mode", "host
+ * maintenance"): into maintenance judged by HA admission control first,
+ * and the judgement carried for where the command is applied.
+ */
+static void host_mode_propose(struct agent *a, const char *what, const char *host,
+			      Ferry__Cluster__HostMode mode, R *r)
 {
 	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
 	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
 	struct maint_admit m = { 0 };
 
-	c.host = q->host_mode->host;
-	c.mode = q->host_mode->mode;
-	if (c.mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ||
-	    maintenance_admitted(a, "host mode", c.host, &m, &c.admit, r)) {
+	c.host = (char *)host;
+	c.mode = mode;
+	if (mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE ||
+	    maintenance_admitted(a, what, host, &m, &c.admit, r)) {
 		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
 		cmd.host_mode = &c;
 		propose(a, &cmd, r);
 	}
 	maint_admit_free(&m);
+}
+
+static void do_host_mode(struct agent *a, const Ferry__Cluster__Request *q, R *r)
+{
+	host_mode_propose(a, "host mode", q->host_mode->host, q->host_mode->mode, r);
 }
 
 /*
@@ -757,20 +767,9 @@ static void do_rule_delete(struct agent *a, const Ferry__Cluster__Request *q, R 
 
 static void do_maintenance(struct agent *a, const Ferry__Cluster__Request *q, R *r)
 {
-	Ferry__Cluster__CmdHostMode c = FERRY__CLUSTER__CMD_HOST_MODE__INIT;
-	Ferry__Cluster__Command cmd = FERRY__CLUSTER__COMMAND__INIT;
-	struct maint_admit m = { 0 };
-
-	c.host = q->maintenance->host;
-	c.mode = q->maintenance->enter ? FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE :
-		 FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE;
-	if (!q->maintenance->enter ||
-	    maintenance_admitted(a, "host maintenance", c.host, &m, &c.admit, r)) {
-		cmd.op_case = FERRY__CLUSTER__COMMAND__OP_HOST_MODE;
-		cmd.host_mode = &c;
-		propose(a, &cmd, r);
-	}
-	maint_admit_free(&m);
+	host_mode_propose(a, "host maintenance", q->maintenance->host,
+			  q->maintenance->enter ? FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE :
+			  FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE, r);
 }
 
 /* How an evacuation stands: the VMs still there, the moves left, the

@@ -402,7 +402,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	uint32_t start_remaining = 0, last_remaining = UINT32_MAX, last_incoming = 0;
 	char said[1024] = "", coming[48] = "";
 	int status, quiet = 0;
-	bool left = false, gone = false;
+	bool empty = false, left = false, gone = false;
 
 	m.host = (char *)host;
 	m.enter = enter;
@@ -449,11 +449,12 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 				coming, p->n_moves, p->eta_ms / 1e3, (mono_ms() - t0) / 1e3);
 		/* Done, or stuck: only unmovable VMs left, twice in a row. */
 		quiet = !p->in_flight && !p->n_moves && !p->incoming ? quiet + 1 : 0;
+		empty = !p->remaining && !p->incoming;
 		/* host maintenance exit, asked meanwhile, ends the evacuation. */
-		left = (p->remaining || p->incoming) && r->host &&
+		left = !empty && r->host &&
 		       r->host->mode != FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
-		gone = (p->remaining || p->incoming) && p->host_down;
-		if ((!p->remaining && !p->incoming) || quiet >= 3 || left || gone ||
+		gone = !empty && p->host_down;
+		if (empty || quiet >= 3 || left || gone ||
 		    mono_ms() - moved_at > EVACUATE_STALL_S * 1000.0)
 			break;
 		CL_FREE(r);
@@ -470,7 +471,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	} else if (left) {
 		printf("%s left maintenance (host maintenance exit) before it was empty: %u "
 		       "VM(s) still on it%s\n", host, r->plan->remaining, coming);
-	} else if (!r->plan->remaining && !r->plan->incoming) {
+	} else if (empty) {
 		printf("%s is empty and in maintenance: %u VM(s) moved in %.1f s\n", host,
 		       start_remaining, (mono_ms() - t0) / 1e3);
 	} else {
@@ -481,7 +482,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		if (!r->plan->n_stuck)
 			printf("  the evacuation made no progress for %d s\n", EVACUATE_STALL_S);
 	}
-	status = r->plan->remaining || r->plan->incoming || left || gone ? 1 : 0;
+	status = !empty ? 1 : 0;
 	if (left || gone)
 		force_stop = false;   /* taken back by the operator, or not there to stop on */
 	if (status && force_stop) {

@@ -157,14 +157,22 @@ check "slow (dirtier, 2 MiB) starts on host1" ctl host1 sh -c "clusterctl vm cre
 	--guest $GUESTS/dirtier --args 'ws=2097152 fillsz=2097152 rate=100' --mem 64M &&
 	clusterctl vm start slow --host host1"
 check "migration-bandwidth-mbps 8" ctl host1 clusterctl config set migration-bandwidth-mbps 8
-ent_out=$(mktemp)
-lab_exec host2 clusterctl host maintenance host1 enter >"$ent_out" 2>&1 &
-ent_pid=$!
+# enter_bg VIA HOST: host maintenance HOST enter through VIA, in the
+# background; enter_wait: its exit status in rc, what it said in ent_out.
+enter_bg() {
+	ent_out=$(mktemp)
+	lab_exec "$1" clusterctl host maintenance "$2" enter >"$ent_out" 2>&1 &
+	ent_pid=$!
+}
+enter_wait() {
+	wait "$ent_pid" && rc=0 || rc=$?
+	sed 's/^/  /' "$ent_out"
+}
+enter_bg host2 host1
 slow_moving() { ctl_json host1 vm show slow | grep -q '"migration"'; }
 check "the evacuation moves slow" wait_for 20 "slow migrating" slow_moving
 check "host maintenance host1 exit, from host3" ctl host3 clusterctl host maintenance host1 exit
-wait $ent_pid && rc=0 || rc=$?
-sed 's/^/  /' "$ent_out"
+enter_wait
 check "enter ends at once, non-zero, saying so" bash -c "[ $rc = 1 ] && grep -q '^host1 left maintenance (host maintenance exit) before it was empty: 2 VM(s) still on it' '$ent_out'"
 rm -f "$ent_out"
 slow_still() { ! slow_moving; }
@@ -179,15 +187,12 @@ check "every guest still runs" all_running
 echo "== a host lost while it empties"
 sh_=$(host_of slow)
 check "migration-bandwidth-mbps 8" ctl host1 clusterctl config set migration-bandwidth-mbps 8
-ent_out=$(mktemp)
-lab_exec host1 clusterctl host maintenance "$sh_" enter >"$ent_out" 2>&1 &
-ent_pid=$!
+enter_bg host1 "$sh_"
 check "the evacuation moves slow off $sh_" wait_for 20 "slow migrating" slow_moving
 t0=$(date +%s%3N)
 lab kill "$sh_" --all >/dev/null
-wait $ent_pid && rc=0 || rc=$?
+enter_wait
 echo "  enter ended $(fmt_ms $(($(date +%s%3N) - t0))) after the power loss"
-sed 's/^/  /' "$ent_out"
 check "enter ends, non-zero, saying so" bash -c "[ $rc = 1 ] && grep -q '^$sh_ left the cluster before it was empty: [0-9]* VM(s) still placed on it' '$ent_out'"
 check "it did not wait for the 60-s stall" test $(($(date +%s%3N) - t0)) -lt 30000
 rm -f "$ent_out"
