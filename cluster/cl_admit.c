@@ -246,13 +246,41 @@ static int each_loss(struct adm *a, unsigned i, int from)
 	return 0;
 }
 
+static int by_vm_then_order(const void *x, const void *y)
+{
+	const struct cl_admit_change *a = *(const struct cl_admit_change *const *)x;
+	const struct cl_admit_change *b = *(const struct cl_admit_change *const *)y;
+	int c = strcmp(a->vm, b->vm);
+
+	return c ? c : a < b ? -1 : a > b;
+}
+
+/* The last change of vm among moves (sorted by by_vm_then_order), or NULL. */
+static const struct cl_admit_change *change_of(const struct cl_admit_change *const *moves,
+					       size_t n, const char *vm)
+{
+	size_t lo = 0, hi = n;
+
+	/* The first past vm's changes; the one before it is vm's last, if any. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(moves[mid]->vm, vm) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo && !strcmp(moves[lo - 1]->vm, vm) ? moves[lo - 1] : NULL;
+}
+
 int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 		const void *opaque, const struct cl_admit_change *changes, size_t n_changes,
 		char *why, size_t len)
 {
 	struct adm a = { .k = k, .why = why, .len = len };
 	const struct adm_vm **order = NULL;
-	size_t online = 0;
+	const struct cl_admit_change **moves = NULL;
+	size_t online = 0, n_moves = 0;
 	int ret = 0;
 
 	if (len)
@@ -280,22 +308,28 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 	}
 	a.vms = calloc(st->n_vms + n_changes + 1, sizeof(*a.vms));
 	order = calloc(st->n_vms + n_changes + 1, sizeof(*order));
-	if (!a.vms || !order) {
+	moves = calloc(n_changes + 1, sizeof(*moves));
+	if (!a.vms || !order || !moves) {
 		ret = -ENOMEM;
 		goto out;
 	}
+	for (size_t c = 0; c < n_changes; c++)
+		if (!changes[c].maintenance && !changes[c].mem)
+			moves[n_moves++] = &changes[c];
+	/* By name, the later of one VM's changes last: an evacuation plan judges many at once. */
+	qsort(moves, n_moves, sizeof(*moves), by_vm_then_order);
 	for (size_t i = 0; i < st->n_vms; i++) {
 		const Ferry__Cluster__Vm *vm = st->vms[i];
 		struct adm_vm *v = &a.vms[a.n_vms];
 		bool running = vm->desired == FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING;
 		const char *host = running ? vm->host : NULL;
+		const struct cl_admit_change *ch = change_of(moves, n_moves, vm->name);
 
 		v->ha = vm->ha;
-		for (size_t c = 0; c < n_changes; c++)
-			if (!changes[c].maintenance && !strcmp(changes[c].vm, vm->name)) {
-				host = changes[c].host;
-				v->ha = changes[c].ha;
-			}
+		if (ch) {
+			host = ch->host;
+			v->ha = ch->ha;
+		}
 		v->host = host_index(&a, host);
 		if (v->host < 0)
 			continue;
@@ -340,6 +374,7 @@ int cl_admit_ha(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn up,
 	/* Hosts down now are lost in every case: the k chosen among the others add to them. */
 	ret = each_loss(&a, 0, 0);
 out:
+	free(moves);
 	free(order);
 	free(a.vms);
 	return ret;
@@ -525,4 +560,36 @@ long cl_admit_plan(const Ferry__Cluster__State *st, unsigned k, cl_admit_up_fn u
 					      plan->imbalance_before;
 	free(kept);
 	return dropped;
+}
+
+/* cl_plan_room.holds: out of memory, no host is preferred over another. */
+static bool room_holds(void *opaque, const struct cl_plan_input *in, size_t src,
+		       const size_t *vms, const size_t *to, size_t n)
+{
+	const struct cl_admit_room *room = opaque;
+	struct cl_admit_change *c = calloc(n + 1, sizeof(*c));
+	char why[CL_ERR_LEN];
+	int ret;
+
+	if (!c)
+		return true;
+	c[0] = (struct cl_admit_change){ .host = in->hosts[src].name, .maintenance = true };
+	for (size_t i = 0; i < n; i++)
+		c[i + 1] = (struct cl_admit_change){ .vm = in->vms[vms[i]].name,
+						     .host = in->hosts[to[i]].name,
+						     .ha = in->vms[vms[i]].vm->ha };
+	ret = cl_admit_ha(in->st, room->k, room->up, room->opaque, c, n + 1, why, sizeof(why));
+	free(c);
+	return ret != -ENOSPC;
+}
+
+void cl_admit_room_set(struct cl_plan_input *in, struct cl_admit_room *room, cl_admit_up_fn up,
+		       const void *opaque, unsigned budget_ms)
+{
+	*room = (struct cl_admit_room){ .k = (unsigned)cl_setting_get(in->st,
+								  CL_SET_HA_HOST_FAILURES),
+					.up = up, .opaque = opaque };
+	in->room = room->k ? (struct cl_plan_room){ .holds = room_holds, .opaque = room,
+						    .budget_ms = budget_ms } :
+			     (struct cl_plan_room){ 0 };
 }

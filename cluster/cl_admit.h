@@ -89,6 +89,21 @@ int cl_admit_maintenance(const Ferry__Cluster__State *st, cl_admit_up_fn up,
 			 size_t len);
 
 struct cl_plan;
+struct cl_plan_input;
+/*
+ * An evacuation that keeps HA's room where it can (cl_plan_room): k lost
+ * hosts in up's view (opaque its argument). cl_admit_room_set fills room
+ * with in->st's ha-host-failures and points in->room at it, with
+ * budget_ms (0: none) for each plan's judgements, or leaves in->room
+ * empty when the setting is off. room must outlive the plans.
+ */
+struct cl_admit_room {
+	unsigned k;
+	cl_admit_up_fn up;
+	const void *opaque;
+};
+void cl_admit_room_set(struct cl_plan_input *in, struct cl_admit_room *room, cl_admit_up_fn up,
+		       const void *opaque, unsigned budget_ms);
 /*
  * The balancer's plan, its moves applied in order: drop each move that
  * breaks what holds with the moves kept before it (a move in a cluster

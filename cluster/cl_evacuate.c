@@ -28,15 +28,25 @@
  * Contention slows guests; a maintenance mode that cannot finish, or an
  * HA VM left down, loses them. (vSphere's maintenance mode and HA also
  * oversubscribe CPU.)
+ *
+ * With HA admission control on (in->room), a host where HA's room to
+ * restart the VMs of any k lost hosts would no longer hold after the unit
+ * lands comes after every host where it holds, the CPU cap included: a
+ * host past the cap slows its guests, one without the room may leave an
+ * HA VM down after a loss. Greedy, like the rest: each unit is judged
+ * with the moves placed before it.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cl_plan_int.h"
 #include "cl_state.h"
+
+struct cand;
 
 struct evac {
 	const struct cl_plan_input *in;
@@ -45,6 +55,11 @@ struct evac {
 	size_t *unit;                  /* per VM: union-find parent */
 	int *target;                   /* per VM: chosen host, -1 none */
 	double *over_pct;              /* per VM: 0, or its target's CPU demand past the cap */
+	bool *room_lost;               /* per VM: its target loses HA's room (in->room) */
+	size_t *room_vms, *room_to;    /* room_holds' scratch: n_vms each */
+	struct timespec room_t0;       /* when the plan began: in->room.budget_ms from it */
+	size_t room_unjudged;          /* VMs placed once the budget was spent */
+	struct cand *cands;            /* unit_place's scratch: n_hosts */
 	size_t stuck_cap;
 };
 
@@ -127,22 +142,112 @@ static bool over_better(double ratio, double memf, double best_ratio, double bes
 }
 
 /*
+ * Would the room HA keeps (in->room) hold with the unit on t, after the
+ * moves placed so far and those of the host already in flight? Always,
+ * without in->room.
+ */
+static bool room_holds(struct evac *e, const size_t *members, size_t n, size_t t)
+{
+	const struct cl_plan_input *in = e->in;
+	size_t k = 0;
+
+	if (!in->room.holds)
+		return true;
+	for (size_t v = 0; v < in->n_vms; v++) {
+		int to = e->target[v] >= 0 ? e->target[v] :
+			 in->vms[v].host == (int)e->src ? in->vms[v].dest : -1;
+
+		if (to >= 0) {
+			e->room_vms[k] = v;
+			e->room_to[k++] = (size_t)to;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		e->room_vms[k] = members[i];
+		e->room_to[k++] = t;
+	}
+	return in->room.holds(in->room.opaque, in, e->src, e->room_vms, e->room_to, k);
+}
+
+/* A host that can take the unit, and how much it is wanted. */
+struct cand {
+	size_t t;
+	bool over;                     /* only past the CPU cap */
+	unsigned soft;
+	double load;                   /* under the cap: the load after */
+	double ratio, memf;            /* over it: CPU demand and memory after */
+};
+
+/* Most wanted first: under the cap; most soft rules kept; then the lowest load, or demand. */
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->over != y->over)
+		return x->over ? 1 : -1;
+	if (x->soft != y->soft)
+		return x->soft > y->soft ? -1 : 1;
+	if (!x->over && x->load != y->load)
+		return x->load < y->load ? -1 : 1;
+	if (x->over && (fabs(x->ratio - y->ratio) > 1e-9 || x->memf != y->memf))
+		return over_better(x->ratio, x->memf, y->ratio, y->memf) ? -1 : 1;
+	return x->t < y->t ? -1 : 1;
+}
+
+static bool room_budget_left(struct evac *e)
+{
+	struct timespec now;
+
+	if (!e->in->room.budget_ms)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - e->room_t0.tv_sec) * 1e3 +
+	       (double)(now.tv_nsec - e->room_t0.tv_nsec) / 1e6 < e->in->room.budget_ms;
+}
+
+/*
+ * Of the hosts that can take the unit (n, most wanted first), the first
+ * where HA's room holds after it, tried in that order and only as far as
+ * needed (a judgement is the costly part of a plan); the first of all
+ * where it holds nowhere (*room_lost), or once the budget is spent.
+ */
+static size_t cand_pick(struct evac *e, const size_t *members, size_t n_members,
+			const struct cand *c, size_t n, bool *room_lost)
+{
+	if (!e->in->room.holds)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!room_budget_left(e)) {
+			e->room_unjudged += n_members;
+			return 0;
+		}
+		if (room_holds(e, members, n_members, c[i].t))
+			return i;
+	}
+	*room_lost = true;
+	return 0;
+}
+
+/*
  * Place one unit; a reason in why/reason when it cannot go anywhere. Over
  * the CPU cap only where no host takes it under it: *over_pct is then the
- * target's CPU demand after, in % of its CPUs.
+ * target's CPU demand after, in % of its CPUs. HA's room comes before
+ * the CPU cap (a contended host slows guests, a lost room may leave one
+ * down), and a host that loses it takes the unit only where none keeps
+ * it: *room_lost.
  */
 static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_plan_why *why,
-		       char *reason, size_t len, double *over_pct)
+		       char *reason, size_t len, double *over_pct, bool *room_lost)
 {
 	const struct cl_plan_input *in = e->in;
 	uint64_t mem = 0;
-	double cpu = 0, best_load = 0, over_ratio = 0, over_memf = 0;
+	double cpu = 0;
 	bool any_compat = false, any_allowed = false;
-	size_t first_rule = unit_conflict(e, members, n);
-	unsigned best_soft = 0, over_soft = 0;
-	long pick = -1, over = -1;
+	size_t first_rule = unit_conflict(e, members, n), n_cands = 0, pick;
+	struct cand *cands = e->cands;
 
 	*over_pct = 0;
+	*room_lost = false;
 	if (first_rule) {
 		*why = CL_PLAN_WHY_RULE;
 		snprintf(reason, len, "rule '%s' (%s) keeps apart VMs that affinity binds together",
@@ -155,9 +260,8 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 		cpu += in->vms[members[i]].cpu;
 	}
 	for (size_t t = 0; t < in->n_hosts; t++) {
+		struct cand c = { .t = t };
 		bool ok = true;
-		unsigned soft = 0;
-		double load;
 
 		if (t == e->src || !in->hosts[t].active)
 			continue;
@@ -174,37 +278,25 @@ static long unit_place(struct evac *e, const size_t *members, size_t n, enum cl_
 				ok = false;
 				break;
 			}
-			soft += work_soft_score(&e->w, members[i], t);
+			c.soft += work_soft_score(&e->w, members[i], t);
 		}
 		if (!ok)
 			continue;
 		any_allowed = true;
-		if (!work_room(&e->w, t, mem, cpu)) {
-			double ratio = (e->w.cpu[t] + cpu) / in->hosts[t].cpus;
-			double memf = (double)(e->w.mem[t] + mem) / (double)in->hosts[t].mem_bytes;
-
-			if (e->w.mem[t] + mem <= in->hosts[t].mem_bytes &&
-			    (over < 0 || soft > over_soft ||
-			     (soft == over_soft && over_better(ratio, memf, over_ratio, over_memf)))) {
-				over = (long)t;
-				over_soft = soft;
-				over_ratio = ratio;
-				over_memf = memf;
-			}
+		c.over = !work_room(&e->w, t, mem, cpu);
+		if (c.over && e->w.mem[t] + mem > in->hosts[t].mem_bytes)
 			continue;
-		}
-		load = work_load_of(in, t, e->w.cpu[t] + cpu, e->w.mem[t] + mem);
-		if (pick < 0 || soft > best_soft || (soft == best_soft && load < best_load)) {
-			pick = (long)t;
-			best_soft = soft;
-			best_load = load;
-		}
+		c.ratio = (e->w.cpu[t] + cpu) / in->hosts[t].cpus;
+		c.memf = (double)(e->w.mem[t] + mem) / (double)in->hosts[t].mem_bytes;
+		c.load = work_load_of(in, t, e->w.cpu[t] + cpu, e->w.mem[t] + mem);
+		cands[n_cands++] = c;
 	}
-	if (pick >= 0)
-		return pick;
-	if (over >= 0) {
-		*over_pct = over_ratio * 100.0;
-		return over;
+	if (n_cands) {
+		qsort(cands, n_cands, sizeof(*cands), cand_cmp);
+		pick = cand_pick(e, members, n, cands, n_cands, room_lost);
+		if (cands[pick].over)
+			*over_pct = cands[pick].ratio * 100.0;
+		return (long)cands[pick].t;
 	}
 	if (!any_compat) {
 		*why = CL_PLAN_WHY_NO_COMPATIBLE_HOST;
@@ -258,6 +350,7 @@ static int place_all(struct evac *e, size_t *list, size_t n, struct cl_plan *out
 		size_t root = uf_find(e->unit, list[i]), k = 0;
 		enum cl_plan_why why = CL_PLAN_WHY_NO_ROOM;
 		double over_pct;
+		bool room_lost;
 		long t;
 
 		if (e->target[list[i]] != -1)
@@ -266,10 +359,11 @@ static int place_all(struct evac *e, size_t *list, size_t n, struct cl_plan *out
 			if (uf_find(e->unit, list[j]) == root)
 				members[k++] = list[j];
 		}
-		t = unit_place(e, members, k, &why, reason, sizeof(reason), &over_pct);
+		t = unit_place(e, members, k, &why, reason, sizeof(reason), &over_pct, &room_lost);
 		for (size_t j = 0; j < k; j++) {
 			e->target[members[j]] = t >= 0 ? (int)t : -2;
 			e->over_pct[members[j]] = over_pct;
+			e->room_lost[members[j]] = room_lost;
 			if (t >= 0)
 				work_move(&e->w, members[j], (size_t)t);
 			else
@@ -365,6 +459,7 @@ static int moves_build(struct evac *e, struct cl_plan *out)
 		m.from = in->hosts[e->src].name;
 		m.to = in->hosts[e->target[v]].name;
 		m.cpu_over_pct = e->over_pct[v];
+		m.room_lost = e->room_lost[v];
 		cl_plan_cost(in, v, bw, &m.cost);
 		if (plan_moves_add(out, &cap, &m))
 			return -ENOMEM;
@@ -481,16 +576,23 @@ int cl_plan_evacuate(const struct cl_plan_input *in, const char *host, struct cl
 	e.unit = malloc(nv * sizeof(*e.unit));
 	e.target = malloc(nv * sizeof(*e.target));
 	e.over_pct = calloc(nv, sizeof(*e.over_pct));
+	e.room_lost = calloc(nv, sizeof(*e.room_lost));
+	e.room_vms = malloc(nv * sizeof(*e.room_vms));
+	e.room_to = malloc(nv * sizeof(*e.room_to));
+	e.cands = malloc((in->n_hosts ? in->n_hosts : 1) * sizeof(*e.cands));
 	list = malloc(nv * sizeof(*list));
-	if (!e.unit || !e.target || !e.over_pct || !list)
+	if (!e.unit || !e.target || !e.over_pct || !e.room_lost || !e.room_vms || !e.room_to ||
+	    !e.cands || !list)
 		goto out;
 	for (size_t v = 0; v < in->n_vms; v++) {
 		e.unit[v] = v;
 		e.target[v] = -1;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &e.room_t0);
 	ret = collect(&e, out, list, &n);
 	if (!ret)
 		ret = place_all(&e, list, n, out);
+	out->room_unjudged = e.room_unjudged;
 	if (!ret)
 		ret = moves_build(&e, out);
 out:
@@ -499,6 +601,10 @@ out:
 	free(e.unit);
 	free(e.target);
 	free(e.over_pct);
+	free(e.room_lost);
+	free(e.room_vms);
+	free(e.room_to);
+	free(e.cands);
 	free(list);
 	work_free(&e.w);
 	return ret;

@@ -117,6 +117,27 @@ struct cl_plan_rule {
 
 struct cl_plan_compat;
 struct cl_plan_memo;
+struct cl_plan_input;
+
+/*
+ * Optional, for the evacuation: does HA admission control's room hold
+ * (cl_admit.h) with in->hosts[src] in maintenance and VM vms[i] on host
+ * to[i], each an index in in's arrays? The evacuation places each VM on a
+ * host where it does, if one takes it; a host where it does not still
+ * takes a VM that no other takes, since the host must empty.
+ */
+struct cl_plan_room {
+	bool (*holds)(void *opaque, const struct cl_plan_input *in, size_t src,
+		      const size_t *vms, const size_t *to, size_t n);
+	void *opaque;
+	/*
+	 * 0, or the wall time one plan may spend judging (a judgement costs
+	 * 0.02-0.2 ms on roomy clusters of 16-64 hosts, up to 0.2 s on one of
+	 * 64 kept at its limit): the VMs placed after it are counted in
+	 * cl_plan.room_unjudged and placed as without the room.
+	 */
+	unsigned budget_ms;
+};
 
 /*
  * Optional: CPU compatibility answers kept from one input to the next
@@ -139,6 +160,7 @@ struct cl_plan_input {
 	unsigned in_flight;            /* migrations in flight cluster-wide */
 	struct cl_plan_compat *compat; /* private: filled lazily, so one input is one thread's */
 	struct cl_plan_memo *memo;     /* NULL, or the caller's (cl_plan_memo_new) */
+	struct cl_plan_room room;      /* evacuation: HA room to keep; holds NULL: none */
 };
 
 /*
@@ -170,6 +192,8 @@ struct cl_plan_move {
 	double cpu_over_pct;           /* evacuation: 0, or placed over cpu_cap_pct where no
 					  host had room under it: the target's CPU demand
 					  after, in % of its CPUs */
+	bool room_lost;                /* evacuation: no host that took it kept HA's room
+					  (in->room), so it goes where the room is lost */
 };
 
 enum cl_plan_why {
@@ -206,6 +230,8 @@ struct cl_plan {
 	double naive_ms;               /* evacuation: one at a time, in state order, full stream */
 	double mean_done_ms;           /* evacuation: when a VM is off the host, on average */
 	double naive_mean_done_ms;     /* the same, one at a time in state order */
+	size_t room_unjudged;          /* evacuation: VMs placed without HA's room judged
+					  (in->room's budget spent) */
 };
 
 /*

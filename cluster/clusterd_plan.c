@@ -20,6 +20,8 @@
 #include "core/util.h"
 
 #define EVACUATE_PERIOD_MS 1000
+/* The main loop's: each second's evacuation plan judges HA's room this long at most. */
+#define EVACUATE_ROOM_BUDGET_MS 20
 
 bool agent_is_leader(const struct agent *a)
 {
@@ -122,9 +124,11 @@ static void move_start(struct agent *a, const struct cl_plan_move *m, const char
 	cmd.op_case = FERRY__CLUSTER__COMMAND__OP_MIG_BEGIN;
 	cmd.mig_begin = &c;
 	if (!agent_propose_async(a, &cmd))
-		log_msg(m->cpu_over_pct > 0 ? LOGL_WARN : LOGL_INFO,
-			"%s: %s %s -> %s (predicted %.0f ms)%s", reason, m->vm_name, m->from,
-			m->to, m->cost.total_ms, cl_plan_over_cap_note(m, over, sizeof(over)));
+		log_msg(m->cpu_over_pct > 0 || m->room_lost ? LOGL_WARN : LOGL_INFO,
+			"%s: %s %s -> %s (predicted %.0f ms)%s%s", reason, m->vm_name, m->from,
+			m->to, m->cost.total_ms, cl_plan_over_cap_note(m, over, sizeof(over)),
+			m->room_lost ? "; HA room lost: no host that takes it keeps room for "
+			"ha-host-failures" : "");
 }
 
 static unsigned migrations_from(const Ferry__Cluster__State *st, const char *host)
@@ -139,6 +143,7 @@ static unsigned migrations_from(const Ferry__Cluster__State *st, const char *hos
 static void evacuate(struct agent *a, const char *host)
 {
 	struct cl_plan_input *in = NULL;
+	struct cl_admit_room room;
 	struct cl_plan plan;
 	char err[CL_ERR_LEN];
 	unsigned running = migrations_from(a->st, host);
@@ -147,7 +152,13 @@ static void evacuate(struct agent *a, const char *host)
 		log_warn("evacuate %s: %s", host, err);
 		return;
 	}
+	/* Judged as a whole when the host went in; each second's plan keeps the room where it can. */
+	cl_admit_room_set(in, &room, agent_admit_up, a, EVACUATE_ROOM_BUDGET_MS);
 	if (!cl_plan_evacuate(in, host, &plan)) {
+		if (plan.room_unjudged)
+			log_info("evacuate %s: %zu VM(s) placed without HA's room judged "
+				 "(%u ms spent judging)", host, plan.room_unjudged,
+				 EVACUATE_ROOM_BUDGET_MS);
 		for (size_t i = 0; i < plan.n_moves && running < plan.concurrency; i++, running++)
 			move_start(a, &plan.moves[i], "evacuation");
 		cl_plan_free(&plan);

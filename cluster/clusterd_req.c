@@ -17,6 +17,7 @@
 typedef Ferry__Cluster__Response R;
 
 #define VM_START_TRIES 3   /* placements of one vm start, each judged where applied */
+#define REQ_ROOM_BUDGET_MS 500   /* an evacuation plan's HA room judgements, in a request */
 
 static void fail(R *r, int err, const char *msg)
 {
@@ -496,6 +497,7 @@ static bool maintenance_admitted(struct agent *a, const char *what, const char *
 {
 	const Ferry__Cluster__Host *h = cl_state_host(a->st, host);
 	struct cl_plan_input *in = NULL;
+	struct cl_admit_room room;
 	struct cl_plan plan;
 	char msg[CL_ERR_LEN + 512] = "";
 	int ret;
@@ -507,6 +509,7 @@ static bool maintenance_admitted(struct agent *a, const char *what, const char *
 	ret = agent_plan_input(a, &in, msg, sizeof(msg));
 	if (!ret) {
 		in->memo = NULL;   /* the main loop's */
+		cl_admit_room_set(in, &room, agent_admit_up, a, REQ_ROOM_BUDGET_MS);
 		ret = cl_plan_evacuate(in, host, &plan);
 		if (!ret) {
 			ret = maint_admit_moves(m, &plan);
@@ -651,6 +654,7 @@ static Ferry__Cluster__PlanInfo *plan_info(struct agent *a, const struct cl_plan
 		pm->imbalance_before = m->imbalance_before;
 		pm->imbalance_after = m->imbalance_after;
 		pm->cpu_over_pct = m->cpu_over_pct;
+		pm->room_lost = m->room_lost;
 		pi->moves[pi->n_moves++] = pm;
 	}
 	for (size_t i = 0; pi->stuck && i < p->n_stuck; i++) {
@@ -671,12 +675,14 @@ static Ferry__Cluster__PlanInfo *plan_info(struct agent *a, const struct cl_plan
 static int plan_run(struct agent *a, const char *evacuate_host, R *r, struct cl_plan *out)
 {
 	struct cl_plan_input *in = NULL;
+	struct cl_admit_room room;
 	char err[CL_ERR_LEN], msg[CL_ERR_LEN + 32];
 	int ret = agent_plan_input(a, &in, err, sizeof(err));
 
 	if (!ret) {
 		/* The memo is the main loop's; a request thread plans without it. */
 		in->memo = NULL;
+		cl_admit_room_set(in, &room, agent_admit_up, a, REQ_ROOM_BUDGET_MS);
 		ret = evacuate_host ? cl_plan_evacuate(in, evacuate_host, out)
 				    : cl_plan_balance(in, out);
 		if (!ret && !evacuate_host)

@@ -363,10 +363,11 @@ static int vm_stop_one(struct clusterctl *c, const char *vm)
 
 /*
  * Say once per VM that the plan sends it over the CPU cap (no host has room
- * under it): the operator should know the host it lands on is contended.
+ * under it), or where HA's room is lost (no host keeps it): the operator
+ * should know the host it lands on is contended, or the cluster exposed.
  * said: "\nvm1\nvm2\n..." of those said so far.
  */
-static void say_over_cap(const Ferry__Cluster__PlanInfo *p, const char *host, bool tty,
+static void say_placement(const Ferry__Cluster__PlanInfo *p, const char *host, bool tty,
 			 char *said, size_t len)
 {
 	for (size_t i = 0; i < p->n_moves; i++) {
@@ -374,15 +375,21 @@ static void say_over_cap(const Ferry__Cluster__PlanInfo *p, const char *host, bo
 		char key[256];
 		size_t n = strlen(said);
 
-		if (m->cpu_over_pct <= 0 || strlen(m->vm) + 3 > sizeof(key))
+		if ((m->cpu_over_pct <= 0 && !m->room_lost) || strlen(m->vm) + 3 > sizeof(key))
 			continue;
 		snprintf(key, sizeof(key), "\n%s\n", m->vm);
 		if (strstr(said, key) || n + strlen(key) >= len)
 			continue;
 		snprintf(said + n, len - n, "%s", n ? key + 1 : key);
-		fprintf(stderr, "%sevacuating %s: %s goes to %s over the CPU cap, which %s "
-			"takes to %.0f %% of its CPUs: no host has room under it\n",
-			tty ? "\r\033[K" : "", host, m->vm, m->to, m->to, m->cpu_over_pct);
+		if (m->cpu_over_pct > 0)
+			fprintf(stderr, "%sevacuating %s: %s goes to %s over the CPU cap, which %s "
+				"takes to %.0f %% of its CPUs: no host has room under it\n",
+				tty ? "\r\033[K" : "", host, m->vm, m->to, m->to,
+				m->cpu_over_pct);
+		if (m->room_lost)
+			fprintf(stderr, "%sevacuating %s: %s goes to %s, which loses HA's room to "
+				"restart the VMs of ha-host-failures lost hosts: no host that takes "
+				"it keeps it\n", tty ? "\r\033[K" : "", host, m->vm, m->to);
 	}
 }
 
@@ -431,7 +438,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		else
 			coming[0] = 0;
 		if (!c->json)
-			say_over_cap(p, host, tty, said, sizeof(said));
+			say_placement(p, host, tty, said, sizeof(said));
 		if (p->remaining != last_remaining || p->incoming != last_incoming) {
 			/* Not a terminal: a line per change instead of a live one. */
 			if (!tty && !c->json)

@@ -373,6 +373,9 @@ void clusterctl_print_plan(const Ferry__Cluster__Response *r)
 		if (m->cpu_over_pct > 0)
 			printf("  over the CPU cap: %s at %.0f %% of its CPUs", m->to,
 			       m->cpu_over_pct);
+		if (m->room_lost)
+			printf("  HA room lost: no host that takes it keeps room for "
+			       "ha-host-failures");
 		putchar('\n');
 	}
 }

@@ -7,7 +7,9 @@
  *      under 1 s each), in CPU time of one core;
  *   2. the simulated evacuation time of a host with N = 10, 50, 100 VMs,
  *      planned (cheapest first, concurrency from the caps, each migration
- *      with its share of the link) against one at a time in state order.
+ *      with its share of the link) against one at a time in state order;
+ *   3. what keeping HA's room costs an evacuation plan (ha-host-failures
+ *      K, every third VM HA) on 16 and 64 hosts, the cluster's limit.
  *
  * usage: plan_bench [SEED]
  */
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cl_admit.h"
 #include "cl_plan.h"
 #include "cl_sim.h"
 #include "cl_state.h"
@@ -141,6 +144,64 @@ static int evac_n(uint64_t seed, unsigned n)
 	return 0;
 }
 
+static bool all_up(const void *opaque, const char *host)
+{
+	(void)opaque;
+	(void)host;
+	return true;
+}
+
+/* One evacuation plan of a 100-VM host, with HA's room kept for k losses or not. */
+static int evac_room(uint64_t seed, unsigned hosts, unsigned k)
+{
+	Ferry__Cluster__Settings set = FERRY__CLUSTER__SETTINGS__INIT;
+	struct cl_sim_opts o;
+	struct cl_plan_config cfg;
+	struct cl_admit_room room;
+	struct cl_plan_input *in;
+	struct cl_plan p;
+	struct cl_sim s;
+	double t0, ms[2];
+	size_t lost[2] = { 0 }, moves[2];
+
+	cl_sim_defaults(&o);
+	cl_plan_defaults(&cfg);
+	o.hosts = hosts;
+	o.vms = hosts * 15 + 100;
+	o.rules = 0;
+	o.maintenance = 0;
+	o.in_flight = 0;
+	o.busy_host_vms = 100;
+	if (cl_sim_build(&s, seed, &o))
+		return 1;
+	for (size_t v = 0; v < s.st->n_vms; v++)
+		s.st->vms[v]->ha = v % 3 == 0;
+	set.ha_host_failures = k;
+	s.st->settings = &set;
+	cl_state_host(s.st, "h0000")->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
+	for (int r = 0; r < 2; r++) {
+		if (cl_plan_input_build(&in, s.st, s.figs, s.n_figs, s.now_unix_ms, &cfg, NULL, 0))
+			return 1;
+		if (r)
+			cl_admit_room_set(in, &room, all_up, NULL, 0);
+		t0 = now_ms();
+		if (cl_plan_evacuate(in, "h0000", &p))
+			return 1;
+		ms[r] = now_ms() - t0;
+		moves[r] = p.n_moves;
+		for (size_t i = 0; i < p.n_moves; i++)
+			lost[r] += p.moves[i].room_lost;
+		cl_plan_free(&p);
+		cl_plan_input_free(in);
+	}
+	printf("%2u hosts, K=%u: evacuation plan of h0000 (%zu moves): %.1f ms, with HA's room "
+	       "kept %.1f ms (%zu moves where no host kept it)\n", hosts, k, moves[0], ms[0],
+	       ms[1], lost[1]);
+	s.st->settings = NULL;
+	cl_sim_free(&s);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 1;
@@ -155,5 +216,8 @@ int main(int argc, char **argv)
 		if (evac_n(seed, ns[i]))
 			return 1;
 	}
+	if (evac_room(seed, 16, 1) || evac_room(seed, 16, 4) || evac_room(seed, 64, 1) ||
+	    evac_room(seed, 64, 3))
+		return 1;
 	return 0;
 }
