@@ -37,6 +37,7 @@ static const char vmon_usage[] =
 "                       migrate-set [--downtime-ms N] [--bandwidth MBPS]\n"
 "                                   [--timeout-s N] [--timeout-action A] |\n"
 "                       migrate-cancel [-o json]\n"
+"       vmon cpu [--cpuid-hide LIST]\n"
 "       vmon --help | --version\n"
 "\n"
 "vmon is Ferry's per-VM monitor: one process runs one VM on KVM.\n"
@@ -199,7 +200,14 @@ static const char vmon_usage[] =
 "  migrate-cancel        stop a migration in progress; the VM runs on here\n"
 "  -o json               print one JSON object instead of text\n"
 "  Exit status: 0 done; 1 the monitor refused or could not be reached; 2 bad\n"
-"  usage.\n";
+"  usage.\n"
+"\n"
+"vmon cpu [--cpuid-hide LIST]: what this host's KVM offers a guest's CPUID,\n"
+"  by the feature names --cpuid-hide and the models use (\"features: a,b,...\"),\n"
+"  then one line per CPU model: \"model NAME: runs\" or \"model NAME: lacks\n"
+"  a,b,...\". This is KVM's offer, not /proc/cpuinfo's list: KVM on PVM\n"
+"  offers little past x86-64-v1. With --cpuid-hide, as vmon run would see\n"
+"  it. Exit status 4 without KVM.\n";
 
 void vmon_usage_error(const char *fmt, ...)
 {
@@ -762,5 +770,7 @@ int main(int argc, char **argv)
 		return vmon_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return vmon_ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cpu"))
+		return vmon_cpu_main(argc - 1, argv + 1);
 	vmon_usage_error("unknown command '%s'", argv[1]);
 }

@@ -31,8 +31,9 @@ on() { local h=$1; shift; echo "[$h]\$ clusterctl $*"; $LAB exec "$h" clusterctl
 $LAB down >/dev/null 2>&1 || true
 trap '$LAB down >/dev/null 2>&1 || true' EXIT
 
-step "tools/lab: 3 nodes, host3 pretending to lack gfni and clwb"
-$LAB up --nodes 3 --hide host3=gfni,clwb
+HIDE=$($LAB hideable 2)   # two features this CPU has (gfni and clwb where it has them)
+step "tools/lab: 3 nodes, host3 pretending to lack $HIDE"
+$LAB up --nodes 3 --hide "host3=$HIDE"
 
 step "the cluster, as host2 sees it"
 on host2 status

@@ -488,7 +488,8 @@ static void test_property_evacuate(void **state)
 			assert_true(p.moves[i].end_ms <= p.eta_ms + 1e-6);
 			assert_false(p.moves[i].room_lost);   /* no room asked for */
 		}
-		check_room(&s, &cfg, cpu, src, seed, &kept, &fixed);
+		if (seed % 3 == 0)   /* a judgement per host and VM: costly under ASan */
+			check_room(&s, &cfg, cpu, src, seed, &kept, &fixed);
 		cl_sim_apply(&s, &p, s.now_unix_ms);
 		check_rules(s.st, seed);
 		check_evac_capacity(&s, &p, cfg.cpu_cap_pct, seed);
@@ -498,9 +499,9 @@ static void test_property_evacuate(void **state)
 	}
 	/* Not vacuous: most random clusters have a placement that keeps the room. */
 	print_message("evacuations that kept HA's room: %u of %u (%u where the plan without "
-		      "it lost it)\n", kept, SEEDS, fixed);
+		      "it lost it)\n", kept, SEEDS / 3, fixed);
 	(void)fixed;
-	assert_true(kept >= SEEDS / 2);
+	assert_true(kept >= SEEDS / 6);
 }
 
 /* Same seed, same cluster, same plan. */
