@@ -9,6 +9,7 @@
 #include "core/ticker.h"
 #include "core/util.h"
 #include "core/vm.h"
+#include "core/vm_dev.h"
 
 struct fence {
 	struct vm *vm;
@@ -39,6 +40,13 @@ static void *fence_main(void *arg)
 			  "the VM for good", s);
 		vm_finish(f->vm, VM_STOPPED, VM_EXIT_FENCED, "fenced: no keepalive from the node "
 			  "agent for %u s", s);
+		/*
+		 * A disk on network storage that this host lost with the
+		 * cluster would hold the stop (and the disk's lease) until the
+		 * connection gave up, minutes on: the restart elsewhere would
+		 * then find the disk in use. Cut it off now.
+		 */
+		vm_devs_abort(f->vm);
 	}
 	return NULL;
 }

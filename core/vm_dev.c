@@ -26,6 +26,13 @@ void vm_devs_drain(struct vm *vm)
 			vm->devs[i].ops->drain(vm->devs[i].ctx);
 }
 
+void vm_devs_abort(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devs; i++)
+		if (vm->devs[i].ops->abort)
+			vm->devs[i].ops->abort(vm->devs[i].ctx);
+}
+
 void vm_devs_round_end(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_devs; i++)

@@ -49,6 +49,14 @@ struct vm_dev_ops {
 	 * not yet, why says.
 	 */
 	int (*retry_ready)(void *ctx, char *why, size_t len);
+	/*
+	 * Optional: the VM stops for good and another host may take it over
+	 * (a fence). End at once what is stuck in flight (storage cut off
+	 * with this host), and make sure nothing it sent can reach the
+	 * storage after the device's ownership is gone, so that the process
+	 * can exit and give its disks up. Called from any thread.
+	 */
+	void (*abort)(void *ctx);
 	/* DEVICE_STATE bytes (malloc'ed) for the stream. */
 	int (*save)(void *ctx, uint32_t *version, uint8_t **buf, size_t *len);
 	/* Counters for vmon ctl stats; returns how many were filled. */
@@ -88,6 +96,8 @@ struct vm_dev_type {
 /* The VM owns ctx from here on (ops->destroy at vm_destroy). */
 int vm_dev_attach(struct vm *vm, const struct vm_dev_ops *ops, void *ctx);
 void vm_devs_drain(struct vm *vm);
+/* Each device's abort (a fence): see vm_dev_ops.abort. */
+void vm_devs_abort(struct vm *vm);
 int vm_devs_quiesce(struct vm *vm, char *err, size_t len);
 int vm_devs_acquire(struct vm *vm, char *err, size_t len);
 void vm_devs_release(struct vm *vm);

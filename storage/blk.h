@@ -69,6 +69,12 @@ struct blk_backend_ops {
 	int (*try_nowait)(struct blk_disk *d, const struct gabi_blk_req *q, void *buf);
 	/* True when an error means the storage went away (not this request). */
 	bool (*gone)(struct blk_disk *d, int err);
+	/*
+	 * Optional: a request stuck on the storage returns at once, and
+	 * nothing sent and not yet delivered is ever delivered (the VM stops
+	 * for good; blk_dev.c, blk_abort). Any thread, under the device lock.
+	 */
+	void (*abort)(struct blk_disk *d);
 	/* After gone: connect again; 0 once requests can be retried. */
 	int (*reconnect)(struct blk_disk *d, char *err, size_t err_len);
 	void (*close)(struct blk_disk *d);
@@ -95,6 +101,7 @@ struct blk_disk {
 	uint64_t size;             /* bytes */
 	int fd;                    /* file backend */
 	void *nbd;                 /* struct nbd_handle *, NBD backend */
+	int nbd_fd;                /* its socket, for abort from another thread; -1 none */
 	int lock_fd;               /* holds the OFD lock: the image or the lease file */
 	bool owned;
 	bool gone;                 /* the storage went away; requests are held */

@@ -368,10 +368,36 @@ static void blk_release(void *ctx)
 		blk_lease_release(&dev->disks[i]);
 }
 
+/*
+ * A fence: the VM stops for good, and another host may start it once this
+ * process, and the OFD lease with it, is gone. A request stuck on storage
+ * this host lost with the cluster (a write to an NBD server, waiting out
+ * TCP's retries for minutes) would hold the stop, and so the lease, and
+ * the restart elsewhere would find the disk in use. Each backend ends it
+ * at once, discarding what the kernel still holds to send: it must never
+ * reach the storage after the lease is gone and a new owner writes.
+ */
+static void blk_abort(void *ctx)
+{
+	struct blk_dev *dev = ctx;
+
+	pthread_mutex_lock(&dev->lock);
+	dev->aborted = true;
+	for (unsigned i = 0; i < dev->nr_disks; i++)
+		if (dev->disks[i].ops && dev->disks[i].ops->abort)
+			dev->disks[i].ops->abort(&dev->disks[i]);
+	pthread_mutex_unlock(&dev->lock);
+}
+
 /* The VM is paused and nothing is in flight: reconnect, then rerun the held requests. */
 static int blk_resume(void *ctx, char *err, size_t len)
 {
 	struct blk_dev *dev = ctx;
+
+	if (__atomic_load_n(&dev->aborted, __ATOMIC_ACQUIRE)) {
+		snprintf(err, len, "the VM was stopped for good (fenced): its disks stay cut off");
+		return -ESHUTDOWN;
+	}
 
 	for (unsigned i = 0; i < dev->nr_disks; i++) {
 		struct blk_disk *d = &dev->disks[i];
@@ -591,6 +617,7 @@ static const struct vm_dev_ops blk_dev_ops = {
 	.release = blk_release,
 	.resume = blk_resume,
 	.retry_ready = blk_retry_ready,
+	.abort = blk_abort,
 	.save = blk_save,
 	.stats = blk_stats,
 	.destroy = blk_destroy,
@@ -603,7 +630,7 @@ static void disk_init(struct blk_disk *d, const struct blk_spec *spec)
 	memset(d, 0, sizeof(*d));
 	d->index = index;
 	d->spec = *spec;
-	d->fd = d->lock_fd = -1;
+	d->fd = d->lock_fd = d->nbd_fd = -1;
 	d->ops = spec->kind == BLK_NBD ? &blk_nbd_ops : &blk_file_ops;
 }
 

@@ -50,6 +50,7 @@ struct blk_dev {
 	struct blk_job held[BLK_QUEUE_MAX];
 	unsigned nr_held;
 	bool stopping;
+	bool aborted;            /* blk_abort: the VM stops for good, nothing reconnects */
 	unsigned nr_workers;
 	pthread_t workers[BLK_WORKERS_MAX];
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/util.h"
 
 static int nbd_err(void)
@@ -56,6 +57,7 @@ static int nbd_connect_disk(struct blk_disk *d, char *err, size_t len)
 	if (!d->size)
 		d->size = (uint64_t)size & ~(uint64_t)(GABI_BLK_SECTOR - 1);
 	d->nbd = h;
+	__atomic_store_n(&d->nbd_fd, nbd_aio_get_fd(h), __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -162,8 +164,28 @@ static bool nbd_gone(struct blk_disk *d, int err)
 	       err == -ENOTCONN || err == -ECONNRESET || err == -EPIPE || err == -ESHUTDOWN;
 }
 
+/*
+ * Another thread may be inside a synchronous libnbd call on the handle
+ * (which holds the handle's lock): work on the socket itself. shutdown
+ * wakes that call, which fails as on a dead connection; SO_LINGER 0 makes
+ * the close in nbd_close_disk a reset that drops whatever the kernel still
+ * holds to send, instead of sending it once the network is back.
+ */
+static void nbd_abort(struct blk_disk *d)
+{
+	int fd = __atomic_load_n(&d->nbd_fd, __ATOMIC_ACQUIRE);
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	if (fd < 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)))
+		log_warn("disk %u: SO_LINGER: %s", d->index, strerror(errno));
+	shutdown(fd, SHUT_RDWR);
+}
+
 static int nbd_reconnect(struct blk_disk *d, char *err, size_t len)
 {
+	__atomic_store_n(&d->nbd_fd, -1, __ATOMIC_RELEASE);
 	if (d->nbd)
 		nbd_close(d->nbd);
 	d->nbd = NULL;
@@ -172,6 +194,7 @@ static int nbd_reconnect(struct blk_disk *d, char *err, size_t len)
 
 static void nbd_close_disk(struct blk_disk *d)
 {
+	__atomic_store_n(&d->nbd_fd, -1, __ATOMIC_RELEASE);
 	if (d->nbd) {
 		nbd_shutdown(d->nbd, 0);
 		nbd_close(d->nbd);
@@ -191,5 +214,6 @@ const struct blk_backend_ops blk_nbd_ops = {
 	.flush = nbd_flush_disk,
 	.gone = nbd_gone,
 	.reconnect = nbd_reconnect,
+	.abort = nbd_abort,
 	.close = nbd_close_disk,
 };

@@ -1,0 +1,97 @@
+#!/bin/bash
+# A fence with the storage cut off along with the host. A blkwriter on an
+# NBD disk (nbdkit in a network namespace of its own, behind a veth pair)
+# runs with --fence-s 3 and keepalives; then the link goes down and the
+# keepalives stop, as when a host is cut off from its cluster and its
+# storage network at once. The vmon must still end, fenced, within a few
+# seconds, and give the disk's lease up: the restart elsewhere takes it
+# (clsoak --disk nbd --ha found it held by a fenced vmon stuck in a write,
+# and the HA restart refused, the VM down for good). Then a new owner
+# writes on, the link comes back, and nothing the old owner had sent
+# reaches the image after that: the log on it verifies, every block the
+# new owner acknowledged there.
+if [ -z "${FERRY_NET_NS:-}" ]; then
+	# The links and the server's namespace die with this namespace.
+	FERRY_NET_NS=1 exec unshare -n bash "$0" "$@"
+fi
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/disk_lib.sh"
+require_kvm
+command -v nbdkit >/dev/null || { echo "SKIP: nbdkit is not installed"; exit 77; }
+command -v nsenter >/dev/null || { echo "SKIP: nsenter is not installed"; exit 77; }
+
+IMG="$TMP/disk.img"
+LEASE="$TMP/disk.lease"
+truncate -s 16M "$IMG"
+ip link set lo up
+# The storage's namespace, held by a sleeping process, one veth away.
+unshare -n sleep 600 &
+SRV=$!; PIDS="$PIDS $SRV"
+sleep 0.2
+ip link add vr type veth peer name vn
+ip link set vn netns "$SRV"
+nsenter -t "$SRV" -n sh -c 'ip link set lo up && ip addr add 10.9.0.2/24 dev vn && ip link set vn up'
+ip addr add 10.9.0.1/24 dev vr
+ip link set vr up
+nsenter -t "$SRV" -n nbdkit -f -i 10.9.0.2 -p 10809 file "$IMG" >"$TMP/nbdkit.log" 2>&1 &
+NBDPID=$!; PIDS="$PIDS $NBDPID"
+wait_for "python3 -c 'import socket; socket.create_connection((\"10.9.0.2\", 10809), 1).close()'" 10
+DISK="nbd://10.9.0.2:10809,lease=$LEASE"
+
+lease_free() { # the OFD lock on the lease file is free (a POSIX lock conflicts with it)
+	python3 -c "
+import fcntl, sys
+f = open('$LEASE', 'r+')
+try:
+    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    sys.exit(1)"
+}
+lease_held() { ! lease_free; }
+
+echo "== a writer on NBD, fenced at 3 s without keepalives"
+start_writer w "$DISK" "n=0" --fence-s 3
+WPID=$SPID
+(while kill -0 "$SPID" 2>/dev/null; do "$VMON" ctl "$TMP/w.sock" keepalive >/dev/null 2>&1 || true
+	sleep 0.5; done) &
+KPID=$!; PIDS="$PIDS $KPID"
+check "the writer runs on NBD" advancing w acked
+check "keepalives keep it past the fence time" sleep 4
+check "it still writes" advancing w acked
+check "it holds the lease" lease_held
+
+echo "== cut off: the link to the storage and the keepalives at once"
+acked=$(value w acked)
+kill "$KPID" 2>/dev/null || true
+ip link set vr down
+t0=$(date +%s%3N)
+exit_status "$WPID" 15
+t_exit=$(($(date +%s%3N) - t0))
+echo "   vmon ended with $XRC after $t_exit ms ($acked blocks acknowledged before the cut)"
+check "the vmon ends, fenced (status 5), though a write hangs on the storage" [ "$XRC" = 5 ]
+check "within fence-s + 3 s ($t_exit ms)" [ "$t_exit" -lt 6000 ]
+check "its log says it was fenced" grep -q "fenced: no keepalive" "$TMP/w.err"
+check "the lease is free for a restart elsewhere" lease_free
+
+echo "== a new owner writes on and stops; then the old owner's link comes back"
+# The new owner reaches the image another way (as a file here). What the
+# old vmon's kernel still held to send must never land: once back, it
+# would overwrite a block of the new owner's, which stopped before.
+start_writer w2 "$IMG" "n=0 resume=1"
+check "the new owner resumes the log and writes" advancing w2 acked
+"$VMON" ctl "$TMP/w2.sock" pause >/dev/null 2>&1 || true
+acked2=$(value w2 acked)
+"$VMON" ctl "$TMP/w2.sock" stop >/dev/null 2>&1 || true
+exit_status "$SPID" 10
+check "the new owner stops with 0 ($XRC)" [ "$XRC" = 0 ]
+ip link set vr up
+# A vmon still stuck in its write ends once TCP has resent it (up to a
+# backed-off retransmission timeout later): then the write has landed.
+wait_for "! kill -0 $WPID" 60 || true
+sleep 1
+out=$("$CHECKER" "$IMG" --min-seq "$acked2" 2>&1) || true
+echo "   $out (acked $acked2)"
+check "the log on the image verifies, the new owner's block $acked2 included" \
+	grep -q '^blklog_check: ok' <<<"$out"
+check "the new owner went past the old one ($acked2 > $acked)" [ "$acked2" -gt "$acked" ]
+finish
