@@ -50,6 +50,13 @@
 #define CL_HANDLED_MAX 64
 #define CL_KEEPALIVE_MS 1000
 #define CL_UNREPORTED_MAX 64
+/*
+ * A vmon that could not take its disk (exit 6: the lease is held, often by
+ * a fenced vmon of the VM on its way out): started again this many times,
+ * 1, 2, 4, 8, 8 and 8 s apart, before its end is reported.
+ */
+#define CL_DISK_BUSY_TRIES 6
+#define CL_DISK_BUSY_WAIT_MAX_MS 8000
 #define CL_UNREPORTED_RESEND_MS 5000
 
 /* The last CL_HANDLED_MAX migration ids seen for some purpose (a ring). */
@@ -158,6 +165,13 @@ struct agent {
 	uint64_t ha_stuck_ns;  /* the last time VMs that fit nowhere were named */
 	struct unreported unrep[CL_UNREPORTED_MAX];
 	size_t n_unrep;
+	/* VMs whose vmon found a disk in use: the next start waits until retry_ns */
+	struct disk_wait {
+		char name[CL_NAME_MAX];
+		uint64_t generation, retry_ns;
+		unsigned tries;
+	} disk_waits[CL_UNREPORTED_MAX];
+	size_t n_disk_waits;
 	/* destination: since when each migration's source agent is away */
 	struct src_away { uint64_t id, since_ns; } src_away[CL_SRC_AWAY_MAX];
 	/* migration ids taken up here, so a reconcile starts each once */

@@ -333,6 +333,99 @@ static bool exit_hosts_fault(int status)
 	return status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 5);
 }
 
+static struct disk_wait *disk_wait_find(struct agent *a, const char *name)
+{
+	for (size_t i = 0; i < a->n_disk_waits; i++)
+		if (!strcmp(a->disk_waits[i].name, name))
+			return &a->disk_waits[i];
+	return NULL;
+}
+
+/* The part of a --disk spec that names the storage (PATH, or nbd://...), its length. */
+static size_t disk_target_len(const char *spec)
+{
+	return strcspn(spec, ",");
+}
+
+/*
+ * Another VM the cluster runs (or means to) names one of vm's disks: a
+ * disk in use by it is a conflict, not a previous run on its way out.
+ */
+static bool disk_shared_with_other(const struct agent *a, const Ferry__Cluster__Vm *vm)
+{
+	for (size_t i = 0; i < a->st->n_vms; i++) {
+		const Ferry__Cluster__Vm *o = a->st->vms[i];
+
+		if (o == vm || o->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING)
+			continue;
+		for (size_t d = 0; d < vm->n_disks; d++)
+			for (size_t e = 0; e < o->n_disks; e++) {
+				size_t n = disk_target_len(vm->disks[d]);
+
+				if (n == disk_target_len(o->disks[e]) &&
+				    !strncmp(vm->disks[d], o->disks[e], n))
+					return true;
+			}
+	}
+	return false;
+}
+
+/*
+ * The vmon could not take a disk: another process holds its lease. After
+ * a fence elsewhere that is the VM's fenced vmon, gone in a moment; the
+ * end reported now would leave the VM down for good (an HA recovery
+ * refused). So unless another VM of the cluster names the disk (a
+ * conflict, said at once), start it again here, a few times with growing
+ * waits; true while it will be. Then the end is reported as any other.
+ */
+static bool disk_wait_again(struct agent *a, struct local_vm *lv)
+{
+	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, lv->name);
+	struct disk_wait *w = disk_wait_find(a, lv->name);
+	char tail[300];
+	unsigned ms;
+
+	if (!WIFEXITED(lv->status) || WEXITSTATUS(lv->status) != 6 || !vm ||
+	    vm->generation != lv->generation || disk_shared_with_other(a, vm))
+		return false;
+	if (w && w->generation != lv->generation)
+		w->tries = 0;
+	if (!w && a->n_disk_waits < CL_UNREPORTED_MAX)
+		w = &a->disk_waits[a->n_disk_waits++];
+	if (!w)
+		return false;
+	snprintf(w->name, sizeof(w->name), "%s", lv->name);
+	w->generation = lv->generation;
+	log_tail(a, lv->name, tail, sizeof(tail));
+	if (w->tries >= CL_DISK_BUSY_TRIES) {
+		log_warn("%s: its disk is still in use after %u tries; reporting its end: %s",
+			 lv->name, w->tries + 1, tail);
+		*w = a->disk_waits[--a->n_disk_waits];
+		return false;
+	}
+	ms = 1000u << w->tries;
+	ms = ms > CL_DISK_BUSY_WAIT_MAX_MS ? CL_DISK_BUSY_WAIT_MAX_MS : ms;
+	w->tries++;
+	w->retry_ns = now_ns() + ms * 1000000ull;
+	log_warn("%s: its disk is in use; starting it again in %u s (try %u of %u): %s",
+		 lv->name, ms / 1000, w->tries + 1, CL_DISK_BUSY_TRIES + 1, tail);
+	return true;
+}
+
+/* Whether vm's start here waits for disk_wait_again's time; forgets stale waits. */
+static bool disk_wait_holds(struct agent *a, const Ferry__Cluster__Vm *vm)
+{
+	struct disk_wait *w = disk_wait_find(a, vm->name);
+
+	if (!w)
+		return false;
+	if (w->generation != vm->generation) {
+		*w = a->disk_waits[--a->n_disk_waits];
+		return false;
+	}
+	return now_ns() < w->retry_ns;
+}
+
 void agent_vm_ended(struct agent *a, struct local_vm *lv)
 {
 	if (!cl_vmon_reap(lv->v, &lv->status, lv->why, sizeof(lv->why)))
@@ -342,6 +435,8 @@ void agent_vm_ended(struct agent *a, struct local_vm *lv)
 		 (int)cl_vmon_pid(lv->v), lv->why);
 	if (lv->stopping || lv->migrated || lv->incoming || lv->following)
 		return;   /* asked for, or the migration's follower reports it */
+	if (disk_wait_again(a, lv))
+		return;   /* the reconcile starts it again once the wait is over */
 	agent_vm_report(a, lv);
 }
 
@@ -388,7 +483,7 @@ void agent_reconcile(struct agent *a)
 			 * (this host's vmon fenced itself for that reason).
 			 */
 			else if (!lv && a->quorate && !unrep_settle(a, vm) &&
-				 !agent_local(a, vm->name, true) &&
+				 !disk_wait_holds(a, vm) && !agent_local(a, vm->name, true) &&
 				 !(vm->migration && !strcmp(vm->migration->source, a->name)))
 				start_vm(a, vm);
 		} else if (lv && !lv->following && !lv->migrated) {

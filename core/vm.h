@@ -26,6 +26,7 @@ enum vm_exit_status {
 	VM_EXIT_CRASH = 3,    /* triple fault or unhandled exit */
 	VM_EXIT_INTERNAL = 4, /* KVM or host failure */
 	VM_EXIT_FENCED = 5,   /* --fence-s: no keepalive from the node agent (core/fence.h) */
+	VM_EXIT_DISK_BUSY = 6, /* a disk's lease is held by another process (its owner) */
 };
 
 enum vm_state {

@@ -128,7 +128,8 @@ static const char vmon_usage[] =
 "  was stopped on request or migrated away; 2 bad usage or\n"
 "  configuration; 3 the guest crashed (triple fault, unhandled exit: the\n"
 "  message names the exit, the vCPU and the RIP); 4 a KVM or host failure;\n"
-"  5 fenced (--fence-s).\n"
+"  5 fenced (--fence-s); 6 a disk is in use: another process holds its lease\n"
+"  (the message names it; it may be a fenced or stopping vmon on its way out).\n"
 "\n"
 "vmon ctl SOCKET COMMAND: talk to a running vmon.\n"
 "  status                state, vCPUs, memory, CPU model, uptime, and why it\n"
@@ -644,7 +645,8 @@ static int vmon_run(int argc, char **argv)
 		if (ret) {
 			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
 			vm_destroy(r.vm);
-			return VM_EXIT_USAGE;
+			/* Held by another owner: it may be on its way out (a fence). */
+			return ret == -EBUSY ? VM_EXIT_DISK_BUSY : VM_EXIT_USAGE;
 		}
 	}
 	if (r.fence_s) {

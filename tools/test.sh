@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
-FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-20}
+FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-15}
 
 bash tools/install-deps.sh
 

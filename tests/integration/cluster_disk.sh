@@ -21,6 +21,7 @@ acked() {
 		python3 -c 'import json,sys; print(json.load(sys.stdin).get("values", {}).get("acked", 0))'
 }
 advancing() { local a b; a=$(acked d1) || return 1; sleep 0.3; b=$(acked d1) || return 1; [ "$b" -gt "$a" ]; }
+vm_list_has() { lab_exec "$1" clusterctl vm list 2>/dev/null | grep -q -- "$2"; }
 last_error() { ctl_json host1 vm show "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"].get("last_error", ""))'; }
 
 truncate -s 16M "$SHARED/d1.img"
@@ -54,11 +55,33 @@ echo "  d2: $err"
 check "the reason names the disk's holder" grep -qi "held\|holder\|lock" <<<"$err"
 check "d1 still writes" advancing
 
+echo "== a disk still held by a previous owner (a fenced vmon on its way out)"
+# Another process holds d4's image for 4 s: its vmon exits 6 (disk in use),
+# and the agent starts it again, 1, 2, 4 s later, instead of reporting the
+# end (which would leave the VM down: an HA recovery after a fence found
+# the fenced vmon still holding an NBD disk, session 31). d2 above, whose
+# disk another VM of the cluster names, is told at once.
+truncate -s 16M "$SHARED/d4.img"
+python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "r+"); fcntl.lockf(f, fcntl.LOCK_EX)
+open(sys.argv[2], "w").close(); time.sleep(4)' "$SHARED/d4.img" "$SHARED/d4.held" &
+holder=$!
+wait_for 5 "the holder's lock" test -e "$SHARED/d4.held" || true
+check "vm create d4 on its own disk" ctl host1 clusterctl vm create d4 --guest "$GUESTS/blkwriter" \
+	--mem 32M --disk "$SHARED/d4.img"
+check "vm start d4 on host2 while another process holds its disk" ctl host1 clusterctl vm start d4 \
+	--host host2
+check "host2's agent starts it again instead of giving up" wait_for 10 "the retry" \
+	grep -q "d4: its disk is in use; starting it again in 1 s" "$LAB_DIR/host2/clusterd.log"
+wait "$holder" 2>/dev/null || true
+check "once the holder is gone, d4 runs" wait_for 20 "d4 running" \
+	vm_list_has host1 "^d4 *running "
+check "d4 stops" ctl host1 clusterctl vm stop d4
+
 echo "== a VM whose disk fills up"
 # Its vmon holds the write and pauses the guest (docs/storage.md); the
 # cluster says so, with vmon's reason, until room is made and it resumes
 # (by itself: disk-auto-resume-s).
-vm_list_has() { lab_exec "$1" clusterctl vm list 2>/dev/null | grep -q -- "$2"; }
 vm_show_has() { lab_exec "$1" clusterctl vm show "$2" 2>/dev/null | grep -q -- "$3"; }
 if [ $FULL_OK = 0 ]; then
 	echo "************************************************************"

@@ -25,7 +25,7 @@ start_writer a "$IMG" "n=0"
 apid=$SPID
 check "the first writer runs" advancing a acked
 one_shot "$IMG"
-check "the second vmon exits 2 ($RC)" [ "$RC" = 2 ]
+check "the second vmon exits 6, disk in use ($RC)" [ "$RC" = 6 ]
 check "it names the holder's pid $apid" grep -q "held by pid $apid (vmon)" <<<"$OUT"
 check "the first writer still runs" advancing a acked
 
@@ -55,7 +55,7 @@ start_writer n1 "nbd://127.0.0.1:$NBDPORT,lease=$LEASE" "n=0"
 npid=$SPID
 check "the NBD writer runs" advancing n1 acked
 one_shot "nbd://127.0.0.1:$NBDPORT,lease=$LEASE"
-check "the second NBD vmon exits 2 ($RC)" [ "$RC" = 2 ]
+check "the second NBD vmon exits 6, disk in use ($RC)" [ "$RC" = 6 ]
 check "it names the holder (host and pid $npid)" grep -q "host $(hostname) pid $npid" <<<"$OUT"
 one_shot "nbd://127.0.0.1:$NBDPORT"
 check "an NBD disk without a lease file is refused ($RC)" [ "$RC" = 2 ]
