@@ -102,6 +102,27 @@ check "x86-64-v1 on a host without sse2, cmov is refused (rc $rc)" [ "$rc" -eq 2
 check "the refusal names exactly the missing features" \
 	grep -q "CPU model x86-64-v1 needs features this host lacks: cmov,sse2$" "$TMP/model.err"
 
+# vmon cpu: what KVM here offers, as the refusals above name it.
+cpu=$("$VMON" cpu)
+echo "$cpu" | sed 's/^/   /'
+check "vmon cpu lists the features KVM offers (sse2 among them)" \
+	grep -q "^features: .*\bsse2\b" <<<"$cpu"
+check "host and x86-64-v1 run" bash -c 'grep -qx "model host: runs" <<<"$0" &&
+	grep -qx "model x86-64-v1: runs" <<<"$0"' "$cpu"
+check "every model vmon run refuses, vmon cpu says lacks something" bash -c '
+	for m in x86-64-v2 x86-64-v3 x86-64-v4; do
+		if ! "$1" run --guest "$2/counter" --mem 16M --cpu-model $m --args "n=1" \
+			>/dev/null 2>&1; then grep -q "^model $m: lacks " <<<"$0" || exit 1; fi
+	done' "$cpu" "$VMON" "$FERRY_GUESTS"
+check "with --cpuid-hide sse2,cmov, x86-64-v1 lacks exactly them" \
+	bash -c '"$0" cpu --cpuid-hide sse2,cmov | grep -qx "model x86-64-v1: lacks cmov,sse2"' "$VMON"
+set +e
+"$VMON" cpu --cpuid-hide warpdrive >/dev/null 2>"$TMP/cpu.err"
+rc=$?
+set -e
+check "an unknown feature is a usage error (rc $rc)" \
+	bash -c '[ "$0" -eq 2 ] && grep -q "unknown CPU feature .warpdrive." "$1"' "$rc" "$TMP/cpu.err"
+
 # check=1: the guest reads every page before it writes it again, so a write
 # that tracking's re-protection lost would end it with exit code 9.
 for mode in bitmap ring; do
