@@ -41,10 +41,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cl_plan_int.h"
 #include "cl_state.h"
+#include "core/util.h"
 
 struct cand;
 
@@ -57,7 +57,7 @@ struct evac {
 	double *over_pct;              /* per VM: 0, or its target's CPU demand past the cap */
 	bool *room_lost;               /* per VM: its target loses HA's room (in->room) */
 	size_t *room_vms, *room_to;    /* room_holds' scratch: n_vms each */
-	struct timespec room_t0;       /* when the plan began: in->room.budget_ms from it */
+	uint64_t room_t0_ns;           /* when the plan began: in->room.budget_ms from it */
 	size_t room_unjudged;          /* VMs placed once the budget was spent */
 	struct cand *cands;            /* unit_place's scratch: n_hosts */
 	size_t stuck_cap;
@@ -194,15 +194,10 @@ static int cand_cmp(const void *a, const void *b)
 	return x->t < y->t ? -1 : 1;
 }
 
-static bool room_budget_left(struct evac *e)
+static bool room_budget_left(const struct evac *e)
 {
-	struct timespec now;
-
-	if (!e->in->room.budget_ms)
-		return true;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - e->room_t0.tv_sec) * 1e3 +
-	       (double)(now.tv_nsec - e->room_t0.tv_nsec) / 1e6 < e->in->room.budget_ms;
+	return !e->in->room.budget_ms ||
+	       now_ns() - e->room_t0_ns < e->in->room.budget_ms * 1000000ull;
 }
 
 /*
@@ -588,7 +583,7 @@ int cl_plan_evacuate(const struct cl_plan_input *in, const char *host, struct cl
 		e.unit[v] = v;
 		e.target[v] = -1;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &e.room_t0);
+	e.room_t0_ns = now_ns();
 	ret = collect(&e, out, list, &n);
 	if (!ret)
 		ret = place_all(&e, list, n, out);

@@ -19,6 +19,7 @@
 #include "clusterd.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "storage/blk.h"
 
 struct local_vm *agent_local(struct agent *a, const char *name, bool incoming)
 {
@@ -341,10 +342,14 @@ static struct disk_wait *disk_wait_find(struct agent *a, const char *name)
 	return NULL;
 }
 
-/* The part of a --disk spec that names the storage (PATH, or nbd://...), its length. */
-static size_t disk_target_len(const char *spec)
+/* Whether two --disk specs name the same storage (blk_spec_parse's target). */
+static bool same_disk(const char *a, const char *b)
 {
-	return strcspn(spec, ",");
+	struct blk_spec x, y;
+	char err[8];
+
+	return !blk_spec_parse(a, &x, err, sizeof(err)) && !blk_spec_parse(b, &y, err, sizeof(err)) &&
+	       !strcmp(x.target, y.target);
 }
 
 /*
@@ -359,13 +364,9 @@ static bool disk_shared_with_other(const struct agent *a, const Ferry__Cluster__
 		if (o == vm || o->desired != FERRY__CLUSTER__VM_DESIRED__VM_DESIRED_RUNNING)
 			continue;
 		for (size_t d = 0; d < vm->n_disks; d++)
-			for (size_t e = 0; e < o->n_disks; e++) {
-				size_t n = disk_target_len(vm->disks[d]);
-
-				if (n == disk_target_len(o->disks[e]) &&
-				    !strncmp(vm->disks[d], o->disks[e], n))
+			for (size_t e = 0; e < o->n_disks; e++)
+				if (same_disk(vm->disks[d], o->disks[e]))
 					return true;
-			}
 	}
 	return false;
 }

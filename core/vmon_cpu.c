@@ -13,6 +13,7 @@
 
 #include "core/cpumodel.h"
 #include "core/kvm.h"
+#include "core/vm.h"
 #include "core/vmon.h"
 
 static void print_features(const struct cpuid_table *t)
@@ -83,7 +84,7 @@ int vmon_cpu_main(int argc, char **argv)
 	kvm_fd = kvm_open();
 	if (kvm_fd < 0) {
 		fprintf(stderr, "vmon: error: %s: %s\n", KVM_DEV_PATH, strerror(-kvm_fd));
-		return 4;
+		return VM_EXIT_INTERNAL;
 	}
 	t = malloc(sizeof(*t));
 	ret = t ? kvm_supported_cpuid(kvm_fd, t) : -ENOMEM;
@@ -97,7 +98,7 @@ int vmon_cpu_main(int argc, char **argv)
 	free(t);
 	if (ret) {
 		fprintf(stderr, "vmon: error: KVM_GET_SUPPORTED_CPUID: %s\n", strerror(-ret));
-		return 4;
+		return VM_EXIT_INTERNAL;
 	}
 	return 0;
 }

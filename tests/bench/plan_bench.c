@@ -32,8 +32,17 @@ static double now_ms(void)
 	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-static int evacuation(struct cl_sim *s, const struct cl_plan_config *cfg, double *build_ms,
-		      double *plan_ms, struct cl_plan *p, struct cl_plan_input **in)
+static bool all_up(const void *opaque, const char *host)
+{
+	(void)opaque;
+	(void)host;
+	return true;
+}
+
+/* h0000's evacuation plan; with room, one that keeps HA's room (all hosts up). */
+static int evacuation(struct cl_sim *s, const struct cl_plan_config *cfg,
+		      struct cl_admit_room *room, double *build_ms, double *plan_ms,
+		      struct cl_plan *p, struct cl_plan_input **in)
 {
 	double t0;
 	int ret;
@@ -44,6 +53,8 @@ static int evacuation(struct cl_sim *s, const struct cl_plan_config *cfg, double
 	*build_ms = now_ms() - t0;
 	if (ret)
 		return ret;
+	if (room)
+		cl_admit_room_set(*in, room, all_up, NULL, 0);
 	t0 = now_ms();
 	ret = cl_plan_evacuate(*in, "h0000", p);
 	*plan_ms = now_ms() - t0;
@@ -82,7 +93,7 @@ static int big(uint64_t seed)
 	       p.n_moves, p.imbalance_before, p.imbalance_after);
 	cl_plan_free(&p);
 	cl_plan_input_free(in);
-	if (evacuation(&s, &cfg, &build_ms, &plan_ms, &p, &in))
+	if (evacuation(&s, &cfg, NULL, &build_ms, &plan_ms, &p, &in))
 		return 1;
 	printf("1000 hosts, 20000 VMs: evacuation plan of h0000 (%zu VMs): input %.1f ms, "
 	       "plan %.1f ms (%zu moves, %zu stuck)\n", p.n_moves + p.n_stuck, build_ms,
@@ -131,7 +142,7 @@ static int evac_n(uint64_t seed, unsigned n)
 	o.rules = 20;
 	o.in_flight = 0;
 	o.busy_host_vms = n;
-	if (cl_sim_build(&s, seed, &o) || evacuation(&s, &cfg, &build_ms, &plan_ms, &p, &in))
+	if (cl_sim_build(&s, seed, &o) || evacuation(&s, &cfg, NULL, &build_ms, &plan_ms, &p, &in))
 		return 1;
 	printf("N=%3u: %3zu moves %2zu stuck %6.1f GiB | planned ETA %7.1f s, mean off-host %6.1f s"
 	       " (%u at a time) | naive %7.1f s, mean %6.1f s | %.2fx faster\n",
@@ -144,13 +155,6 @@ static int evac_n(uint64_t seed, unsigned n)
 	return 0;
 }
 
-static bool all_up(const void *opaque, const char *host)
-{
-	(void)opaque;
-	(void)host;
-	return true;
-}
-
 /* One evacuation plan of a 100-VM host, with HA's room kept for k losses or not. */
 static int evac_room(uint64_t seed, unsigned hosts, unsigned k)
 {
@@ -161,7 +165,7 @@ static int evac_room(uint64_t seed, unsigned hosts, unsigned k)
 	struct cl_plan_input *in;
 	struct cl_plan p;
 	struct cl_sim s;
-	double t0, ms[2];
+	double build_ms, ms[2];
 	size_t lost[2] = { 0 }, moves[2];
 
 	cl_sim_defaults(&o);
@@ -178,16 +182,9 @@ static int evac_room(uint64_t seed, unsigned hosts, unsigned k)
 		s.st->vms[v]->ha = v % 3 == 0;
 	set.ha_host_failures = k;
 	s.st->settings = &set;
-	cl_state_host(s.st, "h0000")->mode = FERRY__CLUSTER__HOST_MODE__HOST_MODE_MAINTENANCE;
 	for (int r = 0; r < 2; r++) {
-		if (cl_plan_input_build(&in, s.st, s.figs, s.n_figs, s.now_unix_ms, &cfg, NULL, 0))
+		if (evacuation(&s, &cfg, r ? &room : NULL, &build_ms, &ms[r], &p, &in))
 			return 1;
-		if (r)
-			cl_admit_room_set(in, &room, all_up, NULL, 0);
-		t0 = now_ms();
-		if (cl_plan_evacuate(in, "h0000", &p))
-			return 1;
-		ms[r] = now_ms() - t0;
 		moves[r] = p.n_moves;
 		for (size_t i = 0; i < p.n_moves; i++)
 			lost[r] += p.moves[i].room_lost;

@@ -545,12 +545,40 @@ static bool slow_no_room(void *opaque, const struct cl_plan_input *in, size_t sr
  * and keeps b's 20 GiB for big. The plan that went to b was refused at
  * maintenance entry, though one that keeps the room existed.
  */
+/* build(f), with HA's room asked for as the agents ask (cl_admit_room_set). */
+static void build_room(struct fx *f, struct cl_admit_room *room)
+{
+	build(f);
+	cl_admit_room_set(f->in, room, all_up, NULL, 0);
+}
+
+/* src's evacuation sends h to host to, marked room_lost or not. */
+static void h_goes(struct fx *f, const char *to, bool room_lost)
+{
+	const struct cl_plan_move *m;
+
+	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
+	m = move_of(&f->plan, "h");
+	assert_non_null(m);
+	assert_string_equal(m->to, to);
+	assert_int_equal(m->room_lost, room_lost);
+}
+
+/* src into maintenance with h moved to host to, judged as where applied. */
+static int h_admitted(struct fx *f, const char *to, char *err, size_t len)
+{
+	Ferry__Cluster__AdmitMove am = FERRY__CLUSTER__ADMIT_MOVE__INIT, *pam = &am;
+
+	am.vm = "h";
+	am.to = (char *)to;
+	return cl_admit_maintenance(f->st, all_up, NULL, "host maintenance", "src", &pam, 1, err,
+				    len);
+}
+
 static void test_evacuate_keeps_ha_room(void **state)
 {
 	struct fx *f = *state;
 	struct cl_admit_room room;
-	const struct cl_plan_move *m;
-	Ferry__Cluster__AdmitMove am = FERRY__CLUSTER__ADMIT_MOVE__INIT, *pam = &am;
 	char err[512];
 
 	host_add(f->st, "a", 3, 8, 20);
@@ -568,42 +596,22 @@ static void test_evacuate_keeps_ha_room(void **state)
 	assert_non_null(f->st->settings);
 
 	/* Off (ha-host-failures 0): nothing to keep, the emptiest host. */
-	build(f);
-	cl_admit_room_set(f->in, &room, all_up, NULL, 0);
+	build_room(f, &room);
 	assert_null(f->in->room.holds);
-	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
-	m = move_of(&f->plan, "h");
-	assert_non_null(m);
-	assert_string_equal(m->to, "b");
-	assert_false(m->room_lost);
+	h_goes(f, "b", false);
 
 	f->st->settings->ha_host_failures = 1;
-	am.vm = "h";
-	am.to = "b";
-	assert_int_equal(cl_admit_maintenance(f->st, all_up, NULL, "host maintenance", "src",
-					      &pam, 1, err, sizeof(err)), -ENOSPC);
+	assert_int_equal(h_admitted(f, "b", err, sizeof(err)), -ENOSPC);
 	assert_non_null(strstr(err, "were a lost, HA VM big (15360 MiB) could not restart"));
-	build(f);
-	cl_admit_room_set(f->in, &room, all_up, NULL, 0);
+	build_room(f, &room);
 	assert_non_null(f->in->room.holds);
-	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
-	m = move_of(&f->plan, "h");
-	assert_non_null(m);
-	assert_string_equal(m->to, "c");
-	assert_false(m->room_lost);
-	am.to = "c";
-	assert_int_equal(cl_admit_maintenance(f->st, all_up, NULL, "host maintenance", "src",
-					      &pam, 1, err, sizeof(err)), 0);
+	h_goes(f, "c", false);
+	assert_int_equal(h_admitted(f, "c", err, sizeof(err)), 0);
 
 	/* c too full for h: b takes it all the same, and the move says the room is lost. */
 	f->st->vms[1]->mem_bytes = 14 * GIB;
-	build(f);
-	cl_admit_room_set(f->in, &room, all_up, NULL, 0);
-	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
-	m = move_of(&f->plan, "h");
-	assert_non_null(m);
-	assert_string_equal(m->to, "b");
-	assert_true(m->room_lost);
+	build_room(f, &room);
+	h_goes(f, "b", true);
 
 	/*
 	 * A judgement that takes longer than the plan's budget: b is judged
@@ -612,11 +620,7 @@ static void test_evacuate_keeps_ha_room(void **state)
 	f->st->vms[1]->mem_bytes = 6 * GIB;
 	build(f);
 	f->in->room = (struct cl_plan_room){ .holds = slow_no_room, .budget_ms = 1 };
-	assert_int_equal(cl_plan_evacuate(f->in, "src", &f->plan), 0);
-	m = move_of(&f->plan, "h");
-	assert_non_null(m);
-	assert_string_equal(m->to, "b");   /* the first choice, as without the room */
-	assert_false(m->room_lost);
+	h_goes(f, "b", false);   /* the first choice, as without the room */
 	assert_int_equal(f->plan.room_unjudged, 1);
 }
 
@@ -687,8 +691,7 @@ static void test_evacuate_room_random(void **state)
 		build(f);
 		assert_int_equal(cl_plan_evacuate(f->in, src, &f->plan), 0);
 		naive_kept = moves_keep_room(f, src);
-		build(f);
-		cl_admit_room_set(f->in, &room, all_up, NULL, 0);
+		build_room(f, &room);
 		assert_int_equal(cl_plan_evacuate(f->in, src, &f->plan), 0);
 		for (size_t i = 0; i < f->plan.n_moves; i++)
 			lost |= f->plan.moves[i].room_lost;
