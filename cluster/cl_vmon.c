@@ -477,6 +477,8 @@ static void why_set(struct cl_vmon *v, int status)
 		snprintf(v->why, sizeof(v->why), "KVM failure (status 4)");
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 6)
 		snprintf(v->why, sizeof(v->why), "could not take its disk, in use (status 6)");
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 7)
+		snprintf(v->why, sizeof(v->why), "could not reach its disk's storage (status 7)");
 	else if (WIFEXITED(status))
 		snprintf(v->why, sizeof(v->why), "exited with status %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status) && sigabbrev_np(WTERMSIG(status)))

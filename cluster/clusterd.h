@@ -57,6 +57,16 @@
  */
 #define CL_DISK_BUSY_TRIES 6
 #define CL_DISK_BUSY_WAIT_MAX_MS 8000
+/*
+ * One whose disk's storage could not be reached (exit 7: a server down, a
+ * storage network away; often cut off with a host whose VMs restart here):
+ * started again 1, 2, 4, 8, then every 15 s, for up to 10 minutes after
+ * the first try, a storage server's restart included.
+ */
+#define CL_DISK_GONE_WAIT_MAX_MS 15000
+#define CL_DISK_GONE_GIVE_UP_S 600
+/* A start this long before its vmon's end got past its disks: the wait is over. */
+#define CL_DISK_WAIT_STALE_S 60
 #define CL_UNREPORTED_RESEND_MS 5000
 
 /* The last CL_HANDLED_MAX migration ids seen for some purpose (a ring). */
@@ -165,11 +175,16 @@ struct agent {
 	uint64_t ha_stuck_ns;  /* the last time VMs that fit nowhere were named */
 	struct unreported unrep[CL_UNREPORTED_MAX];
 	size_t n_unrep;
-	/* VMs whose vmon found a disk in use: the next start waits until retry_ns */
+	/*
+	 * VMs whose vmon found a disk in use or its storage out of reach: the
+	 * next start waits until retry_ns. why: vmon's last word, for vm show.
+	 */
 	struct disk_wait {
 		char name[CL_NAME_MAX];
-		uint64_t generation, retry_ns;
+		uint64_t generation, retry_ns, first_ns;
 		unsigned tries;
+		bool gone;
+		char why[300];
 	} disk_waits[CL_UNREPORTED_MAX];
 	size_t n_disk_waits;
 	/* destination: since when each migration's source agent is away */

@@ -372,44 +372,68 @@ static bool disk_shared_with_other(const struct agent *a, const Ferry__Cluster__
 }
 
 /*
- * The vmon could not take a disk: another process holds its lease. After
- * a fence elsewhere that is the VM's fenced vmon, gone in a moment; the
- * end reported now would leave the VM down for good (an HA recovery
- * refused). So unless another VM of the cluster names the disk (a
- * conflict, said at once), start it again here, a few times with growing
- * waits; true while it will be. Then the end is reported as any other.
+ * The vmon could not take a disk: another process holds its lease (6), or
+ * its storage could not be reached (7). After a fence elsewhere the holder
+ * is the VM's fenced vmon, gone in a moment; a host cut off from its
+ * cluster may have been cut off from the storage too, and the storage
+ * back in a moment as well. The end reported now would leave the VM down
+ * for good (an HA recovery refused). So start it again here, with growing
+ * waits, a few times for a held lease, for up to CL_DISK_GONE_GIVE_UP_S
+ * for storage out of reach; true while it will be. A lease held for a VM
+ * of the cluster that names the same disk is a conflict, not a leftover:
+ * said at once, as any end after the tries.
  */
 static bool disk_wait_again(struct agent *a, struct local_vm *lv)
 {
 	const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, lv->name);
 	struct disk_wait *w = disk_wait_find(a, lv->name);
+	uint64_t now = now_ns();
 	char tail[300];
 	unsigned ms;
+	bool gone;
 
-	if (!WIFEXITED(lv->status) || WEXITSTATUS(lv->status) != 6 || !vm ||
-	    vm->generation != lv->generation || disk_shared_with_other(a, vm))
+	if (!WIFEXITED(lv->status) || !vm || vm->generation != lv->generation)
 		return false;
-	if (w && w->generation != lv->generation)
-		w->tries = 0;
-	if (!w && a->n_disk_waits < CL_UNREPORTED_MAX)
+	gone = WEXITSTATUS(lv->status) == 7;
+	if ((!gone && WEXITSTATUS(lv->status) != 6) || (!gone && disk_shared_with_other(a, vm)))
+		return false;
+	if (!w) {
+		if (a->n_disk_waits >= CL_UNREPORTED_MAX)
+			return false;
 		w = &a->disk_waits[a->n_disk_waits++];
-	if (!w)
-		return false;
+		memset(w, 0, sizeof(*w));
+	} else if (w->generation != lv->generation || w->gone != gone ||
+		   now > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull) {
+		w->tries = 0;   /* a new run, another cause, or a run that got going */
+	}
 	snprintf(w->name, sizeof(w->name), "%s", lv->name);
 	w->generation = lv->generation;
+	if (!w->tries)
+		w->first_ns = now;
+	w->gone = gone;
 	log_tail(a, lv->name, tail, sizeof(tail));
-	if (w->tries >= CL_DISK_BUSY_TRIES) {
-		log_warn("%s: its disk is still in use after %u tries; reporting its end: %s",
-			 lv->name, w->tries + 1, tail);
+	snprintf(w->why, sizeof(w->why), "%s", tail);
+	if (gone ? now - w->first_ns >= CL_DISK_GONE_GIVE_UP_S * 1000000000ull :
+		   w->tries >= CL_DISK_BUSY_TRIES) {
+		log_warn("%s: %s after %u tries in %llu s; reporting its end: %s", lv->name,
+			 gone ? "its storage is still out of reach" : "its disk is still in use",
+			 w->tries + 1, (unsigned long long)((now - w->first_ns) / 1000000000ull),
+			 tail);
 		*w = a->disk_waits[--a->n_disk_waits];
 		return false;
 	}
-	ms = 1000u << w->tries;
-	ms = ms > CL_DISK_BUSY_WAIT_MAX_MS ? CL_DISK_BUSY_WAIT_MAX_MS : ms;
+	ms = 1000u << (w->tries < 4 ? w->tries : 4);
+	if (ms > (gone ? CL_DISK_GONE_WAIT_MAX_MS : CL_DISK_BUSY_WAIT_MAX_MS))
+		ms = gone ? CL_DISK_GONE_WAIT_MAX_MS : CL_DISK_BUSY_WAIT_MAX_MS;
 	w->tries++;
-	w->retry_ns = now_ns() + ms * 1000000ull;
-	log_warn("%s: its disk is in use; starting it again in %u s (try %u of %u): %s",
-		 lv->name, ms / 1000, w->tries + 1, CL_DISK_BUSY_TRIES + 1, tail);
+	w->retry_ns = now + ms * 1000000ull;
+	if (gone)
+		log_warn("%s: its disk's storage is out of reach; starting it again in %u s "
+			 "(try %u; until %u s after the first): %s", lv->name, ms / 1000,
+			 w->tries + 1, CL_DISK_GONE_GIVE_UP_S, tail);
+	else
+		log_warn("%s: its disk is in use; starting it again in %u s (try %u of %u): %s",
+			 lv->name, ms / 1000, w->tries + 1, CL_DISK_BUSY_TRIES + 1, tail);
 	return true;
 }
 
@@ -420,7 +444,8 @@ static bool disk_wait_holds(struct agent *a, const Ferry__Cluster__Vm *vm)
 
 	if (!w)
 		return false;
-	if (w->generation != vm->generation) {
+	if (w->generation != vm->generation ||
+	    now_ns() > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull) {
 		*w = a->disk_waits[--a->n_disk_waits];
 		return false;
 	}
@@ -769,6 +794,30 @@ void agent_send_load(struct agent *a)
 				 "running";
 		lv->cpu_s = cpu;
 		lv->cpu_ns = now;
+		ptrs[n] = &loads[n];
+		n++;
+	}
+	/* VMs to be started again (disk_wait_again): no vmon, but why not. */
+	for (size_t i = 0; i < a->n_disk_waits && n < 256; i++) {
+		const struct disk_wait *w = &a->disk_waits[i];
+		const Ferry__Cluster__Vm *vm = cl_state_vm(a->st, w->name);
+		char of[16] = "";
+
+		if (!vm || !vm_mine(a, vm) || vm->generation != w->generation ||
+		    agent_local(a, w->name, false) ||
+		    now > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull)
+			continue;
+		if (!w->gone)
+			snprintf(of, sizeof(of), " of %u", CL_DISK_BUSY_TRIES + 1);
+		ferry__cluster__vm_load__init(&loads[n]);
+		snprintf(reasons[n], sizeof(reasons[n]), "%s; trying again in %llu s (try %u%s): %s",
+			 w->gone ? "its disk's storage is out of reach" : "its disk is in use",
+			 (unsigned long long)(w->retry_ns > now ?
+					      (w->retry_ns - now + 999999999) / 1000000000 : 0),
+			 w->tries + 1, of, w->why);
+		loads[n].name = (char *)w->name;
+		loads[n].state = "waiting";
+		loads[n].reason = reasons[n];
 		ptrs[n] = &loads[n];
 		n++;
 	}

@@ -66,11 +66,19 @@ static void *autoresume_main(void *arg)
 		} else {
 			log_warn("%s: auto-resume: trying again (%s)", ar->vm->cfg.name, reason);
 			said[0] = 0;
-			if (!vm_resume(ar->vm))
+			if (!vm_resume(ar->vm)) {
 				log_warn("%s: auto-resume: resumed; a request that fails again "
 					 "pauses it again", ar->vm->cfg.name);
-			/* Until it is seen running, each try waits twice as long. */
-			wait = wait * 2 > max ? max : wait * 2;
+				/*
+				 * Its next pause is a new one: kept doubled, a
+				 * storage that went away a few times in a row
+				 * was looked at minutes late (clsoak --outages).
+				 */
+				wait = period;
+			} else {
+				/* Until it runs again, each failed try waits twice as long. */
+				wait = wait * 2 > max ? max : wait * 2;
+			}
 		}
 		pthread_mutex_lock(&ar->tk.lock);
 	}

@@ -11,13 +11,18 @@
 struct vm;
 struct autoresume;
 
-#define AUTORESUME_MAX_WAIT_S 300   /* the back-off between tries stops growing here */
+/*
+ * The back-off between failed tries stops growing here: a try of a gone
+ * NBD disk is a few connects, and a VM waits at most this long past its
+ * storage's return.
+ */
+#define AUTORESUME_MAX_WAIT_S 30
 #define AUTORESUME_MAX_PERIOD_S 3600 /* --auto-resume-s, vmon ctl auto-resume */
 
 /*
  * Look every period_s; try a resume where the devices say a retry may go
- * through (vm_devs_retry_ready), and wait twice as long after each try
- * until the VM is seen running. 0 and *out, or -errno.
+ * through (vm_devs_retry_ready), and wait twice as long after each failed
+ * try, period_s again after one that resumed it. 0 and *out, or -errno.
  */
 int autoresume_start(struct vm *vm, unsigned period_s, struct autoresume **out);
 /* A new period: the next look period_s from now, the back-off anew. */

@@ -27,6 +27,7 @@ enum vm_exit_status {
 	VM_EXIT_INTERNAL = 4, /* KVM or host failure */
 	VM_EXIT_FENCED = 5,   /* --fence-s: no keepalive from the node agent (core/fence.h) */
 	VM_EXIT_DISK_BUSY = 6, /* a disk's lease is held by another process (its owner) */
+	VM_EXIT_DISK_GONE = 7, /* a disk's storage could not be reached at start-up */
 };
 
 enum vm_state {

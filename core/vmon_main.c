@@ -71,9 +71,9 @@ static const char vmon_usage[] =
 "                        raw image file (a relative PATH is made absolute), or\n"
 "                        an NBD export whose ownership is the lock on FILE (an\n"
 "                        absolute path). Exactly one vmon may own a disk: a\n"
-"                        disk in use elsewhere is refused (status 2, the holder\n"
-"                        named). With --incoming or --restore the disks come\n"
-"                        from the source\n"
+"                        disk in use elsewhere is refused (status 6, the holder\n"
+"                        named); storage that cannot be reached, status 7. With\n"
+"                        --incoming or --restore the disks come from the source\n"
 "  --net bridge=BR[,mac=MAC]  a network interface for the guest (repeatable,\n"
 "                        at most 4; the guest's NIC 0, 1, ...): a tap device\n"
 "                        made a port of the Linux bridge BR. MAC defaults to\n"
@@ -129,7 +129,10 @@ static const char vmon_usage[] =
 "  configuration; 3 the guest crashed (triple fault, unhandled exit: the\n"
 "  message names the exit, the vCPU and the RIP); 4 a KVM or host failure;\n"
 "  5 fenced (--fence-s); 6 a disk is in use: another process holds its lease\n"
-"  (the message names it; it may be a fenced or stopping vmon on its way out).\n"
+"  (the message names it; it may be a fenced or stopping vmon on its way out);\n"
+"  7 a disk's storage could not be reached at start-up (an NBD server that\n"
+"  refused the connection, or gave none in 5 s). 6 and 7 are worth trying\n"
+"  again later. A guest may exit with any code, these too.\n"
 "\n"
 "vmon ctl SOCKET COMMAND: talk to a running vmon.\n"
 "  status                state, vCPUs, memory, CPU model, uptime, and why it\n"
@@ -623,6 +626,12 @@ static int vmon_run(int argc, char **argv)
 			return vmon_exit_for(ret);
 		}
 		ret = blk_dev_create(vm, r.disks, r.nr_disks, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "vmon: error: %s: %s\n", r.cfg.name, err);
+			vm_destroy(vm);
+			/* A server down or a network away may be back in a moment. */
+			return blk_unreachable(ret) ? VM_EXIT_DISK_GONE : VM_EXIT_USAGE;
+		}
 		/*
 		 * Every unnamed vmon is "vm": a MAC derived from that would be
 		 * the same for all of them, on the same bridge.

@@ -23,6 +23,7 @@ struct blk_defaults {
 	unsigned reconnect_wait_ms;
 	unsigned ring_poll_us;     /* a ring's poller spins this long after its last work, µs */
 	unsigned probe_wait_ms;    /* a precheck waits this long for a disk's storage */
+	unsigned connect_wait_ms;  /* an open or reconnect waits this long for TCP's connect */
 };
 extern const struct blk_defaults blk_defaults;
 
@@ -117,6 +118,12 @@ int blk_disk_open(struct blk_disk *d, const struct blk_spec *spec, char *err, si
 /* The backend's probe instead (see blk_backend_ops.probe); blk_disk_close after. */
 int blk_disk_probe(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len);
 void blk_disk_close(struct blk_disk *d);
+/*
+ * Whether an open's error says the storage could not be reached (a server
+ * down, a network away) rather than a wrong configuration: such a start
+ * may succeed when tried again later.
+ */
+bool blk_unreachable(int err);
 
 /*
  * Ownership: an OFD write lock on the image (file) or the lease file

@@ -408,7 +408,8 @@ static int blk_resume(void *ctx, char *err, size_t len)
 		/* Full, not gone: the held requests themselves tell whether there is room now. */
 		for (unsigned t = 0; !d->full && t < blk_defaults.reconnect_tries; t++) {
 			ret = d->ops->reconnect(d, err, len);
-			if (!ret)
+			/* A try that waited out connect_wait_ms has waited enough. */
+			if (!ret || ret == -ETIMEDOUT)
 				break;
 			usleep(blk_defaults.reconnect_wait_ms * 1000);
 		}
@@ -638,6 +639,26 @@ int blk_disk_open(struct blk_disk *d, const struct blk_spec *spec, char *err, si
 {
 	disk_init(d, spec);
 	return d->ops->open(d, err, len);
+}
+
+bool blk_unreachable(int err)
+{
+	switch (-err) {
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case EHOSTDOWN:
+	case ENETUNREACH:
+	case ENETDOWN:
+	case ENOTCONN:
+	case EPIPE:
+	case ESHUTDOWN:
+		return true;
+	default:
+		return false;
+	}
 }
 
 int blk_disk_probe(struct blk_disk *d, const struct blk_spec *spec, char *err, size_t len)

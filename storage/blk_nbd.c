@@ -24,20 +24,65 @@ static int nbd_err(void)
 	return e ? -e : -EIO;
 }
 
+/* Whether h's TCP connection is up (libnbd's state moves on before it is). */
+static bool nbd_tcp_up(struct nbd_handle *h)
+{
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	int fd = nbd_aio_get_fd(h);
+
+	return fd >= 0 && !getpeername(fd, (struct sockaddr *)&peer, &plen);
+}
+
+/*
+ * libnbd's synchronous connect waits as long as TCP does (minutes, for a
+ * server whose host is off, which keeps a start or a resume from saying
+ * so): wait connect_wait_ms for the TCP connection, then for the NBD
+ * handshake as long as it takes (a server that takes one client at a time
+ * answers once the one before has gone).
+ */
+static int nbd_connect_wait(struct nbd_handle *h, const char *uri)
+{
+	uint64_t deadline = now_ns() + blk_defaults.connect_wait_ms * 1000000ull;
+	bool up = false;
+
+	if (nbd_aio_connect_uri(h, uri) == -1)
+		return nbd_err();
+	while (nbd_aio_is_connecting(h) == 1) {
+		int wait_ms = -1;
+
+		if (!up && !(up = nbd_tcp_up(h))) {
+			uint64_t t = now_ns();
+
+			if (t >= deadline)
+				return -ETIMEDOUT;
+			wait_ms = (int)((deadline - t + 999999) / 1000000);
+			wait_ms = wait_ms > 100 ? 100 : wait_ms;
+		}
+		if (nbd_poll(h, wait_ms) == -1)
+			return nbd_err();
+	}
+	return nbd_aio_is_ready(h) == 1 ? 0 : nbd_err();
+}
+
 static int nbd_connect_disk(struct blk_disk *d, char *err, size_t len)
 {
 	struct nbd_handle *h = nbd_create();
 	int64_t size;
+	int ret;
 
 	if (!h) {
 		snprintf(err, len, "disk %u: libnbd: %s", d->index, nbd_get_error());
 		return -ENOMEM;
 	}
-	if (nbd_connect_uri(h, d->spec.target) == -1) {
-		int ret = nbd_err();
-
-		snprintf(err, len, "disk %u: %.200s: %s", d->index, d->spec.target,
-			 nbd_get_error());
+	ret = nbd_connect_wait(h, d->spec.target);
+	if (ret) {
+		if (ret == -ETIMEDOUT)
+			snprintf(err, len, "disk %u: %.200s: no connection in %u ms", d->index,
+				 d->spec.target, blk_defaults.connect_wait_ms);
+		else
+			snprintf(err, len, "disk %u: %.200s: %s", d->index, d->spec.target,
+				 nbd_get_error() ? nbd_get_error() : strerror(-ret));
 		nbd_close(h);
 		return ret;
 	}
@@ -120,16 +165,8 @@ static int nbd_probe_disk(struct blk_disk *d, char *err, size_t len)
 		return 0;
 	}
 	if (nbd_aio_is_connecting(h) == 1) {
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof(peer);
-		int fd = nbd_aio_get_fd(h);
-
-		/*
-		 * The TCP connection is up: the server is there but busy. (Not
-		 * libnbd's connection state, which moves on to the NBD magic
-		 * while the connect is still in progress.)
-		 */
-		if (fd >= 0 && !getpeername(fd, (struct sockaddr *)&peer, &plen))
+		/* The TCP connection is up: the server is there but busy. */
+		if (nbd_tcp_up(h))
 			return -EINPROGRESS;
 		snprintf(err, len, "disk %u: %.200s: no answer in %u ms", d->index,
 			 d->spec.target, blk_defaults.probe_wait_ms);

@@ -16,6 +16,7 @@ const struct blk_defaults blk_defaults = {
 	.reconnect_wait_ms = 200,
 	.ring_poll_us = 200,
 	.probe_wait_ms = 3000,
+	.connect_wait_ms = 5000,
 };
 
 int blk_spec_parse(const char *s, struct blk_spec *out, char *err, size_t err_len)

@@ -51,7 +51,17 @@ static const char *vm_paused_why(const Ferry__Cluster__Response *r, const Ferry_
 {
 	const Ferry__Cluster__VmLoad *v = vm_load_of(r, vm);
 
-	return v && v->reason && *v->reason && is_online(r, vm->host) ? v->reason : NULL;
+	return v && v->reason && *v->reason && strcmp(v->state, "waiting") &&
+	       is_online(r, vm->host) ? v->reason : NULL;
+}
+
+/* Its agent starts it again later: its disk was in use, or out of reach. */
+static const char *vm_waiting_why(const Ferry__Cluster__Response *r, const Ferry__Cluster__Vm *vm)
+{
+	const Ferry__Cluster__VmLoad *v = vm_load_of(r, vm);
+
+	return v && !strcmp(v->state, "waiting") && !vm->migration && is_online(r, vm->host) ?
+	       v->reason : NULL;
 }
 
 /* The operator paused it (vm pause): it stays paused until vm resume. */
@@ -190,7 +200,8 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 	       "CPU MODEL", "NOTE");
 	for (size_t i = 0; st && i < st->n_vms; i++) {
 		const Ferry__Cluster__Vm *vm = st->vms[i];
-		const char *paused = vm->migration ? NULL : vm_paused_why(r, vm);
+		const char *paused = vm->migration ? NULL : vm_paused_why(r, vm),
+			   *waiting = vm_waiting_why(r, vm);
 		char mem[32], note[600] = "";
 
 		if (!paused && !vm->migration && vm_held(r, vm))
@@ -201,13 +212,14 @@ void clusterctl_print_vms(const Ferry__Cluster__Response *r)
 			snprintf(note, sizeof(note), "%sto %s%s", vm->ha ? "ha; " : "",
 				 vm->migration->destination,
 				 vm->migration->cancel ? " (cancelling)" : "");
-		else if (paused)
-			snprintf(note, sizeof(note), "%s%s", vm->ha ? "ha; " : "", paused);
+		else if (paused || waiting)
+			snprintf(note, sizeof(note), "%s%s", vm->ha ? "ha; " : "",
+				 paused ? paused : waiting);
 		else
 			snprintf(note, sizeof(note), "%s%s", vm->ha ? (*vm->last_error ? "ha; " : "ha")
 				 : "", vm->last_error);
 		printf("%-16s %-10s %-12s %10s %5u %-10s %s\n", vm->name,
-		       paused ? "paused" : vm_state(vm),
+		       paused ? "paused" : waiting ? "waiting" : vm_state(vm),
 		       *vm->host ? vm->host : "-", mem, vm->vcpus, vm->cpu_model, note);
 	}
 }
@@ -281,6 +293,8 @@ void clusterctl_print_vm(const Ferry__Cluster__Response *r)
 	printf("state:      %s%s%s\n", vm_state(vm), *vm->host ? " on " : "", vm->host);
 	if (paused)
 		printf("paused:     by its vmon: %s\n", paused);
+	if (vm_waiting_why(r, vm))
+		printf("waiting:    not running: %s\n", vm_waiting_why(r, vm));
 	if (vm_held(r, vm))
 		printf("paused:     by the operator (vm pause): vm resume runs it\n");
 	printf("guest:      %s %s\n", vm->guest, vm->args);

@@ -9,7 +9,9 @@
 # and the HA restart refused, the VM down for good). Then a new owner
 # writes on, the link comes back, and nothing the old owner had sent
 # reaches the image after that: the log on it verifies, every block the
-# new owner acknowledged there.
+# new owner acknowledged there. Last, a start with the storage out of
+# reach exits 7 (worth trying again: clusterd does), within 5 s where the
+# server gives no answer at all, not after TCP's minutes.
 if [ -z "${FERRY_NET_NS:-}" ]; then
 	# The links and the server's namespace die with this namespace.
 	FERRY_NET_NS=1 exec unshare -n bash "$0" "$@"
@@ -94,4 +96,41 @@ echo "   $out (acked $acked2)"
 check "the log on the image verifies, the new owner's block $acked2 included" \
 	grep -q '^blklog_check: ok' <<<"$out"
 check "the new owner went past the old one ($acked2 > $acked)" [ "$acked2" -gt "$acked" ]
+
+echo "== a start with its storage out of reach: status 7"
+start_at() { # start_at NAME DISK: the writer's exit status in XRC, its time in T_MS
+	local t0; t0=$(date +%s%3N)
+	start_writer "$1" "$2" "n=0 resume=1"
+	exit_status "$SPID" 15
+	T_MS=$(($(date +%s%3N) - t0))
+	echo "   $1: status $XRC after $T_MS ms: $(tail -1 "$TMP/$1.err")"
+}
+# The server's end of the link down, its address still known (ARP would
+# say "no route to host" after 3 s): SYNs go out and nothing answers.
+ip neigh replace 10.9.0.2 lladdr "$(nsenter -t "$SRV" -n ip -o link show vn | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')" \
+	dev vr nud permanent
+nsenter -t "$SRV" -n ip link set vn down
+start_at s1 "$DISK"
+check "a server that gives no answer: status 7" [ "$XRC" = 7 ]
+check "after the 5 s connect wait, not TCP's minutes ($T_MS ms)" \
+	[ "$T_MS" -ge 4500 ] && [ "$T_MS" -lt 9000 ]
+check "it says so" grep -q "no connection in 5000 ms" "$TMP/s1.err"
+check "the lease is free after it" lease_free
+nsenter -t "$SRV" -n ip link set vn up
+kill "$NBDPID" 2>/dev/null; wait "$NBDPID" 2>/dev/null || true
+start_at s2 "$DISK"
+check "a server that is down (refused): status 7" [ "$XRC" = 7 ]
+check "at once ($T_MS ms)" [ "$T_MS" -lt 2000 ]
+check "it says so" grep -q "Connection refused" "$TMP/s2.err"
+start_at s3 "nbd://10.9.0.2:10809,lease=$TMP/no/such/dir"
+check "a lease file that cannot be made is a configuration error: status 2" [ "$XRC" = 2 ]
+nsenter -t "$SRV" -n nbdkit -f -i 10.9.0.2 -p 10809 file "$IMG" >>"$TMP/nbdkit.log" 2>&1 &
+NBDPID=$!; PIDS="$PIDS $NBDPID"
+wait_for "python3 -c 'import socket; socket.create_connection((\"10.9.0.2\", 10809), 1).close()'" 10
+start_writer s4 "$DISK" "n=0 resume=1"
+check "with the server back, the same start runs and writes" advancing s4 acked
+"$VMON" ctl "$TMP/s4.sock" stop >/dev/null 2>&1 || true
+exit_status "$SPID" 10
+out=$("$CHECKER" "$IMG" --min-seq "$acked2" 2>&1) || true
+check "the log still verifies ($out)" grep -q '^blklog_check: ok' <<<"$out"
 finish

@@ -85,6 +85,27 @@ static void test_start_period_stop(void **unused)
 	fake_vm_free(vm);
 }
 
+/*
+ * A resume that went through starts the back-off anew: a storage that goes
+ * away again soon after is looked at period_s later, not after the doubled
+ * waits of the pause before (clsoak --outages saw a VM paused its third
+ * time in a row stay so for a minute past the storage's return).
+ */
+static void test_backoff_ends_with_a_resume(void **unused)
+{
+	struct vm *vm = fake_vm_make(2 << 20);
+	unsigned s;
+
+	(void)unused;
+	assert_int_equal(ctl_autoresume(vm, 1, &s), 0);
+	for (int i = 0; i < 4; i++) {
+		device_pause(vm);
+		assert_true(runs_within(vm, 1600));
+	}
+	assert_int_equal(ctl_autoresume(vm, 0, &s), 0);
+	fake_vm_free(vm);
+}
+
 /* The operator's pause is never undone, also over a device's. */
 static void test_operator_pause_stays(void **unused)
 {
@@ -107,6 +128,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_period_stop),
 		cmocka_unit_test(test_operator_pause_stays),
+		cmocka_unit_test(test_backoff_ends_with_a_resume),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
