@@ -778,6 +778,33 @@ static void do_maintenance(struct agent *a, const Ferry__Cluster__Request *q, R 
 			  FERRY__CLUSTER__HOST_MODE__HOST_MODE_ACTIVE, r);
 }
 
+/*
+ * A VM still on host whose last move from it failed: the evacuation tries
+ * it again, and the operator following it sees why it has not left yet (a
+ * destination that cannot reach the VM's storage, say). Best effort.
+ */
+static void plan_failed_add(Ferry__Cluster__PlanInfo *p, const Ferry__Cluster__Vm *vm,
+			    const char *host)
+{
+	const Ferry__Cluster__MigrationResult *m = vm->last_migration;
+	Ferry__Cluster__PlanFailed *f, **list;
+
+	if (!m || m->ok || m->dry_run || strcmp(m->source, host))
+		return;
+	list = realloc(p->failed, (p->n_failed + 1) * sizeof(*list));
+	if (!list)
+		return;
+	p->failed = list;
+	f = CL_NEW(Ferry__Cluster__PlanFailed, ferry__cluster__plan_failed__init);
+	if (!f)
+		return;
+	f->vm = cl_strdup(vm->name);
+	f->to = cl_strdup(m->destination);
+	f->error = cl_strdup(m->error);
+	f->id = m->id;
+	p->failed[p->n_failed++] = f;
+}
+
 /* How an evacuation stands: the VMs still there, the moves left, the
  * ones that cannot leave. */
 static void do_evacuation(struct agent *a, const Ferry__Cluster__Request *q, R *r)
@@ -816,6 +843,8 @@ static void do_evacuation(struct agent *a, const Ferry__Cluster__Request *q, R *
 			continue;
 		r->plan->remaining++;
 		r->plan->in_flight += vm->migration != NULL;
+		if (!vm->migration)
+			plan_failed_add(r->plan, vm, host);
 	}
 	r->host = CL_DUP(Ferry__Cluster__Host, h);
 }

@@ -393,6 +393,59 @@ static void say_placement(const Ferry__Cluster__PlanInfo *p, const char *host, b
 	}
 }
 
+/* Failures seen on the follow's first look: they predate it. */
+struct old_failures {
+	uint64_t id[64];
+	size_t n;
+};
+
+/*
+ * Say each new reason a VM's move from the host failed, once: the
+ * evacuation tries it again (every second, so the same reason is said
+ * once), and the operator sees why it has not left yet. said:
+ * "\nvm\terror\n..." of those said so far.
+ */
+static void say_failed(const Ferry__Cluster__PlanInfo *p, const char *host, bool tty,
+		       struct old_failures *old, bool first, char *said, size_t len)
+{
+	for (size_t i = 0; i < p->n_failed; i++) {
+		const Ferry__Cluster__PlanFailed *f = p->failed[i];
+		char key[1200];
+		size_t n = strlen(said);
+		bool seen = false;
+
+		if (first) {
+			if (old->n < sizeof(old->id) / sizeof(old->id[0]))
+				old->id[old->n++] = f->id;
+			continue;
+		}
+		for (size_t k = 0; k < old->n; k++)
+			seen |= old->id[k] == f->id;
+		if (seen || strlen(f->vm) + strlen(f->error) + 4 > sizeof(key))
+			continue;
+		snprintf(key, sizeof(key), "\n%s\t%s\n", f->vm, f->error);
+		if (strstr(said, key) || n + strlen(key) >= len)
+			continue;
+		snprintf(said + n, len - n, "%s", n ? key + 1 : key);
+		fprintf(stderr, "%sevacuating %s: %s's move to %s failed; trying again: %s\n",
+			tty ? "\r\033[K" : "", host, f->vm, f->to, f->error);
+	}
+}
+
+/* The VMs left whose last move failed, and why (after the stuck ones). */
+static void print_failed(const Ferry__Cluster__PlanInfo *p)
+{
+	for (size_t i = 0; i < p->n_failed; i++) {
+		bool stuck = false;
+
+		for (size_t k = 0; k < p->n_stuck; k++)
+			stuck |= !strcmp(p->stuck[k]->vm, p->failed[i]->vm);
+		if (!stuck)
+			printf("  %s: its last move, to %s, failed: %s\n", p->failed[i]->vm,
+			       p->failed[i]->to, p->failed[i]->error);
+	}
+}
+
 /*
  * Enter maintenance and follow the evacuation until HOST is empty, or
  * until only VMs that cannot leave are left (and nothing moves).
@@ -407,9 +460,10 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 	bool tty = isatty(2) && !c->json;
 	double t0 = mono_ms(), moved_at = mono_ms();
 	uint32_t start_remaining = 0, last_remaining = UINT32_MAX, last_incoming = 0;
-	char said[1024] = "", coming[48] = "";
+	char said[1024] = "", failed[16384] = "", coming[48] = "";
 	int status, quiet = 0;
-	bool empty = false, left = false, gone = false;
+	bool empty = false, left = false, gone = false, first = true;
+	struct old_failures old = { .n = 0 };
 
 	m.host = (char *)host;
 	m.enter = enter;
@@ -437,8 +491,11 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 			snprintf(coming, sizeof(coming), ", %u on its way in", p->incoming);
 		else
 			coming[0] = 0;
-		if (!c->json)
+		if (!c->json) {
 			say_placement(p, host, tty, said, sizeof(said));
+			say_failed(p, host, tty, &old, first, failed, sizeof(failed));
+		}
+		first = false;
 		if (p->remaining != last_remaining || p->incoming != last_incoming) {
 			/* Not a terminal: a line per change instead of a live one. */
 			if (!tty && !c->json)
@@ -486,6 +543,7 @@ int clusterctl_maintenance(struct clusterctl *c, const char *host, bool enter, b
 		       r->plan->remaining, coming);
 		for (size_t i = 0; i < r->plan->n_stuck; i++)
 			printf("  %s: %s\n", r->plan->stuck[i]->vm, r->plan->stuck[i]->reason);
+		print_failed(r->plan);
 		if (!r->plan->n_stuck)
 			printf("  the evacuation made no progress for %d s\n", EVACUATE_STALL_S);
 	}

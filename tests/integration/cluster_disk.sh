@@ -101,6 +101,36 @@ if command -v nbdkit >/dev/null; then
 		vm_list_has host1 "^d5 *running *host3 "
 	d5_writes() { [ "$(acked d5 2>/dev/null || echo 0)" -gt 0 ]; }
 	check "and writes" wait_for 10 "d5 writing" d5_writes
+	d5_writes_more() { local a; a=$(acked d5) || return 1; sleep 0.3; [ "$(acked d5)" -gt "$a" ]; }
+
+	echo "== maintenance while that storage is down: the follow says why d5 has not left"
+	# d5 pauses (its disk gone); its move is refused by each destination's
+	# precheck, which cannot reach the storage either, and tried again;
+	# host maintenance enter says why, once, and ends once the server is
+	# back and d5 has left (paused: its held requests go with it). SIGKILL:
+	# nbdkit waits for its clients on SIGTERM.
+	kill -9 "$nbdkit_pid" 2>/dev/null; wait "$nbdkit_pid" 2>/dev/null || true
+	check "d5 pauses, its storage gone" wait_for 15 "d5 paused" \
+		vm_list_has host1 "^d5 *paused *host3 .*the storage is unreachable"
+	lab_exec host2 clusterctl host maintenance host3 enter >"$SHARED/maint.out" 2>&1 &
+	maint_pid=$!
+	check "enter says why d5 has not left" wait_for 20 "the refusal said" \
+		grep -q "evacuating host3: d5's move to host[12] failed; trying again: .*Connection refused" \
+		"$SHARED/maint.out"
+	check "and says it once, though tried again every second" \
+		bash -c "sleep 3; [ \$(grep -c \"d5's move to\" '$SHARED/maint.out') -le 2 ]"
+	grep "d5's move" "$SHARED/maint.out" | head -2 | cut -c1-220 | sed 's/^/  /'
+	"$LAB_TOOL" --name "$LAB_NAME" storage nbdkit -f -i "$addr" -p 10809 file "$SHARED/d5.img" \
+		>>"$SHARED/nbdkit.log" 2>&1 &
+	nbdkit_pid=$!
+	rc=0; wait "$maint_pid" || rc=$?
+	check "with the server back, host3 empties (enter: $rc)" [ "$rc" = 0 ]
+	tail -1 "$SHARED/maint.out" | sed 's/^/  /'
+	check "d5 left host3, paused" wait_for 10 "d5 paused elsewhere" \
+		vm_list_has host1 "^d5 *paused *host[12] "
+	check "vm resume d5 runs it there" ctl host1 clusterctl vm resume d5
+	check "and it writes again" wait_for 10 "d5 writing" d5_writes_more
+	check "host3 leaves maintenance" ctl host1 clusterctl host maintenance host3 exit
 	check "d5 stops" ctl host1 clusterctl vm stop d5
 	kill "$nbdkit_pid" 2>/dev/null; wait "$nbdkit_pid" 2>/dev/null || true
 else
