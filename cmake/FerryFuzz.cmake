@@ -40,7 +40,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
   return()
 endif()
 
-set(FERRY_FUZZ_SECONDS 15 CACHE STRING
+set(FERRY_FUZZ_SECONDS 10 CACHE STRING
     "Seconds each fuzz/<target> ctest test fuzzes for")
 get_filename_component(FERRY_FUZZ_REPLAY_MAIN
   ${CMAKE_CURRENT_LIST_DIR}/../tests/fuzz/replay_main.c ABSOLUTE)

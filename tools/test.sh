@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
-FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-15}
+FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-10}
 
 bash tools/install-deps.sh
 
@@ -42,6 +42,10 @@ echo "== unit tests, $JOBS at a time"
 # and fences: two at a time. The others time their guests: one at a time.
 echo "== integration tests on labs of their own, 2 at a time"
 (cd build && ctest -L lab -j 2 --output-on-failure) || status=1
+# The disks' tests own their ports and namespaces and time little: two
+# at a time.
+echo "== integration tests of disks, 2 at a time"
+(cd build && ctest -L pair -j 2 --output-on-failure) || status=1
 echo "== integration tests, one at a time"
-(cd build && ctest -L integration -LE lab --output-on-failure) || status=1
+(cd build && ctest -L integration -LE 'lab|pair' --output-on-failure) || status=1
 exit $status
