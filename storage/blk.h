@@ -24,6 +24,8 @@ struct blk_defaults {
 	unsigned ring_poll_us;     /* a ring's poller spins this long after its last work, µs */
 	unsigned probe_wait_ms;    /* a precheck waits this long for a disk's storage */
 	unsigned connect_wait_ms;  /* an open or reconnect waits this long for TCP's connect */
+	unsigned ack_wait_ms;      /* NBD: data the server's host leaves unacknowledged this
+				    * long ends the connection (TCP_USER_TIMEOUT): gone */
 };
 extern const struct blk_defaults blk_defaults;
 

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libnbd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -65,6 +67,27 @@ static int nbd_connect_wait(struct nbd_handle *h, const char *uri)
 	return nbd_aio_is_ready(h) == 1 ? 0 : nbd_err();
 }
 
+/*
+ * A server whose host went off (or a network cut away) leaves a request
+ * hanging for TCP's retransmissions, about 15 minutes, with the guest's
+ * I/O stuck and nobody told. Once the kernel has waited ack_wait_ms for
+ * an acknowledgement it ends the connection: the request fails, the disk
+ * is gone and the VM pauses with the reason, and a resume reconnects.
+ * Not for a Unix socket (nbd+unix://), which has no such wait.
+ */
+static void nbd_ack_wait(struct blk_disk *d)
+{
+	unsigned ms = blk_defaults.ack_wait_ms;
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+
+	if (d->nbd_fd < 0 || getsockname(d->nbd_fd, (struct sockaddr *)&sa, &len) ||
+	    (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
+		return;
+	if (setsockopt(d->nbd_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)))
+		log_warn("disk %u: TCP_USER_TIMEOUT: %s", d->index, strerror(errno));
+}
+
 static int nbd_connect_disk(struct blk_disk *d, char *err, size_t len)
 {
 	struct nbd_handle *h = nbd_create();
@@ -103,6 +126,7 @@ static int nbd_connect_disk(struct blk_disk *d, char *err, size_t len)
 		d->size = (uint64_t)size & ~(uint64_t)(GABI_BLK_SECTOR - 1);
 	d->nbd = h;
 	__atomic_store_n(&d->nbd_fd, nbd_aio_get_fd(h), __ATOMIC_RELEASE);
+	nbd_ack_wait(d);
 	return 0;
 }
 

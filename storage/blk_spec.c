@@ -17,6 +17,7 @@ const struct blk_defaults blk_defaults = {
 	.ring_poll_us = 200,
 	.probe_wait_ms = 3000,
 	.connect_wait_ms = 5000,
+	.ack_wait_ms = 20000,
 };
 
 int blk_spec_parse(const char *s, struct blk_spec *out, char *err, size_t err_len)

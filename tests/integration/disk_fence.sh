@@ -97,6 +97,32 @@ check "the log on the image verifies, the new owner's block $acked2 included" \
 	grep -q '^blklog_check: ok' <<<"$out"
 check "the new owner went past the old one ($acked2 > $acked)" [ "$acked2" -gt "$acked" ]
 
+echo "== a running writer whose server goes silent: paused, not hung"
+# The server's end of the link down, its address still known (ARP would
+# say "no route to host" after 3 s): SYNs and writes go out and nothing
+# answers. Without a bound the write would wait on TCP's retransmissions
+# for about 15 minutes; TCP_USER_TIMEOUT (20 s) ends the connection, the
+# disk is gone and the VM pauses with the reason; back, a resume goes on.
+ip neigh replace 10.9.0.2 lladdr "$(nsenter -t "$SRV" -n ip -o link show vn | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')" \
+	dev vr nud permanent
+start_writer q "$DISK" "n=0 resume=1"
+check "a writer on NBD writes" advancing q acked
+nsenter -t "$SRV" -n ip link set vn down
+t0=$(date +%s%3N)
+wait_for "status_json q | grep -q '\"state\": *\"paused\"'" 40 || true
+t_pause=$(($(date +%s%3N) - t0))
+st=$("$VMON" ctl "$TMP/q.sock" status 2>&1 || true)
+echo "   paused after $t_pause ms: $(grep 'paused because' <<<"$st" | cut -c1-160)"
+check "it pauses after the 20 s wait for an acknowledgement ($t_pause ms)" \
+	[ "$t_pause" -ge 15000 -a "$t_pause" -lt 32000 ]
+check "status says the storage is unreachable" grep -q "paused because: disk 0 .*unreachable" <<<"$st"
+nsenter -t "$SRV" -n ip link set vn up
+check "with the link back, vmon ctl resume reconnects" wait_for "'$VMON' ctl '$TMP/q.sock' resume >/dev/null 2>&1" 10
+check "and it writes on" advancing q acked
+acked2=$(value q acked)
+"$VMON" ctl "$TMP/q.sock" stop >/dev/null 2>&1 || true
+exit_status "$SPID" 10
+
 echo "== a start with its storage out of reach: status 7"
 start_at() { # start_at NAME DISK: the writer's exit status in XRC, its time in T_MS
 	local t0; t0=$(date +%s%3N)
@@ -105,15 +131,12 @@ start_at() { # start_at NAME DISK: the writer's exit status in XRC, its time in 
 	T_MS=$(($(date +%s%3N) - t0))
 	echo "   $1: status $XRC after $T_MS ms: $(tail -1 "$TMP/$1.err")"
 }
-# The server's end of the link down, its address still known (ARP would
-# say "no route to host" after 3 s): SYNs go out and nothing answers.
-ip neigh replace 10.9.0.2 lladdr "$(nsenter -t "$SRV" -n ip -o link show vn | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')" \
-	dev vr nud permanent
+# Silent again (the neighbour entry above stays): SYNs go unanswered.
 nsenter -t "$SRV" -n ip link set vn down
 start_at s1 "$DISK"
 check "a server that gives no answer: status 7" [ "$XRC" = 7 ]
 check "after the 5 s connect wait, not TCP's minutes ($T_MS ms)" \
-	[ "$T_MS" -ge 4500 ] && [ "$T_MS" -lt 9000 ]
+	[ "$T_MS" -ge 4500 -a "$T_MS" -lt 9000 ]
 check "it says so" grep -q "no connection in 5000 ms" "$TMP/s1.err"
 check "the lease is free after it" lease_free
 nsenter -t "$SRV" -n ip link set vn up
