@@ -73,19 +73,31 @@ static int nbd_connect_wait(struct nbd_handle *h, const char *uri)
  * I/O stuck and nobody told. Once the kernel has waited ack_wait_ms for
  * an acknowledgement it ends the connection: the request fails, the disk
  * is gone and the VM pauses with the reason, and a resume reconnects.
- * Not for a Unix socket (nbd+unix://), which has no such wait.
+ * Keepalive probes from 5 s of silence on cover a request already
+ * acknowledged whose answer never comes (nothing of ours unacknowledged,
+ * so the user timeout alone never fires: a CI run found that window);
+ * the user timeout bounds the probes too. A live server's kernel answers
+ * the probes, so a slow answer is no failure. Not for a Unix socket
+ * (nbd+unix://), which has no such wait.
  */
 static void nbd_ack_wait(struct blk_disk *d)
 {
-	unsigned ms = blk_defaults.ack_wait_ms;
+	const struct { int level, name, value; const char *what; } opts[] = {
+		{ IPPROTO_TCP, TCP_USER_TIMEOUT, (int)blk_defaults.ack_wait_ms, "TCP_USER_TIMEOUT" },
+		{ SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE" },
+		{ IPPROTO_TCP, TCP_KEEPIDLE, 5, "TCP_KEEPIDLE" },
+		{ IPPROTO_TCP, TCP_KEEPINTVL, 5, "TCP_KEEPINTVL" },
+	};
 	struct sockaddr_storage sa;
 	socklen_t len = sizeof(sa);
 
 	if (d->nbd_fd < 0 || getsockname(d->nbd_fd, (struct sockaddr *)&sa, &len) ||
 	    (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
 		return;
-	if (setsockopt(d->nbd_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)))
-		log_warn("disk %u: TCP_USER_TIMEOUT: %s", d->index, strerror(errno));
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (setsockopt(d->nbd_fd, opts[i].level, opts[i].name, &opts[i].value,
+			       sizeof(opts[i].value)))
+			log_warn("disk %u: %s: %s", d->index, opts[i].what, strerror(errno));
 }
 
 static int nbd_connect_disk(struct blk_disk *d, char *err, size_t len)
