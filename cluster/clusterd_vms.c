@@ -334,6 +334,12 @@ static bool exit_hosts_fault(int status)
 	return status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 5);
 }
 
+/* A start made this long ago got past its disks: its wait is over. */
+static bool disk_wait_stale(const struct disk_wait *w, uint64_t now)
+{
+	return now > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull;
+}
+
 static struct disk_wait *disk_wait_find(struct agent *a, const char *name)
 {
 	for (size_t i = 0; i < a->n_disk_waits; i++)
@@ -389,13 +395,13 @@ static bool disk_wait_again(struct agent *a, struct local_vm *lv)
 	struct disk_wait *w = disk_wait_find(a, lv->name);
 	uint64_t now = now_ns();
 	char tail[300];
-	unsigned ms;
+	unsigned ms, max_ms;
 	bool gone;
 
 	if (!WIFEXITED(lv->status) || !vm || vm->generation != lv->generation)
 		return false;
 	gone = WEXITSTATUS(lv->status) == 7;
-	if ((!gone && WEXITSTATUS(lv->status) != 6) || (!gone && disk_shared_with_other(a, vm)))
+	if (!gone && (WEXITSTATUS(lv->status) != 6 || disk_shared_with_other(a, vm)))
 		return false;
 	if (!w) {
 		if (a->n_disk_waits >= CL_UNREPORTED_MAX)
@@ -403,7 +409,7 @@ static bool disk_wait_again(struct agent *a, struct local_vm *lv)
 		w = &a->disk_waits[a->n_disk_waits++];
 		memset(w, 0, sizeof(*w));
 	} else if (w->generation != lv->generation || w->gone != gone ||
-		   now > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull) {
+		   disk_wait_stale(w, now)) {
 		w->tries = 0;   /* a new run, another cause, or a run that got going */
 	}
 	snprintf(w->name, sizeof(w->name), "%s", lv->name);
@@ -423,8 +429,8 @@ static bool disk_wait_again(struct agent *a, struct local_vm *lv)
 		return false;
 	}
 	ms = 1000u << (w->tries < 4 ? w->tries : 4);
-	if (ms > (gone ? CL_DISK_GONE_WAIT_MAX_MS : CL_DISK_BUSY_WAIT_MAX_MS))
-		ms = gone ? CL_DISK_GONE_WAIT_MAX_MS : CL_DISK_BUSY_WAIT_MAX_MS;
+	max_ms = gone ? CL_DISK_GONE_WAIT_MAX_MS : CL_DISK_BUSY_WAIT_MAX_MS;
+	ms = ms > max_ms ? max_ms : ms;
 	w->tries++;
 	w->retry_ns = now + ms * 1000000ull;
 	if (gone)
@@ -444,8 +450,7 @@ static bool disk_wait_holds(struct agent *a, const Ferry__Cluster__Vm *vm)
 
 	if (!w)
 		return false;
-	if (w->generation != vm->generation ||
-	    now_ns() > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull) {
+	if (w->generation != vm->generation || disk_wait_stale(w, now_ns())) {
 		*w = a->disk_waits[--a->n_disk_waits];
 		return false;
 	}
@@ -804,8 +809,7 @@ void agent_send_load(struct agent *a)
 		char of[16] = "";
 
 		if (!vm || !vm_mine(a, vm) || vm->generation != w->generation ||
-		    agent_local(a, w->name, false) ||
-		    now > w->retry_ns + CL_DISK_WAIT_STALE_S * 1000000000ull)
+		    agent_local(a, w->name, false) || disk_wait_stale(w, now))
 			continue;
 		if (!w->gone)
 			snprintf(of, sizeof(of), " of %u", CL_DISK_BUSY_TRIES + 1);
